@@ -1,0 +1,29 @@
+"""Stammkunde: the Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: configuration, database, queues, dispatcher, blueprints, CLI."""
+    from app import admin, cli, config, db, dispatch, queues, webhooks
+
+    settings = config.load()
+    app = Flask(__name__, instance_path=settings["INSTANCE_PATH"])
+    app.config.update(settings)
+    app.config.setdefault("SHOP_CACHE_SECONDS", 5.0)
+    if test_config:
+        app.config.update(test_config)
+    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    db.init_app(app)
+    queues.init_app(app)
+    dispatch.init_app(app)
+    app.register_blueprint(webhooks.bp)
+    admin.init_app(app)
+    cli.init_app(app)
+    return app

@@ -1,0 +1,116 @@
+"""All configuration, read from the environment in one place (the only reader of os.environ)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_INSTANCE = PROJECT_ROOT / "instance"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; the message says which and what to do."""
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _dev_secrets(instance: Path) -> dict[str, str]:
+    """Return development secrets kept in instance/dev-secrets.json, creating them once.
+
+    Only used outside production, so `make run` works on a fresh clone and encrypted shop secrets
+    survive restarts. Production refuses to start without real values instead.
+    """
+    path = instance / "dev-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    instance.mkdir(parents=True, exist_ok=True)
+    values = {"SECRET_KEY": secrets.token_urlsafe(32), "ENCRYPTION_KEY": Fernet.generate_key().decode()}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(values, fh)
+    return values
+
+
+def normalize_database_url(url: str) -> str:
+    """Return a SQLAlchemy URL: plain postgres URLs get the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Return the settings as a dict (Flask config keys), from `environ` (default os.environ).
+
+    Raises:
+        ConfigError: production mode with a secret missing, or a malformed value.
+    """
+    env = os.environ if environ is None else environ
+    mode = env.get("STAMMKUNDE_ENV", "development").strip().lower()
+    if mode not in {"development", "production", "test"}:
+        raise ConfigError(f"STAMMKUNDE_ENV must be development, production or test, got {mode!r}")
+    instance = Path(env.get("INSTANCE_PATH") or DEFAULT_INSTANCE).resolve()
+
+    secret_key = env.get("SECRET_KEY") or None
+    encryption_key = env.get("ENCRYPTION_KEY") or None
+    if mode == "production":
+        missing = [n for n, v in (("SECRET_KEY", secret_key), ("ENCRYPTION_KEY", encryption_key)) if not v]
+        if missing:
+            raise ConfigError(
+                f"production mode needs {', '.join(missing)} set in the environment "
+                "(ENCRYPTION_KEY: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())')"
+            )
+    elif not (secret_key and encryption_key):
+        dev = _dev_secrets(instance)
+        secret_key = secret_key or dev["SECRET_KEY"]
+        encryption_key = encryption_key or dev["ENCRYPTION_KEY"]
+
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{instance / 'stammkunde.db'}"
+    return {
+        "ENV_MODE": mode,
+        "INSTANCE_PATH": str(instance),
+        "SECRET_KEY": secret_key,
+        # Comma-separated Fernet keys, newest first (MultiFernet rotation).
+        "ENCRYPTION_KEY": encryption_key,
+        "DATABASE_URL": normalize_database_url(database_url),
+        "REDIS_URL": env.get("REDIS_URL") or None,
+        "PORT": _int(env, "PORT", 5000),
+        "SHOPIFY_API_KEY": env.get("SHOPIFY_API_KEY") or None,
+        "SHOPIFY_API_SECRET": env.get("SHOPIFY_API_SECRET") or None,
+        "SHOPIFY_API_SECRET_OLD": env.get("SHOPIFY_API_SECRET_OLD") or None,
+        "SHOPIFY_API_VERSION": env.get("SHOPIFY_API_VERSION") or "2026-07",
+        # Webhook bodies above this are refused with 413 before anything reads them.
+        "MAX_CONTENT_LENGTH": _int(env, "WEBHOOK_MAX_BYTES", 1024 * 1024),
+        # The batching dispatcher: how long a delivery may wait before its batch is enqueued.
+        "DISPATCH_INTERVAL_MS": _int(env, "DISPATCH_INTERVAL_MS", 50),
+        "DISPATCH_BATCH_SIZE": _int(env, "DISPATCH_BATCH_SIZE", 200),
+        # Deliveries still 'received' after this many seconds are re-enqueued by the sweep.
+        "REQUEUE_AFTER_SECONDS": _int(env, "REQUEUE_AFTER_SECONDS", 60),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), mode == "production"),
+        "WTF_CSRF_TIME_LIMIT": None,
+        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
+    }

@@ -1,0 +1,173 @@
+"""Customer identity: platform ids, guests by e-mail, and merging a guest into an account.
+
+Rows are created with INSERT ... ON CONFLICT DO NOTHING and read back, so two workers that see
+the same new customer at once end with one row (no check-then-insert).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.db import dialect_insert, is_postgres
+from app.models import Checkout, Customer, LedgerEntry, Order, PointLot, Shop, utcnow
+from connectors import types as ct
+
+logger = logging.getLogger(__name__)
+
+_GUEST_WHERE = "platform_id IS NULL AND merged_into_id IS NULL"
+
+
+def _select_for_update(session: Session, stmt):  # type: ignore[no-untyped-def]
+    return stmt.with_for_update() if is_postgres(session) else stmt
+
+
+def find_by_email(session: Session, shop_id: int, email: str) -> Customer | None:
+    """Return the live customer with this e-mail: the account when there is one, else the guest."""
+    rows = session.scalars(
+        select(Customer)
+        .where(Customer.shop_id == shop_id, Customer.email == email, Customer.merged_into_id.is_(None))
+        .order_by(Customer.platform_id.is_(None), Customer.id)
+    ).all()
+    return rows[0] if rows else None
+
+
+def _by_platform_id(session: Session, shop_id: int, platform_id: str) -> Customer | None:
+    return session.scalars(
+        _select_for_update(
+            session,
+            select(Customer).where(Customer.shop_id == shop_id, Customer.platform_id == platform_id),
+        )
+    ).first()
+
+
+def _guest(session: Session, shop_id: int, email: str) -> Customer | None:
+    return session.scalars(
+        _select_for_update(
+            session,
+            select(Customer).where(
+                Customer.shop_id == shop_id,
+                Customer.email == email,
+                Customer.platform_id.is_(None),
+                Customer.merged_into_id.is_(None),
+            ),
+        )
+    ).first()
+
+
+def _insert_account(session: Session, shop_id: int, platform_id: str, email: str | None) -> Customer:
+    stmt = dialect_insert(session, Customer.__table__).values(
+        shop_id=shop_id, platform_id=platform_id, email=email, created_at=utcnow(), updated_at=utcnow()
+    )
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["shop_id", "platform_id"]))
+    row = _by_platform_id(session, shop_id, platform_id)
+    assert row is not None
+    return row
+
+
+def _insert_guest(session: Session, shop_id: int, email: str) -> Customer:
+    from sqlalchemy import text
+
+    stmt = dialect_insert(session, Customer.__table__).values(
+        shop_id=shop_id, email=email, created_at=utcnow(), updated_at=utcnow()
+    )
+    session.execute(
+        stmt.on_conflict_do_nothing(index_elements=["shop_id", "email"], index_where=text(_GUEST_WHERE))
+    )
+    row = _guest(session, shop_id, email)
+    assert row is not None
+    return row
+
+
+def merge_guest(session: Session, guest: Customer, account: Customer) -> None:
+    """Move a guest's orders, checkouts, lots and entries to the account, and say so in the ledger."""
+    if guest.id == account.id or guest.merged_into_id is not None:
+        return
+    for model in (Order, Checkout, PointLot, LedgerEntry):
+        session.execute(update(model).where(model.customer_id == guest.id).values(customer_id=account.id))
+    guest.merged_into_id = account.id
+    session.add(
+        LedgerEntry(
+            shop_id=account.shop_id,
+            customer_id=account.id,
+            delta=0,
+            reason="merged_guest",
+            source_type="customer",
+            source_id=str(guest.id),
+            detail={"guest_customer": guest.id},
+        )
+    )
+    session.flush()
+    logger.info("guest merged into account", extra={"shop": account.shop_id, "customer": account.id})
+
+
+def _apply_profile(row: Customer, c: ct.Customer, platform: str) -> None:
+    newer = row.platform_updated_at is None or c.updated_at is None or c.updated_at >= row.platform_updated_at
+    if not newer:
+        return
+    if c.email:
+        row.email = c.email
+    for attr in ("first_name", "last_name", "locale"):
+        value = getattr(c, attr)
+        if value:
+            setattr(row, attr, value)
+    if c.accepts_marketing is not None:
+        row.accepts_marketing = c.accepts_marketing
+        row.consent_source = platform
+        row.consent_at = c.marketing_consent_at or c.updated_at
+    if c.updated_at is not None:
+        row.platform_updated_at = c.updated_at
+
+
+def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str | None = None) -> Customer | None:
+    """Return our row for a platform customer, creating or merging as needed.
+
+    An account (platform id) adopts the guest row with the same e-mail, or absorbs it when both
+    exist. A guest (no id) is keyed by e-mail and joins an existing account with that e-mail.
+    Returns None when there is neither an id nor an e-mail.
+    """
+    email = c.email or email
+    platform = str(shop.platform)
+    if c.id is not None:
+        row = _by_platform_id(session, shop.id, c.id)
+        if row is None and email:
+            guest = _guest(session, shop.id, email)
+            if guest is not None:
+                adopted = session.execute(
+                    update(Customer)
+                    .where(Customer.id == guest.id, Customer.platform_id.is_(None))
+                    .values(platform_id=c.id, updated_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if adopted:
+                    session.refresh(guest)
+                    row = guest
+        if row is None:
+            row = _insert_account(session, shop.id, c.id, email)
+        if email:
+            guest = _guest(session, shop.id, email)
+            if guest is not None and guest.id != row.id:
+                merge_guest(session, guest, row)
+        _apply_profile(row, c, platform)
+        session.flush()
+        return row
+    if not email:
+        return None
+    row = find_by_email(session, shop.id, email) or _insert_guest(session, shop.id, email)
+    _apply_profile(row, c, platform)
+    session.flush()
+    return row
+
+
+def customer_for_order(session: Session, shop: Shop, order: ct.Order) -> Customer | None:
+    """Return the customer an order belongs to (None for a guest order without an e-mail)."""
+    customer = order.customer or ct.Customer(id=None, email=order.email)
+    return upsert_customer(session, shop, customer, email=order.email)
+
+
+def touch(row: Customer, when: datetime | None = None) -> None:
+    """Mark the row changed now."""
+    row.updated_at = when or utcnow()

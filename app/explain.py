@@ -1,0 +1,95 @@
+"""Why a balance is what it is: a customer's lots and ledger in words (no Flask here).
+
+Used by `flask customers show --json` and by the admin customer page, so both say the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import ledger
+from app.models import Customer, LedgerEntry, Order, PointLot
+
+REASON_TEXT = {
+    "earn": "Earned for order {order}",
+    "refund": "Refund {refund} on order {order}",
+    "cancel": "Order {order} {why}: remaining points taken back",
+    "restore": "Order {order} restored: points given back",
+    "available": "Return window over: points available",
+    "merged_guest": "Guest purchases merged into this account",
+    "adjust": "Adjusted by staff",
+}
+
+
+def describe(entry: LedgerEntry, order_number: str | None) -> str:
+    """Return one sentence saying why `entry` exists."""
+    detail = dict(entry.detail or {})
+    template = REASON_TEXT.get(entry.reason, entry.reason)
+    text = template.format(
+        order=order_number or detail.get("order") or "?",
+        refund=detail.get("refund", ""),
+        why=detail.get("why", "cancelled"),
+    )
+    if entry.shortfall:
+        text += f" ({entry.shortfall} points already spent could not be taken back)"
+    if entry.reason == "earn" and detail.get("base"):
+        text += f" ({detail['base']} {detail.get('currency', '')} eligible)"
+    return text.strip()
+
+
+def customer_report(session: Session, customer: Customer) -> dict[str, Any]:
+    """Return balance, lots and the explained ledger of a customer (newest entry last)."""
+    bal = ledger.balance(session, customer.id)
+    numbers = dict(
+        session.execute(
+            select(Order.id, Order.number).where(Order.customer_id == customer.id)
+        ).all()
+    )
+    entries = session.scalars(
+        select(LedgerEntry).where(LedgerEntry.customer_id == customer.id).order_by(LedgerEntry.id)
+    ).all()
+    lots = session.scalars(
+        select(PointLot).where(PointLot.customer_id == customer.id).order_by(PointLot.earned_at, PointLot.id)
+    ).all()
+    return {
+        "customer": customer.id,
+        "email": customer.email,
+        "platform_id": customer.platform_id,
+        "available": bal.available,
+        "pending": bal.pending,
+        "banned": customer.banned_at is not None,
+        "shortfall": sum(e.shortfall for e in entries),
+        "lots": [
+            {
+                "id": lot.id,
+                "points": lot.points,
+                "remaining": lot.remaining,
+                "state": lot.state.value,
+                "earned_at": lot.earned_at.isoformat(),
+                "available_at": lot.available_at.isoformat(),
+                "expires_at": lot.expires_at.isoformat() if lot.expires_at else None,
+                "order": numbers.get(lot.order_id) if lot.order_id else None,
+                "rule": lot.rule,
+            }
+            for lot in lots
+        ],
+        "ledger": [
+            {
+                "id": e.id,
+                "delta": e.delta,
+                "pending_delta": e.pending_delta,
+                "available_delta": e.available_delta,
+                "shortfall": e.shortfall,
+                "reason": e.reason,
+                "why": describe(e, numbers.get(e.order_id) if e.order_id else None),
+                "order": numbers.get(e.order_id) if e.order_id else None,
+                "delivery": e.delivery_id,
+                "lot": e.lot_id,
+                "created_at": e.created_at.isoformat(),
+            }
+            for e in entries
+        ],
+    }

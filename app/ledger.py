@@ -1,0 +1,271 @@
+"""The points ledger: append-only entries over point lots (no Flask here).
+
+Every change is one `LedgerEntry`, unique on (shop, source_type, source_id, reason), written in the
+same transaction as the lot changes it explains. Balances are the sums of lot `remaining` by state,
+which always equal the sums of the entries' bucket deltas.
+
+Concurrency: callers lock the customer row (`lock_customer`) before changing any of its lots; on
+SQLite every transaction already holds the database write lock (BEGIN IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.db import is_postgres
+from app.models import Customer, LedgerEntry, LotState, PointLot, utcnow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Balance:
+    """A customer's points by bucket."""
+
+    pending: int
+    available: int
+
+    @property
+    def total(self) -> int:
+        """Return pending plus available points."""
+        return self.pending + self.available
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What taking points back removed, by bucket, and what it could not take."""
+
+    pending: int
+    available: int
+    shortfall: int
+    lots: tuple[tuple[int, int], ...]  # (lot id, points taken)
+
+
+def lock_customer(session: Session, customer_id: int) -> Customer:
+    """Return the customer row, locked for the rest of the transaction on PostgreSQL."""
+    stmt = select(Customer).where(Customer.id == customer_id)
+    if is_postgres(session):
+        stmt = stmt.with_for_update()
+    customer = session.scalars(stmt).one()
+    return customer
+
+
+def balance(session: Session, customer_id: int) -> Balance:
+    """Return the customer's pending and available points."""
+    rows = session.execute(
+        select(PointLot.state, func.coalesce(func.sum(PointLot.remaining), 0))
+        .where(PointLot.customer_id == customer_id)
+        .where(PointLot.state.in_([LotState.PENDING, LotState.AVAILABLE]))
+        .group_by(PointLot.state)
+    ).all()
+    by_state = {state: int(total) for state, total in rows}
+    return Balance(
+        pending=by_state.get(LotState.PENDING, 0), available=by_state.get(LotState.AVAILABLE, 0)
+    )
+
+
+def find_entry(session: Session, shop_id: int, source_type: str, source_id: str, reason: str) -> LedgerEntry | None:
+    """Return the entry with this natural key, if it exists."""
+    return session.scalars(
+        select(LedgerEntry).where(
+            LedgerEntry.shop_id == shop_id,
+            LedgerEntry.source_type == source_type,
+            LedgerEntry.source_id == source_id,
+            LedgerEntry.reason == reason,
+        )
+    ).first()
+
+
+def append(session: Session, entry: LedgerEntry, *, lot: PointLot | None = None) -> LedgerEntry | None:
+    """Insert `entry` (and a new `lot`) unless an entry with its natural key already exists.
+
+    Runs in a savepoint so a duplicate leaves the surrounding transaction usable; returns None for
+    a duplicate (the database decided: it was already recorded).
+    """
+    try:
+        with session.begin_nested():
+            if lot is not None:
+                session.add(lot)
+                session.flush()
+                entry.lot_id = lot.id
+            session.add(entry)
+            session.flush()
+    except IntegrityError:
+        logger.debug(
+            "ledger entry already recorded",
+            extra={"shop": entry.shop_id, "reason": entry.reason, "source_type": entry.source_type},
+        )
+        return None
+    return entry
+
+
+def new_lot(
+    *,
+    shop_id: int,
+    customer_id: int,
+    points: int,
+    earned_at: datetime,
+    available_at: datetime,
+    rule: dict[str, Any],
+    order_id: int | None = None,
+    expires_at: datetime | None = None,
+    now: datetime | None = None,
+) -> PointLot:
+    """Build (not insert) a lot that is pending until `available_at`."""
+    now = now or utcnow()
+    state = LotState.AVAILABLE if available_at <= now else LotState.PENDING
+    return PointLot(
+        shop_id=shop_id,
+        customer_id=customer_id,
+        order_id=order_id,
+        points=points,
+        remaining=points,
+        state=state,
+        earned_at=earned_at,
+        available_at=available_at,
+        expires_at=expires_at,
+        rule=rule,
+    )
+
+
+def credit(session: Session, entry: LedgerEntry, lot: PointLot) -> LedgerEntry | None:
+    """Record new points: `lot` holds them, `entry` explains them (None when already recorded)."""
+    entry.delta = lot.points
+    if lot.state == LotState.PENDING:
+        entry.pending_delta, entry.available_delta = lot.points, 0
+    else:
+        entry.pending_delta, entry.available_delta = 0, lot.points
+    return append(session, entry, lot=lot)
+
+
+def take_back(session: Session, customer_id: int, points: int, *, own_lot_id: int | None) -> Taken:
+    """Remove up to `points` from the customer's lots without going below zero.
+
+    Order: the lot the points came from, then other pending lots, then available lots, oldest
+    first. What cannot be taken (already spent) is the shortfall. Mutates lots; the caller writes
+    the entry in the same transaction.
+    """
+    lots = session.scalars(
+        select(PointLot)
+        .where(PointLot.customer_id == customer_id)
+        .where(PointLot.state.in_([LotState.PENDING, LotState.AVAILABLE]))
+        .where(PointLot.remaining > 0)
+        .order_by(PointLot.earned_at, PointLot.id)
+    ).all()
+    ordered = sorted(
+        lots,
+        key=lambda lot: (lot.id != own_lot_id, lot.state != LotState.PENDING, lot.earned_at, lot.id),
+    )
+    left = points
+    pending = available = 0
+    moved: list[tuple[int, int]] = []
+    for lot in ordered:
+        if left <= 0:
+            break
+        take = min(lot.remaining, left)
+        lot.remaining -= take
+        left -= take
+        if lot.state == LotState.PENDING:
+            pending += take
+        else:
+            available += take
+        if lot.remaining == 0:
+            lot.state = LotState.REVERSED
+        moved.append((lot.id, take))
+    return Taken(pending=pending, available=available, shortfall=left, lots=tuple(moved))
+
+
+def debit(session: Session, entry: LedgerEntry, points: int, *, own_lot_id: int | None) -> LedgerEntry | None:
+    """Take back `points` (a reversal) and record `entry`; None when the entry already exists.
+
+    The lot changes and the entry share one savepoint, so a duplicate changes nothing.
+    """
+    try:
+        with session.begin_nested():
+            taken = take_back(session, entry.customer_id, points, own_lot_id=own_lot_id)
+            entry.delta = -(taken.pending + taken.available)
+            entry.pending_delta = -taken.pending
+            entry.available_delta = -taken.available
+            entry.shortfall = taken.shortfall
+            entry.lot_id = own_lot_id
+            entry.detail = {**(entry.detail or {}), "requested": points, "lots": [list(m) for m in taken.lots]}
+            session.add(entry)
+            session.flush()
+    except IntegrityError:
+        session.expire_all()
+        return None
+    return entry
+
+
+def restore(session: Session, entry: LedgerEntry, points: int, *, lot: PointLot) -> LedgerEntry | None:
+    """Give back `points` that a reversal took (an order restored or un-cancelled)."""
+    try:
+        with session.begin_nested():
+            lot.remaining += points
+            if lot.state == LotState.REVERSED:
+                lot.state = LotState.AVAILABLE if lot.available_at <= utcnow() else LotState.PENDING
+            entry.delta = points
+            entry.lot_id = lot.id
+            if lot.state == LotState.PENDING:
+                entry.pending_delta, entry.available_delta = points, 0
+            else:
+                entry.pending_delta, entry.available_delta = 0, points
+            session.add(entry)
+            session.flush()
+    except IntegrityError:
+        session.expire_all()
+        return None
+    return entry
+
+
+def mature_lot(session: Session, lot_id: int, *, now: datetime | None = None) -> LedgerEntry | None:
+    """Make a pending lot available once its return window has passed (None when not due/done)."""
+    now = now or utcnow()
+    lot = session.get(PointLot, lot_id)
+    if lot is None:
+        return None
+    lock_customer(session, lot.customer_id)
+    session.refresh(lot)
+    if lot.state != LotState.PENDING or lot.available_at > now:
+        return None
+    entry = LedgerEntry(
+        shop_id=lot.shop_id,
+        customer_id=lot.customer_id,
+        lot_id=lot.id,
+        order_id=lot.order_id,
+        delta=0,
+        pending_delta=-lot.remaining,
+        available_delta=lot.remaining,
+        reason="available",
+        source_type="lot",
+        source_id=str(lot.id),
+        detail={"points": lot.remaining},
+    )
+    try:
+        with session.begin_nested():
+            lot.state = LotState.AVAILABLE
+            session.add(entry)
+            session.flush()
+    except IntegrityError:
+        session.expire_all()
+        return None
+    return entry
+
+
+def due_lot_ids(session: Session, now: datetime, limit: int = 1000) -> list[int]:
+    """Return ids of pending lots whose return window has passed (indexed by state, available_at)."""
+    return list(
+        session.scalars(
+            select(PointLot.id)
+            .where(PointLot.state == LotState.PENDING, PointLot.available_at <= now)
+            .order_by(PointLot.available_at, PointLot.id)
+            .limit(limit)
+        )
+    )

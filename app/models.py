@@ -1,0 +1,395 @@
+"""The schema (SQLAlchemy 2 typed declarative). Changes go through Alembic migrations.
+
+Designed for the whole product, not only the foundation:
+- `PointLot` carries the state of points (pending -> available -> spent / expired / reversed), its
+  expiry and the rule that awarded it; `LedgerEntry` is the append-only story of every change,
+  unique on its natural key so duplicates and races settle in the database.
+- customers keep consent, ban and tier columns that the program and reminder features fill.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; store timezone-aware UTC times only")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact decimal amount: NUMERIC on PostgreSQL, text on SQLite (which has no decimal type)."""
+
+    impl = Numeric(18, 4)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(40))
+        return dialect.type_descriptor(Numeric(18, 4, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, float):
+            raise TypeError("money must be Decimal, never float")
+        amount = Decimal(value)
+        return str(amount) if dialect.name == "sqlite" else amount
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(str(value))
+
+
+def _enum(cls: type[enum.Enum], name: str) -> SAEnum:
+    return SAEnum(
+        cls,
+        name=name,
+        native_enum=False,
+        length=20,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Platform(enum.StrEnum):
+    SHOPIFY = "shopify"
+    WOOCOMMERCE = "woocommerce"
+
+
+class ShopStatus(enum.StrEnum):
+    ACTIVE = "active"
+    UNINSTALLED = "uninstalled"
+
+
+class DeliveryStatus(enum.StrEnum):
+    RECEIVED = "received"  # committed, waiting for a worker
+    PROCESSED = "processed"
+    FAILED = "failed"  # visible in the admin with its reason, replayable
+
+
+class LotState(enum.StrEnum):
+    PENDING = "pending"  # inside the return window
+    AVAILABLE = "available"
+    SPENT = "spent"
+    EXPIRED = "expired"
+    REVERSED = "reversed"  # taken back by a refund or cancellation
+
+
+class Shop(Base):
+    __tablename__ = "shops"
+    __table_args__ = (UniqueConstraint("platform", "domain"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[Platform] = mapped_column(_enum(Platform, "platform"))
+    # Shopify: "x.myshopify.com"; WooCommerce: the store base URL, as the connector normalizes it.
+    domain: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255), default="")
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Berlin")
+    language: Mapped[str] = mapped_column(String(8), default="de")
+    status: Mapped[ShopStatus] = mapped_column(_enum(ShopStatus, "shop_status"), default=ShopStatus.ACTIVE)
+    # Fernet tokens (app.crypto); never stored or logged in clear.
+    webhook_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    webhook_secret_old_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    webhook_secret_old_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    api_credentials_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    program_version: Mapped[int] = mapped_column(Integer, default=1)
+    uninstalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ProgramVersion(Base):
+    """Every version of a shop's program document; the newest is in force, older ones are kept."""
+
+    __tablename__ = "program_versions"
+    __table_args__ = (UniqueConstraint("shop_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(255), default="system")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "platform_id"),
+        # One guest row per e-mail; rows with a platform id are keyed by that id instead.
+        Index(
+            "uq_customers_guest_email",
+            "shop_id",
+            "email",
+            unique=True,
+            sqlite_where=text("platform_id IS NULL AND merged_into_id IS NULL"),
+            postgresql_where=text("platform_id IS NULL AND merged_into_id IS NULL"),
+        ),
+        Index("ix_customers_shop_id_email", "shop_id", "email"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    platform_id: Mapped[str | None] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(320))
+    first_name: Mapped[str | None] = mapped_column(String(255))
+    last_name: Mapped[str | None] = mapped_column(String(255))
+    locale: Mapped[str | None] = mapped_column(String(16))
+    accepts_marketing: Mapped[bool | None] = mapped_column(Boolean)
+    consent_source: Mapped[str | None] = mapped_column(String(64))
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    banned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ban_reason: Mapped[str | None] = mapped_column(Text)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    platform_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def display_name(self) -> str:
+        """Return the name support staff see (e-mail when there is no name)."""
+        name = " ".join(p for p in (self.first_name, self.last_name) if p)
+        return name or self.email or f"customer {self.id}"
+
+
+class Order(Base):
+    """The newest normalized snapshot of a platform order plus what we derived from it."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "platform_id"),
+        Index("ix_orders_customer_id_paid_at", "customer_id", "paid_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    platform_id: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    number: Mapped[str | None] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(320))
+    status: Mapped[str | None] = mapped_column(String(20))  # connectors.types.OrderStatus value
+    platform_status: Mapped[str | None] = mapped_column(String(40))
+    is_paid: Mapped[bool] = mapped_column(Boolean, default=False)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    presentment_currency: Mapped[str | None] = mapped_column(String(3))
+    merchandise: Mapped[Decimal | None] = mapped_column(Money)
+    merchandise_tax: Mapped[Decimal | None] = mapped_column(Money)
+    taxes_included: Mapped[bool] = mapped_column(Boolean, default=False)
+    gift_card_paid: Mapped[Decimal | None] = mapped_column(Money)
+    shipping: Mapped[Decimal | None] = mapped_column(Money)
+    total: Mapped[Decimal | None] = mapped_column(Money)
+    total_weight_grams: Mapped[int] = mapped_column(Integer, default=0)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    discount_codes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    shipping_address_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    platform_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The platform's updated_at of the snapshot we hold: older snapshots never overwrite newer ones.
+    platform_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recovery_url: Mapped[str | None] = mapped_column(Text)
+    test: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    refunds: Mapped[list[OrderRefund]] = relationship(
+        back_populates="order", order_by="OrderRefund.id", lazy="selectin"
+    )
+
+
+class OrderRefund(Base):
+    """A refund we know of, from refunds/create or from an order snapshot, whichever came first."""
+
+    __tablename__ = "order_refunds"
+    __table_args__ = (UniqueConstraint("order_id", "platform_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    platform_id: Mapped[str] = mapped_column(String(64))
+    merchandise: Mapped[Decimal] = mapped_column(Money)
+    total: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    platform_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    order: Mapped[Order] = relationship(back_populates="refunds")
+
+
+class Checkout(Base):
+    """A checkout that may be abandoned (input of the cart reminders)."""
+
+    __tablename__ = "checkouts"
+    __table_args__ = (UniqueConstraint("shop_id", "platform_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    platform_id: Mapped[str] = mapped_column(String(128))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    currency: Mapped[str] = mapped_column(String(3))
+    total: Mapped[Decimal] = mapped_column(Money)
+    recovery_url: Mapped[str | None] = mapped_column(Text)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    platform_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    platform_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The inbox: every accepted delivery, committed before we answer the platform."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "dedupe_key"),
+        Index("ix_webhook_deliveries_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(20))
+    topic: Mapped[str] = mapped_column(String(64))
+    dedupe_key: Mapped[str] = mapped_column(String(255))
+    headers: Mapped[dict[str, str]] = mapped_column(JSON)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.RECEIVED
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PointLot(Base):
+    """Points earned together, with their state, expiry and the rule that awarded them."""
+
+    __tablename__ = "point_lots"
+    __table_args__ = (
+        Index("ix_point_lots_customer_id_state", "customer_id", "state"),
+        Index("ix_point_lots_state_available_at", "state", "available_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    points: Mapped[int] = mapped_column(Integer)  # as awarded
+    remaining: Mapped[int] = mapped_column(Integer)  # not yet spent, expired or reversed
+    state: Mapped[LotState] = mapped_column(_enum(LotState, "lot_state"))
+    earned_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The rule as applied: {"rule": "order", "program_version": 1, "points_per_unit": "1",
+    # "multiplier": "1", "base": "25.00", "currency": "EUR"}. Refunds are computed from this.
+    rule: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class LedgerEntry(Base):
+    """One append-only change to a customer's points, and why.
+
+    `delta` is the change of the total; `pending_delta` and `available_delta` split it by bucket
+    (a lot becoming available is 0 = -N pending + N available). `shortfall` records points a
+    reversal could not take back because they were already spent.
+    """
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "source_type", "source_id", "reason"),
+        Index("ix_ledger_entries_customer_id_id", "customer_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    lot_id: Mapped[int | None] = mapped_column(ForeignKey("point_lots.id"))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    delivery_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("webhook_deliveries.id", ondelete="SET NULL")
+    )
+    delta: Mapped[int] = mapped_column(Integer)
+    pending_delta: Mapped[int] = mapped_column(Integer, default=0)
+    available_delta: Mapped[int] = mapped_column(Integer, default=0)
+    shortfall: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str] = mapped_column(String(32))
+    source_type: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,132 @@
+"""Applying order, refund and deletion events to our order rows (no Flask here).
+
+Events can arrive duplicated, late or out of order. Each handler stores what it learned in a
+monotonic way (an older snapshot never overwrites a newer one; paid, refunds and cancellation only
+accumulate) and then calls `points.reconcile_order`, which moves the ledger to what the order's
+current state deserves. Any order of the same events therefore ends in the same balance.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import points
+from app.customers import customer_for_order
+from app.db import dialect_insert, is_postgres
+from app.models import Order, OrderRefund, Shop, utcnow
+from connectors import types as ct
+
+logger = logging.getLogger(__name__)
+
+
+def lock_order(session: Session, shop: Shop, platform_id: str) -> Order:
+    """Return the order row for `platform_id`, creating an empty one, locked on PostgreSQL.
+
+    The lock serializes every event of one order, so their ledger arithmetic never interleaves.
+    """
+    now = utcnow()
+    stmt = dialect_insert(session, Order.__table__).values(
+        shop_id=shop.id,
+        platform_id=platform_id,
+        is_paid=False,
+        taxes_included=False,
+        total_weight_grams=0,
+        tags=[],
+        discount_codes=[],
+        test=False,
+        created_at=now,
+        updated_at=now,
+    )
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["shop_id", "platform_id"]))
+    query = select(Order).where(Order.shop_id == shop.id, Order.platform_id == platform_id)
+    if is_postgres(session):
+        query = query.with_for_update()
+    row = session.scalars(query).one()
+    session.refresh(row)
+    return row
+
+
+def add_refund(session: Session, shop: Shop, row: Order, refund: ct.Refund) -> None:
+    """Record a refund once (refunds/create and order snapshots may both report it)."""
+    stmt = dialect_insert(session, OrderRefund.__table__).values(
+        shop_id=shop.id,
+        order_id=row.id,
+        platform_id=refund.id,
+        merchandise=refund.merchandise,
+        total=refund.total,
+        currency=refund.currency,
+        platform_created_at=refund.created_at,
+        created_at=utcnow(),
+    )
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["order_id", "platform_id"]))
+
+
+def _copy_snapshot(row: Order, order: ct.Order) -> None:
+    row.number = order.number
+    row.email = order.email
+    row.status = order.status.value
+    row.platform_status = order.platform_status
+    row.currency = order.currency
+    row.presentment_currency = order.presentment_currency
+    row.merchandise = order.merchandise
+    row.merchandise_tax = order.merchandise_tax
+    row.taxes_included = order.taxes_included
+    row.gift_card_paid = order.gift_card_paid
+    row.shipping = order.shipping
+    row.total = order.total
+    row.total_weight_grams = order.total_weight_grams
+    row.tags = list(order.tags)
+    row.discount_codes = list(order.discount_codes)
+    row.shipping_address_fingerprint = order.shipping_address_fingerprint
+    row.platform_created_at = order.created_at
+    row.platform_updated_at = order.updated_at
+    row.recovery_url = order.recovery_url
+    row.test = order.test
+
+
+def apply_order(
+    session: Session, shop: Shop, order: ct.Order, *, delivery_id: int | None = None, restored: bool = False
+) -> Order:
+    """Store an order snapshot and bring the customer's points in line with it."""
+    row = lock_order(session, shop, order.id)
+    customer = customer_for_order(session, shop, order)
+    if row.customer_id is None and customer is not None:
+        row.customer_id = customer.id
+    newer = row.platform_updated_at is None or order.updated_at >= row.platform_updated_at
+    if newer:
+        _copy_snapshot(row, order)
+    # Monotonic facts, whatever the age of the snapshot that carries them.
+    if order.is_paid and not row.is_paid:
+        row.is_paid = True
+        row.paid_at = order.paid_at or order.updated_at
+    if order.cancelled_at and row.cancelled_at is None:
+        row.cancelled_at = order.cancelled_at
+    if restored:
+        row.deleted_at = None
+    for refund in order.refunds:
+        add_refund(session, shop, row, refund)
+    session.flush()
+    points.reconcile_order(session, shop, row, delivery_id=delivery_id)
+    return row
+
+
+def apply_refund(session: Session, shop: Shop, refund: ct.Refund, *, delivery_id: int | None = None) -> Order:
+    """Record a refund (even before we have seen its order) and reverse points for it."""
+    row = lock_order(session, shop, refund.order_id)
+    add_refund(session, shop, row, refund)
+    session.flush()
+    points.reconcile_order(session, shop, row, delivery_id=delivery_id)
+    return row
+
+
+def apply_deletion(session: Session, shop: Shop, platform_id: str, *, delivery_id: int | None = None) -> Order:
+    """Mark an order deleted (WooCommerce trash/delete) and take back its points."""
+    row = lock_order(session, shop, platform_id)
+    if row.deleted_at is None:
+        row.deleted_at = utcnow()
+    session.flush()
+    points.reconcile_order(session, shop, row, delivery_id=delivery_id)
+    return row

@@ -1,0 +1,174 @@
+"""What an order deserves in points, and the ledger entries that get it there (no Flask here).
+
+`reconcile_order` is the only writer of order-related entries. It is idempotent and convergent:
+- `earn` (one per order): when the order is paid, from the rule in force then; the lot keeps the
+  rule, base and merchandise so later reversals use the original award, not today's rule;
+- `refund` (one per refund): takes back the award's share of the cumulative refunded merchandise,
+  minus what earlier reversals already took, so the total never depends on arrival order;
+- `cancel` (once): a cancelled, deleted or fully refunded order takes back the rest;
+- `restore` (once): an order restored after deletion / un-cancelled gets back what `cancel` took.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app import ledger, rewards
+from app.models import Customer, LedgerEntry, Order, PointLot, Shop, utcnow
+from app.program import current_program
+from connectors.types import OrderStatus
+
+logger = logging.getLogger(__name__)
+
+REVERSAL_REASONS = ("refund", "cancel", "restore")
+
+
+def _is_gone(order: Order) -> bool:
+    return (
+        order.deleted_at is not None
+        or order.cancelled_at is not None
+        or order.status in (OrderStatus.CANCELLED.value, OrderStatus.REFUNDED.value)
+    )
+
+
+def _award(session: Session, shop: Shop, order: Order, customer: Customer, delivery_id: int | None) -> LedgerEntry | None:
+    if customer.banned_at is not None:
+        logger.info("banned customer earns nothing", extra={"shop": shop.id, "order_id": order.id})
+        return None
+    version, program = current_program(session, shop)
+    amounts = rewards.OrderAmounts(
+        merchandise=order.merchandise or Decimal("0"),
+        merchandise_tax=order.merchandise_tax or Decimal("0"),
+        taxes_included=order.taxes_included,
+        gift_card_paid=order.gift_card_paid or Decimal("0"),
+        tags=tuple(order.tags or ()),
+    )
+    if rewards.is_excluded(amounts, program.earning):
+        logger.info("order excluded from earning by tag", extra={"shop": shop.id, "order_id": order.id})
+        return None
+    base = rewards.eligible_base(amounts, program.earning)
+    multiplier = Decimal("1")
+    points = rewards.points_for(base, program.earning, multiplier)
+    if points <= 0:
+        return None
+    now = utcnow()
+    earned_at = order.paid_at or now
+    available_at = earned_at + timedelta(days=program.earning.return_window_days)
+    lot = ledger.new_lot(
+        shop_id=shop.id,
+        customer_id=customer.id,
+        order_id=order.id,
+        points=points,
+        earned_at=earned_at,
+        available_at=available_at,
+        now=now,
+        rule={
+            "rule": "order",
+            "program_version": version,
+            "points_per_unit": str(program.earning.points_per_unit),
+            "multiplier": str(multiplier),
+            "earn_on_gross": program.earning.earn_on_gross,
+            "base": str(base),
+            "merchandise": str(amounts.merchandise),
+            "currency": order.currency,
+            "return_window_days": program.earning.return_window_days,
+        },
+    )
+    entry = LedgerEntry(
+        shop_id=shop.id,
+        customer_id=customer.id,
+        order_id=order.id,
+        delivery_id=delivery_id,
+        reason="earn",
+        source_type="order",
+        source_id=str(order.id),
+        detail={"order": order.number, "base": str(base), "currency": order.currency},
+    )
+    return ledger.credit(session, entry, lot)
+
+
+def _reversed_so_far(session: Session, order: Order) -> int:
+    """Return the points reversals of this order asked for (taken plus the recorded shortfall)."""
+    delta, shortfall = session.execute(
+        select(
+            func.coalesce(func.sum(LedgerEntry.delta), 0),
+            func.coalesce(func.sum(LedgerEntry.shortfall), 0),
+        ).where(LedgerEntry.order_id == order.id, LedgerEntry.reason.in_(REVERSAL_REASONS))
+    ).one()
+    return -int(delta) + int(shortfall)
+
+
+def _entry(shop: Shop, order: Order, customer_id: int, delivery_id: int | None, **kw) -> LedgerEntry:  # type: ignore[no-untyped-def]
+    return LedgerEntry(shop_id=shop.id, customer_id=customer_id, order_id=order.id, delivery_id=delivery_id, delta=0, **kw)
+
+
+def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: int | None = None) -> None:
+    """Append the entries that make this order's points match its current state."""
+    if order.customer_id is None:
+        return
+    ledger.lock_customer(session, order.customer_id)
+    earn = ledger.find_entry(session, shop.id, "order", str(order.id), "earn")
+    if earn is None:
+        if not order.is_paid or order.merchandise is None:
+            return
+        customer = session.get(Customer, order.customer_id)
+        assert customer is not None
+        earn = _award(session, shop, order, customer, delivery_id)
+        if earn is None:
+            return
+    lot = session.get(PointLot, earn.lot_id)
+    assert lot is not None
+    awarded = lot.points
+    merchandise = Decimal(lot.rule["merchandise"])
+    customer_id = earn.customer_id
+    done = _reversed_so_far(session, order)
+
+    # Refunds in the order they happened; each takes its cumulative share minus what is done.
+    refunded = Decimal("0")
+    for refund in sorted(order.refunds, key=lambda r: (r.platform_created_at or r.created_at, r.id)):
+        refunded += refund.merchandise
+        if ledger.find_entry(session, shop.id, "refund", str(refund.id), "refund") is not None:
+            continue
+        want = rewards.reversal_target(awarded, merchandise, refunded) - done
+        if want <= 0:
+            continue
+        entry = ledger.debit(
+            session,
+            _entry(
+                shop, order, customer_id, delivery_id,
+                reason="refund", source_type="refund", source_id=str(refund.id),
+                detail={"order": order.number, "refund": refund.platform_id,
+                        "refunded": str(refund.merchandise), "of": str(merchandise)},
+            ),
+            want,
+            own_lot_id=lot.id,
+        )
+        if entry is not None:
+            done += want
+
+    gone = _is_gone(order)
+    cancel = ledger.find_entry(session, shop.id, "order", str(order.id), "cancel")
+    if gone and cancel is None and awarded - done > 0:
+        why = "deleted" if order.deleted_at else (order.status or "cancelled")
+        ledger.debit(
+            session,
+            _entry(shop, order, customer_id, delivery_id, reason="cancel", source_type="order",
+                   source_id=str(order.id), detail={"order": order.number, "why": why}),
+            awarded - done,
+            own_lot_id=lot.id,
+        )
+    elif not gone and cancel is not None and -cancel.delta > 0:
+        restored = ledger.find_entry(session, shop.id, "order", str(order.id), "restore")
+        if restored is None:
+            ledger.restore(
+                session,
+                _entry(shop, order, customer_id, delivery_id, reason="restore", source_type="order",
+                       source_id=str(order.id), detail={"order": order.number}),
+                -cancel.delta,
+                lot=lot,
+            )

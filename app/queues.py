@@ -1,0 +1,63 @@
+"""RQ queues on Redis: connection, job ids, and the queue names the worker listens to."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+
+from redis import Redis
+from rq import Queue, get_current_job
+
+QUEUE_NAMES = ("webhooks", "points", "codes", "reminders")
+_SAFE = re.compile(r"[^A-Za-z0-9_-]")
+_url: str | None = None
+
+
+class RedisNotConfiguredError(RuntimeError):
+    """No REDIS_URL is configured for this process."""
+
+
+def job_id(*parts: object) -> str:
+    """Return an RQ-safe deterministic job id from parts (anything unsafe is hashed)."""
+    raw = "-".join(str(p) for p in parts)
+    if _SAFE.search(raw):
+        safe = _SAFE.sub("_", raw)[:80]
+        return f"{safe}-{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
+    return raw
+
+
+@lru_cache(maxsize=4)
+def redis_connection(url: str) -> Redis:
+    """Return a Redis client for `url`, with short timeouts so a dead Redis fails fast."""
+    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+
+
+def configure(url: str | None) -> None:
+    """Set the Redis URL this process enqueues to."""
+    global _url
+    _url = url
+
+
+def get_queue(name: str) -> Queue:
+    """Return queue `name`: on the running job's connection inside a worker, else REDIS_URL.
+
+    Raises:
+        RedisNotConfiguredError: outside a worker with no REDIS_URL configured.
+    """
+    job = get_current_job()
+    if job is not None:
+        return Queue(name, connection=job.connection)
+    global _url
+    if _url is None:
+        from app import config
+
+        _url = config.load()["REDIS_URL"]
+    if not _url:
+        raise RedisNotConfiguredError("REDIS_URL is not set")
+    return Queue(name, connection=redis_connection(_url))
+
+
+def init_app(app) -> None:  # type: ignore[no-untyped-def]
+    """Take the Redis URL from the Flask config."""
+    configure(app.config.get("REDIS_URL"))

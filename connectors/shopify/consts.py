@@ -1,0 +1,36 @@
+"""Shopify topic strings, header names and the pinned Admin API version.
+
+Header names: Shopify/shopify-app-js `packages/apps/shopify-api/lib/types.ts` (enums
+`ShopifyHeader` and `ShopifyEventsHeader`). Classic webhooks send `X-Shopify-*`; the newer "events"
+webhooks send the same values un-prefixed (`shopify-*`). Each tuple lists both forms, classic first.
+"""
+
+from __future__ import annotations
+
+PLATFORM = "shopify"
+
+# https://shopify.dev/docs/api/usage/versioning
+API_VERSION = "2026-07"
+
+# Topics, verbatim (https://shopify.dev/docs/api/webhooks).
+ORDERS_CREATE = "orders/create"
+ORDERS_PAID = "orders/paid"
+ORDERS_UPDATED = "orders/updated"
+ORDERS_CANCELLED = "orders/cancelled"
+REFUNDS_CREATE = "refunds/create"
+CUSTOMERS_CREATE = "customers/create"
+CUSTOMERS_UPDATE = "customers/update"
+CHECKOUTS_CREATE = "checkouts/create"
+CHECKOUTS_UPDATE = "checkouts/update"
+APP_UNINSTALLED = "app/uninstalled"
+
+HMAC_HEADERS = ("X-Shopify-Hmac-Sha256", "shopify-hmac-sha256")
+TOPIC_HEADERS = ("X-Shopify-Topic", "shopify-topic")
+SHOP_DOMAIN_HEADERS = ("X-Shopify-Shop-Domain", "shopify-shop-domain")
+API_VERSION_HEADERS = ("X-Shopify-API-Version", "shopify-api-version")
+WEBHOOK_ID_HEADERS = ("X-Shopify-Webhook-Id", "shopify-webhook-id")
+EVENT_ID_HEADERS = ("X-Shopify-Event-Id", "shopify-event-id")
+TRIGGERED_AT_HEADERS = ("X-Shopify-Triggered-At", "shopify-triggered-at")
+
+# Dedupe keys are stored in a VARCHAR(255) column.
+DELIVERY_KEY_MAX_LENGTH = 255

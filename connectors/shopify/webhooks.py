@@ -1,0 +1,703 @@
+"""Verify and parse Shopify webhook deliveries, with no I/O (STYLE rule 8).
+
+A Shopify webhook body is the REST resource of the subscription's API version without its wrapper:
+`orders/*` send the Order (`{"order": {...}}` minus the wrapper), `refunds/create` the Refund,
+`customers/*` the Customer, `checkouts/*` the abandoned Checkout and `app/uninstalled` the Shop.
+https://shopify.dev/docs/api/webhooks
+
+Money: an order carries each amount as a plain field in the shop currency (`total_price`) and, on
+newer API versions, as a `*_set` with `shop_money` and `presentment_money`. We always read shop
+money.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from connectors.base import (
+    address_fingerprint,
+    body_digest,
+    header,
+    normalize_email,
+    require,
+    to_datetime,
+    to_decimal,
+    to_id,
+    verify_hmac_base64,
+)
+from connectors.errors import MalformedPayloadError, UnsupportedTopicError
+from connectors.shopify.consts import (
+    APP_UNINSTALLED,
+    CHECKOUTS_CREATE,
+    CHECKOUTS_UPDATE,
+    CUSTOMERS_CREATE,
+    CUSTOMERS_UPDATE,
+    DELIVERY_KEY_MAX_LENGTH,
+    EVENT_ID_HEADERS,
+    HMAC_HEADERS,
+    ORDERS_CANCELLED,
+    ORDERS_CREATE,
+    ORDERS_PAID,
+    ORDERS_UPDATED,
+    PLATFORM,
+    REFUNDS_CREATE,
+    SHOP_DOMAIN_HEADERS,
+    TOPIC_HEADERS,
+    TRIGGERED_AT_HEADERS,
+    WEBHOOK_ID_HEADERS,
+)
+from connectors.types import (
+    AppUninstalled,
+    Checkout,
+    Customer,
+    LineItem,
+    Order,
+    OrderStatus,
+    Refund,
+    Resource,
+    WebhookEvent,
+)
+
+Payload = Mapping[str, Any]
+Handler = Callable[[Payload, str, str], Resource]
+
+ZERO = Decimal("0")
+
+# `financial_status` values meaning money was received at some point (it stays so after refunds).
+# https://shopify.dev/docs/api/admin-rest/latest/resources/order (financial_status)
+_PAID_STATUSES = frozenset({"paid", "partially_paid", "partially_refunded", "refunded"})
+_PENDING_STATUSES = frozenset({"pending", "authorized", "unpaid"})
+
+
+# ---- headers ----------------------------------------------------------------------------------
+
+
+def normalize_shop(value: str) -> str:
+    """Return a shop domain lower-cased, without scheme, path or slash ("x.myshopify.com")."""
+    text = value.strip().lower()
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    return text.split("/", 1)[0].strip()
+
+
+def _header_value(headers: Mapping[str, str], names: Sequence[str]) -> str | None:
+    value = header(headers, *names)
+    if value is None:
+        return None
+    return value.strip() or None
+
+
+def shop_from_headers(headers: Mapping[str, str]) -> str | None:
+    """Return the normalized shop domain the delivery claims to come from, or None."""
+    value = _header_value(headers, SHOP_DOMAIN_HEADERS)
+    if value is None:
+        return None
+    return normalize_shop(value) or None
+
+
+def topic_from_headers(headers: Mapping[str, str]) -> str | None:
+    """Return the delivery's topic verbatim ("orders/paid"), or None when the header is missing."""
+    return _header_value(headers, TOPIC_HEADERS)
+
+
+def is_ping(headers: Mapping[str, str], body: bytes) -> bool:
+    """Return False: Shopify sends no unsigned pings (every delivery is signed)."""
+    return False
+
+
+def verify(
+    headers: Mapping[str, str], body: bytes, *, secret: str, old_secret: str | None = None
+) -> None:
+    """Check `X-Shopify-Hmac-Sha256` (or `shopify-hmac-sha256`) over the raw body; fail closed.
+
+    https://shopify.dev/docs/apps/build/webhooks/verify-deliveries
+
+    Raises:
+        MissingSignatureError: no signature header.
+        InvalidSignatureError: the signature matches neither secret (an empty secret never matches).
+    """
+    signature = _header_value(headers, HMAC_HEADERS)  # a blank header counts as missing
+    verify_hmac_base64(signature, body, secret=secret, old_secret=old_secret)
+
+
+def delivery_key(headers: Mapping[str, str], body: bytes, payload: Any = None) -> str:
+    """Return the dedupe key: topic plus Event-Id, else Webhook-Id, else the body's sha256.
+
+    `X-Shopify-Event-Id` is the same on every delivery of one event ("the same value across more
+    than one webhook indicates a duplicate",
+    https://shopify.dev/docs/apps/build/webhooks/ignore-duplicates), so it comes first. `payload`
+    is unused: Shopify's headers are enough.
+    """
+    topic = topic_from_headers(headers) or ""
+    event_id = _header_value(headers, EVENT_ID_HEADERS)
+    webhook_id = _header_value(headers, WEBHOOK_ID_HEADERS)
+    if event_id is not None:
+        key = f"{topic}|event:{event_id}"
+    elif webhook_id is not None:
+        key = f"{topic}|webhook:{webhook_id}"
+    else:
+        key = f"{topic}|body:{body_digest(body)}"
+    return _bounded(key)
+
+
+def _bounded(key: str) -> str:
+    """Keep a key within the column size, replacing an over-long tail by its sha256."""
+    if len(key) <= DELIVERY_KEY_MAX_LENGTH:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    suffix = f"|sha256:{digest}"
+    return key[: DELIVERY_KEY_MAX_LENGTH - len(suffix)] + suffix
+
+
+# ---- event ------------------------------------------------------------------------------------
+
+
+def parse_event(headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+    """Parse a verified delivery into a `WebhookEvent`.
+
+    Raises:
+        UnsupportedTopicError: the topic header is missing or not in SUPPORTED_TOPICS.
+        MalformedPayloadError: the body is not a JSON object, the shop header is missing, or a
+            field we use is missing or of the wrong type.
+    """
+    topic = topic_from_headers(headers)
+    if topic is None:
+        raise UnsupportedTopicError("shopify: topic header missing")
+    handler = TOPIC_HANDLERS.get(topic)
+    if handler is None:
+        raise UnsupportedTopicError(f"shopify: unsupported topic {topic!r}")
+    shop = shop_from_headers(headers)
+    if shop is None:
+        raise MalformedPayloadError(f"{topic}: X-Shopify-Shop-Domain header missing")
+    payload = _load_object(body, topic)
+    return WebhookEvent(
+        platform=PLATFORM,
+        shop=shop,
+        topic=topic,
+        delivery_key=delivery_key(headers, body, payload),
+        occurred_at=_occurred_at(headers, payload, topic),
+        resource=handler(payload, topic, shop),
+    )
+
+
+def _load_object(body: bytes, topic: str) -> Payload:
+    try:
+        # parse_float=Decimal: no money value ever passes through a binary float.
+        payload = json.loads(body, parse_float=Decimal)
+    except ValueError:  # includes JSONDecodeError and UnicodeDecodeError
+        raise MalformedPayloadError(f"{topic}: body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise MalformedPayloadError(f"{topic}: body is not a JSON object")
+    return payload
+
+
+def _occurred_at(headers: Mapping[str, str], payload: Payload, topic: str) -> datetime | None:
+    # A retry carries the payload from trigger time, so X-Shopify-Triggered-At is the event time
+    # (https://shopify.dev/changelog/updates-to-webhook-retry-mechanism).
+    triggered_at = _header_value(headers, TRIGGERED_AT_HEADERS)
+    if triggered_at is not None:
+        return to_datetime(triggered_at, topic, TRIGGERED_AT_HEADERS[0])
+    for key in ("updated_at", "created_at"):
+        if payload.get(key) is not None:
+            return to_datetime(payload[key], topic, key)
+    return None
+
+
+# ---- resources --------------------------------------------------------------------------------
+
+
+def parse_order(payload: Payload, topic: str, shop: str) -> Order:
+    """Parse an `orders/*` body (the REST Order) into an `Order`; amounts in shop currency.
+
+    Raises:
+        MalformedPayloadError: a field we use is missing or of the wrong type.
+    """
+    currency = _str(payload, "currency", topic)
+    financial_status = _str(payload, "financial_status", topic)
+    cancelled_at = _optional_datetime(payload, "cancelled_at", topic)
+    is_paid = financial_status in _PAID_STATUSES
+
+    lines = [
+        _parse_line_item(item, topic, f"line_items[{i}].")
+        for i, item in enumerate(_objects(payload, "line_items", topic, required=True))
+    ]
+    line_items = tuple(line for line, _tax in lines)
+    # `subtotal_price` is after every discount (line and order level), before shipping and tax.
+    # Gift cards are money in a different form, never merchandise.
+    gift_card_lines = sum((line.total for line in line_items if line.is_gift_card), ZERO)
+    merchandise = _money(payload, "subtotal_price", topic) - gift_card_lines
+    merchandise_tax = sum((tax for line, tax in lines if not line.is_gift_card), ZERO)
+
+    email = normalize_email(payload.get("email")) or normalize_email(payload.get("contact_email"))
+    return Order(
+        id=to_id(payload.get("id"), topic, "id"),
+        number=_order_number(payload, topic),
+        currency=currency,
+        presentment_currency=_optional_str(payload, "presentment_currency", topic) or currency,
+        platform_status=financial_status,
+        status=_order_status(financial_status, cancelled_at),
+        is_paid=is_paid,
+        merchandise=merchandise,
+        merchandise_tax=merchandise_tax,
+        taxes_included=_bool(payload, "taxes_included", topic),
+        # The order webhook body carries no amount paid by gift card: `payment_gateway_names` only
+        # lists gateway names ("gift_card"), and `transactions` are not part of the Order payload
+        # (Shopify community "Order Webhook Payment info"; they come via order_transactions/create
+        # or the Admin API). Without a reliable amount in the payload we report 0, never a guess.
+        gift_card_paid=ZERO,
+        shipping=_order_shipping(payload, topic),
+        total=_money(payload, "total_price", topic),
+        created_at=_datetime(payload, "created_at", topic),
+        updated_at=_datetime(payload, "updated_at", topic),
+        customer=_order_customer(payload, topic, email),
+        email=email,
+        # The Order has no paid_at; `processed_at` is when it was processed (paid, for paid orders).
+        paid_at=_optional_datetime(payload, "processed_at", topic) if is_paid else None,
+        cancelled_at=cancelled_at,
+        line_items=line_items,
+        refunds=tuple(
+            _parse_refund(refund, topic, f"refunds[{i}].", default_currency=currency)
+            for i, refund in enumerate(_objects(payload, "refunds", topic))
+        ),
+        discount_codes=tuple(
+            _str(code, "code", topic, f"discount_codes[{i}].")
+            for i, code in enumerate(_objects(payload, "discount_codes", topic))
+        ),
+        tags=_tags(payload, topic),
+        total_weight_grams=_int(payload, "total_weight", topic, default=0),
+        shipping_address_fingerprint=_address_fingerprint(payload, "shipping_address", topic),
+        checkout_token=_optional_str(payload, "checkout_token", topic),
+        test=_bool(payload, "test", topic, default=False),
+    )
+
+
+def parse_refund(payload: Payload, topic: str, shop: str) -> Refund:
+    """Parse a `refunds/create` body (the REST Refund) into a `Refund`.
+
+    Raises:
+        MalformedPayloadError: a field we use is missing or of the wrong type.
+    """
+    return _parse_refund(payload, topic, "", default_currency=None)
+
+
+def parse_customer(payload: Payload, topic: str, shop: str) -> Customer:
+    """Parse a `customers/*` body (the REST Customer) into a `Customer`.
+
+    Raises:
+        MalformedPayloadError: a field we use is missing or of the wrong type.
+    """
+    return _parse_customer(payload, topic, "", id_required=True)
+
+
+def parse_checkout(payload: Payload, topic: str, shop: str) -> Checkout:
+    """Parse a `checkouts/*` body (the REST abandoned Checkout) into a `Checkout`.
+
+    Raises:
+        MalformedPayloadError: a field we use is missing or of the wrong type.
+    """
+    email = normalize_email(payload.get("email"))
+    return Checkout(
+        id=_str(payload, "token", topic),
+        currency=_str(payload, "currency", topic),
+        total=_money(payload, "total_price", topic),
+        subtotal=_money(payload, "subtotal_price", topic),
+        created_at=_datetime(payload, "created_at", topic),
+        updated_at=_datetime(payload, "updated_at", topic),
+        customer=_order_customer(payload, topic, email),
+        email=email,
+        recovery_url=_optional_str(payload, "abandoned_checkout_url", topic),
+        completed_at=_optional_datetime(payload, "completed_at", topic),
+        line_items=tuple(
+            # Checkout lines of recent API versions have a `key` and no `id`.
+            _parse_line_item(item, topic, f"line_items[{i}].", id_keys=("id", "key"))[0]
+            for i, item in enumerate(_objects(payload, "line_items", topic, required=True))
+        ),
+    )
+
+
+def parse_app_uninstalled(payload: Payload, topic: str, shop: str) -> AppUninstalled:
+    """Return `AppUninstalled` for the shop named by the (signed) shop-domain header."""
+    return AppUninstalled(shop=shop)
+
+
+TOPIC_HANDLERS: dict[str, Handler] = {
+    ORDERS_CREATE: parse_order,
+    ORDERS_PAID: parse_order,
+    ORDERS_UPDATED: parse_order,
+    ORDERS_CANCELLED: parse_order,
+    REFUNDS_CREATE: parse_refund,
+    CUSTOMERS_CREATE: parse_customer,
+    CUSTOMERS_UPDATE: parse_customer,
+    CHECKOUTS_CREATE: parse_checkout,
+    CHECKOUTS_UPDATE: parse_checkout,
+    APP_UNINSTALLED: parse_app_uninstalled,
+}
+SUPPORTED_TOPICS = tuple(TOPIC_HANDLERS)
+
+
+# ---- pieces -----------------------------------------------------------------------------------
+
+
+def _order_number(payload: Payload, topic: str) -> str:
+    name = _optional_str(payload, "name", topic)
+    if name:
+        return name
+    return to_id(payload.get("order_number"), topic, "order_number")
+
+
+def _order_status(financial_status: str, cancelled_at: datetime | None) -> OrderStatus:
+    if cancelled_at is not None:
+        return OrderStatus.CANCELLED
+    if financial_status == "refunded":
+        return OrderStatus.REFUNDED
+    if financial_status in _PAID_STATUSES:
+        return OrderStatus.PAID
+    if financial_status == "voided":
+        return OrderStatus.CANCELLED
+    # "pending", "authorized", "unpaid" and any value Shopify adds later.
+    return OrderStatus.PENDING
+
+
+def _order_shipping(payload: Payload, topic: str) -> Decimal:
+    # total_shipping_price_set: "The total shipping price of the order, excluding discounts and
+    # returns"; older payloads only have shipping_lines, whose `price` is the same undiscounted
+    # price.
+    if payload.get("total_shipping_price_set") is not None:
+        return _money(payload, "total_shipping_price", topic)
+    return sum(
+        (
+            _money(line, "price", topic, f"shipping_lines[{i}].")
+            for i, line in enumerate(_objects(payload, "shipping_lines", topic))
+        ),
+        ZERO,
+    )
+
+
+def _order_customer(payload: Payload, topic: str, email: str | None) -> Customer | None:
+    """Return the nested customer, a guest `Customer(id=None)` for an email alone, else None."""
+    locale = _optional_str(payload, "customer_locale", topic)
+    raw = _optional_object(payload, "customer", topic)
+    if raw is not None:
+        return _parse_customer(
+            raw, topic, "customer.", id_required=False, fallback_email=email, fallback_locale=locale
+        )
+    if email is None:
+        return None
+    return Customer(id=None, email=email, locale=locale)
+
+
+def _parse_customer(
+    data: Payload,
+    topic: str,
+    prefix: str,
+    *,
+    id_required: bool,
+    fallback_email: str | None = None,
+    fallback_locale: str | None = None,
+) -> Customer:
+    raw_id = data.get("id")
+    customer_id = (
+        to_id(raw_id, topic, f"{prefix}id") if id_required or raw_id is not None else None
+    )
+    accepts_marketing, consent_at = _marketing_consent(data, topic, prefix)
+    return Customer(
+        id=customer_id,
+        email=normalize_email(data.get("email")) or fallback_email,
+        first_name=_optional_str(data, "first_name", topic, prefix),
+        last_name=_optional_str(data, "last_name", topic, prefix),
+        locale=_optional_str(data, "locale", topic, prefix) or fallback_locale,
+        accepts_marketing=accepts_marketing,
+        marketing_consent_at=consent_at,
+        created_at=_optional_datetime(data, "created_at", topic, prefix),
+        updated_at=_optional_datetime(data, "updated_at", topic, prefix),
+        tags=_tags(data, topic, prefix),
+    )
+
+
+def _marketing_consent(
+    data: Payload, topic: str, prefix: str
+) -> tuple[bool | None, datetime | None]:
+    # `email_marketing_consent` replaced `accepts_marketing` in API 2022-04; only "subscribed"
+    # means consent ("pending" is a double opt-in not confirmed yet).
+    # https://shopify.dev/docs/api/admin-rest/latest/resources/customer (email_marketing_consent)
+    consent = _optional_object(data, "email_marketing_consent", topic, prefix)
+    if consent is not None:
+        consent_prefix = f"{prefix}email_marketing_consent."
+        state = _optional_str(consent, "state", topic, consent_prefix)
+        if state is not None:
+            return state == "subscribed", _optional_datetime(
+                consent, "consent_updated_at", topic, consent_prefix
+            )
+    legacy = data.get("accepts_marketing")
+    if legacy is None:
+        return None, None
+    if not isinstance(legacy, bool):
+        raise MalformedPayloadError(f"{topic}: {prefix}accepts_marketing is not a boolean")
+    return legacy, _optional_datetime(data, "accepts_marketing_updated_at", topic, prefix)
+
+
+def _parse_line_item(
+    item: Payload, topic: str, prefix: str, *, id_keys: Sequence[str] = ("id",)
+) -> tuple[LineItem, Decimal]:
+    """Return the line and the tax on it (both in shop currency)."""
+    line_id = None
+    for key in id_keys:
+        if item.get(key) is not None:
+            line_id = to_id(item[key], topic, f"{prefix}{key}")
+            break
+    if line_id is None:
+        raise MalformedPayloadError(f"{topic}: {prefix}id missing")
+    quantity = _int(item, "quantity", topic, prefix=prefix)
+    unit_price = _money(item, "price", topic, prefix)
+    allocations = [
+        _money(allocation, "amount", topic, f"{prefix}discount_allocations[{j}].")
+        for j, allocation in enumerate(_objects(item, "discount_allocations", topic, prefix))
+    ]
+    # `total_discount` is the older field for the same information as `discount_allocations`
+    # ("Shopify recommends using discount_allocations, which provides the same information"), so
+    # it only counts when there are no allocations; subtracting both would count a discount twice.
+    if allocations:
+        discount = sum(allocations, ZERO)
+    elif item.get("total_discount_set") is not None or item.get("total_discount") is not None:
+        discount = _money(item, "total_discount", topic, prefix)
+    else:
+        discount = ZERO
+    tax = sum(
+        (
+            _money(tax_line, "price", topic, f"{prefix}tax_lines[{j}].")
+            for j, tax_line in enumerate(_objects(item, "tax_lines", topic, prefix))
+        ),
+        ZERO,
+    )
+    line = LineItem(
+        id=line_id,
+        product_id=_optional_id(item, "product_id", topic, prefix),
+        variant_id=_optional_id(item, "variant_id", topic, prefix),
+        quantity=quantity,
+        unit_price=unit_price,
+        total=unit_price * quantity - discount,
+        is_gift_card=_bool(item, "gift_card", topic, prefix, default=False),
+        grams=_int(item, "grams", topic, prefix=prefix, default=0) * quantity,
+    )
+    return line, tax
+
+
+def _parse_refund(
+    data: Payload, topic: str, prefix: str, *, default_currency: str | None
+) -> Refund:
+    refund_lines = _objects(data, "refund_line_items", topic, prefix)
+    merchandise = ZERO
+    for j, line in enumerate(refund_lines):
+        line_prefix = f"{prefix}refund_line_items[{j}]."
+        # `subtotal` is the refunded line after discounts, before tax: Order.merchandise's basis.
+        subtotal = _money(line, "subtotal", topic, line_prefix)
+        refunded_item = _optional_object(line, "line_item", topic, line_prefix)
+        is_gift_card = refunded_item is not None and _bool(
+            refunded_item, "gift_card", topic, f"{line_prefix}line_item.", default=False
+        )
+        if not is_gift_card:
+            merchandise += subtotal
+    currency = (
+        _optional_str(data, "currency", topic, prefix)
+        or default_currency
+        or _refund_shop_currency(refund_lines)
+    )
+    transactions = _objects(data, "transactions", topic, prefix)
+    if currency is None:
+        currency = next(
+            (t["currency"] for t in transactions if isinstance(t.get("currency"), str)), None
+        )
+    if not currency:
+        raise MalformedPayloadError(f"{topic}: {prefix}currency missing")
+    return Refund(
+        id=to_id(data.get("id"), topic, f"{prefix}id"),
+        order_id=to_id(data.get("order_id"), topic, f"{prefix}order_id"),
+        created_at=_datetime(data, "created_at", topic, prefix),
+        merchandise=merchandise,
+        total=_refund_total(transactions, refund_lines, currency, topic, prefix),
+        currency=currency,
+    )
+
+
+def _refund_shop_currency(refund_lines: Sequence[Payload]) -> str | None:
+    for line in refund_lines:
+        money_set = line.get("subtotal_set")
+        shop_money = money_set.get("shop_money") if isinstance(money_set, Mapping) else None
+        code = shop_money.get("currency_code") if isinstance(shop_money, Mapping) else None
+        if isinstance(code, str) and code:
+            return code
+    return None
+
+
+def _refund_total(
+    transactions: Sequence[Payload],
+    refund_lines: Sequence[Payload],
+    currency: str,
+    topic: str,
+    prefix: str,
+) -> Decimal:
+    total = ZERO
+    for k, transaction in enumerate(transactions):
+        if transaction.get("kind") != "refund" or transaction.get("status") != "success":
+            continue
+        tx_prefix = f"{prefix}transactions[{k}]."
+        if transaction.get("amount_set") is None:
+            tx_currency = _optional_str(transaction, "currency", topic, tx_prefix)
+            if tx_currency is not None and tx_currency != currency:
+                # A REST transaction's `amount` is in its own (presentment) currency. With no shop
+                # money on it, the best shop-currency figure is the refunded lines' subtotal plus
+                # tax, which misses refunded shipping; it is a lower bound, never a conversion.
+                return _refund_lines_total(refund_lines, topic, prefix)
+        total += _money(transaction, "amount", topic, tx_prefix)
+    return total
+
+
+def _refund_lines_total(refund_lines: Sequence[Payload], topic: str, prefix: str) -> Decimal:
+    total = ZERO
+    for j, line in enumerate(refund_lines):
+        line_prefix = f"{prefix}refund_line_items[{j}]."
+        total += _money(line, "subtotal", topic, line_prefix)
+        if line.get("total_tax_set") is not None or line.get("total_tax") is not None:
+            total += _money(line, "total_tax", topic, line_prefix)
+    return total
+
+
+def _address_fingerprint(payload: Payload, key: str, topic: str) -> str | None:
+    address = _optional_object(payload, key, topic)
+    if address is None:
+        return None
+    return address_fingerprint(
+        address.get("address1"), address.get("zip"), address.get("country_code")
+    )
+
+
+def _tags(data: Payload, topic: str, prefix: str = "") -> tuple[str, ...]:
+    # Shopify sends tags as one comma-separated string ("VIP, Léon").
+    value = data.get("tags")
+    if value is None:
+        return ()
+    if not isinstance(value, str):
+        raise MalformedPayloadError(f"{topic}: {prefix}tags is not a string")
+    return tuple(tag.strip() for tag in value.split(",") if tag.strip())
+
+
+# ---- strict field readers (rule 11) -----------------------------------------------------------
+
+
+def _money(data: Payload, key: str, topic: str, prefix: str = "") -> Decimal:
+    """Return `<key>_set.shop_money.amount` when present, else the plain `<key>` (shop currency)."""
+    money_set = data.get(f"{key}_set")
+    if money_set is None:
+        return to_decimal(require(data, key, topic, prefix), topic, f"{prefix}{key}")
+    set_field = f"{prefix}{key}_set"
+    if not isinstance(money_set, Mapping):
+        raise MalformedPayloadError(f"{topic}: {set_field} is not an object")
+    shop_money = money_set.get("shop_money")
+    if not isinstance(shop_money, Mapping):
+        raise MalformedPayloadError(f"{topic}: {set_field}.shop_money missing")
+    amount = require(shop_money, "amount", topic, f"{set_field}.shop_money.")
+    return to_decimal(amount, topic, f"{set_field}.shop_money.amount")
+
+
+def _str(data: Payload, key: str, topic: str, prefix: str = "") -> str:
+    value = require(data, key, topic, prefix)
+    if not isinstance(value, str):
+        raise MalformedPayloadError(f"{topic}: {prefix}{key} is not a string")
+    if not value.strip():
+        raise MalformedPayloadError(f"{topic}: {prefix}{key} missing")
+    return value
+
+
+def _optional_str(data: Payload, key: str, topic: str, prefix: str = "") -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MalformedPayloadError(f"{topic}: {prefix}{key} is not a string")
+    return value or None
+
+
+def _bool(
+    data: Payload, key: str, topic: str, prefix: str = "", *, default: bool | None = None
+) -> bool:
+    value = data.get(key)
+    if value is None:
+        if default is None:
+            raise MalformedPayloadError(f"{topic}: {prefix}{key} missing")
+        return default
+    if not isinstance(value, bool):
+        raise MalformedPayloadError(f"{topic}: {prefix}{key} is not a boolean")
+    return value
+
+
+def _int(
+    data: Payload, key: str, topic: str, *, prefix: str = "", default: int | None = None
+) -> int:
+    value = data.get(key)
+    if value is None:
+        if default is None:
+            raise MalformedPayloadError(f"{topic}: {prefix}{key} missing")
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedPayloadError(f"{topic}: {prefix}{key} is not an integer")
+    return value
+
+
+def _optional_id(data: Payload, key: str, topic: str, prefix: str = "") -> str | None:
+    value = data.get(key)
+    return None if value is None else to_id(value, topic, f"{prefix}{key}")
+
+
+def _datetime(data: Payload, key: str, topic: str, prefix: str = "") -> datetime:
+    return to_datetime(require(data, key, topic, prefix), topic, f"{prefix}{key}")
+
+
+def _optional_datetime(data: Payload, key: str, topic: str, prefix: str = "") -> datetime | None:
+    value = data.get(key)
+    return None if value is None else to_datetime(value, topic, f"{prefix}{key}")
+
+
+def _optional_object(data: Payload, key: str, topic: str, prefix: str = "") -> Payload | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise MalformedPayloadError(f"{topic}: {prefix}{key} is not an object")
+    return value
+
+
+def _objects(
+    data: Payload, key: str, topic: str, prefix: str = "", *, required: bool = False
+) -> Sequence[Payload]:
+    """Return a list of objects; an absent optional list is empty."""
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise MalformedPayloadError(f"{topic}: {prefix}{key} missing")
+        return ()
+    if not isinstance(value, list):
+        raise MalformedPayloadError(f"{topic}: {prefix}{key} is not a list")
+    for i, element in enumerate(value):
+        if not isinstance(element, Mapping):
+            raise MalformedPayloadError(f"{topic}: {prefix}{key}[{i}] is not an object")
+    return value
+
+
+class ShopifyConnector:
+    """Shopify's side of the `Connector` contract: sans-I/O verify and parse."""
+
+    platform = PLATFORM
+    SUPPORTED_TOPICS = SUPPORTED_TOPICS
+
+    normalize_shop = staticmethod(normalize_shop)
+    shop_from_headers = staticmethod(shop_from_headers)
+    topic_from_headers = staticmethod(topic_from_headers)
+    is_ping = staticmethod(is_ping)
+    verify = staticmethod(verify)
+    delivery_key = staticmethod(delivery_key)
+    parse_event = staticmethod(parse_event)

@@ -1,0 +1,46 @@
+"""WooCommerce words, verbatim: webhook topics, delivery headers, order statuses, the API version.
+
+Topics and headers: woocommerce/woocommerce `plugins/woocommerce/includes/class-wc-webhook.php`
+(`get_default_topic_hooks`, `deliver`).
+Statuses: https://woocommerce.github.io/woocommerce-rest-api-docs/#orders
+"""
+
+from __future__ import annotations
+
+PLATFORM = "woocommerce"
+
+# The REST namespace we pin; webhook bodies come from the same controllers (`get_wp_api_payload`).
+API_VERSION = "wc/v3"
+
+# ---- webhook topics (`<resource>.<event>`) -----------------------------------------------
+ORDER_CREATED = "order.created"
+ORDER_UPDATED = "order.updated"  # also fires on refunds: WooCommerce has no refund topic
+ORDER_DELETED = "order.deleted"  # body is only {"id": N}
+ORDER_RESTORED = "order.restored"
+CUSTOMER_CREATED = "customer.created"
+CUSTOMER_UPDATED = "customer.updated"
+
+# ---- delivery headers -------------------------------------------------------------------
+HEADER_SOURCE = "X-WC-Webhook-Source"  # home_url('/'), with a trailing slash
+HEADER_TOPIC = "X-WC-Webhook-Topic"
+HEADER_RESOURCE = "X-WC-Webhook-Resource"
+HEADER_EVENT = "X-WC-Webhook-Event"
+HEADER_SIGNATURE = "X-WC-Webhook-Signature"  # base64(HMAC-SHA256(raw body, secret))
+HEADER_WEBHOOK_ID = "X-WC-Webhook-ID"
+# wp_hash(webhook id . current second): two different deliveries can share it, so it is not a
+# unique event id and we never use it as a dedupe key.
+HEADER_DELIVERY_ID = "X-WC-Webhook-Delivery-ID"
+
+# ---- order statuses as the REST API spells them (no "wc-" prefix) -------------------------
+STATUS_PENDING = "pending"
+STATUS_PROCESSING = "processing"
+STATUS_ON_HOLD = "on-hold"
+STATUS_COMPLETED = "completed"
+STATUS_CANCELLED = "cancelled"
+STATUS_REFUNDED = "refunded"
+STATUS_FAILED = "failed"
+# Block checkout's unfinished order; still delivered through order.updated (woocommerce#66995).
+STATUS_CHECKOUT_DRAFT = "checkout-draft"
+
+# Statuses in which money has been received (refunded: received, then given back).
+PAID_STATUSES = (STATUS_PROCESSING, STATUS_COMPLETED, STATUS_REFUNDED)

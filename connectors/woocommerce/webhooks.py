@@ -1,0 +1,544 @@
+"""Verify and parse WooCommerce webhook deliveries, with no I/O (rule 8).
+
+Delivery format: woocommerce/woocommerce `plugins/woocommerce/includes/class-wc-webhook.php`
+(`deliver`, `generate_signature`). The body of an `order.*` / `customer.*` delivery is exactly the
+REST v3 resource (https://woocommerce.github.io/woocommerce-rest-api-docs/#webhooks), built at
+*delivery* time: it is the resource's current state, not a snapshot of the event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+from connectors.base import (
+    address_fingerprint,
+    body_digest,
+    header,
+    normalize_email,
+    require,
+    to_datetime,
+    to_decimal,
+    to_id,
+    verify_hmac_base64,
+)
+from connectors.errors import MalformedPayloadError, UnsupportedTopicError
+from connectors.types import (
+    Customer,
+    Deleted,
+    LineItem,
+    Order,
+    OrderStatus,
+    Refund,
+    Resource,
+    WebhookEvent,
+)
+from connectors.woocommerce.consts import (
+    CUSTOMER_CREATED,
+    CUSTOMER_UPDATED,
+    HEADER_SIGNATURE,
+    HEADER_SOURCE,
+    HEADER_TOPIC,
+    ORDER_CREATED,
+    ORDER_DELETED,
+    ORDER_RESTORED,
+    ORDER_UPDATED,
+    PAID_STATUSES,
+    PLATFORM,
+    STATUS_CANCELLED,
+    STATUS_CHECKOUT_DRAFT,
+    STATUS_COMPLETED,
+    STATUS_FAILED,
+    STATUS_ON_HOLD,
+    STATUS_PENDING,
+    STATUS_PROCESSING,
+    STATUS_REFUNDED,
+)
+
+logger = logging.getLogger(__name__)
+
+# Statuses as the REST API spells them (https://woocommerce.github.io/woocommerce-rest-api-docs/
+# #order-properties, plus checkout-draft). A status a plugin registers ("wc-awaiting-shipment"
+# arrives as "awaiting-shipment"), and "trash", are unknown to us and treated as not paid yet.
+STATUS_MAP: dict[str, OrderStatus] = {
+    STATUS_PENDING: OrderStatus.PENDING,
+    STATUS_PROCESSING: OrderStatus.PAID,
+    STATUS_COMPLETED: OrderStatus.PAID,
+    STATUS_ON_HOLD: OrderStatus.ON_HOLD,
+    STATUS_CANCELLED: OrderStatus.CANCELLED,
+    STATUS_REFUNDED: OrderStatus.REFUNDED,
+    STATUS_FAILED: OrderStatus.FAILED,
+    STATUS_CHECKOUT_DRAFT: OrderStatus.DRAFT,
+}
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# The activation ping: wp_safe_remote_post(url, body="webhook_id=N"), no X-WC-* header, unsigned
+# (class-wc-webhook.php `deliver_ping`).
+_PING_BODY = re.compile(rb"webhook_id=[0-9]+")
+
+_MAX_DELIVERY_KEY = 255
+
+
+# ---- shop, topic, ping, signature -------------------------------------------------------
+
+
+def normalize_shop(value: str) -> str:
+    """Return the store base URL: lower-case scheme and host, non-default port and path kept.
+
+    Raises:
+        ValueError: the value is not an http(s) URL or host name.
+    """
+    text = value.strip() if isinstance(value, str) else ""
+    if not text:
+        raise ValueError("store URL is empty")
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise ValueError("store URL is not http or https")
+    host = parts.hostname  # urllib lower-cases it and drops any user:password@
+    if not host:
+        raise ValueError("store URL has no host")
+    netloc = f"[{host}]" if ":" in host else host
+    port = parts.port  # raises ValueError for a non-numeric or out-of-range port
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc = f"{netloc}:{port}"
+    # WordPress may live in a sub-folder ("https://example.com/shop"): the path is part of the
+    # store's identity. home_url('/') adds the trailing slash we strip.
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def shop_from_headers(headers: Mapping[str, str]) -> str | None:
+    """Return the normalized store URL from X-WC-Webhook-Source, or None when missing or invalid."""
+    value = header(headers, HEADER_SOURCE)
+    if value is None:
+        return None
+    try:
+        return normalize_shop(value)
+    except ValueError:
+        return None
+
+
+def topic_from_headers(headers: Mapping[str, str]) -> str | None:
+    """Return the X-WC-Webhook-Topic value, or None when the header is missing or empty."""
+    value = header(headers, HEADER_TOPIC)
+    if value is None:
+        return None
+    return value.strip() or None
+
+
+def is_ping(headers: Mapping[str, str], body: bytes) -> bool:
+    """Return True for WooCommerce's unsigned activation ping (`webhook_id=N`, no X-WC-* header)."""
+    if header(headers, HEADER_TOPIC) is not None or header(headers, HEADER_SIGNATURE) is not None:
+        return False
+    return _PING_BODY.fullmatch(bytes(body)) is not None
+
+
+def verify(
+    headers: Mapping[str, str], body: bytes, *, secret: str, old_secret: str | None = None
+) -> None:
+    """Check X-WC-Webhook-Signature = base64(HMAC-SHA256(raw body, secret)), fail closed.
+
+    WooCommerce signs with `wp_specialchars_decode(secret)`, so a secret typed with `&`, `<`, `>`
+    or quotes is signed in its decoded form; the secret we store must be that decoded form. A shop
+    that switched the algorithm (`woocommerce_webhook_hash_algorithm` filter) is rejected.
+
+    Raises:
+        MissingSignatureError: the signature header is missing or blank.
+        InvalidSignatureError: no non-empty secret (current or old) produces the signature.
+    """
+    signature = header(headers, HEADER_SIGNATURE)
+    # A blank header is a missing one (400), not a wrong one (401).
+    signature = signature.strip() if signature else None
+    verify_hmac_base64(signature, body, secret=secret, old_secret=old_secret)
+
+
+def delivery_key(headers: Mapping[str, str], body: bytes, payload: Any) -> str:
+    """Return `topic|resource id|date_modified_gmt|sha256(body)`, the dedupe key of a delivery.
+
+    WooCommerce has no unique delivery id (X-WC-Webhook-Delivery-ID hashes the webhook id and the
+    current second), and it does not retry, so the same body for the same topic is the same event.
+    """
+    topic = topic_from_headers(headers) or ""
+    resource_id = ""
+    modified = ""
+    if isinstance(payload, Mapping):
+        raw_id = payload.get("id")
+        if isinstance(raw_id, int | str) and not isinstance(raw_id, bool):
+            resource_id = str(raw_id)
+        raw_modified = payload.get("date_modified_gmt")
+        if isinstance(raw_modified, str):
+            modified = raw_modified
+    key = f"{topic}|{resource_id}|{modified}|{body_digest(body)}"
+    if len(key) > _MAX_DELIVERY_KEY:
+        # Only an absurd topic or id gets here; hashing keeps the key unique and bounded.
+        key = f"sha256|{hashlib.sha256(key.encode('utf-8')).hexdigest()}"
+    return key
+
+
+def parse_event(headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+    """Parse a verified delivery into a WebhookEvent.
+
+    Raises:
+        UnsupportedTopicError: the topic header is missing or not in SUPPORTED_TOPICS.
+        MalformedPayloadError: the body is not a JSON object, the source header is missing, or a
+            field we use is missing or of the wrong type.
+    """
+    topic = topic_from_headers(headers)
+    handler = TOPIC_HANDLERS.get(topic) if topic else None
+    if topic is None or handler is None:
+        raise UnsupportedTopicError(f"woocommerce: topic {topic!r} is not supported")
+    shop = shop_from_headers(headers)
+    if shop is None:
+        raise MalformedPayloadError(f"{topic}: {HEADER_SOURCE} header missing")
+    payload = _decode_body(body, topic)
+    resource = handler(payload, topic)
+    return WebhookEvent(
+        platform=PLATFORM,
+        shop=shop,
+        topic=topic,
+        delivery_key=delivery_key(headers, body, payload),
+        occurred_at=_occurred_at(resource),
+        resource=resource,
+    )
+
+
+# ---- resource parsers -------------------------------------------------------------------
+
+
+def parse_order(payload: Mapping[str, Any], topic: str) -> Order:
+    """Parse a REST v3 order (the body of order.created/updated/restored) into an Order.
+
+    Raises:
+        MalformedPayloadError: a field we use is missing or of the wrong type.
+    """
+    order_id = to_id(payload.get("id"), topic, "id")
+    platform_status = _require_str(payload, "status", topic)
+    status = STATUS_MAP.get(platform_status)
+    if status is None:
+        logger.info(
+            "unknown woocommerce order status treated as pending",
+            extra={"platform": PLATFORM, "topic": topic, "order_id": order_id},
+        )
+        status = OrderStatus.PENDING
+    currency = _require_str(payload, "currency", topic)
+    taxes_included = _require_bool(payload, "prices_include_tax", topic)
+    created_at = to_datetime(payload.get("date_created_gmt"), topic, "date_created_gmt")
+    updated_at = to_datetime(payload.get("date_modified_gmt"), topic, "date_modified_gmt")
+    paid_at = _optional_datetime(payload, "date_paid_gmt", topic)
+    paid_date_set = paid_at is not None or bool(payload.get("date_paid"))
+    total = _money(payload, "total", topic)
+    shipping = _money(payload, "shipping_total", topic)
+
+    raw_lines = _list(payload, "line_items", topic, required=True)
+    line_items: list[LineItem] = []
+    lines_tax = Decimal("0")
+    for index, raw_line in enumerate(raw_lines):
+        line, line_tax = _parse_line_item(raw_line, topic, f"line_items[{index}].")
+        line_items.append(line)
+        lines_tax += line_tax
+    # Line `total` is after discounts and excludes tax, whatever prices_include_tax says; a shop
+    # that enters prices with tax gets merchandise on that same (tax-included) basis.
+    merchandise = sum((line.total for line in line_items), Decimal("0"))
+    if taxes_included:
+        merchandise += lines_tax
+
+    billing = _object(payload, "billing", topic)
+    shipping_address = _object(payload, "shipping", topic)
+    email = normalize_email(billing.get("email"))
+    fingerprint = _address_fingerprint(shipping_address) or _address_fingerprint(billing)
+
+    refunds = tuple(
+        _parse_refund(
+            raw,
+            topic,
+            f"refunds[{index}].",
+            order_id=order_id,
+            order_updated_at=updated_at,
+            currency=currency,
+            merchandise=merchandise,
+            order_total=total,
+        )
+        for index, raw in enumerate(_list(payload, "refunds", topic))
+    )
+
+    return Order(
+        id=order_id,
+        number=_order_number(payload, order_id),
+        currency=currency,
+        presentment_currency=currency,  # WooCommerce core has a single store currency
+        platform_status=platform_status,
+        status=status,
+        is_paid=paid_date_set and platform_status in PAID_STATUSES,
+        merchandise=merchandise,
+        merchandise_tax=lines_tax,
+        taxes_included=taxes_included,
+        # WooCommerce core has no gift cards (they come from plugins, usually as coupons or fees),
+        # so nothing is paid by gift card and no line is a gift card.
+        gift_card_paid=Decimal("0"),
+        shipping=shipping,
+        total=total,
+        created_at=created_at,
+        updated_at=updated_at,
+        customer=_order_customer(payload, billing, email, topic),
+        email=email,
+        paid_at=paid_at,
+        # WooCommerce records no cancellation date: the modification that delivered the cancelled
+        # status stands in for it.
+        cancelled_at=updated_at if platform_status == STATUS_CANCELLED else None,
+        line_items=tuple(line_items),
+        refunds=refunds,
+        discount_codes=_discount_codes(payload, topic),
+        shipping_address_fingerprint=fingerprint,
+        recovery_url=_optional_str(payload, "payment_url", topic),
+    )
+
+
+def parse_deleted(payload: Mapping[str, Any], topic: str) -> Deleted:
+    """Parse a `*.deleted` body, which is only `{"id": N}`.
+
+    Raises:
+        MalformedPayloadError: the id is missing or not an id.
+    """
+    return Deleted(kind=topic.split(".", 1)[0], id=to_id(payload.get("id"), topic, "id"))
+
+
+def parse_customer(payload: Mapping[str, Any], topic: str) -> Customer:
+    """Parse a REST v3 customer (the body of customer.created/updated) into a Customer.
+
+    Raises:
+        MalformedPayloadError: a field we use is missing or of the wrong type.
+    """
+    customer_id = to_id(payload.get("id"), topic, "id")
+    email = normalize_email(_require_str(payload, "email", topic, allow_empty=True))
+    return Customer(
+        id=customer_id,
+        email=email,
+        first_name=_optional_str(payload, "first_name", topic),
+        last_name=_optional_str(payload, "last_name", topic),
+        # WooCommerce core has no marketing-consent field; a shop-configured meta key carries it,
+        # and the domain reads it from `meta`.
+        accepts_marketing=None,
+        created_at=_optional_datetime(payload, "date_created_gmt", topic),
+        updated_at=_optional_datetime(payload, "date_modified_gmt", topic),
+        meta=_scalar_meta(payload, topic),
+    )
+
+
+TOPIC_HANDLERS: dict[str, Callable[[Mapping[str, Any], str], Resource]] = {
+    ORDER_CREATED: parse_order,
+    ORDER_UPDATED: parse_order,
+    ORDER_DELETED: parse_deleted,
+    ORDER_RESTORED: parse_order,
+    CUSTOMER_CREATED: parse_customer,
+    CUSTOMER_UPDATED: parse_customer,
+}
+
+SUPPORTED_TOPICS: tuple[str, ...] = tuple(TOPIC_HANDLERS)
+
+
+# ---- helpers ----------------------------------------------------------------------------
+
+
+def _decode_body(body: bytes, topic: str) -> Mapping[str, Any]:
+    try:
+        # parse_float=Decimal: WooCommerce sends some money as JSON numbers ("price": 12.5).
+        payload = json.loads(body, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedPayloadError(f"{topic}: body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise MalformedPayloadError(f"{topic}: body is not a JSON object")
+    return payload
+
+
+def _occurred_at(resource: Resource) -> datetime | None:
+    if isinstance(resource, Order):
+        return resource.updated_at
+    if isinstance(resource, Customer):
+        return resource.updated_at or resource.created_at
+    return None
+
+
+def _require_str(
+    data: Mapping[str, Any], key: str, topic: str, path: str = "", *, allow_empty: bool = False
+) -> str:
+    value = require(data, key, topic, path)
+    if not isinstance(value, str):
+        raise MalformedPayloadError(f"{topic}: {path}{key} is not a string")
+    if not allow_empty and not value.strip():
+        raise MalformedPayloadError(f"{topic}: {path}{key} missing")
+    return value
+
+
+def _require_bool(data: Mapping[str, Any], key: str, topic: str) -> bool:
+    value = require(data, key, topic)
+    if not isinstance(value, bool):
+        raise MalformedPayloadError(f"{topic}: {key} is not a boolean")
+    return value
+
+
+def _optional_str(data: Mapping[str, Any], key: str, topic: str, path: str = "") -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MalformedPayloadError(f"{topic}: {path}{key} is not a string")
+    return value.strip() or None
+
+
+def _optional_datetime(data: Mapping[str, Any], key: str, topic: str) -> datetime | None:
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    return to_datetime(value, topic, key)
+
+
+def _optional_id(value: Any, topic: str, field_name: str) -> str | None:
+    # WooCommerce writes 0 for "none" (variation_id of a simple product, product_id of a line
+    # whose product was deleted).
+    if value is None or value == 0 or value == "" or value == "0":
+        return None
+    return to_id(value, topic, field_name)
+
+
+def _money(data: Mapping[str, Any], key: str, topic: str, path: str = "") -> Decimal:
+    return to_decimal(require(data, key, topic, path), topic, f"{path}{key}")
+
+
+def _list(data: Mapping[str, Any], key: str, topic: str, *, required: bool = False) -> list[Any]:
+    value = data.get(key)
+    if value is None and not required:
+        return []
+    if value is None:
+        raise MalformedPayloadError(f"{topic}: {key} missing")
+    if not isinstance(value, list):
+        raise MalformedPayloadError(f"{topic}: {key} is not a list")
+    return value
+
+
+def _object(data: Mapping[str, Any], key: str, topic: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    # PHP serializes an empty associative array as [], so an empty address may arrive as a list.
+    if value is None or value == []:
+        return {}
+    if not isinstance(value, Mapping):
+        raise MalformedPayloadError(f"{topic}: {key} is not an object")
+    return value
+
+
+def _parse_line_item(raw: Any, topic: str, path: str) -> tuple[LineItem, Decimal]:
+    if not isinstance(raw, Mapping):
+        raise MalformedPayloadError(f"{topic}: {path.rstrip('.')} is not an object")
+    quantity = require(raw, "quantity", topic, path)
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise MalformedPayloadError(f"{topic}: {path}quantity is not an integer")
+    line = LineItem(
+        id=to_id(raw.get("id"), topic, f"{path}id"),
+        product_id=_optional_id(raw.get("product_id"), topic, f"{path}product_id"),
+        variant_id=_optional_id(raw.get("variation_id"), topic, f"{path}variation_id"),
+        quantity=quantity,
+        # REST `price` is the line total / quantity (after discounts, excluding tax), and it is a
+        # JSON number, not a string.
+        unit_price=_money(raw, "price", topic, path),
+        total=_money(raw, "total", topic, path),
+        # Weights are not part of the order payload (only of the product resource).
+        grams=0,
+    )
+    return line, _money(raw, "total_tax", topic, path)
+
+
+def _parse_refund(
+    raw: Any,
+    topic: str,
+    path: str,
+    *,
+    order_id: str,
+    order_updated_at: datetime,
+    currency: str,
+    merchandise: Decimal,
+    order_total: Decimal,
+) -> Refund:
+    if not isinstance(raw, Mapping):
+        raise MalformedPayloadError(f"{topic}: {path.rstrip('.')} is not an object")
+    refunded = abs(_money(raw, "total", topic, path))
+    # The order body lists refunds only as {id, reason, total: "-5.00"}: no date and no split by
+    # line (https://woocommerce.github.io/woocommerce-rest-api-docs/#order-properties, `refunds`).
+    # So the refunded merchandise is proportional to the refunded share of the order total, and
+    # the refund is dated by the order's date_modified_gmt (the body is built at delivery time).
+    quantum = Decimal(1).scaleb(min(_exponent(order_total), 0))
+    if order_total == 0:
+        share = Decimal(0)
+    else:
+        share = min(merchandise, refunded * merchandise / order_total)
+    return Refund(
+        id=to_id(raw.get("id"), topic, f"{path}id"),
+        order_id=order_id,
+        created_at=order_updated_at,
+        merchandise=share.quantize(quantum, rounding=ROUND_HALF_UP),
+        total=refunded,
+        currency=currency,
+    )
+
+
+def _exponent(value: Decimal) -> int:
+    # The REST API formats money with the store's price decimals ("25.00" -> 2 places).
+    exponent = value.as_tuple().exponent
+    return exponent if isinstance(exponent, int) else 0
+
+
+def _order_number(payload: Mapping[str, Any], order_id: str) -> str:
+    number = payload.get("number")
+    if isinstance(number, str) and number.strip():
+        return number.strip()
+    if isinstance(number, int) and not isinstance(number, bool):
+        return str(number)
+    return order_id
+
+
+def _order_customer(
+    payload: Mapping[str, Any], billing: Mapping[str, Any], email: str | None, topic: str
+) -> Customer | None:
+    customer_id = _optional_id(require(payload, "customer_id", topic), topic, "customer_id")
+    first_name = _optional_str(billing, "first_name", topic, "billing.")
+    last_name = _optional_str(billing, "last_name", topic, "billing.")
+    if customer_id is None and email is None:
+        # A guest with no e-mail (an empty checkout-draft): nobody to attach the order to.
+        return None
+    return Customer(id=customer_id, email=email, first_name=first_name, last_name=last_name)
+
+
+def _address_fingerprint(address: Mapping[str, Any]) -> str | None:
+    return address_fingerprint(
+        address.get("address_1"), address.get("postcode"), address.get("country")
+    )
+
+
+def _discount_codes(payload: Mapping[str, Any], topic: str) -> tuple[str, ...]:
+    codes: list[str] = []
+    for index, raw in enumerate(_list(payload, "coupon_lines", topic)):
+        path = f"coupon_lines[{index}]."
+        if not isinstance(raw, Mapping):
+            raise MalformedPayloadError(f"{topic}: {path.rstrip('.')} is not an object")
+        codes.append(_require_str(raw, "code", topic, path))
+    return tuple(codes)
+
+
+def _scalar_meta(payload: Mapping[str, Any], topic: str) -> tuple[tuple[str, str], ...]:
+    meta: list[tuple[str, str]] = []
+    for raw in _list(payload, "meta_data", topic):
+        if not isinstance(raw, Mapping):
+            continue
+        key, value = raw.get("key"), raw.get("value")
+        # Only scalars: serialized arrays and objects are plugin data we have no use for.
+        if isinstance(key, str) and isinstance(value, str | int | bool):
+            meta.append((key, str(value)))
+    return tuple(meta)

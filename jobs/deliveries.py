@@ -1,0 +1,153 @@
+"""Processing the webhook inbox: parse, dispatch by resource, mark processed or failed."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from app import customers, orders
+from app.checkouts import apply_checkout
+from app.db import is_postgres, session_scope
+from app.models import DeliveryStatus, Shop, ShopStatus, WebhookDelivery, utcnow
+from connectors import get_connector
+from connectors import types as ct
+from connectors.errors import MalformedPayloadError, UnsupportedTopicError
+
+logger = logging.getLogger(__name__)
+
+# A delivery whose processing hit a transient database error is retried this often before it is
+# marked failed for a person to look at.
+MAX_ATTEMPTS = 5
+
+
+def _handle(session, shop: Shop, delivery: WebhookDelivery, event: ct.WebhookEvent) -> None:  # type: ignore[no-untyped-def]
+    resource = event.resource
+    if isinstance(resource, ct.Order):
+        restored = event.topic == "order.restored"
+        orders.apply_order(session, shop, resource, delivery_id=delivery.id, restored=restored)
+    elif isinstance(resource, ct.Refund):
+        orders.apply_refund(session, shop, resource, delivery_id=delivery.id)
+    elif isinstance(resource, ct.Customer):
+        customers.upsert_customer(session, shop, resource)
+    elif isinstance(resource, ct.Checkout):
+        apply_checkout(session, shop, resource)
+    elif isinstance(resource, ct.Deleted):
+        if resource.kind == "order":
+            orders.apply_deletion(session, shop, resource.id, delivery_id=delivery.id)
+    elif isinstance(resource, ct.AppUninstalled):
+        shop.status = ShopStatus.UNINSTALLED
+        shop.uninstalled_at = utcnow()
+    else:  # pragma: no cover - the connector contract lists every resource type
+        raise TypeError(f"no handler for {type(resource).__name__}")
+
+
+def process_delivery(delivery_id: int) -> str:
+    """Process one delivery in its own transaction; returns its resulting status.
+
+    A delivery that is no longer `received` (done, failed, or taken by another worker) is
+    skipped. A malformed payload marks it failed with the reason (visible and replayable); other
+    errors propagate after the transaction rolled back.
+    """
+    with session_scope() as session:
+        query = select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
+        if is_postgres(session):
+            query = query.with_for_update(skip_locked=True)
+        delivery = session.scalars(query).first()
+        if delivery is None or delivery.status != DeliveryStatus.RECEIVED:
+            logger.debug("delivery already handled", extra={"delivery": delivery_id})
+            return "skipped"
+        shop = session.get(Shop, delivery.shop_id)
+        assert shop is not None
+        delivery.attempts += 1
+        try:
+            event = get_connector(delivery.platform).parse_event(delivery.headers, delivery.body)
+        except (MalformedPayloadError, UnsupportedTopicError) as exc:
+            delivery.status = DeliveryStatus.FAILED
+            delivery.error = str(exc)
+            logger.warning(
+                "delivery rejected by parser",
+                extra={"delivery": delivery_id, "shop": shop.id, "topic": delivery.topic},
+            )
+            return DeliveryStatus.FAILED.value
+        _handle(session, shop, delivery, event)
+        delivery.status = DeliveryStatus.PROCESSED
+        delivery.processed_at = utcnow()
+        delivery.error = None
+        return DeliveryStatus.PROCESSED.value
+
+
+def _record_error(delivery_id: int, exc: BaseException) -> str:
+    transient = isinstance(exc, OperationalError)
+    with session_scope() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None:
+            return "missing"
+        delivery.attempts += 1
+        delivery.error = f"{type(exc).__name__}: {exc}"[:2000]
+        if not transient or delivery.attempts >= MAX_ATTEMPTS:
+            delivery.status = DeliveryStatus.FAILED
+        return delivery.status.value
+
+
+def process_deliveries(delivery_ids: list[int]) -> dict[str, int]:
+    """Process a batch, each delivery in its own transaction; one failure never fails the rest.
+
+    A failure is recorded on its delivery (status, reason) for the admin to show and replay;
+    a transient database error leaves it `received` for the requeue sweep, up to MAX_ATTEMPTS.
+    """
+    outcome: Counter[str] = Counter()
+    for delivery_id in delivery_ids:
+        try:
+            outcome[process_delivery(delivery_id)] += 1
+        except Exception as exc:  # noqa: BLE001 - recorded on the delivery and logged, not hidden
+            logger.error(
+                "delivery processing failed",
+                extra={"delivery": delivery_id, "error_type": type(exc).__name__},
+            )
+            outcome[_record_error(delivery_id, exc)] += 1
+    return dict(outcome)
+
+
+def requeue_stuck_deliveries(older_than_seconds: int | None = None, batch_size: int = 200) -> int:
+    """Enqueue deliveries still `received` after a while (Redis was down, a process died).
+
+    Returns how many were enqueued. Safe to run any time: processing skips anything done.
+    """
+    from app import config
+    from app.dispatch import enqueue_batch
+
+    if older_than_seconds is None:
+        older_than_seconds = config.load()["REQUEUE_AFTER_SECONDS"]
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    with session_scope() as session:
+        ids = list(
+            session.scalars(
+                select(WebhookDelivery.id)
+                .where(WebhookDelivery.status == DeliveryStatus.RECEIVED, WebhookDelivery.received_at <= cutoff)
+                .order_by(WebhookDelivery.id)
+                .limit(10_000)
+            )
+        )
+    for start in range(0, len(ids), batch_size):
+        enqueue_batch(ids[start : start + batch_size])
+    if ids:
+        logger.info("requeued stuck deliveries", extra={"count": len(ids)})
+    return len(ids)
+
+
+def replay_delivery(delivery_id: int) -> bool:
+    """Put a failed (or processed) delivery back to `received` and enqueue it; False if unknown."""
+    from app.dispatch import enqueue_batch
+
+    with session_scope() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None:
+            return False
+        delivery.status = DeliveryStatus.RECEIVED
+        delivery.error = None
+    enqueue_batch([delivery_id])
+    return True
