@@ -109,6 +109,7 @@ def apply_order(
     for refund in order.refunds:
         add_refund(session, shop, row, refund)
     session.flush()
+    session.expire(row, ["refunds"])  # Core inserts above are not in the loaded collection
     points.reconcile_order(session, shop, row, delivery_id=delivery_id)
     return row
 
@@ -118,6 +119,7 @@ def apply_refund(session: Session, shop: Shop, refund: ct.Refund, *, delivery_id
     row = lock_order(session, shop, refund.order_id)
     add_refund(session, shop, row, refund)
     session.flush()
+    session.expire(row, ["refunds"])
     points.reconcile_order(session, shop, row, delivery_id=delivery_id)
     return row
 

@@ -66,12 +66,11 @@ from connectors.types import (
 Payload = Mapping[str, Any]
 Handler = Callable[[Payload, str, str], Resource]
 
-ZERO = Decimal("0")
+_ZERO = Decimal("0")
 
 # `financial_status` values meaning money was received at some point (it stays so after refunds).
 # https://shopify.dev/docs/api/admin-rest/latest/resources/order (financial_status)
 _PAID_STATUSES = frozenset({"paid", "partially_paid", "partially_refunded", "refunded"})
-_PENDING_STATUSES = frozenset({"pending", "authorized", "unpaid"})
 
 
 # ---- headers ----------------------------------------------------------------------------------
@@ -229,9 +228,9 @@ def parse_order(payload: Payload, topic: str, shop: str) -> Order:
     line_items = tuple(line for line, _tax in lines)
     # `subtotal_price` is after every discount (line and order level), before shipping and tax.
     # Gift cards are money in a different form, never merchandise.
-    gift_card_lines = sum((line.total for line in line_items if line.is_gift_card), ZERO)
+    gift_card_lines = sum((line.total for line in line_items if line.is_gift_card), _ZERO)
     merchandise = _money(payload, "subtotal_price", topic) - gift_card_lines
-    merchandise_tax = sum((tax for line, tax in lines if not line.is_gift_card), ZERO)
+    merchandise_tax = sum((tax for line, tax in lines if not line.is_gift_card), _ZERO)
 
     email = normalize_email(payload.get("email")) or normalize_email(payload.get("contact_email"))
     return Order(
@@ -247,9 +246,10 @@ def parse_order(payload: Payload, topic: str, shop: str) -> Order:
         taxes_included=_bool(payload, "taxes_included", topic),
         # The order webhook body carries no amount paid by gift card: `payment_gateway_names` only
         # lists gateway names ("gift_card"), and `transactions` are not part of the Order payload
-        # (Shopify community "Order Webhook Payment info"; they come via order_transactions/create
-        # or the Admin API). Without a reliable amount in the payload we report 0, never a guess.
-        gift_card_paid=ZERO,
+        # (https://community.shopify.com/c/Shopify-APIs-SDKs/Order-Webhook-Payment-info/td-p/846748;
+        # they come via order_transactions/create or the Admin API). Without a reliable amount in
+        # the payload we report 0, never a guess.
+        gift_card_paid=_ZERO,
         shipping=_order_shipping(payload, topic),
         total=_money(payload, "total_price", topic),
         created_at=_datetime(payload, "created_at", topic),
@@ -374,7 +374,7 @@ def _order_shipping(payload: Payload, topic: str) -> Decimal:
             _money(line, "price", topic, f"shipping_lines[{i}].")
             for i, line in enumerate(_objects(payload, "shipping_lines", topic))
         ),
-        ZERO,
+        _ZERO,
     )
 
 
@@ -462,17 +462,17 @@ def _parse_line_item(
     # ("Shopify recommends using discount_allocations, which provides the same information"), so
     # it only counts when there are no allocations; subtracting both would count a discount twice.
     if allocations:
-        discount = sum(allocations, ZERO)
+        discount = sum(allocations, _ZERO)
     elif item.get("total_discount_set") is not None or item.get("total_discount") is not None:
         discount = _money(item, "total_discount", topic, prefix)
     else:
-        discount = ZERO
+        discount = _ZERO
     tax = sum(
         (
             _money(tax_line, "price", topic, f"{prefix}tax_lines[{j}].")
             for j, tax_line in enumerate(_objects(item, "tax_lines", topic, prefix))
         ),
-        ZERO,
+        _ZERO,
     )
     line = LineItem(
         id=line_id,
@@ -491,7 +491,7 @@ def _parse_refund(
     data: Payload, topic: str, prefix: str, *, default_currency: str | None
 ) -> Refund:
     refund_lines = _objects(data, "refund_line_items", topic, prefix)
-    merchandise = ZERO
+    merchandise = _ZERO
     for j, line in enumerate(refund_lines):
         line_prefix = f"{prefix}refund_line_items[{j}]."
         # `subtotal` is the refunded line after discounts, before tax: Order.merchandise's basis.
@@ -541,7 +541,7 @@ def _refund_total(
     topic: str,
     prefix: str,
 ) -> Decimal:
-    total = ZERO
+    total = _ZERO
     for k, transaction in enumerate(transactions):
         if transaction.get("kind") != "refund" or transaction.get("status") != "success":
             continue
@@ -558,7 +558,7 @@ def _refund_total(
 
 
 def _refund_lines_total(refund_lines: Sequence[Payload], topic: str, prefix: str) -> Decimal:
-    total = ZERO
+    total = _ZERO
     for j, line in enumerate(refund_lines):
         line_prefix = f"{prefix}refund_line_items[{j}]."
         total += _money(line, "subtotal", topic, line_prefix)

@@ -578,8 +578,11 @@ def test_unparsable_trigger_time_is_malformed() -> None:
 # ---- signatures -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stem", sorted(path.stem for path in FIXTURES.glob("*.json")))
-def test_valid_signature_is_accepted(stem: str) -> None:
+@pytest.mark.parametrize(
+    ("_case", "stem"),
+    [(f"{path.stem}.json", path.stem) for path in sorted(FIXTURES.glob("*.json"))],
+)
+def test_valid_signature_is_accepted(_case: str, stem: str) -> None:
     # given a fixture signed over its exact bytes
     body = fixture_bytes(stem)
     headers = signed_headers(fixture_topic(stem), body)

@@ -1,0 +1,318 @@
+"""Points from real deliveries, end to end: signed POST -> inbox -> RQ worker -> ledger.
+
+Every test runs on SQLite and on PostgreSQL with a real redis-server and a real SimpleWorker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from app.models import DeliveryStatus, LotState, PointLot, WebhookDelivery
+from tests.conftest import WOO_DOMAIN, fixture_bytes
+
+SHOPIFY_EMAIL = "bob.norman@mail.example.com"
+WOO_EMAIL = "jane.doe@example.test"
+
+
+def show(runner, shop: str, email: str) -> dict:  # type: ignore[no-untyped-def]
+    """The customer as `flask customers show --json` prints it."""
+    result = runner.invoke(args=["customers", "show", "--shop", shop, "--email", email, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def deliver(post_webhook, work, platform: str, *items: tuple[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """POST each (topic, fixture) in order, then let the worker process everything."""
+    for n, (topic, name) in enumerate(items):
+        response = post_webhook(platform, topic, fixture_bytes(platform, name), event_id=f"{name}-{n}")
+        assert response.status_code == 200, response.get_json()
+    work()
+
+
+def test_paid_order_earns_pending_points(make_shop, post_webhook, work, runner):
+    # given a WooCommerce shop with the default program (1 point per unit, 14-day window)
+    make_shop("woocommerce")
+
+    # when the real order.created delivery (25.00 paid, 2026-11-22) is processed
+    deliver(post_webhook, work, "woocommerce", ("order.created", "order_created.json"))
+
+    # then 25 points wait in the return window, explained by the order number
+    customer = show(runner, WOO_DOMAIN, WOO_EMAIL)
+    assert (customer["pending"], customer["available"]) == (25, 0)
+    [entry] = customer["ledger"]
+    assert (entry["delta"], entry["reason"], entry["order"]) == (25, "earn", "11")
+    assert "order 11" in entry["why"]
+    [lot] = customer["lots"]
+    assert lot["available_at"].startswith("2026-12-06T12:40:28")
+    assert lot["rule"]["points_per_unit"] == "1"
+
+
+def test_points_become_available_after_the_return_window(make_shop, post_webhook, work, runner, time_machine):
+    # given 25 pending points earned on 2026-11-22 12:40 UTC
+    make_shop("woocommerce")
+    deliver(post_webhook, work, "woocommerce", ("order.created", "order_created.json"))
+    from jobs.points import mature_points
+
+    # when the sweep runs one second before and one second after the window ends
+    time_machine.move_to("2026-12-06T12:40:27+00:00", tick=False)
+    assert mature_points() == 0
+    time_machine.move_to("2026-12-06T12:40:29+00:00", tick=False)
+    assert mature_points() == 1
+    assert mature_points() == 0  # a second run finds nothing
+
+    # then the points are available and the ledger says why
+    customer = show(runner, WOO_DOMAIN, WOO_EMAIL)
+    assert (customer["pending"], customer["available"]) == (0, 25)
+    assert [e["reason"] for e in customer["ledger"]] == ["earn", "available"]
+
+
+def test_partial_then_full_refund_reverses_in_proportion_then_the_rest(make_shop, post_webhook, work, runner):
+    # given a paid 25.00 order
+    make_shop("woocommerce")
+
+    # when a 5.00 refund and then a full refund arrive (refunds ride inside order.updated)
+    deliver(
+        post_webhook, work, "woocommerce",
+        ("order.created", "order_created.json"),
+        ("order.updated", "order_updated__partial_refund.json"),
+    )
+    after_partial = show(runner, WOO_DOMAIN, WOO_EMAIL)
+    deliver(post_webhook, work, "woocommerce", ("order.updated", "order_updated__refunded.json"))
+    after_full = show(runner, WOO_DOMAIN, WOO_EMAIL)
+
+    # then 5 of 25 points go with the 5.00 refund, and the rest with the full refund
+    assert after_partial["pending"] == 20
+    assert [(e["reason"], e["delta"]) for e in after_partial["ledger"]] == [("earn", 25), ("refund", -5)]
+    assert after_full["pending"] == 0
+    assert [(e["reason"], e["delta"]) for e in after_full["ledger"]] == [("earn", 25), ("refund", -5), ("refund", -20)]
+
+
+@pytest.mark.parametrize(
+    "_case, order",
+    [(f"order {n}", p) for n, p in enumerate(itertools.permutations(
+        [("orders/create", "orders_create.json"), ("orders/paid", "orders_paid.json"), ("refunds/create", "refunds_create.json")]
+    ))],
+)
+def test_shopify_events_in_any_order_end_in_the_same_balance(_case, order, make_shop, post_webhook, work, runner):
+    # given a Shopify shop
+    make_shop("shopify")
+
+    # when create, paid and a 391.33 refund of the 587.00 order arrive in this order
+    for topic, name in order:
+        deliver(post_webhook, work, "shopify", (topic, name))
+
+    # then the balance is the clean-order one: 587 earned, 391 taken back
+    customer = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
+    assert customer["available"] + customer["pending"] == 587 - 391
+    assert sorted((e["reason"], e["delta"]) for e in customer["ledger"]) == [("earn", 587), ("refund", -391)]
+
+
+@pytest.mark.parametrize(
+    "_case, order",
+    [(f"order {n}", p) for n, p in enumerate(itertools.permutations(
+        [("order.created", "order_created.json"), ("order.updated", "order_updated__partial_refund.json"),
+         ("order.updated", "order_updated__completed.json")]
+    ))],
+)
+def test_woocommerce_updates_in_any_order_end_in_the_same_balance(_case, order, make_shop, post_webhook, work, runner):
+    # given a WooCommerce shop
+    make_shop("woocommerce")
+
+    # when created, completed and a partial refund arrive in this order
+    for topic, name in order:
+        deliver(post_webhook, work, "woocommerce", (topic, name))
+
+    # then 25 - 5 points, whatever the order
+    customer = show(runner, WOO_DOMAIN, WOO_EMAIL)
+    assert customer["pending"] + customer["available"] == 20
+
+
+def test_cancellation_reverses_the_rest(make_shop, post_webhook, work, runner):
+    # given a paid 587.00 order with a 391.33 refund
+    make_shop("shopify")
+    deliver(post_webhook, work, "shopify", ("orders/paid", "orders_paid.json"), ("refunds/create", "refunds_create.json"))
+
+    # when the order is cancelled
+    deliver(post_webhook, work, "shopify", ("orders/cancelled", "orders_cancelled.json"))
+
+    # then nothing is left and the ledger explains each step
+    customer = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
+    assert customer["available"] + customer["pending"] == 0
+    assert [(e["reason"], e["delta"]) for e in customer["ledger"]] == [("earn", 587), ("refund", -391), ("cancel", -196)]
+
+
+def test_deleted_then_restored_order_takes_back_and_gives_back(make_shop, post_webhook, work, runner):
+    # given a paid 25.00 order
+    make_shop("woocommerce")
+    deliver(post_webhook, work, "woocommerce", ("order.created", "order_created.json"))
+
+    # when it is deleted, and later restored in its completed state
+    deliver(post_webhook, work, "woocommerce", ("order.deleted", "order_deleted.json"))
+    deleted = show(runner, WOO_DOMAIN, WOO_EMAIL)
+    deliver(post_webhook, work, "woocommerce", ("order.restored", "order_updated__completed.json"))
+    restored = show(runner, WOO_DOMAIN, WOO_EMAIL)
+
+    # then the points go and come back
+    assert deleted["pending"] == 0
+    assert restored["pending"] == 25
+    assert [e["reason"] for e in restored["ledger"]] == ["earn", "cancel", "restore"]
+
+
+def test_spent_points_are_not_clawed_below_zero(app, make_shop, post_webhook, work, runner, session):
+    # given 25 points of which 22 were spent (a lot emptied by a redemption elsewhere)
+    make_shop("woocommerce")
+    deliver(post_webhook, work, "woocommerce", ("order.created", "order_created.json"))
+    lot = session.scalars(select(PointLot)).one()
+    lot.remaining = 3
+    session.commit()
+
+    # when the order is fully refunded
+    deliver(post_webhook, work, "woocommerce", ("order.updated", "order_updated__refunded.json"))
+
+    # then the balance stops at zero and the shortfall is recorded and shown
+    customer = show(runner, WOO_DOMAIN, WOO_EMAIL)
+    assert customer["pending"] + customer["available"] == 0
+    assert customer["shortfall"] == 22
+    assert "could not be taken back" in customer["ledger"][-1]["why"]
+
+
+def test_guest_order_merges_into_the_account_that_appears_later(make_shop, post_webhook, work, runner):
+    # given a guest order (no customer object, an e-mail) earned points
+    make_shop("shopify")
+    deliver(post_webhook, work, "shopify", ("orders/paid", "orders_paid__guest_checkout.json"))
+    guest = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
+    assert guest["platform_id"] is None
+
+    # when the customer creates an account with that e-mail
+    deliver(post_webhook, work, "shopify", ("customers/create", "customers_create.json"))
+
+    # then the account holds the guest's points
+    account = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
+    assert account["platform_id"] == "207119551"
+    assert account["available"] + account["pending"] == 587
+
+
+def test_multi_currency_order_earns_on_shop_currency(make_shop, post_webhook, work, runner):
+    # given a EUR shop and an order presented in USD
+    make_shop("shopify", currency="EUR")
+
+    # when it is paid
+    deliver(post_webhook, work, "shopify", ("orders/paid", "orders_paid__multi_currency.json"))
+
+    # then points follow the shop-currency amounts
+    customer = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
+    [entry] = customer["ledger"]
+    assert entry["delta"] == 587
+    assert customer["lots"][0]["rule"]["currency"] == "EUR"
+
+
+def test_malformed_payload_fails_visibly_and_can_be_replayed(make_shop, post_webhook, work, session):
+    # given a signed orders/paid whose body lacks a field we use
+    make_shop("shopify")
+    body = json.loads(fixture_bytes("shopify", "orders_paid.json"))
+    del body["line_items"]
+    post_webhook("shopify", "orders/paid", body)
+
+    # when the worker processes it
+    work()
+
+    # then the delivery is failed with a reason naming topic and field
+    delivery = session.scalars(select(WebhookDelivery)).one()
+    session.commit()
+    assert delivery.status == DeliveryStatus.FAILED
+    assert "orders/paid" in delivery.error and "line_items" in delivery.error
+
+    # and a replay puts it back in the queue (it fails again, visibly, with the same reason)
+    from jobs.deliveries import replay_delivery
+
+    assert replay_delivery(delivery.id)
+    session.expire_all()
+    assert session.get(WebhookDelivery, delivery.id).status == DeliveryStatus.RECEIVED
+    session.commit()
+    work()
+    session.expire_all()
+    assert session.get(WebhookDelivery, delivery.id).status == DeliveryStatus.FAILED
+
+
+def test_one_failure_never_fails_its_batch_neighbours(make_shop, post_webhook, session, runner):
+    # given a bad and a good delivery in one batch
+    make_shop("shopify")
+    bad = json.loads(fixture_bytes("shopify", "orders_paid.json"))
+    del bad["line_items"]
+    post_webhook("shopify", "orders/paid", bad, event_id="bad")
+    post_webhook("shopify", "orders/paid", fixture_bytes("shopify", "orders_paid.json"), event_id="good")
+    ids = list(session.scalars(select(WebhookDelivery.id).order_by(WebhookDelivery.id)))
+    session.commit()
+
+    # when one job processes both
+    from jobs.deliveries import process_deliveries
+
+    outcome = process_deliveries(ids)
+
+    # then the good one earned its points
+    assert outcome == {"failed": 1, "processed": 1}
+    assert show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)["available"] == 587
+
+
+def test_concurrent_processing_of_one_order_awards_once(make_shop, post_webhook, session, runner):
+    # given two different deliveries of the same paid order (orders/paid and orders/updated)
+    make_shop("shopify")
+    for n, topic in enumerate(["orders/paid", "orders/updated", "orders/paid"]):
+        post_webhook("shopify", topic, fixture_bytes("shopify", "orders_paid.json"), event_id=f"e{n}")
+    ids = list(session.scalars(select(WebhookDelivery.id)))
+    session.commit()
+    from jobs.deliveries import process_delivery
+
+    # when workers process them at the same time, each twice
+    errors: list[BaseException] = []
+
+    def run(delivery_id: int) -> None:
+        try:
+            process_delivery(delivery_id)
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in ids * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    # then the order earned exactly once
+    assert errors == []
+    customer = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
+    assert [(e["reason"], e["delta"]) for e in customer["ledger"]] == [("earn", 587)]
+
+
+def test_staff_tagged_order_earns_nothing(make_shop, post_webhook, work, runner):
+    # given an order tagged "staff"
+    make_shop("shopify")
+    body = json.loads(fixture_bytes("shopify", "orders_paid.json"))
+    body["tags"] = "staff, vip"
+
+    # when it is paid
+    post_webhook("shopify", "orders/paid", body)
+    work()
+
+    # then the customer exists but earned nothing
+    customer = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
+    assert customer["ledger"] == []
+
+
+def test_unknown_customer_or_shop_is_a_clear_error(make_shop, runner):
+    # given a shop with no customers
+    make_shop("shopify")
+
+    # when support asks for an unknown customer, or an unknown shop
+    no_customer = runner.invoke(args=["customers", "show", "--shop", "demo-laden.myshopify.com", "--email", "x@y.z", "--json"])
+    no_shop = runner.invoke(args=["customers", "show", "--shop", "nope.myshopify.com", "--email", "x@y.z"])
+
+    # then exit code 1 with a message
+    assert no_customer.exit_code == 1 and "no customer" in no_customer.output
+    assert no_shop.exit_code == 1 and "no shop" in no_shop.output
