@@ -65,10 +65,15 @@ def _load_staff(session_id: str) -> StaffSession | None:
     staff_id, _, token = session_id.partition("-")
     if not staff_id.isdigit():
         return None
-    user = db.request_session().get(StaffUser, int(staff_id))
-    if user is None or not user.active or _password_digest(user.password_hash) != token:
-        return None
-    return StaffSession(user)
+    session = db.request_session()
+    user = session.get(StaffUser, int(staff_id))
+    staff_session = None
+    if user is not None and user.active and _password_digest(user.password_hash) == token:
+        staff_session = StaffSession(user)
+    # End the read at once: on SQLite every transaction holds the write lock (BEGIN IMMEDIATE),
+    # and views such as replay write through their own session.
+    session.rollback()
+    return staff_session
 
 
 def _safe_next(target: str | None) -> str | None:

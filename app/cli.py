@@ -173,5 +173,7 @@ def db_upgrade() -> None:
 
 def init_app(app: Flask) -> None:
     """Register the command groups."""
-    for command in (shops_cli, customers_cli, staff_cli, deliveries_cli, db_cli, sweep):
+    from app.demo import demo
+
+    for command in (shops_cli, customers_cli, staff_cli, deliveries_cli, db_cli, sweep, demo):
         app.cli.add_command(command)

@@ -43,9 +43,14 @@ def _signed_in(client, session):  # type: ignore[no-untyped-def]
     return _csrf_token(client.get("/admin/").get_data(as_text=True))
 
 
+# On SQLite every transaction holds the write lock (BEGIN IMMEDIATE), so the test's own session
+# ends each read with a commit before the app or the worker runs.
+
+
 def _delivery(session, delivery_id: int) -> WebhookDelivery:  # type: ignore[no-untyped-def]
     session.expire_all()
     delivery = session.get(WebhookDelivery, delivery_id)
+    session.commit()
     assert delivery is not None
     return delivery
 
@@ -53,7 +58,14 @@ def _delivery(session, delivery_id: int) -> WebhookDelivery:  # type: ignore[no-
 def _only_delivery_id(session) -> int:  # type: ignore[no-untyped-def]
     session.expire_all()
     [delivery_id] = session.scalars(select(WebhookDelivery.id))
+    session.commit()
     return delivery_id
+
+
+def _mark_failed(session, delivery_id: int, error: str) -> None:  # type: ignore[no-untyped-def]
+    delivery = _delivery(session, delivery_id)
+    delivery.status, delivery.error = DeliveryStatus.FAILED, error
+    session.commit()
 
 
 @pytest.mark.parametrize(
@@ -169,9 +181,7 @@ def test_replay_without_csrf_token_is_rejected(client, session, make_shop, post_
     make_shop("shopify")
     post_webhook("shopify", "orders/paid", {"id": 1})
     delivery_id = _only_delivery_id(session)
-    delivery = _delivery(session, delivery_id)
-    delivery.status, delivery.error = DeliveryStatus.FAILED, "orders/paid: total_price missing"
-    session.commit()
+    _mark_failed(session, delivery_id, "orders/paid: total_price missing")
 
     # when the replay is posted without the token (as a cross-site form would)
     response = client.post(f"/admin/deliveries/{delivery_id}/replay")
@@ -217,6 +227,7 @@ def test_customer_page_explains_the_balance(client, session, make_shop, post_web
     customer = find_by_email(session, shop_id, BOB)
     assert customer is not None
     report = customer_report(session, customer)
+    session.commit()
     assert report["ledger"], "the order earned no points"
     _signed_in(client, session)
 
@@ -271,9 +282,7 @@ def test_replay_requeues_a_failed_delivery(client, session, make_shop, post_webh
     post_webhook("shopify", "orders/paid", fixture_bytes("shopify", "orders_paid.json"))
     work()
     delivery_id = _only_delivery_id(session)
-    delivery = _delivery(session, delivery_id)
-    delivery.status, delivery.error = DeliveryStatus.FAILED, "OperationalError: database is locked"
-    session.commit()
+    _mark_failed(session, delivery_id, "OperationalError: database is locked")
     token = _signed_in(client, session)
 
     # when staff press Replay
@@ -297,9 +306,7 @@ def test_replay_with_redis_down_shows_an_error(client, session, make_shop, post_
     make_shop("shopify")
     post_webhook("shopify", "orders/paid", {"id": 1})
     delivery_id = _only_delivery_id(session)
-    delivery = _delivery(session, delivery_id)
-    delivery.status, delivery.error = DeliveryStatus.FAILED, "orders/paid: total_price missing"
-    session.commit()
+    _mark_failed(session, delivery_id, "orders/paid: total_price missing")
     token = _signed_in(client, session)
     redis_server["stop"]()
 
