@@ -265,6 +265,11 @@ def _when(value: str | datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _signed(value: int) -> str:
+    """Render a point change with its sign ('+5', '-3', '0')."""
+    return f"{value:+d}" if value else "0"
+
+
 def _index() -> Any:
     return redirect(url_for("admin.dashboard"))
 
@@ -277,6 +282,7 @@ def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     app.register_blueprint(bp)
     app.add_template_filter(_when, "when")
+    app.add_template_filter(_signed, "signed")
     app.add_url_rule("/", "index", _index)
 
     @app.errorhandler(CSRFError)
