@@ -17,6 +17,27 @@ customers_cli = AppGroup("customers", help="Look up customers.")
 staff_cli = AppGroup("staff", help="Manage support staff log-ins.")
 deliveries_cli = AppGroup("deliveries", help="Inspect and replay webhook deliveries.")
 db_cli = AppGroup("db", help="Database migrations.")
+program_cli = AppGroup("program", help="Show and change a shop's loyalty program.")
+rewards_cli = AppGroup("rewards", help="Redeem rewards and list redemptions.")
+points_cli = AppGroup("points", help="Adjust points by hand.")
+
+
+def _shop_and_customer(session, shop_domain: str, email: str | None):  # type: ignore[no-untyped-def]
+    """Resolve --shop and --email for a command, exiting 1 with a clear message when unknown."""
+    from app.customers import find_by_email
+    from app.shops import UnknownShopError, get_shop
+    from connectors.base import normalize_email
+
+    try:
+        shop = get_shop(session, shop_domain)
+    except UnknownShopError as exc:
+        _fail(str(exc))
+    if email is None:
+        return shop, None
+    customer = find_by_email(session, shop.id, normalize_email(email) or "")
+    if customer is None:
+        _fail(f"no customer with e-mail {email!r} in shop {shop.domain}")
+    return shop, customer
 
 
 def _fail(message: str) -> None:
@@ -91,29 +112,144 @@ def shops_list() -> None:
 @click.option("--email", required=True)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def customers_show(shop_domain: str, email: str, as_json: bool) -> None:
-    """Show a customer's balance and the ledger explaining it."""
-    from app.customers import find_by_email
+    """Show a customer's balance, tier, referral code and the ledger explaining the balance."""
     from app.explain import customer_report
-    from app.shops import UnknownShopError, get_shop
-    from connectors.base import normalize_email
 
     with session_scope() as session:
-        try:
-            shop = get_shop(session, shop_domain)
-        except UnknownShopError as exc:
-            _fail(str(exc))
-            return
-        customer = find_by_email(session, shop.id, normalize_email(email) or "")
-        if customer is None:
-            _fail(f"no customer with e-mail {email!r} in shop {shop.domain}")
-            return
-        report = customer_report(session, customer)
+        shop, customer = _shop_and_customer(session, shop_domain, email)
+        report = customer_report(session, customer, shop=shop)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    click.echo(f"{report['email']}: {report['available']} available, {report['pending']} pending")
+    click.echo(f"{report['email']}: {report['available']} available, {report['pending']} pending, "
+               f"tier {report['tier'] or '-'}, referral code {report['referral_code'] or '-'}")
     for entry in report["ledger"]:
         click.echo(f"  {entry['delta']:+6d}  {entry['why']}")
+
+
+@customers_cli.command("ban")
+@click.option("--shop", "shop_domain", required=True)
+@click.option("--email", required=True)
+@click.option("--reason", required=True, help="why (shown to support staff)")
+@click.option("--lift", is_flag=True, help="lift the ban instead")
+def customers_ban(shop_domain: str, email: str, reason: str, lift: bool) -> None:
+    """Ban a customer from earning, redeeming and codes (or lift the ban)."""
+    from app.models import utcnow
+
+    with session_scope() as session:
+        _shop, customer = _shop_and_customer(session, shop_domain, email)
+        customer.banned_at = None if lift else utcnow()
+        customer.ban_reason = None if lift else reason
+    click.echo(f"{email}: {'ban lifted' if lift else 'banned'}")
+
+
+@points_cli.command("adjust")
+@click.option("--shop", "shop_domain", required=True)
+@click.option("--email", required=True)
+@click.option("--points", type=int, required=True, help="positive adds, negative removes")
+@click.option("--reason", required=True)
+@click.option("--by", "actor", default="cli", help="who made the adjustment")
+def points_adjust(shop_domain: str, email: str, points: int, reason: str, actor: str) -> None:
+    """Add or remove points with a reason (written to the ledger)."""
+    import uuid
+
+    from app.ledger import AdjustmentError, adjust
+
+    with session_scope() as session:
+        shop, customer = _shop_and_customer(session, shop_domain, email)
+        try:
+            adjust(session, shop_id=shop.id, customer_id=customer.id, points=points, note=reason, actor=actor,
+                   key=uuid.uuid4().hex)
+        except AdjustmentError as exc:
+            _fail(str(exc))
+    click.echo(f"{email}: {points:+d} points ({reason})")
+
+
+@program_cli.command("show")
+@click.option("--shop", "shop_domain", required=True)
+@click.option("--version", type=int, default=None, help="an earlier version (default: in force)")
+def program_show(shop_domain: str, version: int | None) -> None:
+    """Print the shop's program document as JSON."""
+    from app.program import current_program, program_versions
+
+    with session_scope() as session:
+        shop, _ = _shop_and_customer(session, shop_domain, None)
+        if version is None:
+            number, program = current_program(session, shop)
+            document = program.model_dump(mode="json")
+        else:
+            rows = {row.version: row for row in program_versions(session, shop)}
+            if version not in rows:
+                _fail(f"no version {version}; saved versions: {sorted(rows) or 'none (defaults in force)'}")
+            number, document = version, rows[version].document
+    click.echo(json.dumps({"version": number, "program": document}, indent=2, ensure_ascii=False))
+
+
+@program_cli.command("set")
+@click.option("--shop", "shop_domain", required=True)
+@click.option("--file", "path", type=click.File("r"), required=True, help="program JSON ('-' for stdin)")
+@click.option("--by", "actor", default="cli")
+def program_set(shop_domain: str, path, actor: str) -> None:  # type: ignore[no-untyped-def]
+    """Validate and apply a program document (nothing applied on error); older versions are kept."""
+    from app.program import ProgramError, save_program
+
+    try:
+        document = json.load(path)
+    except ValueError as exc:
+        _fail(f"not JSON: {exc}")
+    if isinstance(document, dict) and set(document) == {"version", "program"}:
+        document = document["program"]  # accept what `program show` prints
+    with session_scope() as session:
+        shop, _ = _shop_and_customer(session, shop_domain, None)
+        try:
+            row = save_program(session, shop, document, created_by=actor)
+        except ProgramError as exc:
+            _fail(f"program not applied: {exc}")
+        click.echo(f"program version {row.version} is in force for {shop.domain}")
+
+
+@rewards_cli.command("redeem")
+@click.option("--shop", "shop_domain", required=True)
+@click.option("--email", required=True)
+@click.option("--reward", "reward_name", required=True, help="the reward's name in the program")
+@click.option("--by", "actor", default="cli")
+@click.option("--json", "as_json", is_flag=True)
+def rewards_redeem(shop_domain: str, email: str, reward_name: str, actor: str, as_json: bool) -> None:
+    """Redeem a reward for a customer as support staff would."""
+    from app.redemptions import RedemptionError, redeem, redemptions_of
+
+    with session_scope() as session:
+        shop, customer = _shop_and_customer(session, shop_domain, email)
+        try:
+            redemption = redeem(session, shop, customer, reward_name, source="staff", actor=actor)
+        except RedemptionError as exc:
+            _fail(str(exc))
+        redemption_id = redemption.id
+    with session_scope() as session:
+        _shop, customer = _shop_and_customer(session, shop_domain, email)
+        result = next(r for r in redemptions_of(session, customer) if r["redemption"] == redemption_id)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        click.echo(f"redemption {result['redemption']}: {result['reward']} ({result['status']})")
+
+
+@rewards_cli.command("show")
+@click.option("--shop", "shop_domain", required=True)
+@click.option("--email", required=True)
+@click.option("--json", "as_json", is_flag=True)
+def rewards_show(shop_domain: str, email: str, as_json: bool) -> None:
+    """List a customer's redemptions and their codes."""
+    from app.redemptions import redemptions_of
+
+    with session_scope() as session:
+        _shop, customer = _shop_and_customer(session, shop_domain, email)
+        rows = redemptions_of(session, customer)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        click.echo(f"{row['redemption']}\t{row['reward']}\t{row['status']}\t{row['code'] or '-'}")
 
 
 @staff_cli.command("create")
@@ -158,8 +294,15 @@ def sweep() -> None:
     from jobs.deliveries import requeue_stuck_deliveries
     from jobs.points import mature_points
 
+    from jobs.codes import requeue_pending
+    from jobs.program import expire_points, review_tiers, settle_referrals
+
     click.echo(f"requeued deliveries: {requeue_stuck_deliveries()}")
+    click.echo(f"requeued codes and order tasks: {requeue_pending()}")
     click.echo(f"lots made available: {mature_points()}")
+    click.echo(f"lots expired: {expire_points()}")
+    click.echo(f"tier reviews with a change: {review_tiers()}")
+    click.echo(f"referrals settled: {settle_referrals()}")
 
 
 @db_cli.command("upgrade")
@@ -175,5 +318,6 @@ def init_app(app: Flask) -> None:
     """Register the command groups."""
     from app.demo import demo
 
-    for command in (shops_cli, customers_cli, staff_cli, deliveries_cli, db_cli, sweep, demo):
+    for command in (shops_cli, customers_cli, staff_cli, deliveries_cli, db_cli, program_cli, rewards_cli,
+                    points_cli, sweep, demo):
         app.cli.add_command(command)

@@ -79,18 +79,33 @@ def new_session() -> Session:
     return _sessionmaker()
 
 
+def after_commit(session: Session, callback: Any) -> None:
+    """Run `callback()` once `session_scope` has committed (e.g. enqueue a job for a new row).
+
+    Enqueueing only after the commit means a worker never looks for a row that is not there yet;
+    a callback that fails (Redis down) leaves the row for the sweeps, which find it by status.
+    """
+    session.info.setdefault("after_commit", []).append(callback)
+
+
 @contextmanager
 def session_scope() -> Iterator[Session]:
-    """Yield a session that commits on success and rolls back on any exception."""
+    """Yield a session that commits on success (then runs after-commit callbacks) or rolls back."""
     session = new_session()
     try:
         yield session
         session.commit()
     except BaseException:
         session.rollback()
+        session.info.pop("after_commit", None)
         raise
     finally:
         session.close()
+    for callback in session.info.pop("after_commit", []):
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - the committed row is found later by a sweep
+            logger.warning("after-commit step failed; a sweep will retry it", exc_info=True)
 
 
 def dialect_insert(session: Session, table: Any) -> Any:

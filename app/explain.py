@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import ledger
-from app.models import Customer, LedgerEntry, Order, PointLot
+from app.models import Customer, LedgerEntry, Order, PointLot, Shop
 
 REASON_TEXT = {
     "earn": "Earned for order {order}",
@@ -20,7 +20,14 @@ REASON_TEXT = {
     "restore": "Order {order} restored: points given back",
     "available": "Return window over: points available",
     "merged_guest": "Guest purchases merged into this account",
-    "adjust": "Adjusted by staff",
+    "adjust": "Adjusted by staff: {note}",
+    "redeem": "Redeemed for reward {reward}",
+    "redeem_refund": "Reward {reward} could not be created in the shop: points given back ({why})",
+    "expired": "Points expired",
+    "referral": "Referral reward: a friend's order {order} was kept",
+    "signup_bonus": "Sign-up bonus",
+    "first_order_bonus": "First order bonus",
+    "birthday_bonus": "Birthday bonus",
 }
 
 
@@ -32,6 +39,8 @@ def describe(entry: LedgerEntry, order_number: str | None) -> str:
         order=order_number or detail.get("order") or "?",
         refund=detail.get("refund", ""),
         why=detail.get("why", "cancelled"),
+        reward=detail.get("reward", ""),
+        note=detail.get("note", ""),
     )
     if entry.shortfall:
         text += f" ({entry.shortfall} points already spent could not be taken back)"
@@ -40,8 +49,11 @@ def describe(entry: LedgerEntry, order_number: str | None) -> str:
     return text.strip()
 
 
-def customer_report(session: Session, customer: Customer) -> dict[str, Any]:
-    """Return balance, lots and the explained ledger of a customer (newest entry last)."""
+def customer_report(session: Session, customer: Customer, shop: Shop | None = None) -> dict[str, Any]:
+    """Return balance, tier, referral code, lots and the explained ledger (newest entry last)."""
+    from app.referrals import referral_link
+
+    shop = shop or session.get(Shop, customer.shop_id)
     bal = ledger.balance(session, customer.id)
     numbers = dict(
         session.execute(
@@ -61,6 +73,10 @@ def customer_report(session: Session, customer: Customer) -> dict[str, Any]:
         "available": bal.available,
         "pending": bal.pending,
         "banned": customer.banned_at is not None,
+        "tier": customer.tier,
+        "tier_period_ends_at": customer.tier_period_ends_at.isoformat() if customer.tier_period_ends_at else None,
+        "referral_code": customer.referral_code,
+        "referral_link": referral_link(shop, customer.referral_code) if shop and customer.referral_code else None,
         "shortfall": sum(e.shortfall for e in entries),
         "lots": [
             {

@@ -269,3 +269,110 @@ def due_lot_ids(session: Session, now: datetime, limit: int = 1000) -> list[int]
             .limit(limit)
         )
     )
+
+
+def expire_lot(session: Session, lot_id: int, *, now: datetime | None = None) -> LedgerEntry | None:
+    """Expire what is left of a lot whose expiry date has passed (None when not due or done)."""
+    now = now or utcnow()
+    lot = session.get(PointLot, lot_id)
+    if lot is None:
+        return None
+    lock_customer(session, lot.customer_id)
+    session.refresh(lot)
+    if lot.expires_at is None or lot.expires_at > now or lot.remaining <= 0:
+        return None
+    if lot.state not in (LotState.PENDING, LotState.AVAILABLE):
+        return None
+    points = lot.remaining
+    entry = LedgerEntry(
+        shop_id=lot.shop_id,
+        customer_id=lot.customer_id,
+        lot_id=lot.id,
+        order_id=lot.order_id,
+        delta=-points,
+        pending_delta=-points if lot.state == LotState.PENDING else 0,
+        available_delta=-points if lot.state == LotState.AVAILABLE else 0,
+        reason="expired",
+        source_type="lot",
+        source_id=str(lot.id),
+        detail={"points": points, "expires_at": lot.expires_at.isoformat()},
+    )
+    try:
+        with session.begin_nested():
+            lot.remaining = 0
+            lot.state = LotState.EXPIRED
+            session.add(entry)
+            session.flush()
+    except IntegrityError:
+        session.expire_all()
+        return None
+    return entry
+
+
+def expired_lot_ids(session: Session, now: datetime, limit: int = 1000) -> list[int]:
+    """Return ids of lots past their expiry that still hold points, oldest expiry first."""
+    return list(
+        session.scalars(
+            select(PointLot.id)
+            .where(
+                PointLot.expires_at <= now,
+                PointLot.state.in_([LotState.PENDING, LotState.AVAILABLE]),
+                PointLot.remaining > 0,
+            )
+            .order_by(PointLot.expires_at, PointLot.id)
+            .limit(limit)
+        )
+    )
+
+
+class AdjustmentError(ValueError):
+    """A manual adjustment is not possible (e.g. taking more than is available)."""
+
+
+def adjust(session: Session, *, shop_id: int, customer_id: int, points: int, note: str, actor: str,
+           key: str, now: datetime | None = None) -> LedgerEntry | None:
+    """Add or remove points by hand, with the reason support gave (once per `key`).
+
+    Added points are available at once; removed points come from available lots, oldest first,
+    and never more than is available.
+
+    Raises:
+        AdjustmentError: zero points, no reason, or more points removed than available.
+    """
+    if points == 0:
+        raise AdjustmentError("an adjustment needs a non-zero number of points")
+    if not note.strip():
+        raise AdjustmentError("an adjustment needs a reason")
+    now = now or utcnow()
+    lock_customer(session, customer_id)
+    entry = LedgerEntry(
+        shop_id=shop_id, customer_id=customer_id, delta=0, reason="adjust", source_type="adjustment",
+        source_id=key, created_by=actor, detail={"note": note.strip()},
+    )
+    if points > 0:
+        lot = new_lot(shop_id=shop_id, customer_id=customer_id, points=points, earned_at=now, available_at=now,
+                      now=now, rule={"rule": "adjust", "by": actor, "note": note.strip()})
+        return credit(session, entry, lot)
+    if find_entry(session, shop_id, "adjustment", key, "adjust") is not None:
+        return None
+    available = balance(session, customer_id).available
+    if -points > available:
+        raise AdjustmentError(f"cannot remove {-points} points: only {available} available")
+    lots = session.scalars(
+        select(PointLot)
+        .where(PointLot.customer_id == customer_id, PointLot.state == LotState.AVAILABLE, PointLot.remaining > 0)
+        .order_by(PointLot.earned_at, PointLot.id)
+    ).all()
+    left, taken = -points, []
+    for lot in lots:
+        if left == 0:
+            break
+        take = min(lot.remaining, left)
+        lot.remaining -= take
+        if lot.remaining == 0:
+            lot.state = LotState.SPENT
+        taken.append([lot.id, take])
+        left -= take
+    entry.delta, entry.available_delta = points, points
+    entry.detail = {**entry.detail, "lots": taken}
+    return append(session, entry)

@@ -10,7 +10,7 @@ Designed for the whole product, not only the foundation:
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Dialect,
     ForeignKey,
@@ -201,6 +202,12 @@ class Customer(Base):
     consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     banned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ban_reason: Mapped[str | None] = mapped_column(Text)
+    birthday: Mapped[date | None] = mapped_column(Date)
+    tier: Mapped[str | None] = mapped_column(String(64))
+    tier_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Downgrades happen only when the current tier period ends (evaluated by a scheduled job).
+    tier_period_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    referral_code: Mapped[str | None] = mapped_column(String(64))
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     platform_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -393,3 +400,136 @@ class StaffUser(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CodeStatus(enum.StrEnum):
+    PENDING = "pending"  # recorded, the platform call has not succeeded yet
+    CREATED = "created"  # exists in the shop
+    FAILED = "failed"  # the platform refused for good; see `error`
+
+
+class IssuedCode(Base):
+    """A discount code we create in the shop: written `pending` before the API call (an outbox).
+
+    `purpose` + `source_key` is unique, so "once per customer" incentives and retried jobs settle
+    in the database. The code itself is derived from the row's purpose and source, so a retry
+    looks up the same code instead of creating a second one.
+    """
+
+    __tablename__ = "issued_codes"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "purpose", "source_key"),
+        UniqueConstraint("shop_id", "code"),
+        Index("ix_issued_codes_status_created_at", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    # reward | second_purchase | referral | tier_discount | cart | winback
+    purpose: Mapped[str] = mapped_column(String(32))
+    source_key: Mapped[str] = mapped_column(String(128))
+    code: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # connectors.types.DiscountSpec as JSON
+    status: Mapped[CodeStatus] = mapped_column(_enum(CodeStatus, "code_status"), default=CodeStatus.PENDING)
+    platform_id: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class RedemptionStatus(enum.StrEnum):
+    PENDING = "pending"  # points deducted, code being created
+    CREATED = "created"  # code exists in the shop
+    FAILED = "failed"  # the shop refused; points given back
+
+
+class Redemption(Base):
+    """A reward bought with points. Points are deducted when this row is written."""
+
+    __tablename__ = "redemptions"
+    __table_args__ = (UniqueConstraint("shop_id", "idempotency_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    reward_name: Mapped[str] = mapped_column(String(80))
+    reward: Mapped[dict[str, Any]] = mapped_column(JSON)  # the reward as it was when redeemed
+    program_version: Mapped[int] = mapped_column(Integer)
+    points: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16))  # auto | staff | customer
+    actor: Mapped[str | None] = mapped_column(String(320))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    status: Mapped[RedemptionStatus] = mapped_column(
+        _enum(RedemptionStatus, "redemption_status"), default=RedemptionStatus.PENDING
+    )
+    issued_code_id: Mapped[int | None] = mapped_column(ForeignKey("issued_codes.id"))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ReferralStatus(enum.StrEnum):
+    PENDING = "pending"  # friend's first order paid; waiting for its return window
+    REWARDED = "rewarded"
+    REJECTED = "rejected"  # a fraud rule or a refund; `reason` says which
+
+
+class Referral(Base):
+    """A friend's first order that used a member's referral code."""
+
+    __tablename__ = "referrals"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "referred_customer_id"),
+        Index("ix_referrals_status_qualifies_at", "status", "qualifies_at"),
+        Index("ix_referrals_referrer_id_created_at", "referrer_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    referrer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    referred_customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    status: Mapped[ReferralStatus] = mapped_column(_enum(ReferralStatus, "referral_status"))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    qualifies_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class TierChange(Base):
+    """Every tier a customer entered or left, and why (input of the tier-change notice)."""
+
+    __tablename__ = "tier_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    from_tier: Mapped[str | None] = mapped_column(String(64))
+    to_tier: Mapped[str | None] = mapped_column(String(64))
+    metric_value: Mapped[Decimal] = mapped_column(Money)
+    reason: Mapped[str] = mapped_column(String(32))  # upgrade | downgrade
+    program_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OrderTask(Base):
+    """Something to do to an order in the shop (tag or note a gift with purchase), done once."""
+
+    __tablename__ = "order_tasks"
+    __table_args__ = (UniqueConstraint("order_id", "kind", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    kind: Mapped[str] = mapped_column(String(32))  # gift
+    key: Mapped[str] = mapped_column(String(80))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[CodeStatus] = mapped_column(_enum(CodeStatus, "task_status"), default=CodeStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -12,13 +12,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app import ledger, rewards
+from app import incentives, ledger, referrals, rewards, tiers
 from app.models import Customer, LedgerEntry, Order, PointLot, Shop, utcnow
 from app.program import current_program
 from connectors.types import OrderStatus
@@ -37,6 +36,7 @@ def _is_gone(order: Order) -> bool:
 
 
 def _award(session: Session, shop: Shop, order: Order, customer: Customer, delivery_id: int | None) -> LedgerEntry | None:
+    """Write the order's earn entry (and lot), then everything a first payment starts."""
     if customer.banned_at is not None:
         logger.info("banned customer earns nothing", extra={"shop": shop.id, "order_id": order.id})
         return None
@@ -52,44 +52,66 @@ def _award(session: Session, shop: Shop, order: Order, customer: Customer, deliv
         logger.info("order excluded from earning by tag", extra={"shop": shop.id, "order_id": order.id})
         return None
     base = rewards.eligible_base(amounts, program.earning)
-    multiplier = Decimal("1")
+    multiplier = tiers.multiplier(program, customer)
     points = rewards.points_for(base, program.earning, multiplier)
-    if points <= 0:
-        return None
     now = utcnow()
     earned_at = order.paid_at or now
-    available_at = earned_at + timedelta(days=program.earning.return_window_days)
-    lot = ledger.new_lot(
-        shop_id=shop.id,
-        customer_id=customer.id,
-        order_id=order.id,
-        points=points,
-        earned_at=earned_at,
-        available_at=available_at,
-        now=now,
-        rule={
-            "rule": "order",
-            "program_version": version,
-            "points_per_unit": str(program.earning.points_per_unit),
-            "multiplier": str(multiplier),
-            "earn_on_gross": program.earning.earn_on_gross,
-            "base": str(base),
-            "merchandise": str(amounts.merchandise),
-            "currency": order.currency,
-            "return_window_days": program.earning.return_window_days,
-        },
-    )
+    available_at = incentives.window_end(earned_at, program)
+    expires_at = tiers.add_months(earned_at, program.expiry.months) if program.expiry.months else None
     entry = LedgerEntry(
         shop_id=shop.id,
         customer_id=customer.id,
         order_id=order.id,
         delivery_id=delivery_id,
+        delta=0,
         reason="earn",
         source_type="order",
         source_id=str(order.id),
-        detail={"order": order.number, "base": str(base), "currency": order.currency},
+        detail={"order": order.number, "base": str(base), "currency": order.currency,
+                "multiplier": str(multiplier), "tier": customer.tier},
     )
-    return ledger.credit(session, entry, lot)
+    if points > 0:
+        lot = ledger.new_lot(
+            shop_id=shop.id,
+            customer_id=customer.id,
+            order_id=order.id,
+            points=points,
+            earned_at=earned_at,
+            available_at=available_at,
+            expires_at=expires_at,
+            now=now,
+            rule={
+                "rule": "order",
+                "program_version": version,
+                "points_per_unit": str(program.earning.points_per_unit),
+                "multiplier": str(multiplier),
+                "tier": customer.tier,
+                "earn_on_gross": program.earning.earn_on_gross,
+                "base": str(base),
+                "merchandise": str(amounts.merchandise),
+                "currency": order.currency,
+                "return_window_days": program.earning.return_window_days,
+            },
+        )
+        written = ledger.credit(session, entry, lot)
+    else:
+        written = ledger.append(session, entry)  # a zero award still marks the order as handled
+    if written is None:
+        return None
+    if incentives.is_first_paid_order(session, customer.id, order):
+        incentives.after_first_paid_order(
+            session, shop, customer, order, program, version, available_at=available_at, expires_at=expires_at
+        )
+    # Any paid order that used a member's code is recorded (a repeat buyer is rejected as such).
+    referrals.record_referral(session, shop, order, customer, program, qualifies_at=available_at, now=now)
+    referrals.ensure_referral_code(session, shop, customer, program)
+    incentives.gifts_for(session, shop, order, program)
+    tiers.evaluate(session, shop, customer, program, version, now=now)
+    if available_at <= now:
+        from app.redemptions import maybe_auto_redeem
+
+        maybe_auto_redeem(session, shop, customer)
+    return written
 
 
 def _reversed_so_far(session: Session, order: Order) -> int:
@@ -121,6 +143,8 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
         earn = _award(session, shop, order, customer, delivery_id)
         if earn is None:
             return
+    if earn.lot_id is None:
+        return  # the order earned nothing, so there is nothing to take back
     lot = session.get(PointLot, earn.lot_id)
     assert lot is not None
     awarded = lot.points

@@ -1,15 +1,16 @@
 """A shop's loyalty program as one validated document, versioned per shop (no Flask here).
 
-Every change creates a new `ProgramVersion`; the newest is in force and older ones stay, so each
-ledger entry can name the version and rule that produced it.
+Every change creates a new `ProgramVersion`; the newest is in force from then on and older ones
+stay, so each ledger entry can name the version and rule that produced it. The defaults are what a
+German shop would accept out of the box.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,7 +26,7 @@ class _Strict(BaseModel):
 
 
 class Earning(_Strict):
-    """How orders earn points."""
+    """How orders and events earn points."""
 
     # Points per 1 unit of the shop currency, rounded down per order.
     points_per_unit: Decimal = Field(default=Decimal("1"), ge=0, le=1000)
@@ -35,12 +36,163 @@ class Earning(_Strict):
     return_window_days: int = Field(default=14, ge=0, le=365)
     # Orders carrying any of these tags earn nothing (staff orders).
     excluded_order_tags: tuple[str, ...] = ("staff",)
+    signup_bonus: int = Field(default=0, ge=0, le=1_000_000)
+    first_order_bonus: int = Field(default=0, ge=0, le=1_000_000)
+    # Only where the platform gives a birthday (neither Shopify nor WooCommerce core does).
+    birthday_bonus: int = Field(default=0, ge=0, le=1_000_000)
+
+
+RewardKind = Literal["fixed_amount", "percentage", "free_shipping", "free_product"]
+
+
+class Reward(_Strict):
+    """One entry of the rewards catalog."""
+
+    name: str = Field(min_length=1, max_length=80)
+    points: int = Field(gt=0, le=10_000_000)
+    kind: RewardKind
+    value: Decimal | None = Field(default=None, gt=0)  # amount off, or percent off
+    product_id: str | None = None
+    variant_id: str | None = None
+    minimum_amount: Decimal | None = Field(default=None, ge=0)
+    valid_days: int = Field(default=30, ge=1, le=3650)
+    tiers: tuple[str, ...] = ()  # member-only: redeemable only in these tiers
+    active: bool = True
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> Reward:
+        if self.kind in ("fixed_amount", "percentage") and self.value is None:
+            raise ValueError(f"value is required for {self.kind}")
+        if self.kind == "percentage" and self.value is not None and self.value > 100:
+            raise ValueError("value of a percentage reward is at most 100")
+        if self.kind == "free_product" and not (self.product_id or self.variant_id):
+            raise ValueError("free_product needs product_id or variant_id")
+        return self
+
+
+class Tier(_Strict):
+    """A tier: reached at `threshold` (spend in shop currency, or points) and its perks."""
+
+    name: str = Field(min_length=1, max_length=64)
+    threshold: Decimal = Field(ge=0)
+    multiplier: Decimal = Field(default=Decimal("1"), ge=Decimal("0"), le=10)
+    member_discount_percent: Decimal = Field(default=Decimal("0"), ge=0, le=100)
+    free_shipping: bool = False
+
+
+class Tiers(_Strict):
+    """How customers move through tiers."""
+
+    metric: Literal["spend", "points"] = "spend"
+    window: Literal["lifetime", "rolling_12_months"] = "lifetime"
+    # Downgrades only at the end of a period that starts when a tier is entered.
+    period_months: int = Field(default=12, ge=1, le=60)
+    levels: tuple[Tier, ...] = (
+        Tier(name="Bronze", threshold=Decimal("0")),
+        Tier(name="Silber", threshold=Decimal("250"), multiplier=Decimal("1.25")),
+        Tier(name="Gold", threshold=Decimal("750"), multiplier=Decimal("1.5")),
+        Tier(name="Platin", threshold=Decimal("2000"), multiplier=Decimal("2"), free_shipping=True),
+    )
+
+    @model_validator(mode="after")
+    def _ascending(self) -> Tiers:
+        names = [t.name for t in self.levels]
+        if len(set(names)) != len(names):
+            raise ValueError("tier names must be unique")
+        thresholds = [t.threshold for t in self.levels]
+        if thresholds != sorted(thresholds) or len(set(thresholds)) != len(thresholds):
+            raise ValueError("tier thresholds must strictly increase")
+        return self
+
+
+class Expiry(_Strict):
+    """Points expire N months after earning (None = never)."""
+
+    months: int | None = Field(default=None, ge=1, le=120)
+    notice_days: int = Field(default=14, ge=0, le=365)
+
+
+class SecondPurchase(_Strict):
+    """After a first paid order, a code for the second one."""
+
+    enabled: bool = True
+    percent: Decimal = Field(default=Decimal("15"), gt=0, le=100)
+    valid_days: int = Field(default=7, ge=1, le=365)
+
+
+class Referral(_Strict):
+    """Members' referral codes: a welcome discount for the friend, points for the member."""
+
+    enabled: bool = True
+    friend_discount_percent: Decimal = Field(default=Decimal("10"), gt=0, le=100)
+    friend_minimum_amount: Decimal | None = Field(default=None, ge=0)
+    referrer_points: int = Field(default=500, ge=0, le=10_000_000)
+    monthly_cap: int = Field(default=5, ge=0, le=1000)
+
+
+class Gift(_Strict):
+    """A gift with purchase from an order amount or total weight; the order is tagged/noted."""
+
+    name: str = Field(min_length=1, max_length=80)
+    min_amount: Decimal | None = Field(default=None, gt=0)
+    min_grams: int | None = Field(default=None, gt=0)
+    tag: str = Field(default="geschenk", min_length=1, max_length=40)
+    note: str = Field(default="Bitte Geschenk beilegen", max_length=500)
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> Gift:
+        if (self.min_amount is None) == (self.min_grams is None):
+            raise ValueError("give exactly one of min_amount and min_grams")
+        return self
+
+
+class Redemption(_Strict):
+    """How rewards are redeemed."""
+
+    # Redeem the cheapest reward by itself once the available balance reaches it.
+    auto: bool = False
+
+
+def _default_rewards() -> tuple[Reward, ...]:
+    return (
+        Reward(name="5 € Rabatt", points=500, kind="fixed_amount", value=Decimal("5")),
+        Reward(name="10 % Rabatt", points=1000, kind="percentage", value=Decimal("10")),
+        Reward(name="Gratisversand", points=300, kind="free_shipping"),
+    )
 
 
 class Program(_Strict):
     """The whole program of a shop."""
 
     earning: Earning = Earning()
+    rewards: tuple[Reward, ...] = Field(default_factory=_default_rewards)
+    tiers: Tiers = Tiers()
+    expiry: Expiry = Expiry()
+    second_purchase: SecondPurchase = SecondPurchase()
+    referral: Referral = Referral()
+    gifts: tuple[Gift, ...] = ()
+    redemption: Redemption = Redemption()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Program:
+        names = [r.name for r in self.rewards]
+        if len(set(names)) != len(names):
+            raise ValueError("reward names must be unique")
+        tier_names = {t.name for t in self.tiers.levels}
+        for reward in self.rewards:
+            unknown = set(reward.tiers) - tier_names
+            if unknown:
+                raise ValueError(f"reward {reward.name!r} names unknown tiers {sorted(unknown)}")
+        return self
+
+    def reward(self, name: str) -> Reward | None:
+        """Return the reward called `name` (case-insensitive), or None."""
+        wanted = name.strip().casefold()
+        return next((r for r in self.rewards if r.name.casefold() == wanted), None)
+
+    def tier(self, name: str | None) -> Tier | None:
+        """Return the tier called `name`, or None."""
+        return next((t for t in self.tiers.levels if t.name == name), None)
 
 
 def validate_document(document: Any) -> Program:
@@ -59,7 +211,7 @@ def validate_document(document: Any) -> Program:
 
 
 def current_program(session: Session, shop: Shop) -> tuple[int, Program]:
-    """Return the version number and program in force for `shop` (the default when none saved)."""
+    """Return the version number and program in force for `shop` (version 0 = the defaults)."""
     row = session.scalars(
         select(ProgramVersion)
         .where(ProgramVersion.shop_id == shop.id)
@@ -71,8 +223,20 @@ def current_program(session: Session, shop: Shop) -> tuple[int, Program]:
     return row.version, validate_document(row.document)
 
 
+def program_versions(session: Session, shop: Shop) -> list[ProgramVersion]:
+    """Return every saved version of the shop's program, newest first."""
+    return list(
+        session.scalars(
+            select(ProgramVersion).where(ProgramVersion.shop_id == shop.id).order_by(ProgramVersion.version.desc())
+        )
+    )
+
+
 def save_program(session: Session, shop: Shop, document: Any, *, created_by: str) -> ProgramVersion:
     """Validate `document` and store it as the shop's next version (nothing stored on error).
+
+    The unique (shop, version) constraint makes two concurrent saves end in one error, not two
+    versions with the same number.
 
     Raises:
         ProgramError: the document is invalid.

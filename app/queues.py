@@ -7,7 +7,8 @@ import re
 from functools import lru_cache
 
 from redis import Redis
-from rq import Queue, get_current_job
+from rq import Queue, Retry, get_current_job
+from rq.exceptions import DuplicateJobError
 
 QUEUE_NAMES = ("webhooks", "points", "codes", "reminders")
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -61,3 +62,23 @@ def get_queue(name: str) -> Queue:
 def init_app(app) -> None:  # type: ignore[no-untyped-def]
     """Take the Redis URL from the Flask config."""
     configure(app.config.get("REDIS_URL"))
+
+
+# Platform calls retry with backoff (RQ's scheduler, `rq worker --with-scheduler`).
+PLATFORM_RETRY = Retry(max=5, interval=[10, 60, 300, 900, 3600])
+
+
+def enqueue_once(queue_name: str, func: str, *args: object, job_id: str, retry: Retry | None = None) -> bool:
+    """Enqueue `func(*args)` under a deterministic id unless that job already exists.
+
+    Returns False when it was already queued, scheduled or running. Finished jobs keep no hash
+    (result_ttl=0), so a sweep can enqueue the same id again later; the database row's status is
+    the real guard against doing the work twice.
+    """
+    try:
+        get_queue(queue_name).enqueue(
+            func, *args, job_id=job_id, unique=True, retry=retry, result_ttl=0, failure_ttl=3600
+        )
+    except DuplicateJobError:
+        return False
+    return True

@@ -9,7 +9,8 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from app import customers, orders
+from app import customers, incentives, orders
+from app.program import current_program
 from app.checkouts import apply_checkout
 from app.db import is_postgres, session_scope
 from app.models import DeliveryStatus, Shop, ShopStatus, WebhookDelivery, utcnow
@@ -32,7 +33,10 @@ def _handle(session, shop: Shop, delivery: WebhookDelivery, event: ct.WebhookEve
     elif isinstance(resource, ct.Refund):
         orders.apply_refund(session, shop, resource, delivery_id=delivery.id)
     elif isinstance(resource, ct.Customer):
-        customers.upsert_customer(session, shop, resource)
+        customer = customers.upsert_customer(session, shop, resource)
+        if customer is not None and event.topic in ("customers/create", "customer.created"):
+            version, program = current_program(session, shop)
+            incentives.signup_bonus(session, shop, customer, program, version)
     elif isinstance(resource, ct.Checkout):
         apply_checkout(session, shop, resource)
     elif isinstance(resource, ct.Deleted):

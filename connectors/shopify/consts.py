@@ -12,6 +12,10 @@ PLATFORM = "shopify"
 # https://shopify.dev/docs/api/usage/versioning
 API_VERSION = "2026-07"
 
+# Admin GraphQL endpoint and its auth header (https://shopify.dev/docs/api/admin-graphql#endpoints).
+ADMIN_GRAPHQL_URL = "https://{shop}/admin/api/{version}/graphql.json"
+ACCESS_TOKEN_HEADER = "X-Shopify-Access-Token"
+
 # Topics, verbatim (https://shopify.dev/docs/api/webhooks).
 ORDERS_CREATE = "orders/create"
 ORDERS_PAID = "orders/paid"

@@ -1,8 +1,9 @@
-"""The WooCommerce connector: verify and parse webhook deliveries (see `webhooks.py`)."""
+"""The WooCommerce connector: verify and parse webhook deliveries (see `webhooks.py`) and call
+the REST API (see `client.py`)."""
 
 from __future__ import annotations
 
-from connectors.woocommerce import webhooks
+from connectors.woocommerce import client, webhooks
 from connectors.woocommerce.consts import PLATFORM
 
 
@@ -19,6 +20,9 @@ class WooCommerceConnector:
     verify = staticmethod(webhooks.verify)
     delivery_key = staticmethod(webhooks.delivery_key)
     parse_event = staticmethod(webhooks.parse_event)
+    create_discount_code = staticmethod(client.create_discount_code)
+    find_discount_code = staticmethod(client.find_discount_code)
+    add_order_note = staticmethod(client.add_order_note)
 
 
 connector = WooCommerceConnector()

@@ -1,5 +1,7 @@
 """WooCommerce words, verbatim: webhook topics, delivery headers, order statuses, the API version.
 
+REST coupons: https://woocommerce.github.io/woocommerce-rest-api-docs/#coupons
+
 Topics and headers: woocommerce/woocommerce `plugins/woocommerce/includes/class-wc-webhook.php`
 (`get_default_topic_hooks`, `deliver`).
 Statuses: https://woocommerce.github.io/woocommerce-rest-api-docs/#orders
@@ -44,3 +46,14 @@ STATUS_CHECKOUT_DRAFT = "checkout-draft"
 
 # Statuses in which money has been received (refunded: received, then given back).
 PAID_STATUSES = (STATUS_PROCESSING, STATUS_COMPLETED, STATUS_REFUNDED)
+
+# ---- REST API calls (client.py) -----------------------------------------------------------
+# (connect, read) seconds for every call: shared WordPress hosts can take seconds to write.
+REQUEST_TIMEOUT = (5.0, 30.0)
+# Seconds to wait after a 429 that carries no usable Retry-After header.
+DEFAULT_RETRY_AFTER = 5.0
+# The error `code` of POST coupons when the code is taken (live capture 11-create-coupon-duplicate).
+ERROR_COUPON_CODE_EXISTS = "woocommerce_rest_coupon_code_already_exists"
+# Coupon `discount_type` values we send ("fixed_product" is the third one WooCommerce knows).
+DISCOUNT_TYPE_PERCENT = "percent"
+DISCOUNT_TYPE_FIXED_CART = "fixed_cart"

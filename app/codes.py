@@ -1,0 +1,170 @@
+"""Discount codes we create in shops: derive, record (outbox), and hand to the code job.
+
+A code row is written `pending` in the same transaction as whatever caused it (a redemption, a
+first order, a referral), with a code string derived from its purpose and source, so a retried job
+looks up that same code in the shop instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+from functools import lru_cache
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db import after_commit, dialect_insert
+from app.models import CodeStatus, IssuedCode, Shop, utcnow
+from connectors.types import DiscountSpec
+
+logger = logging.getLogger(__name__)
+
+PREFIXES = {
+    "reward": "SK",
+    "second_purchase": "WIEDER",
+    "referral": "FREUND",
+    "tier_discount": "MITGLIED",
+    "cart": "KORB",
+    "winback": "ZURUECK",
+}
+
+
+@lru_cache(maxsize=1)
+def _secret() -> str:
+    from app import config
+
+    return config.load()["SECRET_KEY"]
+
+
+def derive_code(shop_id: int, purpose: str, source_key: str, secret: str | None = None) -> str:
+    """Return the code for (shop, purpose, source): stable for retries, unguessable for others."""
+    secret = secret or _secret()
+    digest = hmac.new(secret.encode(), f"{shop_id}:{purpose}:{source_key}".encode(), hashlib.sha256).digest()
+    token = base64.b32encode(digest).decode().rstrip("=")[:10]
+    return f"{PREFIXES.get(purpose, 'SK')}-{token}"
+
+
+def spec_to_json(spec: DiscountSpec) -> dict[str, Any]:
+    """Serialize a DiscountSpec for the outbox row (Decimals and times as strings)."""
+    return {
+        "code": spec.code,
+        "title": spec.title,
+        "kind": spec.kind,
+        "value": str(spec.value),
+        "currency": spec.currency,
+        "starts_at": spec.starts_at.isoformat(),
+        "ends_at": spec.ends_at.isoformat() if spec.ends_at else None,
+        "minimum_amount": str(spec.minimum_amount) if spec.minimum_amount is not None else None,
+        "customer_id": spec.customer_id,
+        "customer_email": spec.customer_email,
+        "product_ids": list(spec.product_ids),
+        "variant_ids": list(spec.variant_ids),
+        "usage_limit": spec.usage_limit,
+    }
+
+
+def spec_from_json(data: dict[str, Any]) -> DiscountSpec:
+    """Rebuild the DiscountSpec stored on an outbox row."""
+    return DiscountSpec(
+        code=data["code"],
+        title=data["title"],
+        kind=data["kind"],
+        value=Decimal(data["value"]),
+        currency=data["currency"],
+        starts_at=datetime.fromisoformat(data["starts_at"]),
+        ends_at=datetime.fromisoformat(data["ends_at"]) if data.get("ends_at") else None,
+        minimum_amount=Decimal(data["minimum_amount"]) if data.get("minimum_amount") is not None else None,
+        customer_id=data.get("customer_id"),
+        customer_email=data.get("customer_email"),
+        product_ids=tuple(data.get("product_ids") or ()),
+        variant_ids=tuple(data.get("variant_ids") or ()),
+        usage_limit=data.get("usage_limit"),
+    )
+
+
+def record_code(
+    session: Session,
+    shop: Shop,
+    *,
+    purpose: str,
+    source_key: str,
+    customer_id: int | None,
+    title: str,
+    kind: str,
+    value: Decimal,
+    valid_days: int | None,
+    platform_customer_id: str | None = None,
+    customer_email: str | None = None,
+    minimum_amount: Decimal | None = None,
+    product_ids: tuple[str, ...] = (),
+    variant_ids: tuple[str, ...] = (),
+    usage_limit: int | None = 1,
+    now: datetime | None = None,
+) -> tuple[IssuedCode, bool]:
+    """Write the pending code row once per (purpose, source_key); returns (row, created_now).
+
+    The code job is enqueued after the surrounding transaction commits.
+    """
+    now = now or utcnow()
+    code = derive_code(shop.id, purpose, source_key)
+    ends_at = now + timedelta(days=valid_days) if valid_days else None
+    spec = DiscountSpec(
+        code=code,
+        title=title,
+        kind=kind,
+        value=value,
+        currency=shop.currency,
+        starts_at=now,
+        ends_at=ends_at,
+        minimum_amount=minimum_amount,
+        customer_id=platform_customer_id,
+        customer_email=customer_email,
+        product_ids=product_ids,
+        variant_ids=variant_ids,
+        usage_limit=usage_limit,
+    )
+    stmt = dialect_insert(session, IssuedCode.__table__).values(
+        shop_id=shop.id,
+        customer_id=customer_id,
+        purpose=purpose,
+        source_key=source_key,
+        code=code,
+        spec=spec_to_json(spec),
+        status=CodeStatus.PENDING.value,
+        attempts=0,
+        expires_at=ends_at,
+        created_at=now,
+        updated_at=now,
+    )
+    result = session.execute(
+        stmt.on_conflict_do_nothing(index_elements=["shop_id", "purpose", "source_key"]).returning(
+            IssuedCode.__table__.c.id
+        )
+    )
+    new_id = result.scalar()
+    row = session.scalars(
+        select(IssuedCode).where(
+            IssuedCode.shop_id == shop.id, IssuedCode.purpose == purpose, IssuedCode.source_key == source_key
+        )
+    ).one()
+    if new_id is not None:
+        enqueue_code_after_commit(session, row.id)
+    return row, new_id is not None
+
+
+def enqueue_code_after_commit(session: Session, code_id: int) -> None:
+    """Hand the code to the `codes` queue once the row is committed."""
+    after_commit(session, lambda: enqueue_code(code_id))
+
+
+def enqueue_code(code_id: int) -> bool:
+    """Enqueue the job that creates code `code_id` in the shop (no-op when already queued)."""
+    from app.queues import PLATFORM_RETRY, enqueue_once
+
+    return enqueue_once("codes", "jobs.codes.issue_code", code_id, job_id=f"issue-code-{code_id}", retry=PLATFORM_RETRY)

@@ -1,0 +1,121 @@
+"""Incentives around orders: bonuses, the second-purchase code, gifts with purchase (no Flask here).
+
+All are keyed so they happen once: bonus entries by their natural ledger key, codes by
+(purpose, source_key), gift tasks by (order, kind, key).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app import codes, ledger
+from app.db import after_commit, dialect_insert
+from app.models import Customer, LedgerEntry, Order, OrderTask, Shop, utcnow
+from app.program import Program
+
+logger = logging.getLogger(__name__)
+
+
+def paid_order_count(session: Session, customer_id: int) -> int:
+    """Return how many paid orders the customer has (merged guests included)."""
+    return int(
+        session.scalar(select(func.count()).select_from(Order).where(Order.customer_id == customer_id, Order.is_paid.is_(True)))
+        or 0
+    )
+
+
+def is_first_paid_order(session: Session, customer_id: int, order: Order) -> bool:
+    """Return True when `order` is the customer's earliest paid order."""
+    first = session.scalars(
+        select(Order.id)
+        .where(Order.customer_id == customer_id, Order.is_paid.is_(True))
+        .order_by(Order.paid_at, Order.id)
+        .limit(1)
+    ).first()
+    return first == order.id
+
+
+def award_bonus(session: Session, shop: Shop, customer: Customer, *, reason: str, source_id: str, points: int,
+                version: int, available_at: datetime, expires_at: datetime | None, order_id: int | None = None,
+                now: datetime | None = None) -> LedgerEntry | None:
+    """Credit a bonus once (its ledger key decides), as a lot of its own."""
+    if points <= 0 or customer.banned_at is not None:
+        return None
+    if ledger.find_entry(session, shop.id, "customer", source_id, reason) is not None:
+        return None
+    now = now or utcnow()
+    lot = ledger.new_lot(
+        shop_id=shop.id, customer_id=customer.id, order_id=order_id, points=points, earned_at=now,
+        available_at=available_at, expires_at=expires_at, now=now,
+        rule={"rule": reason, "program_version": version, "points": points},
+    )
+    entry = LedgerEntry(
+        shop_id=shop.id, customer_id=customer.id, order_id=order_id, delta=0, reason=reason,
+        source_type="customer", source_id=source_id, detail={"points": points},
+    )
+    return ledger.credit(session, entry, lot)
+
+
+def after_first_paid_order(session: Session, shop: Shop, customer: Customer, order: Order, program: Program,
+                           version: int, *, available_at: datetime, expires_at: datetime | None) -> None:
+    """First order bonus and the second-purchase code (each once per customer)."""
+    award_bonus(
+        session, shop, customer, reason="first_order_bonus", source_id=str(customer.id),
+        points=program.earning.first_order_bonus, version=version, available_at=available_at,
+        expires_at=expires_at, order_id=order.id,
+    )
+    offer = program.second_purchase
+    if offer.enabled and customer.banned_at is None:
+        codes.record_code(
+            session, shop, purpose="second_purchase", source_key=str(customer.id), customer_id=customer.id,
+            title=f"{offer.percent} % auf Ihre nächste Bestellung", kind="percentage", value=offer.percent,
+            valid_days=offer.valid_days, platform_customer_id=customer.platform_id, customer_email=customer.email,
+        )
+
+
+def gifts_for(session: Session, shop: Shop, order: Order, program: Program) -> list[OrderTask]:
+    """Record a tag/note task for every gift the order qualifies for (once per order and gift)."""
+    created = []
+    for gift in program.gifts:
+        amount_ok = gift.min_amount is not None and (order.merchandise or 0) >= gift.min_amount
+        weight_ok = gift.min_grams is not None and (order.total_weight_grams or 0) >= gift.min_grams
+        if not (amount_ok or weight_ok):
+            continue
+        now = utcnow()
+        stmt = dialect_insert(session, OrderTask.__table__).values(
+            shop_id=shop.id, order_id=order.id, kind="gift", key=gift.name,
+            payload={"tag": gift.tag, "note": gift.note, "gift": gift.name},
+            status="pending", attempts=0, created_at=now, updated_at=now,
+        )
+        new_id = session.execute(
+            stmt.on_conflict_do_nothing(index_elements=["order_id", "kind", "key"]).returning(OrderTask.__table__.c.id)
+        ).scalar()
+        if new_id is not None:
+            after_commit(session, lambda task_id=new_id: enqueue_order_task(task_id))
+            created.append(session.get(OrderTask, new_id))
+    return created
+
+
+def enqueue_order_task(task_id: int) -> bool:
+    """Enqueue the job that tags/notes the order in the shop."""
+    from app.queues import PLATFORM_RETRY, enqueue_once
+
+    return enqueue_once("codes", "jobs.codes.run_order_task", task_id, job_id=f"order-task-{task_id}", retry=PLATFORM_RETRY)
+
+
+def signup_bonus(session: Session, shop: Shop, customer: Customer, program: Program, version: int) -> None:
+    """Award the sign-up bonus once when an account appears."""
+    now = utcnow()
+    award_bonus(
+        session, shop, customer, reason="signup_bonus", source_id=str(customer.id),
+        points=program.earning.signup_bonus, version=version, available_at=now, expires_at=None, now=now,
+    )
+
+
+def window_end(paid_at: datetime, program: Program) -> datetime:
+    """Return when the return window of an order paid at `paid_at` ends."""
+    return paid_at + timedelta(days=program.earning.return_window_days)

@@ -1,0 +1,193 @@
+"""The referral program: each member's code, friends' first orders, fraud rules, rewards.
+
+No Flask here. A referral is recorded when a paid order used a member's referral code and is
+decided at once when a fraud rule applies; otherwise it waits for the order's return window and is
+rewarded by `settle` (scheduled) if the order was not refunded or cancelled by then.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app import codes, ledger
+from app.db import dialect_insert
+from app.models import (
+    Customer,
+    IssuedCode,
+    LedgerEntry,
+    Order,
+    Referral,
+    ReferralStatus,
+    Shop,
+    utcnow,
+)
+from app.program import Program
+
+logger = logging.getLogger(__name__)
+
+
+def ensure_referral_code(session: Session, shop: Shop, customer: Customer, program: Program) -> str | None:
+    """Give a member their referral code (a real code in the shop for the friend's discount)."""
+    if not program.referral.enabled or customer.banned_at is not None:
+        return customer.referral_code
+    if customer.referral_code:
+        return customer.referral_code
+    offer = program.referral
+    row, _ = codes.record_code(
+        session, shop, purpose="referral", source_key=str(customer.id), customer_id=customer.id,
+        title=f"Willkommen: {offer.friend_discount_percent} % auf die erste Bestellung",
+        kind="percentage", value=offer.friend_discount_percent, valid_days=None,
+        minimum_amount=offer.friend_minimum_amount, usage_limit=None,
+    )
+    customer.referral_code = row.code
+    session.flush()
+    return row.code
+
+
+def referral_link(shop: Shop, code: str) -> str:
+    """Return the link a member shares: Shopify applies /discount/<code>; WooCommerce gets ?coupon=."""
+    if shop.platform.value == "shopify":
+        return f"https://{shop.domain}/discount/{code}"
+    return f"{shop.domain}/?coupon={code}"
+
+
+def _referrer_for(session: Session, shop: Shop, order: Order) -> tuple[Customer, str] | None:
+    wanted = {c.strip().upper() for c in (order.discount_codes or []) if c}
+    if not wanted:
+        return None
+    row = session.scalars(
+        select(IssuedCode).where(
+            IssuedCode.shop_id == shop.id, IssuedCode.purpose == "referral", func.upper(IssuedCode.code).in_(wanted)
+        )
+    ).first()
+    if row is None or row.customer_id is None:
+        return None
+    referrer = session.get(Customer, row.customer_id)
+    return (referrer, row.code) if referrer is not None else None
+
+
+def _reject_reason(session: Session, shop: Shop, program: Program, referrer: Customer, friend: Customer,
+                   order: Order, now: datetime) -> str | None:
+    if referrer.id == friend.id or (referrer.email and referrer.email == friend.email):
+        return "self_referral"
+    if order.shipping_address_fingerprint:
+        same_address = session.scalar(
+            select(func.count()).select_from(Order).where(
+                Order.customer_id == referrer.id,
+                Order.shipping_address_fingerprint == order.shipping_address_fingerprint,
+            )
+        )
+        if same_address:
+            return "self_referral"
+    if referrer.banned_at is not None or friend.banned_at is not None:
+        return "banned"
+    earlier = session.scalar(
+        select(func.count()).select_from(Order).where(
+            Order.customer_id == friend.id, Order.is_paid.is_(True), Order.id != order.id,
+            Order.paid_at <= (order.paid_at or now),
+        )
+    )
+    if earlier:
+        return "not_new_customer"
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    this_month = session.scalar(
+        select(func.count()).select_from(Referral).where(
+            Referral.referrer_id == referrer.id,
+            Referral.created_at >= month_start,
+            Referral.status.in_([ReferralStatus.PENDING, ReferralStatus.REWARDED]),
+        )
+    )
+    if this_month >= program.referral.monthly_cap:
+        return "monthly_cap"
+    return None
+
+
+def record_referral(session: Session, shop: Shop, order: Order, friend: Customer, program: Program,
+                    qualifies_at: datetime, now: datetime | None = None) -> Referral | None:
+    """Record that a paid order used a referral code (once per friend), deciding fraud at once."""
+    if not program.referral.enabled:
+        return None
+    found = _referrer_for(session, shop, order)
+    if found is None:
+        return None
+    referrer, code = found
+    now = now or utcnow()
+    ledger.lock_customer(session, referrer.id)  # serializes the monthly cap per referrer
+    reason = _reject_reason(session, shop, program, referrer, friend, order, now)
+    stmt = dialect_insert(session, Referral.__table__).values(
+        shop_id=shop.id, referrer_id=referrer.id, referred_customer_id=friend.id, order_id=order.id, code=code,
+        status=(ReferralStatus.REJECTED if reason else ReferralStatus.PENDING).value, reason=reason,
+        qualifies_at=qualifies_at, created_at=now, updated_at=now,
+    )
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["shop_id", "referred_customer_id"]))
+    referral = session.scalars(
+        select(Referral).where(Referral.shop_id == shop.id, Referral.referred_customer_id == friend.id)
+    ).one()
+    if reason:
+        logger.info("referral rejected", extra={"shop": shop.id, "referral": referral.id, "reason": reason})
+    return referral
+
+
+def _order_kept(order: Order) -> bool:
+    return (
+        order.deleted_at is None
+        and order.cancelled_at is None
+        and order.status not in ("cancelled", "refunded")
+        and not order.refunds
+    )
+
+
+def settle(session: Session, referral_id: int, now: datetime | None = None) -> Referral | None:
+    """Reward or reject a pending referral whose window has passed (idempotent)."""
+    now = now or utcnow()
+    referral = session.get(Referral, referral_id)
+    if referral is None:
+        return None
+    ledger.lock_customer(session, referral.referrer_id)
+    session.refresh(referral)
+    if referral.status != ReferralStatus.PENDING or referral.qualifies_at > now:
+        return referral
+    order = session.get(Order, referral.order_id)
+    shop = session.get(Shop, referral.shop_id)
+    assert order is not None and shop is not None
+    if not _order_kept(order):
+        referral.status, referral.reason = ReferralStatus.REJECTED, "refunded"
+        return referral
+    from app.program import current_program
+
+    version, program = current_program(session, shop)
+    referrer = session.get(Customer, referral.referrer_id)
+    assert referrer is not None
+    if referrer.banned_at is not None:
+        referral.status, referral.reason = ReferralStatus.REJECTED, "banned"
+        return referral
+    points = program.referral.referrer_points
+    if points > 0:
+        lot = ledger.new_lot(
+            shop_id=shop.id, customer_id=referrer.id, points=points, earned_at=now, available_at=now, now=now,
+            rule={"rule": "referral", "program_version": version, "points": points, "order": order.number},
+        )
+        ledger.credit(
+            session,
+            LedgerEntry(shop_id=shop.id, customer_id=referrer.id, delta=0, reason="referral",
+                        source_type="referral", source_id=str(referral.id), detail={"order": order.number}),
+            lot,
+        )
+    referral.status = ReferralStatus.REWARDED
+    return referral
+
+
+def due_referrals(session: Session, now: datetime, limit: int = 1000) -> list[int]:
+    """Return ids of pending referrals whose window has passed (indexed)."""
+    return list(
+        session.scalars(
+            select(Referral.id)
+            .where(Referral.status == ReferralStatus.PENDING, Referral.qualifies_at <= now)
+            .order_by(Referral.qualifies_at)
+            .limit(limit)
+        )
+    )

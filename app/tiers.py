@@ -1,0 +1,137 @@
+"""Tiers: which tier a customer's spend or points reach, upgrades at once, downgrades at period end.
+
+No Flask here. `evaluate` is called after every change to a customer's points (upgrade only) and
+by the scheduled `jobs.program.review_tiers` for customers whose tier period ended (where a
+downgrade may happen). A customer below the lowest threshold has no tier.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import Customer, LedgerEntry, Order, OrderRefund, Shop, TierChange, utcnow
+from app.program import Program, Tier
+from connectors.types import OrderStatus
+
+logger = logging.getLogger(__name__)
+
+EARNING_REASONS = ("earn", "refund", "cancel", "restore")
+
+
+def add_months(when: datetime, months: int) -> datetime:
+    """Return `when` plus calendar months (the 31st becomes the month's last day)."""
+    month_index = when.month - 1 + months
+    year, month = when.year + month_index // 12, month_index % 12 + 1
+    day = min(when.day, calendar.monthrange(year, month)[1])
+    return when.replace(year=year, month=month, day=day)
+
+
+def metric_value(session: Session, program: Program, customer: Customer, now: datetime) -> Decimal:
+    """Return the customer's spend (shop currency, net of refunds) or points earned in the window."""
+    since = None if program.tiers.window == "lifetime" else now - timedelta(days=365)
+    if program.tiers.metric == "points":
+        query = select(func.coalesce(func.sum(LedgerEntry.delta), 0)).where(
+            LedgerEntry.customer_id == customer.id, LedgerEntry.reason.in_(EARNING_REASONS)
+        )
+        if since is not None:
+            query = query.where(LedgerEntry.created_at >= since)
+        return Decimal(int(session.scalar(query) or 0))
+    orders = select(Order.id, Order.merchandise).where(
+        Order.customer_id == customer.id,
+        Order.is_paid.is_(True),
+        Order.deleted_at.is_(None),
+        Order.cancelled_at.is_(None),
+        Order.status.notin_([OrderStatus.CANCELLED.value, OrderStatus.REFUNDED.value]),
+    )
+    if since is not None:
+        orders = orders.where(Order.paid_at >= since)
+    rows = session.execute(orders).all()
+    if not rows:
+        return Decimal("0")
+    refunded: dict[int, Decimal] = {}
+    for order_id, amount in session.execute(
+        select(OrderRefund.order_id, OrderRefund.merchandise).where(OrderRefund.order_id.in_([r.id for r in rows]))
+    ).all():
+        refunded[order_id] = refunded.get(order_id, Decimal("0")) + amount
+    total = Decimal("0")
+    for order_id, merchandise in rows:
+        total += max((merchandise or Decimal("0")) - refunded.get(order_id, Decimal("0")), Decimal("0"))
+    return total
+
+
+def qualifying_tier(program: Program, value: Decimal) -> Tier | None:
+    """Return the highest tier whose threshold `value` reaches (exactly at it counts)."""
+    reached = [t for t in program.tiers.levels if value >= t.threshold]
+    return reached[-1] if reached else None
+
+
+def _rank(program: Program, name: str | None) -> int:
+    names = [t.name for t in program.tiers.levels]
+    return names.index(name) if name in names else -1
+
+
+def multiplier(program: Program, customer: Customer) -> Decimal:
+    """Return the points multiplier of the customer's current tier (1 without one)."""
+    tier = program.tier(customer.tier)
+    return tier.multiplier if tier else Decimal("1")
+
+
+def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None, value: Decimal,
+            reason: str, version: int, program: Program, now: datetime) -> TierChange:
+    change = TierChange(
+        shop_id=shop.id,
+        customer_id=customer.id,
+        from_tier=customer.tier,
+        to_tier=tier.name if tier else None,
+        metric_value=value,
+        reason=reason,
+        program_version=version,
+        created_at=now,
+    )
+    session.add(change)
+    customer.tier = tier.name if tier else None
+    customer.tier_since = now
+    customer.tier_period_ends_at = add_months(now, program.tiers.period_months)
+    session.flush()
+    logger.info("tier changed", extra={"shop": shop.id, "customer": customer.id, "reason": reason})
+    return change
+
+
+def evaluate(session: Session, shop: Shop, customer: Customer, program: Program, version: int, *,
+             now: datetime | None = None, allow_downgrade: bool = False) -> TierChange | None:
+    """Move the customer up at once when they qualify higher; down only if `allow_downgrade`.
+
+    With `allow_downgrade` (the period-end review) a customer who still qualifies for their tier
+    starts a new period in it.
+    """
+    now = now or utcnow()
+    if not program.tiers.levels:
+        return None
+    value = metric_value(session, program, customer, now)
+    target = qualifying_tier(program, value)
+    current, wanted = _rank(program, customer.tier), _rank(program, target.name if target else None)
+    if wanted > current:
+        return _change(session, shop, customer, target, value, "upgrade", version, program, now)
+    if allow_downgrade:
+        if wanted < current:
+            return _change(session, shop, customer, target, value, "downgrade", version, program, now)
+        customer.tier_period_ends_at = add_months(now, program.tiers.period_months)
+    return None
+
+
+def due_for_review(session: Session, now: datetime, limit: int = 1000) -> list[int]:
+    """Return ids of customers whose tier period has ended (indexed)."""
+    return list(
+        session.scalars(
+            select(Customer.id)
+            .where(Customer.tier_period_ends_at <= now, Customer.merged_into_id.is_(None))
+            .order_by(Customer.tier_period_ends_at)
+            .limit(limit)
+        )
+    )

@@ -1,0 +1,687 @@
+"""Outbound calls to the Shopify Admin GraphQL API, over `requests` (STYLE rules 2, 12, 13, 14).
+
+One function per platform operation. Every request has an explicit timeout, goes to the API
+version pinned in `consts.API_VERSION` and never follows redirects (the access token travels in a
+custom header that `requests` would not strip on a cross-host redirect).
+
+Failures are typed (`connectors.errors`):
+
+- timeout, connection error, HTTP 5xx, a 2xx that is not JSON, a top-level
+  `INTERNAL_SERVER_ERROR` -> `TransientError`;
+- HTTP 429 -> `RateLimitedError(retry_after)`, from `Retry-After` (default 1 s);
+- top-level error `THROTTLED` -> `RateLimitedError(retry_after)`, computed from
+  `extensions.cost.throttleStatus`;
+- HTTP 401/403/404, any other 3xx/4xx, any other top-level error, and `userErrors`
+  -> `PermanentError`.
+
+Creating a discount code is idempotent (STYLE rule 14): the codes are deterministic, so when
+Shopify answers "code already taken" the code is looked up and returned with `created=False`.
+
+Before each request a per-shop model of Shopify's cost bucket (`THROTTLE`) sleeps just long
+enough for the request's expected cost to be available, so we slow down before being refused.
+https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits
+
+Nothing here logs the access token, a request or a response body.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import requests
+
+from connectors.errors import PermanentError, RateLimitedError, TransientError
+from connectors.shopify.consts import (
+    ACCESS_TOKEN_HEADER,
+    ADMIN_GRAPHQL_URL,
+    API_VERSION,
+    PLATFORM,
+)
+from connectors.types import DiscountCode, DiscountSpec
+
+logger = logging.getLogger(__name__)
+
+# (connect, read) seconds for every Admin API request.
+TIMEOUT = (5.0, 20.0)
+# Used when a 429 carries no usable Retry-After, as Shopify's own `shopifyapp` package does.
+DEFAULT_RETRY_AFTER = 1.0
+# The throttle sleeps at most this long before a request; a longer wait is raised as
+# RateLimitedError so the job is retried later instead of holding a worker.
+MAX_THROTTLE_WAIT = 10.0
+DEFAULT_COST_ESTIMATE = 10.0
+
+_SHOP_DOMAIN = re.compile(r"[a-z0-9][a-z0-9-]*\.myshopify\.com")
+_NUMERIC_ID = re.compile(r"[0-9]+")
+_OPERATION = re.compile(r"\s*(?:query|mutation)\s+([_A-Za-z][_0-9A-Za-z]*)")
+
+# ---- documents ------------------------------------------------------------------------------
+
+# Every document the client can send, keyed by the root field it calls. The schema test
+# (tests/connectors/shopify/test_graphql_schema.py) validates each one, and the variables the
+# helpers below build, against the pinned 2026-07 schema.
+DOCUMENTS: dict[str, str] = {
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/mutations/discountCodeBasicCreate
+    "discountCodeBasicCreate": """\
+mutation DiscountCodeBasicCreate($basicCodeDiscount: DiscountCodeBasicInput!) {
+  discountCodeBasicCreate(basicCodeDiscount: $basicCodeDiscount) {
+    codeDiscountNode {
+      id
+    }
+    userErrors {
+      field
+      message
+      code
+    }
+  }
+}
+""",
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/mutations/discountCodeFreeShippingCreate
+    "discountCodeFreeShippingCreate": """\
+mutation DiscountCodeFreeShippingCreate(
+  $freeShippingCodeDiscount: DiscountCodeFreeShippingInput!
+) {
+  discountCodeFreeShippingCreate(freeShippingCodeDiscount: $freeShippingCodeDiscount) {
+    codeDiscountNode {
+      id
+    }
+    userErrors {
+      field
+      message
+      code
+    }
+  }
+}
+""",
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/queries/codeDiscountNodeByCode
+    # (case-insensitive lookup).
+    "codeDiscountNodeByCode": """\
+query CodeDiscountNodeByCode($code: String!) {
+  codeDiscountNodeByCode(code: $code) {
+    id
+  }
+}
+""",
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/mutations/tagsAdd
+    "tagsAdd": """\
+mutation TagsAdd($id: ID!, $tags: [String!]!) {
+  tagsAdd(id: $id, tags: $tags) {
+    node {
+      id
+    }
+    userErrors {
+      field
+      message
+    }
+  }
+}
+""",
+}
+
+# What a reward code combines with (DiscountCombinesWithInput). A reward is an order or product
+# discount that must not stack with the shop's other order/product codes (one reward per order,
+# no "reward + sale code" surprises), but may go with a free-shipping code. A free-shipping reward
+# combines with order and product discounts, never with another shipping discount.
+COMBINES_WITH: dict[str, dict[str, bool]] = {
+    "fixed_amount": {"productDiscounts": False, "orderDiscounts": False, "shippingDiscounts": True},
+    "percentage": {"productDiscounts": False, "orderDiscounts": False, "shippingDiscounts": True},
+    "free_product": {"productDiscounts": False, "orderDiscounts": False, "shippingDiscounts": True},
+    "free_shipping": {"productDiscounts": True, "orderDiscounts": True, "shippingDiscounts": False},
+}
+
+_HUNDRED = Decimal(100)
+_ZERO = Decimal(0)
+
+
+# ---- cost-based throttle --------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Bucket:
+    maximum: float
+    available: float
+    restore_rate: float
+    read_at: float
+
+    def available_at(self, now: float) -> float:
+        return min(self.maximum, self.available + self.restore_rate * (now - self.read_at))
+
+
+class CostThrottle:
+    """A thread-safe, per-shop model of Shopify's query-cost bucket that waits before a request.
+
+    Every response's `extensions.cost.throttleStatus` {maximumAvailable, currentlyAvailable,
+    restoreRate} is stored with the time it was read. Before a request, the points available now
+    are estimated as `currentlyAvailable + restoreRate * elapsed` (capped at the maximum); when
+    that is below the request's expected cost, the caller sleeps just long enough. The expected
+    cost is the last `requestedQueryCost` seen for that document (Shopify needs the requested cost
+    available before it runs a query, and refunds the unused part afterwards), else its
+    `actualQueryCost`, else the caller's estimate. Each admitted request books its cost in the
+    model, so concurrent callers in this process queue up instead of all going at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        max_wait: float = MAX_THROTTLE_WAIT,
+    ) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self.max_wait = max_wait
+        self._lock = threading.Lock()
+        self._buckets: dict[str, _Bucket] = {}
+        self._costs: dict[str, float] = {}
+        self.waits = 0  # requests that had to wait
+        self.waited_seconds = 0.0  # total time slept
+
+    def expected_cost(self, document: str, estimate: float) -> float:
+        """Return the cost to budget for `document`: the last one seen, else `estimate`."""
+        with self._lock:
+            return self._costs.get(document, float(estimate))
+
+    def available(self, shop: str) -> float | None:
+        """Return the estimated points available now for `shop`, or None before any response."""
+        with self._lock:
+            bucket = self._buckets.get(shop)
+            return None if bucket is None else bucket.available_at(self._clock())
+
+    def status(self, shop: str) -> dict[str, float] | None:
+        """Return the last throttle status stored for `shop` (for benchmarks and the admin)."""
+        with self._lock:
+            bucket = self._buckets.get(shop)
+            if bucket is None:
+                return None
+            return {
+                "maximumAvailable": bucket.maximum,
+                "currentlyAvailable": bucket.available_at(self._clock()),
+                "restoreRate": bucket.restore_rate,
+            }
+
+    def reserve(self, shop: str, cost: float) -> float:
+        """Book `cost` points for `shop` and return how many seconds to wait before sending.
+
+        Raises:
+            RateLimitedError: the wait would exceed `max_wait`; nothing is booked.
+        """
+        with self._lock:
+            bucket = self._buckets.get(shop)
+            if bucket is None or bucket.restore_rate <= 0:
+                return 0.0
+            now = self._clock()
+            # A request can never need more than a full bucket.
+            cost = min(float(cost), bucket.maximum)
+            available = bucket.available_at(now)
+            delay = max(0.0, (cost - available) / bucket.restore_rate)
+            if delay > self.max_wait:
+                raise RateLimitedError(
+                    "shopify: cost bucket too low to wait for", retry_after=delay
+                )
+            # At now + delay exactly `cost` is available (or more, if delay is 0); take it.
+            bucket.available = available + bucket.restore_rate * delay - cost
+            bucket.read_at = now + delay
+            return delay
+
+    def wait(self, shop: str, document: str, estimate: float) -> float:
+        """Sleep until a request of `document` fits the bucket; return the seconds slept.
+
+        Raises:
+            RateLimitedError: the wait would exceed `max_wait`.
+        """
+        delay = self.reserve(shop, self.expected_cost(document, estimate))
+        if delay > 0:
+            with self._lock:
+                self.waits += 1
+                self.waited_seconds += delay
+            logger.debug(
+                "shopify graphql request delayed by cost throttle",
+                extra={"platform": PLATFORM, "shop": shop, "wait_seconds": delay},
+            )
+            self._sleep(delay)
+        return delay
+
+    def record(self, shop: str, document: str, cost: Any) -> None:
+        """Store a response's `extensions.cost` for `shop` and `document`; ignore junk."""
+        if not isinstance(cost, Mapping):
+            return
+        seen = _number(cost.get("requestedQueryCost"))
+        if seen is None:
+            seen = _number(cost.get("actualQueryCost"))
+        status = cost.get("throttleStatus")
+        bucket = None
+        if isinstance(status, Mapping):
+            maximum = _number(status.get("maximumAvailable"))
+            available = _number(status.get("currentlyAvailable"))
+            rate = _number(status.get("restoreRate"))
+            if maximum is not None and available is not None and rate is not None:
+                bucket = _Bucket(maximum, available, rate, 0.0)
+        with self._lock:
+            if seen is not None:
+                self._costs[document] = seen
+            if bucket is not None:
+                bucket.read_at = self._clock()
+                self._buckets[shop] = bucket
+
+    def reset(self) -> None:
+        """Forget every shop's bucket and every document's cost."""
+        with self._lock:
+            self._buckets.clear()
+            self._costs.clear()
+            self.waits = 0
+            self.waited_seconds = 0.0
+
+
+# The process-wide throttle every call goes through (read it from benchmarks).
+THROTTLE = CostThrottle()
+
+
+# ---- transport ------------------------------------------------------------------------------
+
+
+def graphql(
+    credentials: Mapping[str, str],
+    document: str,
+    variables: Mapping[str, Any] | None,
+    *,
+    cost_estimate: float = DEFAULT_COST_ESTIMATE,
+    throttle: CostThrottle | None = None,
+) -> dict[str, Any]:
+    """POST one GraphQL document to the shop's Admin API and return its `data`.
+
+    Raises:
+        TransientError: timeout, connection error, HTTP 5xx, unreadable body, internal error.
+        RateLimitedError: HTTP 429 or a THROTTLED error (or a throttle wait over its maximum).
+        PermanentError: bad credentials, HTTP 401/403/404 or other 3xx/4xx, GraphQL errors.
+    """
+    shop, token = _credentials(credentials)
+    throttle = THROTTLE if throttle is None else throttle
+    extra = {"platform": PLATFORM, "shop": shop, "operation": _operation_name(document)}
+    throttle.wait(shop, document, cost_estimate)
+    try:
+        response = requests.post(
+            ADMIN_GRAPHQL_URL.format(shop=shop, version=API_VERSION),
+            json={"query": document, "variables": dict(variables or {})},
+            headers={ACCESS_TOKEN_HEADER: token, "Accept": "application/json"},
+            timeout=TIMEOUT,
+            allow_redirects=False,
+        )
+    except requests.Timeout:
+        logger.warning("shopify graphql request timed out", extra=extra)
+        raise TransientError("shopify graphql: timeout") from None
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+        logger.warning("shopify graphql connection failed", extra=extra)
+        raise TransientError("shopify graphql: connection failed") from None
+    except requests.RequestException as exc:
+        raise PermanentError(f"shopify graphql: request failed ({type(exc).__name__})") from None
+
+    status = response.status_code
+    extra["status"] = status
+    if status == 429:
+        payload = _json_or_none(response)
+        cost = _cost(payload)
+        throttle.record(shop, document, cost)
+        retry_after = _retry_after_header(response.headers.get("Retry-After"))
+        if retry_after is None:
+            retry_after = _throttle_retry_after(cost)
+        logger.warning("shopify graphql rate limited", extra=extra)
+        raise RateLimitedError("shopify graphql: HTTP 429", retry_after=retry_after)
+    if status >= 500:
+        logger.warning("shopify graphql server error", extra=extra)
+        raise TransientError(f"shopify graphql: HTTP {status}")
+    if not 200 <= status < 300:
+        logger.warning("shopify graphql request refused", extra=extra)
+        raise PermanentError(f"shopify graphql: HTTP {status}")
+
+    payload = _json_or_none(response)
+    if not isinstance(payload, Mapping):
+        logger.warning("shopify graphql response unreadable", extra=extra)
+        raise TransientError("shopify graphql: response is not a JSON object")
+    cost = _cost(payload)
+    throttle.record(shop, document, cost)
+    errors = payload.get("errors")
+    if errors:
+        _raise_top_level_errors(errors, cost, extra)
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        raise PermanentError("shopify graphql: response has no data")
+    return data
+
+
+def _raise_top_level_errors(errors: Any, cost: Any, extra: dict[str, Any]) -> None:
+    """Raise the typed error for a response's top-level `errors`."""
+    items = errors if isinstance(errors, list) else [errors]
+    codes = set()
+    messages = []
+    for item in items:
+        if isinstance(item, Mapping):
+            extensions = item.get("extensions")
+            if isinstance(extensions, Mapping) and isinstance(extensions.get("code"), str):
+                codes.add(extensions["code"])
+            messages.append(str(item.get("message", "")))
+        else:
+            messages.append(str(item))
+    if "THROTTLED" in codes:
+        # https://shopify.dev/docs/api/usage/rate-limits: `{"errors": [{"message": "Throttled",
+        # "extensions": {"code": "THROTTLED"}}], "extensions": {"cost": {...}}}`.
+        logger.warning("shopify graphql throttled", extra=extra)
+        retry_after = _throttle_retry_after(cost)
+        raise RateLimitedError("shopify graphql: THROTTLED", retry_after=retry_after)
+    summary = "; ".join(m for m in messages if m)[:500] or "unknown error"
+    if "INTERNAL_SERVER_ERROR" in codes:
+        logger.warning("shopify graphql internal error", extra=extra)
+        raise TransientError(f"shopify graphql: {summary}")
+    logger.warning("shopify graphql errors", extra={**extra, "error_codes": sorted(codes)})
+    raise PermanentError(f"shopify graphql: {summary}")
+
+
+# ---- operations -----------------------------------------------------------------------------
+
+
+def create_discount_code(credentials: Mapping[str, str], spec: DiscountSpec) -> DiscountCode:
+    """Create `spec` as a code discount, or return the existing one when the code is taken.
+
+    Raises:
+        ValueError: `spec` cannot be expressed (unknown kind, bad value, naive datetime, bad id).
+        TransientError: see `graphql`; also a taken code that the lookup cannot find (yet).
+        RateLimitedError: see `graphql`.
+        PermanentError: see `graphql`; also any `userErrors` other than "code taken".
+    """
+    name, variables = discount_code_variables(spec)
+    data = graphql(credentials, DOCUMENTS[name], variables)
+    payload = _payload(data, name)
+    user_errors = _user_errors(payload)
+    if user_errors:
+        if all(_is_code_taken(error) for error in user_errors):
+            # The code is deterministic per redemption: a retry after a lost answer lands here.
+            logger.info(
+                "shopify discount code already exists; looking it up",
+                extra={"platform": PLATFORM, "shop": _shop(credentials)},
+            )
+            existing = find_discount_code(credentials, spec.code)
+            if existing is None:
+                raise TransientError(f"{name}: code reported taken but not found")
+            return existing
+        raise PermanentError(_user_errors_message(name, user_errors))
+    node = payload.get("codeDiscountNode")
+    if not isinstance(node, Mapping) or not isinstance(node.get("id"), str):
+        raise PermanentError(f"{name}: no codeDiscountNode in the answer")
+    return DiscountCode(code=spec.code, platform_id=node["id"], created=True)
+
+
+def find_discount_code(credentials: Mapping[str, str], code: str) -> DiscountCode | None:
+    """Return the code discount that has `code` (case-insensitive), or None.
+
+    Raises:
+        TransientError, RateLimitedError, PermanentError: see `graphql`.
+    """
+    name, variables = discount_lookup_variables(code)
+    data = graphql(credentials, DOCUMENTS[name], variables)
+    node = data.get(name)
+    if node is None:
+        return None
+    if not isinstance(node, Mapping) or not isinstance(node.get("id"), str):
+        raise PermanentError(f"{name}: malformed node in the answer")
+    return DiscountCode(code=code, platform_id=node["id"], created=False)
+
+
+def add_order_tags(credentials: Mapping[str, str], order_id: str, tags: Sequence[str]) -> None:
+    """Add `tags` to the order (existing tags are kept); no request when `tags` is empty.
+
+    Raises:
+        ValueError: `order_id` is not a Shopify order id, or a tag is empty.
+        TransientError, RateLimitedError: see `graphql`.
+        PermanentError: see `graphql`; also `userErrors` (e.g. the order does not exist).
+    """
+    name, variables = order_tags_variables(order_id, tags)
+    if not variables["tags"]:
+        return
+    data = graphql(credentials, DOCUMENTS[name], variables)
+    user_errors = _user_errors(_payload(data, name))
+    if user_errors:
+        raise PermanentError(_user_errors_message(name, user_errors))
+
+
+# ---- variables (the schema test calls these directly) ---------------------------------------
+
+
+def discount_code_variables(spec: DiscountSpec) -> tuple[str, dict[str, Any]]:
+    """Return the DOCUMENTS key and the variables that create `spec`.
+
+    Raises:
+        ValueError: unknown kind, non-positive value, percentage over 100, free product without
+            products, naive datetime, malformed id, empty code or title, usage limit below 1.
+    """
+    if spec.kind not in COMBINES_WITH:
+        raise ValueError(f"unknown discount kind {spec.kind!r}")
+    if not spec.code or not spec.code.strip():
+        raise ValueError("discount code is empty")
+    if not spec.title or not spec.title.strip():
+        raise ValueError("discount title is empty")
+    discount: dict[str, Any] = {
+        "title": spec.title,
+        "code": spec.code,
+        "startsAt": _datetime_text(spec.starts_at),
+    }
+    if spec.ends_at is not None:
+        discount["endsAt"] = _datetime_text(spec.ends_at)
+    if spec.customer_id:
+        discount["context"] = {"customers": {"add": [_gid("Customer", spec.customer_id)]}}
+    else:
+        discount["context"] = {"all": "ALL"}
+    discount["combinesWith"] = dict(COMBINES_WITH[spec.kind])
+    if spec.minimum_amount is not None:
+        discount["minimumRequirement"] = {
+            "subtotal": {"greaterThanOrEqualToSubtotal": _money_text(spec.minimum_amount)}
+        }
+    if spec.usage_limit is not None:  # None = unlimited: leave the field out
+        if spec.usage_limit < 1:
+            raise ValueError("usage limit must be at least 1")
+        discount["usageLimit"] = spec.usage_limit
+    discount["appliesOncePerCustomer"] = True
+
+    if spec.kind == "free_shipping":
+        discount["destination"] = {"all": True}
+        return "discountCodeFreeShippingCreate", {"freeShippingCodeDiscount": discount}
+    discount["customerGets"] = _CUSTOMER_GETS[spec.kind](spec)
+    return "discountCodeBasicCreate", {"basicCodeDiscount": discount}
+
+
+def discount_lookup_variables(code: str) -> tuple[str, dict[str, Any]]:
+    """Return the DOCUMENTS key and the variables that look `code` up."""
+    return "codeDiscountNodeByCode", {"code": code}
+
+
+def order_tags_variables(order_id: str, tags: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """Return the DOCUMENTS key and the variables that add `tags` to the order.
+
+    Raises:
+        ValueError: `order_id` is not a Shopify order id, `tags` is a bare string, or a tag is
+            empty.
+    """
+    if isinstance(tags, str):
+        raise ValueError("tags must be a sequence of strings, not a string")
+    cleaned = [tag.strip() for tag in tags]
+    if any(not tag for tag in cleaned):
+        raise ValueError("empty tag")
+    return "tagsAdd", {"id": _gid("Order", order_id), "tags": cleaned}
+
+
+def _percentage_gets(spec: DiscountSpec) -> dict[str, Any]:
+    if not _ZERO < spec.value <= _HUNDRED:
+        raise ValueError("percentage must be above 0 and at most 100")
+    # DiscountCustomerGetsValueInput.percentage is a Float from 0.00 to 1.00. The fraction is
+    # computed in Decimal and turned into a float through its text, so 15 % is sent as 0.15.
+    fraction = spec.value / _HUNDRED
+    return {"value": {"percentage": float(str(fraction))}, "items": {"all": True}}
+
+
+def _fixed_amount_gets(spec: DiscountSpec) -> dict[str, Any]:
+    if spec.value <= _ZERO:
+        raise ValueError("amount must be above 0")
+    # The amount is in the shop's currency; one amount off the order, not off each item.
+    return {
+        "value": {
+            "discountAmount": {"amount": _money_text(spec.value), "appliesOnEachItem": False}
+        },
+        "items": {"all": True},
+    }
+
+
+def _free_product_gets(spec: DiscountSpec) -> dict[str, Any]:
+    products: dict[str, list[str]] = {}
+    if spec.product_ids:
+        products["productsToAdd"] = [_gid("Product", pid) for pid in spec.product_ids]
+    if spec.variant_ids:
+        products["productVariantsToAdd"] = [_gid("ProductVariant", vid) for vid in spec.variant_ids]
+    if not products:
+        raise ValueError("free product discount names no product or variant")
+    return {"value": {"percentage": 1.0}, "items": {"products": products}}
+
+
+_CUSTOMER_GETS: dict[str, Callable[[DiscountSpec], dict[str, Any]]] = {
+    "percentage": _percentage_gets,
+    "fixed_amount": _fixed_amount_gets,
+    "free_product": _free_product_gets,
+}
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+def _credentials(credentials: Mapping[str, str]) -> tuple[str, str]:
+    shop = _shop(credentials)
+    token = credentials.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise PermanentError("shopify credentials: access_token missing")
+    return shop, token
+
+
+def _shop(credentials: Mapping[str, str]) -> str:
+    shop = credentials.get("shop")
+    normalized = shop.strip().lower() if isinstance(shop, str) else ""
+    # The token is sent to this host, so only a shop's own myshopify.com domain is accepted.
+    if not _SHOP_DOMAIN.fullmatch(normalized):
+        raise PermanentError("shopify credentials: shop is not a *.myshopify.com domain")
+    return normalized
+
+
+def _operation_name(document: str) -> str:
+    match = _OPERATION.match(document)
+    return match.group(1) if match else "anonymous"
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _cost(payload: Any) -> Any:
+    if not isinstance(payload, Mapping):
+        return None
+    extensions = payload.get("extensions")
+    return extensions.get("cost") if isinstance(extensions, Mapping) else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _retry_after_header(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None  # an HTTP-date: not worth parsing, the default is close enough
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _throttle_retry_after(cost: Any) -> float:
+    """Seconds until the requested cost is back: (requested - available) / restoreRate."""
+    if isinstance(cost, Mapping) and isinstance(cost.get("throttleStatus"), Mapping):
+        status = cost["throttleStatus"]
+        requested = _number(cost.get("requestedQueryCost"))
+        available = _number(status.get("currentlyAvailable"))
+        rate = _number(status.get("restoreRate"))
+        if requested is not None and available is not None and rate:
+            needed = requested - available
+            if needed > 0:
+                return needed / rate
+    return DEFAULT_RETRY_AFTER
+
+
+def _payload(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    payload = data.get(name)
+    if not isinstance(payload, Mapping):
+        raise PermanentError(f"{name}: no payload in the answer")
+    return payload
+
+
+def _user_errors(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    errors = payload.get("userErrors") or []
+    return [e if isinstance(e, Mapping) else {"message": str(e)} for e in errors]
+
+
+def _user_errors_message(name: str, errors: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    for error in errors:
+        field = error.get("field")
+        path = ".".join(str(p) for p in field) if isinstance(field, list) and field else "-"
+        code = f" [{error['code']}]" if error.get("code") else ""
+        parts.append(f"{path}: {error.get('message', '')}{code}")
+    return f"{name}: " + "; ".join(parts)
+
+
+def _is_code_taken(error: Mapping[str, Any]) -> bool:
+    """True for Shopify's duplicate-code answer.
+
+    `{"field": ["basicCodeDiscount", "code"], "code": "TAKEN",
+    "message": "Code must be unique. Please try a different code."}` (DiscountErrorCode.TAKEN,
+    "The input value is already taken").
+    """
+    field = error.get("field")
+    on_code = isinstance(field, list) and bool(field) and field[-1] == "code"
+    if not on_code:
+        return False
+    message = str(error.get("message", "")).lower()
+    return error.get("code") == "TAKEN" or "must be unique" in message
+
+
+def _gid(resource: str, value: str) -> str:
+    """Return `gid://shopify/<resource>/<id>` for a numeric id or that gid itself."""
+    prefix = f"gid://shopify/{resource}/"
+    text = str(value).strip()
+    if text.startswith(prefix):
+        text = text[len(prefix) :]
+    if not _NUMERIC_ID.fullmatch(text):
+        raise ValueError(f"not a Shopify {resource} id")
+    return prefix + text
+
+
+def _datetime_text(value: datetime) -> str:
+    """Return an aware datetime as ISO-8601 UTC with a Z ("2026-07-01T09:30:00Z")."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("discount dates must be timezone-aware")
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _money_text(value: Decimal) -> str:
+    """Return a Decimal as plain text for Shopify's Decimal scalar ("10.00", never "1E+1")."""
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ValueError("money must be a finite Decimal")
+    if value <= _ZERO:
+        raise ValueError("money must be above 0")
+    return format(value, "f")

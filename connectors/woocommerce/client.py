@@ -1,0 +1,399 @@
+"""Outbound WooCommerce REST v3 calls: create or find a coupon, add an order note (rule 12).
+
+The only module that imports the `woocommerce` package (wc-api-python). Its `API` answers raw
+`requests` responses; every one is translated here into data or into one of
+`TransientError`, `RateLimitedError` and `PermanentError`: error bodies are never returned.
+
+Authentication is the package's own: HTTP Basic with consumer key and secret over https, and
+one-legged OAuth 1.0a (HMAC-SHA256, query parameters) over plain http, where a real store
+answers 401 to Basic auth.
+https://woocommerce.github.io/woocommerce-rest-api-docs/#authentication
+
+`credentials` is a mapping with "url" (the store base URL), "consumer_key" and
+"consumer_secret". Keys, secrets, request URLs (which carry the key over http), bodies, codes,
+e-mails and notes are never logged nor put into exception messages or their chained causes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from woocommerce import API
+
+from connectors.errors import PermanentError, RateLimitedError, TransientError
+from connectors.types import DiscountCode, DiscountSpec
+from connectors.woocommerce.consts import (
+    API_VERSION,
+    DEFAULT_RETRY_AFTER,
+    DISCOUNT_TYPE_FIXED_CART,
+    DISCOUNT_TYPE_PERCENT,
+    ERROR_COUPON_CODE_EXISTS,
+    PLATFORM,
+    REQUEST_TIMEOUT,
+)
+from connectors.woocommerce.webhooks import normalize_shop
+
+logger = logging.getLogger(__name__)
+
+_AUTH_HINT = (
+    "check the consumer key/secret (Read/Write permission) and that the store uses https"
+)
+_REST_HINT = "is the REST API at <store>/wp-json/? (WordPress permalinks must not be 'Plain')"
+_DIGITS = re.compile(r"[0-9]+")
+_MAX_MESSAGE = 200
+
+
+# ---- public calls ------------------------------------------------------------------------
+
+
+def create_discount_code(credentials: Mapping[str, str], spec: DiscountSpec) -> DiscountCode:
+    """Create `spec` as a WooCommerce coupon, or return the coupon that already has its code.
+
+    `POST coupons`. A 400 `woocommerce_rest_coupon_code_already_exists` (a retry after the
+    first attempt did create it) is resolved with `find_discount_code` and comes back with
+    `created=False`. WooCommerce lower-cases codes, so `DiscountCode.code` is the code as the
+    shop stores it, which may differ in case from `spec.code`.
+
+    Raises:
+        ValueError: `spec` cannot be expressed as a coupon (checked before any request).
+        TransientError: timeout, connection failure, 5xx, or an unreadable 2xx body.
+        RateLimitedError: 429; `retry_after` in seconds.
+        PermanentError: bad credentials or URL, 401/403, other 4xx, a redirect, or the shop
+            says the code exists but no coupon with it can be found.
+    """
+    body = _coupon_body(spec)
+    shop, api = _client(credentials)
+    operation = "create coupon"
+    response = _send(api, shop, operation, "POST", "coupons", data=body)
+    if response.status_code == 400 and _error_fields(response)[0] == ERROR_COUPON_CODE_EXISTS:
+        logger.info(
+            "woocommerce coupon code exists; looking it up", extra=_extra(shop, operation, 400)
+        )
+        found = find_discount_code(credentials, spec.code)
+        if found is None:
+            raise PermanentError(
+                "WooCommerce create coupon: the shop says the code exists but the coupon "
+                "lookup finds none"
+            )
+        return found
+    return _discount_code(_json(response, shop, operation), operation, created=True)
+
+
+def find_discount_code(credentials: Mapping[str, str], code: str) -> DiscountCode | None:
+    """Return the shop's coupon with `code` (compared case-insensitively), or None.
+
+    `GET coupons?code=<code lower-cased>`; the result has `created=False`.
+
+    Raises:
+        ValueError: `code` is empty (an empty filter would list every coupon).
+        TransientError: timeout, connection failure, 5xx, or an unreadable 2xx body.
+        RateLimitedError: 429; `retry_after` in seconds.
+        PermanentError: bad credentials or URL, 401/403, other 4xx, or a redirect.
+    """
+    if not isinstance(code, str) or not code.strip():
+        raise ValueError("code is empty")
+    wanted = code.strip().lower()
+    shop, api = _client(credentials)
+    operation = "find coupon"
+    response = _send(api, shop, operation, "GET", "coupons", params={"code": wanted})
+    payload = _json(response, shop, operation)
+    if not isinstance(payload, list):
+        raise TransientError(f"WooCommerce {operation}: unexpected response (not a list)")
+    for item in payload:
+        if isinstance(item, Mapping) and str(item.get("code", "")).lower() == wanted:
+            return _discount_code(item, operation, created=False)
+    return None
+
+
+def add_order_note(
+    credentials: Mapping[str, str], order_id: str | int, note: str, *, customer_note: bool = False
+) -> None:
+    """Add a note to an order; `customer_note=True` makes WooCommerce e-mail it to the customer.
+
+    `POST orders/<order_id>/notes`. Any 2xx is success and the body is not read: a note is not
+    idempotent, so a 201 with a garbled body must not turn into a retry and a second note.
+
+    Raises:
+        ValueError: `order_id` is not a positive integer id, or `note` is empty.
+        TransientError: timeout, connection failure, or 5xx.
+        RateLimitedError: 429; `retry_after` in seconds.
+        PermanentError: bad credentials or URL, 401/403, 404 (no such order), other 4xx,
+            or a redirect.
+    """
+    order = str(order_id) if not isinstance(order_id, bool) else ""
+    if not _DIGITS.fullmatch(order) or int(order) == 0:
+        raise ValueError("order_id is not a WooCommerce order id")
+    if not isinstance(note, str) or not note.strip():
+        raise ValueError("note is empty")
+    shop, api = _client(credentials)
+    operation = "add order note"
+    data = {"note": note, "customer_note": bool(customer_note)}
+    response = _send(api, shop, operation, "POST", f"orders/{order}/notes", data=data)
+    _raise_for_status(response, shop, operation)
+
+
+# ---- the coupon body ---------------------------------------------------------------------
+
+
+def _coupon_body(spec: DiscountSpec) -> dict[str, Any]:
+    """Return the `POST coupons` JSON body for `spec`.
+
+    - percentage: "percent" with the percentage as amount.
+    - fixed_amount: "fixed_cart" (in the store currency: a coupon has none of its own).
+    - free_shipping: "fixed_cart", amount "0", `free_shipping` true. WooCommerce only honours it
+      where the merchant's Free shipping method requires "A valid free shipping coupon".
+    - free_product: "percent", amount "100", `product_ids` = the spec's product and variant
+      ids, `limit_usage_to_x_items` 1: one unit of a listed product is free whatever its price
+      (WooCommerce applies the limit to the dearest matching item first). "fixed_product" would
+      need the price, and with no product ids the coupon would free any item, so they are
+      required. The customer still has to put the product in the cart.
+
+    Every coupon is `individual_use` and once per customer. Product ids restrict the other kinds
+    too when given. `starts_at`, `currency` and `customer_id` have no coupon field: the coupon
+    is valid at once, and only `customer_email` (`email_restrictions`) ties it to a customer.
+    A naive `ends_at` is taken as UTC.
+
+    Raises:
+        ValueError: unknown kind, a negative or non-finite value, a percentage above 100, a
+            free product without ids, an id that is not numeric, or a usage limit below 1.
+    """
+    if not isinstance(spec.code, str) or not spec.code.strip():
+        raise ValueError("spec.code is empty")
+    product_ids = [_numeric_id(v) for v in (*spec.product_ids, *spec.variant_ids)]
+    if spec.kind == "percentage":
+        if _amount(spec.value, "value") > 100:
+            raise ValueError("spec.value is a percentage above 100")
+        discount_type, amount = DISCOUNT_TYPE_PERCENT, _money(spec.value, "value")
+    elif spec.kind == "fixed_amount":
+        discount_type, amount = DISCOUNT_TYPE_FIXED_CART, _money(spec.value, "value")
+    elif spec.kind == "free_shipping":
+        discount_type, amount = DISCOUNT_TYPE_FIXED_CART, "0"
+    elif spec.kind == "free_product":
+        if not product_ids:
+            raise ValueError("free_product needs product_ids or variant_ids")
+        discount_type, amount = DISCOUNT_TYPE_PERCENT, "100"
+    else:
+        raise ValueError(f"unknown discount kind {spec.kind!r}")
+
+    body: dict[str, Any] = {
+        "code": spec.code,
+        "discount_type": discount_type,
+        "amount": amount,
+        "individual_use": True,
+    }
+    if spec.usage_limit is not None:
+        if isinstance(spec.usage_limit, bool) or spec.usage_limit < 1:
+            raise ValueError("spec.usage_limit is below 1")
+        body["usage_limit"] = spec.usage_limit
+    body["usage_limit_per_user"] = 1
+    if spec.customer_email:
+        body["email_restrictions"] = [spec.customer_email]
+    if spec.minimum_amount is not None:
+        body["minimum_amount"] = _money(spec.minimum_amount, "minimum_amount")
+    if spec.ends_at is not None:
+        body["date_expires_gmt"] = _gmt(spec.ends_at)
+    if product_ids:
+        body["product_ids"] = product_ids
+    if spec.kind == "free_shipping":
+        body["free_shipping"] = True
+    if spec.kind == "free_product":
+        body["limit_usage_to_x_items"] = 1
+    body["description"] = spec.title
+    return body
+
+
+def _amount(value: Decimal, name: str) -> Decimal:
+    if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+        raise ValueError(f"spec.{name} is not a non-negative Decimal")
+    return value
+
+
+def _money(value: Decimal, name: str) -> str:
+    # WooCommerce wants amounts as strings; format "f" never gives an exponent ("1E+1").
+    return format(_amount(value, name), "f")
+
+
+def _numeric_id(value: Any) -> int:
+    text = str(value).strip()
+    if not _DIGITS.fullmatch(text):
+        raise ValueError("product and variant ids must be numeric WooCommerce ids")
+    return int(text)
+
+
+def _gmt(value: datetime) -> str:
+    # `date_expires_gmt` is "Y-m-dTH:i:s" in UTC, with no offset.
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+# ---- transport and error translation ----------------------------------------------------
+
+
+def _client(credentials: Mapping[str, str]) -> tuple[str, API]:
+    """Return (normalized store URL, API) for `credentials`.
+
+    Raises:
+        PermanentError: a field is missing or empty, or the URL is not http(s).
+    """
+    try:
+        url = normalize_shop(credentials["url"])
+        key = credentials["consumer_key"]
+        secret = credentials["consumer_secret"]
+    except (KeyError, TypeError, ValueError):
+        raise PermanentError(
+            "WooCommerce credentials need an http(s) url, consumer_key and consumer_secret"
+        ) from None
+    if not (isinstance(key, str) and key and isinstance(secret, str) and secret):
+        raise PermanentError("WooCommerce credentials need consumer_key and consumer_secret")
+    # API picks Basic auth for an https URL and OAuth 1.0a for http; normalize_shop lower-cases
+    # the scheme, which the package checks case-sensitively.
+    return url, API(url, key, secret, version=API_VERSION, timeout=REQUEST_TIMEOUT)
+
+
+def _send(
+    api: API,
+    shop: str,
+    operation: str,
+    method: str,
+    endpoint: str,
+    *,
+    data: Mapping[str, Any] | None = None,
+    params: Mapping[str, str] | None = None,
+) -> requests.Response:
+    """Send one request; translate transport failures.
+
+    Redirects are not followed: requests would turn a redirected POST into a GET (a "create"
+    that lists coupons) and drop Basic auth on a host change.
+
+    Raises:
+        TransientError: timeout or connection failure.
+        PermanentError: the request could not be built or sent (bad URL and the like).
+    """
+    try:
+        if method == "GET":
+            return api.get(endpoint, params=dict(params or {}), allow_redirects=False)
+        return api.post(endpoint, dict(data or {}), allow_redirects=False)
+    # `from None`: the requests exception's text holds the URL, and over http the URL holds
+    # the consumer key. Only the exception's class name is kept.
+    except requests.Timeout as exc:
+        logger.warning("woocommerce api call timed out", extra=_extra(shop, operation))
+        raise TransientError(f"WooCommerce {operation}: {type(exc).__name__}") from None
+    except (
+        requests.ConnectionError,
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ContentDecodingError,
+    ) as exc:
+        logger.warning("woocommerce api call failed to connect", extra=_extra(shop, operation))
+        raise TransientError(f"WooCommerce {operation}: {type(exc).__name__}") from None
+    except requests.RequestException as exc:
+        logger.warning("woocommerce api call could not be sent", extra=_extra(shop, operation))
+        raise PermanentError(
+            f"WooCommerce {operation}: {type(exc).__name__}; check the store url"
+        ) from None
+
+
+def _raise_for_status(response: requests.Response, shop: str, operation: str) -> None:
+    """Return for a 2xx; raise the matching error otherwise.
+
+    Raises:
+        RateLimitedError: 429.
+        TransientError: 5xx.
+        PermanentError: 401/403, 3xx, 404 and every other status.
+    """
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    code, message = _error_fields(response)
+    extra = {**_extra(shop, operation, status), "error_code": code}
+    logger.warning("woocommerce api call failed", extra=extra)
+    where = f"WooCommerce {operation}: HTTP {status}"
+    if status == 429:
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        raise RateLimitedError(f"{where} rate limited", retry_after=retry_after)
+    if status >= 500:
+        raise TransientError(where)
+    detail = f"{where} {code}: {message}" if code else f"{where} (no WooCommerce error body)"
+    if status in (401, 403):
+        raise PermanentError(f"{detail}; {_AUTH_HINT}")
+    if 300 <= status < 400:
+        raise PermanentError(f"{where} redirect; store the final store URL (https?)")
+    if status == 404 and code in (None, "rest_no_route"):
+        raise PermanentError(f"{detail}; {_REST_HINT}")
+    raise PermanentError(detail)
+
+
+def _json(response: requests.Response, shop: str, operation: str) -> Any:
+    """Return the parsed JSON of a 2xx response.
+
+    Raises:
+        TransientError: the 2xx body is not JSON (a PHP notice printed before it, a cache page).
+        RateLimitedError, TransientError, PermanentError: as `_raise_for_status`.
+    """
+    _raise_for_status(response, shop, operation)
+    try:
+        return response.json()
+    except ValueError:
+        logger.warning("woocommerce api answered 2xx without json", extra=_extra(shop, operation))
+        raise TransientError(f"WooCommerce {operation}: 2xx body is not JSON") from None
+
+
+def _error_fields(response: requests.Response) -> tuple[str | None, str | None]:
+    """Return WooCommerce's error (`code`, `message`), or (None, None) for a non-JSON body."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return None, None
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("code"), str):
+        return None, None
+    message = payload.get("message")
+    text = " ".join(message.split())[:_MAX_MESSAGE] if isinstance(message, str) else ""
+    return payload["code"][:_MAX_MESSAGE], text
+
+
+def _retry_after(value: str | None) -> float:
+    """Return the seconds a Retry-After header asks for (delta or HTTP date), default 5."""
+    if not value:
+        return DEFAULT_RETRY_AFTER
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return DEFAULT_RETRY_AFTER
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    if not math.isfinite(seconds):
+        return DEFAULT_RETRY_AFTER
+    return max(seconds, 0.0)
+
+
+def _discount_code(payload: Any, operation: str, *, created: bool) -> DiscountCode:
+    """Build a DiscountCode from a REST coupon.
+
+    Raises:
+        TransientError: the coupon has no usable id or code (a retry resolves through lookup).
+    """
+    if isinstance(payload, Mapping):
+        coupon_id, code = payload.get("id"), payload.get("code")
+        if isinstance(coupon_id, int) and not isinstance(coupon_id, bool) and coupon_id > 0:
+            if isinstance(code, str) and code:
+                return DiscountCode(code=code, platform_id=str(coupon_id), created=created)
+    raise TransientError(f"WooCommerce {operation}: unexpected response (no coupon id/code)")
+
+
+def _extra(shop: str, operation: str, status: int | None = None) -> dict[str, Any]:
+    extra: dict[str, Any] = {"platform": PLATFORM, "shop": shop, "operation": operation}
+    if status is not None:
+        extra["http_status"] = status
+    return extra

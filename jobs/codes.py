@@ -1,0 +1,121 @@
+"""Creating codes and tagging orders in the shop: the only jobs that call platform APIs.
+
+Each job reads its outbox row, calls the platform outside any database transaction (so a slow
+shop never holds a lock), then records the result. Transient failures raise, and RQ retries with
+backoff (Retry at the enqueue site); permanent refusals are recorded, and for a reward the points
+are given back with an entry saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from app import config, redemptions, shops
+from app.codes import enqueue_code, spec_from_json
+from app.db import session_scope
+from app.incentives import enqueue_order_task
+from app.models import CodeStatus, IssuedCode, OrderTask, Redemption, RedemptionStatus, Shop, utcnow
+from connectors import get_connector
+from connectors.errors import PermanentError
+
+logger = logging.getLogger(__name__)
+
+
+def _credentials(shop: Shop) -> dict[str, Any]:
+    creds = shops.credentials(shop, config.load()["ENCRYPTION_KEY"])
+    if shop.platform.value == "shopify":
+        return {**creds, "shop": shop.domain}
+    return {**creds, "url": shop.domain}
+
+
+def issue_code(code_id: int) -> str:
+    """Create one pending code in its shop (or find it there); returns the row's status."""
+    with session_scope() as session:
+        row = session.get(IssuedCode, code_id)
+        if row is None or row.status != CodeStatus.PENDING:
+            logger.debug("code already handled", extra={"code_row": code_id})
+            return row.status.value if row else "missing"
+        shop = session.get(Shop, row.shop_id)
+        assert shop is not None
+        row.attempts += 1
+        spec = spec_from_json(row.spec)
+        platform = shop.platform.value
+        credentials = _credentials(shop)
+    try:
+        result = get_connector(platform).create_discount_code(credentials, spec)
+    except PermanentError as exc:
+        with session_scope() as session:
+            row = session.get(IssuedCode, code_id)
+            assert row is not None
+            if row.status != CodeStatus.PENDING:
+                return row.status.value
+            row.status = CodeStatus.FAILED
+            row.error = str(exc)[:2000]
+            redemption = session.scalars(select(Redemption).where(Redemption.issued_code_id == code_id)).first()
+            if redemption is not None and redemption.status == RedemptionStatus.PENDING:
+                redemptions.give_back(session, redemption, f"the shop refused the code: {exc}"[:500])
+        logger.warning("shop refused a code", extra={"code_row": code_id, "platform": platform})
+        return CodeStatus.FAILED.value
+    with session_scope() as session:
+        row = session.get(IssuedCode, code_id)
+        assert row is not None
+        if row.status == CodeStatus.PENDING:
+            row.status = CodeStatus.CREATED
+            row.platform_id = result.platform_id
+            row.error = None
+            redemption = session.scalars(select(Redemption).where(Redemption.issued_code_id == code_id)).first()
+            if redemption is not None and redemption.status == RedemptionStatus.PENDING:
+                redemption.status = RedemptionStatus.CREATED
+        return row.status.value
+
+
+def run_order_task(task_id: int) -> str:
+    """Tag (Shopify) or note (WooCommerce) an order for a gift with purchase."""
+    from app.models import Order
+
+    with session_scope() as session:
+        task = session.get(OrderTask, task_id)
+        if task is None or task.status != CodeStatus.PENDING:
+            return task.status.value if task else "missing"
+        shop = session.get(Shop, task.shop_id)
+        order = session.get(Order, task.order_id)
+        assert shop is not None and order is not None
+        task.attempts += 1
+        payload, platform, order_id = dict(task.payload), shop.platform.value, order.platform_id
+        credentials = _credentials(shop)
+    connector = get_connector(platform)
+    try:
+        if platform == "shopify":
+            connector.add_order_tags(credentials, order_id, [payload["tag"]])
+        else:
+            connector.add_order_note(credentials, order_id, payload["note"])
+    except PermanentError as exc:
+        with session_scope() as session:
+            task = session.get(OrderTask, task_id)
+            assert task is not None
+            task.status, task.error = CodeStatus.FAILED, str(exc)[:2000]
+        return CodeStatus.FAILED.value
+    with session_scope() as session:
+        task = session.get(OrderTask, task_id)
+        assert task is not None
+        task.status, task.error = CodeStatus.CREATED, None
+    return CodeStatus.CREATED.value
+
+
+def requeue_pending(older_than_seconds: int = 120) -> int:
+    """Enqueue codes and order tasks still pending (Redis was down, or retries ran out)."""
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    with session_scope() as session:
+        code_ids = list(session.scalars(
+            select(IssuedCode.id).where(IssuedCode.status == CodeStatus.PENDING, IssuedCode.updated_at <= cutoff).limit(5000)
+        ))
+        task_ids = list(session.scalars(
+            select(OrderTask.id).where(OrderTask.status == CodeStatus.PENDING, OrderTask.updated_at <= cutoff).limit(5000)
+        ))
+    queued = sum(1 for code_id in code_ids if enqueue_code(code_id))
+    queued += sum(1 for task_id in task_ids if enqueue_order_task(task_id))
+    return queued

@@ -1,0 +1,273 @@
+"""Every document and every variables dict the Shopify client sends is valid for the pinned schema.
+
+The schema is Shopify's 2026-07 Admin schema from a live introspection (see
+tests/fixtures/shopify_admin_graphql/README.md). It is built once per session: the SDL is 3.8 MB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from graphql import (
+    GraphQLEnumType,
+    GraphQLInputObjectType,
+    GraphQLList,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    build_schema,
+    get_nullable_type,
+    parse,
+    specified_rules,
+    type_from_ast,
+    validate,
+)
+from graphql.execution.values import get_variable_values
+from graphql.validation import NoDeprecatedCustomRule
+
+from connectors.shopify import client, consts
+from connectors.types import DiscountSpec
+
+SCHEMA_FILE = (
+    Path(__file__).resolve().parents[2] / "fixtures" / "shopify_admin_graphql" / "schema.graphql"
+)
+SCHEMA_SHA256 = "8e4613f46a91ed9e5ee43a4c1f5228adcf302def2e6916d1982d55682f84f52e"
+RULES = [*specified_rules, NoDeprecatedCustomRule]
+
+
+@pytest.fixture(scope="session")
+def schema() -> GraphQLSchema:
+    """The pinned Admin schema. `assume_valid`: graphql-core 3.3 rejects four real Shopify fields
+    (deprecated implementations of non-deprecated interface fields), see the fixture README."""
+    sdl = SCHEMA_FILE.read_text(encoding="utf-8")
+    return build_schema(sdl, assume_valid=True, no_location=True)
+
+
+def spec(**changes: Any) -> DiscountSpec:
+    """Return a reward spec; `changes` override the defaults."""
+    fields: dict[str, Any] = {
+        "code": "SK-7F3A9C",
+        "title": "Stammkunde reward",
+        "kind": "percentage",
+        "value": Decimal("15"),
+        "currency": "EUR",
+        "starts_at": datetime(2026, 7, 1, 9, 30, tzinfo=timezone.utc),
+    }
+    fields.update(changes)
+    return DiscountSpec(**fields)
+
+
+def operation(document: str) -> OperationDefinitionNode:
+    """Return the single operation of a document."""
+    (definition,) = parse(document).definitions
+    assert isinstance(definition, OperationDefinitionNode)
+    return definition
+
+
+def coerce(schema: GraphQLSchema, document: str, variables: dict[str, Any]) -> list[str]:
+    """Coerce variables as sent on the wire (JSON round trip); return the error messages."""
+    wire = json.loads(json.dumps(variables))
+    result = get_variable_values(schema, operation(document).variable_definitions, wire)
+    return [error.message for error in result] if isinstance(result, list) else []
+
+
+def deprecated_inputs(schema: GraphQLSchema, document: str, variables: dict[str, Any]) -> list[str]:
+    """Return the paths of deprecated input fields and enum values used in `variables`.
+
+    NoDeprecatedCustomRule sees only literals in the document; most input travels in variables.
+    """
+    found: list[str] = []
+
+    def walk(type_: Any, value: Any, path: str) -> None:
+        type_ = get_nullable_type(type_)
+        if isinstance(type_, GraphQLList) and isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(type_.of_type, item, f"{path}[{index}]")
+        elif isinstance(type_, GraphQLInputObjectType) and isinstance(value, dict):
+            for key, item in value.items():
+                field = type_.fields.get(key)
+                if field is None:
+                    continue  # unknown fields are coerce()'s business
+                if field.deprecation_reason:
+                    found.append(f"{path}.{key}")
+                walk(field.type, item, f"{path}.{key}")
+        elif isinstance(type_, GraphQLEnumType) and isinstance(value, str):
+            enum_value = type_.values.get(value)
+            if enum_value is not None and enum_value.deprecation_reason:
+                found.append(f"{path}={value}")
+
+    for definition in operation(document).variable_definitions:
+        name = definition.variable.name.value
+        if name in variables:
+            walk(type_from_ast(schema, definition.type), variables[name], name)
+    return found
+
+
+VARIABLE_CASES = [
+    ("percentage for everyone", lambda: client.discount_code_variables(spec())),
+    (
+        "percentage for one customer with a minimum",
+        lambda: client.discount_code_variables(
+            spec(customer_id="207119551", minimum_amount=Decimal("50.00"),
+                 ends_at=datetime(2026, 12, 31, tzinfo=timezone.utc))
+        ),
+    ),
+    (
+        "fixed amount for everyone, unlimited",
+        lambda: client.discount_code_variables(
+            spec(kind="fixed_amount", value=Decimal("10.00"), usage_limit=None)
+        ),
+    ),
+    (
+        "fixed amount for one customer with a minimum",
+        lambda: client.discount_code_variables(
+            spec(kind="fixed_amount", value=Decimal("5"), customer_id="207119551",
+                 minimum_amount=Decimal("25"))
+        ),
+    ),
+    (
+        "free product by product and variant",
+        lambda: client.discount_code_variables(
+            spec(kind="free_product", value=Decimal("0"), product_ids=("632910392",),
+                 variant_ids=("39072856",), customer_id="207119551")
+        ),
+    ),
+    (
+        "free product by variant only",
+        lambda: client.discount_code_variables(
+            spec(kind="free_product", value=Decimal("0"), variant_ids=("39072856",))
+        ),
+    ),
+    (
+        "free shipping for everyone",
+        lambda: client.discount_code_variables(spec(kind="free_shipping", value=Decimal("0"))),
+    ),
+    (
+        "free shipping for one customer with a minimum",
+        lambda: client.discount_code_variables(
+            spec(kind="free_shipping", value=Decimal("0"), customer_id="207119551",
+                 minimum_amount=Decimal("30.00"), ends_at=datetime(2026, 8, 1, tzinfo=timezone.utc))
+        ),
+    ),
+    ("lookup by code", lambda: client.discount_lookup_variables("SK-7F3A9C")),
+    (
+        "tags on an order",
+        lambda: client.order_tags_variables("450789469", ["stammkunde", "reward"]),
+    ),
+]
+
+
+def test_schema_file_is_the_pinned_capture():
+    # given the fixture bytes
+    data = SCHEMA_FILE.read_bytes()
+
+    # then they are the recorded capture, for the API version the client pins
+    assert hashlib.sha256(data).hexdigest() == SCHEMA_SHA256
+    assert data.startswith(f"# Shopify Admin GraphQL {consts.API_VERSION}\n".encode())
+
+
+@pytest.mark.parametrize("_case", sorted(client.DOCUMENTS))
+def test_document_is_valid_and_uses_nothing_deprecated(schema: GraphQLSchema, _case: str):
+    # given a document the client sends
+    document = client.DOCUMENTS[_case]
+
+    # when it is validated with the deprecation rule on
+    errors = validate(schema, parse(document), rules=RULES)
+
+    # then there is nothing to report
+    assert [error.message for error in errors] == []
+
+
+@pytest.mark.parametrize(("_case", "build"), VARIABLE_CASES)
+def test_variables_coerce_against_the_schema(schema: GraphQLSchema, _case: str, build: Any):
+    # given the variables the client builds for a case
+    name, variables = build()
+
+    # when they are coerced against the operation's variable definitions
+    errors = coerce(schema, client.DOCUMENTS[name], variables)
+
+    # then they are accepted and use no deprecated input
+    assert errors == []
+    assert deprecated_inputs(schema, client.DOCUMENTS[name], variables) == []
+
+
+def test_every_document_has_a_variables_case():
+    # given the documents named by the variable cases
+    covered = {build()[0] for _case, build in VARIABLE_CASES}
+
+    # then every document is covered
+    assert covered == set(client.DOCUMENTS)
+
+
+def test_validation_catches_a_deprecated_input_literal(schema: GraphQLSchema):
+    # given the basic-create mutation with the deprecated customerSelection as a literal
+    document = """
+    mutation {
+      discountCodeBasicCreate(basicCodeDiscount: {code: "X", customerSelection: {all: true}}) {
+        userErrors { message }
+      }
+    }
+    """
+
+    # when it is validated
+    errors = validate(schema, parse(document), rules=RULES)
+
+    # then the deprecated field is reported
+    assert len(errors) == 1
+    assert "customerSelection" in errors[0].message
+    assert "deprecated" in errors[0].message
+
+
+def test_validation_catches_an_unknown_field(schema: GraphQLSchema):
+    # given a document selecting a field the payload does not have
+    document = client.DOCUMENTS["tagsAdd"].replace("node {", "order {")
+
+    # when it is validated
+    errors = validate(schema, parse(document), rules=RULES)
+
+    # then the field is reported
+    assert any("Cannot query field 'order'" in error.message for error in errors)
+
+
+def test_coercion_catches_a_misspelt_input_field(schema: GraphQLSchema):
+    # given built variables with `context` misspelt
+    name, variables = client.discount_code_variables(spec())
+    variables["basicCodeDiscount"]["contxt"] = variables["basicCodeDiscount"].pop("context")
+
+    # when they are coerced
+    errors = coerce(schema, client.DOCUMENTS[name], variables)
+
+    # then the misspelling is reported
+    assert any("'contxt'" in message and "'context'" in message for message in errors)
+
+
+def test_coercion_catches_a_wrong_scalar(schema: GraphQLSchema):
+    # given built variables with the percentage sent as a string
+    name, variables = client.discount_code_variables(spec())
+    variables["basicCodeDiscount"]["customerGets"]["value"]["percentage"] = "0.15"
+
+    # when they are coerced
+    errors = coerce(schema, client.DOCUMENTS[name], variables)
+
+    # then the Float is reported
+    assert any("Float cannot represent" in message for message in errors)
+
+
+def test_deprecated_input_in_variables_is_caught(schema: GraphQLSchema):
+    # given built variables that use the deprecated customerSelection instead of context
+    name, variables = client.discount_code_variables(spec())
+    variables["basicCodeDiscount"].pop("context")
+    variables["basicCodeDiscount"]["customerSelection"] = {"all": True}
+
+    # when they are checked (they still coerce: the field exists)
+    errors = coerce(schema, client.DOCUMENTS[name], variables)
+    deprecated = deprecated_inputs(schema, client.DOCUMENTS[name], variables)
+
+    # then only the deprecation check catches it
+    assert errors == []
+    assert deprecated == ["basicCodeDiscount.customerSelection"]

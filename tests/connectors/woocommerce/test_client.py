@@ -1,0 +1,621 @@
+"""WooCommerce REST v3 client: request shapes, auth schemes and error translation, network off.
+
+Response bodies are the real ones in tests/fixtures/woocommerce_api/ (see its README).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import traceback
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import pytest
+import requests
+import responses
+
+from connectors.errors import PermanentError, RateLimitedError, TransientError
+from connectors.types import DiscountCode, DiscountSpec
+from connectors.woocommerce import client, connector, consts
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "woocommerce_api"
+
+# The local test store the fixtures were captured from, with its (test-only) REST keys.
+HTTP_STORE = "http://127.0.0.1:8888"
+HTTP_CREDENTIALS = {
+    "url": HTTP_STORE,
+    "consumer_key": "ck_0123456789abcdef0123456789abcdef01234567",
+    "consumer_secret": "cs_0123456789abcdef0123456789abcdef01234567",
+}
+HTTPS_STORE = "https://laden.example"
+HTTPS_CREDENTIALS = {
+    "url": HTTPS_STORE + "/",
+    "consumer_key": "ck_https_test_key",
+    "consumer_secret": "cs_https_test_secret",
+}
+API = "/wp-json/wc/v3/"
+CET = timezone(timedelta(hours=1))
+
+# The request line and body of the real 201 (10-create-coupon.request.http), sent with OAuth 1.0a.
+CAPTURED_REQUEST_TARGET = (
+    "/wp-json/wc/v3/coupons?oauth_consumer_key=ck_0123456789abcdef0123456789abcdef01234567"
+    "&oauth_timestamp=1795351230&oauth_nonce=de4e84bdbc3f1edf15ce7183dea92c786db4d8d9"
+    "&oauth_signature_method=HMAC-SHA256"
+    "&oauth_signature=IQGedRbLliMVTk5%2BMBwyd4gqjkjpTRpGnviA%2ByLtB%2FQ%3D"
+)
+CAPTURED_REQUEST_BODY = {
+    "code": "LOYALTY-JANE-500",
+    "discount_type": "fixed_cart",
+    "amount": "5.00",
+    "individual_use": True,
+    "usage_limit": 1,
+    "usage_limit_per_user": 1,
+    "email_restrictions": ["jane.doe@example.test"],
+    "description": "Loyalty reward: 500 points",
+}
+STORED = DiscountCode(code="loyalty-jane-500", platform_id="12", created=True)
+
+# WooCommerce error bodies as its REST controllers build them.
+UNAUTHORIZED = {
+    "code": "woocommerce_rest_authentication_error",
+    "message": "Consumer key is invalid.",
+    "data": {"status": 401},
+}
+NO_ROUTE = {
+    "code": "rest_no_route",
+    "message": "No route was found matching the URL and request method.",
+    "data": {"status": 404},
+}
+INVALID_PARAM = {
+    "code": "rest_invalid_param",
+    "message": "Invalid parameter(s): discount_type",
+    "data": {"status": 400, "params": {"discount_type": "discount_type is not one of ..."}},
+}
+ORDER_NOT_FOUND = {
+    "code": "woocommerce_rest_shop_order_invalid_id",
+    "message": "Invalid order ID.",
+    "data": {"status": 404},
+}
+NOTE_CREATED = {
+    "id": 281,
+    "author": "WooCommerce",
+    "date_created": "2026-11-22T12:41:00",
+    "date_created_gmt": "2026-11-22T12:41:00",
+    "note": "Stammkunde: 25 points earned.",
+    "customer_note": False,
+}
+
+
+def fixture_bytes(name: str) -> bytes:
+    """Return the exact bytes of tests/fixtures/woocommerce_api/<name>."""
+    return (FIXTURES / name).read_bytes()
+
+
+def utc(*parts: int) -> datetime:
+    """Return an aware UTC datetime."""
+    return datetime(*parts, tzinfo=timezone.utc)
+
+
+def make_spec(**changes: Any) -> DiscountSpec:
+    """Return the spec whose coupon the live store accepted (10-create-coupon), with changes."""
+    fields: dict[str, Any] = {
+        "code": "LOYALTY-JANE-500",
+        "title": "Loyalty reward: 500 points",
+        "kind": "fixed_amount",
+        "value": Decimal("5.00"),
+        "currency": "EUR",
+        "starts_at": utc(2026, 11, 22, 12, 40),
+        "customer_email": "jane.doe@example.test",
+    }
+    fields.update(changes)
+    return DiscountSpec(**fields)
+
+
+def woocommerce_signature(method: str, url: str, consumer_secret: str) -> tuple[str, str]:
+    """Return (expected, given) OAuth 1.0a signatures of a request as WooCommerce checks them.
+
+    A port of `check_oauth_signature` in woocommerce `includes/class-wc-rest-authentication.php`:
+    the query as PHP's $_GET sees it (last duplicate wins), sorted by key, each key and value
+    RFC 3986 encoded, each `k=v` encoded again, joined with %26, HMAC under `secret&`.
+    """
+    parts = urlsplit(url)
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    given = params.pop("oauth_signature", "")
+    encode = lambda value: quote(value, safe="~")  # noqa: E731 - PHP rawurlencode
+    pairs = [(encode(k), encode(v)) for k, v in sorted(params.items(), key=lambda kv: kv[0])]
+    query = "%26".join(encode(f"{k}={v}") for k, v in pairs)
+    base_uri = encode(f"{parts.scheme}://{parts.netloc}{parts.path}")
+    algorithm = params["oauth_signature_method"].removeprefix("HMAC-").lower()
+    digest = hmac.new(
+        f"{consumer_secret}&".encode(), f"{method}&{base_uri}&{query}".encode(), algorithm
+    ).digest()
+    return base64.b64encode(digest).decode(), given
+
+
+@pytest.fixture
+def mocked() -> Iterator[responses.RequestsMock]:
+    """A `responses` mock that fails the test if a registered response is not requested."""
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        yield rsps
+
+
+def add_created(mocked: responses.RequestsMock, store: str) -> None:
+    """Register the real 201 of POST coupons."""
+    mocked.add(
+        responses.POST,
+        store + API + "coupons",
+        body=fixture_bytes("coupons_create.json"),
+        status=201,
+        content_type="application/json; charset=UTF-8",
+    )
+
+
+def add_duplicate(mocked: responses.RequestsMock, store: str) -> None:
+    """Register the real 400 `woocommerce_rest_coupon_code_already_exists` of POST coupons."""
+    mocked.add(
+        responses.POST,
+        store + API + "coupons",
+        body=fixture_bytes("coupons_create__code_already_exists.json"),
+        status=400,
+        content_type="application/json; charset=UTF-8",
+    )
+
+
+def sent_json(call: Any) -> Any:
+    """Return the JSON body a recorded call sent."""
+    return json.loads(call.request.body)
+
+
+# ---- create: the body per kind -----------------------------------------------------------
+
+
+def test_create_sends_the_body_the_real_store_accepted(mocked):
+    # given the live store answers with its real 201
+    add_created(mocked, HTTP_STORE)
+
+    # when the spec of that capture is created
+    result = client.create_discount_code(HTTP_CREDENTIALS, make_spec())
+
+    # then the body is the captured one, and the code comes back as the shop stored it
+    assert sent_json(mocked.calls[0]) == CAPTURED_REQUEST_BODY
+    assert mocked.calls[0].request.headers["Content-Type"].startswith("application/json")
+    assert result == STORED
+
+
+@pytest.mark.parametrize(
+    ("_case", "changes", "expected"),
+    [
+        (
+            "percentage, unlimited uses, anyone",
+            {"kind": "percentage", "value": Decimal("10"), "usage_limit": None,
+             "customer_email": None},
+            {"code": "LOYALTY-JANE-500", "discount_type": "percent", "amount": "10",
+             "individual_use": True, "usage_limit_per_user": 1,
+             "description": "Loyalty reward: 500 points"},
+        ),
+        (
+            "fixed amount with minimum and expiry in another zone",
+            {"minimum_amount": Decimal("25"),
+             "ends_at": datetime(2027, 1, 31, 23, 59, 59, 999, tzinfo=CET)},
+            {**CAPTURED_REQUEST_BODY, "minimum_amount": "25",
+             "date_expires_gmt": "2027-01-31T22:59:59"},
+        ),
+        (
+            "fixed amount with a naive expiry taken as UTC",
+            {"value": Decimal("1E+1"), "ends_at": datetime(2027, 1, 31, 12, 0)},
+            {**CAPTURED_REQUEST_BODY, "amount": "10", "date_expires_gmt": "2027-01-31T12:00:00"},
+        ),
+        (
+            "free shipping",
+            {"kind": "free_shipping", "value": Decimal("0"), "title": "Gratisversand"},
+            {**CAPTURED_REQUEST_BODY, "amount": "0", "free_shipping": True,
+             "description": "Gratisversand"},
+        ),
+        (
+            "free product from product and variant ids",
+            {"kind": "free_product", "value": Decimal("0"), "product_ids": ("71",),
+             "variant_ids": ("73", "74")},
+            {**CAPTURED_REQUEST_BODY, "discount_type": "percent", "amount": "100",
+             "product_ids": [71, 73, 74], "limit_usage_to_x_items": 1},
+        ),
+        (
+            "percentage restricted to products",
+            {"kind": "percentage", "value": Decimal("15.5"), "product_ids": ("71",)},
+            {**CAPTURED_REQUEST_BODY, "discount_type": "percent", "amount": "15.5",
+             "product_ids": [71]},
+        ),
+    ],
+)
+def test_create_sends_coupon_for_each_kind(mocked, _case, changes, expected):
+    # given the shop creates the coupon
+    add_created(mocked, HTTPS_STORE)
+
+    # when a spec of that kind is created
+    result = client.create_discount_code(HTTPS_CREDENTIALS, make_spec(**changes))
+
+    # then exactly that JSON was sent to POST coupons
+    assert len(mocked.calls) == 1
+    assert mocked.calls[0].request.method == "POST"
+    assert sent_json(mocked.calls[0]) == expected
+    assert result == STORED
+
+
+@pytest.mark.parametrize(
+    ("_case", "changes", "message"),
+    [
+        ("unknown kind", {"kind": "buy_x_get_y"}, "unknown discount kind"),
+        ("percentage above 100", {"kind": "percentage", "value": Decimal("101")}, "above 100"),
+        ("negative amount", {"value": Decimal("-5")}, "non-negative"),
+        ("not a number", {"value": Decimal("NaN")}, "non-negative"),
+        ("free product without products", {"kind": "free_product"}, "needs product_ids"),
+        ("product id not numeric", {"product_ids": ("gid://x/1",)}, "numeric"),
+        ("usage limit zero", {"usage_limit": 0}, "usage_limit"),
+        ("empty code", {"code": " "}, "code is empty"),
+    ],
+)
+def test_create_rejects_a_spec_it_cannot_express_before_any_request(
+    mocked, _case, changes, message
+):
+    # given a spec WooCommerce cannot hold (and no response registered: a request would fail)
+    spec = make_spec(**changes)
+
+    # when / then it is refused locally
+    with pytest.raises(ValueError, match=message):
+        client.create_discount_code(HTTPS_CREDENTIALS, spec)
+    assert len(mocked.calls) == 0
+
+
+# ---- auth schemes ------------------------------------------------------------------------
+
+
+CALLS: dict[str, tuple[str, str, Callable[[dict[str, str]], Any], dict[str, Any]]] = {
+    "create coupon": (
+        responses.POST,
+        "coupons",
+        lambda creds: client.create_discount_code(creds, make_spec()),
+        {"body": fixture_bytes("coupons_create.json"), "status": 201,
+         "content_type": "application/json"},
+    ),
+    "find coupon": (
+        responses.GET,
+        "coupons",
+        lambda creds: client.find_discount_code(creds, "LOYALTY-JANE-500"),
+        {"json": [json.loads(fixture_bytes("coupons_create.json"))]},
+    ),
+    "add order note": (
+        responses.POST,
+        "orders/11/notes",
+        lambda creds: client.add_order_note(creds, "11", "Stammkunde: 25 points earned."),
+        {"json": NOTE_CREATED, "status": 201},
+    ),
+}
+
+
+@pytest.mark.parametrize("_case", sorted(CALLS))
+def test_https_uses_basic_auth(mocked, _case):
+    # given an https store
+    method, endpoint, call, answer = CALLS[_case]
+    mocked.add(method, HTTPS_STORE + API + endpoint, **answer)
+
+    # when the call is made
+    call(HTTPS_CREDENTIALS)
+
+    # then the keys travel as HTTP Basic auth, with no OAuth parameters, under the pinned timeout
+    request = mocked.calls[0].request
+    token = base64.b64encode(b"ck_https_test_key:cs_https_test_secret").decode()
+    assert request.headers["Authorization"] == f"Basic {token}"
+    assert "oauth_" not in request.url
+    assert request.url.startswith(HTTPS_STORE + API + endpoint)
+    assert request.req_kwargs["timeout"] == consts.REQUEST_TIMEOUT
+
+
+@pytest.mark.parametrize("_case", sorted(CALLS))
+def test_http_signs_with_oauth1_query_parameters(mocked, _case):
+    # given a plain-http store, where WooCommerce answers 401 to Basic auth
+    method, endpoint, call, answer = CALLS[_case]
+    mocked.add(method, HTTP_STORE + API + endpoint, **answer)
+
+    # when the call is made
+    call(HTTP_CREDENTIALS)
+
+    # then there is no Authorization header, and a query signature WooCommerce accepts
+    request = mocked.calls[0].request
+    query = dict(parse_qsl(urlsplit(request.url).query))
+    assert "Authorization" not in request.headers
+    assert query["oauth_signature_method"] == "HMAC-SHA256"
+    assert query["oauth_consumer_key"] == HTTP_CREDENTIALS["consumer_key"]
+    expected, given = woocommerce_signature(
+        method, request.url, HTTP_CREDENTIALS["consumer_secret"]
+    )
+    assert given == expected
+    assert request.req_kwargs["timeout"] == consts.REQUEST_TIMEOUT
+
+
+def test_signature_check_accepts_the_captured_request():
+    # given the request the live store answered 201 (so WooCommerce accepted its signature)
+    url = HTTP_STORE + CAPTURED_REQUEST_TARGET
+
+    # when the ported check recomputes it
+    expected, given = woocommerce_signature("POST", url, HTTP_CREDENTIALS["consumer_secret"])
+
+    # then it agrees with the store, so the OAuth test above is checked against the real rule
+    assert given == expected == "IQGedRbLliMVTk5+MBwyd4gqjkjpTRpGnviA+yLtB/Q="
+
+
+# ---- create: an existing code ------------------------------------------------------------
+
+
+def test_duplicate_code_is_looked_up_and_returned_as_not_created(mocked):
+    # given the real "already exists" 400, and a shop that lists the coupon lower-cased
+    add_duplicate(mocked, HTTPS_STORE)
+    mocked.add(
+        responses.GET,
+        HTTPS_STORE + API + "coupons",
+        json=[json.loads(fixture_bytes("coupons_create.json"))],
+    )
+
+    # when the code is created again
+    result = client.create_discount_code(HTTPS_CREDENTIALS, make_spec())
+
+    # then it is looked up by its lower-cased code, and reported as found, not created
+    assert [c.request.method for c in mocked.calls] == ["POST", "GET"]
+    assert dict(parse_qsl(urlsplit(mocked.calls[1].request.url).query)) == {
+        "code": "loyalty-jane-500"
+    }
+    assert result == DiscountCode(code="loyalty-jane-500", platform_id="12", created=False)
+
+
+def test_duplicate_code_that_lookup_cannot_find_is_permanent(mocked):
+    # given the shop says the code exists, but its listing has no such coupon
+    add_duplicate(mocked, HTTPS_STORE)
+    mocked.add(responses.GET, HTTPS_STORE + API + "coupons", json=[])
+
+    # when / then
+    with pytest.raises(PermanentError, match="code exists"):
+        client.create_discount_code(HTTPS_CREDENTIALS, make_spec())
+
+
+@pytest.mark.parametrize(
+    ("_case", "listed", "expected"),
+    [
+        ("none", [], None),
+        ("another code only", [{"id": 9, "code": "loyalty-jane-5000"}], None),
+        (
+            "stored in another case",
+            [{"id": 9, "code": "loyalty-jane-5000"}, {"id": 12, "code": "Loyalty-Jane-500"}],
+            DiscountCode(code="Loyalty-Jane-500", platform_id="12", created=False),
+        ),
+    ],
+)
+def test_find_matches_the_code_case_insensitively(mocked, _case, listed, expected):
+    # given what the shop lists for the code
+    mocked.add(responses.GET, HTTPS_STORE + API + "coupons", json=listed)
+
+    # when the code is looked up
+    result = client.find_discount_code(HTTPS_CREDENTIALS, "LOYALTY-JANE-500")
+
+    # then only a coupon with that very code counts
+    assert result == expected
+
+
+def test_find_refuses_an_empty_code(mocked):
+    # given no response registered: an empty filter would list every coupon
+    # when / then
+    with pytest.raises(ValueError):
+        client.find_discount_code(HTTPS_CREDENTIALS, "")
+
+
+# ---- order notes -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("_case", "customer_note"), [("private", False), ("to customer", True)])
+def test_order_note_is_posted(mocked, _case, customer_note):
+    # given the shop accepts the note
+    mocked.add(responses.POST, HTTPS_STORE + API + "orders/11/notes", json=NOTE_CREATED, status=201)
+
+    # when a note is added
+    result = client.add_order_note(
+        HTTPS_CREDENTIALS, "11", "Stammkunde: 25 points earned.", customer_note=customer_note
+    )
+
+    # then it was sent as WooCommerce expects
+    assert result is None
+    assert sent_json(mocked.calls[0]) == {
+        "note": "Stammkunde: 25 points earned.",
+        "customer_note": customer_note,
+    }
+
+
+def test_order_note_on_unknown_order_is_permanent(mocked):
+    # given the order does not exist
+    mocked.add(
+        responses.POST, HTTPS_STORE + API + "orders/999/notes", json=ORDER_NOT_FOUND, status=404
+    )
+
+    # when / then WooCommerce's code and message are in the error
+    with pytest.raises(PermanentError, match="woocommerce_rest_shop_order_invalid_id: Invalid"):
+        client.add_order_note(HTTPS_CREDENTIALS, 999, "note")
+
+
+def test_order_note_ignores_an_unreadable_2xx_body(mocked):
+    # given a 201 whose body a PHP notice garbled
+    mocked.add(
+        responses.POST, HTTPS_STORE + API + "orders/11/notes", body="<br />Notice: {", status=201
+    )
+
+    # when the note is added, then it counts as added (a retry would post it twice)
+    assert client.add_order_note(HTTPS_CREDENTIALS, "11", "note") is None
+
+
+@pytest.mark.parametrize(
+    ("_case", "order_id", "note"),
+    [("path in id", "11/../coupons", "n"), ("zero", "0", "n"), ("bool", True, "n"),
+     ("empty note", "11", "  ")],
+)
+def test_order_note_refuses_bad_arguments(mocked, _case, order_id, note):
+    # when / then nothing is sent
+    with pytest.raises(ValueError):
+        client.add_order_note(HTTPS_CREDENTIALS, order_id, note)
+
+
+# ---- failures, for every call ------------------------------------------------------------
+
+FAILURES: dict[str, tuple[dict[str, Any], type[Exception], str, float | None]] = {
+    "read timeout": ({"body": requests.exceptions.ReadTimeout()}, TransientError, "ReadTimeout",
+                     None),
+    "connect timeout": ({"body": requests.exceptions.ConnectTimeout()}, TransientError,
+                        "ConnectTimeout", None),
+    "connection refused": ({"body": requests.exceptions.ConnectionError()}, TransientError,
+                           "ConnectionError", None),
+    "500 html": ({"status": 500, "body": "<html>Error establishing a database connection"},
+                 TransientError, "HTTP 500", None),
+    "503 json": ({"status": 503, "json": {"code": "x", "message": "y"}}, TransientError,
+                 "HTTP 503", None),
+    "429 retry-after seconds": ({"status": 429, "headers": {"Retry-After": "17"}},
+                                RateLimitedError, "HTTP 429", 17.0),
+    "429 without retry-after": ({"status": 429}, RateLimitedError, "HTTP 429", 5.0),
+    "429 unreadable retry-after": ({"status": 429, "headers": {"Retry-After": "soon"}},
+                                   RateLimitedError, "HTTP 429", 5.0),
+    "401 bad key": ({"status": 401, "json": UNAUTHORIZED}, PermanentError,
+                    "woocommerce_rest_authentication_error: Consumer key is invalid.; check the "
+                    "consumer key/secret", None),
+    "403 firewall page": ({"status": 403, "body": "<html>Forbidden"}, PermanentError,
+                          "HTTP 403 (no WooCommerce error body); check the consumer key/secret",
+                          None),
+    "404 no route": ({"status": 404, "json": NO_ROUTE}, PermanentError,
+                     "HTTP 404 rest_no_route: No route was found", None),
+    "400 invalid parameter": ({"status": 400, "json": INVALID_PARAM}, PermanentError,
+                              "HTTP 400 rest_invalid_param: Invalid parameter", None),
+    "301 to https": ({"status": 301, "headers": {"Location": "https://laden.example/"}},
+                     PermanentError, "redirect", None),
+}
+
+
+@pytest.mark.parametrize(
+    ("_case", "operation", "failure"),
+    [(f"{op}: {failure}", op, failure) for op in sorted(CALLS) for failure in FAILURES],
+)
+def test_failure_is_translated(mocked, _case, operation, failure):
+    # given the store fails this way
+    method, endpoint, call, _answer = CALLS[operation]
+    answer, error, message, retry_after = FAILURES[failure]
+    mocked.add(method, HTTPS_STORE + API + endpoint, **answer)
+
+    # when the call is made
+    with pytest.raises(error) as raised:
+        call(HTTPS_CREDENTIALS)
+
+    # then it raises the typed error, names the call, and follows no redirect
+    assert f"WooCommerce {operation}" in str(raised.value)
+    assert message in str(raised.value)
+    if error is RateLimitedError:
+        assert raised.value.retry_after == retry_after
+    assert len(mocked.calls) == 1
+
+
+def test_retry_after_http_date_is_converted_to_seconds(mocked):
+    # given a 429 that gives a date about a minute ahead
+    when = datetime.now(timezone.utc) + timedelta(seconds=60)
+    headers = {"Retry-After": format_datetime(when, usegmt=True)}
+    mocked.add(responses.GET, HTTPS_STORE + API + "coupons", status=429, headers=headers)
+
+    # when / then
+    with pytest.raises(RateLimitedError) as raised:
+        client.find_discount_code(HTTPS_CREDENTIALS, "x")
+    assert 50 <= raised.value.retry_after <= 60
+
+
+@pytest.mark.parametrize(
+    ("_case", "operation", "body"),
+    [
+        ("create: php notice before json", "create coupon", b"<b>Notice</b>: {\"id\":12}"),
+        ("create: json without id", "create coupon", b'{"code":"x"}'),
+        ("find: html cache page", "find coupon", b"<html>cached</html>"),
+        ("find: not a list", "find coupon", b'{"id":12}'),
+    ],
+)
+def test_unreadable_2xx_is_transient(mocked, _case, operation, body):
+    # given a 2xx whose body is not the expected JSON
+    method, endpoint, call, _answer = CALLS[operation]
+    mocked.add(method, HTTPS_STORE + API + endpoint, body=body, status=200)
+
+    # when / then a retry may fix it (create resolves through the duplicate lookup)
+    with pytest.raises(TransientError):
+        call(HTTPS_CREDENTIALS)
+
+
+@pytest.mark.parametrize(
+    ("_case", "credentials"),
+    [
+        ("no url", {"consumer_key": "ck", "consumer_secret": "cs"}),
+        ("ftp url", {**HTTPS_CREDENTIALS, "url": "ftp://laden.example"}),
+        ("empty secret", {**HTTPS_CREDENTIALS, "consumer_secret": ""}),
+    ],
+)
+def test_unusable_credentials_are_permanent(mocked, _case, credentials):
+    # when / then nothing is sent
+    with pytest.raises(PermanentError, match="credentials"):
+        client.find_discount_code(credentials, "x")
+
+
+def test_upper_case_https_scheme_still_uses_basic_auth(mocked):
+    # given a URL typed with an upper-case scheme (the package checks "https" case-sensitively)
+    mocked.add(responses.GET, HTTPS_STORE + API + "coupons", json=[])
+
+    # when
+    client.find_discount_code({**HTTPS_CREDENTIALS, "url": "HTTPS://Laden.Example"}, "x")
+
+    # then
+    assert mocked.calls[0].request.headers["Authorization"].startswith("Basic ")
+
+
+def test_errors_and_logs_carry_no_secrets_or_personal_data(mocked, caplog):
+    # given an http store (key in the URL) whose connection fails with the URL in the message,
+    # as requests' own exceptions do
+    def refuse(request: requests.PreparedRequest) -> Any:
+        raise requests.exceptions.ConnectionError(f"Max retries exceeded with url: {request.url}")
+
+    mocked.add_callback(responses.POST, HTTP_STORE + API + "coupons", callback=refuse)
+    caplog.set_level(logging.DEBUG, logger="connectors.woocommerce.client")
+
+    # when
+    with pytest.raises(TransientError) as raised:
+        client.create_discount_code(HTTP_CREDENTIALS, make_spec())
+
+    # then neither the traceback nor the logs hold the key, the secret, the code or the e-mail
+    printed = "".join(traceback.format_exception(raised.value))
+    logged = " ".join(f"{r.getMessage()} {sorted(vars(r).items())}" for r in caplog.records)
+    assert caplog.records
+    for text in (printed, logged):
+        for secret in ("ck_0123", "cs_0123", "oauth_signature", "LOYALTY-JANE", "jane.doe"):
+            assert secret not in text
+
+
+def test_connector_delegates_to_the_client():
+    # then the registry's connector exposes the client calls
+    assert connector.create_discount_code is client.create_discount_code
+    assert connector.find_discount_code is client.find_discount_code
+    assert connector.add_order_note is client.add_order_note
+
+
+def test_fixtures_are_the_captured_bytes():
+    # then the fixtures are byte-exact copies (see the README for their source and digests)
+    digests = {
+        name: hashlib.sha256(fixture_bytes(name)).hexdigest()
+        for name in ("coupons_create.json", "coupons_create__code_already_exists.json")
+    }
+    assert digests == {
+        "coupons_create.json":
+            "8d4791981c94402576d4611c466048d6aeb29c4edf6546a2d8596823c5c9526b",
+        "coupons_create__code_already_exists.json":
+            "c13ac4f471328ac997dec99d7034870b566079fc2e76094e82b0a07446978761",
+    }
