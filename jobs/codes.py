@@ -47,7 +47,8 @@ def issue_code(code_id: int) -> str:
         credentials = _credentials(shop)
     try:
         result = get_connector(platform).create_discount_code(credentials, spec)
-    except PermanentError as exc:
+    except (PermanentError, ValueError) as exc:
+        # ValueError: the client cannot express this spec (bad stored data); retrying cannot fix it.
         with session_scope() as session:
             row = session.get(IssuedCode, code_id)
             assert row is not None
@@ -93,7 +94,7 @@ def run_order_task(task_id: int) -> str:
             connector.add_order_tags(credentials, order_id, [payload["tag"]])
         else:
             connector.add_order_note(credentials, order_id, payload["note"])
-    except PermanentError as exc:
+    except (PermanentError, ValueError) as exc:
         with session_scope() as session:
             task = session.get(OrderTask, task_id)
             assert task is not None

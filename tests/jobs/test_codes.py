@@ -1,0 +1,240 @@
+"""Codes created in the shop by the real worker: success, permanent refusal, transient failure.
+
+Platform HTTP is mocked with `responses` (every registered call must fire); Redis, the RQ worker
+and the database (SQLite and PostgreSQL) are real.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import responses
+from sqlalchemy import select
+
+from app.db import session_scope
+from app.models import CodeStatus, IssuedCode, OrderTask
+from tests.conftest import FIXTURES, WOO_DOMAIN
+from tests.factories import apply, order, program
+
+WOO_COUPONS = f"{WOO_DOMAIN}/wp-json/wc/v3/coupons"
+EMAIL = "kundin@example.test"
+WOO_CREDS = {"consumer_key": "ck_test", "consumer_secret": "cs_test"}
+
+
+def cli(runner, *args: str) -> dict:  # type: ignore[no-untyped-def]
+    result = runner.invoke(args=[*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def _woo_shop_with_points(make_shop, points: str = "600.00") -> int:  # type: ignore[no-untyped-def]
+    shop = make_shop("woocommerce", credentials=WOO_CREDS)
+    program(shop, {"earning": {"return_window_days": 0}, "second_purchase": {"enabled": False},
+                   "referral": {"enabled": False}})
+    apply(shop, order("1", points))
+    return shop
+
+
+def _coupon_created(code: str = "sk-test") -> dict:
+    body = json.loads((FIXTURES / "woocommerce_api" / "coupons_create.json").read_text())
+    return {**body, "code": code}
+
+
+def test_staff_redemption_creates_the_code_in_woocommerce(make_shop, runner, work):
+    # given a customer with 600 available points
+    _woo_shop_with_points(make_shop)
+
+    # when support redeems the 500-point reward
+    pending = cli(runner, "rewards", "redeem", "--shop", WOO_DOMAIN, "--email", EMAIL, "--reward", "5 € Rabatt")
+
+    # then the points are gone at once and the code is pending
+    assert (pending["status"], pending["code"]) == ("pending", None)
+    assert cli(runner, "customers", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)["available"] == 100
+
+    # and when the worker runs, the coupon is created in the shop, restricted to the customer
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.POST, WOO_COUPONS, json=_coupon_created(), status=201)
+        work()
+        sent = json.loads(mock.calls[0].request.body)
+    assert sent["email_restrictions"] == [EMAIL]
+    assert (sent["discount_type"], sent["amount"], sent["usage_limit"]) == ("fixed_cart", "5", 1)
+    [row] = cli(runner, "rewards", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)
+    assert row["status"] == "created"
+    assert re.fullmatch(r"SK-[A-Z2-7]{10}", row["code"])
+    assert sent["code"] == row["code"]
+
+
+def test_permanent_refusal_gives_the_points_back(make_shop, runner, work):
+    # given a redemption whose coupon the shop refuses (invalid data, not retryable)
+    _woo_shop_with_points(make_shop)
+    cli(runner, "rewards", "redeem", "--shop", WOO_DOMAIN, "--email", EMAIL, "--reward", "5 € Rabatt")
+
+    # when the worker tries
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.POST, WOO_COUPONS, status=400,
+                 json={"code": "rest_invalid_param", "message": "Invalid parameter(s): amount", "data": {"status": 400}})
+        work()
+
+    # then the redemption failed, the points are back, and the ledger says why
+    [row] = cli(runner, "rewards", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)
+    assert row["status"] == "failed"
+    customer = cli(runner, "customers", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)
+    assert customer["available"] == 600
+    assert [e["reason"] for e in customer["ledger"]] == ["earn", "redeem", "redeem_refund"]
+    assert "rest_invalid_param" in customer["ledger"][-1]["why"]
+
+
+@pytest.mark.parametrize(
+    "_case, failure",
+    [
+        ("server error", {"status": 503, "json": {"code": "down"}}),
+        ("rate limited", {"status": 429, "json": {}, "headers": {"Retry-After": "2"}}),
+        ("timeout", {"body": __import__("requests").exceptions.ReadTimeout("slow")}),
+    ],
+)
+def test_transient_failure_retries_without_spending_twice(_case, failure, make_shop, runner, work, redis_url):
+    # given a redemption
+    _woo_shop_with_points(make_shop)
+    cli(runner, "rewards", "redeem", "--shop", WOO_DOMAIN, "--email", EMAIL, "--reward", "5 € Rabatt")
+
+    # when the first attempt fails transiently
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.POST, WOO_COUPONS, **failure)
+        work()
+
+    # then the job waits for a retry (scheduled with backoff), the code is still pending,
+    # and the points were deducted exactly once
+    from redis import Redis
+    from rq import Queue
+
+    scheduled = Queue("codes", connection=Redis.from_url(redis_url)).scheduled_job_registry.get_job_ids()
+    assert len(scheduled) == 1
+    with session_scope() as s:
+        code = s.scalars(select(IssuedCode)).one()
+    assert code.status == CodeStatus.PENDING
+    assert cli(runner, "customers", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)["available"] == 100
+
+    # and when the retry runs and the shop answers, the code is created once
+    from jobs.codes import issue_code
+
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.POST, WOO_COUPONS, json=_coupon_created(), status=201)
+        assert issue_code(code.id) == "created"
+    assert issue_code(code.id) == "created"  # a late duplicate job does nothing
+    assert cli(runner, "customers", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)["available"] == 100
+
+
+def test_code_that_already_exists_is_found_not_duplicated(make_shop, runner, work):
+    # given a redemption whose first attempt created the coupon but the answer was lost
+    _woo_shop_with_points(make_shop)
+    cli(runner, "rewards", "redeem", "--shop", WOO_DOMAIN, "--email", EMAIL, "--reward", "5 € Rabatt")
+
+    with session_scope() as s:
+        code = s.scalars(select(IssuedCode)).one().code
+
+    # when the retry is told the code exists, it looks it up (WooCommerce stores it lower-cased)
+    duplicate = json.loads((FIXTURES / "woocommerce_api" / "coupons_create__code_already_exists.json").read_text())
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.POST, WOO_COUPONS, json=duplicate, status=400)
+        mock.add(responses.GET, WOO_COUPONS, json=[_coupon_created(code.lower())], status=200)
+        work()
+
+    # then the redemption is complete with the existing code
+    [row] = cli(runner, "rewards", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)
+    assert row["status"] == "created"
+
+
+def test_gift_with_purchase_adds_an_order_note(make_shop, work):
+    # given a WooCommerce shop with a gift from 50.00
+    shop = make_shop("woocommerce", credentials=WOO_CREDS)
+    program(shop, {"second_purchase": {"enabled": False}, "referral": {"enabled": False},
+                   "gifts": [{"name": "Probe", "min_amount": "50", "note": "Bitte Probe beilegen"}]})
+
+    # when a qualifying order is paid
+    apply(shop, order("77", "60.00"))
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.POST, f"{WOO_DOMAIN}/wp-json/wc/v3/orders/77/notes", status=201,
+                 json={"id": 1, "note": "Bitte Probe beilegen"})
+        work()
+        sent = json.loads(mock.calls[0].request.body)
+
+    # then the shop got the note and the task is done
+    assert sent["note"] == "Bitte Probe beilegen"
+    with session_scope() as s:
+        assert s.scalars(select(OrderTask)).one().status == CodeStatus.CREATED
+
+
+def test_redis_down_at_redemption_leaves_the_code_for_the_sweep(make_shop, runner, work, redis_server):
+    # given Redis is down when support redeems
+    _woo_shop_with_points(make_shop)
+    redis_server["stop"]()
+    pending = cli(runner, "rewards", "redeem", "--shop", WOO_DOMAIN, "--email", EMAIL, "--reward", "5 € Rabatt")
+    assert pending["status"] == "pending"
+
+    # when Redis is back and the sweep runs
+    redis_server["restart"]()
+    from jobs.codes import requeue_pending
+
+    assert requeue_pending(older_than_seconds=0) == 1
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.POST, WOO_COUPONS, json=_coupon_created(), status=201)
+        work()
+
+    # then the code exists
+    [row] = cli(runner, "rewards", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)
+    assert row["status"] == "created"
+
+
+SHOPIFY_GRAPHQL = "https://demo-laden.myshopify.com/admin/api/2026-07/graphql.json"
+COST = {"requestedQueryCost": 10, "actualQueryCost": 10,
+        "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": 1990.0, "restoreRate": 100.0}}
+
+
+def test_shopify_reward_code_is_created_through_graphql(make_shop, runner, work):
+    # given a Shopify customer (platform id 207119551) with 600 available points
+    shop = make_shop("shopify", credentials={"access_token": "shpat_test"})
+    program(shop, {"earning": {"return_window_days": 0}, "second_purchase": {"enabled": False},
+                   "referral": {"enabled": False}})
+    apply(shop, order("1", "600.00", customer_id="207119551"))
+    pending = cli(runner, "rewards", "redeem", "--shop", "demo-laden.myshopify.com", "--email", EMAIL,
+                  "--reward", "5 € Rabatt")
+    assert pending["status"] == "pending"
+
+    # when the worker runs against Shopify
+    node = {"id": "gid://shopify/DiscountCodeNode/1"}
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.POST, SHOPIFY_GRAPHQL, status=200, json={
+            "data": {"discountCodeBasicCreate": {"codeDiscountNode": node, "userErrors": []}},
+            "extensions": {"cost": COST}})
+        work()
+        sent = json.loads(mock.calls[0].request.body)
+        token = mock.calls[0].request.headers["X-Shopify-Access-Token"]
+
+    # then a 5.00 code restricted to that customer exists
+    basic = sent["variables"]["basicCodeDiscount"]
+    assert basic["context"] == {"customers": {"add": ["gid://shopify/Customer/207119551"]}}
+    assert basic["customerGets"]["value"]["discountAmount"]["amount"] in ("5", "5.00")
+    assert (basic["usageLimit"], token) == (1, "shpat_test")
+    [row] = cli(runner, "rewards", "show", "--shop", "demo-laden.myshopify.com", "--email", EMAIL)
+    assert row["status"] == "created" and row["code"] == basic["code"]
+
+
+def test_shopify_gift_tags_the_order(make_shop, work):
+    # given a Shopify shop with a gift from 1.2 kg
+    shop = make_shop("shopify", credentials={"access_token": "shpat_test"})
+    program(shop, {"second_purchase": {"enabled": False}, "referral": {"enabled": False},
+                   "gifts": [{"name": "Probe", "min_grams": 1200, "tag": "geschenk"}]})
+
+    # when a 1.2 kg order is paid
+    apply(shop, order("450789469", "20.00", grams=1200))
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.POST, SHOPIFY_GRAPHQL, status=200, json={
+            "data": {"tagsAdd": {"node": {"id": "gid://shopify/Order/450789469"}, "userErrors": []}},
+            "extensions": {"cost": COST}})
+        work()
+        sent = json.loads(mock.calls[0].request.body)
+
+    # then tagsAdd put the gift tag on that order
+    assert sent["variables"] == {"id": "gid://shopify/Order/450789469", "tags": ["geschenk"]}
