@@ -10,7 +10,7 @@ from flask import Flask
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: configuration, database, queues, dispatcher, blueprints, CLI."""
-    from app import admin, cli, config, db, dispatch, queues, webhooks
+    from app import admin, cli, config, customer_page, db, dispatch, public, queues, webhooks
 
     settings = config.load()
     app = Flask(__name__, instance_path=settings["INSTANCE_PATH"])
@@ -25,5 +25,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     dispatch.init_app(app)
     app.register_blueprint(webhooks.bp)
     admin.init_app(app)
+    customer_page.init_app(app)
+    public.init_app(app)
     cli.init_app(app)
     return app

@@ -1,13 +1,18 @@
-"""Blueprint "admin": staff login, shops, webhook deliveries (with replay) and customer ledgers.
+"""Blueprint "admin": staff login, shops and their programs, webhook deliveries (with replay), and
+customers (ledger, redeeming, adjusting points, bans).
 
 Every page but the login form needs a signed-in staff user (Flask-Login). Every POST carries a
 CSRF token (Flask-WTF's CSRFProtect), except the platform webhooks, which are signed instead.
+Writes go through the same domain functions as the CLI, inside `db.session_scope()`, so jobs they
+record (e.g. a reward's code) are enqueued after the commit.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import uuid
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,10 +22,14 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app import db, explain, ledger, staff, webhooks
-from app.models import Customer, DeliveryStatus, Shop, StaffUser, WebhookDelivery
+from app.customer_page import customer_link
+from app.models import Customer, DeliveryStatus, Shop, StaffUser, WebhookDelivery, utcnow
+from app.program import ProgramError, current_program, program_versions, save_program
 from app.queues import RedisNotConfiguredError
+from app.redemptions import RedemptionError, affordable, redeem, redemptions_of
 
 logger = logging.getLogger(__name__)
 
@@ -247,14 +256,239 @@ def customers() -> Any:
 
 @bp.get("/customers/<int:customer_id>")
 def customer(customer_id: int) -> Any:
-    """Show one customer's balance, lots and explained ledger (app.explain.customer_report)."""
+    """Show one customer: balance, tier, referral and page links, redemptions, ledger, actions."""
     session = db.request_session()
     row = session.get(Customer, customer_id)
     if row is None:
         abort(404)
     shop = session.get(Shop, row.shop_id)
     report = explain.customer_report(session, row)
-    return render_template("admin/customer.html", customer=row, shop=shop, report=report)
+    version, program = current_program(session, shop)
+    can_afford = {r.name for r in affordable(program, row, report["available"])}
+    rewards = [
+        {"name": r.name, "points": r.points, "tiers": r.tiers, "affordable": r.name in can_afford}
+        for r in program.rewards
+        if r.active
+    ]
+    context = {
+        "customer": row,
+        "shop": shop,
+        "report": report,
+        "program_version": version,
+        "rewards": rewards,
+        "redemptions": redemptions_of(session, row),
+        "page_link": customer_link(row) if row.merged_into_id is None else None,
+        # Fresh per render: posting the same form twice redeems or adjusts once.
+        "redeem_key": uuid.uuid4().hex,
+        "adjust_key": uuid.uuid4().hex,
+    }
+    session.commit()
+    return render_template("admin/customer.html", **context)
+
+
+def _form_key() -> str | None:
+    """Return the form's idempotency key when it is a UUID (rendered by the page), else None."""
+    value = request.form.get("key", "")
+    try:
+        return uuid.UUID(value).hex
+    except ValueError:
+        return None
+
+
+class _ActionRefusedError(Exception):
+    """A customer action that is not possible; the message is shown to staff."""
+
+
+def _live_customer(session: Any, customer_id: int) -> tuple[Shop, Customer]:
+    """Return the shop and customer for a write, refusing merged guest records.
+
+    Raises:
+        _ActionRefusedError: the customer was merged into another record.
+    """
+    row = session.get(Customer, customer_id)
+    if row is None:
+        abort(404)
+    if row.merged_into_id is not None:
+        raise _ActionRefusedError(
+            f"This guest record was merged into customer {row.merged_into_id}; act on that record."
+        )
+    shop = session.get(Shop, row.shop_id)
+    assert shop is not None
+    return shop, row
+
+
+def _back_to(customer_id: int) -> Any:
+    return redirect(url_for("admin.customer", customer_id=customer_id))
+
+
+@bp.post("/customers/<int:customer_id>/redeem")
+def redeem_reward(customer_id: int) -> Any:
+    """Redeem a reward for the customer as staff (once per rendered form)."""
+    reward_name = request.form.get("reward", "").strip()
+    key = _form_key()
+    if not reward_name or key is None:
+        flash("Choose a reward. (Reload the page if this form came from an old tab.)", "error")
+        return _back_to(customer_id)
+    try:
+        with db.session_scope() as session:
+            shop, row = _live_customer(session, customer_id)
+            redemption = redeem(
+                session, shop, row, reward_name, source="staff", actor=current_user.email,
+                idempotency_key=f"staff-{row.id}-{key}",
+            )
+            if redemption.customer_id != row.id:
+                raise _ActionRefusedError("That form belongs to another customer. Reload the page.")
+            redemption_id, reward, points = redemption.id, redemption.reward_name, redemption.points
+    except (RedemptionError, _ActionRefusedError) as exc:
+        flash(f"Not redeemed: {exc}", "error")
+        return _back_to(customer_id)
+    logger.info(
+        "staff redeemed a reward",
+        extra={"customer": customer_id, "redemption": redemption_id, "staff": current_user.staff_id},
+    )
+    flash(f"Redeemed {reward} for {points} points (redemption {redemption_id}); the code is being created.", "success")
+    return _back_to(customer_id)
+
+
+@bp.post("/customers/<int:customer_id>/adjust")
+def adjust_points(customer_id: int) -> Any:
+    """Add or remove points with a reason (once per rendered form)."""
+    raw_points = request.form.get("points", "").strip()
+    reason = request.form.get("reason", "").strip()
+    key = _form_key()
+    try:
+        points = int(raw_points)
+    except ValueError:
+        flash("Points must be a whole number such as 50 or -50.", "error")
+        return _back_to(customer_id)
+    if key is None:
+        flash("The form is incomplete. Reload the page and try again.", "error")
+        return _back_to(customer_id)
+    try:
+        with db.session_scope() as session:
+            shop, row = _live_customer(session, customer_id)
+            entry = ledger.adjust(
+                session, shop_id=shop.id, customer_id=row.id, points=points, note=reason,
+                actor=current_user.email, key=f"{row.id}-{key}",
+            )
+    except (ledger.AdjustmentError, _ActionRefusedError) as exc:
+        flash(f"Not adjusted: {exc}", "error")
+        return _back_to(customer_id)
+    if entry is None:
+        flash("This adjustment was already recorded (the form was sent twice).", "info")
+    else:
+        logger.info("staff adjusted points", extra={"customer": customer_id, "staff": current_user.staff_id})
+        flash(f"Adjusted by {points:+d} points.", "success")
+    return _back_to(customer_id)
+
+
+@bp.post("/customers/<int:customer_id>/ban")
+def ban(customer_id: int) -> Any:
+    """Ban the customer from earning, redeeming and codes, or lift the ban (as `flask customers ban`)."""
+    lift = request.form.get("action") == "lift"
+    reason = request.form.get("reason", "").strip()
+    if not lift and not reason:
+        flash("Give a reason for the ban; support staff will see it.", "error")
+        return _back_to(customer_id)
+    try:
+        with db.session_scope() as session:
+            _shop, row = _live_customer(session, customer_id)
+            row.banned_at = None if lift else utcnow()
+            row.ban_reason = None if lift else reason
+    except _ActionRefusedError as exc:
+        flash(f"Not changed: {exc}", "error")
+        return _back_to(customer_id)
+    logger.info(
+        "staff lifted a ban" if lift else "staff banned a customer",
+        extra={"customer": customer_id, "staff": current_user.staff_id},
+    )
+    flash("Ban lifted." if lift else "Customer banned: no earning, redeeming or codes.", "success")
+    return _back_to(customer_id)
+
+
+def _pretty(document: Any) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def _shop_or_404(session: Any, shop_id: int) -> Shop:
+    shop = session.get(Shop, shop_id)
+    if shop is None:
+        abort(404)
+    return shop
+
+
+def _program_page(shop_id: int, *, text: str | None = None, base: int | None = None, error: str | None = None,
+                  status: int = 200) -> Any:
+    session = db.request_session()
+    shop = _shop_or_404(session, shop_id)
+    version, program = current_program(session, shop)
+    versions = program_versions(session, shop)
+    session.commit()
+    return render_template(
+        "admin/program.html",
+        shop=shop,
+        version=version,
+        text=text if text is not None else _pretty(program.model_dump(mode="json")),
+        base=base if base is not None else version,
+        versions=versions,
+        error=error,
+    ), status
+
+
+class _StaleVersionError(Exception):
+    """Another version was saved since the form was rendered."""
+
+
+@bp.route("/shops/<int:shop_id>/program", methods=["GET", "POST"])
+def program(shop_id: int) -> Any:
+    """Show the program in force and its versions; on POST save the text as a new version."""
+    if request.method == "GET":
+        return _program_page(shop_id)
+    text = request.form.get("document", "")
+    base_raw = request.form.get("base", "")
+    base = int(base_raw) if base_raw.isdigit() else None
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        return _program_page(shop_id, text=text, base=base, error=f"Not valid JSON: {exc}. Nothing was applied.",
+                             status=400)
+    if isinstance(document, dict) and set(document) == {"version", "program"}:
+        document = document["program"]  # accept what `flask program show` prints
+    try:
+        with db.session_scope() as session:
+            shop = _shop_or_404(session, shop_id)
+            in_force, _ = current_program(session, shop)
+            if base is not None and base != in_force:
+                raise _StaleVersionError(in_force)
+            row = save_program(session, shop, document, created_by=current_user.email)
+            saved = row.version
+    except ProgramError as exc:
+        return _program_page(shop_id, text=text, base=base, error=f"Program not applied: {exc}", status=400)
+    except (_StaleVersionError, IntegrityError):
+        return _program_page(
+            shop_id, text=text, status=409,
+            error="Another version was saved since you opened this page; nothing was applied. "
+            "Compare with the version in force (listed below), then save again.",
+        )
+    logger.info("program saved", extra={"shop": shop_id, "version": saved, "staff": current_user.staff_id})
+    flash(f"Program version {saved} is in force.", "success")
+    return redirect(url_for("admin.program", shop_id=shop_id))
+
+
+@bp.get("/shops/<int:shop_id>/program/<int:version>")
+def program_version(shop_id: int, version: int) -> Any:
+    """Show one saved version of the shop's program."""
+    session = db.request_session()
+    shop = _shop_or_404(session, shop_id)
+    rows = {row.version: row for row in program_versions(session, shop)}
+    in_force, _ = current_program(session, shop)
+    session.commit()
+    row = rows.get(version)
+    if row is None:
+        abort(404)
+    return render_template(
+        "admin/program_version.html", shop=shop, row=row, text=_pretty(row.document), in_force=in_force
+    )
 
 
 def _when(value: str | datetime | None) -> str:

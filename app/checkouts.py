@@ -5,9 +5,13 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from datetime import datetime
+
+from app import reminders
 from app.customers import upsert_customer
 from app.db import dialect_insert
 from app.models import Checkout, Shop, utcnow
+from app.program import current_program
 from connectors import types as ct
 
 
@@ -41,5 +45,32 @@ def apply_checkout(session: Session, shop: Shop, checkout: ct.Checkout) -> Check
         row.platform_updated_at = checkout.updated_at
     if checkout.completed_at and row.completed_at is None:
         row.completed_at = checkout.completed_at
+    if row.platform_updated_at == checkout.updated_at:  # this snapshot is the newest we hold
+        _, program = current_program(session, shop)
+        reminders.note_cart_content(row, reminders.cart_fingerprint(checkout), checkout.updated_at, program)
     session.flush()
     return row
+
+
+def checkout_from_order(shop: Shop, order: ct.Order) -> ct.Checkout:
+    """Treat an unpaid WooCommerce order (checkout-draft, pending, failed) as a checkout.
+
+    WooCommerce has no abandoned-cart webhook; its recovery link is the order's payment_url
+    (for drafts, which have none, the shop's cart page).
+    """
+    recovery = order.recovery_url if order.status != ct.OrderStatus.DRAFT else None
+    return ct.Checkout(
+        id=f"order-{order.id}", currency=order.currency, total=order.total, subtotal=order.merchandise,
+        created_at=order.created_at, updated_at=order.updated_at, customer=order.customer, email=order.email,
+        recovery_url=recovery or f"{shop.domain}/cart/", line_items=order.line_items,
+    )
+
+
+def complete(session: Session, shop: Shop, platform_id: str, when: datetime) -> None:
+    """Mark a checkout completed (its order was paid): its reminders stop."""
+    row = session.scalars(
+        select(Checkout).where(Checkout.shop_id == shop.id, Checkout.platform_id == platform_id)
+    ).first()
+    if row is not None and row.completed_at is None:
+        row.completed_at = when
+        row.next_reminder_at = None

@@ -20,6 +20,7 @@ db_cli = AppGroup("db", help="Database migrations.")
 program_cli = AppGroup("program", help="Show and change a shop's loyalty program.")
 rewards_cli = AppGroup("rewards", help="Redeem rewards and list redemptions.")
 points_cli = AppGroup("points", help="Adjust points by hand.")
+reminders_cli = AppGroup("reminders", help="Run reminder sweeps and see what was sent.")
 
 
 def _shop_and_customer(session, shop_domain: str, email: str | None):  # type: ignore[no-untyped-def]
@@ -305,6 +306,46 @@ def sweep() -> None:
     click.echo(f"referrals settled: {settle_referrals()}")
 
 
+@reminders_cli.command("sweep")
+@click.option("--at", "at", default=None, help="ISO-8601 time to sweep as of (default: now)")
+def reminders_sweep(at: str | None) -> None:
+    """Run every reminder sweep once (what the clock triggers) and print what it enqueued."""
+    from datetime import datetime, timezone
+
+    from jobs.reminders import sweep_reminders
+
+    if at is not None:
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            _fail(f"--at {at!r} is not an ISO-8601 time")
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        at = when.astimezone(timezone.utc).isoformat()
+    result = sweep_reminders(at)
+    created = ", ".join(f"{k} {v}" for k, v in sorted(result["created"].items()) if v) or "none"
+    click.echo(f"new messages: {created}")
+    click.echo(f"due: {result['due']}, send jobs enqueued: {result['enqueued']}")
+
+
+@reminders_cli.command("show")
+@click.option("--shop", "shop_domain", required=True)
+@click.option("--email", required=True)
+@click.option("--json", "as_json", is_flag=True)
+def reminders_show(shop_domain: str, email: str, as_json: bool) -> None:
+    """List what was sent to a customer, and what was suppressed or deferred and why."""
+    from app.reminders import history
+
+    with session_scope() as session:
+        _shop, customer = _shop_and_customer(session, shop_domain, email)
+        rows = history(session, customer)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        click.echo(f"{row['time']}\t{row['campaign']}#{row['step']}\t{row['status']}\t{row['reason'] or ''}")
+
+
 @db_cli.command("upgrade")
 def db_upgrade() -> None:
     """Apply all migrations (what the Procfile release phase runs)."""
@@ -319,5 +360,5 @@ def init_app(app: Flask) -> None:
     from app.demo import demo
 
     for command in (shops_cli, customers_cli, staff_cli, deliveries_cli, db_cli, program_cli, rewards_cli,
-                    points_cli, sweep, demo):
+                    points_cli, reminders_cli, sweep, demo):
         app.cli.add_command(command)

@@ -35,6 +35,13 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _choice(environ: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = (environ.get(name) or default).strip().lower()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def _dev_secrets(instance: Path) -> dict[str, str]:
     """Return development secrets kept in instance/dev-secrets.json, creating them once.
 
@@ -108,6 +115,17 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "DISPATCH_BATCH_SIZE": _int(env, "DISPATCH_BATCH_SIZE", 200),
         # Deliveries still 'received' after this many seconds are re-enqueued by the sweep.
         "REQUEUE_AFTER_SECONDS": _int(env, "REQUEUE_AFTER_SECONDS", 60),
+        # E-mail: with SMTP_HOST unset every message is written as an .eml file to OUTBOX_PATH.
+        "SMTP_HOST": env.get("SMTP_HOST") or None,
+        "SMTP_PORT": _int(env, "SMTP_PORT", 587),
+        "SMTP_SECURITY": _choice(env, "SMTP_SECURITY", ("starttls", "ssl", "none"), "starttls"),
+        "SMTP_USERNAME": env.get("SMTP_USERNAME") or None,
+        "SMTP_PASSWORD": env.get("SMTP_PASSWORD") or None,
+        "SMTP_TIMEOUT": _int(env, "SMTP_TIMEOUT", 20),
+        "MAIL_FROM": env.get("MAIL_FROM") or "Stammkunde <no-reply@localhost>",
+        "OUTBOX_PATH": env.get("OUTBOX_PATH") or str(instance / "outbox"),
+        # Base URL of this app as customers reach it (links in e-mails: unsubscribe, rewards page).
+        "PUBLIC_URL": (env.get("PUBLIC_URL") or f"http://127.0.0.1:{_int(env, 'PORT', 5000)}").rstrip("/"),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), mode == "production"),

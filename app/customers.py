@@ -7,11 +7,10 @@ the same new customer at once end with one row (no check-then-insert).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app import consent
 from app.db import dialect_insert, is_postgres
 from app.models import Checkout, Customer, LedgerEntry, Order, PointLot, Shop, utcnow
 from connectors import types as ct
@@ -104,7 +103,7 @@ def merge_guest(session: Session, guest: Customer, account: Customer) -> None:
     logger.info("guest merged into account", extra={"shop": account.shop_id, "customer": account.id})
 
 
-def _apply_profile(row: Customer, c: ct.Customer, platform: str) -> None:
+def _apply_profile(session: Session, shop: Shop, row: Customer, c: ct.Customer) -> None:
     newer = row.platform_updated_at is None or c.updated_at is None or c.updated_at >= row.platform_updated_at
     if not newer:
         return
@@ -114,10 +113,10 @@ def _apply_profile(row: Customer, c: ct.Customer, platform: str) -> None:
         value = getattr(c, attr)
         if value:
             setattr(row, attr, value)
-    if c.accepts_marketing is not None:
-        row.accepts_marketing = c.accepts_marketing
-        row.consent_source = platform
-        row.consent_at = c.marketing_consent_at or c.updated_at
+    if c.birthday is not None:
+        row.birthday = c.birthday
+    session.flush()
+    consent.record_platform_consent(session, shop, row, c)
     if c.updated_at is not None:
         row.platform_updated_at = c.updated_at
 
@@ -130,7 +129,6 @@ def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str 
     Returns None when there is neither an id nor an e-mail.
     """
     email = c.email or email
-    platform = str(shop.platform)
     if c.id is not None:
         row = _by_platform_id(session, shop.id, c.id)
         if row is None and email:
@@ -151,13 +149,13 @@ def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str 
             guest = _guest(session, shop.id, email)
             if guest is not None and guest.id != row.id:
                 merge_guest(session, guest, row)
-        _apply_profile(row, c, platform)
+        _apply_profile(session, shop, row, c)
         session.flush()
         return row
     if not email:
         return None
     row = find_by_email(session, shop.id, email) or _insert_guest(session, shop.id, email)
-    _apply_profile(row, c, platform)
+    _apply_profile(session, shop, row, c)
     session.flush()
     return row
 
@@ -166,8 +164,3 @@ def customer_for_order(session: Session, shop: Shop, order: ct.Order) -> Custome
     """Return the customer an order belongs to (None for a guest order without an e-mail)."""
     customer = order.customer or ct.Customer(id=None, email=order.email)
     return upsert_customer(session, shop, customer, email=order.email)
-
-
-def touch(row: Customer, when: datetime | None = None) -> None:
-    """Mark the row changed now."""
-    row.updated_at = when or utcnow()

@@ -94,7 +94,10 @@ class Money(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
-        return Decimal(str(value))
+        amount = Decimal(str(value))
+        # NUMERIC(18, 4) reads back "49.9000"; show cents like SQLite's stored text does.
+        cents = amount.quantize(Decimal("0.01"))
+        return cents if cents == amount else amount
 
 
 def _enum(cls: type[enum.Enum], name: str) -> SAEnum:
@@ -148,6 +151,9 @@ class Shop(Base):
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/Berlin")
     language: Mapped[str] = mapped_column(String(8), default="de")
+    brand_color: Mapped[str | None] = mapped_column(String(7))
+    mail_from: Mapped[str | None] = mapped_column(String(320))  # "Shop <hallo@shop.example>"
+    address: Mapped[str | None] = mapped_column(Text)  # imprint line for e-mail footers
     status: Mapped[ShopStatus] = mapped_column(_enum(ShopStatus, "shop_status"), default=ShopStatus.ACTIVE)
     # Fernet tokens (app.crypto); never stored or logged in clear.
     webhook_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -208,6 +214,11 @@ class Customer(Base):
     # Downgrades happen only when the current tier period ends (evaluated by a scheduled job).
     tier_period_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     referral_code: Mapped[str | None] = mapped_column(String(64))
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Win-back bookkeeping, refreshed at every paid order: the sweep selects by the indexed
+    # next_winback_at, so its cost follows the number of customers due, not the number of customers.
+    last_order_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_winback_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     platform_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -302,6 +313,12 @@ class Checkout(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     platform_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     platform_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The reminder sequence: restarts (sequence + 1) whenever the cart's content changes.
+    content_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    sequence: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    sequence_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_step: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    next_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -338,6 +355,7 @@ class PointLot(Base):
     __table_args__ = (
         Index("ix_point_lots_customer_id_state", "customer_id", "state"),
         Index("ix_point_lots_state_available_at", "state", "available_at"),
+        Index("ix_point_lots_expires_at", "expires_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -369,6 +387,7 @@ class LedgerEntry(Base):
     __table_args__ = (
         UniqueConstraint("shop_id", "source_type", "source_id", "reason"),
         Index("ix_ledger_entries_customer_id_id", "customer_id", "id"),
+        Index("ix_ledger_entries_reason_created_at", "reason", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -504,6 +523,7 @@ class TierChange(Base):
     """Every tier a customer entered or left, and why (input of the tier-change notice)."""
 
     __tablename__ = "tier_changes"
+    __table_args__ = (Index("ix_tier_changes_created_at", "created_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
@@ -533,3 +553,67 @@ class OrderTask(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class MessageStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"  # waiting for due_at (deferred by cap or quiet hours keeps this state)
+    SENDING = "sending"  # claimed by a worker; the SMTP handover is under way
+    SENT = "sent"
+    SUPPRESSED = "suppressed"  # not sent, on purpose: `reason` says why
+    FAILED = "failed"  # gave up after retries; `error` says why
+
+
+class ReminderMessage(Base):
+    """One reminder or notice to one customer: the "reminder sent" row.
+
+    Unique on (shop, campaign, subject_key, step), so overlapping sweeps, retried jobs and
+    duplicate webhooks end in one row, and the row's status guards the send.
+    """
+
+    __tablename__ = "reminder_messages"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "campaign", "subject_key", "step"),
+        Index("ix_reminder_messages_status_due_at", "status", "due_at"),
+        Index("ix_reminder_messages_customer_id_sent_at", "customer_id", "sent_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    # cart | winback | second_purchase | expiry | tier_change | points_earned | doi
+    campaign: Mapped[str] = mapped_column(String(32))
+    subject_key: Mapped[str] = mapped_column(String(128))  # checkout:seq, customer:lapse, lot id, ...
+    step: Mapped[int] = mapped_column(Integer, default=1)
+    marketing: Mapped[bool] = mapped_column(Boolean)
+    email: Mapped[str | None] = mapped_column(String(320))
+    checkout_id: Mapped[int | None] = mapped_column(ForeignKey("checkouts.id"))
+    status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus, "message_status"))
+    reason: Mapped[str | None] = mapped_column(String(64))  # why suppressed or last deferred
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    code_id: Mapped[int | None] = mapped_column(ForeignKey("issued_codes.id"))
+    context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attributed_order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    attributed_revenue: Mapped[Decimal | None] = mapped_column(Money)
+    attributed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ConsentEvent(Base):
+    """Timestamped proof of every consent change (platform, double opt-in, unsubscribe)."""
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    # granted | revoked | unsubscribed | doi_requested | doi_confirmed
+    kind: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(64))  # shopify | woocommerce | double_opt_in | unsubscribe_link | staff
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

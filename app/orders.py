@@ -13,10 +13,11 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import points
+from app import checkouts, points, reminders
 from app.customers import customer_for_order
 from app.db import dialect_insert, is_postgres
 from app.models import Order, OrderRefund, Shop, utcnow
+from app.program import current_program
 from connectors import types as ct
 
 logger = logging.getLogger(__name__)
@@ -98,8 +99,9 @@ def apply_order(
     newer = row.platform_updated_at is None or order.updated_at >= row.platform_updated_at
     if newer:
         _copy_snapshot(row, order)
+    became_paid = order.is_paid and not row.is_paid
     # Monotonic facts, whatever the age of the snapshot that carries them.
-    if order.is_paid and not row.is_paid:
+    if became_paid:
         row.is_paid = True
         row.paid_at = order.paid_at or order.updated_at
     if order.cancelled_at and row.cancelled_at is None:
@@ -111,7 +113,25 @@ def apply_order(
     session.flush()
     session.expire(row, ["refunds"])  # Core inserts above are not in the loaded collection
     points.reconcile_order(session, shop, row, delivery_id=delivery_id)
+    _track_checkout(session, shop, row, order, newer=newer)
+    if became_paid and customer is not None:
+        _, program = current_program(session, shop)
+        reminders.schedule_winback(session, customer, program)
+        reminders.attribute_order(session, customer, row, program)
     return row
+
+
+def _track_checkout(session: Session, shop: Shop, row: Order, order: ct.Order, *, newer: bool) -> None:
+    """Paid orders end their checkout's reminders; unpaid WooCommerce orders are checkouts."""
+    if row.is_paid or row.cancelled_at or row.deleted_at:
+        when = row.paid_at or row.cancelled_at or row.deleted_at or utcnow()
+        checkouts.complete(session, shop, f"order-{row.platform_id}", when)
+        if order.checkout_token:
+            checkouts.complete(session, shop, order.checkout_token, when)
+        return
+    unpaid = (ct.OrderStatus.DRAFT, ct.OrderStatus.PENDING, ct.OrderStatus.FAILED)
+    if newer and shop.platform.value == "woocommerce" and order.status in unpaid and order.email:
+        checkouts.apply_checkout(session, shop, checkouts.checkout_from_order(shop, order))
 
 
 def apply_refund(session: Session, shop: Shop, refund: ct.Refund, *, delivery_id: int | None = None) -> Order:

@@ -153,6 +153,78 @@ class Redemption(_Strict):
     auto: bool = False
 
 
+class CartReminders(_Strict):
+    """Abandoned cart / checkout sequence."""
+
+    enabled: bool = True
+    idle_minutes: int = Field(default=60, ge=5, le=24 * 60)  # a cart counts as abandoned after this
+    steps_hours: tuple[int, ...] = (1, 24, 72)  # after the last change of the cart
+    incentive_step: int = Field(default=3, ge=0, le=10)  # 0 = never an incentive code
+    incentive_percent: Decimal = Field(default=Decimal("10"), gt=0, le=100)
+    incentive_valid_days: int = Field(default=3, ge=1, le=60)
+
+    @model_validator(mode="after")
+    def _steps(self) -> CartReminders:
+        if not self.steps_hours or list(self.steps_hours) != sorted(set(self.steps_hours)):
+            raise ValueError("steps_hours must be increasing and not empty")
+        if self.steps_hours[0] * 60 < self.idle_minutes:
+            raise ValueError("the first step cannot come before the cart counts as abandoned (idle_minutes)")
+        if self.incentive_step > len(self.steps_hours):
+            raise ValueError("incentive_step is after the last step")
+        return self
+
+
+class WinBack(_Strict):
+    """Win-back from each customer's own rhythm."""
+
+    enabled: bool = True
+    factor: Decimal = Field(default=Decimal("1.5"), ge=1, le=10)  # overdue by this x their median gap
+    min_days: int = Field(default=30, ge=1, le=3650)
+    default_days: int = Field(default=90, ge=1, le=3650)  # with fewer than 3 orders
+    incentive_percent: Decimal | None = Field(default=None, gt=0, le=100)
+    incentive_valid_days: int = Field(default=14, ge=1, le=365)
+
+
+class Notices(_Strict):
+    """Which notices go out."""
+
+    second_purchase: bool = True
+    expiry: bool = True  # `expiry.notice_days` before points expire
+    tier_change: bool = True
+    points_earned: bool = False  # transactional; off unless the shop wants it
+
+
+class Consent(_Strict):
+    """Where consent comes from and what needs it."""
+
+    # WooCommerce keeps marketing consent in a customer meta field of the shop's choosing.
+    woocommerce_meta_key: str = Field(default="marketing_consent", min_length=1, max_length=100)
+    woocommerce_meta_true_values: tuple[str, ...] = ("1", "yes", "true", "on", "subscribed")
+    double_opt_in: bool = False  # our own confirmation e-mail for customers without consent
+    # Transactional notices (points earned, expiry) go to customers without marketing consent.
+    transactional_without_consent: bool = True
+
+
+class Sending(_Strict):
+    """Frequency cap and quiet hours (in the shop's time zone)."""
+
+    cap_count: int = Field(default=1, ge=1, le=100)
+    cap_hours: int = Field(default=16, ge=1, le=24 * 30)
+    quiet_start: str = Field(default="21:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    quiet_end: str = Field(default="08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class Reminders(_Strict):
+    """The scheduled side: reminders with consent, caps and quiet hours."""
+
+    cart: CartReminders = CartReminders()
+    winback: WinBack = WinBack()
+    notices: Notices = Notices()
+    consent: Consent = Consent()
+    sending: Sending = Sending()
+    attribution_days: int = Field(default=7, ge=1, le=90)
+
+
 def _default_rewards() -> tuple[Reward, ...]:
     return (
         Reward(name="5 € Rabatt", points=500, kind="fixed_amount", value=Decimal("5")),
@@ -172,6 +244,7 @@ class Program(_Strict):
     referral: Referral = Referral()
     gifts: tuple[Gift, ...] = ()
     redemption: Redemption = Redemption()
+    reminders: Reminders = Reminders()
 
     @model_validator(mode="after")
     def _consistent(self) -> Program:

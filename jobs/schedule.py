@@ -16,3 +16,6 @@ cron.register(mature_points, queue_name="points", interval=300)
 cron.register(expire_points, queue_name="points", cron="15 * * * *")
 cron.register(review_tiers, queue_name="points", cron="30 * * * *")
 cron.register(settle_referrals, queue_name="points", cron="45 * * * *")
+from jobs.reminders import sweep_reminders  # noqa: E402 - grouped with its registration
+
+cron.register(sweep_reminders, queue_name="reminders", interval=300)

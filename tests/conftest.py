@@ -298,3 +298,36 @@ def post_webhook(client):  # type: ignore[no-untyped-def]
     return post
 
 
+
+
+class _Inbox:
+    """Collects what the local SMTP server received."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.fail_next: list[str] = []  # SMTP replies to give instead of 250, one per message
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]  # noqa: N802
+        from email import message_from_bytes, policy
+
+        if self.fail_next:
+            return self.fail_next.pop(0)
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Inbox]:
+    """A real local SMTP server (aiosmtpd); jobs send to it through SMTP_* settings."""
+    from aiosmtpd.controller import Controller
+
+    inbox = _Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(port))
+    monkeypatch.setenv("SMTP_SECURITY", "none")
+    monkeypatch.setenv("PUBLIC_URL", "http://localhost")
+    yield inbox
+    controller.stop()

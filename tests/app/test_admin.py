@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import re
+from html import unescape
+from urllib.parse import urlsplit
 
 import pytest
 from argon2 import PasswordHasher
 from markupsafe import escape
+from redis import Redis
+from rq import Queue
 from sqlalchemy import func, select
 
 from app.customers import find_by_email
+from app.db import session_scope
 from app.explain import customer_report
-from app.models import DeliveryStatus, StaffUser, WebhookDelivery
+from app.models import (
+    Customer,
+    DeliveryStatus,
+    IssuedCode,
+    LedgerEntry,
+    ProgramVersion,
+    Redemption,
+    Shop,
+    StaffUser,
+    WebhookDelivery,
+)
+from app.program import current_program
 from app.staff import authenticate, create_staff
+from tests import factories
 from tests.conftest import SHOPIFY_DOMAIN, fixture_bytes
 
 STAFF_EMAIL = "support@stammkunde.example"
@@ -75,6 +93,8 @@ def _mark_failed(session, delivery_id: int, error: str) -> None:  # type: ignore
         ("deliveries", "/admin/deliveries?status=failed"),
         ("customer search", "/admin/customers?q=bob"),
         ("customer page", "/admin/customers/1"),
+        ("program page", "/admin/shops/1/program"),
+        ("program version", "/admin/shops/1/program/1"),
     ],
 )
 def test_pages_redirect_anonymous_visitors_to_login(client, _case, path):
@@ -387,3 +407,354 @@ def test_inactive_staff_cannot_log_in(session):
 
     # then they are refused
     assert result is None
+
+
+# --- the program page -------------------------------------------------------------------------
+
+KUNDIN = "kundin@example.test"
+NO_EXTRAS = {"second_purchase": {"enabled": False}, "referral": {"enabled": False}}
+INSTANT = {"return_window_days": 0}
+
+
+def _shop(session, shop_id: int) -> Shop:  # type: ignore[no-untyped-def]
+    session.expire_all()
+    shop = session.get(Shop, shop_id)
+    session.commit()
+    assert shop is not None
+    return shop
+
+
+def _program_in_force(session, shop_id: int):  # type: ignore[no-untyped-def]
+    """What `flask program show` prints: the version in force and its document."""
+    version, in_force = current_program(session, _shop(session, shop_id))
+    session.commit()
+    return version, in_force.model_dump(mode="json")
+
+
+def _textarea(html: str) -> str:
+    match = re.search(r"<textarea[^>]*>(.*?)</textarea>", html, re.S)
+    assert match, "no textarea in the page"
+    return unescape(match.group(1))
+
+
+def _program_form(client, shop_id: int) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    html = client.get(f"/admin/shops/{shop_id}/program").get_data(as_text=True)
+    base = re.search(r'name="base" value="(\d+)"', html)
+    assert base
+    return {"csrf_token": _csrf_token(html), "base": base.group(1), "document": _textarea(html)}
+
+
+@pytest.mark.parametrize(
+    "_case, wrap",
+    [
+        ("plain document", lambda doc: doc),
+        ("as `flask program show` prints it", lambda doc: {"version": 0, "program": doc}),
+    ],
+)
+def test_program_page_saves_a_valid_document(client, session, make_shop, _case, wrap):
+    # given a shop on the default program, and staff on its program page
+    shop_id = make_shop("shopify")
+    _signed_in(client, session)
+    form = _program_form(client, shop_id)
+    document = json.loads(form["document"])
+    assert document["earning"]["points_per_unit"] == "1"
+    document["earning"]["points_per_unit"] = "2"
+
+    # when they save the edited document
+    response = client.post(f"/admin/shops/{shop_id}/program", data={**form, "document": json.dumps(wrap(document))})
+
+    # then version 1 is in force, by them, and the page shows it
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/admin/shops/{shop_id}/program"
+    version, in_force = _program_in_force(session, shop_id)
+    assert version == 1
+    assert in_force["earning"]["points_per_unit"] == "2"
+    assert session.scalars(select(ProgramVersion.created_by)).all() == [STAFF_EMAIL]
+    session.commit()
+    html = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Program version 1 is in force." in html
+    assert json.loads(_textarea(html))["earning"]["points_per_unit"] == "2"
+    assert 'id="version-1"' in html
+
+
+@pytest.mark.parametrize(
+    "_case, text, error",
+    [
+        ("negative rate", '{"earning": {"points_per_unit": -1}}', "earning.points_per_unit"),
+        ("unknown field", '{"earning": {"points_per_euro": 2}}', "earning.points_per_euro"),
+        ("reward without its value", '{"rewards": [{"name": "X", "points": 10, "kind": "percentage"}]}', "rewards.0"),
+        ("not JSON", '{"earning": {"points_per_unit": 2}', "Not valid JSON"),
+    ],
+)
+def test_program_page_rejects_a_bad_document_and_applies_nothing(client, session, make_shop, _case, text, error):
+    # given a shop on the default program, and staff on its program page
+    shop_id = make_shop("shopify")
+    _signed_in(client, session)
+    form = _program_form(client, shop_id)
+
+    # when they save a bad document
+    response = client.post(f"/admin/shops/{shop_id}/program", data={**form, "document": text})
+
+    # then the form comes back with their text and the error naming the problem, and nothing is applied
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert error in html
+    assert _textarea(html) == text
+    assert _program_in_force(session, shop_id)[0] == 0
+    assert session.scalar(select(func.count()).select_from(ProgramVersion)) == 0
+
+
+def test_program_page_lists_earlier_versions(client, session, make_shop):
+    # given a shop with two saved versions
+    shop_id = make_shop("shopify")
+    factories.program(shop_id, {"earning": {"points_per_unit": "3"}})
+    factories.program(shop_id, {"earning": {"points_per_unit": "4"}})
+    _signed_in(client, session)
+
+    # when staff open the program page and the first version
+    html = client.get(f"/admin/shops/{shop_id}/program").get_data(as_text=True)
+    first = client.get(f"/admin/shops/{shop_id}/program/1")
+
+    # then both versions are listed with author and link, the newest in force; the first is viewable
+    for version in (1, 2):
+        row = re.search(rf'<tr id="version-{version}">(.*?)</tr>', html, re.S)
+        assert row, f"version {version} not listed"
+        assert "test" in row.group(1)
+        assert f'href="/admin/shops/{shop_id}/program/{version}"' in row.group(1)
+    assert "in force" in re.search(r'<tr id="version-2">(.*?)</tr>', html, re.S).group(1)
+    assert json.loads(_textarea(html))["earning"]["points_per_unit"] == "4"
+    assert first.status_code == 200
+    assert json.loads(_textarea(first.get_data(as_text=True)))["earning"]["points_per_unit"] == "3"
+    assert client.get(f"/admin/shops/{shop_id}/program/3").status_code == 404
+
+
+def test_program_saved_from_an_outdated_page_is_refused(client, session, make_shop):
+    # given staff who opened the program page, and another version saved after that
+    shop_id = make_shop("shopify")
+    _signed_in(client, session)
+    form = _program_form(client, shop_id)
+    factories.program(shop_id, {"earning": {"points_per_unit": "5"}})
+
+    # when they save what they had on screen
+    response = client.post(f"/admin/shops/{shop_id}/program", data=form)
+
+    # then nothing is applied over the newer version, and they are told to compare first
+    assert response.status_code == 409
+    assert "Another version was saved since you opened this page" in response.get_data(as_text=True)
+    version, in_force = _program_in_force(session, shop_id)
+    assert (version, in_force["earning"]["points_per_unit"]) == (1, "5")
+
+
+# --- customer actions -------------------------------------------------------------------------
+
+
+def _customer_with_points(make_shop, amount: str = "600.00") -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """A shop and its customer with `amount` points available at once (1 point per euro)."""
+    shop_id = make_shop("shopify")
+    factories.program(shop_id, {**NO_EXTRAS, "earning": INSTANT})
+    factories.apply(shop_id, factories.order("1", amount))
+    with session_scope() as s:
+        customer = find_by_email(s, shop_id, KUNDIN)
+        assert customer is not None
+        return shop_id, customer.id
+
+
+def _form(html: str, form_id: str) -> dict[str, str]:
+    """Return the hidden fields of the form with this id."""
+    match = re.search(rf'<form[^>]*id="{form_id}"[^>]*>(.*?)</form>', html, re.S)
+    assert match, f"no form {form_id}"
+    return {k: unescape(v) for k, v in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', match.group(1))}
+
+
+def _customer_page(client, customer_id: int) -> str:  # type: ignore[no-untyped-def]
+    return client.get(f"/admin/customers/{customer_id}").get_data(as_text=True)
+
+
+def _flashes(client, customer_id: int) -> str:  # type: ignore[no-untyped-def]
+    return " ".join(unescape(m) for m in re.findall(r'<p class="flash[^"]*"[^>]*>(.*?)</p>', _customer_page(client, customer_id), re.S))
+
+
+def test_staff_redeem_posted_twice_redeems_once(client, session, make_shop, redis_url):
+    # given a customer with 1,200 points (enough for two), and staff on their page
+    shop_id, customer_id = _customer_with_points(make_shop, "1200.00")
+    _signed_in(client, session)
+    form = _form(_customer_page(client, customer_id), "redeem-form")
+
+    # when the redeem form for "5 € Rabatt" (500 points) is posted twice
+    responses = [
+        client.post(f"/admin/customers/{customer_id}/redeem", data={**form, "reward": "5 € Rabatt"}) for _ in range(2)
+    ]
+
+    # then the points are deducted once, by this staff user, and the reward's code is pending and queued
+    assert [r.status_code for r in responses] == [302, 302]
+    assert factories.report(shop_id, KUNDIN)["available"] == 700
+    session.expire_all()
+    [redemption] = session.scalars(select(Redemption)).all()
+    assert (redemption.reward_name, redemption.source, redemption.actor) == ("5 € Rabatt", "staff", STAFF_EMAIL)
+    code = session.get(IssuedCode, redemption.issued_code_id)
+    assert (code.purpose, code.status.value, code.customer_id) == ("reward", "pending", customer_id)
+    session.commit()
+    assert f"issue-code-{code.id}" in Queue("codes", connection=Redis.from_url(redis_url)).get_job_ids()
+    html = _customer_page(client, customer_id)
+    row = re.search(rf'<tr id="redemption-{redemption.id}">(.*?)</tr>', html, re.S)
+    assert row and "5 € Rabatt" in row.group(1) and "pending" in row.group(1)
+
+
+def test_staff_cannot_redeem_what_the_customer_cannot_afford(client, session, make_shop):
+    # given a customer with 600 points, and staff on their page
+    shop_id, customer_id = _customer_with_points(make_shop)
+    _signed_in(client, session)
+    html = _customer_page(client, customer_id)
+    form = _form(html, "redeem-form")
+
+    # when "10 % Rabatt" (1,000 points) is posted anyway
+    response = client.post(f"/admin/customers/{customer_id}/redeem", data={**form, "reward": "10 % Rabatt"})
+
+    # then it was offered disabled, is refused with the reason, and nothing changes
+    assert re.search(r'<option value="10 % Rabatt" disabled>', html)
+    assert response.status_code == 302
+    assert "Not redeemed: not enough points: 600 available" in _flashes(client, customer_id)
+    assert factories.report(shop_id, KUNDIN)["available"] == 600
+    assert session.scalar(select(func.count()).select_from(Redemption)) == 0
+
+
+@pytest.mark.parametrize(
+    "_case, points, reason, available",
+    [
+        ("add", "50", "Paket kam beschädigt an", 650),
+        ("remove", "-100", "doppelt gutgeschrieben", 500),
+    ],
+)
+def test_adjust_changes_points_once_with_the_reason_in_the_ledger(client, session, make_shop, _case, points, reason,
+                                                                  available):
+    # given a customer with 600 points, and staff on their page
+    shop_id, customer_id = _customer_with_points(make_shop)
+    _signed_in(client, session)
+    form = _form(_customer_page(client, customer_id), "adjust-form")
+
+    # when the adjust form is posted twice
+    for _ in range(2):
+        response = client.post(f"/admin/customers/{customer_id}/adjust", data={**form, "points": points, "reason": reason})
+        assert response.status_code == 302
+
+    # then the points changed once, and the ledger says why and who
+    result = factories.report(shop_id, KUNDIN)
+    assert result["available"] == available
+    [entry] = [e for e in result["ledger"] if e["reason"] == "adjust"]
+    assert entry["delta"] == int(points)
+    assert entry["why"] == f"Adjusted by staff: {reason}"
+    assert session.get(LedgerEntry, entry["id"]).created_by == STAFF_EMAIL
+    session.commit()
+    assert str(escape(entry["why"])) in _customer_page(client, customer_id)
+
+
+@pytest.mark.parametrize(
+    "_case, points, reason, message",
+    [
+        ("more than available", "-700", "Kulanz zurück", "cannot remove 700 points: only 600 available"),
+        ("no reason", "10", "   ", "needs a reason"),
+        ("zero", "0", "nichts", "non-zero"),
+        ("not a number", "zehn", "Kulanz", "whole number"),
+    ],
+)
+def test_adjust_refuses_bad_input(client, session, make_shop, _case, points, reason, message):
+    # given a customer with 600 points, and staff on their page
+    shop_id, customer_id = _customer_with_points(make_shop)
+    _signed_in(client, session)
+    form = _form(_customer_page(client, customer_id), "adjust-form")
+
+    # when an impossible adjustment is posted
+    client.post(f"/admin/customers/{customer_id}/adjust", data={**form, "points": points, "reason": reason})
+
+    # then it is refused with the reason, and the balance is unchanged
+    assert message in _flashes(client, customer_id)
+    result = factories.report(shop_id, KUNDIN)
+    assert result["available"] == 600
+    assert [e for e in result["ledger"] if e["reason"] == "adjust"] == []
+
+
+def test_ban_blocks_redemption_until_lifted(client, session, make_shop):
+    # given a customer with 600 points, and staff on their page
+    shop_id, customer_id = _customer_with_points(make_shop)
+    token = _signed_in(client, session)
+    html = _customer_page(client, customer_id)
+    redeem_form = _form(html, "redeem-form")
+
+    # when staff ban them, then try to redeem for them, then lift the ban and redeem
+    banned = client.post(f"/admin/customers/{customer_id}/ban",
+                         data={"csrf_token": token, "action": "ban", "reason": "Rückbuchung"})
+    while_banned = _flashes(client, customer_id)
+    client.post(f"/admin/customers/{customer_id}/redeem", data={**redeem_form, "reward": "Gratisversand"})
+    refused = _flashes(client, customer_id)
+    banned_page = _customer_page(client, customer_id)
+    client.post(f"/admin/customers/{customer_id}/ban", data={"csrf_token": token, "action": "lift"})
+    lifted = factories.report(shop_id, KUNDIN)["banned"]
+    client.post(f"/admin/customers/{customer_id}/redeem", data={**redeem_form, "reward": "Gratisversand"})
+
+    # then the ban (with its reason) stopped the redemption, and after lifting it the same form works
+    assert banned.status_code == 302
+    assert "Customer banned" in while_banned
+    assert "Not redeemed: this customer is banned from the program" in refused
+    assert "Rückbuchung" in banned_page
+    assert lifted is False
+    session.expire_all()
+    assert [r.reward_name for r in session.scalars(select(Redemption))] == ["Gratisversand"]
+    customer = session.get(Customer, customer_id)
+    assert (customer.banned_at, customer.ban_reason) == (None, None)
+    session.commit()
+
+
+def test_ban_needs_a_reason(client, session, make_shop):
+    # given a customer, and staff on their page
+    shop_id, customer_id = _customer_with_points(make_shop)
+    token = _signed_in(client, session)
+
+    # when the ban form is posted without a reason
+    client.post(f"/admin/customers/{customer_id}/ban", data={"csrf_token": token, "action": "ban", "reason": " "})
+
+    # then nobody is banned
+    assert "Give a reason for the ban" in _flashes(client, customer_id)
+    assert factories.report(shop_id, KUNDIN)["banned"] is False
+
+
+def test_customer_page_shows_tier_and_a_working_customer_link(client, session, make_shop):
+    # given a customer whose 600 € reached the Silber tier
+    shop_id, customer_id = _customer_with_points(make_shop)
+    _signed_in(client, session)
+
+    # when staff open the customer's page and follow the customer link shown there
+    html = _customer_page(client, customer_id)
+    link = re.search(r'id="customer-link"[^>]*value="([^"]+)"', html)
+    assert link
+    own_page = client.get(urlsplit(unescape(link.group(1))).path)
+
+    # then the tier and its period end are shown, and the link opens the customer's own page
+    assert re.search(r'<dd id="tier">Silber</dd>', html)
+    assert "UTC" in re.search(r'<dd id="tier-period-end">(.*?)</dd>', html).group(1)
+    assert unescape(link.group(1)).startswith("http://localhost/r/")
+    assert own_page.status_code == 200
+    assert '<dd id="available">600</dd>' in own_page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "_case, path, data",
+    [
+        ("redeem", "/admin/customers/{customer}/redeem", {"reward": "Gratisversand", "key": "6f1c1d0e8c3b4a4c9a3e2f7d1b0a9c8e"}),
+        ("adjust", "/admin/customers/{customer}/adjust", {"points": "5", "reason": "x", "key": "6f1c1d0e8c3b4a4c9a3e2f7d1b0a9c8e"}),
+        ("ban", "/admin/customers/{customer}/ban", {"action": "ban", "reason": "x"}),
+        ("program", "/admin/shops/{shop}/program", {"document": "{}", "base": "1"}),
+    ],
+)
+def test_customer_and_program_forms_without_csrf_token_are_rejected(client, session, make_shop, _case, path, data):
+    # given a signed-in staff user and a customer with points
+    shop_id, customer_id = _customer_with_points(make_shop)
+    _signed_in(client, session)
+    before = factories.report(shop_id, KUNDIN)
+
+    # when a form is posted without the token (as a cross-site form would)
+    response = client.post(path.format(customer=customer_id, shop=shop_id), data=data)
+
+    # then it is refused and nothing changed
+    assert response.status_code == 400
+    assert factories.report(shop_id, KUNDIN) == before
+    assert _program_in_force(session, shop_id)[0] == 1

@@ -1,0 +1,382 @@
+"""E-mail templates: render the subject, text and HTML of one kind of mail in the shop's language.
+
+No Flask here: jobs render without an app context. Templates live in `app/templates/email/`,
+three per kind and language: `<kind>.<lang>.subject.txt`, `<kind>.<lang>.txt` and
+`<kind>.<lang>.html` (extending `base.<lang>.html`). Languages are "de" and "en"; anything else
+("fr", None) falls back to German, and region tags are dropped ("de-AT" -> "de").
+
+The HTML is autoescaped, the text parts are not. Variables are strict: a key a template uses
+but the context lacks raises `jinja2.exceptions.UndefinedError`. Keys marked optional below may
+be left out (they default to None, or as stated). After rendering, the CSS of the layout is
+inlined into `style` attributes (css-inline), because many mail clients drop `<style>` blocks.
+
+Context of every kind:
+    shop:      {name, url, colour="#2f6f4f" (hex; anything else falls back to the default),
+                address=None (one line, e.g. "Firma GmbH · Straße 1 · 12345 Ort"),
+                timezone="Europe/Berlin" (aware datetimes are shown as dates in this zone)}
+    customer:  {first_name=None}  (greeting without a name when missing or empty)
+
+Per kind (dates are `date` or aware `datetime`; money is `Decimal` plus a currency code, never
+float; points are `int`):
+    cart_reminder    step (1, 2 or 3), cart_total (Decimal), currency ("EUR"), recovery_url,
+                     unsubscribe_url, code=None
+    winback          balance (available points), shop_url, unsubscribe_url, tier=None (tier
+                     name), code=None
+    second_purchase  code, shop_url, unsubscribe_url
+    expiry_notice    points_expiring, expires_at, balance, rewards_url, unsubscribe_url=None
+    tier_change      new_tier, perks (list of str, may be empty), rewards_url, unsubscribe_url,
+                     old_tier=None, upgrade=True (False words it as a step down)
+    points_earned    points, order_number (as the shop shows it, e.g. "#1001"),
+                     balance_available, balance_pending, rewards_url, unsubscribe_url=None
+    doi_confirm      confirm_url
+
+`code` is {code, value_text (already formatted, e.g. "15 %" or "5,00 €"), expires_at=None}.
+
+Marketing kinds (MARKETING_KINDS) always show the unsubscribe link in the footer, so their
+`unsubscribe_url` is required; the others show it only when given. Every kind shows the shop's
+address line when given.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import css_inline
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2.runtime import Context
+
+TEMPLATE_DIR = Path(__file__).parent / "templates" / "email"
+
+LANGUAGES = ("de", "en")
+DEFAULT_LANGUAGE = "de"
+DEFAULT_COLOUR = "#2f6f4f"
+DEFAULT_TIMEZONE = "Europe/Berlin"
+
+MARKETING_KINDS: tuple[str, ...] = ("cart_reminder", "winback", "second_purchase", "tier_change")
+TRANSACTIONAL_KINDS: tuple[str, ...] = ("expiry_notice", "points_earned", "doi_confirm")
+KINDS: tuple[str, ...] = MARKETING_KINDS + TRANSACTIONAL_KINDS
+
+# Keys a kind may leave out, with their defaults. Required keys are not listed: StrictUndefined
+# reports them when a template uses them.
+_OPTIONAL: dict[str, dict[str, Any]] = {
+    "cart_reminder": {"code": None},
+    "winback": {"tier": None, "code": None},
+    "second_purchase": {},
+    "expiry_notice": {"unsubscribe_url": None},
+    "tier_change": {"old_tier": None, "upgrade": True},
+    "points_earned": {"unsubscribe_url": None},
+    "doi_confirm": {"unsubscribe_url": None},
+}
+
+_HEX_COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")
+_CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£"}
+_ZERO_DECIMAL_CURRENCIES = frozenset({"JPY", "KRW", "ISK", "HUF", "CLP", "VND"})
+_MONTHS_EN = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One rendered e-mail: a single-line subject, the plain text and the inlined HTML."""
+
+    subject: str
+    text: str
+    html: str
+
+
+def normalize_language(language: str | None) -> str:
+    """Return "de" or "en" for a language tag ("en-GB" -> "en"); unknown ones fall back to "de"."""
+    primary = re.split(r"[-_]", (language or "").strip().lower(), maxsplit=1)[0]
+    return primary if primary in LANGUAGES else DEFAULT_LANGUAGE
+
+
+# --- formatting -----------------------------------------------------------------------------
+
+
+def _group(digits: str, sep: str) -> str:
+    head = len(digits) % 3 or 3
+    parts = [digits[:head]] + [digits[i : i + 3] for i in range(head, len(digits), 3)]
+    return sep.join(parts)
+
+
+def format_number(value: int | Decimal, language: str, places: int = 0) -> str:
+    """Format a number with the language's separators: de "1.234,50", en "1,234.50"."""
+    if isinstance(value, float) or isinstance(value, bool):
+        raise TypeError("numbers in e-mails must be int or Decimal, never float or bool")
+    amount = Decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    sign = "-" if amount < 0 else ""
+    whole, _, frac = f"{abs(amount):f}".partition(".")
+    thousands, decimal_sep = (".", ",") if normalize_language(language) == "de" else (",", ".")
+    text = _group(whole, thousands)
+    if places:
+        text += decimal_sep + frac
+    return sign + text
+
+
+def format_money(amount: Decimal | int, currency: str, language: str) -> str:
+    """Format money: de "1.234,50 €" / "25,00 CHF", en "€1,234.50" / "CHF 25.00".
+
+    Raises:
+        TypeError: `amount` is a float.
+    """
+    currency = currency.upper()
+    places = 0 if currency in _ZERO_DECIMAL_CURRENCIES else 2
+    number = format_number(amount, language, places)
+    sign, digits = ("-", number[1:]) if number.startswith("-") else ("", number)
+    symbol = _CURRENCY_SYMBOLS.get(currency)
+    if normalize_language(language) == "de":
+        return f"{sign}{digits} {symbol or currency}"
+    return f"{sign}{symbol}{digits}" if symbol else f"{sign}{currency} {digits}"
+
+
+def _zone(name: str | None) -> timezone | ZoneInfo:
+    try:
+        return ZoneInfo(name or DEFAULT_TIMEZONE)
+    except (ZoneInfoNotFoundError, ValueError):
+        return timezone.utc
+
+
+def format_date(value: date | datetime, language: str, tz: str | None = None) -> str:
+    """Format a date: de "31.12.2026", en "31 December 2026" (aware datetimes in `tz` first).
+
+    Raises:
+        TypeError: a naive datetime (its zone would be a guess).
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise TypeError("datetimes in e-mails must be timezone-aware")
+        value = value.astimezone(_zone(tz)).date()
+    if normalize_language(language) == "de":
+        return f"{value.day:02d}.{value.month:02d}.{value.year}"
+    return f"{value.day} {_MONTHS_EN[value.month - 1]} {value.year}"
+
+
+def format_points(value: int, language: str) -> str:
+    """Format a points amount with its unit: de "1 Punkt", "1.250 Punkte"; en "1,250 points"."""
+    number = format_number(value, language)
+    if normalize_language(language) == "de":
+        return f"{number} Punkt" if value in (1, -1) else f"{number} Punkte"
+    return f"{number} point" if value in (1, -1) else f"{number} points"
+
+
+# --- environment ----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=len(LANGUAGES))
+def _environment(language: str) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATE_DIR),
+        autoescape=select_autoescape(
+            enabled_extensions=("html",), default_for_string=False, default=False
+        ),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+
+    @pass_context
+    def date_filter(ctx: Context, value: date | datetime) -> str:
+        shop = ctx.get("shop")
+        tz = shop.get("timezone") if isinstance(shop, Mapping) else None
+        return format_date(value, language, tz)
+
+    env.filters["money"] = lambda amount, currency: format_money(amount, currency, language)
+    env.filters["number"] = lambda value: format_number(value, language)
+    env.filters["points"] = lambda value: format_points(value, language)
+    env.filters["date"] = date_filter
+    return env
+
+
+@lru_cache(maxsize=1)
+def _inliner() -> css_inline.CSSInliner:
+    # Never fetch remote stylesheets: rendering must not touch the network.
+    return css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False)
+
+
+# --- context --------------------------------------------------------------------------------
+
+
+def _luminance(hex_colour: str) -> float:
+    h = hex_colour.lstrip("#")
+    if len(h) == 3:
+        h = "".join(c * 2 for c in h)
+    channels = []
+    for i in (0, 2, 4):
+        c = int(h[i : i + 2], 16) / 255
+        channels.append(c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
+    r, g, b = channels
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _contrast(a: str, b: str) -> float:
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def _shop_context(shop: Mapping[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {"address": None, "timezone": DEFAULT_TIMEZONE, **shop}
+    colour = result.get("colour")
+    if not isinstance(colour, str) or not _HEX_COLOUR.match(colour):
+        colour = DEFAULT_COLOUR
+    result["colour"] = colour
+    # Text on the colour (header, buttons) and links on white must stay readable.
+    result["on_colour"] = (
+        "#ffffff" if _contrast(colour, "#ffffff") >= _contrast(colour, "#1a1a1a") else "#1a1a1a"
+    )
+    result["link_colour"] = colour if _contrast(colour, "#ffffff") >= 3 else "#1a1a1a"
+    return result
+
+
+def _prepare(kind: str, language: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    ctx: dict[str, Any] = {**_OPTIONAL[kind], **context}
+    if "shop" in ctx:
+        ctx["shop"] = _shop_context(ctx["shop"])
+    if isinstance(ctx.get("customer"), Mapping):
+        customer = dict(ctx["customer"])
+        first_name = customer.get("first_name")
+        customer["first_name"] = (
+            first_name.strip() if isinstance(first_name, str) and first_name.strip() else None
+        )
+        ctx["customer"] = customer
+    if isinstance(ctx.get("code"), Mapping):
+        ctx["code"] = {"expires_at": None, **ctx["code"]}
+    ctx["kind"] = kind
+    ctx["language"] = language
+    ctx["is_marketing"] = kind in MARKETING_KINDS
+    return ctx
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def render(kind: str, language: str | None, context: Mapping[str, Any]) -> Rendered:
+    """Render one e-mail of `kind` in `language` (unknown languages fall back to German).
+
+    Raises:
+        ValueError: `kind` is not one of KINDS.
+        jinja2.exceptions.UndefinedError: the context lacks a key the templates use.
+        TypeError: a float amount or a naive datetime in the context.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown e-mail kind {kind!r}; expected one of {', '.join(KINDS)}")
+    lang = normalize_language(language)
+    env = _environment(lang)
+    ctx = _prepare(kind, lang, context)
+    subject = " ".join(env.get_template(f"{kind}.{lang}.subject.txt").render(ctx).split())
+    text = env.get_template(f"{kind}.{lang}.txt").render(ctx)
+    text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+    html = _inliner().inline(env.get_template(f"{kind}.{lang}.html").render(ctx))
+    return Rendered(subject=subject, text=text, html=html)
+
+
+# --- demo data ------------------------------------------------------------------------------
+
+_SAMPLE_SHOP = {
+    "de": {
+        "name": "Kaffeerösterei Hansen",
+        "colour": DEFAULT_COLOUR,
+        "url": "https://kaffee-hansen.example",
+        "address": "Kaffeerösterei Hansen GmbH · Hafenstraße 12 · 20457 Hamburg",
+    },
+    "en": {
+        "name": "Hansen Coffee Roasters",
+        "colour": DEFAULT_COLOUR,
+        "url": "https://hansen-coffee.example",
+        "address": "Hansen Coffee Roasters Ltd · 12 Harbour Street · Bristol BS1 4XX",
+    },
+}
+_SAMPLE_FIRST_NAME = {"de": "Anna", "en": "Emma"}
+_SAMPLE_TIERS = {"de": ("Silber", "Gold"), "en": ("Silver", "Gold")}
+_SAMPLE_PERKS = {
+    "de": [
+        "10 % Rabatt auf jede Bestellung",
+        "Versandkostenfrei ab 20 €",
+        "Früher Zugang zu neuen Röstungen",
+    ],
+    "en": ["10% off every order", "Free shipping over €20", "Early access to new roasts"],
+}
+
+
+def sample_context(kind: str, language: str | None) -> dict[str, Any]:
+    """Return realistic demo data for `kind` (for previews); cart_reminder is step 3 with a code.
+
+    Raises:
+        ValueError: `kind` is not one of KINDS.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown e-mail kind {kind!r}; expected one of {', '.join(KINDS)}")
+    lang = normalize_language(language)
+    shop = dict(_SAMPLE_SHOP[lang])
+    base = shop["url"]
+    token = "demo-9f3c2a"
+    common: dict[str, Any] = {
+        "shop": shop,
+        "customer": {"first_name": _SAMPLE_FIRST_NAME[lang]},
+        "unsubscribe_url": f"{base}/apps/stammkunde/unsubscribe/{token}",
+    }
+    code = {
+        "code": "DANKE-7K2M" if lang == "de" else "THANKS-7K2M",
+        "value_text": "10 %" if lang == "de" else "10%",
+        "expires_at": date(2026, 12, 31),
+    }
+    rewards_url = f"{base}/apps/stammkunde/r/{token}"
+    silver, gold = _SAMPLE_TIERS[lang]
+    per_kind: dict[str, dict[str, Any]] = {
+        "cart_reminder": {
+            "step": 3,
+            "cart_total": Decimal("25.00"),
+            "currency": "EUR",
+            "recovery_url": f"{base}/cart/recover/{token}",
+            "code": code,
+        },
+        "winback": {"balance": 450, "tier": silver, "code": code, "shop_url": base},
+        "second_purchase": {
+            "code": {**code, "value_text": "15 %" if lang == "de" else "15%"},
+            "shop_url": base,
+        },
+        "expiry_notice": {
+            "points_expiring": 120,
+            "expires_at": date(2026, 12, 31),
+            "balance": 450,
+            "rewards_url": rewards_url,
+        },
+        "tier_change": {
+            "old_tier": silver,
+            "new_tier": gold,
+            "upgrade": True,
+            "perks": list(_SAMPLE_PERKS[lang]),
+            "rewards_url": rewards_url,
+        },
+        "points_earned": {
+            "points": 42,
+            "order_number": "#1042",
+            "balance_available": 450,
+            "balance_pending": 42,
+            "rewards_url": rewards_url,
+        },
+        "doi_confirm": {"confirm_url": f"{base}/apps/stammkunde/confirm/{token}"},
+    }
+    if kind in TRANSACTIONAL_KINDS and kind != "expiry_notice":
+        common.pop("unsubscribe_url")
+    return {**common, **per_kind[kind]}

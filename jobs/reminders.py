@@ -1,0 +1,236 @@
+"""Reminder sweeps and sends.
+
+`sweep_reminders` (what the clock triggers, and `flask reminders sweep`) creates due message rows
+and enqueues one `send_reminder` job per due row with a deterministic id. `send_reminder` claims
+the row, asks `app.reminders.decide`, and sends through SMTP (or the dev outbox).
+
+Exactly-once and its one gap: the row is marked `sending` and committed before the SMTP
+handover, and `sent` after it. If a worker dies between the handover and that second commit, the
+row stays `sending`; after 10 minutes the sweep releases it and it is sent again with the same
+Message-ID. So a crash at that instant can cause at most one extra copy per crash — never a lost
+reminder, and never a copy from overlapping sweeps or retried jobs (tested).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from decimal import Decimal
+from email.utils import make_msgid
+from typing import Any
+
+from sqlalchemy import select
+
+from app import codes, config, ledger, links
+from app.db import is_postgres, session_scope
+from app.models import (
+    Checkout,
+    CodeStatus,
+    Customer,
+    IssuedCode,
+    LedgerEntry,
+    MessageStatus,
+    Order,
+    ReminderMessage,
+    Shop,
+    TierChange,
+    utcnow,
+)
+from app.program import Program, current_program
+from app.reminders import decide, sweep
+
+logger = logging.getLogger(__name__)
+
+KIND = {"cart": "cart_reminder", "winback": "winback", "second_purchase": "second_purchase",
+        "expiry": "expiry_notice", "tier_change": "tier_change", "points_earned": "points_earned",
+        "doi": "doi_confirm"}
+RETRY_DELAYS = (60, 300, 1800, 7200)  # seconds; a send failing this often more is marked failed
+
+
+def _now(at: str | None) -> datetime:
+    return datetime.fromisoformat(at) if at else utcnow()
+
+
+def enqueue_send(message_id: int, at: str | None = None) -> bool:
+    """Enqueue the send job of one message (no-op when it is already queued)."""
+    from app.queues import enqueue_once
+
+    args: tuple[Any, ...] = (message_id,) if at is None else (message_id, at)
+    return enqueue_once("reminders", "jobs.reminders.send_reminder", *args, job_id=f"send-reminder-{message_id}")
+
+
+def sweep_reminders(at: str | None = None) -> dict[str, Any]:
+    """Create due reminder rows and enqueue their sends, as of `at` (ISO-8601, default now)."""
+    when = _now(at)
+    with session_scope() as session:
+        created, due = sweep(session, when)
+    enqueued = sum(1 for message_id in due if enqueue_send(message_id, at))
+    if enqueued or any(created.values()):
+        logger.info("reminder sweep", extra={"enqueued": enqueued})
+    return {"created": created, "due": len(due), "enqueued": enqueued}
+
+
+def _code_context(row: IssuedCode | None, language: str) -> dict[str, Any] | None:
+    from app.emails import format_money
+
+    if row is None:
+        return None
+    value = Decimal(row.spec["value"])
+    kind = row.spec["kind"]
+    if kind == "percentage":
+        value_text = f"{value.normalize():f} %"
+    elif kind == "fixed_amount":
+        value_text = format_money(value, row.spec["currency"], language)
+    else:
+        value_text = row.spec["title"]
+    return {"code": row.code, "value_text": value_text, "expires_at": row.expires_at}
+
+
+def _incentive(session, message: ReminderMessage, shop: Shop, customer: Customer, program: Program):  # type: ignore[no-untyped-def]
+    """Return the message's incentive code row (recorded once), or None when it has none."""
+    if message.code_id is not None:
+        return session.get(IssuedCode, message.code_id)
+    if message.campaign == "second_purchase":
+        row = session.get(IssuedCode, message.context.get("code_id"))
+        message.code_id = row.id if row else None
+        return row
+    cart, winback = program.reminders.cart, program.reminders.winback
+    if message.campaign == "cart" and cart.incentive_step and message.step == cart.incentive_step:
+        percent, days, purpose = cart.incentive_percent, cart.incentive_valid_days, "cart"
+    elif message.campaign == "winback" and winback.incentive_percent:
+        percent, days, purpose = winback.incentive_percent, winback.incentive_valid_days, "winback"
+    else:
+        return None
+    row, _ = codes.record_code(
+        session, shop, purpose=purpose, source_key=str(message.id), customer_id=customer.id,
+        title=f"{percent} % für Sie", kind="percentage", value=percent, valid_days=days,
+        platform_customer_id=customer.platform_id, customer_email=customer.email,
+    )
+    message.code_id = row.id
+    return row
+
+
+def build_context(session, message: ReminderMessage, shop: Shop, customer: Customer, program: Program,
+                  code: IssuedCode | None, cfg: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Return the template context of a message (shop, customer, balance, tier, code, links)."""
+    public, secret = cfg["PUBLIC_URL"], cfg["SECRET_KEY"]
+    bal = ledger.balance(session, customer.id)
+    shop_url = f"https://{shop.domain}" if shop.platform.value == "shopify" else shop.domain
+    context: dict[str, Any] = {
+        "shop": {"name": shop.name or shop.domain, "colour": shop.brand_color or "#2f6f4f", "url": shop_url,
+                 "address": shop.address, "timezone": shop.timezone},
+        "customer": {"first_name": customer.first_name},
+        "balance": bal.available,
+        "balance_available": bal.available,
+        "balance_pending": bal.pending,
+        "tier": customer.tier,
+        "code": _code_context(code, shop.language),
+        "shop_url": shop_url,
+        "rewards_url": links.url(public, secret, "customer-page", shop.id, customer.id),
+        "unsubscribe_url": links.url(public, secret, "unsubscribe", shop.id, customer.id),
+        "step": message.step,
+    }
+    if message.campaign == "cart":
+        checkout = session.get(Checkout, message.checkout_id)
+        context["cart_total"], context["currency"] = checkout.total, checkout.currency
+        context["recovery_url"] = checkout.recovery_url or shop_url
+    elif message.campaign == "expiry":
+        from sqlalchemy import func
+
+        from app.models import LotState, PointLot
+
+        expiring = session.execute(
+            select(func.coalesce(func.sum(PointLot.remaining), 0), func.min(PointLot.expires_at)).where(
+                PointLot.customer_id == customer.id, PointLot.remaining > 0,
+                PointLot.state.in_([LotState.PENDING, LotState.AVAILABLE]),
+                func.date(PointLot.expires_at) == message.context.get("expires_on"))
+        ).one()
+        context["points_expiring"], context["expires_at"] = int(expiring[0]), expiring[1]
+    elif message.campaign == "tier_change":
+        change = session.get(TierChange, message.context.get("tier_change_id"))
+        tier = program.tier(change.to_tier) if change else None
+        perks = []
+        if tier is not None:
+            if tier.multiplier != 1:
+                perks.append(f"x{tier.multiplier.normalize():f}")
+            if tier.member_discount_percent:
+                perks.append(f"{tier.member_discount_percent.normalize():f} %")
+            if tier.free_shipping:
+                perks.append("free_shipping")
+        context.update(old_tier=change.from_tier if change else None, new_tier=change.to_tier if change else None,
+                       perks=perks, upgrade=True)
+    elif message.campaign == "points_earned":
+        entry = session.get(LedgerEntry, message.context.get("entry_id"))
+        order = session.get(Order, entry.order_id) if entry and entry.order_id else None
+        context.update(points=entry.delta if entry else 0, order_number=order.number if order else "")
+    return context
+
+
+def _claim(session, message_id: int):  # type: ignore[no-untyped-def]
+    query = select(ReminderMessage).where(ReminderMessage.id == message_id)
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    return session.scalars(query).first()
+
+
+def send_reminder(message_id: int, at: str | None = None) -> str:
+    """Decide and, if allowed, send one due message; returns what happened."""
+    from app.emails import render
+    from app.mail import OutgoingMessage, PermanentMailError, TransientMailError, mailer_from_config
+
+    now = _now(at)
+    cfg = config.load()
+    with session_scope() as session:
+        message = _claim(session, message_id)
+        if message is None or message.status != MessageStatus.SCHEDULED or message.due_at > now:
+            return "skipped"
+        shop = session.get(Shop, message.shop_id)
+        customer = session.get(Customer, message.customer_id) if message.customer_id else None
+        assert shop is not None
+        _, program = current_program(session, shop)
+        decision = decide(session, message, customer, shop, program, now)
+        if decision.action == "suppress":
+            message.status, message.reason = MessageStatus.SUPPRESSED, decision.reason
+            return f"suppressed: {decision.reason}"
+        if decision.action == "defer":
+            message.due_at, message.reason = decision.until, decision.reason
+            return f"deferred: {decision.reason}"
+        assert customer is not None
+        code = _incentive(session, message, shop, customer, program)
+        if code is not None and code.status != CodeStatus.CREATED:
+            if code.status == CodeStatus.FAILED:
+                message.status, message.reason = MessageStatus.SUPPRESSED, "code_failed"
+                return "suppressed: code_failed"
+            message.due_at, message.reason = now + timedelta(minutes=1), "code_pending"
+            return "deferred: code_pending"
+        context = build_context(session, message, shop, customer, program, code, cfg)
+        rendered = render(KIND[message.campaign], shop.language, context)
+        message.message_id = message.message_id or make_msgid(domain="stammkunde.local")
+        message.status, message.claimed_at, message.email = MessageStatus.SENDING, now, customer.email
+        message.attempts += 1
+        outgoing = OutgoingMessage(
+            to=customer.email, from_addr=shop.mail_from or cfg["MAIL_FROM"], subject=rendered.subject,
+            text=rendered.text, html=rendered.html, message_id=message.message_id,
+            headers={"List-Unsubscribe": f"<{context['unsubscribe_url']}>",
+                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        )
+        attempts = message.attempts
+    try:
+        mailer_from_config(cfg).send(outgoing)
+    except (TransientMailError, PermanentMailError) as exc:
+        permanent = isinstance(exc, PermanentMailError) or attempts > len(RETRY_DELAYS)
+        with session_scope() as session:
+            message = session.get(ReminderMessage, message_id)
+            message.error = f"{type(exc).__name__}: {exc}"[:1000]
+            if permanent:
+                message.status = MessageStatus.FAILED
+            else:
+                message.status = MessageStatus.SCHEDULED
+                message.due_at = now + timedelta(seconds=RETRY_DELAYS[attempts - 1])
+                message.reason = "retry"
+        logger.warning("reminder send failed", extra={"reminder": message_id, "permanent": permanent})
+        return "failed" if permanent else "retry"
+    with session_scope() as session:
+        message = session.get(ReminderMessage, message_id)
+        message.status, message.sent_at, message.error, message.reason = MessageStatus.SENT, now, None, None
+    return "sent"

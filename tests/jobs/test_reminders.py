@@ -1,0 +1,422 @@
+"""Reminders end to end with time travel: sweeps, stop conditions, consent, cap, quiet hours,
+one-click unsubscribe, exactly-once sends, attribution — received by a real local SMTP server."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from app.db import session_scope
+from app.models import ConsentEvent, Customer, MessageStatus, ReminderMessage, Shop
+from app.program import Sending
+from app.reminders import quiet_until
+from connectors import types as ct
+from tests.factories import apply, order, program
+
+EMAIL = "kundin@example.test"
+T = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)  # a Monday, 10:00 in Berlin
+QUIET = {"second_purchase": {"enabled": False}, "referral": {"enabled": False}}
+
+
+def checkout(token: str = "chk-1", *, total: str = "49.90", updated_at: datetime = T, qty: int = 1,
+             customer_id: str | None = "c1", completed_at: datetime | None = None) -> ct.Checkout:
+    line = ct.LineItem(id="l1", product_id="p1", variant_id="v1", quantity=qty, unit_price=Decimal(total),
+                       total=Decimal(total))
+    return ct.Checkout(id=token, currency="EUR", total=Decimal(total), subtotal=Decimal(total), created_at=T,
+                       updated_at=updated_at, customer=ct.Customer(id=customer_id, email=EMAIL) if customer_id else None,
+                       email=EMAIL, recovery_url="https://demo-laden.myshopify.com/recover/chk-1",
+                       completed_at=completed_at, line_items=(line,))
+
+
+def put_checkout(shop: int, c: ct.Checkout) -> None:
+    from app.checkouts import apply_checkout
+
+    with session_scope() as s:
+        apply_checkout(s, s.get(Shop, shop), c)
+
+
+def consent(shop: int, *, granted: bool = True, email: str = EMAIL) -> None:
+    from app.customers import upsert_customer
+
+    with session_scope() as s:
+        upsert_customer(s, s.get(Shop, shop), ct.Customer(id="c1", email=email, first_name="Erika",
+                                                          accepts_marketing=granted, marketing_consent_at=T - timedelta(days=30)))
+
+
+def sweep(work, at: datetime) -> dict:  # type: ignore[no-untyped-def]
+    from jobs.reminders import sweep_reminders
+
+    result = sweep_reminders(at.isoformat())
+    work()
+    return result
+
+
+def messages() -> list[tuple[str, int, str, str | None]]:
+    with session_scope() as s:
+        return [(m.campaign, m.step, m.status.value, m.reason)
+                for m in s.scalars(select(ReminderMessage).order_by(ReminderMessage.id))]
+
+
+@pytest.fixture
+def shop(make_shop):  # type: ignore[no-untyped-def]
+    shop_id = make_shop("shopify", name="Demo Laden", timezone="Europe/Berlin", language="de")
+    program(shop_id, {**QUIET, "reminders": {"cart": {"incentive_step": 0}}})
+    return shop_id
+
+
+def test_cart_sequence_1h_24h_72h_received_with_both_parts_and_headers(shop, smtp_server, work):
+    # given a consenting customer who left a checkout at 10:00 Berlin time
+    consent(shop)
+    put_checkout(shop, checkout())
+
+    # when the clock runs just before and at each step
+    sweep(work, T + timedelta(minutes=59))
+    assert smtp_server.messages == []
+    for hours in (1, 24, 72):
+        sweep(work, T + timedelta(hours=hours))
+
+    # then three reminders arrived, each with text and HTML and one-click unsubscribe headers
+    assert [m["Subject"] for m in smtp_server.messages] and len(smtp_server.messages) == 3
+    first = smtp_server.messages[0]
+    assert first["To"] == EMAIL
+    assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert first["List-Unsubscribe"].startswith("<http://localhost/u/")
+    parts = {p.get_content_type() for p in first.walk()}
+    assert {"text/plain", "text/html"} <= parts
+    assert "recover/chk-1" in first.get_body(("plain",)).get_content()
+    assert messages() == [("cart", 1, "sent", None), ("cart", 2, "sent", None), ("cart", 3, "sent", None)]
+
+
+def test_no_consent_means_nothing_is_sent(shop, smtp_server, work):
+    # given a customer who did not consent to marketing
+    consent(shop, granted=False)
+    put_checkout(shop, checkout())
+
+    # when the first step is due
+    sweep(work, T + timedelta(hours=1))
+
+    # then nothing is sent, and why is recorded
+    assert smtp_server.messages == []
+    assert messages() == [("cart", 1, "suppressed", "no_consent")]
+
+
+@pytest.mark.parametrize("_case, stop, reason", [
+    ("ordered", "order", "ordered"),
+    ("checkout completed", "completed", "ordered"),
+    ("unsubscribed", "unsubscribe", "unsubscribed"),
+    ("banned", "ban", "banned"),
+])
+def test_cart_stops_at_once(_case, stop, reason, shop, smtp_server, work):
+    # given a consenting customer with an abandoned checkout and the first reminder sent
+    consent(shop)
+    put_checkout(shop, checkout())
+    sweep(work, T + timedelta(hours=1))
+    assert len(smtp_server.messages) == 1
+
+    # when the stop condition happens
+    if stop == "order":
+        apply(shop, order("9", "49.90", customer_id="c1", email=EMAIL, paid_at=T + timedelta(hours=2)))
+    elif stop == "completed":
+        put_checkout(shop, checkout(updated_at=T + timedelta(hours=2), completed_at=T + timedelta(hours=2)))
+    else:
+        with session_scope() as s:
+            customer = s.scalars(select(Customer)).one()
+            if stop == "unsubscribe":
+                from app.consent import unsubscribe
+
+                unsubscribe(s, customer, source="test")
+            else:
+                customer.banned_at = T
+    sweep(work, T + timedelta(hours=24))
+    sweep(work, T + timedelta(hours=72))
+
+    # then no further reminder goes out (a completed checkout is not even scheduled again)
+    assert len(smtp_server.messages) == 1, messages()
+    later = [m for m in messages() if m[1] > 1]
+    assert all(status == "suppressed" and why == reason for _, _, status, why in later)
+
+
+def test_changed_cart_restarts_the_sequence(shop, smtp_server, work):
+    # given step 1 was sent for a cart
+    consent(shop)
+    put_checkout(shop, checkout())
+    sweep(work, T + timedelta(hours=1))
+
+    # when the customer changes the cart 5 hours later
+    put_checkout(shop, checkout(qty=2, total="99.80", updated_at=T + timedelta(hours=5)))
+    sweep(work, T + timedelta(hours=5, minutes=59))
+    assert len(smtp_server.messages) == 1
+    sweep(work, T + timedelta(hours=6))
+    sweep(work, T + timedelta(hours=24))  # the old sequence's step 2 time: nothing
+
+    # then the new sequence starts again at step 1, an hour after the change, and step 2 follows
+    # 24 hours after the change
+    assert len(smtp_server.messages) == 2
+    assert "99,80" in smtp_server.messages[1].get_body(("plain",)).get_content()
+    sweep(work, T + timedelta(hours=29))
+    assert [m[:2] for m in messages()] == [("cart", 1), ("cart", 1), ("cart", 2)]
+
+
+def test_duplicate_checkout_webhooks_make_one_sequence(make_shop, post_webhook, work, smtp_server):
+    # given a Shopify checkout delivered as create, then update with the same content, twice each
+    from tests.conftest import fixture_bytes
+
+    make_shop("shopify")
+    body = fixture_bytes("shopify", "checkouts_create.json")
+    for n, topic in enumerate(["checkouts/create", "checkouts/create", "checkouts/update"]):
+        assert post_webhook("shopify", topic, body, event_id=f"c{n}").status_code == 200
+    work()
+
+    # then there is one checkout with one sequence
+    from app.models import Checkout
+
+    with session_scope() as s:
+        rows = list(s.scalars(select(Checkout)))
+    assert [(r.sequence, r.next_step) for r in rows] == [(1, 1)]
+
+
+def test_cap_across_campaigns_defers_not_drops(shop, smtp_server, work):
+    # given a win-back e-mail went out at 10:00 (cap: 1 marketing e-mail per 16 h)
+    consent(shop)
+    apply(shop, order("1", "20.00", customer_id="c1", email=EMAIL, paid_at=T - timedelta(days=90)))
+    sweep(work, T)
+    assert messages() == [("winback", 1, "sent", None)]
+
+    # when a cart step becomes due an hour later
+    put_checkout(shop, checkout(updated_at=T))
+    sweep(work, T + timedelta(hours=1))
+
+    # then it is deferred until the cap allows (not dropped) ...
+    assert messages()[-1] == ("cart", 1, "scheduled", "cap")
+    sweep(work, T + timedelta(hours=15, minutes=59))
+    assert len(smtp_server.messages) == 1
+
+    # ... which is 02:00 in Berlin, so quiet hours hold it until 08:00, when it goes
+    sweep(work, T + timedelta(hours=16))
+    assert messages()[-1] == ("cart", 1, "scheduled", "quiet_hours")
+    sweep(work, datetime(2026, 11, 3, 7, 0, tzinfo=timezone.utc))
+    assert len(smtp_server.messages) == 2
+    assert messages()[-1] == ("cart", 1, "sent", None)
+
+
+@pytest.mark.parametrize("_case, now, expected", [
+    ("evening before spring DST", "2026-03-28T20:30:00+00:00", "2026-03-29T06:00:00+00:00"),  # 21:30 CET -> 08:00 CEST
+    ("evening before autumn DST", "2026-10-24T20:00:00+00:00", "2026-10-25T07:00:00+00:00"),  # 22:00 CEST -> 08:00 CET
+    ("just after midnight", "2026-07-01T22:30:00+00:00", "2026-07-02T06:00:00+00:00"),
+    ("daytime is not quiet", "2026-07-01T10:00:00+00:00", None),
+    ("exactly at the end", "2026-07-02T06:00:00+00:00", None),
+    ("exactly at the start", "2026-07-01T19:00:00+00:00", "2026-07-02T06:00:00+00:00"),
+])
+def test_quiet_hours_in_berlin_across_dst(_case, now, expected):
+    # when a message is due at `now`
+    until = quiet_until(datetime.fromisoformat(now), "Europe/Berlin", Sending())
+
+    # then it waits for 08:00 Berlin time, whatever the UTC offset that day
+    assert until == (datetime.fromisoformat(expected) if expected else None)
+
+
+def test_quiet_hours_defer_a_due_reminder(shop, smtp_server, work):
+    # given a cart abandoned at 20:30 Berlin (19:30 UTC)
+    consent(shop)
+    evening = datetime(2026, 11, 2, 19, 30, tzinfo=timezone.utc)
+    put_checkout(shop, checkout(updated_at=evening))
+
+    # when step 1 falls due at 21:30 Berlin
+    sweep(work, evening + timedelta(hours=1))
+
+    # then it waits until 08:00 Berlin (07:00 UTC) and goes then
+    assert messages() == [("cart", 1, "scheduled", "quiet_hours")]
+    sweep(work, datetime(2026, 11, 3, 6, 59, tzinfo=timezone.utc))
+    assert smtp_server.messages == []
+    sweep(work, datetime(2026, 11, 3, 7, 0, tzinfo=timezone.utc))
+    assert len(smtp_server.messages) == 1
+
+
+def test_one_click_unsubscribe_is_immediate_and_recorded(shop, smtp_server, work, client):
+    # given a reminder was received
+    consent(shop)
+    put_checkout(shop, checkout())
+    sweep(work, T + timedelta(hours=1))
+    link = smtp_server.messages[0]["List-Unsubscribe"].strip("<>").replace("http://localhost", "")
+
+    # when the mail client posts the RFC 8058 one-click body, and a person opens the link later
+    response = client.post(link, data={"List-Unsubscribe": "One-Click"})
+    page = client.get(link)
+
+    # then the customer is unsubscribed at once, with proof, and later steps are suppressed
+    assert response.status_code == 200 and page.status_code == 200
+    with session_scope() as s:
+        customer = s.scalars(select(Customer)).one()
+        events = [e.kind for e in s.scalars(select(ConsentEvent).order_by(ConsentEvent.id))]
+    assert customer.unsubscribed_at is not None
+    assert events[-1] == "unsubscribed"
+    sweep(work, T + timedelta(hours=24))
+    assert len(smtp_server.messages) == 1
+    assert messages()[-1] == ("cart", 2, "suppressed", "unsubscribed")
+
+
+def test_unsubscribe_get_page_asks_first_and_bad_link_is_404(shop, client):
+    # given a customer and their unsubscribe link
+    from app import links
+
+    consent(shop)
+    with session_scope() as s:
+        customer = s.scalars(select(Customer)).one()
+    token = links.make_token("test-secret-key", "unsubscribe", shop, customer.id)
+
+    # when the link is opened (GET), and a tampered one
+    page = client.get(f"/u/{token}")
+    bad = client.get(f"/u/{token}x")
+
+    # then GET only asks (nothing changes), and the bad link is refused
+    assert page.status_code == 200 and "Jetzt abmelden" in page.get_data(as_text=True)
+    with session_scope() as s:
+        assert s.scalars(select(Customer)).one().unsubscribed_at is None
+    assert bad.status_code == 404
+
+
+def test_sweeps_running_twice_concurrently_send_one_email(shop, smtp_server, work):
+    # given a due cart reminder
+    consent(shop)
+    put_checkout(shop, checkout())
+    from jobs.reminders import sweep_reminders
+
+    # when two clocks sweep at the same moment, and a third sweep follows
+    at = (T + timedelta(hours=1)).isoformat()
+    threads = [threading.Thread(target=sweep_reminders, args=(at,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sweep_reminders(at)
+    work()
+
+    # then one e-mail
+    assert len(smtp_server.messages) == 1
+    assert messages() == [("cart", 1, "sent", None)]
+
+
+def test_worker_killed_after_send_before_commit_sends_at_most_once_more(shop, smtp_server, work, monkeypatch):
+    # given a due reminder, and a worker that dies right after the SMTP handover
+    consent(shop)
+    put_checkout(shop, checkout())
+    import app.mail as mail
+
+    real = mail.SmtpMailer.send
+
+    class WorkerDied(BaseException):
+        pass
+
+    def send_then_die(self, msg):  # type: ignore[no-untyped-def]
+        real(self, msg)
+        raise WorkerDied
+
+    monkeypatch.setattr(mail.SmtpMailer, "send", send_then_die)
+    from jobs.reminders import send_reminder, sweep_reminders
+
+    sweep_reminders((T + timedelta(hours=1)).isoformat())
+    with session_scope() as s:
+        message_id = s.scalars(select(ReminderMessage.id)).one()
+    with pytest.raises(WorkerDied):
+        send_reminder(message_id, (T + timedelta(hours=1)).isoformat())
+    assert len(smtp_server.messages) == 1
+    assert messages() == [("cart", 1, "sending", None)]
+    monkeypatch.setattr(mail.SmtpMailer, "send", real)
+
+    # when sweeps run before and after the 10-minute claim timeout
+    sweep(work, T + timedelta(hours=1, minutes=5))
+    assert len(smtp_server.messages) == 1
+    sweep(work, T + timedelta(hours=1, minutes=11))
+    sweep(work, T + timedelta(hours=1, minutes=20))
+
+    # then exactly one extra copy went out, with the same Message-ID, and the row is sent
+    assert len(smtp_server.messages) == 2
+    assert smtp_server.messages[0]["Message-ID"] == smtp_server.messages[1]["Message-ID"]
+    assert messages() == [("cart", 1, "sent", None)]
+
+
+def test_failed_send_retries_with_backoff_and_is_visible(shop, smtp_server, work, runner):
+    # given the SMTP server refuses temporarily once
+    consent(shop)
+    put_checkout(shop, checkout())
+    smtp_server.fail_next = ["451 4.3.0 try again later"]
+
+    # when the step is due, and the sweep runs again after the backoff
+    sweep(work, T + timedelta(hours=1))
+    shown = runner.invoke(args=["reminders", "show", "--shop", "demo-laden.myshopify.com", "--email", EMAIL, "--json"])
+    sweep(work, T + timedelta(hours=1, minutes=1))
+
+    # then the failure was visible with its reason, and the retry delivered it
+    assert '"reason": "retry"' in shown.output and "451" in shown.output
+    assert len(smtp_server.messages) == 1
+    assert messages() == [("cart", 1, "sent", None)]
+
+
+def test_winback_from_the_customers_own_rhythm(shop, smtp_server, work):
+    # given a consenting customer who orders every 40 days (3 orders: median gap 40 days)
+    consent(shop)
+    start = T - timedelta(days=80)
+    for n in range(3):
+        apply(shop, order(str(n), "30.00", customer_id="c1", email=EMAIL, paid_at=start + timedelta(days=40 * n)))
+    last = start + timedelta(days=80)
+
+    # when the sweep runs just before and at 1.5 x 40 = 60 days after the last order
+    sweep(work, last + timedelta(days=59, hours=23))
+    assert smtp_server.messages == []
+    sweep(work, last + timedelta(days=60))
+    sweep(work, last + timedelta(days=90))  # one win-back per lapse
+
+    # then one win-back went out
+    assert messages() == [("winback", 1, "sent", None)]
+    assert len(smtp_server.messages) == 1
+
+
+def test_winback_resets_with_a_new_order_and_uses_90_days_with_few_orders(shop, smtp_server, work):
+    # given one order (fewer than 3: the shop default of 90 days applies)
+    consent(shop)
+    apply(shop, order("1", "30.00", customer_id="c1", email=EMAIL, paid_at=T))
+
+    # when the customer orders again after 80 days
+    apply(shop, order("2", "30.00", customer_id="c1", email=EMAIL, paid_at=T + timedelta(days=80)))
+    sweep(work, T + timedelta(days=95))
+
+    # then nothing is due yet: the clock restarted at the new order
+    assert messages() == []
+    sweep(work, T + timedelta(days=170))
+    assert messages() == [("winback", 1, "sent", None)]
+
+
+def test_attribution_of_an_order_to_the_reminder(shop, smtp_server, work, runner):
+    # given a cart reminder was sent
+    consent(shop)
+    put_checkout(shop, checkout())
+    sweep(work, T + timedelta(hours=1))
+
+    # when the customer orders within 7 days
+    apply(shop, order("77", "49.90", customer_id="c1", email=EMAIL, paid_at=T + timedelta(days=2)))
+
+    # then `reminders show` lists the send and the order it won back
+    result = runner.invoke(args=["reminders", "show", "--shop", "demo-laden.myshopify.com", "--email", EMAIL, "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    [row] = json.loads(result.output)
+    assert (row["campaign"], row["status"], row["attributed_order"], row["attributed_revenue"]) == (
+        "cart", "sent", "#77", "49.90")
+
+
+def test_reminders_sweep_cli_prints_what_it_enqueued(shop, runner):
+    # given a due cart reminder
+    consent(shop)
+    put_checkout(shop, checkout())
+
+    # when support runs the sweep as of 11:00 UTC
+    result = runner.invoke(args=["reminders", "sweep", "--at", (T + timedelta(hours=2)).isoformat()])
+
+    # then it says what it created and enqueued
+    assert result.exit_code == 0, result.output
+    assert "cart 1" in result.output and "send jobs enqueued: 1" in result.output
