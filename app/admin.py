@@ -346,7 +346,10 @@ def redeem_reward(customer_id: int) -> Any:
         "staff redeemed a reward",
         extra={"customer": customer_id, "redemption": redemption_id, "staff": current_user.staff_id},
     )
-    flash(f"Redeemed {reward} for {points} points (redemption {redemption_id}); the code is being created.", "success")
+    flash(
+        f"Redeemed {reward} for {points} points (redemption {redemption_id}); the code is being created.",
+        "success",
+    )
     return _back_to(customer_id)
 
 
@@ -450,8 +453,9 @@ def program(shop_id: int) -> Any:
     try:
         document = json.loads(text)
     except ValueError as exc:
-        return _program_page(shop_id, text=text, base=base, error=f"Not valid JSON: {exc}. Nothing was applied.",
-                             status=400)
+        return _program_page(
+            shop_id, text=text, base=base, error=f"Not valid JSON: {exc}. Nothing was applied.", status=400
+        )
     if isinstance(document, dict) and set(document) == {"version", "program"}:
         document = document["program"]  # accept what `flask program show` prints
     try:

@@ -44,6 +44,7 @@ LANGUAGES = ("de", "en")
 DEFAULT_LANGUAGE = "de"
 TRANSLATIONS = Path(__file__).parent / "translations"
 _MERGE_HOPS = 5
+MAX_REWARD_POINTS = 10_000_000  # app.program.Reward.points is at most this
 
 
 class InvalidLinkError(Exception):
@@ -151,8 +152,12 @@ def _select_timezone() -> str | None:
     return g.get("customer_page_timezone")
 
 
-def _when(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+def _dated(row: dict[str, Any]) -> dict[str, Any]:
+    """Return a `redemptions_of` row with its ISO timestamps as datetimes (for dateformat)."""
+    return {
+        **row,
+        **{k: datetime.fromisoformat(row[k]) if row[k] else None for k in ("created_at", "expires_at")},
+    }
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,9 @@ def _private(response: Any) -> Any:
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Robots-Tag"] = "noindex, nofollow"
-    response.headers["Content-Security-Policy"] = "default-src 'self'; frame-ancestors 'none'; form-action 'self'"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'"
+    )
     return response
 
 
@@ -186,15 +193,14 @@ def page(token: str) -> Any:
     balance = ledger.balance(session, customer.id)
     _, program = current_program(session, shop)
     banned = customer.banned_at is not None
+    # One idempotency key per form: a double click on one button redeems once.
     offers = [] if banned else [
         _Offer(name=r.name, points=r.points, key=uuid.uuid4().hex)
         for r in affordable(program, customer, balance.available)
     ]
-    cheapest = min((r.points for r in program.rewards if r.active), default=None)
-    history = [
-        {**row, "created_at": _when(row["created_at"]), "expires_at": _when(row["expires_at"])}  # type: ignore[arg-type]
-        for row in redemptions_of(session, customer)
-    ]
+    # The cheapest reward open to their tier, however many points they have.
+    cheapest = min((r.points for r in affordable(program, customer, MAX_REWARD_POINTS)), default=None)
+    history = [_dated(row) for row in redemptions_of(session, customer)]
     context = {
         "shop_name": shop.name or shop.domain,
         "balance": balance,
@@ -202,7 +208,7 @@ def page(token: str) -> Any:
         "tier_until": customer.tier_period_ends_at,
         "banned": banned,
         "offers": offers,
-        "next_points": cheapest if not banned and cheapest is not None and cheapest > balance.available else None,
+        "next_points": cheapest if not offers and not banned and cheapest is not None else None,
         "history": history,
         "token": token,
     }
@@ -266,6 +272,8 @@ def _why_not(token: str, reward_name: str) -> str:
         _, program = current_program(session, shop)
         reward = program.reward(reward_name) if reward_name else None
         available = ledger.balance(session, customer.id).available
+    except InvalidLinkError:  # expired in the meantime: the page will say so
+        return gettext("The reward could not be redeemed. Please try again.")
     finally:
         session.commit()
     if customer.banned_at is not None:
@@ -273,9 +281,8 @@ def _why_not(token: str, reward_name: str) -> str:
     if reward is None or not reward.active:
         return gettext("This reward is not available any more.")
     if reward.tiers and customer.tier not in reward.tiers:
-        return gettext(
-            "“%(reward)s” is only for the tiers %(tiers)s.", reward=reward.name, tiers=", ".join(reward.tiers)
-        )
+        return gettext("“%(reward)s” is only for the tiers %(tiers)s.", reward=reward.name,
+                       tiers=", ".join(reward.tiers))
     if available < reward.points:
         return gettext("You do not have enough points for “%(reward)s”.", reward=reward.name)
     return gettext("The reward could not be redeemed. Please try again.")
@@ -292,10 +299,14 @@ def _invalid_link(session: Session, exc: InvalidLinkError) -> Any:
     else:
         title = gettext("Link not valid")
         message = gettext(
-            "This link is not valid. Please use the link from the shop's latest e-mail, or ask the shop for a new one."
+            "This link is not valid. Please use the link from the shop's latest e-mail, "
+            "or ask the shop for a new one."
         )
     return render_template(
-        "customer/error.html", language=g.customer_page_language, title=title, message=message,
+        "customer/error.html",
+        language=g.customer_page_language,
+        title=title,
+        message=message,
         shop_name=(shop.name or shop.domain) if shop is not None else None,
     ), 404
 
@@ -313,9 +324,12 @@ def _csrf_error(_error: CSRFError) -> Any:
     session.commit()
     logger.info("customer page form without a valid CSRF token", extra={"shop": shop.id})
     return render_template(
-        "customer/error.html", language=g.customer_page_language, title=gettext("Please try again"),
+        "customer/error.html",
+        language=g.customer_page_language,
+        title=gettext("Please try again"),
         message=gettext("The form has expired. Please reload the page and try again."),
-        shop_name=shop.name or shop.domain, back=url_for("customer_page.page", token=token),
+        shop_name=shop.name or shop.domain,
+        back=url_for("customer_page.page", token=token),
     ), 400
 
 

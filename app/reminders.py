@@ -305,6 +305,20 @@ def sweep_notices(session: Session, at: datetime, programs: _Programs) -> dict[s
             created["points_earned"] += _add_message(
                 session, shop_id=shop_id, campaign="points_earned", subject_key=str(entry_id), step=1,
                 customer_id=customer_id, email=None, due_at=at, context={"entry_id": entry_id})
+    created["doi"] = 0
+    for shop_id in session.scalars(select(Shop.id)):
+        _, program = programs(shop_id)
+        if not program.reminders.consent.double_opt_in:
+            continue
+        for customer_id, email in session.execute(
+            select(Customer.id, Customer.email).where(
+                Customer.shop_id == shop_id, Customer.created_at >= week, Customer.email.is_not(None),
+                Customer.accepts_marketing.is_not(True), Customer.unsubscribed_at.is_(None),
+                Customer.merged_into_id.is_(None), _no_message("doi", Customer.id))
+        ).all():
+            created["doi"] += _add_message(
+                session, shop_id=shop_id, campaign="doi", subject_key=str(customer_id), step=1,
+                customer_id=customer_id, email=email, due_at=at)
     session.commit()
     return created
 
@@ -358,6 +372,12 @@ def _ordered_since(session: Session, customer_id: int | None, email: str | None,
     return bool(session.scalar(select(func.count()).select_from(Order).where(and_(who, *conditions))))
 
 
+def expiring_on(day: str | None) -> tuple:  # type: ignore[type-arg]
+    """SQL conditions: a lot expires on this UTC day (a range, so the expires_at index serves)."""
+    start = datetime.fromisoformat(f"{day}T00:00:00+00:00")
+    return (PointLot.expires_at >= start, PointLot.expires_at < start + timedelta(days=1))
+
+
 def stop_reason(session: Session, message: ReminderMessage, customer: Customer | None) -> str | None:
     """Return why a campaign's message must not go any more (ordered, cart changed, ...), or None."""
     if message.campaign == "cart":
@@ -384,7 +404,7 @@ def stop_reason(session: Session, message: ReminderMessage, customer: Customer |
         expiring = session.scalar(select(func.coalesce(func.sum(PointLot.remaining), 0)).where(
             PointLot.customer_id == customer.id, PointLot.remaining > 0,
             PointLot.state.in_([LotState.PENDING, LotState.AVAILABLE]),
-            func.date(PointLot.expires_at) == message.context.get("expires_on")))
+            *expiring_on(message.context.get("expires_on"))))
         if not expiring:
             return "nothing_expiring"
     return None
@@ -400,8 +420,12 @@ def decide(session: Session, message: ReminderMessage, customer: Customer | None
         return Decision("suppress", stop)
     blocked = consent.may_receive(
         customer, marketing=message.marketing,
-        transactional_without_consent=program.reminders.consent.transactional_without_consent,
+        # Asking for consent (double opt-in) cannot itself need consent.
+        transactional_without_consent=message.campaign == "doi"
+        or program.reminders.consent.transactional_without_consent,
     )
+    if message.campaign == "doi" and customer.accepts_marketing:
+        blocked = "already_consented"
     if blocked:
         return Decision("suppress", blocked)
     sending = program.reminders.sending

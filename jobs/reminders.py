@@ -37,7 +37,7 @@ from app.models import (
     utcnow,
 )
 from app.program import Program, current_program
-from app.reminders import decide, sweep
+from app.reminders import decide, expiring_on, sweep
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def build_context(session, message: ReminderMessage, shop: Shop, customer: Custo
             select(func.coalesce(func.sum(PointLot.remaining), 0), func.min(PointLot.expires_at)).where(
                 PointLot.customer_id == customer.id, PointLot.remaining > 0,
                 PointLot.state.in_([LotState.PENDING, LotState.AVAILABLE]),
-                func.date(PointLot.expires_at) == message.context.get("expires_on"))
+                *expiring_on(message.context.get("expires_on")))
         ).one()
         context["points_expiring"], context["expires_at"] = int(expiring[0]), expiring[1]
     elif message.campaign == "tier_change":
@@ -159,6 +159,8 @@ def build_context(session, message: ReminderMessage, shop: Shop, customer: Custo
                 perks.append("free_shipping")
         context.update(old_tier=change.from_tier if change else None, new_tier=change.to_tier if change else None,
                        perks=perks, upgrade=True)
+    elif message.campaign == "doi":
+        context["confirm_url"] = links.url(public, secret, "doi", shop.id, customer.id)
     elif message.campaign == "points_earned":
         entry = session.get(LedgerEntry, message.context.get("entry_id"))
         order = session.get(Order, entry.order_id) if entry and entry.order_id else None
@@ -176,7 +178,13 @@ def _claim(session, message_id: int):  # type: ignore[no-untyped-def]
 def send_reminder(message_id: int, at: str | None = None) -> str:
     """Decide and, if allowed, send one due message; returns what happened."""
     from app.emails import render
-    from app.mail import OutgoingMessage, PermanentMailError, TransientMailError, mailer_from_config
+    from app.mail import (
+        OutgoingMessage,
+        PermanentMailError,
+        TransientMailError,
+        list_unsubscribe_headers,
+        mailer_from_config,
+    )
 
     now = _now(at)
     cfg = config.load()
@@ -211,8 +219,7 @@ def send_reminder(message_id: int, at: str | None = None) -> str:
         outgoing = OutgoingMessage(
             to=customer.email, from_addr=shop.mail_from or cfg["MAIL_FROM"], subject=rendered.subject,
             text=rendered.text, html=rendered.html, message_id=message.message_id,
-            headers={"List-Unsubscribe": f"<{context['unsubscribe_url']}>",
-                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+            headers=list_unsubscribe_headers(context["unsubscribe_url"]),
         )
         attempts = message.attempts
     try:

@@ -349,3 +349,16 @@ def test_link_to_an_unknown_shop_is_refused(app, client):
     assert "Link ungültig" in _text(response.get_data(as_text=True))
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Redemption)) == 0
+
+
+def test_customer_without_enough_points_sees_where_rewards_start(app, client, make_shop):
+    # given a customer with 120 points in a shop whose cheapest reward costs 300
+    shop_id = _shop_with_points(make_shop, "120.00")
+    token = _token(app, shop_id, _customer_id(shop_id))
+
+    # when they open their page
+    page = _text(client.get(f"/r/{token}").get_data(as_text=True))
+
+    # then no reward is offered, and the page says from how many points there are rewards
+    assert "Sie können noch keine Prämie einlösen. Prämien gibt es ab 300 Punkten." in page
+    assert "Einlösen" not in page

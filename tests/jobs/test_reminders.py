@@ -420,3 +420,134 @@ def test_reminders_sweep_cli_prints_what_it_enqueued(shop, runner):
     # then it says what it created and enqueued
     assert result.exit_code == 0, result.output
     assert "cart 1" in result.output and "send jobs enqueued: 1" in result.output
+
+
+def test_expiry_notice_14_days_before(make_shop, smtp_server, work):
+    # given points earned on 11-02 that expire after 1 month (12-02), transactional notices on
+    shop = make_shop("shopify", name="Demo Laden")
+    program(shop, {**QUIET, "earning": {"return_window_days": 0}, "expiry": {"months": 1, "notice_days": 14}})
+    consent(shop, granted=False)  # transactional: no marketing consent needed by default
+    apply(shop, order("1", "120.00", customer_id="c1", email=EMAIL, paid_at=T))
+
+    # when the sweep runs 15 and 14 days before the expiry
+    sweep(work, datetime(2026, 11, 17, 9, 0, tzinfo=timezone.utc))
+    assert smtp_server.messages == []
+    sweep(work, datetime(2026, 11, 18, 9, 0, tzinfo=timezone.utc))
+    sweep(work, datetime(2026, 11, 19, 9, 0, tzinfo=timezone.utc))
+
+    # then one notice tells how many points expire and when
+    assert len(smtp_server.messages) == 1
+    text = smtp_server.messages[0].get_body(("plain",)).get_content()
+    assert "120" in text and "02.12.2026" in text
+
+
+def test_second_purchase_nudge_sends_the_code(make_shop, smtp_server, work):
+    # given a first order created a second-purchase code that now exists in the shop
+    from app.models import CodeStatus, IssuedCode
+
+    shop = make_shop("shopify", name="Demo Laden")
+    program(shop, {"referral": {"enabled": False}})
+    consent(shop)
+    apply(shop, order("1", "30.00", customer_id="c1", email=EMAIL, paid_at=T))
+    with session_scope() as s:
+        code = s.scalars(select(IssuedCode).where(IssuedCode.purpose == "second_purchase")).one()
+        code.status, code.created_at = CodeStatus.CREATED, T
+        code_text = code.code
+
+    # when the sweep runs (and again)
+    sweep(work, T + timedelta(hours=1))
+    sweep(work, T + timedelta(hours=20))
+
+    # then one e-mail carries the code
+    assert len(smtp_server.messages) == 1
+    assert code_text in smtp_server.messages[0].get_body(("plain",)).get_content()
+
+
+def test_points_earned_notice_follows_the_shop_setting(make_shop, smtp_server, work, time_machine):
+    # given a shop that sends points-earned notices
+    time_machine.move_to(T, tick=False)
+    shop = make_shop("shopify", name="Demo Laden")
+    program(shop, {**QUIET, "reminders": {"notices": {"points_earned": True}}})
+    consent(shop, granted=False)
+
+    # when an order earns points
+    apply(shop, order("1042", "25.00", customer_id="c1", email=EMAIL, paid_at=T))
+    sweep(work, T + timedelta(minutes=5))
+
+    # then the customer is told (transactional: no marketing consent needed)
+    assert len(smtp_server.messages) == 1
+    assert "#1042" in smtp_server.messages[0].get_body(("plain",)).get_content()
+
+
+def test_double_opt_in_asks_once_and_the_link_records_consent(make_shop, smtp_server, work, client, time_machine):
+    # given a shop with our double opt-in and a new customer without consent
+    time_machine.move_to(T, tick=False)
+    shop = make_shop("woocommerce", name="Demo Laden")
+    program(shop, {**QUIET, "reminders": {"consent": {"double_opt_in": True}}})
+    consent(shop, granted=False)
+    with session_scope() as s:
+        s.scalars(select(Customer)).one().accepts_marketing = None
+
+    # when the sweep runs twice
+    sweep(work, T + timedelta(minutes=5))
+    sweep(work, T + timedelta(hours=2))
+
+    # then one confirmation e-mail; its link records consent with proof
+    assert len(smtp_server.messages) == 1
+    text = smtp_server.messages[0].get_body(("plain",)).get_content()
+    link = next(w for w in text.split() if "/consent/confirm/" in w).replace("http://localhost", "")
+    assert client.get(link).status_code == 200
+    with session_scope() as s:
+        customer = s.scalars(select(Customer)).one()
+        events = [e.kind for e in s.scalars(select(ConsentEvent))]
+    assert (customer.accepts_marketing, customer.consent_source) == (True, "double_opt_in")
+    assert "doi_confirmed" in events
+
+
+def test_woocommerce_consent_from_the_configured_meta_key(make_shop, post_webhook, work):
+    # given a WooCommerce shop whose newsletter plugin stores consent in "newsletter_ok"
+    import json
+
+    from tests.conftest import fixture_bytes
+
+    shop = make_shop("woocommerce")
+    program(shop, {"reminders": {"consent": {"woocommerce_meta_key": "newsletter_ok"}}})
+    body = json.loads(fixture_bytes("woocommerce", "customer_created.json"))
+    body["meta_data"] = [{"id": 1, "key": "newsletter_ok", "value": "yes"}]
+
+    # when the customer arrives
+    post_webhook("woocommerce", "customer.created", body)
+    work()
+
+    # then consent is stored with its source and proof
+    with session_scope() as s:
+        customer = s.scalars(select(Customer)).one()
+        events = [(e.kind, e.source) for e in s.scalars(select(ConsentEvent))]
+    assert (customer.accepts_marketing, customer.consent_source) == (True, "woocommerce")
+    assert events == [("granted", "woocommerce")]
+
+
+def test_woocommerce_checkout_draft_is_an_abandoned_cart_until_paid(make_shop, post_webhook, work, smtp_server):
+    # given a consenting WooCommerce customer whose block checkout left a checkout-draft order
+    import json
+
+    from tests.conftest import fixture_bytes
+
+    shop = make_shop("woocommerce", name="Demo Woo")
+    program(shop, {**QUIET, "reminders": {"cart": {"incentive_step": 0}}})
+    draft = json.loads(fixture_bytes("woocommerce", "order_updated__checkout_draft.json"))
+    with session_scope() as s:
+        from app.customers import upsert_customer
+
+        upsert_customer(s, s.get(Shop, shop), ct.Customer(id=None, email=draft["billing"]["email"],
+                                                          accepts_marketing=True))
+    post_webhook("woocommerce", "order.updated", draft)
+    work()
+    modified = datetime.fromisoformat(draft["date_modified_gmt"]).replace(tzinfo=timezone.utc)
+
+    # when the first step is due
+    sweep(work, max(modified + timedelta(hours=1), datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)))
+
+    # then the reminder links to the shop's cart (drafts have no payment link)
+    assert len(smtp_server.messages) == 1
+    assert "http://127.0.0.1:8888/cart/" in smtp_server.messages[0].get_body(("plain",)).get_content()
