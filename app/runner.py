@@ -69,6 +69,10 @@ def main() -> int:
     print(f"admin page:  http://127.0.0.1:{env['PORT']}/admin/  (create a log-in: make staff)")
     print(f"webhooks:    http://127.0.0.1:{env['PORT']}/webhooks/shopify | /webhooks/woocommerce")
     print(f"database:    {settings['DATABASE_URL'].split('@')[-1]}")
+    if settings["SMTP_HOST"]:
+        print(f"e-mail:      SMTP {settings['SMTP_HOST']}:{settings['SMTP_PORT']}")
+    else:
+        print(f"e-mail:      no SMTP_HOST set: messages are written to {settings['OUTBOX_PATH']}/*.eml")
     honcho = [sys.executable, "-m", "honcho", "-f", str(PROJECT / "Procfile"), "-d", str(PROJECT),
               "start", "web", "worker", "clock"]
     manager = subprocess.Popen(honcho, env=env)
