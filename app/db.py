@@ -55,7 +55,7 @@ def configure(url: str) -> Engine:
     if _engine is not None and _url == url:
         return _engine
     if _engine is not None:
-        _engine.dispose()
+        _engine.dispose(close=True)
     _engine = make_engine(url)
     _sessionmaker = sessionmaker(bind=_engine, expire_on_commit=False)
     _url = url

@@ -331,3 +331,13 @@ def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Inbox]:
     monkeypatch.setenv("PUBLIC_URL", "http://localhost")
     yield inbox
     controller.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_pools() -> Iterator[None]:
+    """Close pooled database connections before the servers stop (no unclosed-socket warnings)."""
+    yield
+    from app import db
+
+    if db._engine is not None:
+        db._engine.dispose()
