@@ -256,7 +256,7 @@ def test_second_purchase_code_once_per_customer(make_shop, post_webhook, work):
     # given a Shopify shop with the default program (15 % for 7 days after a first order)
     from tests.conftest import fixture_bytes
 
-    shop = make_shop("shopify")
+    make_shop("shopify")
     body = fixture_bytes("shopify", "orders_paid.json")
 
     # when the first order arrives three times under different event ids and topics

@@ -8,12 +8,11 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from app.models import DeliveryStatus, LotState, PointLot, WebhookDelivery
+from app.models import DeliveryStatus, PointLot, WebhookDelivery
 from tests.conftest import WOO_DOMAIN, fixture_bytes
 
 SHOPIFY_EMAIL = "bob.norman@mail.example.com"

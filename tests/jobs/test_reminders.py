@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from app.db import session_scope
-from app.models import ConsentEvent, Customer, MessageStatus, ReminderMessage, Shop
+from app.models import ConsentEvent, Customer, ReminderMessage, Shop
 from app.program import Sending
 from app.reminders import quiet_until
 from connectors import types as ct
