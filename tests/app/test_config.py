@@ -1,0 +1,59 @@
+"""Configuration from the environment, in one place."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.config import ConfigError, load
+
+
+def test_production_refuses_to_start_without_secrets(tmp_path):
+    # given production mode with no secrets in the environment
+    env = {"STAMMKUNDE_ENV": "production", "INSTANCE_PATH": str(tmp_path)}
+
+    # when the settings are loaded
+    with pytest.raises(ConfigError) as error:
+        load(env)
+
+    # then the error names both missing secrets, and no dev secrets file was written
+    assert "SECRET_KEY" in str(error.value) and "ENCRYPTION_KEY" in str(error.value)
+    assert not (tmp_path / "dev-secrets.json").exists()
+
+
+def test_development_generates_and_keeps_its_secrets(tmp_path):
+    # given development mode without secrets
+    env = {"INSTANCE_PATH": str(tmp_path)}
+
+    # when the settings are loaded twice
+    first, second = load(env), load(env)
+
+    # then secrets are generated once, kept, and not world-readable
+    assert first["SECRET_KEY"] == second["SECRET_KEY"]
+    assert first["ENCRYPTION_KEY"] == second["ENCRYPTION_KEY"]
+    assert (tmp_path / "dev-secrets.json").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("_case, url, expected", [
+    ("default sqlite under instance", None, "sqlite:///{tmp}/stammkunde.db"),
+    ("postgres scheme gets psycopg", "postgres://u:p@h/db", "postgresql+psycopg://u:p@h/db"),
+    ("postgresql scheme gets psycopg", "postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+])
+def test_database_url(_case, url, expected, tmp_path):
+    # given DATABASE_URL set or not
+    env = {"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "s", "ENCRYPTION_KEY": "k"}
+    if url:
+        env["DATABASE_URL"] = url
+
+    # then the URL the app uses
+    assert load(env)["DATABASE_URL"] == expected.format(tmp=tmp_path)
+
+
+@pytest.mark.parametrize("_case, env, message", [
+    ("port not a number", {"PORT": "abc"}, "PORT"),
+    ("bad smtp security", {"SMTP_SECURITY": "tls13"}, "SMTP_SECURITY"),
+    ("bad mode", {"STAMMKUNDE_ENV": "staging"}, "STAMMKUNDE_ENV"),
+])
+def test_bad_values_are_clear_errors(_case, env, message, tmp_path):
+    # when a setting is malformed
+    with pytest.raises(ConfigError, match=message):
+        load({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "s", "ENCRYPTION_KEY": "k", **env})
