@@ -283,6 +283,16 @@ class CostThrottle:
 # The process-wide throttle every call goes through (read it from benchmarks).
 THROTTLE = CostThrottle()
 
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """Return this thread's HTTP session, so calls to a shop reuse one TLS connection."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
+
 
 # ---- transport ------------------------------------------------------------------------------
 
@@ -307,7 +317,7 @@ def graphql(
     extra = {"platform": PLATFORM, "shop": shop, "operation": _operation_name(document)}
     throttle.wait(shop, document, cost_estimate)
     try:
-        response = requests.post(
+        response = _session().post(
             ADMIN_GRAPHQL_URL.format(shop=shop, version=API_VERSION),
             json={"query": document, "variables": dict(variables or {})},
             headers={ACCESS_TOKEN_HEADER: token, "Accept": "application/json"},
