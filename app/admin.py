@@ -1,5 +1,6 @@
-"""Blueprint "admin": staff login, shops and their programs, webhook deliveries (with replay), and
-customers (ledger, redeeming, adjusting points, bans).
+"""Blueprint "admin": staff login, shops (program, "does the program pay?" figures, e-mail
+previews), webhook deliveries (with replay), reminder sends, and customers (ledger, consent,
+reminder history, redeeming, adjusting points, bans, unsubscribing, re-sending reward codes).
 
 Every page but the login form needs a signed-in staff user (Flask-Login). Every POST carries a
 CSRF token (Flask-WTF's CSRFProtect), except the platform webhooks, which are signed instead.
@@ -13,23 +14,51 @@ import hashlib
 import json
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from app import db, explain, ledger, staff, webhooks
+from app import consent, db, emails, explain, ledger, links, metrics, staff, webhooks
 from app.customer_page import customer_link
-from app.models import Customer, DeliveryStatus, Shop, StaffUser, WebhookDelivery, utcnow
+from app.mail import MailError, OutgoingMessage, format_address, mailer_from_config
+from app.models import (
+    CodeStatus,
+    ConsentEvent,
+    Customer,
+    DeliveryStatus,
+    IssuedCode,
+    MessageStatus,
+    Order,
+    Redemption,
+    ReminderMessage,
+    Shop,
+    StaffUser,
+    WebhookDelivery,
+    utcnow,
+)
 from app.program import ProgramError, current_program, program_versions, save_program
 from app.queues import RedisNotConfiguredError
 from app.redemptions import RedemptionError, affordable, redeem, redemptions_of
+from app.reminders import history as reminder_history
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +71,20 @@ login_manager.login_message_category = "info"
 
 PAGE_SIZE = 100
 SEARCH_LIMIT = 100
+# The dashboard's periods: query value -> (label, days back from now; None = all time).
+PERIODS: dict[str, tuple[str, int | None]] = {
+    "30d": ("Last 30 days", 30),
+    "90d": ("Last 90 days", 90),
+    "all": ("All time", None),
+}
+DEFAULT_PERIOD = "30d"
+# The one admin response that is shown inside a frame of our own pages: the e-mail preview HTML.
+# It gets a CSP of its own (sandboxed, no scripts, inline styles only) instead of the admin's.
+_PREVIEW_ENDPOINT = "admin.email_preview_html"
+_PREVIEW_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; frame-ancestors 'self'; "
+    "form-action 'none'; base-uri 'none'"
+)
 
 
 class StaffSession(UserMixin):
@@ -104,11 +147,16 @@ def _require_login() -> Any:
 
 @bp.after_request
 def _no_store(response: Any) -> Any:
-    # Pages show customer data: never cache them, never frame them.
+    # Pages show customer data: never cache them, never frame them (but the e-mail preview, which
+    # only our own preview page frames, sandboxed).
     response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["Content-Security-Policy"] = "default-src 'self'; frame-ancestors 'none'; form-action 'self'"
+    if request.endpoint == _PREVIEW_ENDPOINT:
+        response.headers["X-Frame-Options"] = "SAMEORIGIN"
+        response.headers["Content-Security-Policy"] = _PREVIEW_CSP
+    else:
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = "default-src 'self'; frame-ancestors 'none'; form-action 'self'"
     return response
 
 
@@ -270,6 +318,11 @@ def customer(customer_id: int) -> Any:
         for r in program.rewards
         if r.active
     ]
+    consent_events = session.scalars(
+        select(ConsentEvent)
+        .where(ConsentEvent.customer_id == row.id)
+        .order_by(ConsentEvent.created_at, ConsentEvent.id)
+    ).all()
     context = {
         "customer": row,
         "shop": shop,
@@ -277,6 +330,11 @@ def customer(customer_id: int) -> Any:
         "program_version": version,
         "rewards": rewards,
         "redemptions": redemptions_of(session, row),
+        "consent_events": consent_events,
+        "reminders": reminder_history(session, row),
+        # Re-sending a code the customer already owns is transactional: allowed when they are
+        # unsubscribed, refused when they are banned (no codes while banned) or have no e-mail.
+        "can_resend": row.merged_into_id is None and row.banned_at is None and bool(row.email),
         "page_link": customer_link(row) if row.merged_into_id is None else None,
         # Fresh per render: posting the same form twice redeems or adjusts once.
         "redeem_key": uuid.uuid4().hex,
@@ -409,6 +467,254 @@ def ban(customer_id: int) -> Any:
     return _back_to(customer_id)
 
 
+@bp.post("/customers/<int:customer_id>/unsubscribe")
+def unsubscribe_customer(customer_id: int) -> Any:
+    """Unsubscribe the customer from every reminder and notice at once, with proof (source "staff")."""
+    try:
+        with db.session_scope() as session:
+            _shop, row = _live_customer(session, customer_id)
+            changed = consent.unsubscribe(session, row, source="staff", detail={"by": current_user.email})
+    except _ActionRefusedError as exc:
+        flash(f"Not unsubscribed: {exc}", "error")
+        return _back_to(customer_id)
+    if not changed:
+        flash("This customer was already unsubscribed; nothing changed.", "info")
+        return _back_to(customer_id)
+    logger.info("staff unsubscribed a customer", extra={"customer": customer_id, "staff": current_user.staff_id})
+    flash(
+        "Unsubscribed: no more reminders or notices. The consent event below is the proof.",
+        "success",
+    )
+    return _back_to(customer_id)
+
+
+def _value_text(spec: dict[str, Any], language: str) -> str:
+    """Return what a code is worth in the customer's words ("10 %", "5,00 €", "Gratisversand")."""
+    kind = spec.get("kind")
+    german = emails.normalize_language(language) == "de"
+    if kind == "percentage":
+        percent = f"{Decimal(spec['value']).normalize():f}"
+        return f"{percent} %" if german else f"{percent}%"
+    if kind == "fixed_amount":
+        return emails.format_money(Decimal(spec["value"]), spec["currency"], language)
+    if kind == "free_shipping":
+        return "Versandkostenfrei" if german else "Free shipping"
+    return "Gratisartikel" if german else "Free item"
+
+
+def _shop_mail_context(shop: Shop) -> dict[str, Any]:
+    """Return the `shop` part of an e-mail context for this shop (as the reminder jobs build it)."""
+    shop_url = f"https://{shop.domain}" if shop.platform.value == "shopify" else shop.domain
+    return {
+        "name": shop.name or shop.domain,
+        "colour": shop.brand_color or emails.DEFAULT_COLOUR,
+        "url": shop_url,
+        "address": shop.address,
+        "timezone": shop.timezone,
+    }
+
+
+def _reward_code_message(session: Any, customer_id: int, redemption_id: int,
+                         cfg: Any) -> tuple[OutgoingMessage, str, str]:
+    """Return the e-mail carrying a redemption's code, the code and the recipient (reads only).
+
+    Raises:
+        _ActionRefusedError: merged, banned, no e-mail, or the code does not exist (or expired).
+    """
+    row = session.get(Customer, customer_id)
+    redemption = session.get(Redemption, redemption_id)
+    if row is None or redemption is None or redemption.customer_id != row.id:
+        abort(404)
+    if row.merged_into_id is not None:
+        raise _ActionRefusedError(f"this guest record was merged into customer {row.merged_into_id}")
+    if row.banned_at is not None:
+        raise _ActionRefusedError("the customer is banned, and banned customers get no codes")
+    if not row.email:
+        raise _ActionRefusedError("the customer has no e-mail address")
+    code = session.get(IssuedCode, redemption.issued_code_id) if redemption.issued_code_id else None
+    if code is None or code.status != CodeStatus.CREATED:
+        state = code.status.value if code is not None else "missing"
+        raise _ActionRefusedError(f"the code does not exist in the shop (its status is {state})")
+    if code.expires_at is not None and code.expires_at <= utcnow():
+        raise _ActionRefusedError(f"the code expired on {_when(code.expires_at)}")
+    shop = session.get(Shop, row.shop_id)
+    assert shop is not None
+    context = {
+        "shop": _shop_mail_context(shop),
+        "customer": {"first_name": row.first_name},
+        "reward": redemption.reward_name,
+        "code": {
+            "code": code.code,
+            "value_text": _value_text(code.spec, shop.language),
+            "expires_at": code.expires_at,
+        },
+        "rewards_url": links.url(cfg["PUBLIC_URL"], cfg["SECRET_KEY"], "customer-page", shop.id, row.id),
+    }
+    rendered = emails.render("reward_code", shop.language, context)
+    name = " ".join(p for p in (row.first_name, row.last_name) if p)
+    outgoing = OutgoingMessage(
+        to=format_address(name, row.email) if name else row.email,
+        from_addr=shop.mail_from or cfg["MAIL_FROM"],
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+    )
+    return outgoing, code.code, row.email
+
+
+@bp.post("/customers/<int:customer_id>/redemptions/<int:redemption_id>/resend")
+def resend_code(customer_id: int, redemption_id: int) -> Any:
+    """E-mail a redeemed reward's code to the customer again, at once (transactional).
+
+    Allowed for unsubscribed customers (it is their own code, not marketing), refused for banned
+    ones. The database read ends before the SMTP handover, so no transaction waits on the server.
+    """
+    cfg = current_app.config
+    session = db.request_session()
+    try:
+        outgoing, code, address = _reward_code_message(session, customer_id, redemption_id, cfg)
+    except _ActionRefusedError as exc:
+        flash(f"Code not sent: {exc}.", "error")
+        return _back_to(customer_id)
+    finally:
+        session.rollback()
+    try:
+        message_id = mailer_from_config(cfg).send(outgoing)
+    except MailError as exc:
+        logger.warning(
+            "reward code not re-sent",
+            extra={"customer": customer_id, "redemption": redemption_id, "staff": current_user.staff_id,
+                   "error_class": type(exc).__name__},
+        )
+        flash(
+            f"The code was NOT sent: the mail server could not be reached or refused the message ({exc}). "
+            "Try again later; if it keeps failing, check the SMTP settings.",
+            "error",
+        )
+        return _back_to(customer_id)
+    logger.info(
+        "staff re-sent a reward code",
+        extra={"customer": customer_id, "redemption": redemption_id, "staff": current_user.staff_id,
+               "message_id": message_id},
+    )
+    flash(f"Code {code} was e-mailed to {address}.", "success")
+    return _back_to(customer_id)
+
+
+@bp.get("/reminders")
+def reminders() -> Any:
+    """List reminder sends, newest first, filtered by shop, status or campaign; 100 per page."""
+    session = db.request_session()
+    status = request.args.get("status") or None
+    if status is not None and status not in {s.value for s in MessageStatus}:
+        status = None
+    campaign = request.args.get("campaign") or None
+    if campaign is not None and campaign not in metrics.CAMPAIGNS:
+        campaign = None
+    shop_id = _int_arg("shop")
+    before = _int_arg("before")
+
+    query = (
+        select(ReminderMessage, Shop, Customer, Order.number, IssuedCode.code)
+        .join(Shop, Shop.id == ReminderMessage.shop_id)
+        .outerjoin(Customer, Customer.id == ReminderMessage.customer_id)
+        .outerjoin(Order, Order.id == ReminderMessage.attributed_order_id)
+        .outerjoin(IssuedCode, IssuedCode.id == ReminderMessage.code_id)
+    )
+    if status is not None:
+        query = query.where(ReminderMessage.status == MessageStatus(status))
+    if campaign is not None:
+        query = query.where(ReminderMessage.campaign == campaign)
+    if shop_id is not None:
+        query = query.where(ReminderMessage.shop_id == shop_id)
+    if before is not None:
+        query = query.where(ReminderMessage.id < before)
+    rows = session.execute(query.order_by(ReminderMessage.id.desc()).limit(PAGE_SIZE + 1)).all()
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    filters = {k: v for k, v in (("status", status), ("shop", shop_id), ("campaign", campaign)) if v is not None}
+    older = url_for("admin.reminders", before=rows[-1][0].id, **filters) if more else None
+    shops = session.scalars(select(Shop).order_by(Shop.platform, Shop.domain)).all()
+    session.commit()
+    return render_template(
+        "admin/reminders.html",
+        rows=rows,
+        filters=filters,
+        older=older,
+        shops=shops,
+        statuses=[s.value for s in MessageStatus],
+        campaigns=metrics.CAMPAIGNS,
+    )
+
+
+@bp.get("/shops/<int:shop_id>")
+def shop_dashboard(shop_id: int) -> Any:
+    """Show whether the program pays: members, repeat purchases, points, rewards, referrals, reminders."""
+    period = request.args.get("period", DEFAULT_PERIOD)
+    if period not in PERIODS:
+        period = DEFAULT_PERIOD
+    days = PERIODS[period][1]
+    since = utcnow() - timedelta(days=days) if days is not None else None
+    session = db.request_session()
+    row = _shop_or_404(session, shop_id)
+    figures = metrics.program_metrics(session, row.id, since=since)
+    session.commit()
+    return render_template("admin/shop.html", shop=row, m=figures, period=period, periods=PERIODS)
+
+
+def _preview(shop: Shop, kind: str, language: str) -> emails.Rendered:
+    """Render the sample e-mail of `kind` with this shop's name, colour, link and address line."""
+    context = emails.sample_context(kind, language)
+    context["shop"] = _shop_mail_context(shop)
+    return emails.render(kind, language, context)
+
+
+def _preview_args(shop_id: int, kind: str) -> tuple[Shop, str]:
+    if kind not in emails.KINDS:
+        abort(404)
+    session = db.request_session()
+    row = _shop_or_404(session, shop_id)
+    session.commit()
+    lang = request.args.get("lang", "")
+    return row, lang if lang in emails.LANGUAGES else emails.normalize_language(row.language)
+
+
+@bp.get("/shops/<int:shop_id>/emails")
+def email_previews(shop_id: int) -> Any:
+    """List the e-mail kinds the shop's customers can get, with preview links per language."""
+    session = db.request_session()
+    row = _shop_or_404(session, shop_id)
+    session.commit()
+    kinds = [{"kind": k, "marketing": k in emails.MARKETING_KINDS} for k in emails.KINDS]
+    return render_template("admin/emails.html", shop=row, kinds=kinds, languages=emails.LANGUAGES)
+
+
+@bp.get("/shops/<int:shop_id>/emails/<kind>")
+def email_preview(shop_id: int, kind: str) -> Any:
+    """Show one e-mail with sample data in the shop's look: subject, text part, and the HTML framed."""
+    row, lang = _preview_args(shop_id, kind)
+    rendered = _preview(row, kind, lang)
+    return render_template(
+        "admin/email_preview.html",
+        shop=row,
+        kind=kind,
+        lang=lang,
+        languages=emails.LANGUAGES,
+        marketing=kind in emails.MARKETING_KINDS,
+        rendered=rendered,
+        html_url=url_for("admin.email_preview_html", shop_id=row.id, kind=kind, lang=lang),
+    )
+
+
+@bp.get("/shops/<int:shop_id>/emails/<kind>/html")
+def email_preview_html(shop_id: int, kind: str) -> Any:
+    """Return the preview's HTML part alone, sandboxed by its CSP, for the preview page's frame."""
+    row, lang = _preview_args(shop_id, kind)
+    response = make_response(_preview(row, kind, lang).html)
+    response.headers["Content-Type"] = "text/html; charset=utf-8"
+    return response
+
+
 def _pretty(document: Any) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False)
 
@@ -508,6 +814,13 @@ def _signed(value: int) -> str:
     return f"{value:+d}" if value else "0"
 
 
+def _percent(rate: Decimal | None) -> str:
+    """Render a rate between 0 and 1 as a percentage with one decimal ('40.0 %'), or '—' for none."""
+    if rate is None:
+        return "—"
+    return f"{rate * 100:.1f} %"
+
+
 def _index() -> Any:
     return redirect(url_for("admin.dashboard"))
 
@@ -521,6 +834,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.add_template_filter(_when, "when")
     app.add_template_filter(_signed, "signed")
+    app.add_template_filter(_percent, "percent")
     app.add_url_rule("/", "index", _index)
 
     @app.errorhandler(CSRFError)

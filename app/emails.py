@@ -29,6 +29,8 @@ float; points are `int`):
     points_earned    points, order_number (as the shop shows it, e.g. "#1001"),
                      balance_available, balance_pending, rewards_url, unsubscribe_url=None
     doi_confirm      confirm_url
+    reward_code      reward (the reward's name), code, rewards_url, unsubscribe_url=None
+                     (a redeemed reward's code, e.g. re-sent by support staff)
 
 `code` is {code, value_text (already formatted, e.g. "15 %" or "5,00 €"), expires_at=None}.
 
@@ -61,7 +63,7 @@ DEFAULT_COLOUR = "#2f6f4f"
 DEFAULT_TIMEZONE = "Europe/Berlin"
 
 MARKETING_KINDS: tuple[str, ...] = ("cart_reminder", "winback", "second_purchase", "tier_change")
-TRANSACTIONAL_KINDS: tuple[str, ...] = ("expiry_notice", "points_earned", "doi_confirm")
+TRANSACTIONAL_KINDS: tuple[str, ...] = ("expiry_notice", "points_earned", "doi_confirm", "reward_code")
 KINDS: tuple[str, ...] = MARKETING_KINDS + TRANSACTIONAL_KINDS
 
 # Keys a kind may leave out, with their defaults. Required keys are not listed: StrictUndefined
@@ -74,6 +76,7 @@ _OPTIONAL: dict[str, dict[str, Any]] = {
     "tier_change": {"old_tier": None, "upgrade": True},
     "points_earned": {"unsubscribe_url": None},
     "doi_confirm": {"unsubscribe_url": None},
+    "reward_code": {"unsubscribe_url": None},
 }
 
 _HEX_COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")
@@ -376,6 +379,11 @@ def sample_context(kind: str, language: str | None) -> dict[str, Any]:
             "rewards_url": rewards_url,
         },
         "doi_confirm": {"confirm_url": f"{base}/apps/stammkunde/confirm/{token}"},
+        "reward_code": {
+            "reward": "5 € Rabatt" if lang == "de" else "€5 off",
+            "code": {**code, "code": "SK-7K2M9QX4TB", "value_text": "5,00 €" if lang == "de" else "€5.00"},
+            "rewards_url": rewards_url,
+        },
     }
     if kind in TRANSACTIONAL_KINDS and kind != "expiry_notice":
         common.pop("unsubscribe_url")

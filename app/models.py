@@ -194,6 +194,7 @@ class Customer(Base):
             postgresql_where=text("platform_id IS NULL AND merged_into_id IS NULL"),
         ),
         Index("ix_customers_shop_id_email", "shop_id", "email"),
+        Index("ix_customers_shop_id_created_at", "shop_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -238,6 +239,7 @@ class Order(Base):
     __table_args__ = (
         UniqueConstraint("shop_id", "platform_id"),
         Index("ix_orders_customer_id_paid_at", "customer_id", "paid_at"),
+        Index("ix_orders_shop_id_paid_at", "shop_id", "paid_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -469,7 +471,10 @@ class Redemption(Base):
     """A reward bought with points. Points are deducted when this row is written."""
 
     __tablename__ = "redemptions"
-    __table_args__ = (UniqueConstraint("shop_id", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("shop_id", "idempotency_key"),
+        Index("ix_redemptions_shop_id_created_at", "shop_id", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
@@ -504,6 +509,7 @@ class Referral(Base):
         UniqueConstraint("shop_id", "referred_customer_id"),
         Index("ix_referrals_status_qualifies_at", "status", "qualifies_at"),
         Index("ix_referrals_referrer_id_created_at", "referrer_id", "created_at"),
+        Index("ix_referrals_shop_id_created_at", "shop_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -575,6 +581,7 @@ class ReminderMessage(Base):
         UniqueConstraint("shop_id", "campaign", "subject_key", "step"),
         Index("ix_reminder_messages_status_due_at", "status", "due_at"),
         Index("ix_reminder_messages_customer_id_sent_at", "customer_id", "sent_at"),
+        Index("ix_reminder_messages_shop_id_id", "shop_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta
 from html import unescape
 from urllib.parse import urlsplit
 
@@ -14,24 +15,35 @@ from redis import Redis
 from rq import Queue
 from sqlalchemy import func, select
 
-from app.customers import find_by_email
+from app import consent, metrics
+from app.customers import find_by_email, upsert_customer
 from app.db import session_scope
+from app.emails import KINDS, LANGUAGES
 from app.explain import customer_report
 from app.models import (
+    CodeStatus,
+    ConsentEvent,
     Customer,
     DeliveryStatus,
     IssuedCode,
     LedgerEntry,
+    MessageStatus,
     ProgramVersion,
     Redemption,
+    RedemptionStatus,
+    ReminderMessage,
     Shop,
     StaffUser,
     WebhookDelivery,
+    utcnow,
 )
 from app.program import current_program
+from app.redemptions import redeem
+from app.reminders import MARKETING
 from app.staff import authenticate, create_staff
+from connectors import types as ct
 from tests import factories
-from tests.conftest import SHOPIFY_DOMAIN, fixture_bytes
+from tests.conftest import SHOPIFY_DOMAIN, fixture_bytes, free_port
 
 STAFF_EMAIL = "support@stammkunde.example"
 STAFF_PASSWORD = "correct horse battery"
@@ -95,6 +107,11 @@ def _mark_failed(session, delivery_id: int, error: str) -> None:  # type: ignore
         ("customer page", "/admin/customers/1"),
         ("program page", "/admin/shops/1/program"),
         ("program version", "/admin/shops/1/program/1"),
+        ("shop dashboard", "/admin/shops/1?period=all"),
+        ("e-mail previews", "/admin/shops/1/emails"),
+        ("e-mail preview", "/admin/shops/1/emails/winback?lang=de"),
+        ("e-mail preview html", "/admin/shops/1/emails/winback/html?lang=de"),
+        ("reminder sends", "/admin/reminders?status=failed"),
     ],
 )
 def test_pages_redirect_anonymous_visitors_to_login(client, _case, path):
@@ -758,3 +775,412 @@ def test_customer_and_program_forms_without_csrf_token_are_rejected(client, sess
     assert response.status_code == 400
     assert factories.report(shop_id, KUNDIN) == before
     assert _program_in_force(session, shop_id)[0] == 1
+
+
+# --- does the program pay? --------------------------------------------------------------------
+
+ANNA, BEN, CORA = "anna@example.test", "ben@example.test", "cora@example.test"
+T0 = factories.T0
+
+
+def _day(n: float) -> datetime:
+    return T0 + timedelta(days=n)
+
+
+def _message(shop_id: int, customer_id: int | None, campaign: str, status: str, at: datetime, *, step: int = 1,
+             reason: str | None = None, error: str | None = None) -> int:
+    """Insert a reminder row as the send job leaves it; returns its id."""
+    with session_scope() as s:
+        row = ReminderMessage(
+            shop_id=shop_id, customer_id=customer_id, campaign=campaign, subject_key=f"{customer_id}:{at.isoformat()}",
+            step=step, marketing=MARKETING[campaign], status=MessageStatus(status), reason=reason, error=error,
+            due_at=at, sent_at=at if status == "sent" else None, attempts=0 if status in ("scheduled", "suppressed") else 1,
+        )
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def _figure(html: str, figure_id: str) -> str:
+    match = re.search(rf'<dd class="figure" id="{figure_id}">(.*?)</dd>', html, re.S)
+    assert match, f"no figure {figure_id}"
+    return unescape(match.group(1)).strip()
+
+
+def test_shop_dashboard_shows_the_figures_per_period(client, session, make_shop, time_machine):
+    # given (now is day 100) cora paid on day 0, anna on day 20 and on day 80 after a win-back
+    # on day 78, and ben on day 95
+    shop_id = make_shop("shopify")
+    factories.program(shop_id, {**NO_EXTRAS, "earning": INSTANT, "tiers": {"levels": []}})
+    time_machine.move_to(_day(0), tick=False)
+    factories.apply(shop_id, factories.order("0", "10.00", customer_id="cora", email=CORA, paid_at=_day(0)))
+    time_machine.move_to(_day(20), tick=False)
+    factories.apply(shop_id, factories.order("1", "100.00", customer_id="anna", email=ANNA, paid_at=_day(20)))
+    time_machine.move_to(_day(78), tick=False)
+    with session_scope() as s:
+        anna = find_by_email(s, shop_id, ANNA).id
+    _message(shop_id, anna, "winback", "sent", _day(78))
+    time_machine.move_to(_day(80), tick=False)
+    factories.apply(shop_id, factories.order("2", "40.00", customer_id="anna", email=ANNA, paid_at=_day(80)))
+    time_machine.move_to(_day(95), tick=False)
+    factories.apply(shop_id, factories.order("3", "60.00", customer_id="ben", email=BEN, paid_at=_day(95)))
+    time_machine.move_to(_day(100), tick=False)
+    _signed_in(client, session)
+
+    # when staff follow the shop's link from the shop list and switch between the periods
+    shops = client.get("/admin/").get_data(as_text=True)
+    pages = {p: client.get(f"/admin/shops/{shop_id}?period={p}").get_data(as_text=True) for p in ("30d", "90d", "all")}
+    default = client.get(f"/admin/shops/{shop_id}").get_data(as_text=True)
+
+    # then each period shows its own members, repeat rate and points, and the won-back order
+    assert f'href="/admin/shops/{shop_id}"' in shops
+    shown = {
+        p: tuple(_figure(html, f) for f in ("members", "repeat-purchase-rate", "points-earned", "orders-won-back",
+                                             "revenue-won-back"))
+        for p, html in pages.items()
+    }
+    assert shown == {
+        "30d": ("2", "0.0 %", "100", "1", "40.00 EUR"),  # since day 70: anna's 2nd order and ben's
+        "90d": ("2", "50.0 %", "200", "1", "40.00 EUR"),  # since day 10: both of anna's orders
+        "all": ("3", "33.3 %", "210", "1", "40.00 EUR"),
+    }
+    assert _figure(default, "members") == "2"
+    assert re.search(r'aria-current="page"[^>]*>Last 30 days<', default)
+    winback = re.search(r'<tr id="campaign-winback">(.*?)</tr>', pages["all"], re.S).group(1)
+    assert "40.00 EUR" in winback and ">1</a>" in winback
+    assert "Customers with at least one paid order in the period" in pages["all"]
+    assert client.get("/admin/shops/999").status_code == 404
+
+
+def test_shop_dashboard_matches_the_metrics(client, session, make_shop):
+    # given a customer with 600 points who redeemed one reward whose code exists
+    shop_id, customer_id, _redemption_id, _code = _customer_with_a_code(make_shop)
+    _signed_in(client, session)
+
+    # when staff open the shop's figures for all time
+    html = client.get(f"/admin/shops/{shop_id}?period=all").get_data(as_text=True)
+
+    # then the page shows what program_metrics computes, as plain numbers and percentages
+    figures = metrics.program_metrics(session, shop_id)
+    session.commit()
+    assert (figures["points_earned"], figures["points_redeemed"], figures["rewards"]["codes_created"]) == (600, 500, 1)
+    assert _figure(html, "points-earned") == "600"
+    assert _figure(html, "points-redeemed") == "500"
+    assert _figure(html, "redemption-rate") == "83.3 %"
+    assert _figure(html, "member-redemption-rate") == "100.0 %"
+    assert _figure(html, "rewards-redeemed") == "1"
+    assert _figure(html, "codes-created") == "1"
+    assert _figure(html, "code-failures") == "0"
+
+
+# --- e-mail previews --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("_case, kind, lang", [(f"{k} {lang}", k, lang) for k in KINDS for lang in LANGUAGES])
+def test_email_preview_renders_each_kind_in_the_shops_look(client, session, make_shop, _case, kind, lang):
+    # given a shop called "Demo Laden" in brick red
+    shop_id = make_shop("shopify", name="Demo Laden")
+    with session_scope() as s:
+        s.get(Shop, shop_id).brand_color = "#aa3300"
+    _signed_in(client, session)
+
+    # when staff open the list of e-mails, the preview, and the framed HTML part
+    listing = client.get(f"/admin/shops/{shop_id}/emails").get_data(as_text=True)
+    page = client.get(f"/admin/shops/{shop_id}/emails/{kind}?lang={lang}")
+    frame = client.get(f"/admin/shops/{shop_id}/emails/{kind}/html?lang={lang}")
+
+    # then subject, text and HTML show the sample in the shop's name and colour, not the demo shop's
+    assert f'href="/admin/shops/{shop_id}/emails/{kind}?lang={lang}"' in listing
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    subject = unescape(re.search(r'<dd id="subject">(.*?)</dd>', html, re.S).group(1))
+    text = unescape(re.search(r'<pre class="email-text" id="text-part">(.*?)</pre>', html, re.S).group(1))
+    assert "Demo Laden" in subject
+    assert "Demo Laden" in text and ("Anna" if lang == "de" else "Emma") in text
+    assert re.search(rf'<iframe[^>]*src="/admin/shops/{shop_id}/emails/{kind}/html\?lang={lang}"[^>]*sandbox=""', html)
+    assert frame.status_code == 200 and frame.mimetype == "text/html"
+    assert "sandbox" in frame.headers["Content-Security-Policy"]
+    assert "script-src" not in frame.headers["Content-Security-Policy"]
+    body = frame.get_data(as_text=True)
+    assert f'<html lang="{lang}">' in body
+    assert "Demo Laden" in body and "background-color: #aa3300" in body
+    for demo in ("Kaffeerösterei Hansen", "Hansen Coffee Roasters"):
+        assert demo not in text + body
+
+
+@pytest.mark.parametrize(
+    "_case, path",
+    [
+        ("unknown kind", "/admin/shops/{shop}/emails/newsletter?lang=de"),
+        ("unknown kind, html part", "/admin/shops/{shop}/emails/newsletter/html?lang=de"),
+        ("unknown shop", "/admin/shops/999/emails/winback?lang=de"),
+    ],
+)
+def test_email_preview_of_something_unknown_is_404(client, session, make_shop, _case, path):
+    # given a shop and a signed-in staff user
+    shop_id = make_shop("shopify")
+    _signed_in(client, session)
+
+    # when a preview of something that does not exist is asked for
+    response = client.get(path.format(shop=shop_id))
+
+    # then there is no such page
+    assert response.status_code == 404
+
+
+# --- reminder sends ---------------------------------------------------------------------------
+
+
+def _reminder_rows(make_shop) -> tuple[int, int, dict[str, int]]:  # type: ignore[no-untyped-def]
+    """A customer with one reminder of each status; returns (shop id, customer id, status -> row id)."""
+    shop_id, customer_id = _customer_with_points(make_shop)
+    rows = {
+        "sent": _message(shop_id, customer_id, "winback", "sent", T0 + timedelta(days=40)),
+        "suppressed": _message(shop_id, customer_id, "cart", "suppressed", T0 + timedelta(days=41), reason="no_consent"),
+        "failed": _message(shop_id, customer_id, "cart", "failed", T0 + timedelta(days=42), step=2,
+                           error="PermanentMailError: recipient refused (550 5.1.1 [address])"),
+        "scheduled": _message(shop_id, customer_id, "expiry", "scheduled", T0 + timedelta(days=43), reason="quiet_hours"),
+    }
+    factories.apply(shop_id, factories.order("2", "49.90", paid_at=T0 + timedelta(days=41)))  # won back by the win-back
+    return shop_id, customer_id, rows
+
+
+@pytest.mark.parametrize(
+    "_case, query, expected, shown",
+    [
+        ("failed", "status=failed", {"failed"}, "PermanentMailError: recipient refused"),
+        ("suppressed", "status=suppressed", {"suppressed"}, "no_consent"),
+        ("scheduled", "status=scheduled", {"scheduled"}, "quiet_hours"),
+        ("sent, with the order it won back", "status=sent", {"sent"}, "#2 · 49.90 EUR"),
+        ("one campaign", "campaign=cart", {"suppressed", "failed"}, "cart"),
+        ("everything", "", {"sent", "suppressed", "failed", "scheduled"}, "winback"),
+    ],
+)
+def test_reminders_list_filters_by_status_and_campaign(client, session, make_shop, _case, query, expected, shown):
+    # given a customer with a sent, a suppressed, a failed and a scheduled reminder
+    _shop_id, customer_id, rows = _reminder_rows(make_shop)
+    _signed_in(client, session)
+
+    # when staff list the reminder sends with a filter
+    html = client.get(f"/admin/reminders?{query}").get_data(as_text=True)
+
+    # then exactly the matching rows are listed, newest first, with why and a link to the customer
+    listed = [int(i) for i in re.findall(r'<tr id="reminder-(\d+)">', html)]
+    assert listed == sorted((rows[s] for s in expected), reverse=True)
+    for status in expected:
+        row = re.search(rf'<tr id="reminder-{rows[status]}">(.*?)</tr>', html, re.S).group(1)
+        assert f'href="/admin/customers/{customer_id}"' in row
+        assert status in row
+    assert any(shown in unescape(re.search(rf'<tr id="reminder-{rows[s]}">(.*?)</tr>', html, re.S).group(1))
+               for s in expected)
+
+
+def test_reminders_list_pages_by_100(client, session, make_shop):
+    # given 101 scheduled reminders of one shop, and none of another
+    shop_id, customer_id = _customer_with_points(make_shop)
+    other = make_shop("woocommerce")
+    with session_scope() as s:
+        s.add_all(
+            ReminderMessage(shop_id=shop_id, customer_id=customer_id, campaign="cart", subject_key=f"{n}:1", step=1,
+                            marketing=True, status=MessageStatus.SCHEDULED, due_at=T0, attempts=0)
+            for n in range(101)
+        )
+    _signed_in(client, session)
+
+    # when staff list that shop's reminders and follow the link to older ones
+    first = client.get(f"/admin/reminders?shop={shop_id}").get_data(as_text=True)
+    older = re.search(r'<a href="([^"]+)">Older sends</a>', first)
+    second = client.get(unescape(older.group(1))).get_data(as_text=True) if older else ""
+    none = client.get(f"/admin/reminders?shop={other}").get_data(as_text=True)
+
+    # then the newest 100 come first, the oldest one on the next page, and the other shop has none
+    first_ids = [int(i) for i in re.findall(r'<tr id="reminder-(\d+)">', first)]
+    second_ids = [int(i) for i in re.findall(r'<tr id="reminder-(\d+)">', second)]
+    assert len(first_ids) == 100 and first_ids == sorted(first_ids, reverse=True)
+    assert len(second_ids) == 1 and second_ids[0] < min(first_ids)
+    assert "No reminders match." in none
+
+
+# --- consent, reminder history, unsubscribe, re-sending a code --------------------------------
+
+
+def test_customer_page_shows_consent_and_reminder_history(client, session, make_shop):
+    # given a customer who consented in Shopify, got a win-back, ordered after it, and whose
+    # cart reminder was suppressed
+    shop_id, customer_id = _customer_with_points(make_shop)
+    with session_scope() as s:
+        upsert_customer(s, s.get(Shop, shop_id), ct.Customer(id="c1", email=KUNDIN, accepts_marketing=True,
+                                                             marketing_consent_at=T0 - timedelta(days=30)))
+    _message(shop_id, customer_id, "winback", "sent", T0 + timedelta(days=40))
+    _message(shop_id, customer_id, "cart", "suppressed", T0 + timedelta(days=50), reason="no_consent")
+    factories.apply(shop_id, factories.order("2", "49.90", paid_at=T0 + timedelta(days=42)))
+    _signed_in(client, session)
+
+    # when staff open the customer's page
+    html = _customer_page(client, customer_id)
+
+    # then consent state, its proof and the reminders with their outcome are shown
+    assert '<dd id="accepts-marketing">accepted</dd>' in html
+    assert '<dd id="consent-source">shopify</dd>' in html
+    assert "2026-10-02 10:00 UTC" in re.search(r'<dd id="consent-since">(.*?)</dd>', html).group(1)
+    assert '<dd id="unsubscribed">no</dd>' in html
+    events = re.search(r'<table id="consent-events">(.*?)</table>', html, re.S).group(1)
+    assert "granted" in events and "shopify" in events
+    history = unescape(re.search(r'<table id="reminder-history">(.*?)</table>', html, re.S).group(1))
+    rows = re.findall(r"<tr>(.*?)</tr>", history, re.S)[1:]
+    assert len(rows) == 2
+    assert "winback" in rows[0] and "sent" in rows[0] and "#2 · 49.90 EUR" in rows[0]
+    assert "cart" in rows[1] and "suppressed" in rows[1] and "no_consent" in rows[1]
+
+
+def test_staff_unsubscribe_records_proof_once(client, session, make_shop):
+    # given a customer, and staff on their page
+    _shop_id, customer_id = _customer_with_points(make_shop)
+    _signed_in(client, session)
+    form = _form(_customer_page(client, customer_id), "unsubscribe-form")
+
+    # when staff press Unsubscribe, and the form is posted again
+    first = client.post(f"/admin/customers/{customer_id}/unsubscribe", data=form)
+    after_first = _flashes(client, customer_id)
+    client.post(f"/admin/customers/{customer_id}/unsubscribe", data=form)
+    after_second = _flashes(client, customer_id)
+    page = _customer_page(client, customer_id)
+
+    # then the customer is unsubscribed at once with one staff consent event naming who did it
+    assert first.status_code == 302
+    assert "Unsubscribed: no more reminders" in after_first
+    assert "already unsubscribed" in after_second
+    session.expire_all()
+    customer = session.get(Customer, customer_id)
+    events = session.scalars(select(ConsentEvent).where(ConsentEvent.customer_id == customer_id)).all()
+    session.commit()
+    assert customer.unsubscribed_at is not None
+    assert (customer.accepts_marketing, customer.consent_source) == (False, "staff")
+    assert [(e.kind, e.source, e.detail) for e in events] == [("unsubscribed", "staff", {"by": STAFF_EMAIL})]
+    assert 'id="unsubscribed-marker"' in page
+    assert 'id="unsubscribe-form"' not in page
+    assert STAFF_EMAIL in re.search(r'<table id="consent-events">(.*?)</table>', page, re.S).group(1)
+
+
+def _customer_with_a_code(make_shop) -> tuple[int, int, int, str]:  # type: ignore[no-untyped-def]
+    """A customer (Erika, 600 points) who redeemed "5 € Rabatt" and whose code exists in the shop.
+
+    Returns (shop id, customer id, redemption id, code).
+    """
+    shop_id, customer_id = _customer_with_points(make_shop)
+    with session_scope() as s:
+        shop = s.get(Shop, shop_id)
+        shop.name, shop.mail_from, shop.brand_color = "Demo Laden", "Demo Laden <hallo@demo-laden.example>", "#aa3300"
+        customer = s.get(Customer, customer_id)
+        customer.first_name, customer.last_name = "Erika", "Mustermann"
+        redemption = redeem(s, shop, customer, "5 € Rabatt", source="customer")
+        code = s.get(IssuedCode, redemption.issued_code_id)
+        # what the code job records once the shop created the code
+        code.status, redemption.status = CodeStatus.CREATED, RedemptionStatus.CREATED
+        return shop_id, customer_id, redemption.id, code.code
+
+
+@pytest.mark.parametrize(
+    "_case, unsubscribed",
+    [
+        ("subscribed", False),
+        ("unsubscribed: the code is theirs, so it still goes", True),
+    ],
+)
+def test_resend_code_is_received_by_the_mail_server(smtp_server, client, session, make_shop, _case, unsubscribed):
+    # given (the SMTP server starts before the app, which reads SMTP_* when it is created) a
+    # customer whose reward code exists, and staff on their page
+    shop_id, customer_id, redemption_id, code = _customer_with_a_code(make_shop)
+    if unsubscribed:
+        with session_scope() as s:
+            consent.unsubscribe(s, s.get(Customer, customer_id), source="unsubscribe_link")
+    _signed_in(client, session)
+    form = _form(_customer_page(client, customer_id), f"resend-{redemption_id}")
+
+    # when staff press "Re-send code"
+    response = client.post(f"/admin/customers/{customer_id}/redemptions/{redemption_id}/resend", data=form)
+
+    # then the local mail server received it at once, with the code in the text and the HTML part
+    assert response.status_code == 302
+    assert f"Code {code} was e-mailed to {KUNDIN}." in _flashes(client, customer_id)
+    [mail] = smtp_server.messages
+    assert mail["To"] == f"Erika Mustermann <{KUNDIN}>"
+    assert mail["From"] == "Demo Laden <hallo@demo-laden.example>"
+    assert mail["Subject"] == "Ihr Code für „5 € Rabatt“ bei Demo Laden"
+    assert "List-Unsubscribe" not in mail  # transactional
+    text = mail.get_body(("plain",)).get_content()
+    html = mail.get_body(("html",)).get_content()
+    assert code in text and code in html
+    assert "Hallo Erika," in text and "5,00 €" in text
+    assert "http://localhost/r/" in text  # the customer's page, from PUBLIC_URL
+    assert "background-color: #aa3300" in html
+
+
+def test_resend_code_is_refused_for_a_banned_customer(smtp_server, client, session, make_shop):
+    # given a customer with a created code who was banned afterwards
+    _shop_id, customer_id, redemption_id, _code = _customer_with_a_code(make_shop)
+    token = _signed_in(client, session)
+    with session_scope() as s:
+        customer = s.get(Customer, customer_id)
+        customer.banned_at, customer.ban_reason = utcnow(), "Rückbuchung"
+
+    # when the re-send is posted anyway (the page no longer offers it)
+    page = _customer_page(client, customer_id)
+    client.post(f"/admin/customers/{customer_id}/redemptions/{redemption_id}/resend", data={"csrf_token": token})
+
+    # then nothing is sent, and staff are told why
+    assert f'id="resend-{redemption_id}"' not in page
+    assert "Code not sent: the customer is banned" in _flashes(client, customer_id)
+    assert smtp_server.messages == []
+
+
+@pytest.mark.parametrize(
+    "_case, failure, detail",
+    [
+        ("mail server unreachable", None, "SMTP connection failed"),
+        ("mail server refuses the message", "554 5.7.1 Message rejected", "554"),
+    ],
+)
+def test_resend_code_with_smtp_failing_shows_an_error(smtp_server, app, client, session, make_shop, _case, failure,
+                                                       detail):
+    # given a customer whose code exists, and a mail server that is down or refuses
+    _shop_id, customer_id, redemption_id, _code = _customer_with_a_code(make_shop)
+    _signed_in(client, session)
+    form = _form(_customer_page(client, customer_id), f"resend-{redemption_id}")
+    if failure is None:
+        app.config["SMTP_PORT"] = free_port()  # nothing listens there
+    else:
+        smtp_server.fail_next = [failure]
+
+    # when staff press "Re-send code"
+    response = client.post(f"/admin/customers/{customer_id}/redemptions/{redemption_id}/resend", data=form)
+
+    # then they get their page back with a clear error, not a 500, and nothing was delivered
+    assert response.status_code == 302
+    flashes = _flashes(client, customer_id)
+    assert "The code was NOT sent" in flashes and detail in flashes
+    assert smtp_server.messages == []
+
+
+@pytest.mark.parametrize(
+    "_case, path",
+    [
+        ("unsubscribe", "/admin/customers/{customer}/unsubscribe"),
+        ("re-send code", "/admin/customers/{customer}/redemptions/{redemption}/resend"),
+    ],
+)
+def test_unsubscribe_and_resend_without_csrf_token_are_rejected(smtp_server, client, session, make_shop, _case, path):
+    # given a signed-in staff user and a customer with a created code
+    _shop_id, customer_id, redemption_id, _code = _customer_with_a_code(make_shop)
+    _signed_in(client, session)
+
+    # when a form is posted without the token (as a cross-site form would)
+    response = client.post(path.format(customer=customer_id, redemption=redemption_id))
+
+    # then it is refused: no consent change, no e-mail
+    assert response.status_code == 400
+    session.expire_all()
+    assert session.get(Customer, customer_id).unsubscribed_at is None
+    assert session.scalar(select(func.count()).select_from(ConsentEvent)) == 0
+    session.commit()
+    assert smtp_server.messages == []
