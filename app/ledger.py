@@ -11,6 +11,7 @@ SQLite every transaction already holds the database write lock (BEGIN IMMEDIATE)
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -81,6 +82,50 @@ def find_entry(session: Session, shop_id: int, source_type: str, source_id: str,
             LedgerEntry.reason == reason,
         )
     ).first()
+
+
+def _once(session: Session, change: Callable[[], None], entry: LedgerEntry) -> LedgerEntry | None:
+    """Apply `change` and insert `entry` in one savepoint; None (and nothing changed) on a duplicate."""
+    try:
+        with session.begin_nested():
+            change()
+            session.add(entry)
+            session.flush()
+    except IntegrityError:
+        session.expire_all()
+        logger.debug("ledger entry already recorded", extra={"shop": entry.shop_id, "reason": entry.reason})
+        return None
+    return entry
+
+
+def spend_oldest_first(session: Session, customer_id: int, points: int) -> list[tuple[int, int]]:
+    """Take `points` from available lots, oldest first; returns (lot id, points) taken.
+
+    Raises:
+        InsufficientPointsError: fewer points are available (nothing is changed).
+    """
+    lots = session.scalars(
+        select(PointLot)
+        .where(PointLot.customer_id == customer_id, PointLot.state == LotState.AVAILABLE, PointLot.remaining > 0)
+        .order_by(PointLot.earned_at, PointLot.id)
+    ).all()
+    if sum(lot.remaining for lot in lots) < points:
+        raise InsufficientPointsError("not enough available points")
+    left, taken = points, []
+    for lot in lots:
+        if left == 0:
+            break
+        take = min(lot.remaining, left)
+        lot.remaining -= take
+        if lot.remaining == 0:
+            lot.state = LotState.SPENT
+        taken.append((lot.id, take))
+        left -= take
+    return taken
+
+
+class InsufficientPointsError(ValueError):
+    """Fewer available points than asked for."""
 
 
 def append(session: Session, entry: LedgerEntry, *, lot: PointLot | None = None) -> LedgerEntry | None:
@@ -187,42 +232,32 @@ def debit(session: Session, entry: LedgerEntry, points: int, *, own_lot_id: int 
 
     The lot changes and the entry share one savepoint, so a duplicate changes nothing.
     """
-    try:
-        with session.begin_nested():
-            taken = take_back(session, entry.customer_id, points, own_lot_id=own_lot_id)
-            entry.delta = -(taken.pending + taken.available)
-            entry.pending_delta = -taken.pending
-            entry.available_delta = -taken.available
-            entry.shortfall = taken.shortfall
-            entry.lot_id = own_lot_id
-            entry.detail = {**(entry.detail or {}), "requested": points, "lots": [list(m) for m in taken.lots]}
-            session.add(entry)
-            session.flush()
-    except IntegrityError:
-        session.expire_all()
-        return None
-    return entry
+    def change() -> None:
+        taken = take_back(session, entry.customer_id, points, own_lot_id=own_lot_id)
+        entry.delta = -(taken.pending + taken.available)
+        entry.pending_delta = -taken.pending
+        entry.available_delta = -taken.available
+        entry.shortfall = taken.shortfall
+        entry.lot_id = own_lot_id
+        entry.detail = {**(entry.detail or {}), "requested": points, "lots": [list(m) for m in taken.lots]}
+
+    return _once(session, change, entry)
 
 
 def restore(session: Session, entry: LedgerEntry, points: int, *, lot: PointLot) -> LedgerEntry | None:
     """Give back `points` that a reversal took (an order restored or un-cancelled)."""
-    try:
-        with session.begin_nested():
-            lot.remaining += points
-            if lot.state == LotState.REVERSED:
-                lot.state = LotState.AVAILABLE if lot.available_at <= utcnow() else LotState.PENDING
-            entry.delta = points
-            entry.lot_id = lot.id
-            if lot.state == LotState.PENDING:
-                entry.pending_delta, entry.available_delta = points, 0
-            else:
-                entry.pending_delta, entry.available_delta = 0, points
-            session.add(entry)
-            session.flush()
-    except IntegrityError:
-        session.expire_all()
-        return None
-    return entry
+    def change() -> None:
+        lot.remaining += points
+        if lot.state == LotState.REVERSED:
+            lot.state = LotState.AVAILABLE if lot.available_at <= utcnow() else LotState.PENDING
+        entry.delta = points
+        entry.lot_id = lot.id
+        if lot.state == LotState.PENDING:
+            entry.pending_delta, entry.available_delta = points, 0
+        else:
+            entry.pending_delta, entry.available_delta = 0, points
+
+    return _once(session, change, entry)
 
 
 def mature_lot(session: Session, lot_id: int, *, now: datetime | None = None) -> LedgerEntry | None:
@@ -248,15 +283,10 @@ def mature_lot(session: Session, lot_id: int, *, now: datetime | None = None) ->
         source_id=str(lot.id),
         detail={"points": lot.remaining},
     )
-    try:
-        with session.begin_nested():
-            lot.state = LotState.AVAILABLE
-            session.add(entry)
-            session.flush()
-    except IntegrityError:
-        session.expire_all()
-        return None
-    return entry
+    def change() -> None:
+        lot.state = LotState.AVAILABLE
+
+    return _once(session, change, entry)
 
 
 def due_lot_ids(session: Session, now: datetime, limit: int = 1000) -> list[int]:
@@ -297,16 +327,11 @@ def expire_lot(session: Session, lot_id: int, *, now: datetime | None = None) ->
         source_id=str(lot.id),
         detail={"points": points, "expires_at": lot.expires_at.isoformat()},
     )
-    try:
-        with session.begin_nested():
-            lot.remaining = 0
-            lot.state = LotState.EXPIRED
-            session.add(entry)
-            session.flush()
-    except IntegrityError:
-        session.expire_all()
-        return None
-    return entry
+    def change() -> None:
+        lot.remaining = 0
+        lot.state = LotState.EXPIRED
+
+    return _once(session, change, entry)
 
 
 def expired_lot_ids(session: Session, now: datetime, limit: int = 1000) -> list[int]:
@@ -355,24 +380,11 @@ def adjust(session: Session, *, shop_id: int, customer_id: int, points: int, not
         return credit(session, entry, lot)
     if find_entry(session, shop_id, "adjustment", key, "adjust") is not None:
         return None
-    available = balance(session, customer_id).available
-    if -points > available:
-        raise AdjustmentError(f"cannot remove {-points} points: only {available} available")
-    lots = session.scalars(
-        select(PointLot)
-        .where(PointLot.customer_id == customer_id, PointLot.state == LotState.AVAILABLE, PointLot.remaining > 0)
-        .order_by(PointLot.earned_at, PointLot.id)
-    ).all()
-    left, taken = -points, []
-    for lot in lots:
-        if left == 0:
-            break
-        take = min(lot.remaining, left)
-        lot.remaining -= take
-        if lot.remaining == 0:
-            lot.state = LotState.SPENT
-        taken.append([lot.id, take])
-        left -= take
+    try:
+        taken = spend_oldest_first(session, customer_id, -points)
+    except InsufficientPointsError:
+        available = balance(session, customer_id).available
+        raise AdjustmentError(f"cannot remove {-points} points: only {available} available") from None
     entry.delta, entry.available_delta = points, points
-    entry.detail = {**entry.detail, "lots": taken}
+    entry.detail = {**entry.detail, "lots": [list(t) for t in taken]}
     return append(session, entry)

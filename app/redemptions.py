@@ -50,28 +50,6 @@ def _tier_allows(reward: Reward, customer: Customer) -> bool:
     return not reward.tiers or customer.tier in reward.tiers
 
 
-def _spend(session: Session, customer_id: int, points: int) -> list[tuple[int, int]]:
-    """Take `points` from available lots, oldest first; returns (lot id, points) taken."""
-    lots = session.scalars(
-        select(PointLot)
-        .where(PointLot.customer_id == customer_id, PointLot.state == LotState.AVAILABLE, PointLot.remaining > 0)
-        .order_by(PointLot.earned_at, PointLot.id)
-    ).all()
-    left, taken = points, []
-    for lot in lots:
-        if left == 0:
-            break
-        take = min(lot.remaining, left)
-        lot.remaining -= take
-        if lot.remaining == 0:
-            lot.state = LotState.SPENT
-        taken.append((lot.id, take))
-        left -= take
-    if left:
-        raise RedemptionError("not enough available points")
-    return taken
-
-
 def redeem(
     session: Session,
     shop: Shop,
@@ -137,7 +115,10 @@ def redeem(
         return found
     redemption = session.get(Redemption, new_id)
     assert redemption is not None
-    taken = _spend(session, customer.id, reward.points)
+    try:
+        taken = ledger.spend_oldest_first(session, customer.id, reward.points)
+    except ledger.InsufficientPointsError:
+        raise RedemptionError("not enough available points") from None
     session.add(
         LedgerEntry(
             shop_id=shop.id,
