@@ -48,8 +48,12 @@ def shopify_order(order_id: int, *, email: str, customer_id: int | None, subtota
     if customer_id is None:
         body.pop("customer", None)
     else:
-        body["customer"] = {**body["customer"], "id": customer_id, "email": email,
-                            "updated_at": updated_at.isoformat(), "created_at": updated_at.isoformat()}
+        first = email.split("@")[0].capitalize()
+        body["customer"] = {**body["customer"], "id": customer_id, "email": email, "first_name": first,
+                            "last_name": "Beispiel", "updated_at": updated_at.isoformat(),
+                            "created_at": updated_at.isoformat(),
+                            "email_marketing_consent": {"state": "subscribed", "opt_in_level": "single_opt_in",
+                                                        "consent_updated_at": updated_at.isoformat()}}
     return body
 
 
