@@ -7,7 +7,9 @@ German shop would accept out of the box.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -283,17 +285,32 @@ def validate_document(document: Any) -> Program:
         raise ProgramError("; ".join(problems)) from None
 
 
+_DEFAULT = Program()
+
+
+@lru_cache(maxsize=256)
+def _validated(document_json: str) -> Program:
+    """Validate a saved document once per process (keyed by its canonical JSON text)."""
+    return validate_document(json.loads(document_json))
+
+
 def current_program(session: Session, shop: Shop) -> tuple[int, Program]:
-    """Return the version number and program in force for `shop` (version 0 = the defaults)."""
-    row = session.scalars(
-        select(ProgramVersion)
+    """Return the version number and program in force for `shop` (version 0 = the defaults).
+
+    Remembered for the rest of the session's life (one delivery, one request), which asks often.
+    """
+    known = session.info.setdefault("programs", {})
+    if shop.id in known:
+        return known[shop.id]
+    row = session.execute(
+        select(ProgramVersion.version, ProgramVersion.document)
         .where(ProgramVersion.shop_id == shop.id)
         .order_by(ProgramVersion.version.desc())
         .limit(1)
     ).first()
-    if row is None:
-        return 0, Program()
-    return row.version, validate_document(row.document)
+    result = (0, _DEFAULT) if row is None else (row.version, _validated(json.dumps(row.document, sort_keys=True)))
+    known[shop.id] = result
+    return result
 
 
 def program_versions(session: Session, shop: Shop) -> list[ProgramVersion]:
@@ -325,4 +342,5 @@ def save_program(session: Session, shop: Shop, document: Any, *, created_by: str
     session.add(row)
     shop.program_version = row.version
     session.flush()
+    session.info.get("programs", {}).pop(shop.id, None)
     return row
