@@ -214,26 +214,35 @@ def test_redis_down_still_200_and_sweep_enqueues_later(app, make_shop, post_webh
     assert delivery.status == DeliveryStatus.PROCESSED
 
 
-def test_database_down_is_503(app, make_shop, post_webhook, monkeypatch):
-    # given a shop, then a database that refuses connections
+@pytest.mark.parametrize("_case, broken", [("cannot connect", "connect"), ("insert fails", "raw_connection")])
+def test_database_down_is_503(_case, broken, app, make_shop, post_webhook, monkeypatch, session):
+    # given a shop, then a database that fails at the shop lookup or at the insert
     make_shop("shopify")
     from sqlalchemy.exc import OperationalError
 
     from app import db
 
-    class DeadEngine:
-        def begin(self):
-            raise OperationalError("connect", {}, Exception("connection refused"))
+    real = db.get_engine()
 
-        connect = begin
+    class DeadEngine:
+        dialect = real.dialect
+
+        def __getattr__(self, name):  # type: ignore[no-untyped-def]
+            if name == broken:
+                def fail(*_a, **_k):  # type: ignore[no-untyped-def]
+                    raise OperationalError("connect", {}, Exception("connection refused"))
+                return fail
+            return getattr(real, name)
 
     monkeypatch.setattr(db, "get_engine", lambda: DeadEngine())
 
     # when a delivery arrives
     response = post_webhook("shopify", "orders/paid", fixture_bytes("shopify", "orders_paid.json"))
 
-    # then 503 so the platform retries
+    # then 503 so the platform retries, and nothing was stored
     assert response.status_code == 503
+    monkeypatch.undo()
+    assert _deliveries(session) == []
 
 
 def test_deliveries_counted_once_under_concurrency(app, make_shop, session, redis_url):
