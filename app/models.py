@@ -195,6 +195,7 @@ class Customer(Base):
         ),
         Index("ix_customers_shop_id_email", "shop_id", "email"),
         Index("ix_customers_shop_id_created_at", "shop_id", "created_at"),
+        Index("ix_customers_next_winback_at_id", "next_winback_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -219,7 +220,7 @@ class Customer(Base):
     # Win-back bookkeeping, refreshed at every paid order: the sweep selects by the indexed
     # next_winback_at, so its cost follows the number of customers due, not the number of customers.
     last_order_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    next_winback_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    next_winback_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     platform_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -302,7 +303,10 @@ class Checkout(Base):
     """A checkout that may be abandoned (input of the cart reminders)."""
 
     __tablename__ = "checkouts"
-    __table_args__ = (UniqueConstraint("shop_id", "platform_id"),)
+    __table_args__ = (
+        UniqueConstraint("shop_id", "platform_id"),
+        Index("ix_checkouts_next_reminder_at_id", "next_reminder_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
@@ -320,7 +324,7 @@ class Checkout(Base):
     sequence: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     sequence_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_step: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
-    next_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    next_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

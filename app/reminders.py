@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, cast, exists, func, select
+from sqlalchemy import String, and_, cast, exists, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from app import consent
@@ -191,23 +191,29 @@ def _add_message(session: Session, *, shop_id: int, campaign: str, subject_key: 
     return result.scalar() is not None
 
 
-def _keyset(session: Session, query, id_column, batch: int = BATCH) -> Iterator[list]:  # type: ignore[no-untyped-def]
-    """Yield rows of `query` in id order, `batch` at a time (bounded memory, indexed access)."""
-    last = 0
+def _keyset(session: Session, query, columns, batch: int = BATCH) -> Iterator[list]:  # type: ignore[no-untyped-def]
+    """Yield rows of `query` ordered by `columns` (due column, id), `batch` at a time.
+
+    Paging on the due column's index keeps each page proportional to what is due, even with a
+    large backlog; comparing against the last values read means moving a processed row's due
+    time (to the next step, or NULL) never disturbs the walk.
+    """
+    last = None
     while True:
-        rows = session.execute(query.where(id_column > last).order_by(id_column).limit(batch)).all()
+        page = query if last is None else query.where(tuple_(*columns) > tuple(last))
+        rows = session.execute(page.order_by(*columns).limit(batch)).all()
         if not rows:
             return
         yield rows
-        last = rows[-1][0]
+        last = tuple(rows[-1][: len(columns)])
 
 
 def sweep_carts(session: Session, at: datetime, programs: _Programs) -> int:
     """Create the due cart-reminder steps and advance each checkout to its next step."""
     created = 0
-    query = select(Checkout.id).where(Checkout.next_reminder_at <= at)
-    for rows in _keyset(session, query, Checkout.id):
-        for (checkout_id,) in rows:
+    query = select(Checkout.next_reminder_at, Checkout.id).where(Checkout.next_reminder_at <= at)
+    for rows in _keyset(session, query, (Checkout.next_reminder_at, Checkout.id)):
+        for _, checkout_id in rows:
             row = session.get(Checkout, checkout_id)
             assert row is not None
             _, program = programs(row.shop_id)
@@ -227,9 +233,11 @@ def sweep_carts(session: Session, at: datetime, programs: _Programs) -> int:
 def sweep_winbacks(session: Session, at: datetime, programs: _Programs) -> int:
     """Create one win-back per lapse for customers whose rhythm says they are overdue."""
     created = 0
-    query = select(Customer.id).where(Customer.next_winback_at <= at, Customer.merged_into_id.is_(None))
-    for rows in _keyset(session, query, Customer.id):
-        for (customer_id,) in rows:
+    query = select(Customer.next_winback_at, Customer.id).where(
+        Customer.next_winback_at <= at, Customer.merged_into_id.is_(None)
+    )
+    for rows in _keyset(session, query, (Customer.next_winback_at, Customer.id)):
+        for _, customer_id in rows:
             customer = session.get(Customer, customer_id)
             assert customer is not None
             if customer.next_winback_at is None or customer.next_winback_at > at or customer.last_order_at is None:
@@ -242,6 +250,13 @@ def sweep_winbacks(session: Session, at: datetime, programs: _Programs) -> int:
             customer.next_winback_at = None  # one per lapse; the next paid order schedules anew
         session.commit()
     return created
+
+
+def _utc_day(session: Session, column):  # type: ignore[no-untyped-def]
+    """SQL: the UTC date of a timestamp as YYYY-MM-DD (what `expires_at.date().isoformat()` gives)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.strftime("%Y-%m-%d", column)  # SQLite stores UTC as text
 
 
 def _no_message(campaign: str, subject) -> object:  # type: ignore[no-untyped-def]
@@ -274,11 +289,19 @@ def sweep_notices(session: Session, at: datetime, programs: _Programs) -> dict[s
         if not program.reminders.notices.expiry or not program.expiry.months:
             continue
         horizon = at + timedelta(days=program.expiry.notice_days)
-        for customer_id, expires_at in session.execute(
-            select(PointLot.customer_id, func.min(PointLot.expires_at))
+        lots = (
+            select(PointLot.customer_id, func.min(PointLot.expires_at).label("expires_at"))
             .where(PointLot.shop_id == shop_id, PointLot.expires_at > at, PointLot.expires_at <= horizon,
                    PointLot.remaining > 0, PointLot.state.in_([LotState.PENDING, LotState.AVAILABLE]))
             .group_by(PointLot.customer_id)
+            .subquery()
+        )
+        # Only customers not yet told about this expiry day (the subject key, rebuilt in SQL).
+        key = cast(lots.c.customer_id, String) + ":" + _utc_day(session, lots.c.expires_at)
+        for customer_id, expires_at in session.execute(
+            select(lots.c.customer_id, lots.c.expires_at).where(~exists().where(
+                ReminderMessage.shop_id == shop_id, ReminderMessage.campaign == "expiry",
+                ReminderMessage.subject_key == key))
         ).all():
             created["expiry"] += _add_message(
                 session, shop_id=shop_id, campaign="expiry",
@@ -295,7 +318,10 @@ def sweep_notices(session: Session, at: datetime, programs: _Programs) -> dict[s
             created["tier_change"] += _add_message(
                 session, shop_id=shop_id, campaign="tier_change", subject_key=str(change_id), step=1,
                 customer_id=customer_id, email=None, due_at=at, context={"tier_change_id": change_id})
-    for entry_id, shop_id, customer_id in session.execute(
+    shops_with_earned_notices = [
+        shop_id for shop_id in session.scalars(select(Shop.id)) if programs(shop_id)[1].reminders.notices.points_earned
+    ]
+    for entry_id, shop_id, customer_id in [] if not shops_with_earned_notices else session.execute(
         select(LedgerEntry.id, LedgerEntry.shop_id, LedgerEntry.customer_id)
         .where(LedgerEntry.reason == "earn", LedgerEntry.created_at >= at - timedelta(days=2),
                LedgerEntry.delta > 0, _no_message("points_earned", LedgerEntry.id))

@@ -41,6 +41,6 @@ def test_migrations_downgrade_and_upgrade_again(tmp_path):
     # then it ends at head with every table
     engine = make_engine(url)
     with engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0004"
+        assert MigrationContext.configure(conn).get_current_revision() == "0005"
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     engine.dispose()
