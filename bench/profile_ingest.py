@@ -48,13 +48,19 @@ def _short(frame: str) -> str:
     return f"{name} ({path})"
 
 
-def summarize(path: Path, top: int) -> str:
+def summarize(path: Path, top: int, focus: str | None = None) -> str:
+    """Inclusive and own shares of the main thread's samples; with `focus`, only the samples whose
+    stack contains a frame starting with `focus` (e.g. "BaseWorker.work") count."""
     stacks = _load(path)
+    if focus is not None:
+        stacks = [(f, c) for f, c in stacks if any(x.startswith(focus) for x in f)]
+        if not stacks:
+            return f"no samples under {focus}"
     threads: Counter[str] = Counter()
     for frames, count in stacks:
         threads[frames[0]] += count
     lines = ["samples per thread: " + ", ".join(f"{t}: {n}" for t, n in threads.most_common())]
-    main = next((t for t in threads if "MainThread" in t or "main" in t.lower()), threads.most_common(1)[0][0])
+    main = next((t for t in threads if "MainThread" in t), threads.most_common(1)[0][0])
     for thread in threads:
         if thread == main:
             continue
@@ -70,7 +76,8 @@ def summarize(path: Path, top: int) -> str:
             inclusive[name] += count
         if frames:
             own[_short(frames[-1])] += count
-    lines.append(f"\nmain thread: {total} samples (wall time, idle included)")
+    scope = f", only under {focus}" if focus else ""
+    lines.append(f"\nmain thread: {total} samples{scope}")
     lines.append(f"\n{'inclusive %':>11}  function")
     for name, count in inclusive.most_common(top):
         lines.append(f"{100 * count / total:10.1f}%  {name}")
@@ -87,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=45)
+    parser.add_argument("--cpu-only", action="store_true",
+                        help="sample only while the worker runs on CPU (no --idle): where its CPU goes")
+    parser.add_argument("--focus", default=None,
+                        help="count only samples whose stack has a frame starting with this, e.g. 'receive'")
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 120:
         parser.error("--duration must be within 0..120 s")
@@ -106,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                                        {"BENCH_DATABASE": str(target), "BENCH_SECRET": _infra.SHOP_SECRET})
     out_dir = Path(__file__).parent / "out"
     out_dir.mkdir(exist_ok=True)
-    raw = out_dir / f"profile-{args.endpoint}-{args.db}-{datetime.now():%Y%m%d-%H%M%S}.txt"
+    kind = "cpu" if args.cpu_only else "wall"
+    raw = out_dir / f"profile-{args.endpoint}-{args.db}-{kind}-{datetime.now():%Y%m%d-%H%M%S}.txt"
     try:
         prefix, suffix = _infra.shopify_request_parts(server.port, _infra.make_body(4096))
         _infra.run_wrk(server.port, prefix, suffix, f"warm{uuid.uuid4().hex[:8]}", duration=2)
@@ -120,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         loader = threading.Thread(target=load)
         loader.start()
         spy = subprocess.run(
-            [py_spy, "record", "--pid", str(pid), "--idle", "--threads", "--nonblocking", "--format", "raw",
+            [py_spy, "record", "--pid", str(pid), *([] if args.cpu_only else ["--idle"]), "--threads",
+             "--nonblocking", "--format", "raw",
              "--rate", str(args.rate), "--duration", str(int(args.duration)), "--output", str(raw)],
             capture_output=True, text=True, timeout=args.duration + 60,
         )
@@ -131,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
     wrk = result.get("wrk", {})
     print(f"{args.endpoint} on {args.db}: {wrk.get('rps', 0):.0f} req/s while profiling worker {pid} "
-          f"(py-spy {args.rate} Hz, nonblocking)")
-    print(summarize(raw, args.top))
+          f"(py-spy {args.rate} Hz, nonblocking, {'CPU samples only' if args.cpu_only else 'wall time, idle included'})")
+    print(summarize(raw, args.top, focus=args.focus))
     print(f"\nraw stacks: {raw.relative_to(_infra.PROJECT_ROOT)}")
     return 0
 

@@ -12,6 +12,11 @@ app/webhooks.py's view in which only the "record" step differs:
   BEGIN and no COMMIT round trip;
 - its engine has no `pool_pre_ping` (set BENCH_WHATIF_PRE_PING=1 to keep the ping and see its cost).
 
+With BENCH_WHATIF=raw the record step goes further: the same single statement is sent through ONE
+raw driver connection per worker process (sqlite3 / psycopg, opened after the fork, autocommit,
+the app's SQLite pragmas), with the SQL string written once, i.e. the floor's INSERT plus the
+dedupe key's ON CONFLICT and RETURNING; a database error answers 503 and drops the connection.
+
 Everything else (shop cache, secrets, verify, topic check, json.loads, dedupe key, dispatcher,
 answers) is the app's own code. Nothing in app/ is changed.
 """
@@ -68,6 +73,51 @@ def _engine(url: str) -> tuple[Engine, Any]:
     return engine, stmt
 
 
+_RAW_COLUMNS = ("shop_id", "platform", "topic", "dedupe_key", "headers", "body", "status", "attempts", "received_at")
+
+
+def _raw_insert(url: str, values: dict[str, Any]) -> int | None:
+    """One autocommit INSERT ... ON CONFLICT DO NOTHING RETURNING id on this process's own connection."""
+    if _state.get("raw_pid") != os.getpid():
+        _state.update(raw_pid=os.getpid(), raw=None)
+    if _state["raw"] is None:
+        cols = ", ".join(_RAW_COLUMNS)
+        if url.startswith("sqlite"):
+            import sqlite3
+
+            conn = sqlite3.connect(url.split("///", 1)[1], isolation_level=None, check_same_thread=False, timeout=30)
+            for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=30000", "synchronous=NORMAL"):
+                conn.execute(f"PRAGMA {pragma}")
+            marks = ", ".join("?" for _ in _RAW_COLUMNS)
+            errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+        else:
+            import psycopg
+            from sqlalchemy.engine import make_url
+
+            u = make_url(url)
+            conn = psycopg.connect(dbname=u.database, user=u.username, host=u.query.get("host"),
+                                   port=u.port, password=u.password, autocommit=True)
+            marks = ", ".join("%s::json" if c == "headers" else "%s" for c in _RAW_COLUMNS)
+            errors = (psycopg.Error,)
+        sql = (f"INSERT INTO webhook_deliveries ({cols}) VALUES ({marks}) "
+               "ON CONFLICT (shop_id, dedupe_key) DO NOTHING RETURNING id")
+        _state.update(raw=conn, raw_sql=sql, raw_errors=errors, raw_sqlite=url.startswith("sqlite"))
+    conn, sql = _state["raw"], _state["raw_sql"]
+    params = dict(values, headers=json.dumps(values["headers"]))
+    if _state["raw_sqlite"]:
+        # What SQLAlchemy's SQLite DATETIME stores (UTCDateTime hands it naive UTC).
+        params["received_at"] = values["received_at"].strftime("%Y-%m-%d %H:%M:%S.%f")
+    try:
+        row = conn.execute(sql, tuple(params[c] for c in _RAW_COLUMNS)).fetchone()
+    except _state["raw_errors"] as exc:
+        _state["raw"] = None
+        try:
+            conn.close()
+        finally:
+            raise OperationalError(sql, None, exc) from exc  # type: ignore[arg-type]
+    return None if row is None else int(row[0])
+
+
 def receive(platform: str) -> Any:
     """app.webhooks.receive, with the record step as one prebuilt autocommit statement."""
     connector = CONNECTORS.get(platform)
@@ -121,7 +171,6 @@ def receive(platform: str) -> Any:
         return _answer(400, "body is not a JSON object")
     key = connector.delivery_key(headers, body, payload)
     # --- the only difference: values first, then one autocommit statement ---
-    engine, stmt = _engine(cfg["DATABASE_URL"])
     values = {
         "shop_id": shop.id,
         "platform": platform,
@@ -134,8 +183,12 @@ def receive(platform: str) -> Any:
         "received_at": utcnow(),
     }
     try:
-        with engine.connect() as conn:
-            new_id = conn.execute(stmt, values).scalar()
+        if os.environ.get("BENCH_WHATIF") == "raw":
+            new_id = _raw_insert(cfg["DATABASE_URL"], values)
+        else:
+            engine, stmt = _engine(cfg["DATABASE_URL"])
+            with engine.connect() as conn:
+                new_id = conn.execute(stmt, values).scalar()
     except (OperationalError, DBAPIError):
         logger.exception("database unavailable", extra={"platform": platform, "shop": shop.id, "topic": topic})
         return _answer(503, "database unavailable, retry later")

