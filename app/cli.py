@@ -57,9 +57,13 @@ def _fail(message: str) -> None:
 @click.option("--api-token", help="Shopify Admin API access token")
 @click.option("--consumer-key", help="WooCommerce REST consumer key")
 @click.option("--consumer-secret", help="WooCommerce REST consumer secret")
+@click.option("--mail-from", help='sender of the shop\'s e-mails, e.g. "Laden <hallo@laden.example>"')
+@click.option("--brand-color", help="hex colour for e-mails, e.g. #2f6f4f")
+@click.option("--address", help="imprint line for e-mail footers")
 def shops_add(platform: str, domain: str, webhook_secret: str | None, currency: str | None, name: str | None,
               tz: str | None, language: str | None, api_token: str | None, consumer_key: str | None,
-              consumer_secret: str | None) -> None:
+              consumer_secret: str | None, mail_from: str | None, brand_color: str | None,
+              address: str | None) -> None:
     """Register a shop (or update it when it exists) and print its id."""
     from app.shops import register_shop
 
@@ -92,6 +96,20 @@ def shops_add(platform: str, domain: str, webhook_secret: str | None, currency: 
             language=language,
             credentials=credentials or None,
         )
+        if brand_color is not None:
+            import re
+
+            if not re.fullmatch(r"#[0-9a-fA-F]{6}", brand_color):
+                _fail(f"--brand-color must look like #2f6f4f, got {brand_color!r}")
+            shop.brand_color = brand_color
+        if mail_from is not None:
+            from email.utils import parseaddr
+
+            if "@" not in parseaddr(mail_from)[1]:
+                _fail(f"--mail-from needs an e-mail address, got {mail_from!r}")
+            shop.mail_from = mail_from
+        if address is not None:
+            shop.address = address
         click.echo(shop.id)
         click.echo(f"{'created' if created else 'updated'} {platform} shop {shop.domain}", err=True)
 

@@ -30,6 +30,7 @@ PREFIXES = {
     "second_purchase": "WIEDER",
     "referral": "FREUND",
     "tier_discount": "MITGLIED",
+    "tier_shipping": "VERSAND",
     "cart": "KORB",
     "winback": "ZURUECK",
 }

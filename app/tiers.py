@@ -99,8 +99,25 @@ def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None,
     customer.tier_since = now
     customer.tier_period_ends_at = add_months(now, program.tiers.period_months)
     session.flush()
+    if tier is not None and customer.banned_at is None:
+        _perk_codes(session, shop, customer, tier)
     logger.info("tier changed", extra={"shop": shop.id, "customer": customer.id, "reason": reason})
     return change
+
+
+def _perk_codes(session: Session, shop: Shop, customer: Customer, tier: Tier) -> None:
+    """Give the tier's lasting perks as codes restricted to the member (once per tier)."""
+    from app import codes
+
+    common = {"customer_id": customer.id, "platform_customer_id": customer.platform_id,
+              "customer_email": customer.email, "valid_days": None, "usage_limit": None}
+    if tier.member_discount_percent > 0:
+        codes.record_code(session, shop, purpose="tier_discount", source_key=f"{customer.id}:{tier.name}",
+                          title=f"{tier.name}: {tier.member_discount_percent.normalize():f} % Mitgliederrabatt",
+                          kind="percentage", value=tier.member_discount_percent, **common)
+    if tier.free_shipping:
+        codes.record_code(session, shop, purpose="tier_shipping", source_key=f"{customer.id}:{tier.name}",
+                          title=f"{tier.name}: Gratisversand", kind="free_shipping", value=Decimal("0"), **common)
 
 
 def evaluate(session: Session, shop: Shop, customer: Customer, program: Program, version: int, *,

@@ -65,3 +65,40 @@ def settle_referrals(limit: int = 1000) -> int:
                 if referrer is not None and shop is not None:
                     maybe_auto_redeem(session, shop, referrer)
     return len(ids)
+
+
+def award_birthday_bonuses(today: str | None = None) -> int:
+    """Award the birthday bonus to customers whose birthday is today in their shop's time zone.
+
+    Only where a birthday is known (neither Shopify nor WooCommerce core sends one; a shop can
+    fill it from its own data). Once per customer and year, by the ledger's unique key.
+    """
+    from datetime import date, datetime
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import select
+
+    from app.incentives import award_bonus
+
+    awarded = 0
+    with session_scope() as session:
+        shops = [(shop.id, shop.timezone) for shop in session.scalars(select(Shop))]
+    for shop_id, tz in shops:
+        day = date.fromisoformat(today) if today else datetime.now(ZoneInfo(tz)).date()
+        with session_scope() as session:
+            shop = session.get(Shop, shop_id)
+            version, program = current_program(session, shop)
+            if program.earning.birthday_bonus <= 0:
+                continue
+            for customer in session.scalars(
+                select(Customer).where(Customer.shop_id == shop_id, Customer.birthday.is_not(None),
+                                       Customer.merged_into_id.is_(None))
+            ):
+                if (customer.birthday.month, customer.birthday.day) != (day.month, day.day):
+                    continue
+                now = utcnow()
+                if award_bonus(session, shop, customer, reason="birthday_bonus",
+                               source_id=f"{customer.id}-{day.year}", points=program.earning.birthday_bonus,
+                               version=version, available_at=now, expires_at=None, now=now):
+                    awarded += 1
+    return awarded

@@ -8,7 +8,7 @@ from rq import cron
 from jobs.codes import requeue_pending
 from jobs.deliveries import requeue_stuck_deliveries
 from jobs.points import mature_points
-from jobs.program import expire_points, review_tiers, settle_referrals
+from jobs.program import award_birthday_bonuses, expire_points, review_tiers, settle_referrals
 
 cron.register(requeue_stuck_deliveries, queue_name="webhooks", interval=30)
 cron.register(requeue_pending, queue_name="codes", interval=120)
@@ -16,6 +16,7 @@ cron.register(mature_points, queue_name="points", interval=300)
 cron.register(expire_points, queue_name="points", cron="15 * * * *")
 cron.register(review_tiers, queue_name="points", cron="30 * * * *")
 cron.register(settle_referrals, queue_name="points", cron="45 * * * *")
+cron.register(award_birthday_bonuses, queue_name="points", cron="5 * * * *")
 from jobs.reminders import sweep_reminders  # noqa: E402 - grouped with its registration
 
 cron.register(sweep_reminders, queue_name="reminders", interval=300)

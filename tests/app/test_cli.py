@@ -78,3 +78,18 @@ def test_rewards_redeem_refuses_clearly(make_shop, runner):
     # then exit 1 with the reason
     assert poor.exit_code == 1 and "not enough points: 1 available" in poor.output
     assert unknown.exit_code == 1 and "no active reward called 'Mond'" in unknown.output
+
+
+def test_shops_add_sets_the_e_mail_identity(runner):
+    # when a shop is added with sender, colour and imprint line, and with a bad colour
+    ok = runner.invoke(args=["shops", "add", "--platform", "shopify", "--domain", "laden.myshopify.com",
+                             "--mail-from", "Laden <hallo@laden.example>", "--brand-color", "#aa3300",
+                             "--address", "Laden GmbH · Weg 1 · 10115 Berlin"])
+    bad = runner.invoke(args=["shops", "add", "--platform", "shopify", "--domain", "laden.myshopify.com",
+                              "--brand-color", "red"])
+
+    # then the e-mails use them, and the bad colour is refused
+    assert ok.exit_code == 0 and bad.exit_code == 1 and "#2f6f4f" in bad.output
+    with session_scope() as s:
+        shop = s.scalars(select(Shop)).one()
+        assert (shop.mail_from, shop.brand_color) == ("Laden <hallo@laden.example>", "#aa3300")

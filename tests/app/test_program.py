@@ -410,3 +410,46 @@ def test_referral_reversed_when_the_friends_order_is_refunded_in_the_window(make
     # then the member gets nothing
     assert (_referral().status, _referral().reason) == (ReferralStatus.REJECTED, "refunded")
     assert [e for e in report(shop, "anna@example.test")["ledger"] if e["reason"] == "referral"] == []
+
+
+def test_tier_perks_become_member_codes_once(make_shop):
+    # given Gold with a 5 % member discount and free shipping
+    shop = make_shop("shopify")
+    program(shop, {**NO_EXTRAS, "earning": INSTANT, "tiers": {"levels": [
+        {"name": "Bronze", "threshold": "0"},
+        {"name": "Gold", "threshold": "500", "member_discount_percent": "5", "free_shipping": True}]}})
+
+    # when the customer reaches Gold, and orders again
+    apply(shop, order("1", "600.00", customer_id="207119551"))
+    apply(shop, order("2", "10.00", customer_id="207119551", paid_at=T0 + timedelta(days=1)))
+
+    # then one lasting 5 % code and one free-shipping code exist for that customer only
+    with session_scope() as s:
+        rows = sorted((c.purpose, c.spec["kind"], c.spec["value"], c.spec["customer_id"], c.spec["usage_limit"],
+                       c.expires_at) for c in s.scalars(select(IssuedCode)))
+    assert rows == [("tier_discount", "percentage", "5", "207119551", None, None),
+                    ("tier_shipping", "free_shipping", "0", "207119551", None, None)]
+
+
+def test_birthday_bonus_once_a_year_where_a_birthday_is_known(make_shop):
+    # given a 100-point birthday bonus and a customer whose birthday the shop knows
+    from datetime import date
+
+    from jobs.program import award_birthday_bonuses
+
+    shop = make_shop("shopify")
+    program(shop, {**NO_EXTRAS, "earning": {**INSTANT, "birthday_bonus": 100}})
+    apply(shop, order("1", "10.00"))
+    with session_scope() as s:
+        s.scalars(select(Customer)).one().birthday = date(1990, 11, 24)
+
+    # when the job runs the day before, on the day (twice), and on the day next year
+    assert award_birthday_bonuses("2026-11-23") == 0
+    assert award_birthday_bonuses("2026-11-24") == 1
+    assert award_birthday_bonuses("2026-11-24") == 0
+    assert award_birthday_bonuses("2027-11-24") == 1
+
+    # then two bonuses in two years
+    ledger = report(shop, EMAIL)["ledger"]
+    assert [(e["reason"], e["delta"]) for e in ledger if e["reason"] == "birthday_bonus"] == [
+        ("birthday_bonus", 100), ("birthday_bonus", 100)]
