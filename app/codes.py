@@ -107,10 +107,13 @@ def record_code(
     variant_ids: tuple[str, ...] = (),
     usage_limit: int | None = 1,
     now: datetime | None = None,
+    urgent: bool = True,
 ) -> tuple[IssuedCode, bool]:
     """Write the pending code row once per (purpose, source_key); returns (row, created_now).
 
-    The code job is enqueued after the surrounding transaction commits.
+    An urgent code (a customer is waiting for it) gets its job enqueued after the surrounding
+    transaction commits; the others wait for the `jobs.codes.requeue_pending` sweep (every minute),
+    which hands them to the worker in bulk instead of costing the order's job a Redis round trip.
     """
     now = now or utcnow()
     code = derive_code(shop.id, purpose, source_key)
@@ -154,7 +157,7 @@ def record_code(
             IssuedCode.shop_id == shop.id, IssuedCode.purpose == purpose, IssuedCode.source_key == source_key
         )
     ).one()
-    if new_id is not None:
+    if new_id is not None and urgent:
         enqueue_code_after_commit(session, row.id)
     return row, new_id is not None
 

@@ -41,7 +41,7 @@ def ensure_referral_code(session: Session, shop: Shop, customer: Customer, progr
         session, shop, purpose="referral", source_key=str(customer.id), customer_id=customer.id,
         title=f"Willkommen: {offer.friend_discount_percent} % auf die erste Bestellung",
         kind="percentage", value=offer.friend_discount_percent, valid_days=None,
-        minimum_amount=offer.friend_minimum_amount, usage_limit=None,
+        minimum_amount=offer.friend_minimum_amount, usage_limit=None, urgent=False,
     )
     customer.referral_code = row.code
     session.flush()

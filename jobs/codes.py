@@ -107,8 +107,9 @@ def run_order_task(task_id: int) -> str:
     return CodeStatus.CREATED.value
 
 
-def requeue_pending(older_than_seconds: int = 120) -> int:
-    """Enqueue codes and order tasks still pending (Redis was down, or retries ran out)."""
+def requeue_pending(older_than_seconds: int = 0) -> int:
+    """Enqueue codes and order tasks still pending: non-urgent codes, and any whose job was lost
+    (Redis down) or ran out of retries. A code whose job is queued or scheduled is skipped."""
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
     with session_scope() as session:
         code_ids = list(session.scalars(

@@ -11,7 +11,7 @@ from jobs.points import mature_points
 from jobs.program import award_birthday_bonuses, expire_points, review_tiers, settle_referrals
 
 cron.register(requeue_stuck_deliveries, queue_name="webhooks", interval=30)
-cron.register(requeue_pending, queue_name="codes", interval=120)
+cron.register(requeue_pending, queue_name="codes", interval=60)
 cron.register(mature_points, queue_name="points", interval=300)
 cron.register(expire_points, queue_name="points", cron="15 * * * *")
 cron.register(review_tiers, queue_name="points", cron="30 * * * *")
