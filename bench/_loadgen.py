@@ -11,6 +11,7 @@ omission). Each request opens its own connection, as wrk does against gunicorn's
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 
@@ -35,7 +36,7 @@ class FixedRateResult:
 def _percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
-    index = min(len(sorted_values) - 1, max(0, int(round(q / 100 * len(sorted_values) + 0.5)) - 1))
+    index = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values) + 0.5) - 1))
     return sorted_values[index]
 
 
@@ -65,7 +66,7 @@ async def _run(port: int, prefix: bytes, suffix: bytes, nonce: str, rate: float,
                     latencies.append((done - scheduled) * 1000)
                 else:
                     counters["non_200"] += 1
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError):
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError):
                 counters["errors"] += 1
             finally:
                 if writer is not None:
@@ -79,7 +80,7 @@ async def _run(port: int, prefix: bytes, suffix: bytes, nonce: str, rate: float,
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(i, scheduled)))
-    done, pending = await asyncio.wait(tasks, timeout=request_timeout * 3)
+    _done, pending = await asyncio.wait(tasks, timeout=request_timeout * 3)
     for task in pending:
         task.cancel()
     counters["errors"] += len(pending)
@@ -101,7 +102,7 @@ def run_fixed_rate(port: int, prefix: bytes, suffix: bytes, nonce: str, *, rate:
     span = (last_done - t0) if last_done > t0 else float("nan")
     return FixedRateResult(
         offered_rps=rate,
-        achieved_rps=len(latencies) / span if span == span else 0.0,
+        achieved_rps=len(latencies) / span if not math.isnan(span) else 0.0,
         sent=sent,
         ok=len(latencies),
         non_200=non_200,

@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +113,19 @@ def bench_database(kind: str, redis_url: str, n: int) -> list[tuple[str, float, 
                 conn.execute(stmt.on_conflict_do_nothing(index_elements=["shop_id", "dedupe_key"])
                              .returning(table.c.id)).scalar()
 
-        step("record as the view does: engine.begin(), build INSERT, RETURNING, commit", app_insert,
-             "pool_pre_ping on PostgreSQL; BEGIN IMMEDIATE on SQLite")
+        from app import webhooks as app_webhooks
+
+        if hasattr(app_webhooks, "record_delivery"):
+            nonce0 = uuid.uuid4().hex[:8]
+
+            def view_record(i: int) -> None:
+                app_webhooks.record_delivery(shop.id, "shopify", "orders/paid", f"bv-{nonce0}-{i}",
+                                             _kept_headers(headers), body)
+
+            step("record as the view does now: app.webhooks.record_delivery", view_record,
+                 "pooled raw driver connection; pool_pre_ping on PostgreSQL")
+        step("record via engine.begin(), INSERT built per request, RETURNING, commit", app_insert,
+             "the view's record step until 2026-11-23 18:34 UTC; BEGIN IMMEDIATE on SQLite")
         nonce2 = uuid.uuid4().hex[:8]
         engine, stmt = whatif._engine(db.url)
 
@@ -226,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             results[kind] = bench_database(kind, redis_url, args.n)
         print(f"  {kind}: other processes used {foreign.percent:.0f}% of a core meanwhile", flush=True)
     print()
-    print(f"breakdown  {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}  nproc={machine['nproc']}  cpu={machine['cpu']}  "
+    print(f"breakdown  {datetime.now(UTC):%Y-%m-%d %H:%M UTC}  nproc={machine['nproc']}  cpu={machine['cpu']}  "
           f"median of {args.n} calls, one at a time")
     widths = [78] + [12] * len(kinds)
     print(fmt_row(["step"] + [f"{k} us" for k in kinds], widths))

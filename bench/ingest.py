@@ -26,7 +26,7 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +229,7 @@ def bench_database(kind: str, args: argparse.Namespace, redis_url: str, body: by
 
 def print_report(results: list[dict[str, Any]], args: argparse.Namespace, machine: dict[str, str]) -> bool:
     print()
-    print(f"ingest benchmark  {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}  nproc={machine['nproc']}  cpu={machine['cpu']}")
+    print(f"ingest benchmark  {datetime.now(UTC):%Y-%m-%d %H:%M UTC}  nproc={machine['nproc']}  cpu={machine['cpu']}")
     print(f"  gunicorn {' '.join(_infra.GUNICORN_ARGS)}; wrk -t{args.threads} -c{args.connections} "
           f"-d{args.duration:g}s (+{args.warmup:g}s warm-up), {args.rounds} round(s), median shown; "
           f"body 4096 B, new X-Shopify-Event-Id per request; loopback only")

@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             [py_spy, "record", "--pid", str(pid), *([] if args.cpu_only else ["--idle"]), "--threads",
              "--nonblocking", "--format", "raw",
              "--rate", str(args.rate), "--duration", str(int(args.duration)), "--output", str(raw)],
-            capture_output=True, text=True, timeout=args.duration + 60,
+            capture_output=True, text=True, timeout=args.duration + 60, check=False,
         )
         loader.join(args.duration + 90)
         if spy.returncode != 0 or not raw.exists():

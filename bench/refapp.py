@@ -105,4 +105,4 @@ def create_floor() -> Flask:
 
 def noop_job(*args: Any) -> None:
     """An RQ job that does nothing (RQ's per-job overhead)."""
-    return None
+    return

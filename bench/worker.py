@@ -26,12 +26,12 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import signal
+import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -387,7 +387,7 @@ def _run_plain_worker(b: Bench) -> None:
 
 def print_report(results: list[dict[str, Any]], args: argparse.Namespace, machine: dict[str, str]) -> bool:
     print()
-    print(f"worker benchmark  {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}  nproc={machine['nproc']}  cpu={machine['cpu']}")
+    print(f"worker benchmark  {datetime.now(UTC):%Y-%m-%d %H:%M UTC}  nproc={machine['nproc']}  cpu={machine['cpu']}")
     print(f"  one SimpleWorker (no fork), burst, queue 'webhooks'; {args.orders} paid orders in jobs of {args.batch} "
           f"vs {args.orders} no-op jobs; {args.rounds} round(s), median shown")
     widths = [10, 9, 10, 10, 13, 13, 10]
