@@ -15,7 +15,7 @@ def test_shops_add_prints_the_id_and_updates_on_rerun(runner):
     first = runner.invoke(args=["shops", "add", "--platform", "woocommerce", "--domain", "https://Shop.Example/",
                                 "--webhook-secret", "s1", "--consumer-key", "ck", "--consumer-secret", "cs"])
     second = runner.invoke(args=["shops", "add", "--platform", "woocommerce", "--domain", "https://shop.example",
-                                 "--webhook-secret", "s2", "--currency", "chf"])
+                                 "--webhook-secret", "rotated-webhook-secret", "--currency", "chf"])
 
     # then both print the same id, and the shop was updated (secret rotated, not duplicated)
     assert first.exit_code == second.exit_code == 0
@@ -24,7 +24,7 @@ def test_shops_add_prints_the_id_and_updates_on_rerun(runner):
         [shop] = s.scalars(select(Shop)).all()
         assert (shop.domain, shop.currency) == ("https://shop.example", "CHF")
         assert shop.webhook_secret_old_enc is not None
-        assert b"s2" not in shop.webhook_secret_enc  # stored encrypted
+        assert b"rotated-webhook-secret" not in shop.webhook_secret_enc  # stored encrypted
 
 
 def test_shops_add_rejects_half_credentials(runner):
