@@ -138,6 +138,20 @@ def _safe_next(target: str | None) -> str | None:
     return target
 
 
+
+def _newest_first(session: Any, query: Any, id_column: Any, before: int | None, endpoint: str,
+                  filters: dict[str, Any]) -> tuple[list[Any], str | None]:
+    """Return one page of `query`, newest first by `id_column`, and the link to older rows.
+
+    Keyset pagination on the primary key stays cheap however long the list grows.
+    """
+    if before is not None:
+        query = query.where(id_column < before)
+    rows = session.execute(query.order_by(id_column.desc()).limit(PAGE_SIZE + 1)).all()
+    more, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE]
+    kept = {k: v for k, v in filters.items() if v is not None}
+    return rows, (url_for(endpoint, before=rows[-1][0].id, **kept) if more else None)
+
 @bp.before_request
 def _require_login() -> Any:
     if request.endpoint == "admin.login" or current_user.is_authenticated:
@@ -233,14 +247,8 @@ def deliveries() -> Any:
         query = query.where(WebhookDelivery.shop_id == shop_id)
     if delivery_id is not None:
         query = query.where(WebhookDelivery.id == delivery_id)
-    if before is not None:
-        query = query.where(WebhookDelivery.id < before)
-    # Keyset pagination on the primary key: the newest first, cheap on a large inbox.
-    rows = session.execute(query.order_by(WebhookDelivery.id.desc()).limit(PAGE_SIZE + 1)).all()
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
-    filters = {k: v for k, v in (("status", status), ("shop", shop_id), ("id", delivery_id)) if v is not None}
-    older = url_for("admin.deliveries", before=rows[-1][0].id, **filters) if more else None
+    filters = {"status": status, "shop": shop_id, "id": delivery_id}
+    rows, older = _newest_first(session, query, WebhookDelivery.id, before, "admin.deliveries", filters)
     shops = session.scalars(select(Shop).order_by(Shop.platform, Shop.domain)).all()
     return render_template(
         "admin/deliveries.html",
@@ -627,13 +635,8 @@ def reminders() -> Any:
         query = query.where(ReminderMessage.campaign == campaign)
     if shop_id is not None:
         query = query.where(ReminderMessage.shop_id == shop_id)
-    if before is not None:
-        query = query.where(ReminderMessage.id < before)
-    rows = session.execute(query.order_by(ReminderMessage.id.desc()).limit(PAGE_SIZE + 1)).all()
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
-    filters = {k: v for k, v in (("status", status), ("shop", shop_id), ("campaign", campaign)) if v is not None}
-    older = url_for("admin.reminders", before=rows[-1][0].id, **filters) if more else None
+    filters = {"status": status, "shop": shop_id, "campaign": campaign}
+    rows, older = _newest_first(session, query, ReminderMessage.id, before, "admin.reminders", filters)
     shops = session.scalars(select(Shop).order_by(Shop.platform, Shop.domain)).all()
     session.commit()
     return render_template(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import codes, ledger
@@ -18,14 +18,6 @@ from app.models import Customer, LedgerEntry, Order, OrderTask, Shop, utcnow
 from app.program import Program
 
 logger = logging.getLogger(__name__)
-
-
-def paid_order_count(session: Session, customer_id: int) -> int:
-    """Return how many paid orders the customer has (merged guests included)."""
-    return int(
-        session.scalar(select(func.count()).select_from(Order).where(Order.customer_id == customer_id, Order.is_paid.is_(True)))
-        or 0
-    )
 
 
 def is_first_paid_order(session: Session, customer_id: int, order: Order) -> bool:
