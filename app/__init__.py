@@ -23,9 +23,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     queues.init_app(app)
     dispatch.init_app(app)
-    app.register_blueprint(webhooks.bp)
     admin.init_app(app)
     customer_page.init_app(app)
     public.init_app(app)
     cli.init_app(app)
+    webhooks.init_app(app)  # last: a WSGI layer in front of everything above
     return app

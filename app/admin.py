@@ -3,7 +3,8 @@ previews), webhook deliveries (with replay), reminder sends, and customers (ledg
 reminder history, redeeming, adjusting points, bans, unsubscribing, re-sending reward codes).
 
 Every page but the login form needs a signed-in staff user (Flask-Login). Every POST carries a
-CSRF token (Flask-WTF's CSRFProtect), except the platform webhooks, which are signed instead.
+CSRF token (Flask-WTF's CSRFProtect). The platform webhooks never reach Flask (app.webhooks), so
+they need no exemption: they are signed instead.
 Writes go through the same domain functions as the CLI, inside `db.session_scope()`, so jobs they
 record (e.g. a reward's code) are enqueued after the commit.
 """
@@ -37,7 +38,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from app import consent, db, emails, explain, ledger, links, metrics, staff, webhooks
+from app import consent, db, emails, explain, ledger, links, metrics, staff
 from app.customer_page import customer_link
 from app.mail import MailError, OutgoingMessage, format_address, mailer_from_config
 from app.models import (
@@ -829,10 +830,8 @@ def _index() -> Any:
 
 
 def init_app(app: Flask) -> None:
-    """Register the admin blueprint, staff login, CSRF protection (webhooks exempt) and `/`."""
+    """Register the admin blueprint, staff login, CSRF protection and `/`."""
     csrf.init_app(app)
-    # Platforms sign their webhooks with HMAC; they cannot send our CSRF token.
-    csrf.exempt(webhooks.bp)
     login_manager.init_app(app)
     app.register_blueprint(bp)
     app.add_template_filter(_when, "when")

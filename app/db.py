@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 logger = logging.getLogger(__name__)
 
 _engine: Engine | None = None
+_ingest_engine: Engine | None = None
 _sessionmaker: sessionmaker[Session] | None = None
 _url: str | None = None
 
@@ -51,11 +52,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def configure(url: str) -> Engine:
     """Point the module's engine and session factory at `url` (idempotent for the same URL)."""
-    global _engine, _sessionmaker, _url
+    global _engine, _ingest_engine, _sessionmaker, _url
     if _engine is not None and _url == url:
         return _engine
     if _engine is not None:
         _engine.dispose(close=True)
+    if _ingest_engine is not None:
+        _ingest_engine.dispose(close=True)
+        _ingest_engine = None
     _engine = make_engine(url)
     _sessionmaker = sessionmaker(bind=_engine, expire_on_commit=False)
     _url = url
@@ -70,6 +74,33 @@ def get_engine() -> Engine:
         configure(config.load()["DATABASE_URL"])
     assert _engine is not None
     return _engine
+
+
+def get_ingest_engine() -> Engine:
+    """Return the engine for the webhook INSERT: one statement, one round trip, no transaction.
+
+    On SQLite this is the main engine (its driver connections run in autocommit mode, see
+    `_setup_sqlite`). On PostgreSQL it is a second pool in AUTOCOMMIT mode without pre-ping, so an
+    INSERT is one round trip instead of four (pre-ping, BEGIN, INSERT, COMMIT); the caller retries
+    once on a broken pooled connection instead (`app.webhooks.record_delivery`).
+    """
+    global _ingest_engine
+    engine = get_engine()
+    if engine.dialect.name == "sqlite":
+        return engine
+    if _ingest_engine is None:
+        _ingest_engine = create_engine(
+            engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False, pool_reset_on_return=None,
+            pool_size=5, max_overflow=10, pool_recycle=3600,
+        )
+    return _ingest_engine
+
+
+def dispose() -> None:
+    """Close every pooled connection of both engines (process exit, tests)."""
+    for engine in (_engine, _ingest_engine):
+        if engine is not None:
+            engine.dispose()
 
 
 def new_session() -> Session:

@@ -339,5 +339,4 @@ def _close_pools() -> Iterator[None]:
     yield
     from app import db
 
-    if db._engine is not None:
-        db._engine.dispose()
+    db.dispose()

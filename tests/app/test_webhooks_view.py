@@ -222,19 +222,22 @@ def test_database_down_is_503(_case, broken, app, make_shop, post_webhook, monke
 
     from app import db
 
-    real = db.get_engine()
+    def dead(real):  # type: ignore[no-untyped-def]
+        class DeadEngine:
+            dialect = real.dialect
 
-    class DeadEngine:
-        dialect = real.dialect
+            def __getattr__(self, name):  # type: ignore[no-untyped-def]
+                if name == broken:
+                    def fail(*_a, **_k):  # type: ignore[no-untyped-def]
+                        raise OperationalError("connect", {}, Exception("connection refused"))
+                    return fail
+                return getattr(real, name)
 
-        def __getattr__(self, name):  # type: ignore[no-untyped-def]
-            if name == broken:
-                def fail(*_a, **_k):  # type: ignore[no-untyped-def]
-                    raise OperationalError("connect", {}, Exception("connection refused"))
-                return fail
-            return getattr(real, name)
+        return DeadEngine()
 
-    monkeypatch.setattr(db, "get_engine", lambda: DeadEngine())
+    engine, ingest_engine = dead(db.get_engine()), dead(db.get_ingest_engine())
+    monkeypatch.setattr(db, "get_engine", lambda: engine)
+    monkeypatch.setattr(db, "get_ingest_engine", lambda: ingest_engine)
 
     # when a delivery arrives
     response = post_webhook("shopify", "orders/paid", fixture_bytes("shopify", "orders_paid.json"))
@@ -243,6 +246,35 @@ def test_database_down_is_503(_case, broken, app, make_shop, post_webhook, monke
     assert response.status_code == 503
     monkeypatch.undo()
     assert _deliveries(session) == []
+
+
+def test_stale_pooled_connection_is_replaced_not_503(app, make_shop, post_webhook, session, database_url):
+    # given PostgreSQL dropped the connections the webhook INSERT keeps in its pool (a restart, a
+    # failover, an idle timeout): the next use of each fails
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to drop a connection")
+    make_shop("shopify")
+    first = post_webhook("shopify", "orders/paid", fixture_bytes("shopify", "orders_paid.json"), event_id="e1")
+    assert first.get_json()["message"] == "accepted"
+    from sqlalchemy import text
+
+    from app import db
+
+    with db.get_engine().connect() as conn:
+        killed = conn.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'"
+        )).scalar_one()
+    assert killed >= 1
+
+    # when the next delivery arrives
+    response = post_webhook("shopify", "orders/paid", fixture_bytes("shopify", "orders_paid.json"), event_id="e2")
+
+    # then it is stored on a new connection and acknowledged, not answered 503
+    assert response.status_code == 200
+    assert response.get_json()["message"] == "accepted"
+    session.commit()
+    assert len(_deliveries(session)) == 2
 
 
 def test_deliveries_counted_once_under_concurrency(app, make_shop, session, redis_url):
