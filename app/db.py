@@ -7,9 +7,12 @@ would fail with "database is locked" into plain waits (busy_timeout).
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -19,9 +22,17 @@ from sqlalchemy.orm import Session, sessionmaker
 logger = logging.getLogger(__name__)
 
 _engine: Engine | None = None
-_ingest_engine: Engine | None = None
+_driver_pool: DriverPool | None = None
 _sessionmaker: sessionmaker[Session] | None = None
 _url: str | None = None
+
+
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=30000",
+    "PRAGMA synchronous=NORMAL",
+)
 
 
 def _setup_sqlite(engine: Engine) -> None:
@@ -30,10 +41,8 @@ def _setup_sqlite(engine: Engine) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -52,14 +61,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def configure(url: str) -> Engine:
     """Point the module's engine and session factory at `url` (idempotent for the same URL)."""
-    global _engine, _ingest_engine, _sessionmaker, _url
+    global _engine, _driver_pool, _sessionmaker, _url
     if _engine is not None and _url == url:
         return _engine
     if _engine is not None:
         _engine.dispose(close=True)
-    if _ingest_engine is not None:
-        _ingest_engine.dispose(close=True)
-        _ingest_engine = None
+    if _driver_pool is not None:
+        _driver_pool.close()
+        _driver_pool = None
     _engine = make_engine(url)
     _sessionmaker = sessionmaker(bind=_engine, expire_on_commit=False)
     _url = url
@@ -76,31 +85,132 @@ def get_engine() -> Engine:
     return _engine
 
 
-def get_ingest_engine() -> Engine:
-    """Return the engine for the webhook INSERT: one statement, one round trip, no transaction.
+class SQLiteWriterLock:
+    """Queues this machine's writers of one SQLite file in the kernel, not in SQLite's busy handler.
 
-    On SQLite this is the main engine (its driver connections run in autocommit mode, see
-    `_setup_sqlite`). On PostgreSQL it is a second pool in AUTOCOMMIT mode without pre-ping, so an
-    INSERT is one round trip instead of four (pre-ping, BEGIN, INSERT, COMMIT); the caller retries
-    once on a broken pooled connection instead (`app.webhooks.record_delivery`).
+    SQLite lets one writer in at a time, and a writer that finds the file locked sleeps in its
+    busy handler for 1, 2, 5, 10, 15, 20, 25… ms before it looks again, so two web workers that
+    collide lose milliseconds while the lock is free again after ~0.1 ms (bench/RESULTS.md: that
+    was the tail latency and a tenth of the ingest rate). A blocking `flock` on a file beside the
+    database wakes the next writer as soon as the holder lets go. Threads of one process queue on
+    a threading lock first (flock does not exclude threads sharing a descriptor).
     """
-    global _ingest_engine
+
+    def __init__(self, database_path: str) -> None:
+        self.path = database_path + ".writer-lock"
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            if self._pid != os.getpid():  # a descriptor inherited over fork shares the parent's lock
+                self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
+        finally:
+            self._thread_lock.release()
+
+    def close(self) -> None:
+        """Close the lock file's descriptor (it is reopened on next use)."""
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = self._pid = None
+
+
+class DriverPool:
+    """Plain driver connections in autocommit mode, for the one-statement webhook INSERT.
+
+    SQLAlchemy's pool costs more per checkout than that INSERT's own Python work (events, reset
+    on return, and on PostgreSQL the pre-ping round trip; bench/RESULTS.md). Here a checkout is a
+    list pop (atomic under the GIL, so safe across threads), idle connections are capped, and a
+    broken connection is closed by the caller instead of being pinged before every use. The pool
+    forgets connections inherited over fork (they belong to the parent).
+    """
+
+    MAX_IDLE = 8
+    # SQLite: these connections never checkpoint inside a write (that would hold `write_lock`
+    # while the WAL is copied into the database file); every CHECKPOINT_EVERY writes of a process
+    # run a PASSIVE checkpoint after the lock is released, which never blocks other writers.
+    CHECKPOINT_EVERY = 256
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._idle: list[Any] = []
+        self._pid = os.getpid()
+        self._writes = 0
+        path = engine.url.database if self.dialect == "sqlite" else None
+        # Hold `write_lock` around each write (nothing to hold for PostgreSQL).
+        self.write_lock: Any = SQLiteWriterLock(path) if path and path != ":memory:" else nullcontext()
+
+    def acquire(self) -> Any:
+        """Return an idle connection, or a new one."""
+        if self._pid != os.getpid():
+            self._idle, self._pid = [], os.getpid()
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._connect()
+
+    def release(self, conn: Any) -> None:
+        """Give a healthy connection back."""
+        if len(self._idle) < self.MAX_IDLE and self._pid == os.getpid():
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def wrote(self, conn: Any) -> None:
+        """Note one committed write on `conn` (outside `write_lock`); checkpoints SQLite's WAL now and then."""
+        if self.dialect != "sqlite":
+            return
+        self._writes += 1
+        if self._writes % self.CHECKPOINT_EVERY == 0:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        while self._idle:
+            self._idle.pop().close()
+        if isinstance(self.write_lock, SQLiteWriterLock):
+            self.write_lock.close()
+
+    def _connect(self) -> Any:
+        dialect = self.engine.dialect
+        cargs, cparams = dialect.create_connect_args(self.engine.url)
+        if self.dialect == "sqlite":
+            conn = dialect.loaded_dbapi.connect(*cargs, **{**cparams, "timeout": 30, "check_same_thread": False})
+            conn.isolation_level = None  # autocommit: each statement commits itself
+            for pragma in (*SQLITE_PRAGMAS, "PRAGMA wal_autocheckpoint=0"):
+                conn.execute(pragma)
+            return conn
+        return dialect.loaded_dbapi.connect(*cargs, **cparams, autocommit=True)
+
+
+def get_driver_pool() -> DriverPool:
+    """Return the driver pool on the configured database (see `DriverPool`)."""
+    global _driver_pool
     engine = get_engine()
-    if engine.dialect.name == "sqlite":
-        return engine
-    if _ingest_engine is None:
-        _ingest_engine = create_engine(
-            engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False, pool_reset_on_return=None,
-            pool_size=5, max_overflow=10, pool_recycle=3600,
-        )
-    return _ingest_engine
+    if _driver_pool is None or _driver_pool.engine is not engine:
+        if _driver_pool is not None:
+            _driver_pool.close()
+        _driver_pool = DriverPool(engine)
+    return _driver_pool
 
 
 def dispose() -> None:
     """Close every pooled connection of both engines (process exit, tests)."""
-    for engine in (_engine, _ingest_engine):
-        if engine is not None:
-            engine.dispose()
+    if _driver_pool is not None:
+        _driver_pool.close()
+    if _engine is not None:
+        _engine.dispose()
 
 
 def new_session() -> Session:

@@ -119,11 +119,12 @@ _shops = _ShopCache()
 
 # The delivery INSERT, written once per dialect: this is the request's only write, and building
 # it through SQLAlchemy's statement compiler and transaction machinery cost ~20x the INSERT itself
-# (bench/RESULTS.md). ON CONFLICT ... DO NOTHING RETURNING id settles duplicates in the database.
+# (bench/RESULTS.md). ON CONFLICT ... DO NOTHING settles duplicates in the database. SQLite tells
+# a new row by rowcount and lastrowid (RETURNING would hold its write lock for one more step).
 _COLUMNS = "shop_id, platform, topic, dedupe_key, headers, body, status, attempts, received_at"
 _INSERT = {
     "sqlite": f"INSERT INTO webhook_deliveries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'received', 0, ?) "
-              "ON CONFLICT (shop_id, dedupe_key) DO NOTHING RETURNING id",
+              "ON CONFLICT (shop_id, dedupe_key) DO NOTHING",
     "postgresql": f"INSERT INTO webhook_deliveries ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s::json, %s, 'received', "
                   "0, %s) ON CONFLICT (shop_id, dedupe_key) DO NOTHING RETURNING id",
 }
@@ -134,38 +135,41 @@ def record_delivery(shop_id: int, platform: str, topic: str, key: str, headers: 
                     body: bytes) -> int | None:
     """Insert the delivery (committed when this returns); return its id, or None for a duplicate.
 
-    One autocommit statement on a pooled connection that is not pinged first. A pooled
-    PostgreSQL connection can be stale (the server restarted): that attempt fails, the connection
-    is dropped, and the INSERT is tried once more on a new one. Retrying is safe because of ON
-    CONFLICT: had the first attempt committed after all, the second finds a duplicate, and the
-    requeue sweep hands the `received` row to a worker.
+    One autocommit statement on a driver connection that is not pinged first (`db.DriverPool`).
+    A kept PostgreSQL connection can be stale (the server restarted): that attempt fails, the
+    connection is closed, and the INSERT is tried once more on a new one. Retrying is safe because
+    of ON CONFLICT: had the first attempt committed after all, the second finds a duplicate, and
+    the requeue sweep hands the `received` row to a worker.
     """
-    engine = db.get_ingest_engine()
-    dialect = engine.dialect.name
+    pool = db.get_driver_pool()
+    sqlite = pool.dialect == "sqlite"
     now = utcnow()
     # SQLite stores our UTC timestamps naive, in SQLAlchemy's text format (models.UTCDateTime).
-    received = now.replace(tzinfo=None).isoformat(" ", "microseconds") if dialect == "sqlite" else now
+    received = now.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else now
     params = (shop_id, platform, topic, key, json.dumps(headers), body, received)
-    attempts = 1 if dialect == "sqlite" else 2
+    attempts = 1 if sqlite else 2
     for attempt in range(1, attempts + 1):
-        raw = engine.raw_connection()
+        conn = pool.acquire()
         try:
-            cursor = raw.cursor()
-            cursor.execute(_INSERT[dialect], params)
-            row = cursor.fetchone()
-            cursor.close()
+            if sqlite:
+                with pool.write_lock:
+                    cursor = conn.execute(_INSERT["sqlite"], params)
+                new_id = cursor.lastrowid if cursor.rowcount == 1 else None
+                pool.wrote(conn)
+            else:
+                row = conn.execute(_INSERT["postgresql"], params).fetchone()
+                new_id = None if row is None else int(row[0])
         except _DRIVER_ERRORS:
-            raw.invalidate()  # a broken connection must not go back to the pool
+            conn.close()  # a broken connection must not be kept
             if attempt == attempts:
                 raise
-            logger.info("pooled database connection failed; retrying once on a new one", exc_info=True)
+            logger.info("kept database connection failed; retrying once on a new one", exc_info=True)
             continue
         except BaseException:
-            raw.invalidate()
+            conn.close()
             raise
-        finally:
-            raw.close()
-        return None if row is None else int(row[0])
+        pool.release(conn)
+        return new_id
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -10,8 +10,11 @@ omission). Each request opens its own connection, as wrk does against gunicorn's
 
 from __future__ import annotations
 
-import asyncio
+import collections
+import errno
 import math
+import selectors
+import socket
 import time
 from dataclasses import dataclass
 
@@ -40,51 +43,111 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-async def _run(port: int, prefix: bytes, suffix: bytes, nonce: str, rate: float, count: int,
-               max_in_flight: int, request_timeout: float) -> tuple[list[float], int, int, int, float, float]:
-    sem = asyncio.Semaphore(max_in_flight)
+class _Conn:
+    __slots__ = ("sock", "i", "scheduled", "out", "buf", "deadline")
+
+    def __init__(self, sock: socket.socket, i: int, scheduled: float, out: bytes, deadline: float) -> None:
+        self.sock, self.i, self.scheduled, self.out, self.buf, self.deadline = sock, i, scheduled, out, b"", deadline
+
+
+def _answer_complete(buf: bytes) -> int | None:
+    """The status of a complete HTTP answer in `buf`, or None while more bytes are due."""
+    head_end = buf.find(b"\r\n\r\n")
+    if head_end < 0:
+        return None
+    head = buf[:head_end]
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:].strip())
+    if len(buf) - head_end - 4 < length:
+        return None
+    return int(head.split(b" ", 2)[1])
+
+
+def _run(port: int, prefix: bytes, suffix: bytes, nonce: str, rate: float, count: int,
+         max_in_flight: int, request_timeout: float) -> tuple[list[float], int, int, int, float, float]:
+    """One thread, non-blocking sockets and epoll: a client much cheaper than the servers it loads
+    (an asyncio client cost ~0.6 ms of CPU per request, as much as the server, on 2 shared cores)."""
+    sel = selectors.DefaultSelector()
     latencies: list[float] = []
-    counters = {"non_200": 0, "errors": 0, "last_done": 0.0}
-
-    async def one(i: int, scheduled: float) -> None:
-        async with sem:
-            writer = None
-            try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), request_timeout)
-                writer.write(prefix + f"{nonce}-{i}".encode() + suffix)
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), request_timeout)
-                status = int(head.split(b" ", 2)[1])
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:].strip())
-                if length:
-                    await asyncio.wait_for(reader.readexactly(length), request_timeout)
-                done = time.perf_counter()
-                counters["last_done"] = max(counters["last_done"], done)
-                if status == 200:
-                    latencies.append((done - scheduled) * 1000)
-                else:
-                    counters["non_200"] += 1
-            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError):
-                counters["errors"] += 1
-            finally:
-                if writer is not None:
-                    writer.close()
-
-    tasks = []
+    non_200 = errors = sent = 0
+    last_done = 0.0
+    in_flight: dict[int, _Conn] = {}
+    waiting: collections.deque[tuple[int, float]] = collections.deque()  # due, but max_in_flight reached
     t0 = time.perf_counter()
-    for i in range(count):
-        scheduled = t0 + i / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i, scheduled)))
-    _done, pending = await asyncio.wait(tasks, timeout=request_timeout * 3)
-    for task in pending:
-        task.cancel()
-    counters["errors"] += len(pending)
-    return latencies, counters["non_200"], counters["errors"], len(tasks), t0, counters["last_done"]
+    next_i = 0
+    hard_deadline = t0 + count / rate + request_timeout * 3
+
+    def start(i: int, scheduled: float) -> None:
+        nonlocal errors
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        err = sock.connect_ex(("127.0.0.1", port))
+        if err not in (0, errno.EINPROGRESS):
+            sock.close()
+            errors += 1
+            return
+        conn = _Conn(sock, i, scheduled, prefix + f"{nonce}-{i}".encode() + suffix, time.perf_counter() + request_timeout)
+        in_flight[sock.fileno()] = conn
+        sel.register(sock, selectors.EVENT_WRITE, conn)
+
+    def finish(conn: _Conn, ok: bool | None, status: int = 0) -> None:
+        nonlocal errors, non_200, last_done
+        sel.unregister(conn.sock)
+        del in_flight[conn.sock.fileno()]
+        conn.sock.close()
+        if not ok:
+            errors += 1
+            return
+        done = time.perf_counter()
+        last_done = max(last_done, done)
+        if status == 200:
+            latencies.append((done - conn.scheduled) * 1000)
+        else:
+            non_200 += 1
+
+    while next_i < count or in_flight or waiting:
+        now = time.perf_counter()
+        if now > hard_deadline:
+            break
+        while next_i < count and t0 + next_i / rate <= now:
+            waiting.append((next_i, t0 + next_i / rate))
+            next_i += 1
+        while waiting and len(in_flight) < max_in_flight:
+            start(*waiting.popleft())
+            sent += 1
+        timeout = max(0.0, t0 + next_i / rate - time.perf_counter()) if next_i < count else 0.05
+        for key, events in sel.select(min(timeout, 0.05)):
+            conn = key.data
+            try:
+                if events & selectors.EVENT_WRITE:
+                    if conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                        finish(conn, False)
+                        continue
+                    n = conn.sock.send(conn.out)
+                    conn.out = conn.out[n:]
+                    if not conn.out:
+                        sel.modify(conn.sock, selectors.EVENT_READ, conn)
+                    continue
+                chunk = conn.sock.recv(65536)
+                if not chunk:
+                    finish(conn, False)
+                    continue
+                conn.buf += chunk
+                status = _answer_complete(conn.buf)
+                if status is not None:
+                    finish(conn, True, status)
+            except (OSError, ValueError, IndexError):
+                finish(conn, False)
+        now = time.perf_counter()
+        for conn in [c for c in in_flight.values() if c.deadline < now]:
+            finish(conn, False)
+    for conn in list(in_flight.values()):
+        finish(conn, False)
+    errors += len(waiting) + (count - next_i)
+    sel.close()
+    return latencies, non_200, errors, sent, t0, last_done
 
 
 def run_fixed_rate(port: int, prefix: bytes, suffix: bytes, nonce: str, *, rate: float, duration: float,
@@ -93,8 +156,8 @@ def run_fixed_rate(port: int, prefix: bytes, suffix: bytes, nonce: str, *, rate:
     count = max(1, int(rate * duration))
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
-    latencies, non_200, errors, sent, t0, last_done = asyncio.run(
-        _run(port, prefix, suffix, nonce, rate, count, max_in_flight, request_timeout)
+    latencies, non_200, errors, sent, t0, last_done = _run(
+        port, prefix, suffix, nonce, rate, count, max_in_flight, request_timeout
     )
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0

@@ -5,7 +5,8 @@
 For each database, three gunicorn servers run with the SAME settings (2 sync workers, loopback):
   bare   bench.refapp:create_bare()   a Flask endpoint that reads the body and answers 200
   floor  bench.refapp:create_floor()  HMAC-SHA256 verify + one committed INSERT of the body (raw driver)
-  ours   app:create_app()             the real view: shop, verify, parse, INSERT ... RETURNING, dispatcher
+  ours   app.wsgi:application         the real app (as the Procfile runs it): shop, verify, parse,
+                                      INSERT ... ON CONFLICT DO NOTHING, dispatcher
 A real redis-server runs, so ours' dispatcher really enqueues its batches.
 
 1. Saturation: wrk (16 connections, 1 thread) posts a 4096-byte signed orders/paid body; each request
@@ -36,7 +37,6 @@ from bench._loadgen import run_fixed_rate
 from bench.refapp import FLOOR_TABLE, floor_table_sql
 
 ENDPOINTS = ("bare", "floor", "ours")
-WHATIF_MODES = {"none": (), "core": ("core",), "raw": ("raw",), "both": ("core", "raw")}
 TARGET_FLOOR_RATIO = 0.9
 TARGET_P99_MS = 50.0
 
@@ -57,7 +57,7 @@ def _post_once(port: int, prefix: bytes, suffix: bytes) -> tuple[int, bytes]:
 
 
 def _rows(db: _infra.Database, name: str) -> int:
-    if name == "ours" or name.startswith("whatif"):
+    if name == "ours":
         return _infra.count_rows(db, "SELECT COUNT(*) FROM webhook_deliveries")
     if name == "floor":
         return _infra.count_rows(db, f"SELECT COUNT(*) FROM {FLOOR_TABLE}")
@@ -108,16 +108,9 @@ def bench_database(kind: str, args: argparse.Namespace, redis_url: str, body: by
             "floor", "bench.refapp:create_floor()",
             {"BENCH_DATABASE": floor_target, "BENCH_SECRET": _infra.SHOP_SECRET},
         ),
-        "ours": _infra.start_gunicorn("ours", "app:create_app()", {"DATABASE_URL": db.url, "REDIS_URL": redis_url}),
+        "ours": _infra.start_gunicorn("ours", "app.wsgi:application", {"DATABASE_URL": db.url, "REDIS_URL": redis_url}),
     }
     endpoints = ENDPOINTS
-    for mode in WHATIF_MODES[args.whatif]:
-        name = f"whatif-{mode}"
-        endpoints += (name,)
-        servers[name] = _infra.start_gunicorn(
-            name, "bench.whatif:create_app()",
-            {"DATABASE_URL": db.url, "REDIS_URL": redis_url, "BENCH_WHATIF": mode},
-        )
     parts = {name: _infra.shopify_request_parts(s.port, body) for name, s in servers.items()}
     result: dict[str, Any] = {"database": kind, "db_notes": db.notes, "endpoints": endpoints,
                               "saturation": {}, "fixed_rate": {}}
@@ -186,7 +179,7 @@ def bench_database(kind: str, args: argparse.Namespace, redis_url: str, body: by
 
         # Latency at half of ours' max load, open loop (wrk2-style).
         rate = round(result["saturation"]["ours"]["rps"] / 2)
-        for name in ("ours", "floor") + tuple(f"whatif-{m}" for m in WHATIF_MODES[args.whatif]):
+        for name in ("ours", "floor"):
             if args.fixed_duration <= 0:
                 break
             server = servers[name]
@@ -254,10 +247,6 @@ def print_report(results: list[dict[str, Any]], args: argparse.Namespace, machin
         print(f"ours/bare  = {ours_bare:.2f}")
         print(f"ours/floor = {ours_floor:.2f}   target >= {TARGET_FLOOR_RATIO}: {'MET' if floor_ok else 'NOT MET'}")
         ok &= floor_ok
-        for name in endpoints:
-            if name.startswith("whatif"):
-                print(f"{name}/floor = {sat[name]['rps'] / sat['floor']['rps']:.2f}   (bench/whatif.py: a "
-                      "suggested change, not the app)")
         fixed = res["fixed_rate"]
         if fixed:
             fw = [12, 9, 9, 8, 8, 8, 8, 10, 10]
@@ -295,9 +284,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="wait at most this long for other load to stop before each run (default 60 s)")
     parser.add_argument("--retries", type=int, default=2,
                         help="repeat a run this often while other processes load the machine (default 3)")
-    parser.add_argument("--whatif", choices=tuple(WHATIF_MODES), default="none",
-                        help="also measure bench/whatif.py: the view with a one-statement autocommit INSERT "
-                             "through SQLAlchemy Core (core) and/or a raw driver connection (raw)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is not met")
     args = parser.parse_args(argv)
     if args.fixed_duration is None:

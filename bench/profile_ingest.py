@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     db = _infra.make_database(args.db, f"bench_profile_{args.db}")
     _infra.register_shop(db.url)
     if args.endpoint == "ours":
-        server = _infra.start_gunicorn("ours", "app:create_app()", {"DATABASE_URL": db.url, "REDIS_URL": redis_url})
+        server = _infra.start_gunicorn("ours", "app.wsgi:application", {"DATABASE_URL": db.url, "REDIS_URL": redis_url})
     else:
         _create_floor_table(db)
         target = f"sqlite:///{db.sqlite_path}" if args.db == "sqlite" else db.libpq_uri

@@ -214,7 +214,7 @@ def test_redis_down_still_200_and_sweep_enqueues_later(app, make_shop, post_webh
     assert delivery.status == DeliveryStatus.PROCESSED
 
 
-@pytest.mark.parametrize("_case, broken", [("cannot connect", "connect"), ("insert fails", "raw_connection")])
+@pytest.mark.parametrize("_case, broken", [("cannot connect", "connect"), ("insert fails", "acquire")])
 def test_database_down_is_503(_case, broken, app, make_shop, post_webhook, monkeypatch, session):
     # given a shop, then a database that fails at the shop lookup or at the insert
     make_shop("shopify")
@@ -235,9 +235,9 @@ def test_database_down_is_503(_case, broken, app, make_shop, post_webhook, monke
 
         return DeadEngine()
 
-    engine, ingest_engine = dead(db.get_engine()), dead(db.get_ingest_engine())
+    engine, pool = dead(db.get_engine()), dead(db.get_driver_pool())
     monkeypatch.setattr(db, "get_engine", lambda: engine)
-    monkeypatch.setattr(db, "get_ingest_engine", lambda: ingest_engine)
+    monkeypatch.setattr(db, "get_driver_pool", lambda: pool)
 
     # when a delivery arrives
     response = post_webhook("shopify", "orders/paid", fixture_bytes("shopify", "orders_paid.json"))
