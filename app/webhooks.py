@@ -38,7 +38,7 @@ import psycopg
 from sqlalchemy import select
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.wsgi import get_input_stream
+from werkzeug.wsgi import get_content_length, get_input_stream
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app import db
@@ -173,6 +173,18 @@ def record_delivery(shop_id: int, platform: str, topic: str, key: str, headers: 
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _read_body(environ: dict[str, Any], limit: int) -> bytes:
+    """Return the raw body; a body over `limit` bytes, declared or streamed, raises 413."""
+    if get_content_length(environ) is not None or "wsgi.input_terminated" not in environ:
+        # werkzeug refuses a declared length over the limit and never reads past the declared one.
+        return get_input_stream(environ, max_content_length=limit).read()
+    # A chunked body the server de-chunks: one byte over the limit tells it is too large.
+    body = environ["wsgi.input"].read(limit + 1)
+    if len(body) > limit:
+        raise RequestEntityTooLarge()
+    return body
+
+
 class WebhookReceiver:
     """WSGI middleware: `POST /webhooks/<platform>` is answered here, every other path by `fallback`.
 
@@ -207,8 +219,7 @@ class WebhookReceiver:
             return _answer(405, "method not allowed")
         cfg = self.app.config
         try:
-            # Raw bytes first; over MAX_CONTENT_LENGTH (declared or streamed) is 413.
-            body = get_input_stream(environ, max_content_length=cfg["MAX_CONTENT_LENGTH"]).read()
+            body = _read_body(environ, cfg["MAX_CONTENT_LENGTH"])  # raw bytes first
         except RequestEntityTooLarge:
             return _answer(413, "body too large")
         headers = EnvironHeaders(environ)

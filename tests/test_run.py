@@ -43,6 +43,11 @@ def test_run_starts_everything_on_port_and_stops_everything_on_sigterm(tmp_path)
 
         # then the admin page answers on PORT, the database was migrated and Redis runs embedded
         assert page.status_code == 200
+        # and gunicorn answers the webhook path through the app's own receiver (unknown shop: 401)
+        webhook = requests.post(f"http://127.0.0.1:{port}/webhooks/shopify", data=b"{}", timeout=10, headers={
+            "X-Shopify-Shop-Domain": "nobody.myshopify.com", "X-Shopify-Hmac-Sha256": "AAAA",
+            "X-Shopify-Topic": "orders/paid"})
+        assert (webhook.status_code, webhook.json()["message"]) == (401, "unknown shop")
         assert (tmp_path / "stammkunde.db").exists() and (tmp_path / "redis").is_dir()
         assert "redis-server" in names and "gunicorn" in names and "rq worker" in names and "rq cron" in names
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -134,6 +135,33 @@ def test_get_is_405(client):
 
     # then 405
     assert response.status_code == 405
+
+
+def test_unknown_platform_or_deeper_path_is_404(client):
+    # when something posts to a platform we do not know, or below a known one
+    unknown = client.post("/webhooks/magento", data=b"{}")
+    deeper = client.post("/webhooks/shopify/orders", data=b"{}")
+
+    # then 404, as JSON
+    assert unknown.status_code == 404 and unknown.get_json()["message"] == "unknown platform"
+    assert deeper.status_code == 404
+
+
+def test_streamed_body_over_one_mebibyte_is_413(make_shop, client, session):
+    # given a shop, and a body sent chunked (no Content-Length to refuse it by)
+    make_shop("shopify")
+    body = json.dumps({"id": 1, "pad": "x" * (1024 * 1024)}).encode()
+    headers = signed_headers("shopify", "orders/paid", body, secret=SHOPIFY_SECRET)
+
+    # when it arrives as a stream (gunicorn marks a de-chunked body "wsgi.input_terminated")
+    response = client.post(
+        "/webhooks/shopify", input_stream=io.BytesIO(body),
+        headers={**headers, "Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True},
+    )
+
+    # then 413, nothing stored
+    assert response.status_code == 413, response.get_data()
+    assert _deliveries(session) == []
 
 
 def test_body_over_one_mebibyte_is_413(make_shop, post_webhook, session):
@@ -275,6 +303,66 @@ def test_stale_pooled_connection_is_replaced_not_503(app, make_shop, post_webhoo
     assert response.get_json()["message"] == "accepted"
     session.commit()
     assert len(_deliveries(session)) == 2
+
+
+def test_sqlite_webhook_writes_queue_on_the_writer_lock(app, make_shop, post_webhook, session, database_url):
+    # given another process holds the SQLite writer lock (as a web worker does during its INSERT)
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL settles concurrent writers itself")
+    import fcntl
+    import os
+    import threading
+
+    from app import db
+
+    make_shop("shopify")
+    path = db.get_driver_pool().write_lock.path
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    answers: list[int] = []
+    poster = threading.Thread(target=lambda: answers.append(post_webhook(
+        "shopify", "orders/paid", fixture_bytes("shopify", "orders_paid.json")).status_code))
+    try:
+        # when a delivery arrives meanwhile
+        poster.start()
+        poster.join(0.5)
+
+        # then it waits for the lock (nothing stored, no answer yet) ...
+        assert poster.is_alive() and answers == []
+        session.commit()
+        assert _deliveries(session) == []
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    # ... and is stored and acknowledged as soon as the lock is free
+    poster.join(10)
+    assert answers == [200]
+    session.commit()
+    assert len(_deliveries(session)) == 1
+
+
+def test_sqlite_wal_is_checkpointed_by_the_webhook_writers(app, make_shop, post_webhook, database_url, monkeypatch):
+    # given webhook writers that checkpoint every 3 writes (they never checkpoint inside a write)
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL checkpoints by itself")
+    import os
+
+    from app import db
+
+    monkeypatch.setattr(db.DriverPool, "CHECKPOINT_EVERY", 3)
+    make_shop("shopify")
+    path = db.get_engine().url.database
+    body = fixture_bytes("shopify", "orders_paid.json")
+    before = os.path.getsize(path)
+
+    # when two deliveries are written, the database file has not grown: they are in the WAL
+    for event in ("e1", "e2"):
+        assert post_webhook("shopify", "orders/paid", body, event_id=event).get_json()["message"] == "accepted"
+    assert os.path.getsize(path) == before
+
+    # and when the third is written, the WAL has been copied into the database file
+    assert post_webhook("shopify", "orders/paid", body, event_id="e3").get_json()["message"] == "accepted"
+    assert os.path.getsize(path) > before
 
 
 def test_deliveries_counted_once_under_concurrency(app, make_shop, session, redis_url):
