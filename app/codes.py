@@ -133,30 +133,31 @@ def record_code(
         variant_ids=variant_ids,
         usage_limit=usage_limit,
     )
-    stmt = dialect_insert(session, IssuedCode.__table__).values(
+    # One statement for a new row: ORM upsert with RETURNING gives the row itself; only a row
+    # that already existed is read back.
+    stmt = dialect_insert(session, IssuedCode).values(
         shop_id=shop.id,
         customer_id=customer_id,
         purpose=purpose,
         source_key=source_key,
         code=code,
         spec=spec_to_json(spec),
-        status=CodeStatus.PENDING.value,
+        status=CodeStatus.PENDING,
         attempts=0,
         expires_at=ends_at,
         created_at=now,
         updated_at=now,
     )
-    result = session.execute(
-        stmt.on_conflict_do_nothing(index_elements=["shop_id", "purpose", "source_key"]).returning(
-            IssuedCode.__table__.c.id
-        )
-    )
-    new_id = result.scalar()
     row = session.scalars(
-        select(IssuedCode).where(
-            IssuedCode.shop_id == shop.id, IssuedCode.purpose == purpose, IssuedCode.source_key == source_key
-        )
-    ).one()
+        stmt.on_conflict_do_nothing(index_elements=["shop_id", "purpose", "source_key"]).returning(IssuedCode)
+    ).first()
+    new_id = None if row is None else row.id
+    if row is None:
+        row = session.scalars(
+            select(IssuedCode).where(
+                IssuedCode.shop_id == shop.id, IssuedCode.purpose == purpose, IssuedCode.source_key == source_key
+            )
+        ).one()
     if new_id is not None and urgent:
         enqueue_code_after_commit(session, row.id)
     return row, new_id is not None

@@ -131,8 +131,10 @@ def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str 
     email = c.email or email
     if c.id is not None:
         row = _by_platform_id(session, shop.id, c.id)
+        guest_checked = False  # True once a lookup found no guest with this e-mail
         if row is None and email:
             guest = _guest(session, shop.id, email)
+            guest_checked = guest is None
             if guest is not None:
                 adopted = session.execute(
                     update(Customer)
@@ -145,7 +147,7 @@ def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str 
                     row = guest
         if row is None:
             row = _insert_account(session, shop.id, c.id, email)
-        if email:
+        if email and not guest_checked:
             guest = _guest(session, shop.id, email)
             if guest is not None and guest.id != row.id:
                 merge_guest(session, guest, row)

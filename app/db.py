@@ -137,8 +137,9 @@ class DriverPool:
 
     MAX_IDLE = 8
     # SQLite: these connections never checkpoint inside a write (that would hold `write_lock`
-    # while the WAL is copied into the database file); every CHECKPOINT_EVERY writes of a process
-    # run a PASSIVE checkpoint after the lock is released, which never blocks other writers.
+    # while the WAL is copied into the database file). Every CHECKPOINT_EVERY writes of a process
+    # wake a background thread that runs a PASSIVE checkpoint, which blocks no writer, and no
+    # request waits for it (sqlite3 lets other threads run meanwhile).
     CHECKPOINT_EVERY = 256
 
     def __init__(self, engine: Engine) -> None:
@@ -147,6 +148,9 @@ class DriverPool:
         self._idle: list[Any] = []
         self._pid = os.getpid()
         self._writes = 0
+        self._checkpoint_wake = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        self._closed = False
         path = engine.url.database if self.dialect == "sqlite" else None
         # Hold `write_lock` around each write (nothing to hold for PostgreSQL).
         self.write_lock: Any = SQLiteWriterLock(path) if path and path != ":memory:" else nullcontext()
@@ -167,16 +171,41 @@ class DriverPool:
         else:
             conn.close()
 
-    def wrote(self, conn: Any) -> None:
-        """Note one committed write on `conn` (outside `write_lock`); checkpoints SQLite's WAL now and then."""
+    def wrote(self) -> None:
+        """Note one committed write; now and then, wake the SQLite checkpoint thread."""
         if self.dialect != "sqlite":
             return
         self._writes += 1
         if self._writes % self.CHECKPOINT_EVERY == 0:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            thread = self._checkpointer
+            if thread is None or not thread.is_alive() or self._pid != os.getpid():
+                thread = self._checkpointer = threading.Thread(
+                    target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True
+                )
+                thread.start()
+            self._checkpoint_wake.set()
+
+    def _checkpoint_loop(self) -> None:
+        while True:
+            self._checkpoint_wake.wait()
+            self._checkpoint_wake.clear()
+            if self._closed:
+                return
+            conn = self.acquire()
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except Exception:  # noqa: BLE001 - logged; the next wake-up tries again
+                logger.warning("WAL checkpoint failed", exc_info=True)
+                conn.close()
+                continue
+            self.release(conn)
 
     def close(self) -> None:
-        """Close every idle connection."""
+        """Close every idle connection and stop the checkpoint thread."""
+        self._closed = True
+        self._checkpoint_wake.set()
+        if self._checkpointer is not None and self._checkpointer is not threading.current_thread():
+            self._checkpointer.join(5)
         while self._idle:
             self._idle.pop().close()
         if isinstance(self.write_lock, SQLiteWriterLock):

@@ -29,7 +29,7 @@ def lock_order(session: Session, shop: Shop, platform_id: str) -> Order:
     The lock serializes every event of one order, so their ledger arithmetic never interleaves.
     """
     now = utcnow()
-    stmt = dialect_insert(session, Order.__table__).values(
+    stmt = dialect_insert(session, Order).values(
         shop_id=shop.id,
         platform_id=platform_id,
         is_paid=False,
@@ -41,13 +41,21 @@ def lock_order(session: Session, shop: Shop, platform_id: str) -> Order:
         created_at=now,
         updated_at=now,
     )
-    session.execute(stmt.on_conflict_do_nothing(index_elements=["shop_id", "platform_id"]))
-    query = select(Order).where(Order.shop_id == shop.id, Order.platform_id == platform_id)
+    # A new row comes back from the INSERT itself (and is ours alone until we commit); an existing
+    # one is read, locked on PostgreSQL, and overwrites whatever the session held for it.
+    row = session.scalars(
+        stmt.on_conflict_do_nothing(index_elements=["shop_id", "platform_id"]).returning(Order)
+    ).first()
+    if row is not None:
+        return row
+    query = (
+        select(Order)
+        .where(Order.shop_id == shop.id, Order.platform_id == platform_id)
+        .execution_options(populate_existing=True)
+    )
     if is_postgres(session):
         query = query.with_for_update()
-    row = session.scalars(query).one()
-    session.refresh(row)
-    return row
+    return session.scalars(query).one()
 
 
 def add_refund(session: Session, shop: Shop, row: Order, refund: ct.Refund) -> None:
@@ -111,7 +119,8 @@ def apply_order(
     for refund in order.refunds:
         add_refund(session, shop, row, refund)
     session.flush()
-    session.expire(row, ["refunds"])  # Core inserts above are not in the loaded collection
+    if order.refunds:
+        session.expire(row, ["refunds"])  # Core inserts above are not in the loaded collection
     points.reconcile_order(session, shop, row, delivery_id=delivery_id)
     _track_checkout(session, shop, row, order, newer=newer)
     if became_paid and customer is not None:
@@ -125,7 +134,8 @@ def _track_checkout(session: Session, shop: Shop, row: Order, order: ct.Order, *
     """Paid orders end their checkout's reminders; unpaid WooCommerce orders are checkouts."""
     if row.is_paid or row.cancelled_at or row.deleted_at:
         when = row.paid_at or row.cancelled_at or row.deleted_at or utcnow()
-        checkouts.complete(session, shop, f"order-{row.platform_id}", when)
+        if shop.platform.value == "woocommerce":  # only WooCommerce orders double as checkouts
+            checkouts.complete(session, shop, f"order-{row.platform_id}", when)
         if order.checkout_token:
             checkouts.complete(session, shop, order.checkout_token, when)
         return

@@ -143,6 +143,8 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
         earn = _award(session, shop, order, customer, delivery_id)
         if earn is None:
             return
+        if not order.refunds and not _is_gone(order):
+            return  # just earned: nothing refunded or cancelled to take back yet
     if earn.lot_id is None:
         return  # the order earned nothing, so there is nothing to take back
     lot = session.get(PointLot, earn.lot_id)

@@ -155,7 +155,7 @@ def record_delivery(shop_id: int, platform: str, topic: str, key: str, headers: 
                 with pool.write_lock:
                     cursor = conn.execute(_INSERT["sqlite"], params)
                 new_id = cursor.lastrowid if cursor.rowcount == 1 else None
-                pool.wrote(conn)
+                pool.wrote()
             else:
                 row = conn.execute(_INSERT["postgresql"], params).fetchone()
                 new_id = None if row is None else int(row[0])

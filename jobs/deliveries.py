@@ -66,10 +66,10 @@ def process_delivery(delivery_id: int) -> str:
             return "skipped"
         shop = session.get(Shop, delivery.shop_id)
         assert shop is not None
-        delivery.attempts += 1
         try:
             event = get_connector(delivery.platform).parse_event(delivery.headers, delivery.body)
         except (MalformedPayloadError, UnsupportedTopicError) as exc:
+            delivery.attempts += 1
             delivery.status = DeliveryStatus.FAILED
             delivery.error = str(exc)
             logger.warning(
@@ -78,6 +78,8 @@ def process_delivery(delivery_id: int) -> str:
             )
             return DeliveryStatus.FAILED.value
         _handle(session, shop, delivery, event)
+        # Counted here, so the delivery gets one UPDATE (a failure is counted by _record_error).
+        delivery.attempts += 1
         delivery.status = DeliveryStatus.PROCESSED
         delivery.processed_at = utcnow()
         delivery.error = None
