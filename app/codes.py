@@ -151,16 +151,16 @@ def record_code(
     row = session.scalars(
         stmt.on_conflict_do_nothing(index_elements=["shop_id", "purpose", "source_key"]).returning(IssuedCode)
     ).first()
-    new_id = None if row is None else row.id
+    created = row is not None
     if row is None:
         row = session.scalars(
             select(IssuedCode).where(
                 IssuedCode.shop_id == shop.id, IssuedCode.purpose == purpose, IssuedCode.source_key == source_key
             )
         ).one()
-    if new_id is not None and urgent:
+    if created and urgent:
         enqueue_code_after_commit(session, row.id)
-    return row, new_id is not None
+    return row, created
 
 
 def enqueue_code_after_commit(session: Session, code_id: int) -> None:

@@ -178,7 +178,7 @@ class DriverPool:
         self._writes += 1
         if self._writes % self.CHECKPOINT_EVERY == 0:
             thread = self._checkpointer
-            if thread is None or not thread.is_alive() or self._pid != os.getpid():
+            if thread is None or not thread.is_alive():  # none yet, or the parent's (after fork)
                 thread = self._checkpointer = threading.Thread(
                     target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True
                 )
@@ -226,11 +226,8 @@ class DriverPool:
 def get_driver_pool() -> DriverPool:
     """Return the driver pool on the configured database (see `DriverPool`)."""
     global _driver_pool
-    engine = get_engine()
-    if _driver_pool is None or _driver_pool.engine is not engine:
-        if _driver_pool is not None:
-            _driver_pool.close()
-        _driver_pool = DriverPool(engine)
+    if _driver_pool is None:  # `configure` closes and drops it when the database changes
+        _driver_pool = DriverPool(get_engine())
     return _driver_pool
 
 

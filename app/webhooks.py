@@ -36,10 +36,10 @@ from typing import Any
 import orjson
 import psycopg
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_content_length, get_input_stream
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app import db
 from app.models import Shop, utcnow
