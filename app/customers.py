@@ -7,11 +7,11 @@ the same new customer at once end with one row (no check-then-insert).
 from __future__ import annotations
 
 import logging
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app import consent
-from app.db import dialect_insert, is_postgres
+from app.db import Prebuilt, dialect_insert, insert_for
 from app.models import Checkout, Customer, LedgerEntry, Order, PointLot, Shop, utcnow
 from connectors import types as ct
 
@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 _GUEST_WHERE = "platform_id IS NULL AND merged_into_id IS NULL"
 
 
-def _select_for_update(session: Session, stmt):  # type: ignore[no-untyped-def]
-    return stmt.with_for_update() if is_postgres(session) else stmt
+def _locked(dialect: str, stmt):  # type: ignore[no-untyped-def]
+    return stmt.with_for_update() if dialect == "postgresql" else stmt
 
 
 def find_by_email(session: Session, shop_id: int, email: str) -> Customer | None:
@@ -34,35 +34,48 @@ def find_by_email(session: Session, shop_id: int, email: str) -> Customer | None
     return rows[0] if rows else None
 
 
+# The worker's hot path (every order looks its customer up) runs prebuilt statements.
+_BY_PLATFORM_ID = Prebuilt(
+    lambda dialect: _locked(
+        dialect,
+        select(Customer).where(Customer.shop_id == bindparam("shop_id"), Customer.platform_id == bindparam("platform_id")),
+    )
+)
+_GUEST = Prebuilt(
+    lambda dialect: _locked(
+        dialect,
+        select(Customer).where(
+            Customer.shop_id == bindparam("shop_id"),
+            Customer.email == bindparam("email"),
+            Customer.platform_id.is_(None),
+            Customer.merged_into_id.is_(None),
+        ),
+    )
+)
+_INSERT_ACCOUNT = Prebuilt(
+    lambda dialect: insert_for(dialect, Customer)
+    .on_conflict_do_nothing(index_elements=["shop_id", "platform_id"])
+    .returning(Customer)
+)
+
+
 def _by_platform_id(session: Session, shop_id: int, platform_id: str) -> Customer | None:
-    return session.scalars(
-        _select_for_update(
-            session,
-            select(Customer).where(Customer.shop_id == shop_id, Customer.platform_id == platform_id),
-        )
-    ).first()
+    return session.scalars(_BY_PLATFORM_ID(session), {"shop_id": shop_id, "platform_id": platform_id}).first()
 
 
 def _guest(session: Session, shop_id: int, email: str) -> Customer | None:
-    return session.scalars(
-        _select_for_update(
-            session,
-            select(Customer).where(
-                Customer.shop_id == shop_id,
-                Customer.email == email,
-                Customer.platform_id.is_(None),
-                Customer.merged_into_id.is_(None),
-            ),
-        )
-    ).first()
+    return session.scalars(_GUEST(session), {"shop_id": shop_id, "email": email}).first()
 
 
 def _insert_account(session: Session, shop_id: int, platform_id: str, email: str | None) -> Customer:
-    stmt = dialect_insert(session, Customer.__table__).values(
-        shop_id=shop_id, platform_id=platform_id, email=email, created_at=utcnow(), updated_at=utcnow()
-    )
-    session.execute(stmt.on_conflict_do_nothing(index_elements=["shop_id", "platform_id"]))
-    row = _by_platform_id(session, shop_id, platform_id)
+    """Insert the account (the new row comes back from the INSERT) or read the one that won a race."""
+    now = utcnow()
+    row = session.scalars(
+        _INSERT_ACCOUNT(session),
+        {"shop_id": shop_id, "platform_id": platform_id, "email": email, "created_at": now, "updated_at": now},
+    ).first()
+    if row is None:
+        row = _by_platform_id(session, shop_id, platform_id)
     assert row is not None
     return row
 
@@ -115,7 +128,6 @@ def _apply_profile(session: Session, shop: Shop, row: Customer, c: ct.Customer) 
             setattr(row, attr, value)
     if c.birthday is not None:
         row.birthday = c.birthday
-    session.flush()
     consent.record_platform_consent(session, shop, row, c)
     if c.updated_at is not None:
         row.platform_updated_at = c.updated_at
@@ -152,13 +164,11 @@ def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str 
             if guest is not None and guest.id != row.id:
                 merge_guest(session, guest, row)
         _apply_profile(session, shop, row, c)
-        session.flush()
         return row
     if not email:
         return None
     row = find_by_email(session, shop.id, email) or _insert_guest(session, shop.id, email)
     _apply_profile(session, shop, row, c)
-    session.flush()
     return row
 
 

@@ -11,15 +11,17 @@ import fcntl
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _engine: Engine | None = None
 _driver_pool: DriverPool | None = None
@@ -282,7 +284,34 @@ def dialect_insert(session: Session, table: Any) -> Any:
 
 def dialect_insert_for(conn: Any, table: Any) -> Any:
     """Return an INSERT with `on_conflict_do_nothing` for a Core connection's dialect."""
-    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+    return insert_for(conn.dialect.name, table)
+
+
+def insert_for(dialect_name: str, table: Any) -> Any:
+    """Return an INSERT with `on_conflict_do_nothing` for a dialect named `dialect_name`."""
+    return postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
+
+
+class Prebuilt(Generic[T]):
+    """A statement built once per dialect and then executed with parameters only.
+
+    Building a statement (and its cache key) costs more Python than executing it; the hot worker
+    path runs the same few dozen statements for every order, so it builds them once:
+    `_STMT = Prebuilt(lambda dialect: select(...).where(X.id == bindparam("id")))`, then
+    `session.execute(_STMT(session), {"id": 1})`.
+    """
+
+    def __init__(self, build: Callable[[str], T]) -> None:
+        self._build = build
+        self._built: dict[str, T] = {}
+
+    def __call__(self, session: Session) -> T:
+        name = session.get_bind().dialect.name
+        try:
+            return self._built[name]
+        except KeyError:
+            stmt = self._built[name] = self._build(name)
+            return stmt
 
 
 def is_postgres(session: Session) -> bool:

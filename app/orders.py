@@ -10,17 +10,41 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app import checkouts, points, reminders
 from app.customers import customer_for_order
-from app.db import dialect_insert, is_postgres
+from app.db import Prebuilt, dialect_insert, insert_for
 from app.models import Order, OrderRefund, Shop, utcnow
 from app.program import current_program
 from connectors import types as ct
 
 logger = logging.getLogger(__name__)
+
+
+# A new row comes back from the INSERT itself (and is ours alone until we commit, so it has no
+# refunds yet: the collection is set empty instead of loaded); an existing one is read, locked on
+# PostgreSQL, and overwrites whatever the session held for it.
+_INSERT_ORDER = Prebuilt(
+    lambda dialect: insert_for(dialect, Order)
+    .on_conflict_do_nothing(index_elements=["shop_id", "platform_id"])
+    .returning(Order)
+    .options(lazyload(Order.refunds))
+)
+_READ_ORDER = Prebuilt(
+    lambda dialect: _locked(
+        dialect,
+        select(Order)
+        .where(Order.shop_id == bindparam("shop_id"), Order.platform_id == bindparam("platform_id"))
+        .execution_options(populate_existing=True),
+    )
+)
+
+
+def _locked(dialect: str, stmt):  # type: ignore[no-untyped-def]
+    return stmt.with_for_update() if dialect == "postgresql" else stmt
 
 
 def lock_order(session: Session, shop: Shop, platform_id: str) -> Order:
@@ -29,33 +53,18 @@ def lock_order(session: Session, shop: Shop, platform_id: str) -> Order:
     The lock serializes every event of one order, so their ledger arithmetic never interleaves.
     """
     now = utcnow()
-    stmt = dialect_insert(session, Order).values(
-        shop_id=shop.id,
-        platform_id=platform_id,
-        is_paid=False,
-        taxes_included=False,
-        total_weight_grams=0,
-        tags=[],
-        discount_codes=[],
-        test=False,
-        created_at=now,
-        updated_at=now,
-    )
-    # A new row comes back from the INSERT itself (and is ours alone until we commit); an existing
-    # one is read, locked on PostgreSQL, and overwrites whatever the session held for it.
     row = session.scalars(
-        stmt.on_conflict_do_nothing(index_elements=["shop_id", "platform_id"]).returning(Order)
+        _INSERT_ORDER(session),
+        {
+            "shop_id": shop.id, "platform_id": platform_id, "is_paid": False, "taxes_included": False,
+            "total_weight_grams": 0, "tags": [], "discount_codes": [], "test": False,
+            "created_at": now, "updated_at": now,
+        },
     ).first()
     if row is not None:
+        set_committed_value(row, "refunds", [])
         return row
-    query = (
-        select(Order)
-        .where(Order.shop_id == shop.id, Order.platform_id == platform_id)
-        .execution_options(populate_existing=True)
-    )
-    if is_postgres(session):
-        query = query.with_for_update()
-    return session.scalars(query).one()
+    return session.scalars(_READ_ORDER(session), {"shop_id": shop.id, "platform_id": platform_id}).one()
 
 
 def add_refund(session: Session, shop: Shop, row: Order, refund: ct.Refund) -> None:
@@ -100,6 +109,9 @@ def apply_order(
     session: Session, shop: Shop, order: ct.Order, *, delivery_id: int | None = None, restored: bool = False
 ) -> Order:
     """Store an order snapshot and bring the customer's points in line with it."""
+    # Loaded first (once per session): the customer's consent rules need it, and a query between
+    # the customer's changes would flush them as a second UPDATE.
+    _, program = current_program(session, shop)
     row = lock_order(session, shop, order.id)
     customer = customer_for_order(session, shop, order)
     if row.customer_id is None and customer is not None:
@@ -122,11 +134,13 @@ def apply_order(
     if order.refunds:
         session.expire(row, ["refunds"])  # Core inserts above are not in the loaded collection
     points.reconcile_order(session, shop, row, delivery_id=delivery_id)
-    _track_checkout(session, shop, row, order, newer=newer)
-    if became_paid and customer is not None:
-        _, program = current_program(session, shop)
-        reminders.schedule_winback(session, customer, program)
-        reminders.attribute_order(session, customer, row, program)
+    # What follows reads only rows already flushed above (orders, checkouts, reminders) and
+    # changes the customer, the checkout and a reminder: one flush at commit writes them all.
+    with session.no_autoflush:
+        _track_checkout(session, shop, row, order, newer=newer)
+        if became_paid and customer is not None:
+            reminders.schedule_winback(session, customer, program)
+            reminders.attribute_order(session, customer, row, program)
     return row
 
 

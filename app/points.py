@@ -98,15 +98,19 @@ def _award(session: Session, shop: Shop, order: Order, customer: Customer, deliv
         written = ledger.append(session, entry)  # a zero award still marks the order as handled
     if written is None:
         return None
-    if incentives.is_first_paid_order(session, customer.id, order):
-        incentives.after_first_paid_order(
-            session, shop, customer, order, program, version, available_at=available_at, expires_at=expires_at
-        )
-    # Any paid order that used a member's code is recorded (a repeat buyer is rejected as such).
-    referrals.record_referral(session, shop, order, customer, program, qualifies_at=available_at, now=now)
-    referrals.ensure_referral_code(session, shop, customer, program)
-    incentives.gifts_for(session, shop, order, program)
-    tiers.evaluate(session, shop, customer, program, version, now=now)
+    # The order and the new entry are flushed (the ledger's savepoint did it); the steps below
+    # change the customer (referral code, tier) and add rows by their own INSERTs, so one flush
+    # later writes the customer once instead of once per step.
+    with session.no_autoflush:
+        if incentives.is_first_paid_order(session, customer.id, order):
+            incentives.after_first_paid_order(
+                session, shop, customer, order, program, version, available_at=available_at, expires_at=expires_at
+            )
+        # Any paid order that used a member's code is recorded (a repeat buyer is rejected as such).
+        referrals.record_referral(session, shop, order, customer, program, qualifies_at=available_at, now=now)
+        referrals.ensure_referral_code(session, shop, customer, program)
+        incentives.gifts_for(session, shop, order, program)
+        tiers.evaluate(session, shop, customer, program, version, now=now)
     if available_at <= now:
         from app.redemptions import maybe_auto_redeem
 

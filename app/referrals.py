@@ -44,7 +44,6 @@ def ensure_referral_code(session: Session, shop: Shop, customer: Customer, progr
         minimum_amount=offer.friend_minimum_amount, usage_limit=None, urgent=False,
     )
     customer.referral_code = row.code
-    session.flush()
     return row.code
 
 

@@ -98,7 +98,6 @@ def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None,
     customer.tier = tier.name if tier else None
     customer.tier_since = now
     customer.tier_period_ends_at = add_months(now, program.tiers.period_months)
-    session.flush()
     if tier is not None and customer.banned_at is None:
         _perk_codes(session, shop, customer, tier)
     logger.info("tier changed", extra={"shop": shop.id, "customer": customer.id, "reason": reason})

@@ -6,7 +6,7 @@ import logging
 from collections import Counter
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import OperationalError
 
 from app import customers, incentives, orders
@@ -25,13 +25,13 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 
 
-def _handle(session, shop: Shop, delivery: WebhookDelivery, event: ct.WebhookEvent) -> None:  # type: ignore[no-untyped-def]
+def _handle(session, shop: Shop, delivery_id: int, event: ct.WebhookEvent) -> None:  # type: ignore[no-untyped-def]
     resource = event.resource
     if isinstance(resource, ct.Order):
         restored = event.topic == "order.restored"
-        orders.apply_order(session, shop, resource, delivery_id=delivery.id, restored=restored)
+        orders.apply_order(session, shop, resource, delivery_id=delivery_id, restored=restored)
     elif isinstance(resource, ct.Refund):
-        orders.apply_refund(session, shop, resource, delivery_id=delivery.id)
+        orders.apply_refund(session, shop, resource, delivery_id=delivery_id)
     elif isinstance(resource, ct.Customer):
         customer = customers.upsert_customer(session, shop, resource)
         if customer is not None and event.topic in ("customers/create", "customer.created"):
@@ -41,12 +41,26 @@ def _handle(session, shop: Shop, delivery: WebhookDelivery, event: ct.WebhookEve
         apply_checkout(session, shop, resource)
     elif isinstance(resource, ct.Deleted):
         if resource.kind == "order":
-            orders.apply_deletion(session, shop, resource.id, delivery_id=delivery.id)
+            orders.apply_deletion(session, shop, resource.id, delivery_id=delivery_id)
     elif isinstance(resource, ct.AppUninstalled):
         shop.status = ShopStatus.UNINSTALLED
         shop.uninstalled_at = utcnow()
     else:  # pragma: no cover - the connector contract lists every resource type
         raise TypeError(f"no handler for {type(resource).__name__}")
+
+
+_DELIVERIES = WebhookDelivery.__table__
+_READ = select(
+    _DELIVERIES.c.shop_id, _DELIVERIES.c.platform, _DELIVERIES.c.topic, _DELIVERIES.c.headers,
+    _DELIVERIES.c.body, _DELIVERIES.c.status,
+).where(_DELIVERIES.c.id == bindparam("id"))
+_READ_LOCKED = _READ.with_for_update(skip_locked=True)
+_FINISH = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id == bindparam("delivery_id"))
+    .values(attempts=_DELIVERIES.c.attempts + 1, status=bindparam("status"), error=bindparam("error"),
+            processed_at=bindparam("processed_at"))
+)
 
 
 def process_delivery(delivery_id: int) -> str:
@@ -55,12 +69,14 @@ def process_delivery(delivery_id: int) -> str:
     A delivery that is no longer `received` (done, failed, or taken by another worker) is
     skipped. A malformed payload marks it failed with the reason (visible and replayable); other
     errors propagate after the transaction rolled back.
+
+    The delivery row itself is read and finished with prebuilt Core statements (one each): the
+    handlers need only its id, and this runs once per webhook.
     """
     with session_scope() as session:
-        query = select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
-        if is_postgres(session):
-            query = query.with_for_update(skip_locked=True)
-        delivery = session.scalars(query).first()
+        conn = session.connection()
+        read = _READ_LOCKED if is_postgres(session) else _READ
+        delivery = conn.execute(read, {"id": delivery_id}).first()
         if delivery is None or delivery.status != DeliveryStatus.RECEIVED:
             logger.debug("delivery already handled", extra={"delivery": delivery_id})
             return "skipped"
@@ -69,20 +85,18 @@ def process_delivery(delivery_id: int) -> str:
         try:
             event = get_connector(delivery.platform).parse_event(delivery.headers, delivery.body)
         except (MalformedPayloadError, UnsupportedTopicError) as exc:
-            delivery.attempts += 1
-            delivery.status = DeliveryStatus.FAILED
-            delivery.error = str(exc)
+            conn.execute(_FINISH, {"delivery_id": delivery_id, "status": DeliveryStatus.FAILED, "error": str(exc),
+                                   "processed_at": None})
             logger.warning(
                 "delivery rejected by parser",
                 extra={"delivery": delivery_id, "shop": shop.id, "topic": delivery.topic},
             )
             return DeliveryStatus.FAILED.value
-        _handle(session, shop, delivery, event)
+        _handle(session, shop, delivery_id, event)
+        session.flush()
         # Counted here, so the delivery gets one UPDATE (a failure is counted by _record_error).
-        delivery.attempts += 1
-        delivery.status = DeliveryStatus.PROCESSED
-        delivery.processed_at = utcnow()
-        delivery.error = None
+        conn.execute(_FINISH, {"delivery_id": delivery_id, "status": DeliveryStatus.PROCESSED, "error": None,
+                               "processed_at": utcnow()})
         return DeliveryStatus.PROCESSED.value
 
 
