@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from datetime import datetime
@@ -66,11 +66,16 @@ def checkout_from_order(shop: Shop, order: ct.Order) -> ct.Checkout:
     )
 
 
+_CHECKOUTS = Checkout.__table__
+# A plain UPDATE (no row loaded): every paid order runs it, and most have no checkout row here.
+_COMPLETE = (
+    update(_CHECKOUTS)
+    .where(_CHECKOUTS.c.shop_id == bindparam("b_shop_id"), _CHECKOUTS.c.platform_id == bindparam("b_platform_id"),
+           _CHECKOUTS.c.completed_at.is_(None))
+    .values(completed_at=bindparam("when"), next_reminder_at=None)
+)
+
+
 def complete(session: Session, shop: Shop, platform_id: str, when: datetime) -> None:
     """Mark a checkout completed (its order was paid): its reminders stop."""
-    row = session.scalars(
-        select(Checkout).where(Checkout.shop_id == shop.id, Checkout.platform_id == platform_id)
-    ).first()
-    if row is not None and row.completed_at is None:
-        row.completed_at = when
-        row.next_reminder_at = None
+    session.execute(_COMPLETE, {"b_shop_id": shop.id, "b_platform_id": platform_id, "when": when})

@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from app.db import after_commit, dialect_insert
+from app.db import Prebuilt, after_commit, insert_for
 from app.models import CodeStatus, IssuedCode, Shop, utcnow
 from connectors.types import DiscountSpec
 
@@ -89,6 +89,18 @@ def spec_from_json(data: dict[str, Any]) -> DiscountSpec:
     )
 
 
+_INSERT_CODE = Prebuilt(
+    lambda dialect: insert_for(dialect, IssuedCode)
+    .on_conflict_do_nothing(index_elements=["shop_id", "purpose", "source_key"])
+    .returning(IssuedCode)
+)
+_READ_CODE = select(IssuedCode).where(
+    IssuedCode.shop_id == bindparam("shop_id"),
+    IssuedCode.purpose == bindparam("purpose"),
+    IssuedCode.source_key == bindparam("source_key"),
+)
+
+
 def record_code(
     session: Session,
     shop: Shop,
@@ -135,28 +147,18 @@ def record_code(
     )
     # One statement for a new row: ORM upsert with RETURNING gives the row itself; only a row
     # that already existed is read back.
-    stmt = dialect_insert(session, IssuedCode).values(
-        shop_id=shop.id,
-        customer_id=customer_id,
-        purpose=purpose,
-        source_key=source_key,
-        code=code,
-        spec=spec_to_json(spec),
-        status=CodeStatus.PENDING,
-        attempts=0,
-        expires_at=ends_at,
-        created_at=now,
-        updated_at=now,
-    )
     row = session.scalars(
-        stmt.on_conflict_do_nothing(index_elements=["shop_id", "purpose", "source_key"]).returning(IssuedCode)
+        _INSERT_CODE(session),
+        {
+            "shop_id": shop.id, "customer_id": customer_id, "purpose": purpose, "source_key": source_key,
+            "code": code, "spec": spec_to_json(spec), "status": CodeStatus.PENDING, "attempts": 0,
+            "expires_at": ends_at, "created_at": now, "updated_at": now,
+        },
     ).first()
     created = row is not None
     if row is None:
         row = session.scalars(
-            select(IssuedCode).where(
-                IssuedCode.shop_id == shop.id, IssuedCode.purpose == purpose, IssuedCode.source_key == source_key
-            )
+            _READ_CODE, {"shop_id": shop.id, "purpose": purpose, "source_key": source_key}
         ).one()
     if created and urgent:
         enqueue_code_after_commit(session, row.id)

@@ -7,7 +7,7 @@ the same new customer at once end with one row (no check-then-insert).
 from __future__ import annotations
 
 import logging
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import consent
@@ -49,6 +49,22 @@ _GUEST = Prebuilt(
             Customer.email == bindparam("email"),
             Customer.platform_id.is_(None),
             Customer.merged_into_id.is_(None),
+        ),
+    )
+)
+_ACCOUNT_OR_GUEST = Prebuilt(
+    lambda dialect: _locked(
+        dialect,
+        select(Customer).where(
+            Customer.shop_id == bindparam("shop_id"),
+            or_(
+                Customer.platform_id == bindparam("platform_id"),
+                and_(
+                    Customer.email == bindparam("email"),
+                    Customer.platform_id.is_(None),
+                    Customer.merged_into_id.is_(None),
+                ),
+            ),
         ),
     )
 )
@@ -142,27 +158,29 @@ def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str 
     """
     email = c.email or email
     if c.id is not None:
-        row = _by_platform_id(session, shop.id, c.id)
-        guest_checked = False  # True once a lookup found no guest with this e-mail
-        if row is None and email:
-            guest = _guest(session, shop.id, email)
-            guest_checked = guest is None
-            if guest is not None:
-                adopted = session.execute(
-                    update(Customer)
-                    .where(Customer.id == guest.id, Customer.platform_id.is_(None))
-                    .values(platform_id=c.id, updated_at=utcnow())
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-                if adopted:
-                    session.refresh(guest)
-                    row = guest
+        # One query finds both the account and a guest with its e-mail (locked on PostgreSQL).
+        found = session.scalars(
+            _ACCOUNT_OR_GUEST(session), {"shop_id": shop.id, "platform_id": c.id, "email": email}
+        ).all()
+        row = next((r for r in found if r.platform_id == c.id), None)
+        guest = next((r for r in found if r.platform_id is None), None)
+        if row is None and guest is not None:
+            adopted = session.execute(
+                update(Customer)
+                .where(Customer.id == guest.id, Customer.platform_id.is_(None))
+                .values(platform_id=c.id, updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if adopted:
+                session.refresh(guest)
+                row, guest = guest, None
+            else:  # another worker adopted it meanwhile: ours is a new account; look for a guest again
+                row = _insert_account(session, shop.id, c.id, email)
+                guest = _guest(session, shop.id, email)
         if row is None:
             row = _insert_account(session, shop.id, c.id, email)
-        if email and not guest_checked:
-            guest = _guest(session, shop.id, email)
-            if guest is not None and guest.id != row.id:
-                merge_guest(session, guest, row)
+        if guest is not None and guest.id != row.id:
+            merge_guest(session, guest, row)
         _apply_profile(session, shop, row, c)
         return row
     if not email:

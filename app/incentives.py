@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app import codes, ledger
@@ -20,15 +20,17 @@ from app.program import Program
 logger = logging.getLogger(__name__)
 
 
+_FIRST_PAID = (
+    select(Order.id)
+    .where(Order.customer_id == bindparam("customer_id"), Order.is_paid.is_(True))
+    .order_by(Order.paid_at, Order.id)
+    .limit(1)
+)
+
+
 def is_first_paid_order(session: Session, customer_id: int, order: Order) -> bool:
     """Return True when `order` is the customer's earliest paid order."""
-    first = session.scalars(
-        select(Order.id)
-        .where(Order.customer_id == customer_id, Order.is_paid.is_(True))
-        .order_by(Order.paid_at, Order.id)
-        .limit(1)
-    ).first()
-    return first == order.id
+    return session.scalars(_FIRST_PAID, {"customer_id": customer_id}).first() == order.id
 
 
 def award_bonus(session: Session, shop: Shop, customer: Customer, *, reason: str, source_id: str, points: int,

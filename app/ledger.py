@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -76,15 +76,18 @@ def balance(session: Session, customer_id: int) -> Balance:
     )
 
 
+_FIND_ENTRY = select(LedgerEntry).where(
+    LedgerEntry.shop_id == bindparam("shop_id"),
+    LedgerEntry.source_type == bindparam("source_type"),
+    LedgerEntry.source_id == bindparam("source_id"),
+    LedgerEntry.reason == bindparam("reason"),
+)
+
+
 def find_entry(session: Session, shop_id: int, source_type: str, source_id: str, reason: str) -> LedgerEntry | None:
     """Return the entry with this natural key, if it exists."""
     return session.scalars(
-        select(LedgerEntry).where(
-            LedgerEntry.shop_id == shop_id,
-            LedgerEntry.source_type == source_type,
-            LedgerEntry.source_id == source_id,
-            LedgerEntry.reason == reason,
-        )
+        _FIND_ENTRY, {"shop_id": shop_id, "source_type": source_type, "source_id": source_id, "reason": reason}
     ).first()
 
 

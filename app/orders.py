@@ -43,6 +43,10 @@ _READ_ORDER = Prebuilt(
 )
 
 
+# session.info key: ids of order rows this transaction inserted (see points.reconcile_order).
+NEW_ORDERS = "new_orders"
+
+
 def _locked(dialect: str, stmt):  # type: ignore[no-untyped-def]
     return stmt.with_for_update() if dialect == "postgresql" else stmt
 
@@ -63,6 +67,7 @@ def lock_order(session: Session, shop: Shop, platform_id: str) -> Order:
     ).first()
     if row is not None:
         set_committed_value(row, "refunds", [])
+        session.info.setdefault(NEW_ORDERS, set()).add(row.id)
         return row
     return session.scalars(_READ_ORDER(session), {"shop_id": shop.id, "platform_id": platform_id}).one()
 

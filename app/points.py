@@ -138,7 +138,14 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
     if order.customer_id is None:
         return
     ledger.lock_customer(session, order.customer_id)
-    earn = ledger.find_entry(session, shop.id, "order", str(order.id), "earn")
+    new_orders = session.info.get("new_orders", ())
+    if order.id in new_orders:
+        # Inserted by this transaction, so no entry refers to it yet (and if one did, the
+        # ledger's unique key would refuse the award as a duplicate).
+        new_orders.discard(order.id)
+        earn = None
+    else:
+        earn = ledger.find_entry(session, shop.id, "order", str(order.id), "earn")
     if earn is None:
         if not order.is_paid or order.merchandise is None:
             return

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.models import ProgramVersion, Shop
@@ -294,6 +294,14 @@ def _validated(document_json: str) -> Program:
     return validate_document(json.loads(document_json))
 
 
+_LATEST = (
+    select(ProgramVersion.version, ProgramVersion.document)
+    .where(ProgramVersion.shop_id == bindparam("shop_id"))
+    .order_by(ProgramVersion.version.desc())
+    .limit(1)
+)
+
+
 def current_program(session: Session, shop: Shop) -> tuple[int, Program]:
     """Return the version number and program in force for `shop` (version 0 = the defaults).
 
@@ -302,12 +310,7 @@ def current_program(session: Session, shop: Shop) -> tuple[int, Program]:
     known = session.info.setdefault("programs", {})
     if shop.id in known:
         return known[shop.id]
-    row = session.execute(
-        select(ProgramVersion.version, ProgramVersion.document)
-        .where(ProgramVersion.shop_id == shop.id)
-        .order_by(ProgramVersion.version.desc())
-        .limit(1)
-    ).first()
+    row = session.execute(_LATEST, {"shop_id": shop.id}).first()
     result = (0, _DEFAULT) if row is None else (row.version, _validated(json.dumps(row.document, sort_keys=True)))
     known[shop.id] = result
     return result

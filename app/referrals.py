@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app import codes, ledger
@@ -54,16 +54,19 @@ def referral_link(shop: Shop, code: str) -> str:
     return f"{shop.domain}/?coupon={code}"
 
 
+_REFERRAL_CODE = select(IssuedCode).where(
+    # Our codes are stored upper-case, so this uses the (shop_id, code) index.
+    IssuedCode.shop_id == bindparam("shop_id"),
+    IssuedCode.code.in_(bindparam("codes", expanding=True)),
+    IssuedCode.purpose == "referral",
+)
+
+
 def _referrer_for(session: Session, shop: Shop, order: Order) -> tuple[Customer, str] | None:
     wanted = {c.strip().upper() for c in (order.discount_codes or []) if c}
     if not wanted:
         return None
-    row = session.scalars(
-        select(IssuedCode).where(
-            # Our codes are stored upper-case, so this uses the (shop_id, code) index.
-            IssuedCode.shop_id == shop.id, IssuedCode.code.in_(wanted), IssuedCode.purpose == "referral"
-        )
-    ).first()
+    row = session.scalars(_REFERRAL_CODE, {"shop_id": shop.id, "codes": sorted(wanted)}).first()
     if row is None or row.customer_id is None:
         return None
     referrer = session.get(Customer, row.customer_id)

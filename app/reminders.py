@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, cast, exists, func, select, tuple_
+from sqlalchemy import String, and_, bindparam, cast, exists, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from app import consent
@@ -83,18 +83,18 @@ def note_cart_content(row: Checkout, fingerprint: str, changed_at: datetime, pro
     schedule_cart(row, program)
 
 
+_PAID_AT = select(Order.paid_at).where(
+    Order.customer_id == bindparam("customer_id"), Order.is_paid.is_(True), Order.paid_at.is_not(None)
+)
+
+
 def schedule_winback(session: Session, customer: Customer, program: Program) -> None:
     """Refresh last_order_at and next_winback_at from the customer's paid orders.
 
     With 3+ orders the expected gap is the median gap between them, and the win-back is due when
     overdue by `factor` x that gap (at least `min_days`); with fewer, `default_days` after the last.
     """
-    paid = sorted(
-        t for t in session.scalars(
-            select(Order.paid_at).where(Order.customer_id == customer.id, Order.is_paid.is_(True),
-                                        Order.paid_at.is_not(None))
-        ) if t is not None
-    )
+    paid = sorted(t for t in session.scalars(_PAID_AT, {"customer_id": customer.id}) if t is not None)
     if not paid:
         return
     rules = program.reminders.winback
@@ -468,20 +468,23 @@ def decide(session: Session, message: ReminderMessage, customer: Customer | None
 # ---- attribution ---------------------------------------------------------------------------------
 
 
+_ATTRIBUTABLE = (
+    select(ReminderMessage, IssuedCode.code)
+    .outerjoin(IssuedCode, IssuedCode.id == ReminderMessage.code_id)
+    .where(ReminderMessage.customer_id == bindparam("customer_id"), ReminderMessage.status == MessageStatus.SENT,
+           ReminderMessage.marketing.is_(True), ReminderMessage.attributed_order_id.is_(None),
+           ReminderMessage.sent_at <= bindparam("paid_at"))
+    .order_by(ReminderMessage.sent_at.desc())
+)
+
+
 def attribute_order(session: Session, customer: Customer, order: Order, program: Program) -> ReminderMessage | None:
     """Credit a paid order to the reminder that used its code, else the latest within the window."""
     if order.paid_at is None:
         return None
     codes = {c.upper() for c in (order.discount_codes or [])}
     window = order.paid_at - timedelta(days=program.reminders.attribution_days)
-    candidates = session.execute(
-        select(ReminderMessage, IssuedCode.code)
-        .outerjoin(IssuedCode, IssuedCode.id == ReminderMessage.code_id)
-        .where(ReminderMessage.customer_id == customer.id, ReminderMessage.status == MessageStatus.SENT,
-               ReminderMessage.marketing.is_(True), ReminderMessage.attributed_order_id.is_(None),
-               ReminderMessage.sent_at <= order.paid_at)
-        .order_by(ReminderMessage.sent_at.desc())
-    ).all()
+    candidates = session.execute(_ATTRIBUTABLE, {"customer_id": customer.id, "paid_at": order.paid_at}).all()
     chosen = next((m for m, code in candidates if code and code.upper() in codes), None)
     if chosen is None:
         chosen = next((m for m, _ in candidates if m.sent_at and m.sent_at >= window), None)

@@ -12,7 +12,7 @@ import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.models import Customer, LedgerEntry, Order, OrderRefund, Shop, TierChange, utcnow
@@ -32,6 +32,20 @@ def add_months(when: datetime, months: int) -> datetime:
     return when.replace(year=year, month=month, day=day)
 
 
+# Spend: paid orders not cancelled, refunded or deleted, net of partial refunds.
+_KEPT_ORDERS = select(Order.id, Order.merchandise).where(
+    Order.customer_id == bindparam("customer_id"),
+    Order.is_paid.is_(True),
+    Order.deleted_at.is_(None),
+    Order.cancelled_at.is_(None),
+    Order.status.notin_([OrderStatus.CANCELLED.value, OrderStatus.REFUNDED.value]),
+)
+_KEPT_ORDERS_SINCE = _KEPT_ORDERS.where(Order.paid_at >= bindparam("since"))
+_REFUNDED = select(OrderRefund.order_id, OrderRefund.merchandise).where(
+    OrderRefund.order_id.in_(bindparam("order_ids", expanding=True))
+)
+
+
 def metric_value(session: Session, program: Program, customer: Customer, now: datetime) -> Decimal:
     """Return the customer's spend (shop currency, net of refunds) or points earned in the window."""
     since = None if program.tiers.window == "lifetime" else now - timedelta(days=365)
@@ -42,22 +56,14 @@ def metric_value(session: Session, program: Program, customer: Customer, now: da
         if since is not None:
             query = query.where(LedgerEntry.created_at >= since)
         return Decimal(int(session.scalar(query) or 0))
-    orders = select(Order.id, Order.merchandise).where(
-        Order.customer_id == customer.id,
-        Order.is_paid.is_(True),
-        Order.deleted_at.is_(None),
-        Order.cancelled_at.is_(None),
-        Order.status.notin_([OrderStatus.CANCELLED.value, OrderStatus.REFUNDED.value]),
-    )
-    if since is not None:
-        orders = orders.where(Order.paid_at >= since)
-    rows = session.execute(orders).all()
+    if since is None:
+        rows = session.execute(_KEPT_ORDERS, {"customer_id": customer.id}).all()
+    else:
+        rows = session.execute(_KEPT_ORDERS_SINCE, {"customer_id": customer.id, "since": since}).all()
     if not rows:
         return Decimal("0")
     refunded: dict[int, Decimal] = {}
-    for order_id, amount in session.execute(
-        select(OrderRefund.order_id, OrderRefund.merchandise).where(OrderRefund.order_id.in_([r.id for r in rows]))
-    ).all():
+    for order_id, amount in session.execute(_REFUNDED, {"order_ids": [r.id for r in rows]}).all():
         refunded[order_id] = refunded.get(order_id, Decimal("0")) + amount
     total = Decimal("0")
     for order_id, merchandise in rows:
