@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
-
-from datetime import datetime
 
 from app import reminders
 from app.customers import upsert_customer

@@ -11,9 +11,9 @@ import base64
 import hashlib
 import hmac
 import logging
-from functools import lru_cache
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, select

@@ -7,10 +7,11 @@ the same new customer at once end with one row (no check-then-insert).
 from __future__ import annotations
 
 import logging
+
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from app import consent
+from app import consent, ledger
 from app.db import Prebuilt, dialect_insert, insert_for
 from app.models import Checkout, Customer, LedgerEntry, Order, PointLot, Shop, utcnow
 from connectors import types as ct
@@ -181,6 +182,8 @@ def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str 
             row = _insert_account(session, shop.id, c.id, email)
         if guest is not None and guest.id != row.id:
             merge_guest(session, guest, row)
+        # Inserted, adopted by an UPDATE, or read FOR UPDATE: the row is locked (PostgreSQL).
+        ledger.mark_locked(session, row.id)
         _apply_profile(session, shop, row, c)
         return row
     if not email:

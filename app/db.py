@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -241,11 +241,24 @@ def dispose() -> None:
         _engine.dispose()
 
 
-def new_session() -> Session:
-    """Return a new session on the configured engine."""
+def new_session(bind: Connection | None = None) -> Session:
+    """Return a new session on the configured engine (or on `bind`, a connection kept by the caller)."""
     get_engine()
     assert _sessionmaker is not None
-    return _sessionmaker()
+    return _sessionmaker() if bind is None else _sessionmaker(bind=bind)
+
+
+# session.info keys for what one transaction learned about itself: order rows it inserted (they
+# have no ledger entries yet) and customer rows it holds locked. Forgotten when it ends.
+NEW_ORDERS = "new_orders"
+LOCKED_CUSTOMERS = "locked_customers"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_transaction_facts(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the outermost transaction, not a savepoint
+        session.info.pop(NEW_ORDERS, None)
+        session.info.pop(LOCKED_CUSTOMERS, None)
 
 
 def after_commit(session: Session, callback: Any) -> None:
@@ -258,9 +271,13 @@ def after_commit(session: Session, callback: Any) -> None:
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
-    """Yield a session that commits on success (then runs after-commit callbacks) or rolls back."""
-    session = new_session()
+def session_scope(bind: Connection | None = None) -> Iterator[Session]:
+    """Yield a session that commits on success (then runs after-commit callbacks) or rolls back.
+
+    With `bind`, the session's transaction runs on that connection (a worker keeps one for a
+    batch instead of checking one out of the pool, with its pre-ping, per delivery).
+    """
+    session = new_session(bind)
     try:
         yield session
         session.commit()

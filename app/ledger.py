@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import is_postgres
+from app.db import LOCKED_CUSTOMERS, is_postgres
 from app.models import Customer, LedgerEntry, LotState, PointLot, utcnow
 
 logger = logging.getLogger(__name__)
@@ -49,17 +49,27 @@ class Taken:
     lots: tuple[tuple[int, int], ...]  # (lot id, points taken)
 
 
+_LOCK_CUSTOMER = select(Customer).where(Customer.id == bindparam("id")).with_for_update()
+
+
+def mark_locked(session: Session, customer_id: int) -> None:
+    """Note that this transaction holds the customer's row lock (it inserted or locked the row)."""
+    session.info.setdefault(LOCKED_CUSTOMERS, set()).add(customer_id)
+
+
 def lock_customer(session: Session, customer_id: int) -> Customer:
     """Return the customer row, locked for the rest of the transaction on PostgreSQL.
 
     On SQLite every transaction already holds the database's write lock (BEGIN IMMEDIATE), so the
-    row comes from the session when it is loaded already.
+    row comes from the session when it is loaded already; so does a row this transaction locked.
     """
-    if not is_postgres(session):
+    if not is_postgres(session) or customer_id in session.info.get(LOCKED_CUSTOMERS, ()):
         customer = session.get(Customer, customer_id)
         assert customer is not None
         return customer
-    return session.scalars(select(Customer).where(Customer.id == customer_id).with_for_update()).one()
+    customer = session.scalars(_LOCK_CUSTOMER, {"id": customer_id}).one()
+    mark_locked(session, customer_id)
+    return customer
 
 
 def balance(session: Session, customer_id: int) -> Balance:

@@ -16,7 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app import checkouts, points, reminders
 from app.customers import customer_for_order
-from app.db import Prebuilt, dialect_insert, insert_for
+from app.db import NEW_ORDERS, Prebuilt, dialect_insert, insert_for
 from app.models import Order, OrderRefund, Shop, utcnow
 from app.program import current_program
 from connectors import types as ct
@@ -41,10 +41,6 @@ _READ_ORDER = Prebuilt(
         .execution_options(populate_existing=True),
     )
 )
-
-
-# session.info key: ids of order rows this transaction inserted (see points.reconcile_order).
-NEW_ORDERS = "new_orders"
 
 
 def _locked(dialect: str, stmt):  # type: ignore[no-untyped-def]

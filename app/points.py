@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import incentives, ledger, referrals, rewards, tiers
+from app.db import NEW_ORDERS
 from app.models import Customer, LedgerEntry, Order, PointLot, Shop, utcnow
 from app.program import current_program
 from connectors.types import OrderStatus
@@ -138,7 +139,7 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
     if order.customer_id is None:
         return
     ledger.lock_customer(session, order.customer_id)
-    new_orders = session.info.get("new_orders", ())
+    new_orders = session.info.get(NEW_ORDERS, ())
     if order.id in new_orders:
         # Inserted by this transaction, so no entry refers to it yet (and if one did, the
         # ledger's unique key would refuse the award as a duplicate).

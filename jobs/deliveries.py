@@ -6,14 +6,14 @@ import logging
 from collections import Counter
 from datetime import timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import OperationalError
 
 from app import customers, incentives, orders
-from app.program import current_program
 from app.checkouts import apply_checkout
-from app.db import is_postgres, session_scope
+from app.db import get_engine, is_postgres, session_scope
 from app.models import DeliveryStatus, Shop, ShopStatus, WebhookDelivery, utcnow
+from app.program import current_program
 from connectors import get_connector
 from connectors import types as ct
 from connectors.errors import MalformedPayloadError, UnsupportedTopicError
@@ -63,7 +63,7 @@ _FINISH = (
 )
 
 
-def process_delivery(delivery_id: int) -> str:
+def process_delivery(delivery_id: int, *, bind: Connection | None = None) -> str:
     """Process one delivery in its own transaction; returns its resulting status.
 
     A delivery that is no longer `received` (done, failed, or taken by another worker) is
@@ -73,7 +73,7 @@ def process_delivery(delivery_id: int) -> str:
     The delivery row itself is read and finished with prebuilt Core statements (one each): the
     handlers need only its id, and this runs once per webhook.
     """
-    with session_scope() as session:
+    with session_scope(bind) as session:
         conn = session.connection()
         read = _READ_LOCKED if is_postgres(session) else _READ
         delivery = conn.execute(read, {"id": delivery_id}).first()
@@ -120,15 +120,19 @@ def process_deliveries(delivery_ids: list[int]) -> dict[str, int]:
     a transient database error leaves it `received` for the requeue sweep, up to MAX_ATTEMPTS.
     """
     outcome: Counter[str] = Counter()
-    for delivery_id in delivery_ids:
-        try:
-            outcome[process_delivery(delivery_id)] += 1
-        except Exception as exc:  # noqa: BLE001 - recorded on the delivery and logged, not hidden
-            logger.error(
-                "delivery processing failed",
-                extra={"delivery": delivery_id, "error_type": type(exc).__name__},
-            )
-            outcome[_record_error(delivery_id, exc)] += 1
+    # One connection serves the batch (each delivery still commits or rolls back on its own), so
+    # the pool's checkout, pre-ping and reset-on-return happen once per batch, not per delivery.
+    # A connection that broke is invalidated by SQLAlchemy and reconnects on its next use.
+    with get_engine().connect() as conn:
+        for delivery_id in delivery_ids:
+            try:
+                outcome[process_delivery(delivery_id, bind=conn)] += 1
+            except Exception as exc:  # noqa: BLE001 - recorded on the delivery and logged, not hidden
+                logger.error(
+                    "delivery processing failed",
+                    extra={"delivery": delivery_id, "error_type": type(exc).__name__},
+                )
+                outcome[_record_error(delivery_id, exc)] += 1
     return dict(outcome)
 
 

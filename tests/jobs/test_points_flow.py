@@ -259,6 +259,50 @@ def test_one_failure_never_fails_its_batch_neighbours(make_shop, post_webhook, s
     assert show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)["available"] == 587
 
 
+def test_a_broken_connection_fails_only_its_delivery(make_shop, post_webhook, session, runner, monkeypatch):
+    # given three paid orders of different customers in one batch
+    make_shop("shopify")
+    base = json.loads(fixture_bytes("shopify", "orders_paid.json"))
+    for n in range(3):
+        body = dict(base, id=base["id"] + n, email=f"kunde{n}@example.test", contact_email=f"kunde{n}@example.test",
+                    customer=dict(base["customer"], id=base["customer"]["id"] + n, email=f"kunde{n}@example.test"))
+        post_webhook("shopify", "orders/paid", body, event_id=f"order-{n}")
+    ids = list(session.scalars(select(WebhookDelivery.id).order_by(WebhookDelivery.id)))
+    session.commit()
+
+    # and the connection the batch runs on breaks while the first order is processed
+    # (PostgreSQL: the server ends the backend; SQLite: the connection is invalidated)
+    from app import orders
+    from jobs.deliveries import process_deliveries
+
+    real_apply = orders.apply_order
+    broken = []
+
+    def apply_order(session, shop, order, **kw):  # type: ignore[no-untyped-def]
+        if not broken:
+            broken.append(order.id)
+            conn = session.connection()
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
+            else:
+                conn.invalidate()
+        return real_apply(session, shop, order, **kw)
+
+    monkeypatch.setattr(orders, "apply_order", apply_order)
+
+    # when one job processes the batch
+    outcome = process_deliveries(ids)
+
+    # then the other two run on a fresh connection and earn; the first keeps its error, unprocessed
+    assert outcome.get("processed") == 2
+    for n in (1, 2):
+        customer = show(runner, "demo-laden.myshopify.com", f"kunde{n}@example.test")
+        assert customer["pending"] + customer["available"] == 587
+    first = session.get(WebhookDelivery, ids[0])
+    session.commit()
+    assert first.status != DeliveryStatus.PROCESSED and first.error and first.attempts == 1
+
+
 def test_concurrent_processing_of_one_order_awards_once(make_shop, post_webhook, session, runner):
     # given two different deliveries of the same paid order (orders/paid and orders/updated)
     make_shop("shopify")
