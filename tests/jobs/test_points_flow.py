@@ -303,6 +303,32 @@ def test_a_broken_connection_fails_only_its_delivery(make_shop, post_webhook, se
     assert first.status != DeliveryStatus.PROCESSED and first.error and first.attempts == 1
 
 
+def test_a_customer_is_locked_again_in_each_transaction(make_shop, session, database_url):
+    # given a customer that one transaction of a session created (and so held locked)
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite transactions hold the database's write lock")
+    from sqlalchemy import event
+
+    from app import customers, ledger
+    from app.models import Shop
+    from connectors import types as ct
+
+    shop = session.get(Shop, make_shop("shopify"))
+    customer = customers.upsert_customer(session, shop, ct.Customer(id="42", email="kunde@example.test"))
+    statements: list[str] = []
+    event.listen(session.get_bind(), "before_cursor_execute",
+                 lambda conn, cursor, sql, *rest: statements.append(sql))
+    ledger.lock_customer(session, customer.id)
+    assert not any("FOR UPDATE" in sql for sql in statements)  # still ours: no second lock
+    session.commit()
+
+    # when the next transaction of the same session wants the customer locked
+    ledger.lock_customer(session, customer.id)
+
+    # then it takes the row lock again (the first one ended with its transaction)
+    assert any("FOR UPDATE" in sql for sql in statements)
+
+
 def test_concurrent_processing_of_one_order_awards_once(make_shop, post_webhook, session, runner):
     # given two different deliveries of the same paid order (orders/paid and orders/updated)
     make_shop("shopify")
