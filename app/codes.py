@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from app.db import Prebuilt, after_commit, insert_for
+from app.db import Prebuilt, after_commit, insert_for, insert_object
 from app.models import CodeStatus, IssuedCode, Shop, utcnow
 from connectors.types import DiscountSpec
 
@@ -90,9 +90,9 @@ def spec_from_json(data: dict[str, Any]) -> DiscountSpec:
 
 
 _INSERT_CODE = Prebuilt(
-    lambda dialect: insert_for(dialect, IssuedCode)
+    lambda dialect: insert_for(dialect, IssuedCode.__table__)
     .on_conflict_do_nothing(index_elements=["shop_id", "purpose", "source_key"])
-    .returning(IssuedCode)
+    .returning(*IssuedCode.__table__.c)
 )
 _READ_CODE = select(IssuedCode).where(
     IssuedCode.shop_id == bindparam("shop_id"),
@@ -145,16 +145,16 @@ def record_code(
         variant_ids=variant_ids,
         usage_limit=usage_limit,
     )
-    # One statement for a new row: ORM upsert with RETURNING gives the row itself; only a row
-    # that already existed is read back.
-    row = session.scalars(
+    # One statement for a new row (the upsert returns it); only a row that existed is read back.
+    row = insert_object(
+        session,
         _INSERT_CODE(session),
-        {
-            "shop_id": shop.id, "customer_id": customer_id, "purpose": purpose, "source_key": source_key,
-            "code": code, "spec": spec_to_json(spec), "status": CodeStatus.PENDING, "attempts": 0,
-            "expires_at": ends_at, "created_at": now, "updated_at": now,
-        },
-    ).first()
+        IssuedCode(
+            shop_id=shop.id, customer_id=customer_id, purpose=purpose, source_key=source_key, code=code,
+            spec=spec_to_json(spec), status=CodeStatus.PENDING, attempts=0, expires_at=ends_at,
+            created_at=now, updated_at=now,
+        ),
+    )
     created = row is not None
     if row is None:
         row = session.scalars(

@@ -12,7 +12,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import consent, ledger
-from app.db import Prebuilt, dialect_insert, insert_for
+from app.db import Prebuilt, dialect_insert, insert_for, insert_object
 from app.models import Checkout, Customer, LedgerEntry, Order, PointLot, Shop, utcnow
 from connectors import types as ct
 
@@ -70,9 +70,9 @@ _ACCOUNT_OR_GUEST = Prebuilt(
     )
 )
 _INSERT_ACCOUNT = Prebuilt(
-    lambda dialect: insert_for(dialect, Customer)
+    lambda dialect: insert_for(dialect, Customer.__table__)
     .on_conflict_do_nothing(index_elements=["shop_id", "platform_id"])
-    .returning(Customer)
+    .returning(*Customer.__table__.c)
 )
 
 
@@ -87,10 +87,11 @@ def _guest(session: Session, shop_id: int, email: str) -> Customer | None:
 def _insert_account(session: Session, shop_id: int, platform_id: str, email: str | None) -> Customer:
     """Insert the account (the new row comes back from the INSERT) or read the one that won a race."""
     now = utcnow()
-    row = session.scalars(
+    row = insert_object(
+        session,
         _INSERT_ACCOUNT(session),
-        {"shop_id": shop_id, "platform_id": platform_id, "email": email, "created_at": now, "updated_at": now},
-    ).first()
+        Customer(shop_id=shop_id, platform_id=platform_id, email=email, created_at=now, updated_at=now),
+    )
     if row is None:
         row = _by_platform_id(session, shop_id, platform_id)
     assert row is not None

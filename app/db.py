@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +246,28 @@ def new_session(bind: Connection | None = None) -> Session:
     get_engine()
     assert _sessionmaker is not None
     return _sessionmaker() if bind is None else _sessionmaker(bind=bind)
+
+
+def insert_object(session: Session, stmt: Any, obj: Any) -> Any | None:
+    """Insert a new ORM object with one prebuilt Core statement; return it persistent, or None.
+
+    `stmt` is an INSERT into the object's table RETURNING every column (usually with ON CONFLICT
+    DO NOTHING, so None means the row existed). The row that comes back fills in ids and
+    defaults, and the object joins the session as if loaded, with nothing to flush. This is
+    what the unit of work would do, for a third of its Python (an ORM INSERT ... RETURNING of
+    an entity, or a flush, costs ~0.4-0.6 ms against ~0.1 ms for the statement itself).
+    Unlike a flush it writes nothing else that is pending in the session.
+    """
+    values = inspect(obj).dict
+    params = {c.key: values[c.key] for c in obj.__table__.c if c.key in values}
+    row = session.connection().execute(stmt, params).first()
+    if row is None:
+        return None
+    for key, value in row._mapping.items():
+        setattr(obj, key, value)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
 
 
 # session.info keys for what one transaction learned about itself: order rows it inserted (they

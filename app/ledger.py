@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import LOCKED_CUSTOMERS, is_postgres
+from app.db import LOCKED_CUSTOMERS, Prebuilt, insert_for, insert_object, is_postgres
 from app.models import Customer, LedgerEntry, LotState, PointLot, utcnow
 
 logger = logging.getLogger(__name__)
@@ -145,6 +145,13 @@ class InsufficientPointsError(ValueError):
     """Fewer available points than asked for."""
 
 
+# Appending is one INSERT each for the lot and the entry (see app.db.insert_object).
+_INSERT_LOT = Prebuilt(lambda dialect: insert_for(dialect, PointLot.__table__).returning(*PointLot.__table__.c))
+_INSERT_ENTRY = Prebuilt(
+    lambda dialect: insert_for(dialect, LedgerEntry.__table__).returning(*LedgerEntry.__table__.c)
+)
+
+
 def append(session: Session, entry: LedgerEntry, *, lot: PointLot | None = None) -> LedgerEntry | None:
     """Insert `entry` (and a new `lot`) unless an entry with its natural key already exists.
 
@@ -154,12 +161,12 @@ def append(session: Session, entry: LedgerEntry, *, lot: PointLot | None = None)
     try:
         with session.begin_nested():
             if lot is not None:
-                session.add(lot)
-                session.flush()
+                insert_object(session, _INSERT_LOT(session), lot)
                 entry.lot_id = lot.id
-            session.add(entry)
-            session.flush()
+            insert_object(session, _INSERT_ENTRY(session), entry)
     except IntegrityError:
+        if lot is not None and lot in session:
+            session.expunge(lot)  # its row went with the savepoint
         logger.debug(
             "ledger entry already recorded",
             extra={"shop": entry.shop_id, "reason": entry.reason, "source_type": entry.source_type},

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app import checkouts, points, reminders
 from app.customers import customer_for_order
-from app.db import NEW_ORDERS, Prebuilt, dialect_insert, insert_for
+from app.db import NEW_ORDERS, Prebuilt, dialect_insert, insert_for, insert_object
 from app.models import Order, OrderRefund, Shop, utcnow
 from app.program import current_program
 from connectors import types as ct
@@ -28,10 +28,9 @@ logger = logging.getLogger(__name__)
 # refunds yet: the collection is set empty instead of loaded); an existing one is read, locked on
 # PostgreSQL, and overwrites whatever the session held for it.
 _INSERT_ORDER = Prebuilt(
-    lambda dialect: insert_for(dialect, Order)
+    lambda dialect: insert_for(dialect, Order.__table__)
     .on_conflict_do_nothing(index_elements=["shop_id", "platform_id"])
-    .returning(Order)
-    .options(lazyload(Order.refunds))
+    .returning(*Order.__table__.c)
 )
 _READ_ORDER = Prebuilt(
     lambda dialect: _locked(
@@ -53,14 +52,12 @@ def lock_order(session: Session, shop: Shop, platform_id: str) -> Order:
     The lock serializes every event of one order, so their ledger arithmetic never interleaves.
     """
     now = utcnow()
-    row = session.scalars(
+    row = insert_object(
+        session,
         _INSERT_ORDER(session),
-        {
-            "shop_id": shop.id, "platform_id": platform_id, "is_paid": False, "taxes_included": False,
-            "total_weight_grams": 0, "tags": [], "discount_codes": [], "test": False,
-            "created_at": now, "updated_at": now,
-        },
-    ).first()
+        Order(shop_id=shop.id, platform_id=platform_id, is_paid=False, taxes_included=False, total_weight_grams=0,
+              tags=[], discount_codes=[], test=False, created_at=now, updated_at=now),
+    )
     if row is not None:
         set_committed_value(row, "refunds", [])
         session.info.setdefault(NEW_ORDERS, set()).add(row.id)

@@ -329,6 +329,39 @@ def test_a_customer_is_locked_again_in_each_transaction(make_shop, session, data
     assert any("FOR UPDATE" in sql for sql in statements)
 
 
+def test_a_ledger_entry_is_recorded_once_and_its_duplicate_leaves_no_lot(make_shop, session):
+    # given a customer and a credit with its natural key
+    from app import customers, ledger
+    from app.models import LedgerEntry, Shop, utcnow
+    from connectors import types as ct
+
+    shop = session.get(Shop, make_shop("shopify"))
+    customer = customers.upsert_customer(session, shop, ct.Customer(id="42", email="kunde@example.test"))
+
+    def credit(points: int):  # type: ignore[no-untyped-def]
+        now = utcnow()
+        lot = ledger.new_lot(shop_id=shop.id, customer_id=customer.id, points=points, earned_at=now,
+                             available_at=now, rule={"rule": "test"}, now=now)
+        entry = LedgerEntry(shop_id=shop.id, customer_id=customer.id, delta=0, reason="adjust",
+                            source_type="test", source_id="once")
+        return ledger.credit(session, entry, lot), lot
+
+    # when it is credited, and the same key again (with other points)
+    first, _ = credit(10)
+    second, refused_lot = credit(99)
+    session.commit()
+
+    # then the first counts, the second is refused, and no lot of the second exists (in the
+    # database or in the session)
+    assert first is not None and first.id and first.lot_id and second is None
+    assert refused_lot not in session
+    assert ledger.balance(session, customer.id).available == 10
+    assert session.scalars(select(PointLot).where(PointLot.customer_id == customer.id)).all() == [
+        session.get(PointLot, first.lot_id)
+    ]
+    session.commit()
+
+
 def test_concurrent_processing_of_one_order_awards_once(make_shop, post_webhook, session, runner):
     # given two different deliveries of the same paid order (orders/paid and orders/updated)
     make_shop("shopify")
