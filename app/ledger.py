@@ -152,12 +152,24 @@ _INSERT_ENTRY = Prebuilt(
 )
 
 
-def append(session: Session, entry: LedgerEntry, *, lot: PointLot | None = None) -> LedgerEntry | None:
+def append(
+    session: Session, entry: LedgerEntry, *, lot: PointLot | None = None, key_is_new: bool = False
+) -> LedgerEntry | None:
     """Insert `entry` (and a new `lot`) unless an entry with its natural key already exists.
 
     Runs in a savepoint so a duplicate leaves the surrounding transaction usable; returns None for
-    a duplicate (the database decided: it was already recorded).
+    a duplicate (the database decided: it was already recorded). `key_is_new` skips the savepoint
+    when no entry can have this key yet (its source row was inserted by this transaction, e.g. a
+    new order's earn); should one exist after all, the unique key still refuses it, failing the
+    transaction instead of returning None.
     """
+    if key_is_new:
+        session.flush()  # what the savepoint would have flushed
+        if lot is not None:
+            insert_object(session, _INSERT_LOT(session), lot)
+            entry.lot_id = lot.id
+        insert_object(session, _INSERT_ENTRY(session), entry)
+        return entry
     try:
         with session.begin_nested():
             if lot is not None:
@@ -204,14 +216,14 @@ def new_lot(
     )
 
 
-def credit(session: Session, entry: LedgerEntry, lot: PointLot) -> LedgerEntry | None:
+def credit(session: Session, entry: LedgerEntry, lot: PointLot, *, key_is_new: bool = False) -> LedgerEntry | None:
     """Record new points: `lot` holds them, `entry` explains them (None when already recorded)."""
     entry.delta = lot.points
     if lot.state == LotState.PENDING:
         entry.pending_delta, entry.available_delta = lot.points, 0
     else:
         entry.pending_delta, entry.available_delta = 0, lot.points
-    return append(session, entry, lot=lot)
+    return append(session, entry, lot=lot, key_is_new=key_is_new)
 
 
 def take_back(session: Session, customer_id: int, points: int, *, own_lot_id: int | None) -> Taken:

@@ -36,8 +36,12 @@ def _is_gone(order: Order) -> bool:
     )
 
 
-def _award(session: Session, shop: Shop, order: Order, customer: Customer, delivery_id: int | None) -> LedgerEntry | None:
-    """Write the order's earn entry (and lot), then everything a first payment starts."""
+def _award(session: Session, shop: Shop, order: Order, customer: Customer, delivery_id: int | None, *,
+           new_order: bool) -> LedgerEntry | None:
+    """Write the order's earn entry (and lot), then everything a first payment starts.
+
+    `new_order`: this transaction inserted the order row, so no earn entry can exist for it yet.
+    """
     if customer.banned_at is not None:
         logger.info("banned customer earns nothing", extra={"shop": shop.id, "order_id": order.id})
         return None
@@ -94,9 +98,9 @@ def _award(session: Session, shop: Shop, order: Order, customer: Customer, deliv
                 "return_window_days": program.earning.return_window_days,
             },
         )
-        written = ledger.credit(session, entry, lot)
+        written = ledger.credit(session, entry, lot, key_is_new=new_order)
     else:
-        written = ledger.append(session, entry)  # a zero award still marks the order as handled
+        written = ledger.append(session, entry, key_is_new=new_order)  # a zero award still marks the order as handled
     if written is None:
         return None
     # The order and the new entry are flushed (the ledger's savepoint did it); the steps below
@@ -139,10 +143,11 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
     if order.customer_id is None:
         return
     ledger.lock_customer(session, order.customer_id)
-    new_orders = session.info.get(NEW_ORDERS, ())
-    if order.id in new_orders:
+    new_orders = session.info.get(NEW_ORDERS, set())
+    new_order = order.id in new_orders
+    if new_order:
         # Inserted by this transaction, so no entry refers to it yet (and if one did, the
-        # ledger's unique key would refuse the award as a duplicate).
+        # ledger's unique key would refuse the award).
         new_orders.discard(order.id)
         earn = None
     else:
@@ -152,7 +157,7 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
             return
         customer = session.get(Customer, order.customer_id)
         assert customer is not None
-        earn = _award(session, shop, order, customer, delivery_id)
+        earn = _award(session, shop, order, customer, delivery_id, new_order=new_order)
         if earn is None:
             return
         if not order.refunds and not _is_gone(order):
