@@ -12,7 +12,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import consent, ledger
-from app.db import Prebuilt, dialect_insert, insert_for, insert_object
+from app.db import NEW_CUSTOMERS, Prebuilt, dialect_insert, insert_for, insert_object, note
 from app.models import Checkout, Customer, LedgerEntry, Order, PointLot, Shop, utcnow
 from connectors import types as ct
 
@@ -94,6 +94,8 @@ def _insert_account(session: Session, shop_id: int, platform_id: str, email: str
     )
     if row is None:
         row = _by_platform_id(session, shop_id, platform_id)
+    else:
+        note(session, NEW_CUSTOMERS, row.id)
     assert row is not None
     return row
 
@@ -119,6 +121,7 @@ def merge_guest(session: Session, guest: Customer, account: Customer) -> None:
     for model in (Order, Checkout, PointLot, LedgerEntry):
         session.execute(update(model).where(model.customer_id == guest.id).values(customer_id=account.id))
     guest.merged_into_id = account.id
+    session.info.get(NEW_CUSTOMERS, set()).discard(account.id)  # it has the guest's history now
     session.add(
         LedgerEntry(
             shop_id=account.shop_id,

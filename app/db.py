@@ -270,17 +270,30 @@ def insert_object(session: Session, stmt: Any, obj: Any) -> Any | None:
     return obj
 
 
-# session.info keys for what one transaction learned about itself: order rows it inserted (they
-# have no ledger entries yet) and customer rows it holds locked. Forgotten when it ends.
+# session.info keys for what one transaction learned about itself, each a set of row ids: orders
+# and customers it inserted (nothing refers to them yet but what this transaction wrote) and
+# customers it holds locked. Forgotten when the transaction ends.
 NEW_ORDERS = "new_orders"
+NEW_CUSTOMERS = "new_customers"
 LOCKED_CUSTOMERS = "locked_customers"
+_TRANSACTION_FACTS = (NEW_ORDERS, NEW_CUSTOMERS, LOCKED_CUSTOMERS)
+
+
+def note(session: Session, fact: str, row_id: int) -> None:
+    """Remember `fact` (one of the keys above) about row `row_id` until the transaction ends."""
+    session.info.setdefault(fact, set()).add(row_id)
+
+
+def noted(session: Session, fact: str, row_id: int) -> bool:
+    """Return True when this transaction noted `fact` about row `row_id`."""
+    return row_id in session.info.get(fact, ())
 
 
 @event.listens_for(Session, "after_transaction_end")
 def _forget_transaction_facts(session: Session, transaction: Any) -> None:
     if transaction.parent is None:  # the outermost transaction, not a savepoint
-        session.info.pop(NEW_ORDERS, None)
-        session.info.pop(LOCKED_CUSTOMERS, None)
+        for fact in _TRANSACTION_FACTS:
+            session.info.pop(fact, None)
 
 
 def after_commit(session: Session, callback: Any) -> None:

@@ -137,7 +137,7 @@ def apply_order(
     with session.no_autoflush:
         _track_checkout(session, shop, row, order, newer=newer)
         if became_paid and customer is not None:
-            reminders.schedule_winback(session, customer, program)
+            reminders.schedule_winback(session, customer, program, paid_now=row)
             reminders.attribute_order(session, customer, row, program)
     return row
 
