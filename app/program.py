@@ -302,6 +302,15 @@ _LATEST = (
 )
 
 
+def share_program_cache(session: Session, known: dict[int, tuple[int, Program]]) -> None:
+    """Let `session` use (and fill) `known` as its cache of programs in force, by shop id.
+
+    The deliveries of one worker batch (about a second) share one, so each shop's program is read
+    once per batch; a program saved meanwhile applies from the next batch.
+    """
+    session.info["programs"] = known
+
+
 def current_program(session: Session, shop: Shop) -> tuple[int, Program]:
     """Return the version number and program in force for `shop` (version 0 = the defaults).
 

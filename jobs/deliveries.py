@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app import customers, incentives, orders
 from app.checkouts import apply_checkout
 from app.db import get_engine, is_postgres, session_scope
 from app.models import DeliveryStatus, Shop, ShopStatus, WebhookDelivery, utcnow
-from app.program import current_program
+from app.program import current_program, share_program_cache
 from connectors import get_connector
 from connectors import types as ct
 from connectors.errors import MalformedPayloadError, UnsupportedTopicError
@@ -63,7 +65,31 @@ _FINISH = (
 )
 
 
-def process_delivery(delivery_id: int, *, bind: Connection | None = None) -> str:
+class BatchMemo:
+    """What the deliveries of one batch (one job, about a second) share: their shops' rows and
+    programs, read once instead of once per delivery. A shop that uninstalls is read again."""
+
+    def __init__(self) -> None:
+        self.shops: dict[int, dict[str, Any]] = {}
+        self.programs: dict[int, Any] = {}  # shop id -> (version, Program), as app.program caches
+
+    def shop(self, session: Session, shop_id: int) -> Shop | None:
+        values = self.shops.get(shop_id)
+        if values is None:
+            shop = session.get(Shop, shop_id)
+            if shop is not None:
+                self.shops[shop_id] = {a.key: getattr(shop, a.key) for a in _SHOP_COLUMNS}
+            return shop
+        shop = Shop(**values)  # every column is an immutable value (str, int, bytes, enum, datetime)
+        make_transient_to_detached(shop)
+        session.add(shop)
+        return shop
+
+
+_SHOP_COLUMNS = Shop.__mapper__.column_attrs
+
+
+def process_delivery(delivery_id: int, *, bind: Connection | None = None, memo: BatchMemo | None = None) -> str:
     """Process one delivery in its own transaction; returns its resulting status.
 
     A delivery that is no longer `received` (done, failed, or taken by another worker) is
@@ -80,7 +106,11 @@ def process_delivery(delivery_id: int, *, bind: Connection | None = None) -> str
         if delivery is None or delivery.status != DeliveryStatus.RECEIVED:
             logger.debug("delivery already handled", extra={"delivery": delivery_id})
             return "skipped"
-        shop = session.get(Shop, delivery.shop_id)
+        if memo is None:
+            shop = session.get(Shop, delivery.shop_id)
+        else:
+            shop = memo.shop(session, delivery.shop_id)
+            share_program_cache(session, memo.programs)
         assert shop is not None
         try:
             event = get_connector(delivery.platform).parse_event(delivery.headers, delivery.body)
@@ -93,6 +123,8 @@ def process_delivery(delivery_id: int, *, bind: Connection | None = None) -> str
             )
             return DeliveryStatus.FAILED.value
         _handle(session, shop, delivery_id, event)
+        if memo is not None and isinstance(event.resource, ct.AppUninstalled):
+            memo.shops.pop(shop.id, None)
         session.flush()
         # Counted here, so the delivery gets one UPDATE (a failure is counted by _record_error).
         conn.execute(_FINISH, {"delivery_id": delivery_id, "status": DeliveryStatus.PROCESSED, "error": None,
@@ -123,10 +155,11 @@ def process_deliveries(delivery_ids: list[int]) -> dict[str, int]:
     # One connection serves the batch (each delivery still commits or rolls back on its own), so
     # the pool's checkout, pre-ping and reset-on-return happen once per batch, not per delivery.
     # A connection that broke is invalidated by SQLAlchemy and reconnects on its next use.
+    memo = BatchMemo()
     with get_engine().connect() as conn:
         for delivery_id in delivery_ids:
             try:
-                outcome[process_delivery(delivery_id, bind=conn)] += 1
+                outcome[process_delivery(delivery_id, bind=conn, memo=memo)] += 1
             except Exception as exc:  # noqa: BLE001 - recorded on the delivery and logged, not hidden
                 logger.error(
                     "delivery processing failed",

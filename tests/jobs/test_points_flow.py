@@ -362,6 +362,32 @@ def test_a_ledger_entry_is_recorded_once_and_its_duplicate_leaves_no_lot(make_sh
     session.commit()
 
 
+def test_a_batch_sees_its_shop_uninstall(make_shop, post_webhook, session, runner):
+    # given one batch: a paid order, the app being uninstalled, another paid order
+    from app.models import Shop, ShopStatus
+
+    shop_id = make_shop("shopify")
+    order = json.loads(fixture_bytes("shopify", "orders_paid.json"))
+    post_webhook("shopify", "orders/paid", order, event_id="first")
+    post_webhook("shopify", "app/uninstalled", fixture_bytes("shopify", "app_uninstalled.json"), event_id="bye")
+    post_webhook("shopify", "orders/paid", dict(order, id=order["id"] + 1, name="#1002"), event_id="second")
+    ids = list(session.scalars(select(WebhookDelivery.id).order_by(WebhookDelivery.id)))
+    session.commit()
+
+    # when one job processes it (the batch reads its shop once)
+    from jobs.deliveries import process_deliveries
+
+    assert process_deliveries(ids) == {"processed": 3}
+
+    # then the shop stays uninstalled (the order after it did not write back what the batch read
+    # before), and both orders were processed
+    shop = session.get(Shop, shop_id)
+    assert shop.status == ShopStatus.UNINSTALLED and shop.uninstalled_at is not None
+    session.commit()
+    entries = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)["ledger"]
+    assert sorted(e["order"] for e in entries if e["reason"] == "earn") == sorted([order["name"], "#1002"])
+
+
 def test_concurrent_processing_of_one_order_awards_once(make_shop, post_webhook, session, runner):
     # given two different deliveries of the same paid order (orders/paid and orders/updated)
     make_shop("shopify")
