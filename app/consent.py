@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.db import Prebuilt, insert_for, insert_object
 from app.models import ConsentEvent, Customer, Shop, utcnow
 from connectors import types as ct
 
@@ -19,8 +20,16 @@ def _event(session: Session, customer: Customer, kind: str, source: str, detail:
            at: datetime | None = None) -> ConsentEvent:
     event = ConsentEvent(shop_id=customer.shop_id, customer_id=customer.id, kind=kind, source=source,
                          detail=detail or {}, created_at=at or utcnow())
-    session.add(event)
+    if customer.id is None:  # a customer not flushed yet: the unit of work inserts both in order
+        session.add(event)
+        return event
+    insert_object(session, _INSERT_EVENT(session), event)
     return event
+
+
+_INSERT_EVENT = Prebuilt(
+    lambda dialect: insert_for(dialect, ConsentEvent.__table__).returning(*ConsentEvent.__table__.c)
+)
 
 
 def platform_consent(shop: Shop, c: ct.Customer, meta_key: str, true_values: tuple[str, ...]) -> bool | None:

@@ -15,6 +15,7 @@ from decimal import Decimal
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from app.db import Prebuilt, insert_for, insert_object
 from app.models import Customer, LedgerEntry, Order, OrderRefund, Shop, TierChange, utcnow
 from app.program import Program, Tier
 from connectors.types import OrderStatus
@@ -88,6 +89,11 @@ def multiplier(program: Program, customer: Customer) -> Decimal:
     return tier.multiplier if tier else Decimal("1")
 
 
+_INSERT_CHANGE = Prebuilt(
+    lambda dialect: insert_for(dialect, TierChange.__table__).returning(*TierChange.__table__.c)
+)
+
+
 def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None, value: Decimal,
             reason: str, version: int, program: Program, now: datetime) -> TierChange:
     change = TierChange(
@@ -100,7 +106,7 @@ def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None,
         program_version=version,
         created_at=now,
     )
-    session.add(change)
+    insert_object(session, _INSERT_CHANGE(session), change)
     customer.tier = tier.name if tier else None
     customer.tier_since = now
     customer.tier_period_ends_at = add_months(now, program.tiers.period_months)
