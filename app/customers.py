@@ -11,18 +11,24 @@ import logging
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from app import consent, ledger
-from app.db import NEW_CUSTOMERS, Prebuilt, dialect_insert, insert_for, insert_object, note
+from app import consent
+from app.db import (
+    LOCKED_CUSTOMERS,
+    NEW_CUSTOMERS,
+    Prebuilt,
+    dialect_insert,
+    for_update,
+    forget,
+    insert_for,
+    insert_object,
+    note,
+)
 from app.models import Checkout, Customer, LedgerEntry, Order, PointLot, Shop, utcnow
 from connectors import types as ct
 
 logger = logging.getLogger(__name__)
 
 _GUEST_WHERE = "platform_id IS NULL AND merged_into_id IS NULL"
-
-
-def _locked(dialect: str, stmt):  # type: ignore[no-untyped-def]
-    return stmt.with_for_update() if dialect == "postgresql" else stmt
 
 
 def find_by_email(session: Session, shop_id: int, email: str) -> Customer | None:
@@ -37,13 +43,13 @@ def find_by_email(session: Session, shop_id: int, email: str) -> Customer | None
 
 # The worker's hot path (every order looks its customer up) runs prebuilt statements.
 _BY_PLATFORM_ID = Prebuilt(
-    lambda dialect: _locked(
+    lambda dialect: for_update(
         dialect,
         select(Customer).where(Customer.shop_id == bindparam("shop_id"), Customer.platform_id == bindparam("platform_id")),
     )
 )
 _GUEST = Prebuilt(
-    lambda dialect: _locked(
+    lambda dialect: for_update(
         dialect,
         select(Customer).where(
             Customer.shop_id == bindparam("shop_id"),
@@ -54,7 +60,7 @@ _GUEST = Prebuilt(
     )
 )
 _ACCOUNT_OR_GUEST = Prebuilt(
-    lambda dialect: _locked(
+    lambda dialect: for_update(
         dialect,
         select(Customer).where(
             Customer.shop_id == bindparam("shop_id"),
@@ -121,7 +127,7 @@ def merge_guest(session: Session, guest: Customer, account: Customer) -> None:
     for model in (Order, Checkout, PointLot, LedgerEntry):
         session.execute(update(model).where(model.customer_id == guest.id).values(customer_id=account.id))
     guest.merged_into_id = account.id
-    session.info.get(NEW_CUSTOMERS, set()).discard(account.id)  # it has the guest's history now
+    forget(session, NEW_CUSTOMERS, account.id)  # it has the guest's history now
     session.add(
         LedgerEntry(
             shop_id=account.shop_id,
@@ -187,7 +193,7 @@ def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str 
         if guest is not None and guest.id != row.id:
             merge_guest(session, guest, row)
         # Inserted, adopted by an UPDATE, or read FOR UPDATE: the row is locked (PostgreSQL).
-        ledger.mark_locked(session, row.id)
+        note(session, LOCKED_CUSTOMERS, row.id)
         _apply_profile(session, shop, row, c)
         return row
     if not email:

@@ -289,6 +289,11 @@ def noted(session: Session, fact: str, row_id: int) -> bool:
     return row_id in session.info.get(fact, ())
 
 
+def forget(session: Session, fact: str, row_id: int) -> None:
+    """Take back `fact` about row `row_id` (it stopped being true within the transaction)."""
+    session.info.get(fact, set()).discard(row_id)
+
+
 @event.listens_for(Session, "after_transaction_end")
 def _forget_transaction_facts(session: Session, transaction: Any) -> None:
     if transaction.parent is None:  # the outermost transaction, not a savepoint
@@ -364,6 +369,11 @@ class Prebuilt(Generic[T]):
         except KeyError:
             stmt = self._built[name] = self._build(name)
             return stmt
+
+
+def for_update(dialect: str, stmt: Any) -> Any:
+    """Return `stmt` locking its rows on PostgreSQL; on SQLite, BEGIN IMMEDIATE already serializes."""
+    return stmt.with_for_update() if dialect == "postgresql" else stmt
 
 
 def is_postgres(session: Session) -> bool:

@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import LOCKED_CUSTOMERS, Prebuilt, insert_for, insert_object, is_postgres
+from app.db import LOCKED_CUSTOMERS, Prebuilt, insert_for, insert_object, is_postgres, note, noted
 from app.models import Customer, LedgerEntry, LotState, PointLot, utcnow
 
 logger = logging.getLogger(__name__)
@@ -52,23 +52,18 @@ class Taken:
 _LOCK_CUSTOMER = select(Customer).where(Customer.id == bindparam("id")).with_for_update()
 
 
-def mark_locked(session: Session, customer_id: int) -> None:
-    """Note that this transaction holds the customer's row lock (it inserted or locked the row)."""
-    session.info.setdefault(LOCKED_CUSTOMERS, set()).add(customer_id)
-
-
 def lock_customer(session: Session, customer_id: int) -> Customer:
     """Return the customer row, locked for the rest of the transaction on PostgreSQL.
 
     On SQLite every transaction already holds the database's write lock (BEGIN IMMEDIATE), so the
     row comes from the session when it is loaded already; so does a row this transaction locked.
     """
-    if not is_postgres(session) or customer_id in session.info.get(LOCKED_CUSTOMERS, ()):
+    if not is_postgres(session) or noted(session, LOCKED_CUSTOMERS, customer_id):
         customer = session.get(Customer, customer_id)
         assert customer is not None
         return customer
     customer = session.scalars(_LOCK_CUSTOMER, {"id": customer_id}).one()
-    mark_locked(session, customer_id)
+    note(session, LOCKED_CUSTOMERS, customer_id)
     return customer
 
 
@@ -165,17 +160,11 @@ def append(
     """
     if key_is_new:
         session.flush()  # what the savepoint would have flushed
-        if lot is not None:
-            insert_object(session, _INSERT_LOT(session), lot)
-            entry.lot_id = lot.id
-        insert_object(session, _INSERT_ENTRY(session), entry)
+        _insert(session, entry, lot)
         return entry
     try:
         with session.begin_nested():
-            if lot is not None:
-                insert_object(session, _INSERT_LOT(session), lot)
-                entry.lot_id = lot.id
-            insert_object(session, _INSERT_ENTRY(session), entry)
+            _insert(session, entry, lot)
     except IntegrityError:
         if lot is not None and lot in session:
             session.expunge(lot)  # its row went with the savepoint
@@ -185,6 +174,14 @@ def append(
         )
         return None
     return entry
+
+
+def _insert(session: Session, entry: LedgerEntry, lot: PointLot | None) -> None:
+    """Insert the lot (if any), then the entry, which points at it."""
+    if lot is not None:
+        insert_object(session, _INSERT_LOT(session), lot)
+        entry.lot_id = lot.id
+    insert_object(session, _INSERT_ENTRY(session), entry)
 
 
 def new_lot(

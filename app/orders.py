@@ -16,7 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app import checkouts, points, reminders
 from app.customers import customer_for_order
-from app.db import NEW_ORDERS, Prebuilt, dialect_insert, insert_for, insert_object
+from app.db import NEW_ORDERS, Prebuilt, dialect_insert, for_update, insert_for, insert_object, note
 from app.models import Order, OrderRefund, Shop, utcnow
 from app.program import current_program
 from connectors import types as ct
@@ -33,17 +33,13 @@ _INSERT_ORDER = Prebuilt(
     .returning(*Order.__table__.c)
 )
 _READ_ORDER = Prebuilt(
-    lambda dialect: _locked(
+    lambda dialect: for_update(
         dialect,
         select(Order)
         .where(Order.shop_id == bindparam("shop_id"), Order.platform_id == bindparam("platform_id"))
         .execution_options(populate_existing=True),
     )
 )
-
-
-def _locked(dialect: str, stmt):  # type: ignore[no-untyped-def]
-    return stmt.with_for_update() if dialect == "postgresql" else stmt
 
 
 def lock_order(session: Session, shop: Shop, platform_id: str) -> Order:
@@ -60,7 +56,7 @@ def lock_order(session: Session, shop: Shop, platform_id: str) -> Order:
     )
     if row is not None:
         set_committed_value(row, "refunds", [])
-        session.info.setdefault(NEW_ORDERS, set()).add(row.id)
+        note(session, NEW_ORDERS, row.id)
         return row
     return session.scalars(_READ_ORDER(session), {"shop_id": shop.id, "platform_id": platform_id}).one()
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import incentives, ledger, referrals, rewards, tiers
-from app.db import NEW_ORDERS
+from app.db import NEW_ORDERS, forget, noted
 from app.models import Customer, LedgerEntry, Order, PointLot, Shop, utcnow
 from app.program import current_program
 from connectors.types import OrderStatus
@@ -143,12 +143,11 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
     if order.customer_id is None:
         return
     ledger.lock_customer(session, order.customer_id)
-    new_orders = session.info.get(NEW_ORDERS, set())
-    new_order = order.id in new_orders
+    new_order = noted(session, NEW_ORDERS, order.id)
     if new_order:
         # Inserted by this transaction, so no entry refers to it yet (and if one did, the
         # ledger's unique key would refuse the award).
-        new_orders.discard(order.id)
+        forget(session, NEW_ORDERS, order.id)
         earn = None
     else:
         earn = ledger.find_entry(session, shop.id, "order", str(order.id), "earn")

@@ -294,6 +294,8 @@ def _validated(document_json: str) -> Program:
     return validate_document(json.loads(document_json))
 
 
+# session.info key: shop id -> (version, Program) read by this session (or its worker batch).
+_PROGRAMS = "programs"
 _LATEST = (
     select(ProgramVersion.version, ProgramVersion.document)
     .where(ProgramVersion.shop_id == bindparam("shop_id"))
@@ -308,7 +310,7 @@ def share_program_cache(session: Session, known: dict[int, tuple[int, Program]])
     The deliveries of one worker batch (about a second) share one, so each shop's program is read
     once per batch; a program saved meanwhile applies from the next batch.
     """
-    session.info["programs"] = known
+    session.info[_PROGRAMS] = known
 
 
 def current_program(session: Session, shop: Shop) -> tuple[int, Program]:
@@ -316,7 +318,7 @@ def current_program(session: Session, shop: Shop) -> tuple[int, Program]:
 
     Remembered for the rest of the session's life (one delivery, one request), which asks often.
     """
-    known = session.info.setdefault("programs", {})
+    known = session.info.setdefault(_PROGRAMS, {})
     if shop.id in known:
         return known[shop.id]
     row = session.execute(_LATEST, {"shop_id": shop.id}).first()
@@ -354,5 +356,5 @@ def save_program(session: Session, shop: Shop, document: Any, *, created_by: str
     session.add(row)
     shop.program_version = row.version
     session.flush()
-    session.info.get("programs", {}).pop(shop.id, None)
+    session.info.get(_PROGRAMS, {}).pop(shop.id, None)
     return row
