@@ -115,7 +115,7 @@ def _award(session: Session, shop: Shop, order: Order, customer: Customer, deliv
         referrals.record_referral(session, shop, order, customer, program, qualifies_at=available_at, now=now)
         referrals.ensure_referral_code(session, shop, customer, program)
         incentives.gifts_for(session, shop, order, program)
-        tiers.evaluate(session, shop, customer, program, version, now=now)
+        tiers.evaluate(session, shop, customer, program, version, now=now, order=order)
     if available_at <= now:
         from app.redemptions import maybe_auto_redeem
 

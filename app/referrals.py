@@ -63,7 +63,9 @@ _REFERRAL_CODE = select(IssuedCode).where(
 
 
 def _referrer_for(session: Session, shop: Shop, order: Order) -> tuple[Customer, str] | None:
-    wanted = {c.strip().upper() for c in (order.discount_codes or []) if c}
+    # Referral codes are ours (`codes.derive_code`), so a code without their prefix is the shop's own.
+    prefix = codes.PREFIXES["referral"] + "-"
+    wanted = {code for c in (order.discount_codes or []) if c and (code := c.strip().upper()).startswith(prefix)}
     if not wanted:
         return None
     row = session.scalars(_REFERRAL_CODE, {"shop_id": shop.id, "codes": sorted(wanted)}).first()

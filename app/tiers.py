@@ -15,7 +15,7 @@ from decimal import Decimal
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app.db import Prebuilt, insert_for, insert_object
+from app.db import NEW_CUSTOMERS, Prebuilt, insert_for, insert_object, noted
 from app.models import Customer, LedgerEntry, Order, OrderRefund, Shop, TierChange, utcnow
 from app.program import Program, Tier
 from connectors.types import OrderStatus
@@ -47,9 +47,31 @@ _REFUNDED = select(OrderRefund.order_id, OrderRefund.merchandise).where(
 )
 
 
-def metric_value(session: Session, program: Program, customer: Customer, now: datetime) -> Decimal:
-    """Return the customer's spend (shop currency, net of refunds) or points earned in the window."""
+def _kept(order: Order, since: datetime | None) -> bool:
+    """Python twin of `_KEPT_ORDERS` (and `_KEPT_ORDERS_SINCE`) for one loaded order."""
+    return (
+        order.is_paid
+        and order.deleted_at is None
+        and order.cancelled_at is None
+        and order.status not in (OrderStatus.CANCELLED.value, OrderStatus.REFUNDED.value)
+        and (since is None or (order.paid_at is not None and order.paid_at >= since))
+    )
+
+
+def metric_value(session: Session, program: Program, customer: Customer, now: datetime,
+                 order: Order | None = None) -> Decimal:
+    """Return the customer's spend (shop currency, net of refunds) or points earned in the window.
+
+    `order`: the order being handled. When this transaction created the customer for it, it is
+    their only order, and their spend is read from it instead of from the database.
+    """
     since = None if program.tiers.window == "lifetime" else now - timedelta(days=365)
+    if program.tiers.metric == "spend" and order is not None and order.customer_id == customer.id \
+            and noted(session, NEW_CUSTOMERS, customer.id):
+        if not _kept(order, since):
+            return Decimal("0")
+        refunded = sum((r.merchandise for r in order.refunds), Decimal("0"))
+        return max((order.merchandise or Decimal("0")) - refunded, Decimal("0"))
     if program.tiers.metric == "points":
         query = select(func.coalesce(func.sum(LedgerEntry.delta), 0)).where(
             LedgerEntry.customer_id == customer.id, LedgerEntry.reason.in_(EARNING_REASONS)
@@ -132,16 +154,17 @@ def _perk_codes(session: Session, shop: Shop, customer: Customer, tier: Tier) ->
 
 
 def evaluate(session: Session, shop: Shop, customer: Customer, program: Program, version: int, *,
-             now: datetime | None = None, allow_downgrade: bool = False) -> TierChange | None:
+             now: datetime | None = None, allow_downgrade: bool = False,
+             order: Order | None = None) -> TierChange | None:
     """Move the customer up at once when they qualify higher; down only if `allow_downgrade`.
 
     With `allow_downgrade` (the period-end review) a customer who still qualifies for their tier
-    starts a new period in it.
+    starts a new period in it. `order`: the order that changed the points (see `metric_value`).
     """
     now = now or utcnow()
     if not program.tiers.levels:
         return None
-    value = metric_value(session, program, customer, now)
+    value = metric_value(session, program, customer, now, order)
     target = qualifying_tier(program, value)
     current, wanted = _rank(program, customer.tier), _rank(program, target.name if target else None)
     if wanted > current:

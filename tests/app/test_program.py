@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db import session_scope
+from connectors import types as ct
 from app.models import (
     Customer,
     IssuedCode,
@@ -64,6 +65,55 @@ def test_tier_boundaries(_case, metric, amount, tier, make_shop):
 
     # then the tier is reached exactly at the threshold and not one cent below
     assert report(shop, EMAIL)["tier"] == tier
+
+
+def test_a_first_order_already_partly_refunded_counts_net_toward_the_tier(make_shop):
+    # given tiers Bronze at 0 and Silber at 250 (spend)
+    shop = make_shop("shopify")
+    program(shop, {**NO_EXTRAS, "earning": INSTANT, "tiers": TWO_TIERS})
+
+    # when the new customer's first delivery is an order of 300.00 with 100.00 already refunded
+    apply(shop, order("1", "300.00", refunds=(("r1", "100.00"),), updated_at=T0 + timedelta(days=2)))
+
+    # then their spend is 200.00: Bronze, not Silber
+    assert report(shop, EMAIL)["tier"] == "Bronze"
+
+
+@pytest.mark.parametrize(
+    "_case, window, kw",
+    [
+        ("paid", "lifetime", {}),
+        ("partly refunded", "lifetime", {"refunds": (("r1", "120.00"),)}),
+        ("refunded beyond merchandise", "lifetime", {"refunds": (("r1", "200.00"), ("r2", "200.00"))}),
+        ("cancelled", "lifetime", {"status": ct.OrderStatus.CANCELLED}),
+        ("paid before the rolling window", "rolling_12_months", {"paid_at": T0 - timedelta(days=400)}),
+        ("paid inside the rolling window", "rolling_12_months", {"paid_at": T0 - timedelta(days=30)}),
+    ],
+)
+def test_a_new_customers_spend_read_from_their_order_matches_the_database(_case, window, kw, make_shop,
+                                                                          time_machine):
+    # given a spend program and a customer created by this transaction for their first order
+    from app import tiers
+    from app.orders import apply_order
+    from app.program import current_program
+
+    time_machine.move_to(T0 + timedelta(days=5), tick=False)
+    shop_id = make_shop("shopify")
+    program(shop_id, {**NO_EXTRAS, "earning": INSTANT, "tiers": {**TWO_TIERS, "window": window}})
+    with session_scope() as s:
+        shop = s.get(Shop, shop_id)
+        kw.setdefault("updated_at", T0 + timedelta(days=2))
+        row = apply_order(s, shop, order("1", "300.00", **kw))
+        customer = s.get(Customer, row.customer_id)
+        _, prog = current_program(s, shop)
+        now = T0 + timedelta(days=5)
+
+        # when the spend is read from the order, and from the database
+        from_order = tiers.metric_value(s, prog, customer, now, row)
+        from_database = tiers.metric_value(s, prog, customer, now)
+
+    # then both agree
+    assert from_order == from_database
 
 
 def test_upgrade_applies_at_once_and_multiplies_later_orders(make_shop):
