@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.db import Prebuilt, insert_for, insert_object
+from app.db import Prebuilt, generated_columns, insert_for, insert_object
 from app.models import ConsentEvent, Customer, Shop, utcnow
 from connectors import types as ct
 
@@ -28,7 +28,7 @@ def _event(session: Session, customer: Customer, kind: str, source: str, detail:
 
 
 _INSERT_EVENT = Prebuilt(
-    lambda dialect: insert_for(dialect, ConsentEvent.__table__).returning(*ConsentEvent.__table__.c)
+    lambda dialect: insert_for(dialect, ConsentEvent.__table__).returning(*generated_columns(ConsentEvent.__table__))
 )
 
 

@@ -19,6 +19,7 @@ from app.db import (
     dialect_insert,
     for_update,
     forget,
+    generated_columns,
     insert_for,
     insert_object,
     note,
@@ -78,7 +79,7 @@ _ACCOUNT_OR_GUEST = Prebuilt(
 _INSERT_ACCOUNT = Prebuilt(
     lambda dialect: insert_for(dialect, Customer.__table__)
     .on_conflict_do_nothing(index_elements=["shop_id", "platform_id"])
-    .returning(*Customer.__table__.c)
+    .returning(*generated_columns(Customer.__table__))
 )
 
 

@@ -20,7 +20,16 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import LOCKED_CUSTOMERS, Prebuilt, insert_for, insert_object, is_postgres, note, noted
+from app.db import (
+    LOCKED_CUSTOMERS,
+    Prebuilt,
+    generated_columns,
+    insert_for,
+    insert_object,
+    is_postgres,
+    note,
+    noted,
+)
 from app.models import Customer, LedgerEntry, LotState, PointLot, utcnow
 
 logger = logging.getLogger(__name__)
@@ -141,9 +150,9 @@ class InsufficientPointsError(ValueError):
 
 
 # Appending is one INSERT each for the lot and the entry (see app.db.insert_object).
-_INSERT_LOT = Prebuilt(lambda dialect: insert_for(dialect, PointLot.__table__).returning(*PointLot.__table__.c))
+_INSERT_LOT = Prebuilt(lambda dialect: insert_for(dialect, PointLot.__table__).returning(*generated_columns(PointLot.__table__)))
 _INSERT_ENTRY = Prebuilt(
-    lambda dialect: insert_for(dialect, LedgerEntry.__table__).returning(*LedgerEntry.__table__.c)
+    lambda dialect: insert_for(dialect, LedgerEntry.__table__).returning(*generated_columns(LedgerEntry.__table__))
 )
 
 

@@ -16,7 +16,16 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app import checkouts, points, reminders
 from app.customers import customer_for_order
-from app.db import NEW_ORDERS, Prebuilt, dialect_insert, for_update, insert_for, insert_object, note
+from app.db import (
+    NEW_ORDERS,
+    Prebuilt,
+    dialect_insert,
+    for_update,
+    generated_columns,
+    insert_for,
+    insert_object,
+    note,
+)
 from app.models import Order, OrderRefund, Shop, utcnow
 from app.program import current_program
 from connectors import types as ct
@@ -30,7 +39,7 @@ logger = logging.getLogger(__name__)
 _INSERT_ORDER = Prebuilt(
     lambda dialect: insert_for(dialect, Order.__table__)
     .on_conflict_do_nothing(index_elements=["shop_id", "platform_id"])
-    .returning(*Order.__table__.c)
+    .returning(*generated_columns(Order.__table__))
 )
 _READ_ORDER = Prebuilt(
     lambda dialect: for_update(

@@ -15,7 +15,7 @@ from decimal import Decimal
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app.db import NEW_CUSTOMERS, Prebuilt, insert_for, insert_object, noted
+from app.db import NEW_CUSTOMERS, Prebuilt, generated_columns, insert_for, insert_object, noted
 from app.models import Customer, LedgerEntry, Order, OrderRefund, Shop, TierChange, utcnow
 from app.program import Program, Tier
 from connectors.types import OrderStatus
@@ -112,7 +112,7 @@ def multiplier(program: Program, customer: Customer) -> Decimal:
 
 
 _INSERT_CHANGE = Prebuilt(
-    lambda dialect: insert_for(dialect, TierChange.__table__).returning(*TierChange.__table__.c)
+    lambda dialect: insert_for(dialect, TierChange.__table__).returning(*generated_columns(TierChange.__table__))
 )
 
 
