@@ -49,25 +49,43 @@ def platform_consent(shop: Shop, c: ct.Customer, meta_key: str, true_values: tup
 
 def record_platform_consent(session: Session, shop: Shop, customer: Customer, c: ct.Customer) -> None:
     """Store the platform's consent when it changed (a newer platform opt-in lifts our unsubscribe)."""
+    change = apply_platform_consent(session, shop, customer, c)
+    if change is not None:
+        record_platform_proof(session, shop, customer, change)
+
+
+def apply_platform_consent(session: Session, shop: Shop, customer: Customer,
+                           c: ct.Customer) -> tuple[bool, datetime] | None:
+    """Set the customer's consent from the platform's when it changed; return (state, when) or None.
+
+    Writes nothing: the caller records the proof (`record_platform_proof`) once the customer has
+    a row, so a new customer's consent goes into its INSERT.
+    """
     from app.program import current_program
 
     _, program = current_program(session, shop)
     rules = program.reminders.consent
     state = platform_consent(shop, c, rules.woocommerce_meta_key, rules.woocommerce_meta_true_values)
     if state is None:
-        return
+        return None
     at = c.marketing_consent_at or c.updated_at or utcnow()
     if customer.accepts_marketing == state and customer.consent_source == shop.platform.value:
-        return
+        return None
     if customer.consent_at is not None and at < customer.consent_at:
-        return  # an older statement than the one we hold
+        return None  # an older statement than the one we hold
     if state and customer.unsubscribed_at is not None and at <= customer.unsubscribed_at:
-        return  # they unsubscribed with us after the platform recorded this opt-in
+        return None  # they unsubscribed with us after the platform recorded this opt-in
     customer.accepts_marketing = state
     customer.consent_source = shop.platform.value
     customer.consent_at = at
     if state:
         customer.unsubscribed_at = None
+    return state, at
+
+
+def record_platform_proof(session: Session, shop: Shop, customer: Customer, change: tuple[bool, datetime]) -> None:
+    """Write the consent event for a change `apply_platform_consent` made (the customer has a row)."""
+    state, at = change
     _event(session, customer, "granted" if state else "revoked", shop.platform.value, at=at)
 
 

@@ -7,6 +7,7 @@ the same new customer at once end with one row (no check-then-insert).
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
@@ -91,19 +92,21 @@ def _guest(session: Session, shop_id: int, email: str) -> Customer | None:
     return session.scalars(_GUEST(session), {"shop_id": shop_id, "email": email}).first()
 
 
-def _insert_account(session: Session, shop_id: int, platform_id: str, email: str | None) -> Customer:
-    """Insert the account (the new row comes back from the INSERT) or read the one that won a race."""
+def _insert_account(session: Session, shop: Shop, c: ct.Customer, email: str | None) -> Customer:
+    """Insert the account with its profile (the new row comes back from the INSERT), or read the
+    one that won a race and apply the profile to it."""
     now = utcnow()
-    row = insert_object(
-        session,
-        _INSERT_ACCOUNT(session),
-        Customer(shop_id=shop_id, platform_id=platform_id, email=email, created_at=now, updated_at=now),
-    )
+    new = Customer(shop_id=shop.id, platform_id=c.id, email=email, created_at=now, updated_at=now)
+    consent_change = _copy_profile(session, shop, new, c)  # into the INSERT: no UPDATE after it
+    row = insert_object(session, _INSERT_ACCOUNT(session), new)
     if row is None:
-        row = _by_platform_id(session, shop_id, platform_id)
-    else:
-        note(session, NEW_CUSTOMERS, row.id)
-    assert row is not None
+        row = _by_platform_id(session, shop.id, c.id)
+        assert row is not None
+        _apply_profile(session, shop, row, c)
+        return row
+    note(session, NEW_CUSTOMERS, row.id)
+    if consent_change is not None:
+        consent.record_platform_proof(session, shop, row, consent_change)
     return row
 
 
@@ -144,10 +147,12 @@ def merge_guest(session: Session, guest: Customer, account: Customer) -> None:
     logger.info("guest merged into account", extra={"shop": account.shop_id, "customer": account.id})
 
 
-def _apply_profile(session: Session, shop: Shop, row: Customer, c: ct.Customer) -> None:
+def _copy_profile(session: Session, shop: Shop, row: Customer, c: ct.Customer) -> tuple[bool, datetime] | None:
+    """Copy a newer platform profile onto the row; return the consent change, whose proof the
+    caller writes (`consent.record_platform_proof`) once the row exists."""
     newer = row.platform_updated_at is None or c.updated_at is None or c.updated_at >= row.platform_updated_at
     if not newer:
-        return
+        return None
     if c.email:
         row.email = c.email
     for attr in ("first_name", "last_name", "locale"):
@@ -156,9 +161,16 @@ def _apply_profile(session: Session, shop: Shop, row: Customer, c: ct.Customer) 
             setattr(row, attr, value)
     if c.birthday is not None:
         row.birthday = c.birthday
-    consent.record_platform_consent(session, shop, row, c)
+    change = consent.apply_platform_consent(session, shop, row, c)
     if c.updated_at is not None:
         row.platform_updated_at = c.updated_at
+    return change
+
+
+def _apply_profile(session: Session, shop: Shop, row: Customer, c: ct.Customer) -> None:
+    change = _copy_profile(session, shop, row, c)
+    if change is not None:
+        consent.record_platform_proof(session, shop, row, change)
 
 
 def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str | None = None) -> Customer | None:
@@ -176,6 +188,7 @@ def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str 
         ).all()
         row = next((r for r in found if r.platform_id == c.id), None)
         guest = next((r for r in found if r.platform_id is None), None)
+        inserted = False
         if row is None and guest is not None:
             adopted = session.execute(
                 update(Customer)
@@ -187,15 +200,18 @@ def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str 
                 session.refresh(guest)
                 row, guest = guest, None
             else:  # another worker adopted it meanwhile: ours is a new account; look for a guest again
-                row = _insert_account(session, shop.id, c.id, email)
+                row = _insert_account(session, shop, c, email)
                 guest = _guest(session, shop.id, email)
+                inserted = True
         if row is None:
-            row = _insert_account(session, shop.id, c.id, email)
+            row = _insert_account(session, shop, c, email)
+            inserted = True
+        if not inserted:  # _insert_account applied the profile itself
+            _apply_profile(session, shop, row, c)
         if guest is not None and guest.id != row.id:
             merge_guest(session, guest, row)
         # Inserted, adopted by an UPDATE, or read FOR UPDATE: the row is locked (PostgreSQL).
         note(session, LOCKED_CUSTOMERS, row.id)
-        _apply_profile(session, shop, row, c)
         return row
     if not email:
         return None
