@@ -53,6 +53,7 @@ def _kept(order: Order, since: datetime | None) -> bool:
         order.is_paid
         and order.deleted_at is None
         and order.cancelled_at is None
+        and order.status is not None  # SQL's NOT IN is not true for NULL
         and order.status not in (OrderStatus.CANCELLED.value, OrderStatus.REFUNDED.value)
         and (since is None or (order.paid_at is not None and order.paid_at >= since))
     )
