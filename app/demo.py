@@ -15,6 +15,7 @@ from typing import Any
 import click
 import requests
 from flask import current_app
+from flask.cli import with_appcontext
 
 from app.db import session_scope
 from app.shops import register_shop
@@ -94,6 +95,7 @@ def _post(base: str, platform: str, topic: str, body: dict[str, Any], secret: st
 
 @click.command("demo")
 @click.option("--url", default=None, help="base URL of the running app (default http://127.0.0.1:$PORT)")
+@with_appcontext
 def demo(url: str | None) -> None:
     """Register demo shops and post signed webhooks through the running app's HTTP endpoint."""
     base = (url or f"http://127.0.0.1:{current_app.config['PORT']}").rstrip("/")
