@@ -265,10 +265,13 @@ def deliveries() -> Any:
 @bp.post("/deliveries/<int:delivery_id>/replay")
 def replay(delivery_id: int) -> Any:
     """Put a delivery back to `received` and enqueue it again (jobs.deliveries.replay_delivery)."""
-    from jobs.deliveries import replay_delivery
+    from jobs.deliveries import DeliveryPurgedError, replay_delivery
 
     try:
         found = replay_delivery(delivery_id)
+    except DeliveryPurgedError:
+        flash(f"Delivery {delivery_id} cannot be replayed: the retention sweep removed its body "
+              "(DELIVERY_RETENTION_DAYS).", "error")
     except (RedisError, RedisNotConfiguredError):
         logger.warning("replay could not be enqueued", extra={"delivery": delivery_id}, exc_info=True)
         flash(

@@ -291,9 +291,13 @@ def staff_create(email: str, password: str) -> None:
 @click.argument("delivery_id", type=int)
 def deliveries_replay(delivery_id: int) -> None:
     """Put a delivery back in the queue."""
-    from jobs.deliveries import replay_delivery
+    from jobs.deliveries import DeliveryPurgedError, replay_delivery
 
-    if not replay_delivery(delivery_id):
+    try:
+        found = replay_delivery(delivery_id)
+    except DeliveryPurgedError as exc:
+        _fail(str(exc))
+    if not found:
         _fail(f"no delivery {delivery_id}")
     click.echo(f"delivery {delivery_id} queued")
 
@@ -310,10 +314,9 @@ def deliveries_requeue(older_than: int | None) -> None:
 @click.command("sweep")
 def sweep() -> None:
     """Run every scheduled sweep once, now (the same code the clock triggers)."""
+    from jobs.codes import requeue_pending
     from jobs.deliveries import requeue_stuck_deliveries
     from jobs.points import mature_points
-
-    from jobs.codes import requeue_pending
     from jobs.program import expire_points, review_tiers, settle_referrals
 
     click.echo(f"requeued deliveries: {requeue_stuck_deliveries()}")

@@ -35,6 +35,13 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _days(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(environ, name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or more days, got {value}")
+    return value
+
+
 def _choice(environ: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
     value = (environ.get(name) or default).strip().lower()
     if value not in allowed:
@@ -115,6 +122,8 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "DISPATCH_BATCH_SIZE": _int(env, "DISPATCH_BATCH_SIZE", 200),
         # Deliveries still 'received' after this many seconds are re-enqueued by the sweep.
         "REQUEUE_AFTER_SECONDS": _int(env, "REQUEUE_AFTER_SECONDS", 60),
+        # Bodies and headers of deliveries handled this many days ago are emptied (0 keeps them).
+        "DELIVERY_RETENTION_DAYS": _days(env, "DELIVERY_RETENTION_DAYS", 30),
         # E-mail: with SMTP_HOST unset every message is written as an .eml file to OUTBOX_PATH.
         "SMTP_HOST": env.get("SMTP_HOST") or None,
         "SMTP_PORT": _int(env, "SMTP_PORT", 587),

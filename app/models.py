@@ -352,6 +352,20 @@ class WebhookDelivery(Base):
     error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the retention sweep emptied body and headers (they hold the customer's personal data);
+    # the row stays, because ledger entries name the delivery that caused them.
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class JobCursor(Base):
+    """Where a sweep over an append-only table stopped (e.g. the delivery retention sweep's last id),
+    so the next run starts there instead of reading every row again."""
+
+    __tablename__ = "job_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class PointLot(Base):

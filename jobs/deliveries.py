@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app import customers, incentives, orders
 from app.checkouts import apply_checkout
-from app.db import get_engine, is_postgres, session_scope
-from app.models import DeliveryStatus, Shop, ShopStatus, WebhookDelivery, utcnow
+from app.db import dialect_insert, for_update, get_engine, is_postgres, session_scope
+from app.models import DeliveryStatus, JobCursor, Shop, ShopStatus, WebhookDelivery, utcnow
 from app.program import current_program, share_program_cache
 from connectors import get_connector
 from connectors import types as ct
@@ -196,15 +196,100 @@ def requeue_stuck_deliveries(older_than_seconds: int | None = None, batch_size: 
     return len(ids)
 
 
+class DeliveryPurgedError(RuntimeError):
+    """The delivery's body was emptied by the retention sweep, so there is nothing to replay."""
+
+
 def replay_delivery(delivery_id: int) -> bool:
-    """Put a failed (or processed) delivery back to `received` and enqueue it; False if unknown."""
+    """Put a failed (or processed) delivery back to `received` and enqueue it; False if unknown.
+
+    Raises:
+        DeliveryPurgedError: the retention sweep emptied its body.
+    """
     from app.dispatch import enqueue_batch
 
     with session_scope() as session:
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None:
             return False
+        if delivery.purged_at is not None:
+            raise DeliveryPurgedError(
+                f"delivery {delivery_id} cannot be replayed: its body was removed on "
+                f"{delivery.purged_at:%Y-%m-%d} (DELIVERY_RETENTION_DAYS)"
+            )
         delivery.status = DeliveryStatus.RECEIVED
         delivery.error = None
     enqueue_batch([delivery_id])
     return True
+
+
+PURGE_CURSOR = "webhook_deliveries.purge"
+
+
+def purge_delivery_bodies(now: datetime | None = None, batch_size: int = 1000) -> int:
+    """Empty the body and headers of deliveries received more than DELIVERY_RETENTION_DAYS ago.
+
+    They hold the customer's personal data (name, addresses, e-mail) and are needed only to
+    process or replay the delivery. The row stays: ledger entries name the delivery that caused
+    them, and its dedupe key still refuses a duplicate. Only processed and failed deliveries are
+    emptied. Returns how many were.
+
+    The sweep walks ids upward from where its last run stopped (`job_cursors`), so a run reads
+    only rows it has not passed yet and the inbox needs no index for it (an index would cost
+    every webhook). It stops at the first delivery that is too recent, or still waiting for a
+    worker.
+    """
+    from app import config
+
+    days = config.load()["DELIVERY_RETENTION_DAYS"]
+    if days <= 0:
+        return 0
+    now = now or utcnow()
+    cutoff = now - timedelta(days=days)
+    purged = 0
+    while True:
+        with session_scope() as session:
+            after = session.scalar(select(JobCursor.position).where(JobCursor.name == PURGE_CURSOR)) or 0
+            # Locked (PostgreSQL), so a replay cannot turn a row back to `received` meanwhile.
+            rows = session.execute(for_update(
+                session.get_bind().dialect.name,
+                select(_DELIVERIES.c.id, _DELIVERIES.c.status, _DELIVERIES.c.received_at)
+                .where(_DELIVERIES.c.id > after)
+                .order_by(_DELIVERIES.c.id)
+                .limit(batch_size),
+            )).all()
+            ids: list[int] = []
+            blocked = False
+            for row in rows:
+                if row.received_at >= cutoff:
+                    blocked = True
+                    break
+                if row.status == DeliveryStatus.RECEIVED:
+                    logger.warning("retention sweep waits for an old delivery still to be processed",
+                                   extra={"delivery": row.id})
+                    blocked = True
+                    break
+                ids.append(row.id)
+            if ids:
+                purged += session.execute(
+                    update(_DELIVERIES)
+                    .where(_DELIVERIES.c.id.in_(ids), _DELIVERIES.c.purged_at.is_(None))
+                    .values(body=b"", headers={}, purged_at=now)
+                ).rowcount
+                _advance_cursor(session, PURGE_CURSOR, ids[-1])
+        if blocked or len(rows) < batch_size:
+            break
+    if purged:
+        logger.info("delivery bodies purged", extra={"count": purged, "retention_days": days})
+    return purged
+
+
+def _advance_cursor(session: Session, name: str, position: int) -> None:
+    """Move cursor `name` forward to `position` (never back: two runs at once both end right)."""
+    table = JobCursor.__table__
+    stmt = dialect_insert(session, table).values(name=name, position=position, updated_at=utcnow())
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=[table.c.name],
+        set_={"position": stmt.excluded.position, "updated_at": stmt.excluded.updated_at},
+        where=table.c.position < stmt.excluded.position,
+    ))

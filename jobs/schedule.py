@@ -6,11 +6,12 @@ Each entry enqueues a sweep job; the worker runs it. A sweep that runs twice doe
 from rq import cron
 
 from jobs.codes import requeue_pending
-from jobs.deliveries import requeue_stuck_deliveries
+from jobs.deliveries import purge_delivery_bodies, requeue_stuck_deliveries
 from jobs.points import mature_points
 from jobs.program import award_birthday_bonuses, expire_points, review_tiers, settle_referrals
 
 cron.register(requeue_stuck_deliveries, queue_name="webhooks", interval=30)
+cron.register(purge_delivery_bodies, queue_name="webhooks", cron="50 3 * * *")
 cron.register(requeue_pending, queue_name="codes", interval=60)
 cron.register(mature_points, queue_name="points", interval=300)
 cron.register(expire_points, queue_name="points", cron="15 * * * *")

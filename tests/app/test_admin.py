@@ -338,6 +338,31 @@ def test_replay_requeues_a_failed_delivery(client, session, make_shop, post_webh
     assert replayed.error is None
 
 
+def test_a_purged_delivery_shows_so_and_offers_no_replay(client, session, make_shop, post_webhook, work):
+    # given a failed delivery whose body the retention sweep removed
+    from jobs.deliveries import purge_delivery_bodies
+
+    make_shop("shopify")
+    post_webhook("shopify", "orders/paid", {"id": 1})
+    work()
+    delivery_id = _only_delivery_id(session)
+    assert _delivery(session, delivery_id).status == DeliveryStatus.FAILED
+    purge_delivery_bodies(now=utcnow() + timedelta(days=31))
+    token = _signed_in(client, session)
+
+    # when staff open the failed deliveries, and post a replay anyway (an old page)
+    page = client.get("/admin/deliveries?status=failed").get_data(as_text=True)
+    response = client.post(f"/admin/deliveries/{delivery_id}/replay", data={"csrf_token": token})
+
+    # then the row says the body was removed and has no Replay button; the replay is refused
+    row = page.split(f'id="delivery-{delivery_id}"', 1)[1].split("</tr>", 1)[0]
+    assert "Body removed" in row and "Replay" not in row
+    assert response.status_code == 302
+    assert "cannot be replayed: the retention sweep removed its body" in client.get(
+        "/admin/deliveries").get_data(as_text=True)
+    assert _delivery(session, delivery_id).status == DeliveryStatus.FAILED
+
+
 def test_replay_with_redis_down_shows_an_error(client, session, make_shop, post_webhook, redis_server):
     # given a failed delivery and the job queue's Redis stopped
     make_shop("shopify")

@@ -52,6 +52,7 @@ def test_database_url(_case, url, expected, tmp_path):
     ("port not a number", {"PORT": "abc"}, "PORT"),
     ("bad smtp security", {"SMTP_SECURITY": "tls13"}, "SMTP_SECURITY"),
     ("bad mode", {"STAMMKUNDE_ENV": "staging"}, "STAMMKUNDE_ENV"),
+    ("negative retention", {"DELIVERY_RETENTION_DAYS": "-1"}, "DELIVERY_RETENTION_DAYS must be 0 or more days"),
 ])
 def test_bad_values_are_clear_errors(_case, env, message, tmp_path):
     # when a setting is malformed
