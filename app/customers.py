@@ -151,7 +151,7 @@ def _copy_profile(session: Session, shop: Shop, row: Customer, c: ct.Customer) -
     """Copy a newer platform profile onto the row; return the consent change, whose proof the
     caller writes (`consent.record_platform_proof`) once the row exists."""
     newer = row.platform_updated_at is None or c.updated_at is None or c.updated_at >= row.platform_updated_at
-    if not newer:
+    if not newer or row.redacted_at is not None:
         return None
     if c.email:
         row.email = c.email

@@ -223,6 +223,9 @@ class Customer(Base):
     next_winback_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     platform_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the shop asked us to erase the customer's personal data (app.privacy); no profile
+    # is stored for them again.
+    redacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

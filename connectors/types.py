@@ -143,7 +143,23 @@ class AppUninstalled:
     shop: str
 
 
-Resource = Order | Refund | Customer | Checkout | Deleted | AppUninstalled
+@dataclass(frozen=True, slots=True)
+class CustomerRedaction:
+    """The shop asks us to erase what we hold about a customer (Shopify customers/redact)."""
+
+    customer_id: str | None
+    email: str | None  # stripped and lower-cased
+    order_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ShopRedaction:
+    """The shop, uninstalled 48 hours ago, asks us to erase everything we hold for it (shop/redact)."""
+
+    shop: str
+
+
+Resource = Order | Refund | Customer | Checkout | Deleted | AppUninstalled | CustomerRedaction | ShopRedaction
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from app import customers, incentives, orders
+from app import customers, incentives, orders, privacy
 from app.checkouts import apply_checkout
 from app.db import dialect_insert, for_update, get_engine, is_postgres, session_scope
 from app.models import DeliveryStatus, JobCursor, Shop, ShopStatus, WebhookDelivery, utcnow
@@ -47,6 +47,10 @@ def _handle(session, shop: Shop, delivery_id: int, event: ct.WebhookEvent) -> No
     elif isinstance(resource, ct.AppUninstalled):
         shop.status = ShopStatus.UNINSTALLED
         shop.uninstalled_at = utcnow()
+    elif isinstance(resource, ct.CustomerRedaction):
+        privacy.redact_customer(session, shop, resource)
+    elif isinstance(resource, ct.ShopRedaction):
+        privacy.redact_shop(session, shop)
     else:  # pragma: no cover - the connector contract lists every resource type
         raise TypeError(f"no handler for {type(resource).__name__}")
 
@@ -123,7 +127,7 @@ def process_delivery(delivery_id: int, *, bind: Connection | None = None, memo: 
             )
             return DeliveryStatus.FAILED.value
         _handle(session, shop, delivery_id, event)
-        if memo is not None and isinstance(event.resource, ct.AppUninstalled):
+        if memo is not None and isinstance(event.resource, ct.AppUninstalled | ct.ShopRedaction):
             memo.shops.pop(shop.id, None)
         session.flush()
         # Counted here, so the delivery gets one UPDATE (a failure is counted by _record_error).

@@ -27,6 +27,10 @@ CUSTOMERS_UPDATE = "customers/update"
 CHECKOUTS_CREATE = "checkouts/create"
 CHECKOUTS_UPDATE = "checkouts/update"
 APP_UNINSTALLED = "app/uninstalled"
+# Mandatory compliance topics of public apps (set in the app's configuration, not subscribed by API):
+# https://shopify.dev/docs/apps/build/compliance/privacy-law-compliance
+CUSTOMERS_REDACT = "customers/redact"
+SHOP_REDACT = "shop/redact"
 
 HMAC_HEADERS = ("X-Shopify-Hmac-Sha256", "shopify-hmac-sha256")
 TOPIC_HEADERS = ("X-Shopify-Topic", "shopify-topic")

@@ -36,6 +36,7 @@ from connectors.shopify.consts import (
     CHECKOUTS_CREATE,
     CHECKOUTS_UPDATE,
     CUSTOMERS_CREATE,
+    CUSTOMERS_REDACT,
     CUSTOMERS_UPDATE,
     DELIVERY_KEY_MAX_LENGTH,
     EVENT_ID_HEADERS,
@@ -47,6 +48,7 @@ from connectors.shopify.consts import (
     PLATFORM,
     REFUNDS_CREATE,
     SHOP_DOMAIN_HEADERS,
+    SHOP_REDACT,
     TOPIC_HEADERS,
     TRIGGERED_AT_HEADERS,
     WEBHOOK_ID_HEADERS,
@@ -55,11 +57,13 @@ from connectors.types import (
     AppUninstalled,
     Checkout,
     Customer,
+    CustomerRedaction,
     LineItem,
     Order,
     OrderStatus,
     Refund,
     Resource,
+    ShopRedaction,
     WebhookEvent,
 )
 
@@ -325,6 +329,34 @@ def parse_app_uninstalled(payload: Payload, topic: str, shop: str) -> AppUninsta
     return AppUninstalled(shop=shop)
 
 
+def parse_customer_redaction(payload: Payload, topic: str, shop: str) -> CustomerRedaction:
+    """Return the customer (id and/or e-mail) and the orders the shop asks us to erase.
+
+    Raises:
+        MalformedPayloadError: no customer object, or one with neither id nor e-mail.
+    """
+    customer = require(payload, "customer", topic)
+    if not isinstance(customer, dict):
+        raise MalformedPayloadError(f"{topic}: customer is not an object")
+    customer_id = _optional_id(customer, "id", topic, "customer.")
+    email = normalize_email(customer.get("email"))
+    if customer_id is None and email is None:
+        raise MalformedPayloadError(f"{topic}: customer.id and customer.email missing")
+    orders = payload.get("orders_to_redact") or []
+    if not isinstance(orders, list):
+        raise MalformedPayloadError(f"{topic}: orders_to_redact is not a list")
+    return CustomerRedaction(
+        customer_id=customer_id,
+        email=email,
+        order_ids=tuple(to_id(o, topic, "orders_to_redact[]") for o in orders),
+    )
+
+
+def parse_shop_redaction(payload: Payload, topic: str, shop: str) -> ShopRedaction:
+    """Return `ShopRedaction` for the shop named by the (signed) shop-domain header."""
+    return ShopRedaction(shop=shop)
+
+
 TOPIC_HANDLERS: dict[str, Handler] = {
     ORDERS_CREATE: parse_order,
     ORDERS_PAID: parse_order,
@@ -336,6 +368,8 @@ TOPIC_HANDLERS: dict[str, Handler] = {
     CHECKOUTS_CREATE: parse_checkout,
     CHECKOUTS_UPDATE: parse_checkout,
     APP_UNINSTALLED: parse_app_uninstalled,
+    CUSTOMERS_REDACT: parse_customer_redaction,
+    SHOP_REDACT: parse_shop_redaction,
 }
 SUPPORTED_TOPICS = tuple(TOPIC_HANDLERS)
 

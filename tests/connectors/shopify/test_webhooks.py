@@ -26,10 +26,12 @@ from connectors.types import (
     AppUninstalled,
     Checkout,
     Customer,
+    CustomerRedaction,
     LineItem,
     Order,
     OrderStatus,
     Refund,
+    ShopRedaction,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "shopify"
@@ -520,6 +522,65 @@ def test_app_uninstalled_names_the_shop_from_the_header() -> None:
     assert event.resource == AppUninstalled(shop=SHOP)
     assert event.shop == SHOP
     assert event.occurred_at == utc(2025, 4, 2, 16, 35, 33)
+
+
+def test_customers_redact_names_the_customer_and_the_orders() -> None:
+    # given Shopify's example customers/redact body
+    body = fixture_bytes("customers_redact")
+
+    # when it is parsed
+    event = connector.parse_event(signed_headers("customers/redact", body), body)
+
+    # then it names the customer by id and e-mail, and the orders to erase, as strings
+    assert event.resource == CustomerRedaction(customer_id="191167", email="john@example.com",
+                                               order_ids=("299938", "280263", "220458"))
+
+
+@pytest.mark.parametrize(
+    ("_case", "change", "message"),
+    [
+        ("no customer", lambda b: b.pop("customer"), "customers/redact: customer missing"),
+        ("customer not an object", lambda b: b.update(customer=[1]), "customers/redact: customer is not an object"),
+        ("neither id nor e-mail", lambda b: b.update(customer={"phone": "555"}),
+         "customers/redact: customer.id and customer.email missing"),
+        ("orders not a list", lambda b: b.update(orders_to_redact=7), "customers/redact: orders_to_redact is not a list"),
+    ],
+)
+def test_customers_redact_without_what_we_need_names_the_field(_case: str, change: Callable[[dict], Any],
+                                                               message: str) -> None:
+    # given a customers/redact body that lacks what we erase by
+    payload = json.loads(fixture_bytes("customers_redact"))
+    change(payload)
+    body = json.dumps(payload).encode()
+
+    # when it is parsed
+    with pytest.raises(MalformedPayloadError) as excinfo:
+        connector.parse_event(signed_headers("customers/redact", body), body)
+
+    # then the error names topic and field
+    assert str(excinfo.value) == message
+
+
+def test_customers_redact_by_email_alone_and_without_orders() -> None:
+    # given a guest (no id) and no orders_to_redact key
+    body = json.dumps({"shop_id": 1, "customer": {"id": None, "email": " John@Example.com "}}).encode()
+
+    # when it is parsed
+    event = connector.parse_event(signed_headers("customers/redact", body), body)
+
+    # then the e-mail is normalized and there are no orders
+    assert event.resource == CustomerRedaction(customer_id=None, email="john@example.com", order_ids=())
+
+
+def test_shop_redact_names_the_shop_from_the_header() -> None:
+    # given Shopify's example shop/redact body (its shop_domain is a placeholder)
+    body = fixture_bytes("shop_redact")
+
+    # when it is parsed
+    event = connector.parse_event(signed_headers("shop/redact", body), body)
+
+    # then the shop is the signed header's
+    assert event.resource == ShopRedaction(shop=SHOP)
 
 
 # ---- the event envelope -----------------------------------------------------------------
@@ -1029,7 +1090,7 @@ def test_missing_shop_header_is_malformed() -> None:
     ("_case", "topic"),
     [
         ("known Shopify topic we do not handle", "products/create"),
-        ("compliance topic", "customers/redact"),
+        ("compliance topic we do not handle", "customers/data_request"),
         ("topic in another case", "ORDERS/PAID"),
     ],
 )
@@ -1372,7 +1433,7 @@ def test_connector_exposes_the_contract() -> None:
     assert set(connector.SUPPORTED_TOPICS) == {
         "orders/create", "orders/paid", "orders/updated", "orders/cancelled", "refunds/create",
         "customers/create", "customers/update", "checkouts/create", "checkouts/update",
-        "app/uninstalled",
+        "app/uninstalled", "customers/redact", "shop/redact",
     }
     for name in (
         "normalize_shop", "shop_from_headers", "topic_from_headers", "is_ping", "verify",

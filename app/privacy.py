@@ -1,0 +1,117 @@
+"""Erasure requests from the shop (Shopify's mandatory compliance webhooks). No Flask here.
+
+`customers/redact`: the customer's personal data goes from every row that holds it (name,
+e-mail, birthday, address fingerprints, recovery links, consent details). The points, orders'
+amounts and the ledger stay, keyed by ids that no longer lead to a person. Raw deliveries are
+emptied by the retention sweep (`jobs.deliveries.purge_delivery_bodies`, 30 days by default,
+which is Shopify's deadline).
+
+`shop/redact`: 48 hours after an uninstall, every row of the shop goes (the shop row's
+ON DELETE CASCADE). A shop that is installed again is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import delete, false, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.models import (
+    Checkout,
+    ConsentEvent,
+    Customer,
+    IssuedCode,
+    MessageStatus,
+    Order,
+    ReminderMessage,
+    Shop,
+    ShopStatus,
+    utcnow,
+)
+from connectors import types as ct
+
+logger = logging.getLogger(__name__)
+
+
+class ShopStillInstalledError(RuntimeError):
+    """shop/redact arrived for a shop that uses the app (again): nothing is erased."""
+
+
+def redact_customer(session: Session, shop: Shop, request: ct.CustomerRedaction) -> int:
+    """Erase the customer's personal data in this shop; returns how many customer rows matched.
+
+    Matches the account by platform id and any row (guest or account) with the e-mail, so a
+    guest history merged or not is covered; the orders named in the request are cleaned too.
+    """
+    now = utcnow()
+    match = []
+    if request.customer_id is not None:
+        match.append(Customer.platform_id == request.customer_id)
+    if request.email is not None:
+        match.append(Customer.email == request.email)
+    ids = list(session.scalars(select(Customer.id).where(Customer.shop_id == shop.id, or_(*match))))
+    # Rows merged into a matched account carry the same person's history.
+    if ids:
+        ids += session.scalars(select(Customer.id).where(Customer.merged_into_id.in_(ids))).all()
+    if ids:
+        session.execute(
+            update(Customer).where(Customer.id.in_(ids)).values(
+                email=None, first_name=None, last_name=None, birthday=None, locale=None,
+                accepts_marketing=False, unsubscribed_at=now, next_winback_at=None, redacted_at=now,
+                updated_at=now,
+            )
+        )
+        session.execute(update(ConsentEvent).where(ConsentEvent.customer_id.in_(ids)).values(detail={}))
+        _redact_codes(session, ids)
+        session.flush()  # before expire_all below
+    # Each table's rows of this person: by customer id, and by e-mail where a row keeps one.
+    by_email = request.email
+    orders = _any(Order.customer_id.in_(ids) if ids else None,
+                  Order.email == by_email if by_email else None,
+                  Order.platform_id.in_(request.order_ids) if request.order_ids else None)
+    session.execute(update(Order).where(Order.shop_id == shop.id, orders).values(
+        email=None, shipping_address_fingerprint=None, recovery_url=None, updated_at=now))
+    checkouts = _any(Checkout.customer_id.in_(ids) if ids else None,
+                     Checkout.email == by_email if by_email else None)
+    session.execute(update(Checkout).where(Checkout.shop_id == shop.id, checkouts).values(
+        email=None, recovery_url=None, next_reminder_at=None, updated_at=now))
+    messages = _any(ReminderMessage.customer_id.in_(ids) if ids else None,
+                    ReminderMessage.email == by_email if by_email else None)
+    session.execute(
+        update(ReminderMessage)
+        .where(ReminderMessage.shop_id == shop.id, messages, ReminderMessage.status == MessageStatus.SCHEDULED)
+        .values(status=MessageStatus.SUPPRESSED, reason="redacted", updated_at=now)
+    )
+    session.execute(update(ReminderMessage).where(ReminderMessage.shop_id == shop.id, messages).values(email=None))
+    session.expire_all()  # the Core UPDATEs above bypassed any loaded rows
+    logger.info("customer redacted", extra={"shop": shop.id, "customers": len(ids)})
+    return len(ids)
+
+
+def _any(*conditions: Any) -> Any:
+    """OR of the conditions (None stands for one that does not apply); false when none applies."""
+    present = [c for c in conditions if c is not None]
+    return or_(*present) if present else false()
+
+
+def _redact_codes(session: Session, customer_ids: list[int]) -> None:
+    """Take the e-mail out of the specs of the customers' codes (they stay valid in the shop)."""
+    for code in session.scalars(select(IssuedCode).where(IssuedCode.customer_id.in_(customer_ids))):
+        if code.spec.get("customer_email") is not None:
+            code.spec = {**code.spec, "customer_email": None}
+
+
+def redact_shop(session: Session, shop: Shop) -> None:
+    """Delete the uninstalled shop and, by ON DELETE CASCADE, every row that belongs to it.
+
+    Raises:
+        ShopStillInstalledError: the shop is installed (again); nothing is deleted.
+    """
+    if shop.status != ShopStatus.UNINSTALLED:
+        raise ShopStillInstalledError(f"shop/redact: {shop.domain} is installed, so nothing was erased")
+    shop_id = shop.id
+    session.expunge(shop)
+    session.execute(delete(Shop).where(Shop.id == shop_id))
+    logger.info("shop redacted", extra={"shop": shop_id})

@@ -1,0 +1,112 @@
+"""Shopify's erasure webhooks, end to end: signed POST -> inbox -> RQ worker -> rows erased.
+
+On SQLite and PostgreSQL. The customer is the one of tests/fixtures/shopify/orders_paid.json.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import func, select
+
+from app.db import session_scope
+from app.models import (
+    Customer,
+    DeliveryStatus,
+    LedgerEntry,
+    Order,
+    PointLot,
+    Shop,
+    WebhookDelivery,
+)
+from tests.conftest import fixture_bytes
+
+EMAIL = "bob.norman@mail.example.com"
+CUSTOMER_ID = 207119551
+ORDER_ID = 450789469
+
+
+def _post(post_webhook, topic: str, body: bytes | dict, event_id: str) -> None:  # type: ignore[no-untyped-def, type-arg]
+    response = post_webhook("shopify", topic, body, event_id=event_id)
+    assert response.status_code == 200 and response.get_json()["message"] == "accepted", response.get_json()
+
+
+def _redact_body() -> dict:  # type: ignore[type-arg]
+    body = json.loads(fixture_bytes("shopify", "customers_redact.json"))
+    body["customer"].update(id=CUSTOMER_ID, email=EMAIL)
+    body["orders_to_redact"] = [ORDER_ID]
+    return body
+
+
+def _points(shop_id: int) -> int:
+    with session_scope() as s:
+        return int(s.scalar(select(func.coalesce(func.sum(PointLot.remaining), 0))
+                            .where(PointLot.shop_id == shop_id)))
+
+
+def test_customers_redact_erases_the_person_and_keeps_the_points(make_shop, post_webhook, work, runner):
+    # given Bob's paid order (587 points pending)
+    shop_id = make_shop("shopify")
+    _post(post_webhook, "orders/paid", fixture_bytes("shopify", "orders_paid.json"), "paid-1")
+    work()
+    assert _points(shop_id) == 587
+
+    # when the shop asks us to erase Bob, and an old customers/update for him arrives afterwards
+    _post(post_webhook, "customers/redact", _redact_body(), "redact-1")
+    work()
+    _post(post_webhook, "customers/update", fixture_bytes("shopify", "customers_create.json"), "late-1")
+    work()
+
+    # then his row, his order and his deliveries' status say nothing about him any more ...
+    with session_scope() as s:
+        customer = s.scalars(select(Customer).where(Customer.platform_id == str(CUSTOMER_ID))).one()
+        order = s.scalars(select(Order).where(Order.platform_id == str(ORDER_ID))).one()
+        statuses = set(s.scalars(select(WebhookDelivery.status)))
+        earned = s.scalar(select(LedgerEntry.delta).where(LedgerEntry.reason == "earn"))
+        person = (customer.email, customer.first_name, customer.last_name, customer.birthday, customer.locale)
+        assert person == (None, None, None, None, None)
+        assert customer.redacted_at is not None and customer.accepts_marketing is False
+        assert customer.unsubscribed_at is not None
+        assert (order.email, order.shipping_address_fingerprint, order.recovery_url) == (None, None, None)
+    assert statuses == {DeliveryStatus.PROCESSED}
+    # ... nobody finds him by e-mail, and the points and the ledger stay
+    shown = runner.invoke(args=["customers", "show", "--shop", "demo-laden.myshopify.com", "--email", EMAIL])
+    assert shown.exit_code == 1 and "no customer" in shown.output
+    assert _points(shop_id) == 587 and earned == 587
+
+
+def test_shop_redact_erases_an_uninstalled_shop(make_shop, post_webhook, work):
+    # given a shop with a customer, an order, points and deliveries, uninstalled 48 hours ago
+    shop_id = make_shop("shopify")
+    other = make_shop("woocommerce")
+    _post(post_webhook, "orders/paid", fixture_bytes("shopify", "orders_paid.json"), "paid-1")
+    _post(post_webhook, "app/uninstalled", fixture_bytes("shopify", "app_uninstalled.json"), "bye-1")
+    work()
+
+    # when shop/redact arrives
+    _post(post_webhook, "shop/redact", fixture_bytes("shopify", "shop_redact.json"), "redact-shop-1")
+    work()
+
+    # then nothing of the shop is left, and the other shop is untouched
+    with session_scope() as s:
+        assert s.get(Shop, shop_id) is None and s.get(Shop, other) is not None
+        for model in (Customer, Order, PointLot, LedgerEntry, WebhookDelivery):
+            assert s.scalar(select(func.count()).select_from(model).where(model.shop_id == shop_id)) == 0
+
+
+def test_shop_redact_for_an_installed_shop_erases_nothing(make_shop, post_webhook, work):
+    # given a shop that uses the app
+    shop_id = make_shop("shopify")
+    _post(post_webhook, "orders/paid", fixture_bytes("shopify", "orders_paid.json"), "paid-1")
+    work()
+
+    # when shop/redact arrives for it
+    _post(post_webhook, "shop/redact", fixture_bytes("shopify", "shop_redact.json"), "redact-shop-1")
+    work()
+
+    # then its data stays, and the delivery failed with the reason, for support to see
+    assert _points(shop_id) == 587
+    with session_scope() as s:
+        delivery = s.scalars(select(WebhookDelivery).where(WebhookDelivery.topic == "shop/redact")).one()
+        assert delivery.status == DeliveryStatus.FAILED
+        assert "is installed, so nothing was erased" in (delivery.error or "")
