@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from flask import (
     Blueprint,
     Flask,
+    Response,
     abort,
     current_app,
     flash,
@@ -45,6 +46,7 @@ from app.models import (
     CodeStatus,
     ConsentEvent,
     Customer,
+    DataRequest,
     DeliveryStatus,
     IssuedCode,
     MessageStatus,
@@ -288,6 +290,36 @@ def replay(delivery_id: int) -> Any:
             flash(f"Delivery {delivery_id} does not exist.", "error")
     back = {k: request.form[k] for k in ("status", "shop", "id") if request.form.get(k)}
     return redirect(url_for("admin.deliveries", **back))
+
+
+@bp.get("/data-requests")
+def data_requests() -> Any:
+    """List the shops' requests for a customer's data: open ones first, then the last exported."""
+    session = db.request_session()
+    query = select(DataRequest, Shop).join(Shop, Shop.id == DataRequest.shop_id)
+    open_rows = session.execute(
+        query.where(DataRequest.exported_at.is_(None)).order_by(DataRequest.received_at)).all()
+    done_rows = session.execute(
+        query.where(DataRequest.exported_at.is_not(None)).order_by(DataRequest.exported_at.desc()).limit(50)).all()
+    return render_template("admin/data_requests.html", open_rows=open_rows, done_rows=done_rows)
+
+
+@bp.post("/data-requests/<int:request_id>/export")
+def export_data_request(request_id: int) -> Any:
+    """Download everything we hold about the request's customer as JSON, and mark it exported."""
+    from app.privacy import export_data
+
+    with db.session_scope() as session:
+        data_request = session.get(DataRequest, request_id)
+        if data_request is None:
+            abort(404)
+        export = export_data(session, data_request)
+        data_request.exported_at = utcnow()
+        data_request.exported_by = current_user.email
+    logger.info("data request exported", extra={"request": request_id, "staff": current_user.staff_id})
+    body = json.dumps(export, indent=2, ensure_ascii=False, default=str)
+    return Response(body, mimetype="application/json", headers={
+        "Content-Disposition": f'attachment; filename="data-request-{request_id}.json"'})
 
 
 @bp.get("/customers")

@@ -360,6 +360,29 @@ class WebhookDelivery(Base):
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class DataRequest(Base):
+    """A shop's request for what we hold about a customer (Shopify customers/data_request),
+    open until support exports it from the admin page and hands it to the merchant."""
+
+    __tablename__ = "data_requests"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "platform_request_id"),
+        Index("ix_data_requests_shop_id_exported_at", "shop_id", "exported_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    platform_request_id: Mapped[str | None] = mapped_column(String(64))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    platform_customer_id: Mapped[str | None] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(320))
+    order_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    delivery_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    exported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    exported_by: Mapped[str | None] = mapped_column(String(320))  # the staff user's e-mail
+
+
 class JobCursor(Base):
     """Where a sweep over an append-only table stopped (e.g. the delivery retention sweep's last id),
     so the next run starts there instead of reading every row again."""

@@ -159,7 +159,18 @@ class ShopRedaction:
     shop: str
 
 
-Resource = Order | Refund | Customer | Checkout | Deleted | AppUninstalled | CustomerRedaction | ShopRedaction
+@dataclass(frozen=True, slots=True)
+class CustomerDataRequest:
+    """The shop asks for the data we hold about a customer (Shopify customers/data_request)."""
+
+    request_id: str | None  # the platform's id of the request
+    customer_id: str | None
+    email: str | None  # stripped and lower-cased
+    order_ids: tuple[str, ...] = ()
+
+
+Resource = (Order | Refund | Customer | Checkout | Deleted | AppUninstalled | CustomerRedaction | ShopRedaction
+            | CustomerDataRequest)
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,8 @@ def _handle(session, shop: Shop, delivery_id: int, event: ct.WebhookEvent) -> No
         privacy.redact_customer(session, shop, resource)
     elif isinstance(resource, ct.ShopRedaction):
         privacy.redact_shop(session, shop)
+    elif isinstance(resource, ct.CustomerDataRequest):
+        privacy.record_data_request(session, shop, resource, delivery_id)
     else:  # pragma: no cover - the connector contract lists every resource type
         raise TypeError(f"no handler for {type(resource).__name__}")
 

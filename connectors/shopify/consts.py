@@ -29,6 +29,7 @@ CHECKOUTS_UPDATE = "checkouts/update"
 APP_UNINSTALLED = "app/uninstalled"
 # Mandatory compliance topics of public apps (set in the app's configuration, not subscribed by API):
 # https://shopify.dev/docs/apps/build/compliance/privacy-law-compliance
+CUSTOMERS_DATA_REQUEST = "customers/data_request"
 CUSTOMERS_REDACT = "customers/redact"
 SHOP_REDACT = "shop/redact"
 

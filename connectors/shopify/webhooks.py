@@ -36,6 +36,7 @@ from connectors.shopify.consts import (
     CHECKOUTS_CREATE,
     CHECKOUTS_UPDATE,
     CUSTOMERS_CREATE,
+    CUSTOMERS_DATA_REQUEST,
     CUSTOMERS_REDACT,
     CUSTOMERS_UPDATE,
     DELIVERY_KEY_MAX_LENGTH,
@@ -57,6 +58,7 @@ from connectors.types import (
     AppUninstalled,
     Checkout,
     Customer,
+    CustomerDataRequest,
     CustomerRedaction,
     LineItem,
     Order,
@@ -329,11 +331,12 @@ def parse_app_uninstalled(payload: Payload, topic: str, shop: str) -> AppUninsta
     return AppUninstalled(shop=shop)
 
 
-def parse_customer_redaction(payload: Payload, topic: str, shop: str) -> CustomerRedaction:
-    """Return the customer (id and/or e-mail) and the orders the shop asks us to erase.
+def _compliance_customer(payload: Payload, topic: str, orders_key: str) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """Return (customer id, e-mail, order ids) of a compliance request.
 
     Raises:
-        MalformedPayloadError: no customer object, or one with neither id nor e-mail.
+        MalformedPayloadError: no customer object, one with neither id nor e-mail, or orders
+            that are not a list.
     """
     customer = require(payload, "customer", topic)
     if not isinstance(customer, dict):
@@ -342,14 +345,34 @@ def parse_customer_redaction(payload: Payload, topic: str, shop: str) -> Custome
     email = normalize_email(customer.get("email"))
     if customer_id is None and email is None:
         raise MalformedPayloadError(f"{topic}: customer.id and customer.email missing")
-    orders = payload.get("orders_to_redact") or []
+    orders = payload.get(orders_key) or []
     if not isinstance(orders, list):
-        raise MalformedPayloadError(f"{topic}: orders_to_redact is not a list")
-    return CustomerRedaction(
-        customer_id=customer_id,
-        email=email,
-        order_ids=tuple(to_id(o, topic, "orders_to_redact[]") for o in orders),
-    )
+        raise MalformedPayloadError(f"{topic}: {orders_key} is not a list")
+    return customer_id, email, tuple(to_id(o, topic, f"{orders_key}[]") for o in orders)
+
+
+def parse_customer_redaction(payload: Payload, topic: str, shop: str) -> CustomerRedaction:
+    """Return the customer (id and/or e-mail) and the orders the shop asks us to erase.
+
+    Raises:
+        MalformedPayloadError: see `_compliance_customer`.
+    """
+    customer_id, email, orders = _compliance_customer(payload, topic, "orders_to_redact")
+    return CustomerRedaction(customer_id=customer_id, email=email, order_ids=orders)
+
+
+def parse_customer_data_request(payload: Payload, topic: str, shop: str) -> CustomerDataRequest:
+    """Return the request's id, the customer and the orders the shop asks about.
+
+    Raises:
+        MalformedPayloadError: see `_compliance_customer`; a data_request that is not an object.
+    """
+    customer_id, email, orders = _compliance_customer(payload, topic, "orders_requested")
+    request = payload.get("data_request") or {}
+    if not isinstance(request, dict):
+        raise MalformedPayloadError(f"{topic}: data_request is not an object")
+    return CustomerDataRequest(request_id=_optional_id(request, "id", topic, "data_request."),
+                               customer_id=customer_id, email=email, order_ids=orders)
 
 
 def parse_shop_redaction(payload: Payload, topic: str, shop: str) -> ShopRedaction:
@@ -369,6 +392,7 @@ TOPIC_HANDLERS: dict[str, Handler] = {
     CHECKOUTS_UPDATE: parse_checkout,
     APP_UNINSTALLED: parse_app_uninstalled,
     CUSTOMERS_REDACT: parse_customer_redaction,
+    CUSTOMERS_DATA_REQUEST: parse_customer_data_request,
     SHOP_REDACT: parse_shop_redaction,
 }
 SUPPORTED_TOPICS = tuple(TOPIC_HANDLERS)

@@ -363,6 +363,37 @@ def test_a_purged_delivery_shows_so_and_offers_no_replay(client, session, make_s
     assert _delivery(session, delivery_id).status == DeliveryStatus.FAILED
 
 
+def test_a_data_request_is_listed_exported_as_json_and_marked_done(client, session, make_shop, post_webhook, work):
+    # given Bob's paid order, then the shop's request for his data, delivered twice (two event ids)
+    make_shop("shopify")
+    post_webhook("shopify", "orders/paid", fixture_bytes("shopify", "orders_paid.json"), event_id="paid-1")
+    request_body = json.loads(fixture_bytes("shopify", "customers_data_request.json"))
+    request_body["customer"].update(id=207119551, email=BOB)
+    request_body["orders_requested"] = [450789469]
+    for event_id in ("request-1", "request-2"):
+        post_webhook("shopify", "customers/data_request", request_body, event_id=event_id)
+    work()
+    token = _signed_in(client, session)
+
+    # when support opens the data requests and exports the open one
+    page = client.get("/admin/data-requests").get_data(as_text=True)
+    [request_id] = re.findall(r'id="data-request-(\d+)"', page)
+    export = client.post(f"/admin/data-requests/{request_id}/export", data={"csrf_token": token})
+    after = client.get("/admin/data-requests").get_data(as_text=True)
+
+    # then the file holds Bob's profile, points, ledger and order, and the request is done
+    assert export.status_code == 200
+    assert export.headers["Content-Disposition"] == f'attachment; filename="data-request-{request_id}.json"'
+    data = export.get_json()
+    [bob] = data["customers"]
+    assert bob["profile"]["email"] == BOB and bob["profile"]["first_name"] == "Bob"
+    points = bob["points"]
+    assert (points["pending"] + points["available"], [e["reason"] for e in points["ledger"]]) == (587, ["earn"])
+    assert [o["platform_id"] for o in data["orders"]] == ["450789469"]
+    assert data["request"]["platform_request_id"] == "9999"
+    assert "No open requests." in after and STAFF_EMAIL in after
+
+
 def test_replay_with_redis_down_shows_an_error(client, session, make_shop, post_webhook, redis_server):
     # given a failed delivery and the job queue's Redis stopped
     make_shop("shopify")

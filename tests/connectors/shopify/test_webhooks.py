@@ -23,6 +23,7 @@ from connectors.errors import (
 )
 from connectors.shopify import connector, consts, webhooks
 from connectors.types import (
+    CustomerDataRequest,
     AppUninstalled,
     Checkout,
     Customer,
@@ -572,6 +573,32 @@ def test_customers_redact_by_email_alone_and_without_orders() -> None:
     assert event.resource == CustomerRedaction(customer_id=None, email="john@example.com", order_ids=())
 
 
+def test_customers_data_request_names_the_request_customer_and_orders() -> None:
+    # given Shopify's example customers/data_request body
+    body = fixture_bytes("customers_data_request")
+
+    # when it is parsed
+    event = connector.parse_event(signed_headers("customers/data_request", body), body)
+
+    # then it names the request, the customer and the orders asked about, as strings
+    assert event.resource == CustomerDataRequest(request_id="9999", customer_id="191167", email="john@example.com",
+                                                 order_ids=("299938", "280263", "220458"))
+
+
+def test_customers_data_request_with_a_malformed_request_names_it() -> None:
+    # given a data_request that is not an object
+    payload = json.loads(fixture_bytes("customers_data_request"))
+    payload["data_request"] = 9999
+    body = json.dumps(payload).encode()
+
+    # when it is parsed
+    with pytest.raises(MalformedPayloadError) as excinfo:
+        connector.parse_event(signed_headers("customers/data_request", body), body)
+
+    # then the error names topic and field
+    assert str(excinfo.value) == "customers/data_request: data_request is not an object"
+
+
 def test_shop_redact_names_the_shop_from_the_header() -> None:
     # given Shopify's example shop/redact body (its shop_domain is a placeholder)
     body = fixture_bytes("shop_redact")
@@ -1090,7 +1117,7 @@ def test_missing_shop_header_is_malformed() -> None:
     ("_case", "topic"),
     [
         ("known Shopify topic we do not handle", "products/create"),
-        ("compliance topic we do not handle", "customers/data_request"),
+        ("another known topic we do not handle", "products/update"),
         ("topic in another case", "ORDERS/PAID"),
     ],
 )
@@ -1433,7 +1460,7 @@ def test_connector_exposes_the_contract() -> None:
     assert set(connector.SUPPORTED_TOPICS) == {
         "orders/create", "orders/paid", "orders/updated", "orders/cancelled", "refunds/create",
         "customers/create", "customers/update", "checkouts/create", "checkouts/update",
-        "app/uninstalled", "customers/redact", "shop/redact",
+        "app/uninstalled", "customers/redact", "shop/redact", "customers/data_request",
     }
     for name in (
         "normalize_shop", "shop_from_headers", "topic_from_headers", "is_ping", "verify",
