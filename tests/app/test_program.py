@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db import session_scope
-from connectors import types as ct
 from app.models import (
     Customer,
     IssuedCode,
@@ -23,6 +22,7 @@ from app.models import (
     Shop,
     TierChange,
 )
+from connectors import types as ct
 from tests.factories import T0, apply, order, program, report
 
 EMAIL = "kundin@example.test"
@@ -278,9 +278,8 @@ def test_redemption_racing_a_refund_never_goes_negative(make_shop):
 
 def test_banned_customer_earns_redeems_and_gets_nothing(make_shop):
     # given a banned customer
-    from app.redemptions import RedemptionError
-
     from app.customers import upsert_customer
+    from app.redemptions import RedemptionError
     from connectors.types import Customer as PlatformCustomer
 
     shop = make_shop("shopify")

@@ -23,10 +23,10 @@ from connectors.errors import (
 )
 from connectors.shopify import connector, consts, webhooks
 from connectors.types import (
-    CustomerDataRequest,
     AppUninstalled,
     Checkout,
     Customer,
+    CustomerDataRequest,
     CustomerRedaction,
     LineItem,
     Order,
