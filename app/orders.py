@@ -122,6 +122,8 @@ def apply_order(
     newer = row.platform_updated_at is None or order.updated_at >= row.platform_updated_at
     if newer:
         _copy_snapshot(row, order)
+        if customer is not None and customer.redacted_at is not None:  # app.privacy erased them
+            row.email = row.shipping_address_fingerprint = row.recovery_url = None
     became_paid = order.is_paid and not row.is_paid
     # Monotonic facts, whatever the age of the snapshot that carries them.
     if became_paid:

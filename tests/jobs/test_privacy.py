@@ -51,10 +51,14 @@ def test_customers_redact_erases_the_person_and_keeps_the_points(make_shop, post
     work()
     assert _points(shop_id) == 587
 
-    # when the shop asks us to erase Bob, and an old customers/update for him arrives afterwards
+    # when the shop asks us to erase Bob, and a customers/update and an orders/updated for him
+    # arrive afterwards
     _post(post_webhook, "customers/redact", _redact_body(), "redact-1")
     work()
     _post(post_webhook, "customers/update", fixture_bytes("shopify", "customers_create.json"), "late-1")
+    late_order = json.loads(fixture_bytes("shopify", "orders_paid.json"))
+    late_order["updated_at"] = "2030-01-01T00:00:00+00:00"
+    _post(post_webhook, "orders/updated", late_order, "late-2")
     work()
 
     # then his row, his order and his deliveries' status say nothing about him any more ...
