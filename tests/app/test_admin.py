@@ -112,6 +112,7 @@ def _mark_failed(session, delivery_id: int, error: str) -> None:  # type: ignore
         ("e-mail preview", "/admin/shops/1/emails/winback?lang=de"),
         ("e-mail preview html", "/admin/shops/1/emails/winback/html?lang=de"),
         ("reminder sends", "/admin/reminders?status=failed"),
+        ("data requests", "/admin/data-requests"),
     ],
 )
 def test_pages_redirect_anonymous_visitors_to_login(client, _case, path):
@@ -361,6 +362,18 @@ def test_a_purged_delivery_shows_so_and_offers_no_replay(client, session, make_s
     assert "cannot be replayed: the retention sweep removed its body" in client.get(
         "/admin/deliveries").get_data(as_text=True)
     assert _delivery(session, delivery_id).status == DeliveryStatus.FAILED
+
+
+def test_a_data_request_export_needs_a_signed_in_user_and_the_csrf_token(client, session, make_shop):
+    # given a visitor with a valid form token who is not signed in, then a signed-in user without it
+    token = _csrf_token(client.get("/admin/login").get_data(as_text=True))
+    anonymous = client.post("/admin/data-requests/1/export", data={"csrf_token": token})
+    _signed_in(client, session)
+    tokenless = client.post("/admin/data-requests/1/export")
+
+    # then the first is sent to the sign-in form and the second refused; nothing is exported
+    assert anonymous.status_code == 302 and anonymous.headers["Location"].startswith("/admin/login")
+    assert tokenless.status_code == 400
 
 
 def test_a_data_request_is_listed_exported_as_json_and_marked_done(client, session, make_shop, post_webhook, work):
