@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from app.db import Prebuilt, after_commit, generated_columns, insert_for, insert_object
+from app.db import after_commit, insert_object, prebuilt_insert
 from app.models import CodeStatus, IssuedCode, Shop, utcnow
 from connectors.types import DiscountSpec
 
@@ -89,11 +89,7 @@ def spec_from_json(data: dict[str, Any]) -> DiscountSpec:
     )
 
 
-_INSERT_CODE = Prebuilt(
-    lambda dialect: insert_for(dialect, IssuedCode.__table__)
-    .on_conflict_do_nothing(index_elements=["shop_id", "purpose", "source_key"])
-    .returning(*generated_columns(IssuedCode.__table__))
-)
+_INSERT_CODE = prebuilt_insert(IssuedCode.__table__, ["shop_id", "purpose", "source_key"])
 _READ_CODE = select(IssuedCode).where(
     IssuedCode.shop_id == bindparam("shop_id"),
     IssuedCode.purpose == bindparam("purpose"),

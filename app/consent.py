@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.db import Prebuilt, generated_columns, insert_for, insert_object
+from app.db import insert_object, prebuilt_insert
 from app.models import ConsentEvent, Customer, Shop, utcnow
 from connectors import types as ct
 
@@ -20,16 +20,11 @@ def _event(session: Session, customer: Customer, kind: str, source: str, detail:
            at: datetime | None = None) -> ConsentEvent:
     event = ConsentEvent(shop_id=customer.shop_id, customer_id=customer.id, kind=kind, source=source,
                          detail=detail or {}, created_at=at or utcnow())
-    if customer.id is None:  # a customer not flushed yet: the unit of work inserts both in order
-        session.add(event)
-        return event
     insert_object(session, _INSERT_EVENT(session), event)
     return event
 
 
-_INSERT_EVENT = Prebuilt(
-    lambda dialect: insert_for(dialect, ConsentEvent.__table__).returning(*generated_columns(ConsentEvent.__table__))
-)
+_INSERT_EVENT = prebuilt_insert(ConsentEvent.__table__)
 
 
 def platform_consent(shop: Shop, c: ct.Customer, meta_key: str, true_values: tuple[str, ...]) -> bool | None:
@@ -45,13 +40,6 @@ def platform_consent(shop: Shop, c: ct.Customer, meta_key: str, true_values: tup
             if key == meta_key:
                 return value.strip().lower() in {v.lower() for v in true_values}
     return None
-
-
-def record_platform_consent(session: Session, shop: Shop, customer: Customer, c: ct.Customer) -> None:
-    """Store the platform's consent when it changed (a newer platform opt-in lifts our unsubscribe)."""
-    change = apply_platform_consent(session, shop, customer, c)
-    if change is not None:
-        record_platform_proof(session, shop, customer, change)
 
 
 def apply_platform_consent(session: Session, shop: Shop, customer: Customer,

@@ -20,10 +20,9 @@ from app.db import (
     dialect_insert,
     for_update,
     forget,
-    generated_columns,
-    insert_for,
     insert_object,
     note,
+    prebuilt_insert,
 )
 from app.models import Checkout, Customer, LedgerEntry, Order, PointLot, Shop, utcnow
 from connectors import types as ct
@@ -77,11 +76,7 @@ _ACCOUNT_OR_GUEST = Prebuilt(
         ),
     )
 )
-_INSERT_ACCOUNT = Prebuilt(
-    lambda dialect: insert_for(dialect, Customer.__table__)
-    .on_conflict_do_nothing(index_elements=["shop_id", "platform_id"])
-    .returning(*generated_columns(Customer.__table__))
-)
+_INSERT_ACCOUNT = prebuilt_insert(Customer.__table__, ["shop_id", "platform_id"])
 
 
 def _by_platform_id(session: Session, shop_id: int, platform_id: str) -> Customer | None:

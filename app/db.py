@@ -260,10 +260,10 @@ def generated_columns(table: Any) -> list[Any]:
 def insert_object(session: Session, stmt: Any, obj: Any) -> Any | None:
     """Insert a new ORM object with one prebuilt Core statement; return it persistent, or None.
 
-    `stmt` is an INSERT into the object's table RETURNING its `generated_columns` (usually with
-    ON CONFLICT DO NOTHING, so None means the row existed). The object keeps the values it was
-    given, as after a flush, and gets the generated ones plus SQLAlchemy's Python-side defaults
-    (`last_inserted_params`); a column neither set nor defaulted is NULL. It then joins the
+    `stmt` is the table's `prebuilt_insert` (with ON CONFLICT DO NOTHING, None means the row
+    existed). The object keeps the values it was given, as after a flush, and gets the
+    generated ones plus SQLAlchemy's Python-side defaults (`last_inserted_params`); a column
+    neither set nor defaulted is NULL. It then joins the
     session as if loaded, with nothing to flush. This is what the unit of work would do, for a
     third of its Python (an ORM INSERT ... RETURNING of an entity, or a flush, costs ~0.4-0.6 ms
     against ~0.1 ms for the statement itself). Unlike a flush it writes nothing else that is
@@ -387,6 +387,19 @@ class Prebuilt(Generic[T]):
         except KeyError:
             stmt = self._built[name] = self._build(name)
             return stmt
+
+
+def prebuilt_insert(table: Any, conflict_on: list[str] | None = None) -> Prebuilt[Any]:
+    """The INSERT `insert_object` runs: into `table`, RETURNING its `generated_columns`, and with
+    `conflict_on` (a unique key's columns) ON CONFLICT DO NOTHING."""
+
+    def build(dialect: str) -> Any:
+        stmt = insert_for(dialect, table)
+        if conflict_on is not None:
+            stmt = stmt.on_conflict_do_nothing(index_elements=conflict_on)
+        return stmt.returning(*generated_columns(table))
+
+    return Prebuilt(build)
 
 
 def for_update(dialect: str, stmt: Any) -> Any:

@@ -22,13 +22,11 @@ from sqlalchemy.orm import Session
 
 from app.db import (
     LOCKED_CUSTOMERS,
-    Prebuilt,
-    generated_columns,
-    insert_for,
     insert_object,
     is_postgres,
     note,
     noted,
+    prebuilt_insert,
 )
 from app.models import Customer, LedgerEntry, LotState, PointLot, utcnow
 
@@ -150,10 +148,8 @@ class InsufficientPointsError(ValueError):
 
 
 # Appending is one INSERT each for the lot and the entry (see app.db.insert_object).
-_INSERT_LOT = Prebuilt(lambda dialect: insert_for(dialect, PointLot.__table__).returning(*generated_columns(PointLot.__table__)))
-_INSERT_ENTRY = Prebuilt(
-    lambda dialect: insert_for(dialect, LedgerEntry.__table__).returning(*generated_columns(LedgerEntry.__table__))
-)
+_INSERT_LOT = prebuilt_insert(PointLot.__table__)
+_INSERT_ENTRY = prebuilt_insert(LedgerEntry.__table__)
 
 
 def append(

@@ -21,10 +21,9 @@ from app.db import (
     Prebuilt,
     dialect_insert,
     for_update,
-    generated_columns,
-    insert_for,
     insert_object,
     note,
+    prebuilt_insert,
 )
 from app.models import Order, OrderRefund, Shop, utcnow
 from app.program import current_program
@@ -36,11 +35,7 @@ logger = logging.getLogger(__name__)
 # A new row comes back from the INSERT itself (and is ours alone until we commit, so it has no
 # refunds yet: the collection is set empty instead of loaded); an existing one is read, locked on
 # PostgreSQL, and overwrites whatever the session held for it.
-_INSERT_ORDER = Prebuilt(
-    lambda dialect: insert_for(dialect, Order.__table__)
-    .on_conflict_do_nothing(index_elements=["shop_id", "platform_id"])
-    .returning(*generated_columns(Order.__table__))
-)
+_INSERT_ORDER = prebuilt_insert(Order.__table__, ["shop_id", "platform_id"])
 _READ_ORDER = Prebuilt(
     lambda dialect: for_update(
         dialect,

@@ -52,16 +52,11 @@ def redact_customer(session: Session, shop: Shop, request: ct.CustomerRedaction)
     guest history merged or not is covered; the orders named in the request are cleaned too.
     """
     now = utcnow()
-    match = []
-    if request.customer_id is not None:
-        match.append(Customer.platform_id == request.customer_id)
-    if request.email is not None:
-        match.append(Customer.email == request.email)
-    ids = list(session.scalars(select(Customer.id).where(Customer.shop_id == shop.id, or_(*match))))
-    # Rows merged into a matched account carry the same person's history.
+    ids = list(session.scalars(
+        select(Customer.id).where(Customer.shop_id == shop.id, _customer(request.customer_id, request.email))))
     if ids:
+        # Rows merged into a matched account carry the same person's history.
         ids += session.scalars(select(Customer.id).where(Customer.merged_into_id.in_(ids))).all()
-    if ids:
         session.execute(
             update(Customer).where(Customer.id.in_(ids)).values(
                 email=None, first_name=None, last_name=None, birthday=None, locale=None,
@@ -99,6 +94,12 @@ def redact_customer(session: Session, shop: Shop, request: ct.CustomerRedaction)
     return len(ids)
 
 
+def _customer(platform_id: str | None, email: str | None) -> Any:
+    """The customer rows a compliance request names: by platform id, and any with its e-mail."""
+    return _any(Customer.platform_id == platform_id if platform_id is not None else None,
+                Customer.email == email if email is not None else None)
+
+
 def _any(*conditions: Any) -> Any:
     """OR of the conditions (None stands for one that does not apply); false when none applies."""
     present = [c for c in conditions if c is not None]
@@ -127,15 +128,8 @@ def redact_shop(session: Session, shop: Shop) -> None:
 
 
 def _matching_customers(session: Session, shop_id: int, platform_id: str | None, email: str | None) -> list[Customer]:
-    match = []
-    if platform_id is not None:
-        match.append(Customer.platform_id == platform_id)
-    if email is not None:
-        match.append(Customer.email == email)
-    if not match:
-        return []
     return list(session.scalars(
-        select(Customer).where(Customer.shop_id == shop_id, or_(*match)).order_by(Customer.id)))
+        select(Customer).where(Customer.shop_id == shop_id, _customer(platform_id, email)).order_by(Customer.id)))
 
 
 def record_data_request(session: Session, shop: Shop, request: ct.CustomerDataRequest,

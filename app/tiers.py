@@ -15,7 +15,7 @@ from decimal import Decimal
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app.db import NEW_CUSTOMERS, Prebuilt, generated_columns, insert_for, insert_object, noted
+from app.db import NEW_CUSTOMERS, insert_object, noted, prebuilt_insert
 from app.models import Customer, LedgerEntry, Order, OrderRefund, Shop, TierChange, utcnow
 from app.program import Program, Tier
 from connectors.types import OrderStatus
@@ -112,9 +112,7 @@ def multiplier(program: Program, customer: Customer) -> Decimal:
     return tier.multiplier if tier else Decimal("1")
 
 
-_INSERT_CHANGE = Prebuilt(
-    lambda dialect: insert_for(dialect, TierChange.__table__).returning(*generated_columns(TierChange.__table__))
-)
+_INSERT_CHANGE = prebuilt_insert(TierChange.__table__)
 
 
 def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None, value: Decimal,
