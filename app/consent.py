@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.db import insert_object, prebuilt_insert
+from app.db import defer_insert, insert_object, prebuilt_insert
 from app.models import ConsentEvent, Customer, Shop, utcnow
 from connectors import types as ct
 
@@ -72,9 +72,14 @@ def apply_platform_consent(session: Session, shop: Shop, customer: Customer,
 
 
 def record_platform_proof(session: Session, shop: Shop, customer: Customer, change: tuple[bool, datetime]) -> None:
-    """Write the consent event for a change `apply_platform_consent` made (the customer has a row)."""
+    """Write the consent event for a change `apply_platform_consent` made (the customer has a row).
+
+    Written at commit (`defer_insert`): a webhook's transaction never reads its proof back.
+    """
     state, at = change
-    _event(session, customer, "granted" if state else "revoked", shop.platform.value, at=at)
+    defer_insert(session, ConsentEvent(shop_id=customer.shop_id, customer_id=customer.id,
+                                       kind="granted" if state else "revoked", source=shop.platform.value,
+                                       detail={}, created_at=at))
 
 
 def unsubscribe(session: Session, customer: Customer, *, source: str, detail: dict[str, Any] | None = None) -> bool:

@@ -294,7 +294,9 @@ def insert_object(session: Session, stmt: Any, obj: Any) -> Any | None:
 NEW_ORDERS = "new_orders"
 NEW_CUSTOMERS = "new_customers"
 LOCKED_CUSTOMERS = "locked_customers"
-_TRANSACTION_FACTS = (NEW_ORDERS, NEW_CUSTOMERS, LOCKED_CUSTOMERS)
+# Writes `defer` holds back until the commit, as (statement, parameters) pairs.
+DEFERRED_WRITES = "deferred_writes"
+_TRANSACTION_FACTS = (NEW_ORDERS, NEW_CUSTOMERS, LOCKED_CUSTOMERS, DEFERRED_WRITES)
 
 
 def note(session: Session, fact: str, row_id: int) -> None:
@@ -319,6 +321,93 @@ def _forget_transaction_facts(session: Session, transaction: Any) -> None:
             session.info.pop(fact, None)
 
 
+def defer(session: Session, stmt: Any, params: dict[str, Any]) -> None:
+    """Run the Core write `stmt` when the transaction commits instead of now.
+
+    For a write that nothing later in this transaction reads back: no RETURNING, no rowcount,
+    and no later statement of the transaction selects or changes its rows (a proof row, a
+    history row, a status stamp). `session_scope` runs the deferred writes in the order they
+    came, after the ORM's flush and right before COMMIT. On PostgreSQL, in a session riding
+    on a worker's batch connection, they go out with the COMMIT in one psycopg pipeline, so N
+    deferred writes cost one round trip instead of N (a round trip costs ~0.3-0.7 ms of CPU
+    and waiting here; bench/RESULTS.md). An error in one fails the commit, which rolls the
+    whole transaction back, as if it had failed at once.
+
+    Inside a savepoint the write runs at once: rolling the savepoint back must take it along.
+    """
+    if session.in_nested_transaction():
+        session.execute(stmt, params)
+        return
+    if not session.in_transaction():
+        session.begin()  # so that a rollback, which ends it, drops the write
+    session.info.setdefault(DEFERRED_WRITES, []).append((stmt, params))
+
+
+_PLAIN_INSERTS: dict[Any, Any] = {}
+
+
+def defer_insert(session: Session, obj: Any) -> None:
+    """Insert the new ORM object `obj` at commit (see `defer`), for a history row that nothing
+    reads back in this transaction. `obj` stays out of the session and gets no id."""
+    table = obj.__table__
+    stmt = _PLAIN_INSERTS.get(table)
+    if stmt is None:
+        stmt = _PLAIN_INSERTS[table] = table.insert().inline()  # inline: no implicit RETURNING of the key
+    values = inspect(obj).dict
+    defer(session, stmt, {c.key: values[c.key] for c in table.c if c.key in values})
+
+
+def commit(session: Session) -> None:
+    """Commit `session`, running its deferred writes (`defer`) first; on PostgreSQL and a
+    connection the caller keeps (`session_scope(bind)`), in one pipeline with the COMMIT.
+
+    `session.commit()` alone also runs them (see `_run_deferred_writes`), one round trip each.
+    """
+    writes = session.info.pop(DEFERRED_WRITES, None)
+    if not writes:
+        session.commit()
+        return
+    session.flush()  # the ORM's statements read their rowcounts, so they cannot be pipelined
+    conn = session.connection()
+    # Pipelined only on a connection the caller keeps (a worker's batch): a session that checked
+    # out its own hands it back to the pool inside `session.commit()`, while still in the pipeline.
+    if conn.dialect.name != "postgresql" or not isinstance(session.bind, Connection):
+        for stmt, params in writes:
+            conn.execute(stmt, params)
+        session.commit()
+        return
+    driver = conn.connection.dbapi_connection
+    assert driver is not None
+    try:
+        with driver.pipeline():
+            for stmt, params in writes:
+                conn.execute(stmt, params)
+            session.commit()  # psycopg syncs the pipeline here and raises a deferred write's error
+    except BaseException:
+        # A write that failed in the pipeline made the server skip the COMMIT behind it, so its
+        # transaction is still open (aborted); SQLAlchemy saw a failed COMMIT and will not roll
+        # back. Without this ROLLBACK the connection refuses the next transaction.
+        try:
+            driver.rollback()
+        except Exception:  # noqa: BLE001 - the first error is the one to raise; a broken connection fails its next statement
+            logger.warning("rollback after a failed pipelined commit failed", exc_info=True)
+        raise
+
+
+@event.listens_for(Session, "before_commit")
+def _run_deferred_writes(session: Session) -> None:
+    # A commit that did not go through `commit` (a caller's own `session.commit()`) still writes
+    # them, after the ORM's flush as there. A savepoint's release leaves them to the outer commit.
+    if session.in_nested_transaction():
+        return
+    writes = session.info.pop(DEFERRED_WRITES, None)
+    if writes:
+        session.flush()
+        conn = session.connection()
+        for stmt, params in writes:
+            conn.execute(stmt, params)
+
+
 def after_commit(session: Session, callback: Any) -> None:
     """Run `callback()` once `session_scope` has committed (e.g. enqueue a job for a new row).
 
@@ -338,7 +427,7 @@ def session_scope(bind: Connection | None = None) -> Iterator[Session]:
     session = new_session(bind)
     try:
         yield session
-        session.commit()
+        commit(session)
     except BaseException:
         session.rollback()
         session.info.pop("after_commit", None)

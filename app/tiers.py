@@ -15,7 +15,7 @@ from decimal import Decimal
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app.db import NEW_CUSTOMERS, insert_object, noted, prebuilt_insert
+from app.db import NEW_CUSTOMERS, defer_insert, noted
 from app.models import Customer, LedgerEntry, Order, OrderRefund, Shop, TierChange, utcnow
 from app.program import Program, Tier
 from connectors.types import OrderStatus
@@ -112,9 +112,6 @@ def multiplier(program: Program, customer: Customer) -> Decimal:
     return tier.multiplier if tier else Decimal("1")
 
 
-_INSERT_CHANGE = prebuilt_insert(TierChange.__table__)
-
-
 def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None, value: Decimal,
             reason: str, version: int, program: Program, now: datetime) -> TierChange:
     change = TierChange(
@@ -127,7 +124,7 @@ def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None,
         program_version=version,
         created_at=now,
     )
-    insert_object(session, _INSERT_CHANGE(session), change)
+    defer_insert(session, change)  # history: nothing in this transaction reads it back
     customer.tier = tier.name if tier else None
     customer.tier_since = now
     customer.tier_period_ends_at = add_months(now, program.tiers.period_months)

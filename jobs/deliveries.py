@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app import customers, incentives, orders, privacy
 from app.checkouts import apply_checkout
-from app.db import dialect_insert, for_update, get_engine, is_postgres, session_scope
+from app.db import defer, dialect_insert, for_update, get_engine, is_postgres, session_scope
 from app.models import DeliveryStatus, JobCursor, Shop, ShopStatus, WebhookDelivery, utcnow
 from app.program import current_program, share_program_cache
 from connectors import get_connector
@@ -131,10 +131,10 @@ def process_delivery(delivery_id: int, *, bind: Connection | None = None, memo: 
         _handle(session, shop, delivery_id, event)
         if memo is not None and isinstance(event.resource, ct.AppUninstalled | ct.ShopRedaction):
             memo.shops.pop(shop.id, None)
-        session.flush()
-        # Counted here, so the delivery gets one UPDATE (a failure is counted by _record_error).
-        conn.execute(_FINISH, {"delivery_id": delivery_id, "status": DeliveryStatus.PROCESSED, "error": None,
-                               "processed_at": utcnow()})
+        # Counted here, so the delivery gets one UPDATE (a failure is counted by _record_error);
+        # it goes out with the COMMIT (`defer`).
+        defer(session, _FINISH, {"delivery_id": delivery_id, "status": DeliveryStatus.PROCESSED, "error": None,
+                                 "processed_at": utcnow()})
         return DeliveryStatus.PROCESSED.value
 
 

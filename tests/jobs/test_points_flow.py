@@ -418,6 +418,40 @@ def test_concurrent_processing_of_one_order_awards_once(make_shop, post_webhook,
     assert [(e["reason"], e["delta"]) for e in customer["ledger"]] == [("earn", 587)]
 
 
+def test_concurrent_batches_of_one_order_award_once(make_shop, post_webhook, session, runner):
+    # given three deliveries of the same paid order
+    make_shop("shopify")
+    for n, topic in enumerate(["orders/paid", "orders/updated", "orders/paid"]):
+        post_webhook("shopify", topic, fixture_bytes("shopify", "orders_paid.json"), event_id=f"e{n}")
+    ids = list(session.scalars(select(WebhookDelivery.id)))
+    session.commit()
+    from jobs.deliveries import process_deliveries
+
+    # when four workers process them as batches at once (each batch on its own kept connection,
+    # where PostgreSQL commits the deferred writes in a pipeline)
+    errors: list[BaseException] = []
+
+    def run(batch: list[int]) -> None:
+        try:
+            process_deliveries(batch)
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(order,)) for order in (ids, ids[::-1], ids, ids[::-1])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    # then every delivery is processed and the order earned exactly once
+    assert errors == []
+    session.expire_all()
+    assert {d.status for d in session.scalars(select(WebhookDelivery))} == {DeliveryStatus.PROCESSED}
+    session.rollback()  # SQLite: let go of the write lock this read's transaction took
+    customer = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
+    assert [(e["reason"], e["delta"]) for e in customer["ledger"]] == [("earn", 587)]
+
+
 def test_staff_tagged_order_earns_nothing(make_shop, post_webhook, work, runner):
     # given an order tagged "staff"
     make_shop("shopify")

@@ -1,0 +1,194 @@
+"""`app.db.defer`: writes held back until the commit (on PostgreSQL, sent with it in one pipeline).
+
+On SQLite and PostgreSQL: they land at commit in the order they came, after the ORM's flush; a
+failing one rolls the whole transaction back and leaves the connection usable; a rollback drops
+them; inside a savepoint they run at once; a plain `session.commit()` writes them too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, event, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app import customers
+from app.db import (
+    DEFERRED_WRITES,
+    defer,
+    defer_insert,
+    get_engine,
+    insert_object,
+    new_session,
+    session_scope,
+)
+from app.models import Customer, TierChange, utcnow
+
+_RENAME = update(Customer).where(Customer.id == bindparam("b_id")).values(first_name=bindparam("name"))
+
+
+def _customer(session: Any, shop_id: int, platform_id: str) -> Customer:
+    now = utcnow()
+    row = insert_object(session, customers._INSERT_ACCOUNT(session),
+                        Customer(shop_id=shop_id, platform_id=platform_id, email=f"{platform_id}@example.test",
+                                 created_at=now, updated_at=now))
+    assert row is not None
+    return row
+
+
+def _first_name(customer_id: int) -> str | None:
+    with session_scope() as s:
+        return s.scalar(select(Customer.first_name).where(Customer.id == customer_id))
+
+
+def _tier_changes(customer_id: int) -> list[str | None]:
+    with session_scope() as s:
+        return list(s.scalars(select(TierChange.to_tier).where(TierChange.customer_id == customer_id)
+                              .order_by(TierChange.id)))
+
+
+def _tier_change(customer: Customer, to_tier: str) -> TierChange:
+    return TierChange(shop_id=customer.shop_id, customer_id=customer.id, from_tier=None, to_tier=to_tier,
+                      metric_value=0, reason="upgrade", program_version=1, created_at=utcnow())
+
+
+def test_deferred_writes_land_at_commit_in_the_order_they_came(app, make_shop):
+    # given a customer, and a transaction that defers two renames and a history row
+    shop_id = make_shop("shopify")
+    with session_scope() as s:
+        customer = _customer(s, shop_id, "c-1")
+        defer(s, _RENAME, {"b_id": customer.id, "name": "Anna"})
+        defer_insert(s, _tier_change(customer, "Silber"))
+        defer(s, _RENAME, {"b_id": customer.id, "name": "Berta"})
+        # then, within the transaction, they have not run yet (nothing may read them back)
+        assert s.scalar(select(Customer.first_name).where(Customer.id == customer.id)) is None
+        customer_id = customer.id
+
+    # then after the commit the last rename won and the history row is there
+    assert _first_name(customer_id) == "Berta"
+    assert _tier_changes(customer_id) == ["Silber"]
+
+
+def test_deferred_writes_follow_the_orm_flush(app, make_shop):
+    # given a deferred rename, and then an ORM change of the same column left for the flush
+    shop_id = make_shop("shopify")
+    with session_scope() as s:
+        customer = _customer(s, shop_id, "c-1")
+        defer(s, _RENAME, {"b_id": customer.id, "name": "Deferred"})
+        customer.first_name = "Flushed"
+
+    # then the deferred write ran after the flush, as a statement written later would
+    assert _first_name(customer.id) == "Deferred"
+
+
+def test_a_failing_deferred_write_rolls_everything_back_and_the_connection_stays_usable(app, make_shop):
+    # given an existing customer, and one connection serving two transactions (as a worker's batch)
+    shop_id = make_shop("shopify")
+    with session_scope() as s:
+        _customer(s, shop_id, "taken")
+    with get_engine().connect() as conn:
+        # when a transaction writes a customer at once and defers a duplicate of "taken"
+        with pytest.raises(IntegrityError), session_scope(conn) as s:
+            first = _customer(s, shop_id, "written-at-once")
+            defer(s, _RENAME, {"b_id": first.id, "name": "Never"})
+            now = utcnow()
+            defer_insert(s, Customer(shop_id=shop_id, platform_id="taken", created_at=now, updated_at=now))
+
+        # then the next transaction on the same connection works
+        with session_scope(conn) as s:
+            second = _customer(s, shop_id, "next")
+            defer(s, _RENAME, {"b_id": second.id, "name": "Next"})
+
+    # and nothing of the failed transaction was kept
+    with session_scope() as s:
+        ids = set(s.scalars(select(Customer.platform_id).where(Customer.shop_id == shop_id)))
+    assert ids == {"taken", "next"}
+    assert _first_name(second.id) == "Next"
+
+
+def test_a_rollback_drops_deferred_writes(app, make_shop):
+    shop_id = make_shop("shopify")
+    with session_scope() as s:
+        customer = _customer(s, shop_id, "c-1")
+
+    # given a session that deferred a rename, then rolled back
+    s = new_session()
+    try:
+        defer(s, _RENAME, {"b_id": customer.id, "name": "Dropped"})
+        s.rollback()
+        assert DEFERRED_WRITES not in s.info
+        # when it commits a later transaction
+        s.commit()
+    finally:
+        s.close()
+
+    # then the rename was not written
+    assert _first_name(customer.id) is None
+
+
+def test_inside_a_savepoint_a_deferred_write_runs_at_once(app, make_shop):
+    # given a customer, and two savepoints that each defer a history row: one rolled back, one kept
+    shop_id = make_shop("shopify")
+    with session_scope() as s:
+        customer = _customer(s, shop_id, "c-1")
+        with pytest.raises(RuntimeError), s.begin_nested():
+            defer_insert(s, _tier_change(customer, "rolled back"))
+            raise RuntimeError("the savepoint fails")
+        with s.begin_nested():
+            defer_insert(s, _tier_change(customer, "kept"))
+        assert DEFERRED_WRITES not in s.info  # both ran at once
+
+    # then the rolled back savepoint took its row along
+    assert _tier_changes(customer.id) == ["kept"]
+
+
+def test_a_plain_session_commit_writes_deferred_writes(app, make_shop):
+    shop_id = make_shop("shopify")
+    with session_scope() as s:
+        customer = _customer(s, shop_id, "c-1")
+
+    # given a caller that commits its session itself
+    s = new_session()
+    try:
+        defer(s, _RENAME, {"b_id": customer.id, "name": "Plain"})
+        s.commit()
+    finally:
+        s.close()
+
+    # then the deferred write was not lost
+    assert _first_name(customer.id) == "Plain"
+
+
+def test_on_postgresql_deferred_writes_go_out_in_one_pipeline(app, make_shop, database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("psycopg's pipeline mode is PostgreSQL's")
+    from psycopg import pq
+
+    shop_id = make_shop("shopify")
+    seen: list[tuple[str, bool]] = []
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        status = conn.connection.dbapi_connection.pgconn.pipeline_status
+        seen.append((statement.split()[0], status != pq.PipelineStatus.OFF))
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        # given a session on a connection its caller keeps (a worker's batch), one on its own
+        with engine.connect() as conn, session_scope(conn) as s:
+            customer = _customer(s, shop_id, "c-1")
+            defer(s, _RENAME, {"b_id": customer.id, "name": "Anna"})
+            defer_insert(s, _tier_change(customer, "Silber"))
+        with session_scope() as s:
+            other = _customer(s, shop_id, "c-2")
+            defer(s, _RENAME, {"b_id": other.id, "name": "Berta"})
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+
+    # then on the kept connection the INSERT that returns the key ran on its own and the deferred
+    # writes in the pipeline; the session that hands its connection back at commit did not pipeline
+    assert seen == [("INSERT", False), ("UPDATE", True), ("INSERT", True), ("INSERT", False), ("UPDATE", False)]
+    assert _first_name(customer.id) == "Anna"
+    assert _tier_changes(customer.id) == ["Silber"]
+    assert _first_name(other.id) == "Berta"
