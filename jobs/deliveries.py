@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -72,8 +73,9 @@ _FINISH = (
 
 
 class BatchMemo:
-    """What the deliveries of one batch (one job, about a second) share: their shops' rows and
-    programs, read once instead of once per delivery. A shop that uninstalls is read again."""
+    """What the deliveries of one lane of a batch (one job, about a second) share: their shops'
+    rows and programs, read once instead of once per delivery. A shop that uninstalls in this
+    lane is read again; whatever must not act on a stale copy reads the row (`redact_shop`)."""
 
     def __init__(self) -> None:
         self.shops: dict[int, dict[str, Any]] = {}
@@ -151,14 +153,34 @@ def _record_error(delivery_id: int, exc: BaseException) -> str:
         return delivery.status.value
 
 
+# PostgreSQL: a batch is worked through by two lanes (threads, each with its own connection and
+# its own transactions), so that one computes while the other waits for the server; a lane is
+# as safe as a second worker process, and the rows the transactions lock settle any overlap.
+# Measured: +24 % orders/s per worker process; a third lane added nothing on two cores
+# (bench/RESULTS.md). SQLite lets one writer in at a time, so it keeps one lane.
+POSTGRES_LANES = 2
+
+
 def process_deliveries(delivery_ids: list[int]) -> dict[str, int]:
     """Process a batch, each delivery in its own transaction; one failure never fails the rest.
 
     A failure is recorded on its delivery (status, reason) for the admin to show and replay;
     a transient database error leaves it `received` for the requeue sweep, up to MAX_ATTEMPTS.
+    On PostgreSQL the batch is dealt out to `POSTGRES_LANES` lanes, alternately in the order
+    of the ids.
     """
+    lanes = POSTGRES_LANES if get_engine().dialect.name == "postgresql" else 1
+    if lanes == 1 or len(delivery_ids) < 2:
+        return dict(_lane(delivery_ids))
+    with ThreadPoolExecutor(lanes, thread_name_prefix="delivery-lane") as pool:
+        outcomes = list(pool.map(_lane, [delivery_ids[k::lanes] for k in range(lanes)]))
+    return dict(sum(outcomes, Counter()))
+
+
+def _lane(delivery_ids: list[int]) -> Counter[str]:
+    """Process `delivery_ids` one after another on one connection."""
     outcome: Counter[str] = Counter()
-    # One connection serves the batch (each delivery still commits or rolls back on its own), so
+    # One connection serves the lane (each delivery still commits or rolls back on its own), so
     # the pool's checkout, pre-ping and reset-on-return happen once per batch, not per delivery.
     # A connection that broke is invalidated by SQLAlchemy and reconnects on its next use.
     memo = BatchMemo()
@@ -172,7 +194,7 @@ def process_deliveries(delivery_ids: list[int]) -> dict[str, int]:
                     extra={"delivery": delivery_id, "error_type": type(exc).__name__},
                 )
                 outcome[_record_error(delivery_id, exc)] += 1
-    return dict(outcome)
+    return outcome
 
 
 def requeue_stuck_deliveries(older_than_seconds: int | None = None, batch_size: int = 200) -> int:

@@ -259,6 +259,31 @@ def test_one_failure_never_fails_its_batch_neighbours(make_shop, post_webhook, s
     assert show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)["available"] == 587
 
 
+def test_a_batch_of_one_customers_orders_earns_each_once(make_shop, post_webhook, session, runner):
+    # given six paid orders of one customer in one batch (on PostgreSQL its two lanes take turns
+    # on the same customer row), and one delivery twice
+    make_shop("shopify")
+    base = json.loads(fixture_bytes("shopify", "orders_paid.json"))
+    for n in range(6):
+        post_webhook("shopify", "orders/paid", dict(base, id=base["id"] + n, name=f"#10{n}"), event_id=f"o-{n}")
+    ids = list(session.scalars(select(WebhookDelivery.id).order_by(WebhookDelivery.id)))
+    session.commit()
+    from jobs.deliveries import process_deliveries
+
+    # when one job processes the batch
+    outcome = process_deliveries([*ids, ids[0]])
+
+    # then every order earned once, and the repeated delivery was skipped
+    assert outcome == {"processed": 6, "skipped": 1}
+    customer = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
+    earns = [e for e in customer["ledger"] if e["reason"] == "earn"]
+    assert sorted(e["order"] for e in earns) == [f"#10{n}" for n in range(6)]
+    # and each order counted once towards the tiers, in whichever order they were taken: the
+    # default program's multipliers (none, Silber 1.25, Gold 1.5, Platin 2) as the spend grew
+    assert sorted(e["delta"] for e in earns) == [587, 733, 880, 880, 1174, 1174]
+    assert customer["pending"] + customer["available"] == 5428
+
+
 def test_a_broken_connection_fails_only_its_delivery(make_shop, post_webhook, session, runner, monkeypatch):
     # given three paid orders of different customers in one batch
     make_shop("shopify")

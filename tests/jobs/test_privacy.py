@@ -114,3 +114,26 @@ def test_shop_redact_for_an_installed_shop_erases_nothing(make_shop, post_webhoo
         delivery = s.scalars(select(WebhookDelivery).where(WebhookDelivery.topic == "shop/redact")).one()
         assert delivery.status == DeliveryStatus.FAILED
         assert "is installed, so nothing was erased" in (delivery.error or "")
+
+
+def test_shop_redact_reads_the_shop_row_not_a_batch_copy(make_shop, post_webhook, session):
+    # given a worker lane that read the shop while it was installed (its batch copy) ...
+    from jobs.deliveries import BatchMemo, process_delivery
+
+    shop_id = make_shop("shopify")
+    memo = BatchMemo()
+    with session_scope() as s:
+        assert memo.shop(s, shop_id).status.value == "active"
+    # ... and an uninstall that another lane recorded meanwhile
+    _post(post_webhook, "app/uninstalled", fixture_bytes("shopify", "app_uninstalled.json"), "bye-1")
+    _post(post_webhook, "shop/redact", fixture_bytes("shopify", "shop_redact.json"), "redact-shop-1")
+    bye, redact = session.scalars(select(WebhookDelivery.id).order_by(WebhookDelivery.id)).all()
+    session.commit()
+    assert process_delivery(bye) == "processed"
+
+    # when the first lane takes the shop/redact with its copy
+    assert process_delivery(redact, memo=memo) == "processed"
+
+    # then the shop is erased
+    with session_scope() as s:
+        assert s.get(Shop, shop_id) is None
