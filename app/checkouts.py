@@ -45,7 +45,10 @@ def apply_checkout(session: Session, shop: Shop, checkout: ct.Checkout) -> Check
         row.platform_updated_at = checkout.updated_at
     if checkout.completed_at and row.completed_at is None:
         row.completed_at = checkout.completed_at
-    if row.platform_updated_at == checkout.updated_at:  # this snapshot is the newest we hold
+    if customer is not None and customer.redacted_at is not None:  # app.privacy erased them
+        # A snapshot arriving after the erasure keeps no e-mail or link, and no reminder goes out.
+        row.email = row.recovery_url = row.next_reminder_at = None
+    elif row.platform_updated_at == checkout.updated_at:  # this snapshot is the newest we hold
         _, program = current_program(session, shop)
         reminders.note_cart_content(row, reminders.cart_fingerprint(checkout), checkout.updated_at, program)
     session.flush()

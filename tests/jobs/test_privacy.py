@@ -137,3 +137,25 @@ def test_shop_redact_reads_the_shop_row_not_a_batch_copy(make_shop, post_webhook
     # then the shop is erased
     with session_scope() as s:
         assert s.get(Shop, shop_id) is None
+
+
+def test_a_checkout_arriving_after_the_erasure_keeps_nothing_of_the_person(make_shop, post_webhook, work):
+    from app.models import Checkout
+
+    # given Bob's paid order, and then his erasure
+    make_shop("shopify")
+    _post(post_webhook, "orders/paid", fixture_bytes("shopify", "orders_paid.json"), "paid-1")
+    _post(post_webhook, "customers/redact", _redact_body(), "redact-1")
+    work()
+
+    # when a checkout of his arrives afterwards (a late delivery)
+    _post(post_webhook, "checkouts/update", fixture_bytes("shopify", "checkouts_create.json"), "late-checkout")
+    work()
+
+    # then the checkout holds no e-mail and no recovery link, and no reminder is due for it
+    with session_scope() as s:
+        checkout = s.scalars(select(Checkout)).one()
+        customer = s.scalars(select(Customer).where(Customer.platform_id == str(CUSTOMER_ID))).one()
+        assert checkout.customer_id == customer.id
+        assert (checkout.email, checkout.recovery_url, checkout.next_reminder_at) == (None, None, None)
+        assert set(s.scalars(select(WebhookDelivery.status))) == {DeliveryStatus.PROCESSED}
