@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -413,56 +414,32 @@ def test_a_batch_sees_its_shop_uninstall(make_shop, post_webhook, session, runne
     assert sorted(e["order"] for e in entries if e["reason"] == "earn") == sorted([order["name"], "#1002"])
 
 
-def test_concurrent_processing_of_one_order_awards_once(make_shop, post_webhook, session, runner):
-    # given two different deliveries of the same paid order (orders/paid and orders/updated)
+@pytest.mark.parametrize("workers", ["one delivery each", "batches"])
+def test_concurrent_processing_of_one_order_awards_once(make_shop, post_webhook, session, runner, workers):
+    # given three deliveries of the same paid order (orders/paid, orders/updated, orders/paid)
     make_shop("shopify")
     for n, topic in enumerate(["orders/paid", "orders/updated", "orders/paid"]):
         post_webhook("shopify", topic, fixture_bytes("shopify", "orders_paid.json"), event_id=f"e{n}")
     ids = list(session.scalars(select(WebhookDelivery.id)))
     session.commit()
-    from jobs.deliveries import process_delivery
+    from jobs.deliveries import process_deliveries, process_delivery
 
-    # when workers process them at the same time, each twice
+    # when workers process them at the same time: each delivery twice on its own, or four
+    # batches of all three (each on its own kept connection, where PostgreSQL commits the
+    # deferred writes in a pipeline)
+    if workers == "batches":
+        work, args = process_deliveries, [ids, ids[::-1], ids, ids[::-1]]
+    else:
+        work, args = process_delivery, ids * 2
     errors: list[BaseException] = []
 
-    def run(delivery_id: int) -> None:
+    def run(arg: Any) -> None:
         try:
-            process_delivery(delivery_id)
+            work(arg)
         except BaseException as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in ids * 2]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    # then the order earned exactly once
-    assert errors == []
-    customer = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
-    assert [(e["reason"], e["delta"]) for e in customer["ledger"]] == [("earn", 587)]
-
-
-def test_concurrent_batches_of_one_order_award_once(make_shop, post_webhook, session, runner):
-    # given three deliveries of the same paid order
-    make_shop("shopify")
-    for n, topic in enumerate(["orders/paid", "orders/updated", "orders/paid"]):
-        post_webhook("shopify", topic, fixture_bytes("shopify", "orders_paid.json"), event_id=f"e{n}")
-    ids = list(session.scalars(select(WebhookDelivery.id)))
-    session.commit()
-    from jobs.deliveries import process_deliveries
-
-    # when four workers process them as batches at once (each batch on its own kept connection,
-    # where PostgreSQL commits the deferred writes in a pipeline)
-    errors: list[BaseException] = []
-
-    def run(batch: list[int]) -> None:
-        try:
-            process_deliveries(batch)
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(order,)) for order in (ids, ids[::-1], ids, ids[::-1])]
+    threads = [threading.Thread(target=run, args=(arg,)) for arg in args]
     for t in threads:
         t.start()
     for t in threads:
