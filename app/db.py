@@ -358,24 +358,24 @@ def defer_insert(session: Session, obj: Any) -> None:
 
 
 def commit(session: Session) -> None:
-    """Commit `session`, running its deferred writes (`defer`) first; on PostgreSQL and a
-    connection the caller keeps (`session_scope(bind)`), in one pipeline with the COMMIT.
+    """Commit `session` with its deferred writes (`defer`); on PostgreSQL and a connection the
+    caller keeps (`session_scope(bind)`), they go in one pipeline with the COMMIT.
 
-    `session.commit()` alone also runs them (see `_run_deferred_writes`), one round trip each.
+    Elsewhere `session.commit()` writes them (`_run_deferred_writes`), one round trip each.
+    Pipelined only on a kept connection (a worker's batch): a session that checked out its own
+    hands it back to the pool inside `session.commit()`, while still in the pipeline.
     """
-    writes = session.info.pop(DEFERRED_WRITES, None)
-    if not writes:
+    pipelined = (
+        session.info.get(DEFERRED_WRITES)
+        and isinstance(session.bind, Connection)
+        and session.bind.dialect.name == "postgresql"
+    )
+    if not pipelined:
         session.commit()
         return
+    writes = session.info.pop(DEFERRED_WRITES)
     session.flush()  # the ORM's statements read their rowcounts, so they cannot be pipelined
     conn = session.connection()
-    # Pipelined only on a connection the caller keeps (a worker's batch): a session that checked
-    # out its own hands it back to the pool inside `session.commit()`, while still in the pipeline.
-    if conn.dialect.name != "postgresql" or not isinstance(session.bind, Connection):
-        for stmt, params in writes:
-            conn.execute(stmt, params)
-        session.commit()
-        return
     driver = conn.connection.dbapi_connection
     assert driver is not None
     try:
@@ -396,8 +396,8 @@ def commit(session: Session) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _run_deferred_writes(session: Session) -> None:
-    # A commit that did not go through `commit` (a caller's own `session.commit()`) still writes
-    # them, after the ORM's flush as there. A savepoint's release leaves them to the outer commit.
+    # Writes them (after the ORM's flush) for every commit `commit` does not pipeline, and for a
+    # caller's own `session.commit()`. A savepoint's release leaves them to the outer commit.
     if session.in_nested_transaction():
         return
     writes = session.info.pop(DEFERRED_WRITES, None)

@@ -307,8 +307,8 @@ _LATEST = (
 def share_program_cache(session: Session, known: dict[int, tuple[int, Program]]) -> None:
     """Let `session` use (and fill) `known` as its cache of programs in force, by shop id.
 
-    The deliveries of one worker batch (about a second) share one, so each shop's program is read
-    once per batch; a program saved meanwhile applies from the next batch.
+    The deliveries of one lane of a worker batch (about a second) share one, so each shop's
+    program is read once per lane; a program saved meanwhile applies from the next batch.
     """
     session.info[_PROGRAMS] = known
 

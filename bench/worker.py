@@ -446,7 +446,7 @@ def explain(b: Bench, n: int) -> dict[str, Any]:
     if b.kind == "postgresql":
         # psycopg sends BEGIN on its own before a transaction's first statement; a pipelined
         # statement rides with the COMMIT that ends its pipeline.
-        trips = commits["commit"] + sum(statements.values()) - pipelined["statements"] + commits["commit"]
+        trips = 2 * commits["commit"] + sum(statements.values()) - pipelined["statements"]
         print(f"  round trips to the server: {trips / n:.1f} (BEGIN, each statement outside a pipeline, "
               f"COMMIT with the {pipelined['statements'] / n:.1f} pipelined statements)")
     for name, count in statements.most_common():
