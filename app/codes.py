@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from app.db import after_commit, insert_object, prebuilt_insert
+from app.db import after_commit, defer_insert, insert_object, prebuilt_insert
 from app.models import CodeStatus, IssuedCode, Shop, utcnow
 from connectors.types import DiscountSpec
 
@@ -97,8 +97,7 @@ _READ_CODE = select(IssuedCode).where(
 )
 
 
-def record_code(
-    session: Session,
+def _code_row(
     shop: Shop,
     *,
     purpose: str,
@@ -115,14 +114,8 @@ def record_code(
     variant_ids: tuple[str, ...] = (),
     usage_limit: int | None = 1,
     now: datetime | None = None,
-    urgent: bool = True,
-) -> tuple[IssuedCode, bool]:
-    """Write the pending code row once per (purpose, source_key); returns (row, created_now).
-
-    An urgent code (a customer is waiting for it) gets its job enqueued after the surrounding
-    transaction commits; the others wait for the `jobs.codes.requeue_pending` sweep (every minute),
-    which hands them to the worker in bulk instead of costing the order's job a Redis round trip.
-    """
+) -> IssuedCode:
+    """Return the new pending row of a code (not yet in a session)."""
     now = now or utcnow()
     code = derive_code(shop.id, purpose, source_key)
     ends_at = now + timedelta(days=valid_days) if valid_days else None
@@ -141,24 +134,45 @@ def record_code(
         variant_ids=variant_ids,
         usage_limit=usage_limit,
     )
-    # One statement for a new row (the upsert returns it); only a row that existed is read back.
-    row = insert_object(
-        session,
-        _INSERT_CODE(session),
-        IssuedCode(
-            shop_id=shop.id, customer_id=customer_id, purpose=purpose, source_key=source_key, code=code,
-            spec=spec_to_json(spec), status=CodeStatus.PENDING, attempts=0, expires_at=ends_at,
-            created_at=now, updated_at=now,
-        ),
+    return IssuedCode(
+        shop_id=shop.id, customer_id=customer_id, purpose=purpose, source_key=source_key, code=code,
+        spec=spec_to_json(spec), status=CodeStatus.PENDING, attempts=0, expires_at=ends_at,
+        created_at=now, updated_at=now,
     )
+
+
+def record_code(session: Session, shop: Shop, *, urgent: bool = True, **spec: Any) -> tuple[IssuedCode, bool]:
+    """Write the pending code row once per (purpose, source_key); returns (row, created_now).
+
+    `spec`: the keywords of `_code_row`. An urgent code (a customer is waiting for it) gets its
+    job enqueued after the surrounding transaction commits; the others wait for the
+    `jobs.codes.requeue_pending` sweep (every minute), which hands them to the worker in bulk
+    instead of costing the order's job a Redis round trip.
+    """
+    new = _code_row(shop, **spec)
+    # One statement for a new row (the upsert returns it); only a row that existed is read back.
+    row = insert_object(session, _INSERT_CODE(session), new)
     created = row is not None
     if row is None:
         row = session.scalars(
-            _READ_CODE, {"shop_id": shop.id, "purpose": purpose, "source_key": source_key}
+            _READ_CODE, {"shop_id": shop.id, "purpose": new.purpose, "source_key": new.source_key}
         ).one()
     if created and urgent:
         enqueue_code_after_commit(session, row.id)
     return row, created
+
+
+def record_code_at_commit(session: Session, shop: Shop, **spec: Any) -> str:
+    """Write a code that is not urgent and that nothing in this transaction reads back, once per
+    (purpose, source_key), when the transaction commits (`app.db.defer_insert`); returns the code.
+
+    `spec`: the keywords of `_code_row`. The `jobs.codes.requeue_pending` sweep hands it to the
+    worker, as `record_code` does for codes that are not urgent. A code recorded before keeps
+    its row (the INSERT does nothing); its string is the same, as both derive from the key.
+    """
+    row = _code_row(shop, **spec)
+    defer_insert(session, row, conflict_on=("shop_id", "purpose", "source_key"))
+    return row.code
 
 
 def enqueue_code_after_commit(session: Session, code_id: int) -> None:

@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
+
+from app import driver_sql
 
 logger = logging.getLogger(__name__)
 
@@ -272,14 +274,13 @@ def insert_object(session: Session, stmt: Any, obj: Any) -> Any | None:
     values = inspect(obj).dict
     table = obj.__table__
     params = {c.key: values[c.key] for c in table.c if c.key in values}
-    result = session.connection().execute(stmt, params)
-    row = result.first()
-    if row is None:
+    executed = driver_sql.execute(session.connection(), stmt, params)
+    if not executed.rows:
         return None
     # Written straight into the instance's dict: make_transient_to_detached below resets the
     # attribute history anyway, as loading a row does.
-    values.update(row._mapping)
-    for key, value in result.last_inserted_params().items():
+    values.update(executed.rows[0])
+    for key, value in executed.params.items():
         values.setdefault(key, value)
     for column in table.c:
         values.setdefault(column.key, None)
@@ -289,14 +290,15 @@ def insert_object(session: Session, stmt: Any, obj: Any) -> Any | None:
 
 
 # session.info keys for what one transaction learned about itself, each a set of row ids: orders
-# and customers it inserted (nothing refers to them yet but what this transaction wrote) and
-# customers it holds locked. Forgotten when the transaction ends.
+# and customers it inserted (nothing refers to them yet but what this transaction wrote), and
+# customers and orders it holds locked. Forgotten when the transaction ends.
 NEW_ORDERS = "new_orders"
 NEW_CUSTOMERS = "new_customers"
 LOCKED_CUSTOMERS = "locked_customers"
+LOCKED_ORDERS = "locked_orders"
 # Writes `defer` holds back until the commit, as (statement, parameters) pairs.
 DEFERRED_WRITES = "deferred_writes"
-_TRANSACTION_FACTS = (NEW_ORDERS, NEW_CUSTOMERS, LOCKED_CUSTOMERS, DEFERRED_WRITES)
+_TRANSACTION_FACTS = (NEW_ORDERS, NEW_CUSTOMERS, LOCKED_CUSTOMERS, LOCKED_ORDERS, DEFERRED_WRITES)
 
 
 def note(session: Session, fact: str, row_id: int) -> None:
@@ -343,16 +345,22 @@ def defer(session: Session, stmt: Any, params: dict[str, Any]) -> None:
     session.info.setdefault(DEFERRED_WRITES, []).append((stmt, params))
 
 
-_PLAIN_INSERTS: dict[Any, Any] = {}
+_PLAIN_INSERTS: dict[tuple[Any, str, tuple[str, ...] | None], Any] = {}
 
 
-def defer_insert(session: Session, obj: Any) -> None:
-    """Insert the new ORM object `obj` at commit (see `defer`), for a history row that nothing
-    reads back in this transaction. `obj` stays out of the session and gets no id."""
+def defer_insert(session: Session, obj: Any, *, conflict_on: tuple[str, ...] | None = None) -> None:
+    """Insert the new ORM object `obj` at commit (see `defer`), for a row that nothing reads
+    back in this transaction. `obj` stays out of the session and gets no id. With `conflict_on`
+    (a unique key's columns) the INSERT does nothing when that key exists already."""
     table = obj.__table__
-    stmt = _PLAIN_INSERTS.get(table)
+    dialect = session.get_bind().dialect.name
+    key = (table, dialect, conflict_on)
+    stmt = _PLAIN_INSERTS.get(key)
     if stmt is None:
-        stmt = _PLAIN_INSERTS[table] = table.insert().inline()  # inline: no implicit RETURNING of the key
+        stmt = insert_for(dialect, table)
+        if conflict_on is not None:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict_on))
+        stmt = _PLAIN_INSERTS[key] = stmt.inline()  # inline: no implicit RETURNING of the key
     values = inspect(obj).dict
     defer(session, stmt, {c.key: values[c.key] for c in table.c if c.key in values})
 
@@ -374,15 +382,25 @@ def commit(session: Session) -> None:
         session.commit()
         return
     writes = session.info.pop(DEFERRED_WRITES)
-    session.flush()  # the ORM's statements read their rowcounts, so they cannot be pipelined
+    changes = _locked_row_changes(session)
+    if changes is None:
+        session.flush()  # the unit of work reads its UPDATEs' rowcounts, so they cannot be pipelined
     conn = session.connection()
     driver = conn.connection.dbapi_connection
     assert driver is not None
     try:
-        with driver.pipeline():
-            for stmt, params in writes:
-                conn.execute(stmt, params)
-            session.commit()  # psycopg syncs the pipeline here and raises a deferred write's error
+        try:
+            with driver.pipeline():
+                cursor = driver.cursor()
+                _write_changes(session, conn, changes or [], cursor=cursor)
+                for stmt, params in writes:
+                    driver_sql.execute(conn, stmt, params, cursor=cursor)
+                # The COMMIT rides along; the pipeline's closing sync is the one round trip, and
+                # it raises a write's error. (psycopg's commit() would sync once more before it.)
+                cursor.execute("COMMIT")
+        except conn.dialect.loaded_dbapi.Error as error:
+            driver_sql.raise_wrapped(conn, "COMMIT", None, error)
+        session.commit()  # psycopg finds its transaction ended and sends nothing; SQLAlchemy ends its own
     except BaseException:
         # A write that failed in the pipeline made the server skip the COMMIT behind it, so its
         # transaction is still open (aborted); SQLAlchemy saw a failed COMMIT and will not roll
@@ -392,6 +410,91 @@ def commit(session: Session) -> None:
         except Exception:  # noqa: BLE001 - the first error is the one to raise; a broken connection fails its next statement
             logger.warning("rollback after a failed pipelined commit failed", exc_info=True)
         raise
+
+
+# Tables whose rows a transaction notes as locked (by id), so that their changes can be written
+# without the unit of work: an UPDATE by primary key cannot miss a row this transaction holds,
+# so nobody needs its rowcount (which a pipelined statement has not yet got).
+_LOCKED_FACTS = {"customers": LOCKED_CUSTOMERS, "orders": LOCKED_ORDERS}
+_ROW_UPDATES: dict[tuple[Any, frozenset[str]], Any] = {}
+
+
+def _locked_row_changes(session: Session) -> list[tuple[Any, Any, dict[str, Any] | None]] | None:
+    """Return what a flush would write, as (object, UPDATE, parameters) per dirty object (None,
+    None for one whose changes cancel out), when all of it is column changes to rows this
+    transaction holds locked (an order's snapshot, the customer's tier); None when anything
+    else is pending (new or deleted objects, another table, a relationship, a version counter).
+    The UPDATE is the flush's: the changed columns and the `onupdate` ones, by primary key."""
+    if session.new or session.deleted:
+        return None
+    changes: list[tuple[Any, Any, dict[str, Any] | None]] = []
+    for obj in session.dirty:
+        state = inspect(obj)
+        mapper = state.mapper
+        table = mapper.local_table
+        fact = _LOCKED_FACTS.get(table.name)
+        if fact is None or mapper.version_id_col is not None or state.identity is None:
+            return None
+        (row_id,) = state.identity
+        if not noted(session, fact, row_id):
+            return None
+        if any(state.attrs[rel.key].history.has_changes() for rel in mapper.relationships):
+            return None
+        changed = {}
+        for attr in mapper.column_attrs:
+            history = state.attrs[attr.key].history
+            if history.has_changes():
+                changed[attr.key] = history.added[0] if history.added else None
+        changes.append((obj, *_row_update(mapper, changed, row_id)) if changed else (obj, None, None))
+    return changes
+
+
+def _row_update(mapper: Any, changed: dict[str, Any], row_id: Any) -> tuple[Any, dict[str, Any]]:
+    table = mapper.local_table
+    key = (table, frozenset(changed))
+    stmt = _ROW_UPDATES.get(key)
+    if stmt is None:
+        (pk,) = table.primary_key.columns
+        stmt = _ROW_UPDATES[key] = (
+            table.update()
+            .where(pk == bindparam("row_pk"))
+            .values({mapper.attrs[name].columns[0]: bindparam(f"new_{name}") for name in changed})
+        )
+    params = {f"new_{name}": value for name, value in changed.items()}
+    params["row_pk"] = row_id
+    return stmt, params
+
+
+def _settle(session: Session, obj: Any, onupdate: dict[str, Any]) -> None:
+    """Mark `obj` written, as the unit of work does after its flush: the `onupdate` values the
+    UPDATE computed go into the object, and nothing of it is pending any more."""
+    state = inspect(obj)
+    state.dict.update(onupdate)
+    state._commit_all(state.dict, session.identity_map)  # what the unit of work calls after a flush
+
+
+def flush(session: Session) -> None:
+    """`session.flush()`, with a short way for the worker's common case: when all that is
+    pending are column changes to rows this transaction holds locked, one prebuilt UPDATE per
+    row on the driver (`app.driver_sql`) instead of the unit of work (bench/RESULTS.md, sixth
+    pass); the objects then hold what a flush would have left in them."""
+    changes = _locked_row_changes(session)
+    if changes is None:
+        session.flush()
+        return
+    _write_changes(session, session.connection(), changes)
+
+
+def _write_changes(session: Session, conn: Connection, changes: list[tuple[Any, Any, dict[str, Any] | None]],
+                   cursor: Any = None) -> None:
+    """Send the UPDATEs of `_locked_row_changes` (in the commit's pipeline: on `cursor`) and
+    settle their objects."""
+    for obj, stmt, params in changes:
+        onupdate = {}
+        if stmt is not None:
+            sent = driver_sql.execute(conn, stmt, params, cursor=cursor).params
+            onupdate = {c.key: sent[c.key] for c in stmt.table.c if c.onupdate is not None and c.key in sent}
+        _settle(session, obj, onupdate)
 
 
 @event.listens_for(Session, "before_commit")

@@ -66,11 +66,10 @@ def after_first_paid_order(session: Session, shop: Shop, customer: Customer, ord
     )
     offer = program.second_purchase
     if offer.enabled and customer.banned_at is None:
-        codes.record_code(
+        codes.record_code_at_commit(
             session, shop, purpose="second_purchase", source_key=str(customer.id), customer_id=customer.id,
             title=f"{offer.percent} % auf Ihre nächste Bestellung", kind="percentage", value=offer.percent,
             valid_days=offer.valid_days, platform_customer_id=customer.platform_id, customer_email=customer.email,
-            urgent=False,
         )
 
 

@@ -17,9 +17,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app import checkouts, points, reminders
 from app.customers import customer_for_order
 from app.db import (
+    LOCKED_ORDERS,
     NEW_ORDERS,
     Prebuilt,
     dialect_insert,
+    flush,
     for_update,
     insert_object,
     note,
@@ -61,8 +63,10 @@ def lock_order(session: Session, shop: Shop, platform_id: str) -> Order:
     if row is not None:
         set_committed_value(row, "refunds", [])
         note(session, NEW_ORDERS, row.id)
-        return row
-    return session.scalars(_READ_ORDER(session), {"shop_id": shop.id, "platform_id": platform_id}).one()
+    else:
+        row = session.scalars(_READ_ORDER(session), {"shop_id": shop.id, "platform_id": platform_id}).one()
+    note(session, LOCKED_ORDERS, row.id)
+    return row
 
 
 def add_refund(session: Session, shop: Shop, row: Order, refund: ct.Refund) -> None:
@@ -130,7 +134,7 @@ def apply_order(
         row.deleted_at = None
     for refund in order.refunds:
         add_refund(session, shop, row, refund)
-    session.flush()
+    flush(session)
     if order.refunds:
         session.expire(row, ["refunds"])  # Core inserts above are not in the loaded collection
     points.reconcile_order(session, shop, row, delivery_id=delivery_id)
@@ -162,7 +166,7 @@ def apply_refund(session: Session, shop: Shop, refund: ct.Refund, *, delivery_id
     """Record a refund (even before we have seen its order) and reverse points for it."""
     row = lock_order(session, shop, refund.order_id)
     add_refund(session, shop, row, refund)
-    session.flush()
+    flush(session)
     session.expire(row, ["refunds"])
     points.reconcile_order(session, shop, row, delivery_id=delivery_id)
     return row
@@ -173,6 +177,6 @@ def apply_deletion(session: Session, shop: Shop, platform_id: str, *, delivery_i
     row = lock_order(session, shop, platform_id)
     if row.deleted_at is None:
         row.deleted_at = utcnow()
-    session.flush()
+    flush(session)
     points.reconcile_order(session, shop, row, delivery_id=delivery_id)
     return row

@@ -37,14 +37,14 @@ def ensure_referral_code(session: Session, shop: Shop, customer: Customer, progr
     if customer.referral_code:
         return customer.referral_code
     offer = program.referral
-    row, _ = codes.record_code(
+    code = codes.record_code_at_commit(
         session, shop, purpose="referral", source_key=str(customer.id), customer_id=customer.id,
         title=f"Willkommen: {offer.friend_discount_percent} % auf die erste Bestellung",
         kind="percentage", value=offer.friend_discount_percent, valid_days=None,
-        minimum_amount=offer.friend_minimum_amount, usage_limit=None, urgent=False,
+        minimum_amount=offer.friend_minimum_amount, usage_limit=None,
     )
-    customer.referral_code = row.code
-    return row.code
+    customer.referral_code = code
+    return code
 
 
 def referral_link(shop: Shop, code: str) -> str:

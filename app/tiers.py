@@ -139,13 +139,13 @@ def _perk_codes(session: Session, shop: Shop, customer: Customer, tier: Tier) ->
     from app import codes
 
     common = {"customer_id": customer.id, "platform_customer_id": customer.platform_id,
-              "customer_email": customer.email, "valid_days": None, "usage_limit": None, "urgent": False}
+              "customer_email": customer.email, "valid_days": None, "usage_limit": None}
     if tier.member_discount_percent > 0:
-        codes.record_code(session, shop, purpose="tier_discount", source_key=f"{customer.id}:{tier.name}",
+        codes.record_code_at_commit(session, shop, purpose="tier_discount", source_key=f"{customer.id}:{tier.name}",
                           title=f"{tier.name}: {tier.member_discount_percent.normalize():f} % Mitgliederrabatt",
                           kind="percentage", value=tier.member_discount_percent, **common)
     if tier.free_shipping:
-        codes.record_code(session, shop, purpose="tier_shipping", source_key=f"{customer.id}:{tier.name}",
+        codes.record_code_at_commit(session, shop, purpose="tier_shipping", source_key=f"{customer.id}:{tier.name}",
                           title=f"{tier.name}: Gratisversand", kind="free_shipping", value=Decimal("0"), **common)
 
 

@@ -377,8 +377,16 @@ def _sum_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def explain(b: Bench, n: int) -> dict[str, Any]:
-    """Process `n` orders (one job) while counting SQL statements, transactions and Redis commands."""
+    """Process `n` orders (one job) while counting SQL statements, transactions and Redis commands.
+
+    On PostgreSQL the count is taken at the driver (psycopg's `Cursor.execute`, `pipeline` and
+    `commit`), where both SQLAlchemy's executor and `app.driver_sql` end, and it counts round
+    trips: BEGIN (psycopg sends it before a transaction's first statement, unless that goes in
+    a pipeline), each statement outside a pipeline, each pipeline (its closing sync), each COMMIT
+    outside one. On SQLite (in-process, no round trips) SQLAlchemy's statement events count.
+    """
     from collections import Counter
+    from contextlib import contextmanager
 
     from redis import Redis
     from redis.client import Pipeline
@@ -388,11 +396,11 @@ def explain(b: Bench, n: int) -> dict[str, Any]:
 
     statements: Counter[str] = Counter()
     commits = Counter()
+    trips = Counter()
     redis_calls: Counter[str] = Counter()
     engine = db.get_engine()
-    pipelined = Counter()  # PostgreSQL: statements sent in psycopg's pipeline mode (with the COMMIT)
 
-    def on_execute(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
+    def name_of(statement: str) -> str:
         words = " ".join(statement.split())
         head = words.split(" ", 1)[0].upper()
         table = ""
@@ -400,18 +408,53 @@ def explain(b: Bench, n: int) -> dict[str, Any]:
             if marker in words.upper():
                 table = words.upper().split(marker, 1)[1].split(" ", 1)[0].lower()
                 break
-        name = f"{head} {table}".strip()
-        pgconn = getattr(conn.connection.dbapi_connection, "pgconn", None)
-        if pgconn is not None and pgconn.pipeline_status:
-            pipelined["statements"] += 1
-            name += " (pipelined)"
-        statements[name] += 1
+        return f"{head} {table}".strip()
+
+    def on_execute(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
+        statements[name_of(statement)] += 1
 
     def on_commit(conn: Any) -> None:
         commits["commit"] += 1
 
+    patches: list[tuple[Any, str, Any]] = []
+    if b.kind == "postgresql":
+        import psycopg
+
+        real_cursor_execute, real_pipeline, real_commit = (
+            psycopg.Cursor.execute, psycopg.Connection.pipeline, psycopg.Connection.commit)
+
+        def counted_cursor_execute(self: Any, query: Any, params: Any = None, **kw: Any) -> Any:
+            name = name_of(str(query))
+            if name == "COMMIT":
+                commits["commit"] += 1
+            if getattr(self.connection, "_pipeline", None) is not None:
+                name += " (pipelined)"
+                trips["pipelined statements"] += 1
+            else:
+                trips["round trips"] += 1
+                if self.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                    trips["round trips"] += 1  # psycopg's BEGIN
+            statements[name] += 1
+            return real_cursor_execute(self, query, params, **kw)
+
+        @contextmanager
+        def counted_pipeline(self: Any) -> Any:
+            with real_pipeline(self) as pipeline:
+                yield pipeline
+            trips["round trips"] += 1
+
+        def counted_commit(self: Any) -> Any:
+            if self.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:  # else psycopg sends nothing
+                commits["commit"] += 1
+                if getattr(self, "_pipeline", None) is None:
+                    trips["round trips"] += 1
+            return real_commit(self)
+
+        patches = [(psycopg.Cursor, "execute", counted_cursor_execute),
+                   (psycopg.Connection, "pipeline", counted_pipeline),
+                   (psycopg.Connection, "commit", counted_commit)]
     real_execute = Redis.execute_command
-    real_pipeline = Pipeline.execute
+    real_redis_pipeline = Pipeline.execute
 
     def counted_execute(self: Any, *args: Any, **kw: Any) -> Any:
         if not isinstance(self, Pipeline):
@@ -419,42 +462,47 @@ def explain(b: Bench, n: int) -> dict[str, Any]:
             redis_calls[str(args[0]).upper()] += 1
         return real_execute(self, *args, **kw)
 
-    def counted_pipeline(self: Any, *args: Any, **kw: Any) -> Any:
+    def counted_redis_pipeline(self: Any, *args: Any, **kw: Any) -> Any:
         redis_calls["round trips"] += 1
         redis_calls["pipelines/transactions"] += 1
-        return real_pipeline(self, *args, **kw)
+        return real_redis_pipeline(self, *args, **kw)
 
     b.flush()
     ids = b.post_orders(n)
     b.enqueue_deliveries(ids)
-    event.listen(engine, "before_cursor_execute", on_execute)
-    event.listen(engine, "commit", on_commit)
+    originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in patches]
+    for owner, attr, spy in patches:
+        setattr(owner, attr, spy)
+    if not patches:
+        event.listen(engine, "before_cursor_execute", on_execute)
+        event.listen(engine, "commit", on_commit)
     Redis.execute_command = counted_execute  # type: ignore[method-assign]
-    Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
+    Pipeline.execute = counted_redis_pipeline  # type: ignore[method-assign]
     try:
         _run_plain_worker(b)
     finally:
         Redis.execute_command = real_execute  # type: ignore[method-assign]
-        Pipeline.execute = real_pipeline  # type: ignore[method-assign]
-        event.remove(engine, "before_cursor_execute", on_execute)
-        event.remove(engine, "commit", on_commit)
+        Pipeline.execute = real_redis_pipeline  # type: ignore[method-assign]
+        for owner, attr, original in originals:
+            setattr(owner, attr, original)
+        if not patches:
+            event.remove(engine, "before_cursor_execute", on_execute)
+            event.remove(engine, "commit", on_commit)
     b.check_orders_done(ids)
     jobs = -(-n // b.args.batch)
     print(f"\nper paid order on {b.kind} ({n} orders in {jobs} job(s); RQ's own commands included):")
     print(f"  SQL statements: {sum(statements.values()) / n:.1f}   commits: {commits['commit'] / n:.1f}   "
           f"Redis round trips: {redis_calls['round trips'] / n:.1f}")
     if b.kind == "postgresql":
-        # psycopg sends BEGIN on its own before a transaction's first statement; a pipelined
-        # statement rides with the COMMIT that ends its pipeline.
-        trips = 2 * commits["commit"] + sum(statements.values()) - pipelined["statements"]
-        print(f"  round trips to the server: {trips / n:.1f} (BEGIN, each statement outside a pipeline, "
-              f"COMMIT with the {pipelined['statements'] / n:.1f} pipelined statements)")
+        print(f"  round trips to the server: {trips['round trips'] / n:.1f} (BEGIN, each statement outside a "
+              f"pipeline, each pipeline, COMMIT; {trips['pipelined statements'] / n:.1f} statements pipelined)")
     for name, count in statements.most_common():
         print(f"    {count / n:5.2f}  {name}")
     print("  Redis commands (outside pipelines):",
           ", ".join(f"{k} {v / n:.2f}" for k, v in redis_calls.most_common() if k != "round trips"))
     return {"statements_per_order": sum(statements.values()) / n, "commits_per_order": commits["commit"] / n,
-            "pipelined_statements_per_order": pipelined["statements"] / n,
+            "pipelined_statements_per_order": trips["pipelined statements"] / n,
+            "pg_round_trips_per_order": trips["round trips"] / n,
             "redis_round_trips_per_order": redis_calls["round trips"] / n,
             "statements": {k: v / n for k, v in statements.items()}}
 

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from app import customers, incentives, orders, privacy
+from app import customers, driver_sql, incentives, orders, privacy
 from app.checkouts import apply_checkout
 from app.db import defer, dialect_insert, for_update, get_engine, is_postgres, session_scope
 from app.models import DeliveryStatus, JobCursor, Shop, ShopStatus, WebhookDelivery, utcnow
@@ -110,24 +110,25 @@ def process_delivery(delivery_id: int, *, bind: Connection | None = None, memo: 
     with session_scope(bind) as session:
         conn = session.connection()
         read = _READ_LOCKED if is_postgres(session) else _READ
-        delivery = conn.execute(read, {"id": delivery_id}).first()
-        if delivery is None or delivery.status != DeliveryStatus.RECEIVED:
+        rows = driver_sql.execute(conn, read, {"id": delivery_id}).rows
+        if not rows or rows[0]["status"] != DeliveryStatus.RECEIVED:
             logger.debug("delivery already handled", extra={"delivery": delivery_id})
             return "skipped"
+        delivery = rows[0]
         if memo is None:
-            shop = session.get(Shop, delivery.shop_id)
+            shop = session.get(Shop, delivery["shop_id"])
         else:
-            shop = memo.shop(session, delivery.shop_id)
+            shop = memo.shop(session, delivery["shop_id"])
             share_program_cache(session, memo.programs)
         assert shop is not None
         try:
-            event = get_connector(delivery.platform).parse_event(delivery.headers, delivery.body)
+            event = get_connector(delivery["platform"]).parse_event(delivery["headers"], delivery["body"])
         except (MalformedPayloadError, UnsupportedTopicError) as exc:
             conn.execute(_FINISH, {"delivery_id": delivery_id, "status": DeliveryStatus.FAILED, "error": str(exc),
                                    "processed_at": None})
             logger.warning(
                 "delivery rejected by parser",
-                extra={"delivery": delivery_id, "shop": shop.id, "topic": delivery.topic},
+                extra={"delivery": delivery_id, "shop": shop.id, "topic": delivery["topic"]},
             )
             return DeliveryStatus.FAILED.value
         _handle(session, shop, delivery_id, event)

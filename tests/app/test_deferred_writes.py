@@ -7,20 +7,25 @@ them; inside a savepoint they run at once; a plain `session.commit()` writes the
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app import customers
 from app.db import (
     DEFERRED_WRITES,
+    LOCKED_CUSTOMERS,
     defer,
     defer_insert,
     get_engine,
     insert_object,
     new_session,
+    note,
     session_scope,
 )
 from app.models import Customer, TierChange, utcnow
@@ -144,35 +149,55 @@ def test_a_plain_session_commit_writes_deferred_writes_unless_rolled_back(app, m
     assert _first_name(customer.id) == (None if rollback_first else "Plain")
 
 
-def test_on_postgresql_deferred_writes_go_out_in_one_pipeline(app, make_shop, database_url):
+def test_on_postgresql_deferred_writes_go_out_in_one_pipeline(app, make_shop, database_url, monkeypatch):
     if not database_url.startswith("postgresql"):
         pytest.skip("psycopg's pipeline mode is PostgreSQL's")
-    from psycopg import pq
+    import psycopg
 
     shop_id = make_shop("shopify")
-    seen: list[tuple[str, bool]] = []
+    # Every statement the driver gets, with the number of the pipeline it went out in (None: on
+    # its own). Both SQLAlchemy's executor and app.driver_sql end in psycopg's Cursor.execute.
+    seen: list[tuple[str, int | None]] = []
+    open_pipelines: list[int] = []
+    opened = itertools.count(1)
+    real_pipeline, real_execute = psycopg.Connection.pipeline, psycopg.Cursor.execute
 
-    def on_execute(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        status = conn.connection.dbapi_connection.pgconn.pipeline_status
-        seen.append((statement.split()[0], status != pq.PipelineStatus.OFF))
+    @contextmanager
+    def numbered_pipeline(self: Any) -> Iterator[Any]:
+        with real_pipeline(self) as pipeline:
+            open_pipelines.append(next(opened))
+            try:
+                yield pipeline
+            finally:
+                open_pipelines.pop()
 
+    def recorded_execute(self: Any, query: Any, params: Any = None, **kw: Any) -> Any:
+        verb = str(query).split()[0]
+        if verb in ("INSERT", "UPDATE"):  # not the pool's pre-ping
+            seen.append((verb, open_pipelines[-1] if open_pipelines else None))
+        return real_execute(self, query, params, **kw)
+
+    monkeypatch.setattr(psycopg.Connection, "pipeline", numbered_pipeline)
+    monkeypatch.setattr(psycopg.Cursor, "execute", recorded_execute)
+
+    # given a session on a connection its caller keeps (a worker's batch), one on its own
     engine = get_engine()
-    event.listen(engine, "before_cursor_execute", on_execute)
-    try:
-        # given a session on a connection its caller keeps (a worker's batch), one on its own
-        with engine.connect() as conn, session_scope(conn) as s:
-            customer = _customer(s, shop_id, "c-1")
-            defer(s, _RENAME, {"b_id": customer.id, "name": "Anna"})
-            defer_insert(s, _tier_change(customer, "Silber"))
-        with session_scope() as s:
-            other = _customer(s, shop_id, "c-2")
-            defer(s, _RENAME, {"b_id": other.id, "name": "Berta"})
-    finally:
-        event.remove(engine, "before_cursor_execute", on_execute)
+    with engine.connect() as conn, session_scope(conn) as s:
+        customer = _customer(s, shop_id, "c-1")
+        defer(s, _RENAME, {"b_id": customer.id, "name": "Anna"})
+        defer_insert(s, _tier_change(customer, "Silber"))
+        note(s, LOCKED_CUSTOMERS, customer.id)  # as upsert_customer notes the row it holds
+        customer.last_name = "Muster"
+    with session_scope() as s:
+        other = _customer(s, shop_id, "c-2")
+        defer(s, _RENAME, {"b_id": other.id, "name": "Berta"})
 
-    # then on the kept connection the INSERT that returns the key ran on its own and the deferred
-    # writes in the pipeline; the session that hands its connection back at commit did not pipeline
-    assert seen == [("INSERT", False), ("UPDATE", True), ("INSERT", True), ("INSERT", False), ("UPDATE", False)]
+    # then a transaction's first statement goes out with its BEGIN (a pipeline of its own); on
+    # the kept connection the change to the locked customer and the deferred writes share the
+    # COMMIT's pipeline; the session that hands its connection back at commit writes them one by one
+    assert seen == [("INSERT", 1), ("UPDATE", 2), ("UPDATE", 2), ("INSERT", 2), ("INSERT", 3), ("UPDATE", None)]
+    with session_scope() as s:
+        assert s.get(Customer, customer.id).last_name == "Muster"
     assert _first_name(customer.id) == "Anna"
     assert _tier_changes(customer.id) == ["Silber"]
     assert _first_name(other.id) == "Berta"

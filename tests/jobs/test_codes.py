@@ -238,3 +238,41 @@ def test_shopify_gift_tags_the_order(make_shop, work):
 
     # then tagsAdd put the gift tag on that order
     assert sent["variables"] == {"id": "gid://shopify/Order/450789469", "tags": ["geschenk"]}
+
+
+def test_a_code_recorded_at_commit_is_written_once_and_only_by_a_commit(make_shop):
+    # given a shop
+    from decimal import Decimal
+
+    from app import codes
+    from app.models import Shop
+
+    shop_id = make_shop("shopify")
+    spec = {"purpose": "second_purchase", "source_key": "c-1", "customer_id": None, "title": "15 %",
+            "kind": "percentage", "value": Decimal(15), "valid_days": 7}
+
+    def rows() -> list[tuple[str, str]]:
+        with session_scope() as s:
+            return [(r.code, r.spec["title"]) for r in s.scalars(select(IssuedCode))]
+
+    # when a transaction records the code and rolls back, then one records it and commits
+    with pytest.raises(RuntimeError), session_scope() as s:
+        codes.record_code_at_commit(s, s.get(Shop, shop_id), **spec)
+        raise RuntimeError("the order failed")
+    assert rows() == []
+    with session_scope() as s:
+        code = codes.record_code_at_commit(s, s.get(Shop, shop_id), **spec)
+        # (nothing is written before the commit)
+        assert s.scalar(select(IssuedCode.id)) is None
+
+    # then one pending row holds the code the call returned
+    assert rows() == [(code, "15 %")]
+    assert code == codes.derive_code(shop_id, "second_purchase", "c-1")
+
+    # and recording it again keeps the first row (same code, first spec)
+    with session_scope() as s:
+        again = codes.record_code_at_commit(s, s.get(Shop, shop_id), **{**spec, "title": "20 %"})
+    assert again == code
+    assert rows() == [(code, "15 %")]
+    with session_scope() as s:
+        assert s.scalar(select(IssuedCode.status)) == CodeStatus.PENDING

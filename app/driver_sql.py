@@ -1,0 +1,197 @@
+"""Prebuilt Core statements run on the driver's cursor, for the worker's hot path on PostgreSQL.
+
+SQLAlchemy's executor costs ~180 µs of Python per statement on this kind of machine, on top of
+the driver's ~80 µs (bench/RESULTS.md, sixth pass); a paid order runs a dozen statements. For a
+statement built once at import (a `Prebuilt`, a module-level UPDATE), this module does once what
+the executor does per call — compile for the dialect and the given parameter keys, look up the
+bind and result processors of the column types — and then per call only what must be: Python
+column defaults, bind processing, `cursor.execute`, result processing.
+
+It keeps the executor's contract where it matters: the same SQL and parameters reach the driver
+(types' bind processors and `UTCDateTime`'s checks included); a driver error is raised as the
+same SQLAlchemy exception (`IntegrityError`, `OperationalError`...), and a lost connection
+invalidates the SQLAlchemy connection, as the executor would. It skips the executor's events
+(nothing of ours listens to statement events in production) and its statement logging.
+
+A statement this module cannot render the same way (SQL-side or context-dependent defaults,
+expanding IN parameters, escaped bind names) is handed to `Connection.execute` instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from sqlalchemy import Connection
+from sqlalchemy import exc as sa_exc
+
+# Compiled forms per (statement, dialect, parameter keys). Statements built per call would fill
+# it without bound, so it stops caching at this size (those then take the executor's path).
+_FORMS_MAX = 512
+_forms: dict[tuple[Any, str, frozenset[str]], _Form | None] = {}
+_forms_lock = threading.Lock()
+_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE: no transaction open on the connection
+
+
+@dataclass
+class _Form:
+    sql: str
+    compiled: Any
+    bind_processors: tuple[tuple[str, Callable[[Any], Any]], ...]
+    defaults: tuple[tuple[str, Callable[[], Any] | None, Any], ...]  # (key, callable or None, scalar)
+    returns: bool
+    # Result processors per RETURNING column, from the first cursor's description.
+    result: tuple[tuple[str, Callable[[Any], Any] | None], ...] | None = field(default=None)
+
+
+def _default(default: Any) -> tuple[Callable[[], Any] | None, Any] | None:
+    """(callable, scalar) computing a column's Python-side default as the executor would; None
+    for one that is not a plain value or a zero-argument callable (SQL, a sequence, a callable
+    that wants the execution context)."""
+    if default is None:
+        return None
+    if default.is_scalar:
+        return None, default.arg
+    if default.is_callable and default.arg is not getattr(default, "_fn", default.arg):
+        fn = default.arg  # SQLAlchemy's wrapper `lambda ctx: fn()` of a zero-argument fn
+        return (lambda: fn(None)), None
+    return None
+
+
+def _build(connection: Connection, stmt: Any, keys: frozenset[str]) -> _Form | None:
+    compiled = stmt.compile(dialect=connection.dialect, column_keys=sorted(keys))
+    if compiled.positional or compiled.literal_execute_params or compiled.post_compile_params or compiled.escaped_bind_names:
+        return None
+    # Columns whose Python default (INSERT) or onupdate (UPDATE) the executor would compute.
+    defaults = []
+    bind_names = set(compiled.bind_names.values())
+    for columns, attr in ((compiled.insert_prefetch, "default"), (compiled.update_prefetch, "onupdate")):
+        for column in columns:
+            found = _default(getattr(column, attr))
+            if found is None or column.key not in bind_names:
+                return None
+            defaults.append((column.key, *found))
+    return _Form(
+        sql=compiled.string,
+        compiled=compiled,
+        bind_processors=tuple(compiled._bind_processors.items()),
+        defaults=tuple(defaults),
+        returns=bool(compiled._result_columns),
+    )
+
+
+def _form(connection: Connection, stmt: Any, keys: frozenset[str]) -> _Form | None:
+    key = (stmt, connection.dialect.name, keys)
+    try:
+        return _forms[key]
+    except KeyError:
+        pass
+    form = _build(connection, stmt, keys)
+    with _forms_lock:
+        if len(_forms) < _FORMS_MAX:
+            _forms[key] = form
+    return form
+
+
+def _parameters(form: _Form, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return (the parameters with Python defaults, as `last_inserted_params` gives them; the
+    driver's parameters, bind-processed)."""
+    given = dict(params)
+    for key, fn, value in form.defaults:
+        given[key] = fn() if fn is not None else value
+    compiled_params = form.compiled.construct_params(given)
+    for key, process in form.bind_processors:
+        if key in compiled_params:
+            compiled_params[key] = process(compiled_params[key])
+    return given, compiled_params
+
+
+def raise_wrapped(connection: Connection, statement: str, params: Any, error: Exception, cursor: Any = None) -> NoReturn:
+    """Raise the driver's `error` as SQLAlchemy's executor would: wrapped in SQLAlchemy's
+    exception for it (`IntegrityError`, `OperationalError`...), a lost connection invalidated."""
+    dialect = connection.dialect
+    driver = connection.connection.dbapi_connection
+    lost = dialect.is_disconnect(error, driver, cursor)
+    if lost:
+        connection.invalidate(error)
+    raise sa_exc.DBAPIError.instance(
+        statement, params, error, dialect.loaded_dbapi.Error,
+        hide_parameters=connection.engine.hide_parameters, connection_invalidated=lost, dialect=dialect,
+        ismulti=False,
+    ) from error
+
+
+@dataclass(frozen=True)
+class Executed:
+    """What `execute` ran: the rows RETURNING gave (as mappings of column name to value) and the
+    parameters it sent, with Python defaults, before bind processing."""
+
+    rows: list[dict[str, Any]]
+    params: dict[str, Any]
+
+
+def execute(connection: Connection, stmt: Any, params: dict[str, Any], *, cursor: Any = None) -> Executed:
+    """Run the prebuilt Core statement `stmt` with `params` on `connection`'s driver cursor
+    (PostgreSQL), or through `connection.execute` where this module cannot (see the module
+    docstring). `connection` must be in a transaction already (a session's `connection()`).
+
+    `cursor`: a driver cursor to use and leave open (in a psycopg pipeline, the writes of one
+    commit share one; their results arrive at the pipeline's sync).
+    """
+    if connection.dialect.name != "postgresql":
+        return _through_executor(connection, stmt, params)
+    form = _form(connection, stmt, frozenset(params))
+    if form is None:
+        return _through_executor(connection, stmt, params)
+    try:
+        given, driver_params = _parameters(form, params)
+    except Exception as error:  # a type's bind processor refused a value (a naive datetime, a float for money)
+        raise sa_exc.StatementError(
+            f"({type(error).__module__}.{type(error).__name__}) {error}", form.sql, params, error,
+            hide_parameters=connection.engine.hide_parameters,
+        ) from error
+    own_cursor = cursor is None
+    driver = connection.connection.dbapi_connection
+    if own_cursor:
+        cursor = driver.cursor()
+    try:
+        if own_cursor and driver.info.transaction_status == _IDLE:
+            # The transaction's first statement: psycopg would send its BEGIN as a round trip of
+            # its own; in a pipeline, BEGIN and the statement go out together and the results
+            # come back at the pipeline's closing sync, one round trip for both.
+            with driver.pipeline():
+                cursor.execute(form.sql, driver_params)
+        else:
+            cursor.execute(form.sql, driver_params)
+        rows = cursor.fetchall() if form.returns else []
+        if rows:
+            result = form.result
+            if result is None:
+                result = form.result = tuple(
+                    (entry.keyname, entry.type._cached_result_processor(connection.dialect, described[1]))
+                    for entry, described in zip(form.compiled._result_columns, cursor.description, strict=True)
+                )
+            rows = [
+                {key: (process(value) if process is not None else value) for (key, process), value in zip(result, row, strict=True)}
+                for row in rows
+            ]
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise_wrapped(connection, form.sql, driver_params, error, cursor)
+    finally:
+        if own_cursor:
+            cursor.close()
+    return Executed(rows, given)
+
+
+def _through_executor(connection: Connection, stmt: Any, params: dict[str, Any]) -> Executed:
+    result = connection.execute(stmt, params)
+    rows = [dict(row._mapping) for row in result] if result.returns_rows else []
+    if getattr(stmt, "is_insert", False):
+        sent = result.last_inserted_params()
+    elif getattr(stmt, "is_update", False):
+        sent = result.last_updated_params()
+    else:
+        sent = params
+    return Executed(rows, dict(sent))

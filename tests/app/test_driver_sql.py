@@ -1,0 +1,222 @@
+"""`app.driver_sql` and `app.db.flush`: the worker's statements without SQLAlchemy's executor or
+unit of work, writing and reading what those would, and failing the way they would.
+
+On SQLite `driver_sql` hands every statement to the executor; the tests hold on both databases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, event, insert, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
+
+from app import driver_sql
+from app.db import (
+    LOCKED_CUSTOMERS,
+    LOCKED_ORDERS,
+    flush,
+    get_engine,
+    new_session,
+    note,
+    session_scope,
+)
+from app.models import CodeStatus, Customer, IssuedCode, Order, utcnow
+
+_CODES = IssuedCode.__table__
+# Every column back, so the test sees what each type's processors made of it.
+_INSERT_CODE = insert(_CODES).returning(*_CODES.c)
+_BY_KEYS = select(_CODES.c.code).where(_CODES.c.source_key.in_(bindparam("keys", expanding=True)))
+
+
+def _code_params(shop_id: int, key: str, **kw: Any) -> dict[str, Any]:
+    params = {"shop_id": shop_id, "customer_id": None, "purpose": "reward", "source_key": key, "code": f"SK-{key}",
+              "spec": {"value": "5.00", "nested": [1, "zwei"]}, "status": CodeStatus.PENDING, "attempts": 0,
+              "expires_at": utcnow() + timedelta(days=30)}
+    params.update(kw)
+    return params
+
+
+def test_a_statement_sends_and_reads_back_what_the_executor_would(app, make_shop):
+    # given two new codes that leave created_at and updated_at to their Python defaults
+    shop_id = make_shop("shopify")
+    before = utcnow()
+    with session_scope() as s:
+        conn = s.connection()
+
+        # when one is inserted through driver_sql and the other through SQLAlchemy's executor
+        ours = driver_sql.execute(conn, _INSERT_CODE, _code_params(shop_id, "a"))
+        theirs = conn.execute(_INSERT_CODE, _code_params(shop_id, "b"))
+        their_row = dict(theirs.one()._mapping)
+        their_params = theirs.last_inserted_params()
+
+    # then the rows come back alike: enum, JSON and aware UTC times processed, defaults filled in
+    (row,) = ours.rows
+    different = {"id", "source_key", "code", "created_at", "updated_at", "expires_at"}
+    assert {k: v for k, v in row.items() if k not in different} == {
+        k: v for k, v in their_row.items() if k not in different}
+    assert row["status"] is CodeStatus.PENDING
+    assert row["spec"] == {"value": "5.00", "nested": [1, "zwei"]}
+    assert row["created_at"] >= before and row["created_at"].utcoffset() == timedelta(0)
+    # and the parameters it reports hold the defaults it computed, as last_inserted_params does
+    assert ours.params["created_at"] == row["created_at"]
+    assert set(ours.params) == set(their_params)
+
+
+def test_a_statement_it_cannot_prepare_goes_through_the_executor(app, make_shop):
+    # given two codes
+    shop_id = make_shop("shopify")
+    with session_scope() as s:
+        conn = s.connection()
+        for key in ("a", "b"):
+            driver_sql.execute(conn, _INSERT_CODE, _code_params(shop_id, key))
+
+        # when a statement with an expanding IN list runs (rendered per call, so not prepared once)
+        found = driver_sql.execute(conn, _BY_KEYS, {"keys": ["a", "b", "c"]})
+
+    # then it still answers
+    assert sorted(r["code"] for r in found.rows) == ["SK-a", "SK-b"]
+
+
+def test_errors_come_as_sqlalchemys_and_the_transaction_rolls_back(app, make_shop):
+    # given a recorded code
+    shop_id = make_shop("shopify")
+    with session_scope() as s:
+        driver_sql.execute(s.connection(), _INSERT_CODE, _code_params(shop_id, "a"))
+
+    # when the same key is inserted again, and a naive time is given
+    with pytest.raises(IntegrityError), session_scope() as s:
+        driver_sql.execute(s.connection(), _INSERT_CODE, _code_params(shop_id, "a"))
+    with pytest.raises(StatementError, match="naive datetime"), session_scope() as s:
+        driver_sql.execute(s.connection(), _INSERT_CODE,
+                           _code_params(shop_id, "n", expires_at=datetime(2026, 12, 1)))
+
+    # then the first insert of the first attempt did not stay either (its BEGIN went with it)
+    with pytest.raises(IntegrityError), session_scope() as s:
+        conn = s.connection()
+        driver_sql.execute(conn, _INSERT_CODE, _code_params(shop_id, "b"))
+        driver_sql.execute(conn, _INSERT_CODE, _code_params(shop_id, "a"))
+    with session_scope() as s:
+        assert sorted(s.scalars(select(_CODES.c.source_key)).all()) == ["a"]
+
+
+def test_a_lost_connection_is_invalidated_and_the_next_transaction_reconnects(app, make_shop, database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to drop a connection")
+    shop_id = make_shop("shopify")
+    with get_engine().connect() as conn:
+        # given a kept connection (a worker's lane) whose server process is gone
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        conn.commit()
+        with get_engine().connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+            other.commit()
+
+        # when a statement runs on it
+        with pytest.raises(OperationalError) as raised, session_scope(conn) as s:
+            driver_sql.execute(s.connection(), _INSERT_CODE, _code_params(shop_id, "a"))
+
+        # then the error says the connection was invalidated, and the next transaction reconnects
+        assert raised.value.connection_invalidated
+        with session_scope(conn) as s:
+            driver_sql.execute(s.connection(), _INSERT_CODE, _code_params(shop_id, "a"))
+    with session_scope() as s:
+        assert s.scalars(select(_CODES.c.source_key)).all() == ["a"]
+
+
+def _locked_order_and_customer(session: Any, shop_id: int) -> tuple[Order, Customer]:
+    now = utcnow()
+    customer = Customer(shop_id=shop_id, platform_id="c-1", email="kundin@example.test", created_at=now,
+                        updated_at=now - timedelta(days=1))
+    order = Order(shop_id=shop_id, platform_id="o-1", is_paid=False, taxes_included=False, total_weight_grams=0,
+                  tags=[], discount_codes=[], test=False, created_at=now, updated_at=now - timedelta(days=1))
+    session.add_all([customer, order])
+    session.flush()
+    return order, customer
+
+
+@contextmanager
+def _unit_of_work_runs(session: Any) -> Iterator[list[int]]:
+    """Yield a list that gets one item per flush the unit of work does in `session`."""
+    runs: list[int] = []
+
+    def count(*_: Any) -> None:
+        runs.append(1)
+
+    event.listen(session, "before_flush", count)
+    try:
+        yield runs
+    finally:
+        event.remove(session, "before_flush", count)
+
+
+def _row(session: Any, order_id: int, customer_id: int) -> tuple[Any, ...]:
+    row = session.execute(text("SELECT o.is_paid, o.merchandise, c.tier, c.referral_code "
+                               "FROM orders o, customers c WHERE o.id = :o AND c.id = :c"),
+                          {"o": order_id, "c": customer_id}).one()
+    return bool(row[0]), Decimal(str(row[1])) if row[1] is not None else None, row[2], row[3]
+
+
+def test_flush_writes_changes_to_locked_rows_without_the_unit_of_work(app, make_shop):
+    shop_id = make_shop("shopify")
+    session = new_session()
+    try:
+        # given an order and a customer this transaction holds locked, both changed
+        order, customer = _locked_order_and_customer(session, shop_id)
+        note(session, LOCKED_ORDERS, order.id)
+        note(session, LOCKED_CUSTOMERS, customer.id)
+        old_stamp = customer.updated_at
+        order.is_paid, order.merchandise, order.tags = True, Decimal("49.90"), ["vip"]
+        customer.tier, customer.referral_code = "Silber", "FREUND-X"
+
+        # when the session is flushed the short way
+        with _unit_of_work_runs(session) as runs:
+            flush(session)
+
+        # then the unit of work did not run, nothing is pending, the onupdate stamps moved on
+        # (in the objects as in the rows), and the rows hold the changes
+        assert runs == []
+        assert not session.dirty
+        assert customer.updated_at > old_stamp and order.updated_at > old_stamp
+        stamps = session.execute(text("SELECT updated_at FROM customers WHERE id = :c"), {"c": customer.id}).scalar()
+        assert stamps is not None
+        assert _row(session, order.id, customer.id) == (True, Decimal("49.90"), "Silber", "FREUND-X")
+        session.commit()
+    finally:
+        session.close()
+    with session_scope() as s:
+        assert s.get(Order, order.id).tags == ["vip"]
+        assert s.get(Customer, customer.id).updated_at == customer.updated_at
+
+
+def test_flush_leaves_anything_else_to_the_unit_of_work(app, make_shop):
+    shop_id = make_shop("shopify")
+    session = new_session()
+    try:
+        order, customer = _locked_order_and_customer(session, shop_id)
+        with _unit_of_work_runs(session) as runs:
+            # given a changed customer nobody noted as locked; when flushed
+            customer.tier = "Gold"
+            flush(session)
+            # then the unit of work wrote it
+            assert runs == [1]
+            assert _row(session, order.id, customer.id)[2] == "Gold"
+
+            # given a locked customer's change next to a new object; when flushed
+            note(session, LOCKED_CUSTOMERS, customer.id)
+            customer.tier = "Silber"
+            session.add(IssuedCode(shop_id=shop_id, customer_id=customer.id, purpose="reward", source_key="k",
+                                   code="SK-K", spec={}, status=CodeStatus.PENDING, attempts=0))
+            flush(session)
+            # then the unit of work wrote both
+            assert runs == [1, 1]
+            assert _row(session, order.id, customer.id)[2] == "Silber"
+            assert session.scalar(select(_CODES.c.code).where(_CODES.c.source_key == "k")) == "SK-K"
+        session.commit()
+    finally:
+        session.close()
