@@ -21,6 +21,7 @@ from app.db import (
     for_update,
     forget,
     insert_object,
+    load_objects,
     note,
     prebuilt_insert,
 )
@@ -178,9 +179,8 @@ def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str 
     email = c.email or email
     if c.id is not None:
         # One query finds both the account and a guest with its e-mail (locked on PostgreSQL).
-        found = session.scalars(
-            _ACCOUNT_OR_GUEST(session), {"shop_id": shop.id, "platform_id": c.id, "email": email}
-        ).all()
+        found = load_objects(session, Customer, _ACCOUNT_OR_GUEST(session),
+                             {"shop_id": shop.id, "platform_id": c.id, "email": email})
         row = next((r for r in found if r.platform_id == c.id), None)
         guest = next((r for r in found if r.platform_id is None), None)
         inserted = False

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, insert, select, text
+from sqlalchemy import bindparam, event, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from app import driver_sql
@@ -220,3 +220,42 @@ def test_flush_leaves_anything_else_to_the_unit_of_work(app, make_shop):
         session.commit()
     finally:
         session.close()
+
+
+def test_loaded_objects_join_the_session_as_the_orm_would_load_them(app, make_shop):
+    from app.customers import _ACCOUNT_OR_GUEST
+    from app.db import load_objects
+
+    # given an account and a guest with the same e-mail, and another account
+    shop_id = make_shop("shopify")
+    now = utcnow()
+    with session_scope() as s:
+        s.add_all([
+            Customer(shop_id=shop_id, platform_id="c-1", email="a@example.test", tier="Gold", created_at=now, updated_at=now),
+            Customer(shop_id=shop_id, platform_id=None, email="a@example.test", created_at=now, updated_at=now),
+            Customer(shop_id=shop_id, platform_id="c-2", email="b@example.test", created_at=now, updated_at=now),
+        ])
+    params = {"shop_id": shop_id, "platform_id": "c-1", "email": "a@example.test"}
+
+    # when they are loaded the ORM's way, and then the short way
+    with session_scope() as s:
+        theirs = s.scalars(_ACCOUNT_OR_GUEST(s), params).all()
+        theirs_values = sorted((c.id, c.platform_id, c.email, c.tier, c.created_at) for c in theirs)
+    with session_scope() as s:
+        ours = load_objects(s, Customer, _ACCOUNT_OR_GUEST(s), params)
+
+        # then they are the same rows with the same values, persistent and clean
+        assert sorted((c.id, c.platform_id, c.email, c.tier, c.created_at) for c in ours) == theirs_values
+        assert all(c in s and not s.is_modified(c) for c in ours)
+        account = next(c for c in ours if c.platform_id == "c-1")
+
+        # and loading again returns the same objects: a local change stays, an expired one is refilled
+        account.tier = "Silber"
+        guest = next(c for c in ours if c.platform_id is None)
+        s.expire(guest)
+        again = load_objects(s, Customer, _ACCOUNT_OR_GUEST(s), params)
+        assert {id(c) for c in again} == {id(c) for c in ours}
+        assert account.tier == "Silber"
+        assert "email" not in inspect(guest).unloaded and guest.email == "a@example.test"
+    with session_scope() as s:
+        assert s.scalar(select(Customer.tier).where(Customer.platform_id == "c-1")) == "Silber"
