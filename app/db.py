@@ -375,10 +375,9 @@ def defer(session: Session, stmt: Any, params: dict[str, Any]) -> None:
 _PLAIN_INSERTS: dict[tuple[Any, str, tuple[str, ...] | None], Any] = {}
 
 
-def defer_insert(session: Session, obj: Any, *, conflict_on: tuple[str, ...] | None = None) -> None:
-    """Insert the new ORM object `obj` at commit (see `defer`), for a row that nothing reads
-    back in this transaction. `obj` stays out of the session and gets no id. With `conflict_on`
-    (a unique key's columns) the INSERT does nothing when that key exists already."""
+def _plain_insert(session: Session, obj: Any, conflict_on: tuple[str, ...] | None) -> tuple[Any, dict[str, Any]]:
+    """The INSERT of the new ORM object `obj` without RETURNING (built once per table), and its
+    parameters; with `conflict_on` (a unique key's columns) ON CONFLICT DO NOTHING."""
     table = obj.__table__
     dialect = session.get_bind().dialect.name
     key = (table, dialect, conflict_on)
@@ -389,7 +388,26 @@ def defer_insert(session: Session, obj: Any, *, conflict_on: tuple[str, ...] | N
             stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict_on))
         stmt = _PLAIN_INSERTS[key] = stmt.inline()  # inline: no implicit RETURNING of the key
     values = inspect(obj).dict
-    defer(session, stmt, {c.key: values[c.key] for c in table.c if c.key in values})
+    return stmt, {c.key: values[c.key] for c in table.c if c.key in values}
+
+
+def defer_insert(session: Session, obj: Any, *, conflict_on: tuple[str, ...] | None = None) -> None:
+    """Insert the new ORM object `obj` at commit (see `defer`), for a row that nothing reads
+    back in this transaction. `obj` stays out of the session and gets no id. With `conflict_on`
+    (a unique key's columns) the INSERT does nothing when that key exists already."""
+    defer(session, *_plain_insert(session, obj, conflict_on))
+
+
+def insert_behind(session: Session, obj: Any) -> None:
+    """Insert the new ORM object `obj` with the transaction's next statement (see
+    `app.driver_sql.write_behind`): later statements see its row; `obj` stays out of the
+    session and gets no id. For a row whose key cannot exist yet, so the INSERT cannot fail
+    but for a bug (which then fails the statement it went out with, and the transaction)."""
+    if session.in_nested_transaction():
+        # A savepoint is there to catch this INSERT's error; it has to fail here, not later.
+        driver_sql.execute(session.connection(), *_plain_insert(session, obj, None))
+        return
+    driver_sql.write_behind(session.connection(), *_plain_insert(session, obj, None))
 
 
 def commit(session: Session) -> None:
@@ -419,6 +437,7 @@ def commit(session: Session) -> None:
         try:
             with driver.pipeline():
                 cursor = driver.cursor()
+                driver_sql.send_behind(conn, cursor)
                 _write_changes(session, conn, changes or [], cursor=cursor)
                 for stmt, params in writes:
                     driver_sql.execute(conn, stmt, params, cursor=cursor)
@@ -522,7 +541,10 @@ def _write_changes(session: Session, conn: Connection, changes: list[tuple[Any, 
     for obj, stmt, params in changes:
         onupdate = {}
         if stmt is not None:
-            sent = driver_sql.execute(conn, stmt, params, cursor=cursor).params
+            if cursor is not None:
+                sent = driver_sql.execute(conn, stmt, params, cursor=cursor).params
+            else:  # goes out with the next statement: nobody waits for an UPDATE of a locked row
+                sent = driver_sql.write_behind(conn, stmt, params)
             onupdate = {c.key: sent[c.key] for c in stmt.table.c if c.onupdate is not None and c.key in sent}
         _settle(session, obj, onupdate)
 

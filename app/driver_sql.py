@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import Pool
 
 # Compiled forms per (statement, dialect, parameter keys). Statements built per call would fill
 # it without bound, so it stops caching at this size (those then take the executor's path).
@@ -132,19 +133,13 @@ class Executed:
     params: dict[str, Any]
 
 
-def execute(connection: Connection, stmt: Any, params: dict[str, Any], *, cursor: Any = None) -> Executed:
-    """Run the prebuilt Core statement `stmt` with `params` on `connection`'s driver cursor
-    (PostgreSQL), or through `connection.execute` where this module cannot (see the module
-    docstring). `connection` must be in a transaction already (a session's `connection()`).
-
-    `cursor`: a driver cursor to use and leave open (in a psycopg pipeline, the writes of one
-    commit share one; their results arrive at the pipeline's sync).
-    """
+def _prepared(connection: Connection, stmt: Any, params: dict[str, Any]) -> tuple[_Form, dict[str, Any], dict[str, Any]] | None:
+    """(form, parameters with defaults, driver parameters), or None for the executor's path."""
     if connection.dialect.name != "postgresql":
-        return _through_executor(connection, stmt, params)
+        return None
     form = _form(connection, stmt, frozenset(params))
     if form is None:
-        return _through_executor(connection, stmt, params)
+        return None
     try:
         given, driver_params = _parameters(form, params)
     except Exception as error:  # a type's bind processor refused a value (a naive datetime, a float for money)
@@ -152,16 +147,40 @@ def execute(connection: Connection, stmt: Any, params: dict[str, Any], *, cursor
             f"({type(error).__module__}.{type(error).__name__}) {error}", form.sql, params, error,
             hide_parameters=connection.engine.hide_parameters,
         ) from error
+    return form, given, driver_params
+
+
+def execute(connection: Connection, stmt: Any, params: dict[str, Any], *, cursor: Any = None) -> Executed:
+    """Run the prebuilt Core statement `stmt` with `params` on `connection`'s driver cursor
+    (PostgreSQL), or through `connection.execute` where this module cannot (see the module
+    docstring). `connection` must be in a transaction already (a session's `connection()`).
+
+    Writes queued by `write_behind` go out first, in one pipeline with this statement. So does
+    psycopg's BEGIN when this is the transaction's first statement: in a pipeline, the results
+    come back at its closing sync, one round trip for all.
+
+    `cursor`: a driver cursor in a pipeline the caller opened, to use and leave open (the
+    writes of one commit share one; their results arrive at the pipeline's sync).
+    """
+    prepared = _prepared(connection, stmt, params)
+    if prepared is None:
+        return _through_executor(connection, stmt, params)
+    form, given, driver_params = prepared
     own_cursor = cursor is None
     driver = connection.connection.dbapi_connection
+    queued = connection.info.pop(_BEHIND, None)
     if own_cursor:
         cursor = driver.cursor()
+    sql = form.sql
     try:
-        if own_cursor and driver.info.transaction_status == _IDLE:
-            # The transaction's first statement: psycopg would send its BEGIN as a round trip of
-            # its own; in a pipeline, BEGIN and the statement go out together and the results
-            # come back at the pipeline's closing sync, one round trip for both.
+        if cursor is not None and not own_cursor:
+            _send(cursor, queued)
+            cursor.execute(form.sql, driver_params)
+        elif queued or driver.info.transaction_status == _IDLE:
+            if queued:
+                sql = "; ".join([*(f.sql for f, _ in queued), form.sql])  # which one failed, the server says
             with driver.pipeline():
+                _send(cursor, queued)
                 cursor.execute(form.sql, driver_params)
         else:
             cursor.execute(form.sql, driver_params)
@@ -178,11 +197,93 @@ def execute(connection: Connection, stmt: Any, params: dict[str, Any], *, cursor
                 for row in rows
             ]
     except connection.dialect.loaded_dbapi.Error as error:
-        raise_wrapped(connection, form.sql, driver_params, error, cursor)
+        raise_wrapped(connection, sql, driver_params, error, cursor)
     finally:
         if own_cursor:
             cursor.close()
     return Executed(rows, given)
+
+
+# Writes `write_behind` queued, in the DBAPI connection's info (SQLAlchemy's `Connection.info`).
+_BEHIND = "driver_sql.write_behind"
+
+
+def write_behind(connection: Connection, stmt: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Queue the prebuilt write `stmt` (no RETURNING, no rowcount wanted) to go out with the
+    connection's next statement, in the same pipeline: in the order written, so every later
+    statement of the transaction sees it, as if it had run at once, one round trip sooner.
+
+    The queue goes out before the next statement of `execute`, before any statement of
+    SQLAlchemy's executor (a listener), and before COMMIT; a rollback (of the transaction, or
+    of a savepoint begun before the write was queued... or after: the queue is sent before
+    each SAVEPOINT) drops it. A failing queued write fails the statement it went out with.
+    Returns the parameters with their Python defaults (`Executed.params`). Elsewhere (SQLite,
+    a statement `execute` hands to the executor) the write runs at once.
+    """
+    prepared = _prepared(connection, stmt, params)
+    if prepared is None:
+        return _through_executor(connection, stmt, params).params
+    form, given, driver_params = prepared
+    assert not form.returns, "a write that returns rows cannot wait"
+    connection.info.setdefault(_BEHIND, []).append((form, driver_params))
+    return given
+
+
+def send_behind(connection: Connection, cursor: Any = None) -> None:
+    """Send the writes `write_behind` queued on `connection` now (with `cursor`, in the caller's
+    pipeline; else in a pipeline of their own, one round trip)."""
+    queued = connection.info.pop(_BEHIND, None)
+    if not queued:
+        return
+    try:
+        if cursor is not None:
+            _send(cursor, queued)
+            return
+        driver = connection.connection.dbapi_connection
+        with driver.pipeline(), driver.cursor() as own:
+            _send(own, queued)
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise_wrapped(connection, "; ".join(f.sql for f, _ in queued), None, error, cursor)
+
+
+def drop_behind(connection: Connection) -> None:
+    """Forget the writes queued on `connection` (its transaction or savepoint rolled back)."""
+    if not connection.invalidated:  # an invalidated one lost its queue with its record (`_forget`)
+        connection.info.pop(_BEHIND, None)
+
+
+def _send(cursor: Any, queued: list[tuple[_Form, dict[str, Any]]] | None) -> None:
+    for form, driver_params in queued or ():
+        cursor.execute(form.sql, driver_params)
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _before_executor_statement(conn: Connection, *_: Any) -> None:
+    if not conn.invalidated and _BEHIND in conn.info:
+        send_behind(conn)
+
+
+@event.listens_for(Engine, "commit")
+def _before_commit(conn: Connection) -> None:
+    if not conn.invalidated and _BEHIND in conn.info:
+        send_behind(conn)
+
+
+@event.listens_for(Engine, "rollback")
+def _on_rollback(conn: Connection) -> None:
+    drop_behind(conn)
+
+
+@event.listens_for(Engine, "rollback_savepoint")
+def _on_rollback_savepoint(conn: Connection, *_: Any) -> None:
+    drop_behind(conn)  # all of it came after the savepoint: SAVEPOINT sent what was queued before
+
+
+@event.listens_for(Pool, "reset")
+@event.listens_for(Pool, "invalidate")
+def _forget(dbapi_connection: Any, record: Any, *_: Any) -> None:
+    if record is not None:
+        record.info.pop(_BEHIND, None)  # nothing queued outlives its checkout or its connection
 
 
 def _through_executor(connection: Connection, stmt: Any, params: dict[str, Any]) -> Executed:

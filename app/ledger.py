@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.db import (
     LOCKED_CUSTOMERS,
+    insert_behind,
     insert_object,
     is_postgres,
     note,
@@ -165,7 +166,7 @@ def append(
     """
     if key_is_new:
         session.flush()  # what the savepoint would have flushed
-        _insert(session, entry, lot)
+        _insert(session, entry, lot, entry_behind=True)
         return entry
     try:
         with session.begin_nested():
@@ -181,12 +182,19 @@ def append(
     return entry
 
 
-def _insert(session: Session, entry: LedgerEntry, lot: PointLot | None) -> None:
-    """Insert the lot (if any), then the entry, which points at it."""
+def _insert(session: Session, entry: LedgerEntry, lot: PointLot | None, *, entry_behind: bool = False) -> None:
+    """Insert the lot (if any), then the entry, which points at it.
+
+    `entry_behind`: the entry's key is new, so its INSERT cannot be refused and goes out with
+    the transaction's next statement (`app.db.insert_behind`); the entry then gets no id.
+    """
     if lot is not None:
         insert_object(session, _INSERT_LOT(session), lot)
         entry.lot_id = lot.id
-    insert_object(session, _INSERT_ENTRY(session), entry)
+    if entry_behind:
+        insert_behind(session, entry)
+    else:
+        insert_object(session, _INSERT_ENTRY(session), entry)
 
 
 def new_lot(

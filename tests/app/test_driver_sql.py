@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, insert, inspect, select, text
+from sqlalchemy import bindparam, event, insert, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from app import driver_sql
@@ -259,3 +259,111 @@ def test_loaded_objects_join_the_session_as_the_orm_would_load_them(app, make_sh
         assert "email" not in inspect(guest).unloaded and guest.email == "a@example.test"
     with session_scope() as s:
         assert s.scalar(select(Customer.tier).where(Customer.platform_id == "c-1")) == "Silber"
+
+
+_SET_TIER = update(Customer).where(Customer.id == bindparam("b_id")).values(tier=bindparam("b_tier"))
+
+
+def _new_customer(shop_id: int, platform_id: str = "c-1") -> int:
+    now = utcnow()
+    with session_scope() as s:
+        customer = Customer(shop_id=shop_id, platform_id=platform_id, email=f"{platform_id}@example.test",
+                            created_at=now, updated_at=now)
+        s.add(customer)
+        s.flush()
+        return customer.id
+
+
+def _tier(customer_id: int) -> str | None:
+    with session_scope() as s:
+        return s.scalar(select(Customer.tier).where(Customer.id == customer_id))
+
+
+def test_a_write_behind_is_seen_by_the_next_statement_and_committed_with_the_transaction(app, make_shop):
+    shop_id = make_shop("shopify")
+    customer_id = _new_customer(shop_id)
+    with get_engine().connect() as conn:
+        # given a queued write on a kept connection
+        with session_scope(conn) as s:
+            driver_sql.write_behind(s.connection(), _SET_TIER, {"b_id": customer_id, "b_tier": "Silber"})
+            # when the transaction's next statements run, through driver_sql and the executor
+            seen_by_ours = driver_sql.execute(s.connection(), select(Customer.tier).where(Customer.id == customer_id),
+                                              {}).rows
+            driver_sql.write_behind(s.connection(), _SET_TIER, {"b_id": customer_id, "b_tier": "Gold"})
+            seen_by_executor = s.scalar(select(Customer.tier).where(Customer.id == customer_id))
+            driver_sql.write_behind(s.connection(), _SET_TIER, {"b_id": customer_id, "b_tier": "Platin"})
+
+        # then each saw the writes before it, and the commit sent the last one
+        assert seen_by_ours == [{"tier": "Silber"}]
+        assert seen_by_executor == "Gold"
+        assert _tier(customer_id) == "Platin"
+
+
+def test_a_rollback_drops_what_waits_and_a_savepoint_keeps_what_came_before_it(app, make_shop):
+    shop_id = make_shop("shopify")
+    customer_id = _new_customer(shop_id)
+    other_id = _new_customer(shop_id, "c-2")
+    with get_engine().connect() as conn:
+        # given a transaction that queues a write and fails
+        with pytest.raises(RuntimeError), session_scope(conn) as s:
+            driver_sql.write_behind(s.connection(), _SET_TIER, {"b_id": customer_id, "b_tier": "Never"})
+            raise RuntimeError("the order failed")
+
+        # when the connection's next transaction queues a write, opens a savepoint, queues one
+        # more in it and rolls the savepoint back
+        with session_scope(conn) as s:
+            driver_sql.write_behind(s.connection(), _SET_TIER, {"b_id": other_id, "b_tier": "Silber"})
+            with pytest.raises(RuntimeError), s.begin_nested():
+                driver_sql.write_behind(s.connection(), _SET_TIER, {"b_id": customer_id, "b_tier": "Rolled back"})
+                raise RuntimeError("the savepoint fails")
+
+    # then only the write before the savepoint was kept, and nothing of the first transaction
+    assert _tier(customer_id) is None
+    assert _tier(other_id) == "Silber"
+
+
+def test_a_failing_write_behind_fails_the_statement_it_went_out_with(app, make_shop):
+    shop_id = make_shop("shopify")
+    customer_id = _new_customer(shop_id)
+    with get_engine().connect() as conn:
+        # given a queued write that the database refuses (an unknown shop)
+        bad = update(Customer).where(Customer.id == bindparam("b_id")).values(shop_id=bindparam("b_shop"))
+        with pytest.raises(IntegrityError, match="shop"), session_scope(conn) as s:
+            driver_sql.write_behind(s.connection(), _SET_TIER, {"b_id": customer_id, "b_tier": "Silber"})
+            driver_sql.write_behind(s.connection(), bad, {"b_id": customer_id, "b_shop": 999_999})
+            # when the next statement runs: then it raises the write's error
+            driver_sql.execute(s.connection(), select(Customer.tier).where(Customer.id == customer_id), {})
+
+        # and the transaction rolled back; the connection serves the next one
+        with session_scope(conn) as s:
+            driver_sql.write_behind(s.connection(), _SET_TIER, {"b_id": customer_id, "b_tier": "Gold"})
+    assert _tier(customer_id) == "Gold"
+
+
+def test_on_postgresql_a_write_behind_costs_no_round_trip_of_its_own(app, make_shop, database_url, monkeypatch):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("psycopg's pipeline mode is PostgreSQL's")
+    import psycopg
+
+    shop_id = make_shop("shopify")
+    customer_id = _new_customer(shop_id)
+    syncs: list[int] = []
+    real_pipeline = psycopg.Connection.pipeline
+
+    @contextmanager
+    def counted(self: Any) -> Iterator[Any]:
+        with real_pipeline(self) as pipeline:
+            yield pipeline
+        syncs.append(1)
+
+    with get_engine().connect() as conn:
+        with session_scope(conn) as s:
+            driver_sql.execute(s.connection(), select(Customer.tier).where(Customer.id == customer_id), {})
+            # given a statement outside any pipeline so far; when writes are queued and a read follows
+            monkeypatch.setattr(psycopg.Connection, "pipeline", counted)
+            driver_sql.write_behind(s.connection(), _SET_TIER, {"b_id": customer_id, "b_tier": "Silber"})
+            driver_sql.write_behind(s.connection(), _SET_TIER, {"b_id": customer_id, "b_tier": "Gold"})
+            rows = driver_sql.execute(s.connection(), select(Customer.tier).where(Customer.id == customer_id), {}).rows
+            # then the writes and the read went out in one pipeline: one round trip
+            assert syncs == [1]
+            assert rows == [{"tier": "Gold"}]
