@@ -543,6 +543,8 @@ def _write_changes(session: Session, conn: Connection, changes: list[tuple[Any, 
         if stmt is not None:
             if cursor is not None:
                 sent = driver_sql.execute(conn, stmt, params, cursor=cursor).params
+            elif session.in_nested_transaction():  # a savepoint may be there to catch its error
+                sent = driver_sql.execute(conn, stmt, params).params
             else:  # goes out with the next statement: nobody waits for an UPDATE of a locked row
                 sent = driver_sql.write_behind(conn, stmt, params)
             onupdate = {c.key: sent[c.key] for c in stmt.table.c if c.onupdate is not None and c.key in sent}

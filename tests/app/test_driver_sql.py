@@ -356,14 +356,13 @@ def test_on_postgresql_a_write_behind_costs_no_round_trip_of_its_own(app, make_s
             yield pipeline
         syncs.append(1)
 
-    with get_engine().connect() as conn:
-        with session_scope(conn) as s:
-            driver_sql.execute(s.connection(), select(Customer.tier).where(Customer.id == customer_id), {})
-            # given a statement outside any pipeline so far; when writes are queued and a read follows
-            monkeypatch.setattr(psycopg.Connection, "pipeline", counted)
-            driver_sql.write_behind(s.connection(), _SET_TIER, {"b_id": customer_id, "b_tier": "Silber"})
-            driver_sql.write_behind(s.connection(), _SET_TIER, {"b_id": customer_id, "b_tier": "Gold"})
-            rows = driver_sql.execute(s.connection(), select(Customer.tier).where(Customer.id == customer_id), {}).rows
-            # then the writes and the read went out in one pipeline: one round trip
-            assert syncs == [1]
-            assert rows == [{"tier": "Gold"}]
+    with get_engine().connect() as conn, session_scope(conn) as s:
+        driver_sql.execute(s.connection(), select(Customer.tier).where(Customer.id == customer_id), {})
+        # given a transaction under way; when writes are queued and a read follows
+        monkeypatch.setattr(psycopg.Connection, "pipeline", counted)
+        driver_sql.write_behind(s.connection(), _SET_TIER, {"b_id": customer_id, "b_tier": "Silber"})
+        driver_sql.write_behind(s.connection(), _SET_TIER, {"b_id": customer_id, "b_tier": "Gold"})
+        rows = driver_sql.execute(s.connection(), select(Customer.tier).where(Customer.id == customer_id), {}).rows
+        # then the writes and the read went out in one pipeline: one round trip
+        assert syncs == [1]
+        assert rows == [{"tier": "Gold"}]
