@@ -10,8 +10,12 @@ column defaults, bind processing, `cursor.execute`, result processing.
 It keeps the executor's contract where it matters: the same SQL and parameters reach the driver
 (types' bind processors and `UTCDateTime`'s checks included); a driver error is raised as the
 same SQLAlchemy exception (`IntegrityError`, `OperationalError`...), and a lost connection
-invalidates the SQLAlchemy connection, as the executor would. It skips the executor's events
-(nothing of ours listens to statement events in production) and its statement logging.
+invalidates the SQLAlchemy connection, as the executor would. It skips the executor's statement
+events and logging (the app's own listener below is for the write-behind queue).
+
+On the way it saves round trips with psycopg's pipeline mode: a transaction's first statement
+takes its BEGIN along, and `write_behind` queues a write nobody waits for until the next
+statement goes out.
 
 A statement this module cannot render the same way (SQL-side or context-dependent defaults,
 expanding IN parameters, escaped bind names) is handed to `Connection.execute` instead.
@@ -173,7 +177,7 @@ def execute(connection: Connection, stmt: Any, params: dict[str, Any], *, cursor
         cursor = driver.cursor()
     sql = form.sql
     try:
-        if cursor is not None and not own_cursor:
+        if not own_cursor:
             _send(cursor, queued)
             cursor.execute(form.sql, driver_params)
         elif queued or driver.info.transaction_status == _IDLE:
@@ -213,12 +217,14 @@ def write_behind(connection: Connection, stmt: Any, params: dict[str, Any]) -> d
     connection's next statement, in the same pipeline: in the order written, so every later
     statement of the transaction sees it, as if it had run at once, one round trip sooner.
 
-    The queue goes out before the next statement of `execute`, before any statement of
-    SQLAlchemy's executor (a listener), and before COMMIT; a rollback (of the transaction, or
-    of a savepoint begun before the write was queued... or after: the queue is sent before
-    each SAVEPOINT) drops it. A failing queued write fails the statement it went out with.
-    Returns the parameters with their Python defaults (`Executed.params`). Elsewhere (SQLite,
-    a statement `execute` hands to the executor) the write runs at once.
+    The queue goes out with the next statement of `execute`, and before any statement of
+    SQLAlchemy's executor (SAVEPOINT and RELEASE included) and before COMMIT (listeners below).
+    A rollback drops it: of the transaction, or of a savepoint (what is queued then came after
+    the SAVEPOINT, which sent what was queued before). A failing queued write fails the
+    statement it went out with, and so the transaction. Not for a write inside a savepoint that
+    is there to catch its error. Returns the parameters with their Python defaults
+    (`Executed.params`). Elsewhere (SQLite, a statement `execute` hands to the executor) the
+    write runs at once.
     """
     prepared = _prepared(connection, stmt, params)
     if prepared is None:
