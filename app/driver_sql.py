@@ -19,6 +19,10 @@ statement goes out.
 
 A statement this module cannot render the same way (SQL-side or context-dependent defaults,
 expanding IN parameters, escaped bind names) is handed to `Connection.execute` instead.
+
+It reads a compiled statement's bind and result processors where SQLAlchemy's executor reads
+them (`SQLCompiler._bind_processors`, `_result_columns`), internals that pyproject.toml's
+`sqlalchemy<2.2` holds still; `tests/app/test_driver_sql.py` compares both paths.
 """
 
 from __future__ import annotations
