@@ -366,3 +366,32 @@ def test_on_postgresql_a_write_behind_costs_no_round_trip_of_its_own(app, make_s
         # then the writes and the read went out in one pipeline: one round trip
         assert syncs == [1]
         assert rows == [{"tier": "Gold"}]
+
+
+def test_inside_a_savepoint_nothing_waits_so_the_savepoint_catches_the_error(app, make_shop):
+    from app.db import insert_behind
+    from app.models import LedgerEntry
+
+    shop_id = make_shop("shopify")
+    customer_id = _new_customer(shop_id)
+
+    def entry() -> LedgerEntry:
+        return LedgerEntry(shop_id=shop_id, customer_id=customer_id, delta=0, reason="merged_guest",
+                           source_type="customer", source_id="same", detail={})
+
+    with get_engine().connect() as conn, session_scope(conn) as s:
+        # given an entry with a key, written behind outside any savepoint
+        insert_behind(s, entry())
+        # when a savepoint writes the same key behind, and another one changes a locked row
+        with pytest.raises(IntegrityError), s.begin_nested():
+            insert_behind(s, entry())
+        customer = s.get(Customer, customer_id)
+        note(s, LOCKED_CUSTOMERS, customer_id)
+        with pytest.raises(IntegrityError), s.begin_nested():
+            customer.shop_id = 999_999  # an unknown shop: the UPDATE is refused
+            flush(s)
+        # then each savepoint caught its own error at once, and the transaction goes on
+        s.expire_all()
+        assert s.get(Customer, customer_id).shop_id == shop_id
+    with session_scope() as s:
+        assert s.scalars(select(LedgerEntry.source_id)).all() == ["same"]
