@@ -89,7 +89,8 @@ def spec_from_json(data: dict[str, Any]) -> DiscountSpec:
     )
 
 
-_INSERT_CODE = prebuilt_insert(IssuedCode.__table__, ["shop_id", "purpose", "source_key"])
+_CODE_KEY = ("shop_id", "purpose", "source_key")  # one code per purpose and source
+_INSERT_CODE = prebuilt_insert(IssuedCode.__table__, list(_CODE_KEY))
 _READ_CODE = select(IssuedCode).where(
     IssuedCode.shop_id == bindparam("shop_id"),
     IssuedCode.purpose == bindparam("purpose"),
@@ -171,7 +172,7 @@ def record_code_at_commit(session: Session, shop: Shop, **spec: Any) -> str:
     its row (the INSERT does nothing); its string is the same, as both derive from the key.
     """
     row = _code_row(shop, **spec)
-    defer_insert(session, row, conflict_on=("shop_id", "purpose", "source_key"))
+    defer_insert(session, row, conflict_on=_CODE_KEY)
     return row.code
 
 

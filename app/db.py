@@ -403,11 +403,16 @@ def insert_behind(session: Session, obj: Any) -> None:
     `app.driver_sql.write_behind`): later statements see its row; `obj` stays out of the
     session and gets no id. For a row whose key cannot exist yet, so the INSERT cannot fail
     but for a bug (which then fails the statement it went out with, and the transaction)."""
+    _write_soon(session, session.connection(), *_plain_insert(session, obj, None))
+
+
+def _write_soon(session: Session, conn: Connection, stmt: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Write behind (`app.driver_sql.write_behind`), but at once inside a savepoint: one may be
+    there to catch the write's error, which must then come now, not with a later statement.
+    Returns the parameters sent, with their Python defaults."""
     if session.in_nested_transaction():
-        # A savepoint is there to catch this INSERT's error; it has to fail here, not later.
-        driver_sql.execute(session.connection(), *_plain_insert(session, obj, None))
-        return
-    driver_sql.write_behind(session.connection(), *_plain_insert(session, obj, None))
+        return driver_sql.execute(conn, stmt, params).params
+    return driver_sql.write_behind(conn, stmt, params)
 
 
 def commit(session: Session) -> None:
@@ -543,10 +548,8 @@ def _write_changes(session: Session, conn: Connection, changes: list[tuple[Any, 
         if stmt is not None:
             if cursor is not None:
                 sent = driver_sql.execute(conn, stmt, params, cursor=cursor).params
-            elif session.in_nested_transaction():  # a savepoint may be there to catch its error
-                sent = driver_sql.execute(conn, stmt, params).params
-            else:  # goes out with the next statement: nobody waits for an UPDATE of a locked row
-                sent = driver_sql.write_behind(conn, stmt, params)
+            else:  # nobody waits for an UPDATE of a locked row
+                sent = _write_soon(session, conn, stmt, params)
             onupdate = {c.key: sent[c.key] for c in stmt.table.c if c.onupdate is not None and c.key in sent}
         _settle(session, obj, onupdate)
 

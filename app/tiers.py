@@ -141,12 +141,14 @@ def _perk_codes(session: Session, shop: Shop, customer: Customer, tier: Tier) ->
     common = {"customer_id": customer.id, "platform_customer_id": customer.platform_id,
               "customer_email": customer.email, "valid_days": None, "usage_limit": None}
     if tier.member_discount_percent > 0:
-        codes.record_code_at_commit(session, shop, purpose="tier_discount", source_key=f"{customer.id}:{tier.name}",
-                          title=f"{tier.name}: {tier.member_discount_percent.normalize():f} % Mitgliederrabatt",
-                          kind="percentage", value=tier.member_discount_percent, **common)
+        codes.record_code_at_commit(
+            session, shop, purpose="tier_discount", source_key=f"{customer.id}:{tier.name}",
+            title=f"{tier.name}: {tier.member_discount_percent.normalize():f} % Mitgliederrabatt",
+            kind="percentage", value=tier.member_discount_percent, **common)
     if tier.free_shipping:
-        codes.record_code_at_commit(session, shop, purpose="tier_shipping", source_key=f"{customer.id}:{tier.name}",
-                          title=f"{tier.name}: Gratisversand", kind="free_shipping", value=Decimal("0"), **common)
+        codes.record_code_at_commit(
+            session, shop, purpose="tier_shipping", source_key=f"{customer.id}:{tier.name}",
+            title=f"{tier.name}: Gratisversand", kind="free_shipping", value=Decimal("0"), **common)
 
 
 def evaluate(session: Session, shop: Shop, customer: Customer, program: Program, version: int, *,
