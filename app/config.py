@@ -118,7 +118,7 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Webhook bodies above this are refused with 413 before anything reads them.
         "MAX_CONTENT_LENGTH": _int(env, "WEBHOOK_MAX_BYTES", 1024 * 1024),
         # The batching dispatcher: how long a delivery may wait before its batch is enqueued.
-        "DISPATCH_INTERVAL_MS": _int(env, "DISPATCH_INTERVAL_MS", 50),
+        "DISPATCH_INTERVAL_MS": _int(env, "DISPATCH_INTERVAL_MS", 200),
         "DISPATCH_BATCH_SIZE": _int(env, "DISPATCH_BATCH_SIZE", 200),
         # Deliveries still 'received' after this many seconds are re-enqueued by the sweep.
         "REQUEUE_AFTER_SECONDS": _int(env, "REQUEUE_AFTER_SECONDS", 60),

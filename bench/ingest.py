@@ -145,7 +145,7 @@ def bench_database(kind: str, args: argparse.Namespace, redis_url: str, body: by
                     res["db_cpu_ms_per_req"] = (
                         1000 * (_infra.tree_cpu_seconds(pm) - db_cpu0) / res["requests"] if pm else 0.0
                     )
-                    time.sleep(0.5)  # in-flight requests finish, the dispatcher flushes (50 ms)
+                    time.sleep(0.5)  # in-flight requests finish, the dispatcher flushes (200 ms)
                     res["new_rows"] = _rows(db, name) - before
                     if res["status_errors"]:
                         raise BenchError(f"{kind}/{name}: {res['status_errors']} non-2xx answers under load")
