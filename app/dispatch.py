@@ -90,7 +90,7 @@ class Dispatcher:
         try:
             self.enqueue(ids)
             return True
-        except Exception:  # noqa: BLE001 - Redis down must not fail the webhook; the sweep retries.
+        except Exception:  # Redis down must not fail the webhook; the sweep retries (logged, not swallowed).
             logger.warning(
                 "could not enqueue deliveries; the requeue sweep will pick them up",
                 extra={"count": len(ids), "first_delivery": ids[0]},
