@@ -163,6 +163,7 @@ def bench_database(kind: str, args: argparse.Namespace, redis_url: str, body: by
                 runs[name].append(res)
                 print(f"  {kind:10s} round {r + 1}/{args.rounds} {name:5s} {res['rps']:8.0f} req/s  "
                       f"p50 {res['p50_us'] / 1000:6.2f} ms  p99 {res['p99_us'] / 1000:6.2f} ms  "
+                      f"app cpu {res['app_cpu_ms_per_req']:.3f} ms  db cpu {res['db_cpu_ms_per_req']:.3f} ms  "
                       f"socket errors {res['socket_errors']}  foreign cpu {foreign:.0f}%", flush=True)
         for name in endpoints:
             rs = runs[name]
@@ -181,6 +182,7 @@ def bench_database(kind: str, args: argparse.Namespace, redis_url: str, body: by
         # The host's speed drifts by up to 2x within a minute (bench/RESULTS.md), so the runs of one
         # round (a few seconds apart) are compared with each other; the median of those ratios is
         # the figure the target is checked on.
+        result["runs"] = runs
         result["paired_ratios"] = [
             round(o["rps"] / f["rps"], 3) for o, f in zip(runs["ours"], runs["floor"], strict=True)
         ]

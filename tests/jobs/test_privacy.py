@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import func, select
 
 from app.db import session_scope
@@ -159,3 +160,39 @@ def test_a_checkout_arriving_after_the_erasure_keeps_nothing_of_the_person(make_
         assert checkout.customer_id == customer.id
         assert (checkout.email, checkout.recovery_url, checkout.next_reminder_at) == (None, None, None)
         assert set(s.scalars(select(WebhookDelivery.status))) == {DeliveryStatus.PROCESSED}
+
+
+def test_a_delivery_recorded_just_after_its_shops_erasure_leaves_nothing(make_shop, database_url):
+    # given a shop erased while the receiver still held it in its cache
+    import sqlite3
+
+    from sqlalchemy import delete
+
+    from app.webhooks import record_delivery
+    from jobs.deliveries import process_deliveries
+
+    shop_id = make_shop("shopify")
+    with session_scope() as s:
+        s.execute(delete(Shop).where(Shop.id == shop_id))
+
+    def record() -> int | None:
+        return record_delivery(shop_id, "shopify", "orders/paid", "orders/paid|event:late",
+                               {"X-Shopify-Topic": "orders/paid"}, fixture_bytes("shopify", "orders_paid.json"))
+
+    if database_url.startswith("sqlite"):
+        # when the receiver records a delivery for it, then SQLite's enforced key refuses it
+        with pytest.raises(sqlite3.IntegrityError):
+            record()
+        return
+
+    # when the receiver records a delivery for it (PostgreSQL 18+ does not check the key) and a
+    # worker takes it
+    delivery_id = record()
+    assert delivery_id is not None
+    outcome = process_deliveries([delivery_id])
+
+    # then the worker deleted it with its customer's data, and created nothing for the shop
+    assert outcome == {"deleted": 1}
+    with session_scope() as s:
+        for model in (Customer, Order, PointLot, LedgerEntry, WebhookDelivery):
+            assert s.scalar(select(func.count()).select_from(model).where(model.shop_id == shop_id)) == 0
