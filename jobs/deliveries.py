@@ -101,8 +101,9 @@ def process_delivery(delivery_id: int, *, bind: Connection | None = None, memo: 
     """Process one delivery in its own transaction; returns its resulting status.
 
     A delivery that is no longer `received` (done, failed, or taken by another worker) is
-    skipped; one whose shop was erased meanwhile is deleted. A malformed payload marks it failed with the reason (visible and replayable); other
-    errors propagate after the transaction rolled back.
+    skipped; one whose shop was erased meanwhile is deleted. A malformed payload marks it failed
+    with the reason (visible and replayable); other errors propagate after the transaction
+    rolled back.
 
     The delivery row itself is read and finished with prebuilt Core statements (one each): the
     handlers need only its id, and this runs once per webhook.

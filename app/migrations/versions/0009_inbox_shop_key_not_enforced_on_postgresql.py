@@ -6,7 +6,7 @@ Create Date: 2026-11-24 04:40:00
 
 Why: the check behind `webhook_deliveries.shop_id REFERENCES shops` runs on every webhook INSERT
 and locks the shop's row (FOR KEY SHARE); with two writers that is a new MultiXact on the same
-row per delivery. Measured under load: ~30-45 µs of server CPU per delivery, the largest part of
+row per delivery. Measured under load: 30–47 µs of server CPU per delivery, the largest part of
 what the inbox INSERT costs beyond the benchmark's floor (bench/RESULTS.md). The receiver only
 inserts a shop id it has just read and verified a signature with, so the check buys little
 there. The constraint stays in the catalog (NOT ENFORCED, PostgreSQL 18+), and so does what it
