@@ -142,13 +142,12 @@ def _code_row(
     )
 
 
-def record_code(session: Session, shop: Shop, *, urgent: bool = True, **spec: Any) -> tuple[IssuedCode, bool]:
-    """Write the pending code row once per (purpose, source_key); returns (row, created_now).
+def record_code(session: Session, shop: Shop, **spec: Any) -> tuple[IssuedCode, bool]:
+    """Write the pending code row of a code a customer is waiting for, once per (purpose,
+    source_key); returns (row, created_now). A new code's job is enqueued after the surrounding
+    transaction commits. (Codes that are not urgent: `record_code_at_commit`.)
 
-    `spec`: the keywords of `_code_row`. An urgent code (a customer is waiting for it) gets its
-    job enqueued after the surrounding transaction commits; the others wait for the
-    `jobs.codes.requeue_pending` sweep (every minute), which hands them to the worker in bulk
-    instead of costing the order's job a Redis round trip.
+    `spec`: the keywords of `_code_row`.
     """
     new = _code_row(shop, **spec)
     # One statement for a new row (the upsert returns it); only a row that existed is read back.
@@ -158,7 +157,7 @@ def record_code(session: Session, shop: Shop, *, urgent: bool = True, **spec: An
         row = session.scalars(
             _READ_CODE, {"shop_id": shop.id, "purpose": new.purpose, "source_key": new.source_key}
         ).one()
-    if created and urgent:
+    if created:
         enqueue_code_after_commit(session, row.id)
     return row, created
 
@@ -167,9 +166,10 @@ def record_code_at_commit(session: Session, shop: Shop, **spec: Any) -> str:
     """Write a code that is not urgent and that nothing in this transaction reads back, once per
     (purpose, source_key), when the transaction commits (`app.db.defer_insert`); returns the code.
 
-    `spec`: the keywords of `_code_row`. The `jobs.codes.requeue_pending` sweep hands it to the
-    worker, as `record_code` does for codes that are not urgent. A code recorded before keeps
-    its row (the INSERT does nothing); its string is the same, as both derive from the key.
+    `spec`: the keywords of `_code_row`. The `jobs.codes.requeue_pending` sweep (every minute)
+    hands such codes to the worker in bulk instead of costing the order's job a Redis round
+    trip. A code recorded before keeps its row (the INSERT does nothing); its string is the
+    same, as both derive from the key.
     """
     row = _code_row(shop, **spec)
     defer_insert(session, row, conflict_on=_CODE_KEY)

@@ -268,25 +268,18 @@ def _send(cursor: Any, queued: list[tuple[_Form, dict[str, Any]]] | None) -> Non
 
 
 @event.listens_for(Engine, "before_cursor_execute")
-def _before_executor_statement(conn: Connection, *_: Any) -> None:
-    if not conn.invalidated and _BEHIND in conn.info:
-        send_behind(conn)
-
-
 @event.listens_for(Engine, "commit")
-def _before_commit(conn: Connection) -> None:
+def _send_first(conn: Connection, *_: Any) -> None:
     if not conn.invalidated and _BEHIND in conn.info:
         send_behind(conn)
 
 
+# A savepoint's rollback drops all of the queue: it came after the SAVEPOINT, which sent what
+# was queued before.
 @event.listens_for(Engine, "rollback")
-def _on_rollback(conn: Connection) -> None:
-    drop_behind(conn)
-
-
 @event.listens_for(Engine, "rollback_savepoint")
-def _on_rollback_savepoint(conn: Connection, *_: Any) -> None:
-    drop_behind(conn)  # all of it came after the savepoint: SAVEPOINT sent what was queued before
+def _drop(conn: Connection, *_: Any) -> None:
+    drop_behind(conn)
 
 
 @event.listens_for(Pool, "reset")
