@@ -282,9 +282,13 @@ def _drop(conn: Connection, *_: Any) -> None:
     drop_behind(conn)
 
 
+# Three named parameters, as both events pass (reset: the reset state; invalidate: the
+# exception). With `*args` SQLAlchemy takes the function for reset's pre-2.0 two-argument form
+# and warns on every reset; under the tests' warnings-as-errors that warning failed the reset and
+# the pool threw the connection away instead of keeping it.
 @event.listens_for(Pool, "reset")
 @event.listens_for(Pool, "invalidate")
-def _forget(dbapi_connection: Any, record: Any, *_: Any) -> None:
+def _forget(dbapi_connection: Any, record: Any, _state_or_error: Any) -> None:
     if record is not None:
         record.info.pop(_BEHIND, None)  # nothing queued outlives its checkout or its connection
 

@@ -299,6 +299,31 @@ def test_a_write_behind_is_seen_by_the_next_statement_and_committed_with_the_tra
         assert _tier(customer_id) == "Platin"
 
 
+def test_a_connection_given_back_is_kept_for_the_next_checkout_without_what_waited_on_it(app, make_shop,
+                                                                                       database_url):
+    from app.db import make_engine
+
+    shop_id = make_shop("shopify")
+    customer_id = _new_customer(shop_id)
+    engine = make_engine(database_url)  # its own pool: one connection, so the next checkout is it
+    try:
+        # given a connection with a write still waiting on it, given back without a commit
+        with engine.connect() as conn:
+            first = conn.connection.dbapi_connection
+            driver_sql.write_behind(conn, _SET_TIER, {"b_id": customer_id, "b_tier": "Silber"})
+
+        # when the pool hands out a connection again
+        with engine.connect() as conn:
+            # then it is the same one (the pool's reset did not fail and throw it away), and
+            # nothing waits on it
+            assert conn.connection.dbapi_connection is first
+            assert driver_sql._BEHIND not in conn.info
+            conn.commit()
+    finally:
+        engine.dispose()
+    assert _tier(customer_id) is None
+
+
 def test_a_rollback_drops_what_waits_and_a_savepoint_keeps_what_came_before_it(app, make_shop):
     shop_id = make_shop("shopify")
     customer_id = _new_customer(shop_id)
