@@ -48,12 +48,13 @@ def test_migrations_downgrade_and_upgrade_again(tmp_path):
     engine.dispose()
 
 
-def test_postgresql_inbox_shop_key_goes_unenforced_and_back(postgresql_url):
-    # given a new PostgreSQL 18 database migrated to head
+@pytest.fixture
+def fresh_postgresql(postgresql_url):
+    """A new PostgreSQL database migrated to head: (SQLAlchemy URL, libpq URI, Alembic config);
+    dropped afterwards."""
     import uuid
 
     import psycopg
-    from alembic import command
     from alembic.config import Config
 
     from app.migrate import PYPROJECT, upgrade
@@ -64,10 +65,35 @@ def test_postgresql_inbox_shop_key_goes_unenforced_and_back(postgresql_url):
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = f"postgresql+psycopg://postgres@/{name}?host={host}"
-    libpq = f"postgresql://postgres@/{name}?host={host}"
     cfg = Config(toml_file=str(PYPROJECT))
     cfg.attributes["database_url"] = url
-    upgrade(url)
+    try:
+        upgrade(url)
+        yield url, f"postgresql://postgres@/{name}?host={host}", cfg
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def _add_shop(url: str) -> int:
+    from app.models import Platform, Shop
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        shop = conn.execute(Shop.__table__.insert().values(platform=Platform.SHOPIFY, domain="m.myshopify.com")
+                            .returning(Shop.id)).scalar_one()
+    engine.dispose()
+    return shop
+
+
+def test_postgresql_inbox_shop_key_goes_unenforced_and_back(fresh_postgresql):
+    # given a new PostgreSQL 18 database migrated to head
+    import psycopg
+    from alembic import command
+
+    from app.migrate import upgrade
+
+    url, libpq, cfg = fresh_postgresql
 
     def enforced() -> bool:
         with psycopg.connect(libpq) as conn:
@@ -80,32 +106,78 @@ def test_postgresql_inbox_shop_key_goes_unenforced_and_back(postgresql_url):
 
     insert = ("INSERT INTO webhook_deliveries (shop_id, platform, topic, dedupe_key, headers, body, status, attempts, "
               "received_at) VALUES (%s, 'shopify', 'orders/paid', %s, '{}', 'x', 'received', 0, now())")
-    try:
-        # then the shop key is not checked, and deleting a shop still deletes its deliveries
-        assert enforced() is False
-        from app.models import Platform, Shop
+    # then the shop key is not checked, and deleting a shop still deletes its deliveries
+    assert enforced() is False
+    shop = _add_shop(url)
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute(insert, (shop, "kept-until-the-shop-goes"))
+        conn.execute(insert, (shop + 1000, "of-a-shop-erased-meanwhile"))
+        conn.execute("DELETE FROM shops WHERE id = %s", (shop,))
+    assert deliveries_of(shop) == 0
 
-        engine = make_engine(url)
-        with engine.begin() as conn:
-            shop = conn.execute(Shop.__table__.insert().values(platform=Platform.SHOPIFY, domain="m.myshopify.com")
-                                .returning(Shop.id)).scalar_one()
-        engine.dispose()
+    # when it is downgraded, the key is checked again, once the deliveries without a shop are gone
+    command.downgrade(cfg, "0008")
+    assert enforced() is True
+    assert deliveries_of(shop + 1000) == 0
+    with psycopg.connect(libpq, autocommit=True) as conn, pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute(insert, (shop + 1000, "refused"))
+
+    # and upgraded again, it is not
+    upgrade(url)
+    assert enforced() is False
+
+
+def test_postgresql_inbox_keeps_a_compressed_body_in_its_row(fresh_postgresql):
+    # given a new PostgreSQL database migrated to head, and a 6 KB orders/paid body with the
+    # headers Shopify sends (real data from the fixture; compressed, it is over 2 KB)
+    import json
+    from pathlib import Path
+
+    import psycopg
+    from alembic import command
+
+    from app.migrate import upgrade
+
+    url, libpq, cfg = fresh_postgresql
+    shop = _add_shop(url)
+    order = json.loads((Path(__file__).parent.parent / "fixtures" / "shopify" / "orders_paid.json").read_text())
+    body = json.dumps({k: v for k, v in order.items() if k not in ("line_items", "fulfillments")},
+                      separators=(",", ":")).encode()
+    assert 5000 < len(body) < 8000, len(body)
+    headers = json.dumps({f"X-Shopify-{k}": f"{k.lower()}-value-{'v' * 20}" for k in (
+        "Topic", "Hmac-Sha256", "Shop-Domain", "Api-Version", "Webhook-Id", "Triggered-At", "Event-Id",
+        "Name", "Test", "Product-Id", "Order-Id", "Client-Id")})
+
+    def store(key: str) -> None:
         with psycopg.connect(libpq, autocommit=True) as conn:
-            conn.execute(insert, (shop, "kept-until-the-shop-goes"))
-            conn.execute(insert, (shop + 1000, "of-a-shop-erased-meanwhile"))
-            conn.execute("DELETE FROM shops WHERE id = %s", (shop,))
-        assert deliveries_of(shop) == 0
+            conn.execute("INSERT INTO webhook_deliveries (shop_id, platform, topic, dedupe_key, headers, body, "
+                         "status, attempts, received_at) VALUES (%s, 'shopify', 'orders/paid', %s, %s::json, %s, "
+                         "'received', 0, now())", (shop, key, headers, body))
 
-        # when it is downgraded, the key is checked again, once the deliveries without a shop are gone
-        command.downgrade(cfg, "0008")
-        assert enforced() is True
-        assert deliveries_of(shop + 1000) == 0
-        with psycopg.connect(libpq, autocommit=True) as conn, pytest.raises(psycopg.errors.ForeignKeyViolation):
-            conn.execute(insert, (shop + 1000, "refused"))
+    def stored(key: str) -> bytes:
+        with psycopg.connect(libpq) as conn:
+            return conn.execute("SELECT body FROM webhook_deliveries WHERE dedupe_key = %s", (key,)).fetchone()[0]
 
-        # and upgraded again, it is not
-        upgrade(url)
-        assert enforced() is False
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    def toast_bytes() -> int:
+        with psycopg.connect(libpq) as conn:
+            return conn.execute("SELECT pg_relation_size(reltoastrelid) FROM pg_class "
+                                "WHERE relname = 'webhook_deliveries'").fetchone()[0]
+
+    # when a delivery is stored
+    store("inline")
+
+    # then its body is whole, and nothing went to the TOAST relation
+    assert stored("inline") == body
+    assert toast_bytes() == 0
+
+    # when the migration is undone, the same delivery's body goes to the TOAST relation again
+    command.downgrade(cfg, "0009")
+    store("moved-out")
+    assert stored("moved-out") == body
+    assert toast_bytes() > 0
+
+    # and upgraded again, the setting is back
+    upgrade(url)
+    with psycopg.connect(libpq) as conn:
+        options = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'webhook_deliveries'").fetchone()[0]
+    assert options == ["toast_tuple_target=4080"]
