@@ -289,13 +289,13 @@ class Server:
 GUNICORN_ARGS = ("--workers", "2", "--worker-class", "sync", "--log-level", "warning")
 
 
-def start_gunicorn(name: str, app_spec: str, env: dict[str, str]) -> Server:
+def start_gunicorn(name: str, app_spec: str, env: dict[str, str], extra_args: tuple[str, ...] = ()) -> Server:
     """Start `gunicorn -w 2 sync` on a free loopback port with `app_spec`; wait until it answers."""
     port = free_port()
     log = TMP / f"gunicorn-{name}-{port}.log"
     full_env = {**os.environ, **env}
     proc = subprocess.Popen(
-        [str(VENV_BIN / "gunicorn"), *GUNICORN_ARGS, "--bind", f"127.0.0.1:{port}", app_spec],
+        [str(VENV_BIN / "gunicorn"), *GUNICORN_ARGS, *extra_args, "--bind", f"127.0.0.1:{port}", app_spec],
         cwd=str(PROJECT_ROOT),
         env=full_env,
         stdout=log.open("wb"),
