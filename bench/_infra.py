@@ -313,6 +313,19 @@ def start_gunicorn(name: str, app_spec: str, env: dict[str, str], extra_args: tu
     return server
 
 
+
+def start_floor(db: Database, env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()) -> Server:
+    """The floor (`bench.refapp:create_floor`: HMAC + one INSERT) on `db`'s floor table."""
+    target = f"sqlite:///{db.sqlite_path}" if db.kind == "sqlite" else db.libpq_uri
+    return start_gunicorn("floor", "bench.refapp:create_floor()",
+                          {"BENCH_DATABASE": str(target), "BENCH_SECRET": SHOP_SECRET, **(env or {})}, extra_args)
+
+
+def start_ours(db: Database, redis_url: str, env: dict[str, str] | None = None, extra_args: tuple[str, ...] = (),
+               name: str = "ours", app_spec: str = "app.wsgi:application") -> Server:
+    """The app as the Procfile serves it, on `db` and the Redis at `redis_url`."""
+    return start_gunicorn(name, app_spec, {"DATABASE_URL": db.url, "REDIS_URL": redis_url, **(env or {})}, extra_args)
+
 # ---- wrk ----------------------------------------------------------------------------------
 
 _WRK_LUA = r"""

@@ -114,16 +114,11 @@ def bench_database(kind: str, args: argparse.Namespace, redis_url: str, body: by
     db = _infra.make_database(kind, f"bench_ingest_{kind}")
     _infra.register_shop(db.url)
     _create_floor_table(db)
-    floor_target = f"sqlite:///{db.sqlite_path}" if kind == "sqlite" else db.libpq_uri
-    assert floor_target is not None
 
     servers = {
         "bare": _infra.start_gunicorn("bare", "bench.refapp:create_bare()", {}),
-        "floor": _infra.start_gunicorn(
-            "floor", "bench.refapp:create_floor()",
-            {"BENCH_DATABASE": floor_target, "BENCH_SECRET": _infra.SHOP_SECRET},
-        ),
-        "ours": _infra.start_gunicorn("ours", "app.wsgi:application", {"DATABASE_URL": db.url, "REDIS_URL": redis_url}),
+        "floor": _infra.start_floor(db),
+        "ours": _infra.start_ours(db, redis_url),
     }
     endpoints = ENDPOINTS
     parts = {name: _infra.shopify_request_parts(s.port, body) for name, s in servers.items()}

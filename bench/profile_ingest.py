@@ -109,12 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     db = _infra.make_database(args.db, f"bench_profile_{args.db}")
     _infra.register_shop(db.url)
     if args.endpoint == "ours":
-        server = _infra.start_gunicorn("ours", "app.wsgi:application", {"DATABASE_URL": db.url, "REDIS_URL": redis_url})
+        server = _infra.start_ours(db, redis_url)
     else:
         _create_floor_table(db)
-        target = f"sqlite:///{db.sqlite_path}" if args.db == "sqlite" else db.libpq_uri
-        server = _infra.start_gunicorn("floor", "bench.refapp:create_floor()",
-                                       {"BENCH_DATABASE": str(target), "BENCH_SECRET": _infra.SHOP_SECRET})
+        server = _infra.start_floor(db)
     out_dir = Path(__file__).parent / "out"
     out_dir.mkdir(exist_ok=True)
     kind = "cpu" if args.cpu_only else "wall"

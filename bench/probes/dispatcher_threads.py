@@ -15,7 +15,7 @@ servers = {}
 for arg in sys.argv[1:]:
     name, _, envs = arg.partition("|")
     env = dict(e.split("=", 1) for e in envs.split(",") if e)
-    servers[name] = _infra.start_gunicorn(name, "app.wsgi:application", {"DATABASE_URL": db.url, "REDIS_URL": redis_url, **env})
+    servers[name] = _infra.start_ours(db, redis_url, env, name=name)
 def threads(s):
     out = {}
     for pid in s.worker_pids():

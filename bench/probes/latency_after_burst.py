@@ -15,8 +15,8 @@ _create_floor_table(db)
 redis_url = _infra.start_redis()
 body = _infra.make_body(4096)
 servers = {
-    "floor": _infra.start_gunicorn("floor", "bench.refapp:create_floor()", {"BENCH_DATABASE": db.libpq_uri, "BENCH_SECRET": _infra.SHOP_SECRET}),
-    "ours": _infra.start_gunicorn("ours", "app.wsgi:application", {"DATABASE_URL": db.url, "REDIS_URL": redis_url}),
+    "floor": _infra.start_floor(db),
+    "ours": _infra.start_ours(db, redis_url),
 }
 def stats():
     with psycopg.connect(db.libpq_uri) as c:

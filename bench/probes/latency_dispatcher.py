@@ -12,11 +12,10 @@ _infra.register_shop(db.url)
 _create_floor_table(db)
 redis_url = _infra.start_redis()
 body = _infra.make_body(4096)
-env = {"DATABASE_URL": db.url, "REDIS_URL": redis_url}
 servers = {
-    "floor": _infra.start_gunicorn("floor", "bench.refapp:create_floor()", {"BENCH_DATABASE": db.libpq_uri, "BENCH_SECRET": _infra.SHOP_SECRET}),
-    "ours": _infra.start_gunicorn("ours", "app.wsgi:application", env),
-    "nodisp": _infra.start_gunicorn("nodisp", "bench.probes.nodisp_app:application", env),
+    "floor": _infra.start_floor(db),
+    "ours": _infra.start_ours(db, redis_url),
+    "nodisp": _infra.start_ours(db, redis_url, name="nodisp", app_spec="bench.probes.nodisp_app:application"),
 }
 rate = int(sys.argv[1]) if len(sys.argv) > 1 else 500
 res = {n: [] for n in servers}

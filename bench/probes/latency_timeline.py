@@ -152,10 +152,8 @@ def main() -> None:
     redis_url = _infra.start_redis()
     body = _infra.make_body(4096)
     servers = {
-        "floor": _infra.start_gunicorn("floor", "bench.refapp:create_floor()",
-                                       {"BENCH_DATABASE": db.libpq_uri, "BENCH_SECRET": _infra.SHOP_SECRET}),
-        "ours": _infra.start_gunicorn("ours", "app.wsgi:application",
-                                      {"DATABASE_URL": db.url, "REDIS_URL": redis_url}),
+        "floor": _infra.start_floor(db),
+        "ours": _infra.start_ours(db, redis_url),
     }
     names = [args.only] if args.only else ["ours", "floor"]
     pids = {"client": os.getpid()}

@@ -17,7 +17,7 @@ for name, sql in variants.items():
     if sql:
         with psycopg.connect(db.libpq_uri, autocommit=True) as c:
             c.execute(sql)
-    servers[name] = _infra.start_gunicorn(name, "app.wsgi:application", {"DATABASE_URL": db.url, "REDIS_URL": redis_url})
+    servers[name] = _infra.start_ours(db, redis_url, name=name)
 pm = _infra.postmaster_pid()
 res = {n: [] for n in servers}
 for r in range(int(os.environ.get("ROUNDS", 8))):

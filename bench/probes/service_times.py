@@ -20,7 +20,6 @@ import argparse
 import bisect
 import gc
 import os
-import shutil
 import statistics
 import subprocess
 import time
@@ -66,14 +65,12 @@ def main() -> None:
     pgoptions = {"PGOPTIONS": os.environ["XPGOPTIONS"]} if os.environ.get("XPGOPTIONS") else {}
     dirs: dict[str, Path] = {}
     servers: dict[str, _infra.Server] = {}
-    for name, spec, env in (
-        ("floor", "bench.refapp:create_floor()", {"BENCH_DATABASE": db.libpq_uri, "BENCH_SECRET": _infra.SHOP_SECRET}),
-        ("ours", "app.wsgi:application", {"DATABASE_URL": db.url, "REDIS_URL": redis_url}),
-    ):
+    for name in ("floor", "ours"):
         dirs[name] = _infra.TMP / f"timing-{name}"
         dirs[name].mkdir()
-        servers[name] = _infra.start_gunicorn(name, spec, {**env, "GTIME_DIR": str(dirs[name]), **pgoptions},
-                                              ("-c", CONFIG))
+        env = {"GTIME_DIR": str(dirs[name]), **pgoptions}
+        servers[name] = (_infra.start_floor(db, env, ("-c", CONFIG)) if name == "floor"
+                         else _infra.start_ours(db, redis_url, env, ("-c", CONFIG)))
     for name, server in servers.items():
         prefix, suffix = _infra.shopify_request_parts(server.port, body)
         run_fixed_rate(server.port, prefix, suffix, f"w{uuid.uuid4().hex[:8]}", rate=200, duration=2)
@@ -179,7 +176,6 @@ def main() -> None:
     print("\nPostgreSQL statements slower than 4 ms:")
     for log in _infra.TMP.rglob("log"):
         if log.is_file():
-            shutil.copy(log, _infra.TMP / "pg.log")
             for line in log.read_text(errors="replace").splitlines():
                 if "duration:" in line or "checkpoint" in line:
                     print("  ", line[:200])
