@@ -127,3 +127,43 @@ def credentials(shop: Shop, keys: str) -> dict[str, Any]:
     """Return the shop's decrypted API credentials ({} when none are stored)."""
     raw = decrypt_or_none(keys, shop.api_credentials_enc)
     return json.loads(raw) if raw else {}
+
+
+# The credential fields each platform's client needs to call the shop's API
+# (connectors/shopify/client.py, connectors/woocommerce/client.py).
+REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "shopify": ("access_token",),
+    "woocommerce": ("consumer_key", "consumer_secret"),
+}
+_ADD_OPTIONS: dict[str, str] = {
+    "shopify": "--api-token <Admin API access token>",
+    "woocommerce": "--consumer-key <ck_...> --consumer-secret <cs_...>",
+}
+
+
+def missing_api_credentials(shop: Shop, keys: str) -> str | None:
+    """Return why the shop's API credentials cannot be used (for a row's `error`), or None.
+
+    Stored credentials that no key in `keys` opens count as unusable, as does a field the
+    platform needs that is missing or empty. The answer names the command that adds them (it
+    updates a registered shop) and holds no secret.
+    """
+    platform = shop.platform.value
+    command = (f"flask shops add --platform {platform} --domain {shop.domain} "
+               f"{_ADD_OPTIONS.get(platform, '')}").strip()
+    try:
+        stored = credentials(shop, keys)
+    except crypto.SecretDecryptionError:
+        return ("the shop's API credentials cannot be decrypted with ENCRYPTION_KEY: "
+                f"restore the key, or add them again with `{command}`")
+    needed = REQUIRED_CREDENTIALS.get(platform, ())
+    if not isinstance(stored, dict) or any(
+        not isinstance(stored.get(name), str) or not stored[name].strip() for name in needed
+    ):
+        return f"the shop has no API credentials: add them with `{command}`"
+    return None
+
+
+def has_api_credentials(shop: Shop, keys: str) -> bool:
+    """Return True when the shop holds credentials its platform's API calls can use."""
+    return missing_api_credentials(shop, keys) is None
