@@ -25,11 +25,32 @@ from connectors.errors import PermanentError
 logger = logging.getLogger(__name__)
 
 
-def _credentials(shop: Shop) -> dict[str, Any]:
-    creds = shops.credentials(shop, config.load()["ENCRYPTION_KEY"])
+def _credentials(shop: Shop) -> tuple[dict[str, Any], str | None]:
+    """Return (the connector's credentials, None), or ({}, why the shop's API cannot be called)."""
+    keys = config.load()["ENCRYPTION_KEY"]
+    missing = shops.missing_api_credentials(shop, keys)
+    if missing is not None:
+        return {}, missing
+    creds = shops.credentials(shop, keys)
     if shop.platform.value == "shopify":
-        return {**creds, "shop": shop.domain}
-    return {**creds, "url": shop.domain}
+        return {**creds, "shop": shop.domain}, None
+    return {**creds, "url": shop.domain}, None
+
+
+def _fail_code(code_id: int, reason: str, *, why: str = "the shop refused the code") -> str:
+    """Record a code the shop will never hold as failed (`reason` in its `error`), and give a
+    pending redemption's points back with an entry saying `why: reason`."""
+    with session_scope() as session:
+        row = session.get(IssuedCode, code_id)
+        assert row is not None
+        if row.status != CodeStatus.PENDING:
+            return row.status.value
+        row.status = CodeStatus.FAILED
+        row.error = reason[:2000]
+        redemption = session.scalars(select(Redemption).where(Redemption.issued_code_id == code_id)).first()
+        if redemption is not None and redemption.status == RedemptionStatus.PENDING:
+            redemptions.give_back(session, redemption, f"{why}: {reason}"[:500])
+    return CodeStatus.FAILED.value
 
 
 def issue_code(code_id: int) -> str:
@@ -44,23 +65,17 @@ def issue_code(code_id: int) -> str:
         row.attempts += 1
         spec = spec_from_json(row.spec)
         platform = shop.platform.value
-        credentials = _credentials(shop)
+        credentials, missing = _credentials(shop)
+    if missing is not None:
+        # No retry can fix this: the merchant has to add the credentials first.
+        logger.warning("shop has no usable api credentials", extra={"code_row": code_id, "platform": platform})
+        return _fail_code(code_id, missing, why="the code could not be created")
     try:
         result = get_connector(platform).create_discount_code(credentials, spec)
     except (PermanentError, ValueError) as exc:
         # ValueError: the client cannot express this spec (bad stored data); retrying cannot fix it.
-        with session_scope() as session:
-            row = session.get(IssuedCode, code_id)
-            assert row is not None
-            if row.status != CodeStatus.PENDING:
-                return row.status.value
-            row.status = CodeStatus.FAILED
-            row.error = str(exc)[:2000]
-            redemption = session.scalars(select(Redemption).where(Redemption.issued_code_id == code_id)).first()
-            if redemption is not None and redemption.status == RedemptionStatus.PENDING:
-                redemptions.give_back(session, redemption, f"the shop refused the code: {exc}"[:500])
         logger.warning("shop refused a code", extra={"code_row": code_id, "platform": platform})
-        return CodeStatus.FAILED.value
+        return _fail_code(code_id, str(exc))
     with session_scope() as session:
         row = session.get(IssuedCode, code_id)
         assert row is not None
@@ -72,6 +87,17 @@ def issue_code(code_id: int) -> str:
             if redemption is not None and redemption.status == RedemptionStatus.PENDING:
                 redemption.status = RedemptionStatus.CREATED
         return row.status.value
+
+
+def _fail_task(task_id: int, reason: str) -> str:
+    """Record an order task the shop will never get as failed, with `reason` in its `error`."""
+    with session_scope() as session:
+        task = session.get(OrderTask, task_id)
+        assert task is not None
+        if task.status != CodeStatus.PENDING:
+            return task.status.value
+        task.status, task.error = CodeStatus.FAILED, reason[:2000]
+    return CodeStatus.FAILED.value
 
 
 def run_order_task(task_id: int) -> str:
@@ -87,7 +113,10 @@ def run_order_task(task_id: int) -> str:
         assert shop is not None and order is not None
         task.attempts += 1
         payload, platform, order_id = dict(task.payload), shop.platform.value, order.platform_id
-        credentials = _credentials(shop)
+        credentials, missing = _credentials(shop)
+    if missing is not None:
+        logger.warning("shop has no usable api credentials", extra={"task": task_id, "platform": platform})
+        return _fail_task(task_id, missing)
     connector = get_connector(platform)
     try:
         if platform == "shopify":
@@ -95,11 +124,7 @@ def run_order_task(task_id: int) -> str:
         else:
             connector.add_order_note(credentials, order_id, payload["note"])
     except (PermanentError, ValueError) as exc:
-        with session_scope() as session:
-            task = session.get(OrderTask, task_id)
-            assert task is not None
-            task.status, task.error = CodeStatus.FAILED, str(exc)[:2000]
-        return CodeStatus.FAILED.value
+        return _fail_task(task_id, str(exc))
     with session_scope() as session:
         task = session.get(OrderTask, task_id)
         assert task is not None

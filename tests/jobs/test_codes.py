@@ -276,3 +276,96 @@ def test_a_code_recorded_at_commit_is_written_once_and_only_by_a_commit(make_sho
     assert rows() == [(code, "15 %")]
     with session_scope() as s:
         assert s.scalar(select(IssuedCode.status)) == CodeStatus.PENDING
+
+
+# ---- a shop without usable API credentials (issue 14) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("_case", "platform", "domain", "credentials"),
+    [
+        ("woocommerce registered without keys", "woocommerce", WOO_DOMAIN, None),
+        ("woocommerce with a key but no secret", "woocommerce", WOO_DOMAIN, {"consumer_key": "ck_test"}),
+        ("shopify registered without --api-token", "shopify", "demo-laden.myshopify.com", None),
+    ],
+)
+def test_code_for_a_shop_without_credentials_fails_with_the_reason_and_gives_points_back(
+    _case, platform, domain, credentials, make_shop, runner, work
+):
+    # given a customer with 600 points in a shop registered without (complete) API credentials
+    shop = make_shop(platform, credentials=credentials)
+    program(shop, {"earning": {"return_window_days": 0}, "second_purchase": {"enabled": False},
+                   "referral": {"enabled": False}})
+    apply(shop, order("1", "600.00", customer_id="207119551"))
+
+    # when support redeems a reward and the worker runs (no request may reach the shop)
+    cli(runner, "rewards", "redeem", "--shop", domain, "--email", EMAIL, "--reward", "5 € Rabatt")
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        work()
+        assert len(mock.calls) == 0
+
+    # then the code failed once and for all, saying what to do, and the points are back
+    with session_scope() as s:
+        row = s.scalars(select(IssuedCode)).one()
+        assert (row.status, row.attempts) == (CodeStatus.FAILED, 1)
+        assert row.error == (f"the shop has no API credentials: add them with `flask shops add "
+                             f"--platform {platform} --domain {domain} "
+                             + ("--api-token <Admin API access token>`" if platform == "shopify"
+                                else "--consumer-key <ck_...> --consumer-secret <cs_...>`"))
+    [shown] = cli(runner, "rewards", "show", "--shop", domain, "--email", EMAIL)
+    assert shown["status"] == "failed"
+    customer = cli(runner, "customers", "show", "--shop", domain, "--email", EMAIL)
+    assert customer["available"] == 600
+    assert [e["reason"] for e in customer["ledger"]] == ["earn", "redeem", "redeem_refund"]
+    assert "the shop has no API credentials" in customer["ledger"][-1]["why"]
+
+
+def test_code_for_a_shop_whose_credentials_cannot_be_decrypted_fails_instead_of_retrying(
+    make_shop, runner, work, redis_url
+):
+    # given credentials stored under an encryption key the app no longer has
+    from cryptography.fernet import Fernet
+
+    from app import crypto
+    from app.models import Shop
+
+    shop = _woo_shop_with_points(make_shop)
+    with session_scope() as s:
+        s.get(Shop, shop).api_credentials_enc = crypto.encrypt(Fernet.generate_key().decode(), json.dumps(WOO_CREDS))
+    cli(runner, "rewards", "redeem", "--shop", WOO_DOMAIN, "--email", EMAIL, "--reward", "5 € Rabatt")
+
+    # when the worker runs
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        work()
+        assert len(mock.calls) == 0
+
+    # then no retry is scheduled: the code failed with the reason, and the points are back
+    from redis import Redis
+    from rq import Queue
+
+    assert Queue("codes", connection=Redis.from_url(redis_url)).scheduled_job_registry.get_job_ids() == []
+    with session_scope() as s:
+        row = s.scalars(select(IssuedCode)).one()
+        assert row.status == CodeStatus.FAILED
+        assert row.error.startswith("the shop's API credentials cannot be decrypted with ENCRYPTION_KEY")
+    assert cli(runner, "customers", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)["available"] == 600
+
+
+@pytest.mark.parametrize(("_case", "platform"), [("woocommerce note", "woocommerce"), ("shopify tag", "shopify")])
+def test_order_task_for_a_shop_without_credentials_fails_with_the_reason(_case, platform, make_shop, work):
+    # given a shop with a gift with purchase, registered without API credentials
+    shop = make_shop(platform)
+    program(shop, {"second_purchase": {"enabled": False}, "referral": {"enabled": False},
+                   "gifts": [{"name": "Probe", "min_amount": "50", "note": "Bitte Probe beilegen", "tag": "geschenk"}]})
+
+    # when a qualifying order is paid and the worker runs
+    apply(shop, order("77", "60.00"))
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        work()
+        assert len(mock.calls) == 0
+
+    # then the task failed, saying the shop has no API credentials
+    with session_scope() as s:
+        task = s.scalars(select(OrderTask)).one()
+        assert task.status == CodeStatus.FAILED
+        assert task.error.startswith("the shop has no API credentials: add them with `flask shops add")
