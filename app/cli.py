@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -44,6 +46,31 @@ def _shop_and_customer(session, shop_domain: str, email: str | None):  # type: i
 def _fail(message: str) -> None:
     click.echo(f"Error: {message}", err=True)
     sys.exit(1)
+
+
+def _needs_redis(command: Callable[..., None]) -> Callable[..., None]:
+    """Make a command that enqueues jobs check Redis first, so it fails before writing any row.
+
+    Beside `make run`, REDIS_URL comes from the run's instance/make-run.json (app/config.py).
+    """
+
+    @functools.wraps(command)
+    def checked(*args: Any, **kwargs: Any) -> None:
+        from redis.exceptions import RedisError
+
+        from app.queues import RedisNotConfiguredError, ping, redis_location
+
+        try:
+            ping()
+        except RedisNotConfiguredError:
+            _fail("no Redis: REDIS_URL is not set and no `make run` is running; start `make run` "
+                  "or set REDIS_URL. Nothing was changed.")
+        except RedisError as exc:
+            _fail(f"cannot reach Redis at {redis_location()} ({type(exc).__name__}); is `make run` still "
+                  "running? Nothing was changed.")
+        command(*args, **kwargs)
+
+    return checked
 
 
 @shops_cli.command("add")
@@ -233,6 +260,7 @@ def program_set(shop_domain: str, path, actor: str) -> None:  # type: ignore[no-
 @click.option("--reward", "reward_name", required=True, help="the reward's name in the program")
 @click.option("--by", "actor", default="cli")
 @click.option("--json", "as_json", is_flag=True)
+@_needs_redis
 def rewards_redeem(shop_domain: str, email: str, reward_name: str, actor: str, as_json: bool) -> None:
     """Redeem a reward for a customer as support staff would."""
     from app.redemptions import RedemptionError, redeem, redemptions_of
@@ -289,6 +317,7 @@ def staff_create(email: str, password: str) -> None:
 
 @deliveries_cli.command("replay")
 @click.argument("delivery_id", type=int)
+@_needs_redis
 def deliveries_replay(delivery_id: int) -> None:
     """Put a delivery back in the queue."""
     from jobs.deliveries import DeliveryPurgedError, replay_delivery
@@ -304,6 +333,7 @@ def deliveries_replay(delivery_id: int) -> None:
 
 @deliveries_cli.command("requeue")
 @click.option("--older-than", default=None, type=int, help="seconds (default REQUEUE_AFTER_SECONDS)")
+@_needs_redis
 def deliveries_requeue(older_than: int | None) -> None:
     """Enqueue deliveries still waiting (what the clock's sweep does)."""
     from jobs.deliveries import requeue_stuck_deliveries
@@ -312,6 +342,7 @@ def deliveries_requeue(older_than: int | None) -> None:
 
 
 @click.command("sweep")
+@_needs_redis
 def sweep() -> None:
     """Run every scheduled sweep once, now (the same code the clock triggers)."""
     from jobs.codes import requeue_pending
@@ -329,6 +360,7 @@ def sweep() -> None:
 
 @reminders_cli.command("sweep")
 @click.option("--at", "at", default=None, help="ISO-8601 time to sweep as of (default: now)")
+@_needs_redis
 def reminders_sweep(at: str | None) -> None:
     """Run every reminder sweep once (what the clock triggers) and print what it enqueued."""
     from datetime import datetime, timezone

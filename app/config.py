@@ -13,6 +13,8 @@ from cryptography.fernet import Fernet
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE = PROJECT_ROOT / "instance"
+DEFAULT_PORT = 5000
+DEFAULT_PUBLIC_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
 class ConfigError(RuntimeError):
@@ -66,6 +68,41 @@ def _dev_secrets(instance: Path) -> dict[str, str]:
     return values
 
 
+# What a running `make run` tells commands in other terminals (written by app/runner.py, mode 0600,
+# removed when it stops): its embedded Redis URL, the web server's URL and PUBLIC_URL.
+RUN_FILE = "make-run.json"
+
+
+def run_file(instance: Path) -> Path:
+    """Return where `make run` records its URLs for an instance folder."""
+    return instance / RUN_FILE
+
+
+def instance_path(environ: Mapping[str, str] | None = None) -> Path:
+    """Return the instance folder (INSTANCE_PATH, default ./instance)."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("INSTANCE_PATH") or DEFAULT_INSTANCE).resolve()
+
+
+def public_url_for(port: int, environ: Mapping[str, str] | None = None) -> str:
+    """Return PUBLIC_URL when set, else the web server's loopback URL on `port` (what `make run` uses)."""
+    env = os.environ if environ is None else environ
+    return (env.get("PUBLIC_URL") or f"http://127.0.0.1:{port}").rstrip("/")
+
+
+def _running(instance: Path) -> dict[str, str]:
+    """Return the URLs a running `make run` recorded, or {} when none is recorded.
+
+    A stale file (from a run that was killed) is harmless: its Redis refuses connections at once
+    and commands say they cannot reach it.
+    """
+    try:
+        data = json.loads(run_file(instance).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+
 def normalize_database_url(url: str) -> str:
     """Return a SQLAlchemy URL: plain postgres URLs get the psycopg 3 driver."""
     for prefix in ("postgres://", "postgresql://"):
@@ -84,7 +121,8 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     mode = env.get("STAMMKUNDE_ENV", "development").strip().lower()
     if mode not in {"development", "production", "test"}:
         raise ConfigError(f"STAMMKUNDE_ENV must be development, production or test, got {mode!r}")
-    instance = Path(env.get("INSTANCE_PATH") or DEFAULT_INSTANCE).resolve()
+    instance = instance_path(env)
+    running = _running(instance)
 
     secret_key = env.get("SECRET_KEY") or None
     encryption_key = env.get("ENCRYPTION_KEY") or None
@@ -109,8 +147,11 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Comma-separated Fernet keys, newest first (MultiFernet rotation).
         "ENCRYPTION_KEY": encryption_key,
         "DATABASE_URL": normalize_database_url(database_url),
-        "REDIS_URL": env.get("REDIS_URL") or None,
-        "PORT": _int(env, "PORT", 5000),
+        # Unset: the embedded Redis of a running `make run` (so commands work in a second terminal).
+        "REDIS_URL": env.get("REDIS_URL") or running.get("redis_url") or None,
+        "PORT": _int(env, "PORT", DEFAULT_PORT),
+        # Where this app's web server answers locally (`flask demo` posts to it).
+        "WEB_URL": (running.get("web_url") or f"http://127.0.0.1:{_int(env, 'PORT', DEFAULT_PORT)}").rstrip("/"),
         "SHOPIFY_API_KEY": env.get("SHOPIFY_API_KEY") or None,
         "SHOPIFY_API_SECRET": env.get("SHOPIFY_API_SECRET") or None,
         "SHOPIFY_API_SECRET_OLD": env.get("SHOPIFY_API_SECRET_OLD") or None,
@@ -134,7 +175,9 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "MAIL_FROM": env.get("MAIL_FROM") or "Stammkunde <no-reply@localhost>",
         "OUTBOX_PATH": env.get("OUTBOX_PATH") or str(instance / "outbox"),
         # Base URL of this app as customers reach it (links in e-mails: unsubscribe, rewards page).
-        "PUBLIC_URL": (env.get("PUBLIC_URL") or f"http://127.0.0.1:{_int(env, 'PORT', 5000)}").rstrip("/"),
+        # Never from a process's own PORT (honcho gives web, worker and clock different ones):
+        # `make run` passes one PUBLIC_URL to every process and records it for other terminals.
+        "PUBLIC_URL": (env.get("PUBLIC_URL") or running.get("public_url") or DEFAULT_PUBLIC_URL).rstrip("/"),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), mode == "production"),

@@ -59,6 +59,26 @@ def get_queue(name: str) -> Queue:
     return Queue(name, connection=redis_connection(_url))
 
 
+def ping() -> None:
+    """Check that this process's Redis answers (before a command writes rows it will enqueue).
+
+    Raises:
+        RedisNotConfiguredError: no REDIS_URL is configured.
+        redis.exceptions.RedisError: Redis does not answer (refused, timed out, wrong password).
+    """
+    get_queue(QUEUE_NAMES[0]).connection.ping()
+
+
+def redis_location() -> str:
+    """Return host:port/db of the configured Redis for messages (never its password)."""
+    from urllib.parse import urlsplit
+
+    if not _url:
+        return "(not configured)"
+    parts = urlsplit(_url)
+    return f"{parts.hostname}:{parts.port or 6379}{parts.path or ''}"
+
+
 def init_app(app) -> None:  # type: ignore[no-untyped-def]
     """Take the Redis URL from the Flask config."""
     configure(app.config.get("REDIS_URL"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from app.config import ConfigError, load
@@ -58,3 +60,40 @@ def test_bad_values_are_clear_errors(_case, env, message, tmp_path):
     # when a setting is malformed
     with pytest.raises(ConfigError, match=message):
         load({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "s", "ENCRYPTION_KEY": "k", **env})
+
+
+def test_public_url_is_the_same_in_every_process_of_the_procfile(tmp_path):
+    # given honcho's per-process ports (web 5000, worker 5100, clock 5200) and no PUBLIC_URL
+    base = {"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "s", "ENCRYPTION_KEY": "k"}
+
+    # when each process loads its settings
+    urls = {load({**base, "PORT": port})["PUBLIC_URL"] for port in ("5000", "5100", "5200")}
+
+    # then e-mail links point at one address, the web server's default one
+    assert urls == {"http://127.0.0.1:5000"}
+
+
+def test_settings_fall_back_to_what_make_run_recorded(tmp_path):
+    # given a running `make run` that recorded its URLs, and a second terminal with none set
+    (tmp_path / "make-run.json").write_text(json.dumps(
+        {"redis_url": "redis://127.0.0.1:6390/0", "web_url": "http://127.0.0.1:8123",
+         "public_url": "https://loyalty.example"}))
+    env = {"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "s", "ENCRYPTION_KEY": "k"}
+
+    # when settings are loaded without and with the variables set
+    recorded = load(env)
+    explicit = load({**env, "REDIS_URL": "redis://elsewhere:6379/1", "PUBLIC_URL": "https://shop.example/"})
+
+    # then the recorded URLs are used, and the environment wins over them
+    assert (recorded["REDIS_URL"], recorded["WEB_URL"], recorded["PUBLIC_URL"]) == (
+        "redis://127.0.0.1:6390/0", "http://127.0.0.1:8123", "https://loyalty.example")
+    assert (explicit["REDIS_URL"], explicit["PUBLIC_URL"]) == ("redis://elsewhere:6379/1", "https://shop.example")
+
+
+def test_no_run_file_means_no_redis_and_the_default_web_url(tmp_path):
+    # given no `make run` running
+    env = {"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "s", "ENCRYPTION_KEY": "k", "PORT": "8123"}
+
+    # then there is no Redis to fall back to, and the demo posts to PORT
+    settings = load(env)
+    assert (settings["REDIS_URL"], settings["WEB_URL"]) == (None, "http://127.0.0.1:8123")
