@@ -6,8 +6,9 @@ holds the link can redeem that one customer's points, so the page sends no refer
 cached or framed, and asks search engines not to index it.
 
 Texts come from Flask-Babel catalogs (`app/translations`, English message ids, German
-translations) in the shop's language. The `.po` files are compiled to `.mo` into the instance
-folder when the app starts, so no build step has to run `pybabel compile`.
+translations) in the customer's language, else the shop's (`app.emails.customer_language`).
+The `.po` files are compiled to `.mo` into the instance folder when the app starts, so no build
+step has to run `pybabel compile`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from app import db, ledger
+from app.emails import customer_language
 from app.models import Customer, Shop, ShopStatus
 from app.program import current_program
 from app.redemptions import RedemptionError, affordable, redeem, redemptions_of
@@ -40,7 +42,6 @@ bp = Blueprint("customer_page", __name__, url_prefix="/r")
 
 SALT = "customer-page"
 MAX_AGE = timedelta(days=30)
-LANGUAGES = ("de", "en")
 DEFAULT_LANGUAGE = "de"
 TRANSLATIONS = Path(__file__).parent / "translations"
 _MERGE_HOPS = 5
@@ -132,14 +133,10 @@ def _resolve(session: Session, token: str) -> tuple[Shop, Customer]:
     return shop, customer
 
 
-def _language(shop: Shop | None) -> str:
-    language = (shop.language if shop is not None else "") or DEFAULT_LANGUAGE
-    return language if language in LANGUAGES else DEFAULT_LANGUAGE
-
-
-def _use_shop(shop: Shop | None) -> None:
-    """Speak the shop's language (German when the shop is unknown) and show its local times."""
-    g.customer_page_language = _language(shop)
+def _use_shop(shop: Shop | None, customer: Customer | None = None) -> None:
+    """Speak the customer's language, else the shop's (German when both are unknown), and show
+    the shop's local times."""
+    g.customer_page_language = customer_language(customer, shop)
     g.customer_page_timezone = (shop.timezone if shop is not None else None) or "Europe/Berlin"
     refresh()
 
@@ -189,7 +186,7 @@ def page(token: str) -> Any:
     except InvalidLinkError as exc:
         session.rollback()
         return _invalid_link(session, exc)
-    _use_shop(shop)
+    _use_shop(shop, customer)
     balance = ledger.balance(session, customer.id)
     _, program = current_program(session, shop)
     banned = customer.banned_at is not None
@@ -225,7 +222,7 @@ def redeem_reward(token: str) -> Any:
     try:
         with db.session_scope() as session:
             shop, customer = _resolve(session, token)
-            _use_shop(shop)
+            _use_shop(shop, customer)
             if not reward_name or not _is_uuid(form_key):
                 # Not sent by our form; nothing to redeem.
                 raise RedemptionError("reward or key missing")
@@ -264,11 +261,11 @@ def _is_uuid(value: str) -> bool:
 
 
 def _why_not(token: str, reward_name: str) -> str:
-    """Say in the shop's language why a redemption was refused (read after the rollback)."""
+    """Say in the customer's language why a redemption was refused (read after the rollback)."""
     session = db.request_session()
     try:
         shop, customer = _resolve(session, token)
-        _use_shop(shop)
+        _use_shop(shop, customer)
         _, program = current_program(session, shop)
         reward = program.reward(reward_name) if reward_name else None
         available = ledger.balance(session, customer.id).available
@@ -316,11 +313,11 @@ def _csrf_error(_error: CSRFError) -> Any:
     token = (request.view_args or {}).get("token", "")
     session = db.request_session()
     try:
-        shop, _customer = _resolve(session, token)
+        shop, customer = _resolve(session, token)
     except InvalidLinkError as exc:
         session.rollback()
         return _invalid_link(session, exc)
-    _use_shop(shop)
+    _use_shop(shop, customer)
     session.commit()
     logger.info("customer page form without a valid CSRF token", extra={"shop": shop.id})
     return render_template(

@@ -1,4 +1,6 @@
-"""E-mail templates: render the subject, text and HTML of one kind of mail in the shop's language.
+"""E-mail templates: render the subject, text and HTML of one kind of mail in one language.
+
+Which language a customer gets is decided by `customer_language` (theirs, else the shop's).
 
 No Flask here: jobs render without an app context. Templates live in `app/templates/email/`,
 three per kind and language: `<kind>.<lang>.subject.txt`, `<kind>.<lang>.txt` and
@@ -48,12 +50,15 @@ from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
+
+if TYPE_CHECKING:
+    from app.models import Customer, Shop
 
 TEMPLATE_DIR = Path(__file__).parent / "templates" / "email"
 
@@ -107,10 +112,30 @@ class Rendered:
     html: str
 
 
+def spoken_language(tag: str | None) -> str | None:
+    """Return "de" or "en" for a tag we write in ("en-US", "en_GB", "DE-de" -> ...), else None."""
+    primary = re.split(r"[-_]", (tag or "").strip().lower(), maxsplit=1)[0]
+    return primary if primary in LANGUAGES else None
+
+
 def normalize_language(language: str | None) -> str:
     """Return "de" or "en" for a language tag ("en-GB" -> "en"); unknown ones fall back to "de"."""
-    primary = re.split(r"[-_]", (language or "").strip().lower(), maxsplit=1)[0]
-    return primary if primary in LANGUAGES else DEFAULT_LANGUAGE
+    return spoken_language(language) or DEFAULT_LANGUAGE
+
+
+def customer_language(customer: Customer | None, shop: Shop | None) -> str:
+    """Return the language to address a customer in: their own, else the shop's, else German.
+
+    The one place that decides it, for e-mails, the customer's page and the public pages.
+    The customer's `locale` is as the platform sent it ("en", "en-US", "de_DE"; None when
+    unknown); either argument may be None. A locale we do not write in ("fr") counts as
+    unknown, so the shop's language applies.
+    """
+    return (
+        spoken_language(customer.locale if customer is not None else None)
+        or spoken_language(shop.language if shop is not None else None)
+        or DEFAULT_LANGUAGE
+    )
 
 
 # --- formatting -----------------------------------------------------------------------------

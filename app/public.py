@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, render_template, request
 
 from app import consent, links
 from app.db import session_scope
+from app.emails import customer_language
 from app.models import Customer, Shop
 
 logger = logging.getLogger(__name__)
@@ -41,8 +42,8 @@ TEXT = {
 }
 
 
-def _texts(shop: Shop | None) -> dict[str, str]:
-    language = shop.language if shop is not None and shop.language in TEXT else "de"
+def _texts(shop: Shop | None, customer: Customer | None = None) -> dict[str, str]:
+    language = customer_language(customer, shop)
     name = (shop.name or shop.domain) if shop is not None else ""
     return {k: v.format(shop=name) for k, v in TEXT[language].items()}
 
@@ -81,7 +82,7 @@ def unsubscribe(token: str) -> Any:
         customer = session.get(Customer, customer_id)
         if shop is None or customer is None or customer.shop_id != shop.id:
             return _page(_texts(shop), 404, message="invalid")
-        texts = _texts(shop)
+        texts = _texts(shop, customer)
         if request.method == "GET":
             if customer.unsubscribed_at is not None:
                 return _page(texts, message="unsubscribed")
@@ -103,7 +104,7 @@ def confirm(token: str) -> Any:
         customer = session.get(Customer, customer_id)
         if shop is None or customer is None or customer.shop_id != shop.id:
             return _page(_texts(shop), 404, message="invalid")
-        texts = _texts(shop)
+        texts = _texts(shop, customer)
         consent.confirm_double_opt_in(session, customer, detail=_proof())
     return _page(texts, message="confirmed")
 

@@ -504,7 +504,7 @@ def attribute_order(session: Session, customer: Customer, order: Order, program:
 def history(session: Session, customer: Customer) -> list[dict[str, object]]:
     """Return what was sent, scheduled and suppressed (and why) for a customer, oldest first."""
     rows = session.execute(
-        select(ReminderMessage, IssuedCode.code, Order.number)
+        select(ReminderMessage, IssuedCode.code, IssuedCode.status, Order.number)
         .outerjoin(IssuedCode, IssuedCode.id == ReminderMessage.code_id)
         .outerjoin(Order, Order.id == ReminderMessage.attributed_order_id)
         .where(ReminderMessage.customer_id == customer.id)
@@ -517,10 +517,12 @@ def history(session: Session, customer: Customer) -> list[dict[str, object]]:
             "status": m.status.value,
             "reason": m.reason,
             "time": (m.sent_at or m.due_at).isoformat(),
-            "code": code,
+            # A code that does not exist in the shop is not shown as one: only its status.
+            "code": code if code_status == CodeStatus.CREATED else None,
+            "code_status": code_status.value if code_status is not None else None,
             "attributed_order": number,
             "attributed_revenue": str(m.attributed_revenue) if m.attributed_revenue is not None else None,
             "error": m.error,
         }
-        for m, code, number in rows
+        for m, code, code_status, number in rows
     ]

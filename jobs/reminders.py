@@ -45,6 +45,10 @@ KIND = {"cart": "cart_reminder", "winback": "winback", "second_purchase": "secon
         "expiry": "expiry_notice", "tier_change": "tier_change", "points_earned": "points_earned",
         "doi": "doi_confirm"}
 RETRY_DELAYS = (60, 300, 1800, 7200)  # seconds; a send failing this often more is marked failed
+# How long a message waits for its code to be created in the shop; after that (or when the shop
+# refused the code) it goes without it, or not at all when the code is what it is about.
+CODE_WAIT = timedelta(hours=2)
+CODE_IS_THE_MESSAGE = frozenset({"second_purchase"})
 
 
 def _now(at: str | None) -> datetime:
@@ -73,12 +77,12 @@ def sweep_reminders(at: str | None = None) -> dict[str, Any]:
 def _code_context(row: IssuedCode | None, language: str) -> dict[str, Any] | None:
     from app.emails import format_money
 
-    if row is None:
-        return None
+    if row is None or row.status != CodeStatus.CREATED:
+        return None  # a code that does not exist in the shop is never put in an e-mail
     value = Decimal(row.spec["value"])
     kind = row.spec["kind"]
     if kind == "percentage":
-        value_text = f"{value.normalize():f} %"
+        value_text = f"{value.normalize():f} %" if language == "de" else f"{value.normalize():f}%"
     elif kind == "fixed_amount":
         value_text = format_money(value, row.spec["currency"], language)
     else:
@@ -113,6 +117,8 @@ def _incentive(session, message: ReminderMessage, shop: Shop, customer: Customer
 def build_context(session, message: ReminderMessage, shop: Shop, customer: Customer, program: Program,
                   code: IssuedCode | None, cfg: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Return the template context of a message (shop, customer, balance, tier, code, links)."""
+    from app.emails import customer_language
+
     public, secret = cfg["PUBLIC_URL"], cfg["SECRET_KEY"]
     bal = ledger.balance(session, customer.id)
     shop_url = f"https://{shop.domain}" if shop.platform.value == "shopify" else shop.domain
@@ -124,7 +130,7 @@ def build_context(session, message: ReminderMessage, shop: Shop, customer: Custo
         "balance_available": bal.available,
         "balance_pending": bal.pending,
         "tier": customer.tier,
-        "code": _code_context(code, shop.language),
+        "code": _code_context(code, customer_language(customer, shop)),
         "shop_url": shop_url,
         "rewards_url": links.url(public, secret, "customer-page", shop.id, customer.id),
         "unsubscribe_url": links.url(public, secret, "unsubscribe", shop.id, customer.id),
@@ -177,7 +183,7 @@ def _claim(session, message_id: int):  # type: ignore[no-untyped-def]
 
 def send_reminder(message_id: int, at: str | None = None) -> str:
     """Decide and, if allowed, send one due message; returns what happened."""
-    from app.emails import render
+    from app.emails import customer_language, render
     from app.mail import (
         OutgoingMessage,
         PermanentMailError,
@@ -205,14 +211,21 @@ def send_reminder(message_id: int, at: str | None = None) -> str:
             return f"deferred: {decision.reason}"
         assert customer is not None
         code = _incentive(session, message, shop, customer, program)
+        without_code = False
         if code is not None and code.status != CodeStatus.CREATED:
-            if code.status == CodeStatus.FAILED:
-                message.status, message.reason = MessageStatus.SUPPRESSED, "code_failed"
-                return "suppressed: code_failed"
-            message.due_at, message.reason = now + timedelta(minutes=1), "code_pending"
-            return "deferred: code_pending"
+            # A code that does not exist in the shop is never shown. While it is being created
+            # (the code job retries for about 80 minutes), the message waits for it.
+            if code.status == CodeStatus.PENDING and now - code.created_at < CODE_WAIT:
+                message.due_at, message.reason = now + timedelta(minutes=1), "code_pending"
+                return "deferred: code_pending"
+            if message.campaign in CODE_IS_THE_MESSAGE:
+                reason = f"code_{code.status.value}"
+                message.status, message.reason = MessageStatus.SUPPRESSED, reason
+                return f"suppressed: {reason}"
+            # A cart or win-back reminder still helps without its incentive: it goes without it.
+            code, without_code = None, True
         context = build_context(session, message, shop, customer, program, code, cfg)
-        rendered = render(KIND[message.campaign], shop.language, context)
+        rendered = render(KIND[message.campaign], customer_language(customer, shop), context)
         message.message_id = message.message_id or make_msgid(domain="stammkunde.local")
         message.status, message.claimed_at, message.email = MessageStatus.SENDING, now, customer.email
         message.attempts += 1
@@ -239,5 +252,6 @@ def send_reminder(message_id: int, at: str | None = None) -> str:
         return "failed" if permanent else "retry"
     with session_scope() as session:
         message = session.get(ReminderMessage, message_id)
-        message.status, message.sent_at, message.error, message.reason = MessageStatus.SENT, now, None, None
-    return "sent"
+        message.status, message.sent_at, message.error = MessageStatus.SENT, now, None
+        message.reason = "without_code" if without_code else None
+    return "sent without its code" if without_code else "sent"

@@ -362,3 +362,29 @@ def test_customer_without_enough_points_sees_where_rewards_start(app, client, ma
     # then no reward is offered, and the page says from how many points there are rewards
     assert "Sie können noch keine Prämie einlösen. Prämien gibt es ab 300 Punkten." in page
     assert "Einlösen" not in page
+
+
+@pytest.mark.parametrize("_case, locale, expected, absent", [
+    ("english customer of a german shop", "en", ['lang="en"', "Your points", "Redeem"], ["Ihre Punkte"]),
+    ("region tag", "en-US", ['lang="en"', "Your points"], ["Ihre Punkte"]),
+    ("german customer", "de_DE", ['lang="de"', "Ihre Punkte"], ["Your points"]),
+    ("a language we do not write: the shop's", "fr", ['lang="de"', "Ihre Punkte"], ["Your points"]),
+])
+def test_page_speaks_the_customers_language(app, client, make_shop, _case, locale, expected, absent):
+    # given a customer of a German shop whose platform told us their `locale`
+    from app.models import Customer
+
+    shop_id = _shop_with_points(make_shop, "1250.00", "de")
+    customer_id = _customer_id(shop_id)
+    with session_scope() as s:
+        s.get(Customer, customer_id).locale = locale
+    token = _token(app, shop_id, customer_id)
+
+    # when they open their page
+    page = _text(client.get(f"/r/{token}").get_data(as_text=True))
+
+    # then it speaks their language when we write in it, else the shop's
+    for text in expected:
+        assert text in page
+    for text in absent:
+        assert text not in page

@@ -374,3 +374,31 @@ def test_unknown_kind_is_refused(_case: str, call: str) -> None:
             render("newsletter", "de", {})
         else:
             sample_context("newsletter", "de")
+
+
+@pytest.mark.parametrize(
+    ("_case", "locale", "shop_language", "expected"),
+    [
+        ("english customer, german shop", "en", "de", "en"),
+        ("region tag with dash", "en-US", "de", "en"),
+        ("region tag with underscore", "en_GB", "de", "en"),
+        ("upper case region", "DE-de", "en", "de"),
+        ("german customer, english shop", "de-DE", "en", "de"),
+        ("unknown locale: the shop's", None, "en", "en"),
+        ("empty locale: the shop's", "", "en", "en"),
+        ("a language we do not write: the shop's", "fr-FR", "en", "en"),
+        ("nothing known: german", None, None, "de"),
+    ],
+)
+def test_customer_language_prefers_the_customers_own(_case: str, locale: str | None, shop_language: str | None,
+                                                      expected: str) -> None:
+    from types import SimpleNamespace
+
+    from app.emails import customer_language
+
+    # given a customer with `locale` of a shop speaking `shop_language`
+    customer = SimpleNamespace(locale=locale)
+    shop = SimpleNamespace(language=shop_language)
+
+    # when / then
+    assert customer_language(customer, shop) == expected  # type: ignore[arg-type]

@@ -551,3 +551,78 @@ def test_woocommerce_checkout_draft_is_an_abandoned_cart_until_paid(make_shop, p
     # then the reminder links to the shop's cart (drafts have no payment link)
     assert len(smtp_server.messages) == 1
     assert "http://127.0.0.1:8888/cart/" in smtp_server.messages[0].get_body(("plain",)).get_content()
+
+
+@pytest.mark.parametrize("_case, locale, subject, absent", [
+    ("english customer of a german shop", "en-US", "Your basket at Demo Laden is still saved", "Ihr Warenkorb"),
+    ("locale with underscore", "en_GB", "Your basket at Demo Laden is still saved", "Ihr Warenkorb"),
+    ("german customer", "de-DE", "Ihr Warenkorb bei Demo Laden ist noch gespeichert", "Your basket"),
+    ("unknown locale: the shop's language", None, "Ihr Warenkorb bei Demo Laden ist noch gespeichert",
+     "Your basket"),
+])
+def test_reminder_speaks_the_customers_language(_case, locale, subject, absent, shop, smtp_server, work):
+    # given a consenting customer of a German shop whose platform told us their `locale`
+    from app.customers import upsert_customer
+
+    with session_scope() as s:
+        upsert_customer(s, s.get(Shop, shop), ct.Customer(
+            id="c1", email=EMAIL, first_name="Emma", locale=locale, accepts_marketing=True,
+            marketing_consent_at=T - timedelta(days=30)))
+    put_checkout(shop, checkout())
+
+    # when the first cart reminder goes
+    sweep(work, T + timedelta(hours=1))
+
+    # then it is written in the customer's language
+    assert [m["Subject"] for m in smtp_server.messages] == [subject]
+    text = smtp_server.messages[0].get_body(("plain",)).get_content()
+    assert absent not in text
+    assert ("Hi Emma," if subject.startswith("Your") else "Hallo Emma,") in text
+
+
+def _incentive_code(shop: int):  # type: ignore[no-untyped-def]
+    from app.models import IssuedCode
+
+    with session_scope() as s:
+        return s.scalars(select(IssuedCode).where(IssuedCode.shop_id == shop, IssuedCode.purpose == "cart")).one()
+
+
+@pytest.mark.parametrize("_case, lose_the_job", [
+    ("the shop refused the code (no API credentials)", False),
+    ("the code stayed pending longer than the wait", True),
+])
+def test_cart_reminder_whose_code_does_not_exist_goes_without_it(_case, lose_the_job, make_shop, smtp_server,
+                                                                  work):
+    # given a shop without API credentials whose last cart step carries a 10 % code
+    from app.models import CodeStatus
+
+    shop = make_shop("shopify", name="Demo Laden", language="de")
+    program(shop, {**QUIET, "reminders": {"cart": {"incentive_step": 3}}})
+    consent(shop)
+    put_checkout(shop, checkout())
+    for hours in (1, 24):
+        sweep(work, T + timedelta(hours=hours))
+
+    # when the last step is due: it waits for its code, which the shop cannot create
+    sweep(work, T + timedelta(hours=72))
+    assert messages()[-1] == ("cart", 3, "scheduled", "code_pending")
+    code = _incentive_code(shop)
+    assert code.status == CodeStatus.FAILED
+    if lose_the_job:
+        # (as if the code job were lost: the code stays pending)
+        with session_scope() as s:
+            row = s.get(type(code), code.id)
+            row.status, row.error, row.created_at = CodeStatus.PENDING, None, T + timedelta(hours=72)
+        sweep(work, T + timedelta(hours=72, minutes=1))
+        assert messages()[-1] == ("cart", 3, "scheduled", "code_pending")
+        sweep(work, T + timedelta(hours=74, minutes=1))
+    else:
+        sweep(work, T + timedelta(hours=72, minutes=1))
+
+    # then the reminder goes without the code, and says so in its history
+    assert len(smtp_server.messages) == 3
+    last = smtp_server.messages[-1]
+    body = last.get_body(("plain",)).get_content() + last.get_body(("html",)).get_content()
+    assert code.code not in body
+    assert "Rabatt" not in last["Subject"]
+    assert messages()[-1] == ("cart", 3, "sent", "without_code")
