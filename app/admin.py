@@ -41,6 +41,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app import consent, db, emails, explain, ledger, links, metrics, staff
 from app.customer_page import customer_link
+from app.customers import search_customers
 from app.mail import MailError, OutgoingMessage, format_address, mailer_from_config
 from app.models import (
     CodeStatus,
@@ -324,20 +325,13 @@ def export_data_request(request_id: int) -> Any:
 
 @bp.get("/customers")
 def customers() -> Any:
-    """Find customers across shops by e-mail (case-insensitive; exact or prefix)."""
+    """Find customers across shops by any part of the e-mail or name, or by an order number."""
     q = request.args.get("q", "").strip()
     results: list[dict[str, Any]] = []
     truncated = False
     if q:
         session = db.request_session()
-        rows = session.execute(
-            select(Customer, Shop)
-            .join(Shop, Shop.id == Customer.shop_id)
-            .where(func.lower(Customer.email).startswith(q.lower(), autoescape=True))
-            .where(Customer.merged_into_id.is_(None))
-            .order_by(func.lower(Customer.email), Shop.domain, Customer.id)
-            .limit(SEARCH_LIMIT + 1)
-        ).all()
+        rows = search_customers(session, q, SEARCH_LIMIT + 1)
         truncated = len(rows) > SEARCH_LIMIT
         for customer, shop in rows[:SEARCH_LIMIT]:
             results.append(
@@ -383,6 +377,7 @@ def customer(customer_id: int) -> Any:
         # Fresh per render: posting the same form twice redeems or adjusts once.
         "redeem_key": uuid.uuid4().hex,
         "adjust_key": uuid.uuid4().hex,
+        "max_adjustment": ledger.MAX_ADJUSTMENT,
     }
     session.commit()
     return render_template("admin/customer.html", **context)

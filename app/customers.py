@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import consent
@@ -219,3 +219,36 @@ def customer_for_order(session: Session, shop: Shop, order: ct.Order) -> Custome
     """Return the customer an order belongs to (None for a guest order without an e-mail)."""
     customer = order.customer or ct.Customer(id=None, email=order.email)
     return upsert_customer(session, shop, customer, email=order.email)
+
+
+def search_customers(session: Session, query: str, limit: int) -> list[tuple[Customer, Shop]]:
+    """Return up to `limit` live customers (with their shop) that staff may mean by `query`.
+
+    Matches any part of the e-mail or the name (case-insensitive), and an order number as the
+    customer knows it ("#1001" or "1001") or the platform's order id. Ordered by e-mail.
+    """
+    text_query = query.strip()
+    if not text_query:
+        return []
+    needle = text_query.lower()
+    full_name = func.coalesce(Customer.first_name, "") + " " + func.coalesce(Customer.last_name, "")
+    bare = text_query.lstrip("#").strip()
+    order_customers = select(Order.customer_id).where(
+        Order.customer_id.is_not(None),
+        or_(Order.number.in_({text_query, bare, f"#{bare}"}), Order.platform_id == bare),
+    )
+    rows = session.execute(
+        select(Customer, Shop)
+        .join(Shop, Shop.id == Customer.shop_id)
+        .where(
+            Customer.merged_into_id.is_(None),
+            or_(
+                func.lower(Customer.email).contains(needle, autoescape=True),
+                func.lower(full_name).contains(needle, autoescape=True),
+                Customer.id.in_(order_customers),
+            ),
+        )
+        .order_by(func.lower(Customer.email), Shop.domain, Customer.id)
+        .limit(limit)
+    ).all()
+    return [(customer, shop) for customer, shop in rows]

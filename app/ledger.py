@@ -400,6 +400,12 @@ class AdjustmentError(ValueError):
     """A manual adjustment is not possible (e.g. taking more than is available)."""
 
 
+# The most points one manual adjustment may add or remove. Support corrects mistakes and grants
+# goodwill (tens to thousands of points); a million is far above that and far below what the
+# BIGINT columns and the sums of balances can hold, so a typo cannot break a customer's balance.
+MAX_ADJUSTMENT = 1_000_000
+
+
 def adjust(session: Session, *, shop_id: int, customer_id: int, points: int, note: str, actor: str,
            key: str, now: datetime | None = None) -> LedgerEntry | None:
     """Add or remove points by hand, with the reason support gave (once per `key`).
@@ -408,10 +414,15 @@ def adjust(session: Session, *, shop_id: int, customer_id: int, points: int, not
     and never more than is available.
 
     Raises:
-        AdjustmentError: zero points, no reason, or more points removed than available.
+        AdjustmentError: zero points, more than MAX_ADJUSTMENT either way, no reason, or more
+            points removed than available.
     """
     if points == 0:
         raise AdjustmentError("an adjustment needs a non-zero number of points")
+    if abs(points) > MAX_ADJUSTMENT:
+        raise AdjustmentError(
+            f"an adjustment is at most {MAX_ADJUSTMENT:,} points either way, got {points:+,}".replace(",", " ")
+        )
     if not note.strip():
         raise AdjustmentError("an adjustment needs a reason")
     now = now or utcnow()
