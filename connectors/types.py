@@ -90,7 +90,9 @@ class Order:
     merchandise: Decimal  # non-gift-card lines after all discounts (tax included iff taxes_included)
     merchandise_tax: Decimal  # the tax contained in / added to `merchandise`
     taxes_included: bool
-    gift_card_paid: Decimal  # value paid by gift card or store credit
+    # Value paid by gift card or store credit; None when the payload does not say (a Shopify order:
+    # its gift-card payments arrive as `OrderTransaction`s).
+    gift_card_paid: Decimal | None
     shipping: Decimal
     total: Decimal
     created_at: datetime
@@ -112,6 +114,20 @@ class Order:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderTransaction:
+    """A payment or refund of an order (Shopify order_transactions/create); amount in shop currency."""
+
+    id: str
+    order_id: str
+    kind: str  # the platform's word: "sale", "capture", "authorization", "refund", "void", ...
+    status: str  # "success", "failure", "pending", "error"
+    gateway: str  # "gift_card" for a Shopify gift card
+    amount: Decimal
+    currency: str
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Checkout:
     """A checkout that may be abandoned (Shopify checkouts/*, WooCommerce checkout-draft)."""
 
@@ -126,6 +142,8 @@ class Checkout:
     recovery_url: str | None = None
     completed_at: datetime | None = None
     line_items: tuple[LineItem, ...] = ()
+    # The checkout's own marketing tick-box (Shopify `buyer_accepts_marketing`); None when unknown.
+    buyer_accepts_marketing: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +187,7 @@ class CustomerDataRequest:
     order_ids: tuple[str, ...] = ()
 
 
-Resource = (Order | Refund | Customer | Checkout | Deleted | AppUninstalled | CustomerRedaction | ShopRedaction
+Resource = (Order | Refund | OrderTransaction | Customer | Checkout | Deleted | AppUninstalled | CustomerRedaction | ShopRedaction
             | CustomerDataRequest)
 
 
@@ -201,7 +219,9 @@ class DiscountSpec:
     customer_email: str | None = None
     product_ids: tuple[str, ...] = ()
     variant_ids: tuple[str, ...] = ()
-    usage_limit: int = 1
+    usage_limit: int | None = 1  # total uses; None = unlimited
+    # False for a perk that lasts while the member holds a tier: any number of orders.
+    once_per_customer: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ class WooCommerceConnector:
     parse_event = staticmethod(webhooks.parse_event)
     create_discount_code = staticmethod(client.create_discount_code)
     find_discount_code = staticmethod(client.find_discount_code)
+    deactivate_discount_code = staticmethod(client.deactivate_discount_code)
     add_order_note = staticmethod(client.add_order_note)
 
 

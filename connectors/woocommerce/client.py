@@ -1,4 +1,4 @@
-"""Outbound WooCommerce REST v3 calls: create or find a coupon, add an order note (rule 12).
+"""Outbound WooCommerce REST v3 calls: create, find or deactivate a coupon, add an order note (rule 12).
 
 The only module that imports the `woocommerce` package (wc-api-python). Its `API` answers raw
 `requests` responses; every one is translated here into data or into one of
@@ -36,6 +36,7 @@ from connectors.woocommerce.consts import (
     DISCOUNT_TYPE_FIXED_CART,
     DISCOUNT_TYPE_PERCENT,
     ERROR_COUPON_CODE_EXISTS,
+    ERROR_COUPON_INVALID_ID,
     PLATFORM,
     REQUEST_TIMEOUT,
 )
@@ -66,8 +67,12 @@ def create_discount_code(credentials: Mapping[str, str], spec: DiscountSpec) -> 
         ValueError: `spec` cannot be expressed as a coupon (checked before any request).
         TransientError: timeout, connection failure, 5xx, or an unreadable 2xx body.
         RateLimitedError: 429; `retry_after` in seconds.
-        PermanentError: bad credentials or URL, 401/403, other 4xx, a redirect, or the shop
-            says the code exists but no coupon with it can be found.
+        PermanentError: bad credentials or URL, 401/403, other 4xx, a redirect, the shop
+            says the code exists but no coupon with it can be found, or the coupon the shop
+            answers (created or found) does not hold what was asked: its expiry
+            (`date_expires_gmt`), usage limits, e-mail restriction, amount, type, products,
+            minimum or free shipping. The coupon then exists in the shop but is not reported
+            as ours.
     """
     body = _coupon_body(spec)
     shop, api = _client(credentials)
@@ -77,14 +82,22 @@ def create_discount_code(credentials: Mapping[str, str], spec: DiscountSpec) -> 
         logger.info(
             "woocommerce coupon code exists; looking it up", extra=_extra(shop, operation, 400)
         )
-        found = find_discount_code(credentials, spec.code)
+        lookup = "find coupon"
+        found = _find_coupon(api, shop, lookup, spec.code)
         if found is None:
             raise PermanentError(
                 "WooCommerce create coupon: the shop says the code exists but the coupon "
                 "lookup finds none"
             )
-        return found
-    return _discount_code(_json(response, shop, operation), operation, created=True)
+        result = _discount_code(found, lookup, created=False)
+        # A coupon found on retry is ours only if it does what we asked (a first attempt under
+        # the old body, or someone else's coupon with this code, would not).
+        _check_coupon(found, body, shop, lookup)
+        return result
+    payload = _json(response, shop, operation)
+    result = _discount_code(payload, operation, created=True)
+    _check_coupon(payload, body, shop, operation)
+    return result
 
 
 def find_discount_code(credentials: Mapping[str, str], code: str) -> DiscountCode | None:
@@ -100,17 +113,42 @@ def find_discount_code(credentials: Mapping[str, str], code: str) -> DiscountCod
     """
     if not isinstance(code, str) or not code.strip():
         raise ValueError("code is empty")
-    wanted = code.strip().lower()
     shop, api = _client(credentials)
     operation = "find coupon"
-    response = _send(api, shop, operation, "GET", "coupons", params={"code": wanted})
+    found = _find_coupon(api, shop, operation, code)
+    return None if found is None else _discount_code(found, operation, created=False)
+
+
+def deactivate_discount_code(credentials: Mapping[str, str], platform_id: str, *, now: datetime) -> None:
+    """Switch a coupon off by setting its expiry to `now` (a perk of a tier the member left).
+
+    `PUT coupons/<id>` with `date_expires` in UTC with "Z" (the only form the store honours,
+    see `_coupon_body`), then the answer's `date_expires_gmt` is checked. Idempotent: a second
+    call sets the same expiry. A coupon that no longer exists (404) is switched off already.
+
+    Raises:
+        ValueError: `platform_id` is not a WooCommerce coupon id, or `now` is naive.
+        TransientError: timeout, connection failure, 5xx, or an unreadable 2xx body.
+        RateLimitedError: 429; `retry_after` in seconds.
+        PermanentError: bad credentials or URL, 401/403, other 4xx, a redirect, or the store
+            answers another expiry.
+    """
+    coupon = str(platform_id) if not isinstance(platform_id, bool) else ""
+    if not _DIGITS.fullmatch(coupon) or int(coupon) == 0:
+        raise ValueError("platform_id is not a WooCommerce coupon id")
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    shop, api = _client(credentials)
+    operation = "deactivate coupon"
+    body = {"date_expires": _utc_z(now)}
+    response = _send(api, shop, operation, "PUT", f"coupons/{int(coupon)}", data=body)
+    if response.status_code == 404 and _error_fields(response)[0] == ERROR_COUPON_INVALID_ID:
+        logger.info("woocommerce coupon to deactivate is gone", extra=_extra(shop, operation, 404))
+        return
     payload = _json(response, shop, operation)
-    if not isinstance(payload, list):
-        raise TransientError(f"WooCommerce {operation}: unexpected response (not a list)")
-    for item in payload:
-        if isinstance(item, Mapping) and str(item.get("code", "")).lower() == wanted:
-            return _discount_code(item, operation, created=False)
-    return None
+    if not isinstance(payload, Mapping):
+        raise TransientError(f"WooCommerce {operation}: unexpected response (not a coupon)")
+    _check_fields(payload, {"date_expires_gmt": _utc_seconds(now)}, shop, operation)
 
 
 def add_order_note(
@@ -156,10 +194,17 @@ def _coupon_body(spec: DiscountSpec) -> dict[str, Any]:
       need the price, and with no product ids the coupon would free any item, so they are
       required. The customer still has to put the product in the cart.
 
-    Every coupon is `individual_use` and once per customer. Product ids restrict the other kinds
-    too when given. `starts_at`, `currency` and `customer_id` have no coupon field: the coupon
-    is valid at once, and only `customer_email` (`email_restrictions`) ties it to a customer.
-    A naive `ends_at` is taken as UTC.
+    Every coupon is `individual_use`; once per customer (`usage_limit_per_user` 1) unless
+    `spec.once_per_customer` is False, and with no total limit when `spec.usage_limit` is None.
+    Product ids restrict the other kinds too when given. `starts_at`, `currency` and
+    `customer_id` have no coupon field: the coupon is valid at once, and only `customer_email`
+    (`email_restrictions`) ties it to a customer.
+
+    `ends_at` is sent as `date_expires` in UTC with a "Z": the store ignores
+    `date_expires_gmt` on write (the coupon gets no expiry at all), and reads a `date_expires`
+    without an offset in the site's own time zone (live captures 030-037 and 058-062 in the
+    project's WooCommerce reference). The store keeps whole seconds, so the sub-second part is
+    dropped. A naive `ends_at` is taken as UTC.
 
     Raises:
         ValueError: unknown kind, a negative or non-finite value, a percentage above 100, a
@@ -193,13 +238,14 @@ def _coupon_body(spec: DiscountSpec) -> dict[str, Any]:
         if isinstance(spec.usage_limit, bool) or spec.usage_limit < 1:
             raise ValueError("spec.usage_limit is below 1")
         body["usage_limit"] = spec.usage_limit
-    body["usage_limit_per_user"] = 1
+    if spec.once_per_customer:
+        body["usage_limit_per_user"] = 1
     if spec.customer_email:
         body["email_restrictions"] = [spec.customer_email]
     if spec.minimum_amount is not None:
         body["minimum_amount"] = _money(spec.minimum_amount, "minimum_amount")
     if spec.ends_at is not None:
-        body["date_expires_gmt"] = _gmt(spec.ends_at)
+        body["date_expires"] = _utc_z(spec.ends_at)
     if product_ids:
         body["product_ids"] = product_ids
     if spec.kind == "free_shipping":
@@ -228,14 +274,146 @@ def _numeric_id(value: Any) -> int:
     return int(text)
 
 
-def _gmt(value: datetime) -> str:
-    # `date_expires_gmt` is "Y-m-dTH:i:s" in UTC, with no offset.
+def _utc_seconds(value: datetime) -> datetime:
+    """Return `value` in UTC without its sub-second part (a naive value is taken as UTC)."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
+    return value.astimezone(timezone.utc).replace(microsecond=0)
+
+
+def _utc_z(value: datetime) -> str:
+    # "2026-12-31T23:59:59Z": the store honours an explicit offset on `date_expires`.
+    return _utc_seconds(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---- checking what the store answers ------------------------------------------------------
+
+
+def coupon_answer_mismatches(body: Mapping[str, Any], answer: Mapping[str, Any]) -> list[str]:
+    """Return the names of the fields where the store's coupon `answer` differs from `body`.
+
+    Sans-I/O. The expiry and both usage limits are always compared (not sent = none = null in
+    the answer); the other fields only when sent. The asked expiry is `date_expires` (with "Z"
+    or an offset; without one taken as UTC, which a store in another time zone does not do)
+    or `date_expires_gmt` (UTC, which the store ignores on write). Compared as the store
+    normalizes: amounts with two decimals ("5" -> "5.00"), e-mails lower-cased, unset limits
+    as null, `date_expires_gmt` "Y-m-dTH:i:s" in UTC (live captures 032-039 and 058-061).
+    """
+    expected = _expected_fields(body)
+    return [name for name, want in expected.items() if not _same(name, want, answer.get(name))]
+
+
+def _expected_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Return what a coupon made from `body` must answer, field by field."""
+    asked = body.get("date_expires", body.get("date_expires_gmt"))
+    expected: dict[str, Any] = {
+        "date_expires_gmt": None if asked is None else _parse_utc(str(asked)),
+        "usage_limit": body.get("usage_limit"),
+        "usage_limit_per_user": body.get("usage_limit_per_user"),
+    }
+    for name in ("discount_type", "amount", "individual_use", "email_restrictions",
+                 "minimum_amount", "product_ids", "free_shipping", "limit_usage_to_x_items"):
+        if name in body:
+            expected[name] = body[name]
+    return expected
+
+
+def _parse_utc(text: str) -> datetime | None:
+    """Parse a WooCommerce date ("Z", an offset, or none = UTC); None when unreadable."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return _utc_seconds(parsed)
+
+
+def _check_coupon(payload: Any, body: Mapping[str, Any], shop: str, operation: str) -> None:
+    """Raise unless the coupon the store answered holds what `body` asked for.
+
+    Raises:
+        TransientError: the answer is not a coupon object.
+        PermanentError: a field differs (named in the message, with both values, never the
+            code or e-mail).
+    """
+    if not isinstance(payload, Mapping):
+        raise TransientError(f"WooCommerce {operation}: unexpected response (not a coupon)")
+    _check_fields(payload, _expected_fields(body), shop, operation)
+
+
+def _check_fields(
+    payload: Mapping[str, Any], expected: Mapping[str, Any], shop: str, operation: str
+) -> None:
+    """Compare each expected field with the answer (see `coupon_answer_mismatches`).
+
+    Raises:
+        PermanentError: a field differs.
+    """
+    wrong = [name for name, want in expected.items() if not _same(name, want, payload.get(name))]
+    if not wrong:
+        return
+    logger.warning(
+        "woocommerce coupon answer differs from the request",
+        extra={**_extra(shop, operation), "fields": wrong},
+    )
+    details = "; ".join(
+        f"{name}: asked {_shown(name, expected[name])}, store has {_shown(name, payload.get(name))}"
+        for name in wrong
+    )
+    coupon_id = payload.get("id")
+    raise PermanentError(
+        f"WooCommerce {operation}: the store's coupon (id {coupon_id}) does not hold what was "
+        f"asked ({details})"
+    )
+
+
+def _same(name: str, want: Any, have: Any) -> bool:
+    if name == "date_expires_gmt":
+        if want is None or have is None:
+            return want is None and have is None
+        return isinstance(have, str) and _parse_utc(have) == want
+    if name in ("amount", "minimum_amount"):
+        try:
+            return Decimal(str(have)) == Decimal(str(want))
+        except ArithmeticError:
+            return False
+    if name == "email_restrictions":
+        if not isinstance(have, list):
+            return False
+        return sorted(str(e).lower() for e in have) == sorted(str(e).lower() for e in want)
+    if name == "product_ids":
+        return isinstance(have, list) and sorted(have) == sorted(want)
+    if isinstance(want, bool) or want is None:
+        return have is want
+    return have == want and not isinstance(have, bool)
+
+
+def _shown(name: str, value: Any) -> str:
+    # E-mails are personal data: only their number is shown.
+    if name == "email_restrictions":
+        return f"{len(value)} e-mail(s)" if isinstance(value, list) else repr(value)
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return repr(value)
 
 
 # ---- transport and error translation ----------------------------------------------------
+
+
+def _find_coupon(api: API, shop: str, operation: str, code: str) -> Mapping[str, Any] | None:
+    """Return the store's coupon object with `code` (compared case-insensitively), or None.
+
+    Raises:
+        TransientError, RateLimitedError, PermanentError: as `_json`; a list is expected.
+    """
+    wanted = code.strip().lower()
+    response = _send(api, shop, operation, "GET", "coupons", params={"code": wanted})
+    payload = _json(response, shop, operation)
+    if not isinstance(payload, list):
+        raise TransientError(f"WooCommerce {operation}: unexpected response (not a list)")
+    for item in payload:
+        if isinstance(item, Mapping) and str(item.get("code", "")).lower() == wanted:
+            return item
+    return None
 
 
 def _client(credentials: Mapping[str, str]) -> tuple[str, API]:
@@ -281,6 +459,8 @@ def _send(
     try:
         if method == "GET":
             return api.get(endpoint, params=dict(params or {}), allow_redirects=False)
+        if method == "PUT":
+            return api.put(endpoint, dict(data or {}), allow_redirects=False)
         return api.post(endpoint, dict(data or {}), allow_redirects=False)
     # `from None`: the requests exception's text holds the URL, and over http the URL holds
     # the consumer key. Only the exception's class name is kept.

@@ -54,6 +54,8 @@ REQUEST_TIMEOUT = (5.0, 30.0)
 DEFAULT_RETRY_AFTER = 5.0
 # The error `code` of POST coupons when the code is taken (live capture 11-create-coupon-duplicate).
 ERROR_COUPON_CODE_EXISTS = "woocommerce_rest_coupon_code_already_exists"
+# The error `code` of GET/PUT coupons/<id> for a coupon that does not exist (live capture 046).
+ERROR_COUPON_INVALID_ID = "woocommerce_rest_shop_coupon_invalid_id"
 # Coupon `discount_type` values we send ("fixed_product" is the third one WooCommerce knows).
 DISCOUNT_TYPE_PERCENT = "percent"
 DISCOUNT_TYPE_FIXED_CART = "fixed_cart"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timezone
 
 import pytest
 import responses
@@ -37,9 +38,34 @@ def _woo_shop_with_points(make_shop, points: str = "600.00") -> int:  # type: ig
     return shop
 
 
-def _coupon_created(code: str = "sk-test") -> dict:
+def _stored_coupon(sent: dict) -> dict:
+    """The coupon the live store keeps for a POST coupons body (the real 201 of
+    coupons_create.json with the sent fields as the store normalizes them: see
+    tests/fixtures/woocommerce_api/README.md)."""
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
     body = json.loads((FIXTURES / "woocommerce_api" / "coupons_create.json").read_text())
-    return {**body, "code": code}
+    expires = sent.get("date_expires")  # honoured with "Z"; date_expires_gmt is ignored
+    gmt = (datetime.fromisoformat(expires.replace("Z", "+00:00")).astimezone(timezone.utc)
+           .strftime("%Y-%m-%dT%H:%M:%S") if expires else None)
+    return {**body, "code": sent["code"].lower(), "discount_type": sent["discount_type"],
+            "amount": f"{Decimal(sent['amount']):.2f}", "individual_use": sent.get("individual_use", False),
+            "usage_limit": sent.get("usage_limit"), "usage_limit_per_user": sent.get("usage_limit_per_user"),
+            "email_restrictions": [e.lower() for e in sent.get("email_restrictions", [])],
+            "free_shipping": sent.get("free_shipping", False), "product_ids": sent.get("product_ids", []),
+            "date_expires": gmt, "date_expires_gmt": gmt}
+
+
+def _store(mock: responses.RequestsMock, seen: list[dict] | None = None) -> None:
+    """Register POST coupons answered as the live store does; bodies sent go to `seen`."""
+    def answer(request):  # type: ignore[no-untyped-def]
+        sent = json.loads(request.body)
+        if seen is not None:
+            seen.append(sent)
+        return 201, {}, json.dumps(_stored_coupon(sent))
+
+    mock.add_callback(responses.POST, WOO_COUPONS, callback=answer)
 
 
 def test_staff_redemption_creates_the_code_in_woocommerce(make_shop, runner, work):
@@ -55,7 +81,7 @@ def test_staff_redemption_creates_the_code_in_woocommerce(make_shop, runner, wor
 
     # and when the worker runs, the coupon is created in the shop, restricted to the customer
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        mock.add(responses.POST, WOO_COUPONS, json=_coupon_created(), status=201)
+        _store(mock)
         work()
         sent = json.loads(mock.calls[0].request.body)
     assert sent["email_restrictions"] == [EMAIL]
@@ -64,6 +90,12 @@ def test_staff_redemption_creates_the_code_in_woocommerce(make_shop, runner, wor
     assert row["status"] == "created"
     assert re.fullmatch(r"SK-[A-Z2-7]{10}", row["code"])
     assert sent["code"] == row["code"]
+    # and the coupon expires when the code does, as WooCommerce honours it (UTC with "Z")
+    with session_scope() as s:
+        expires_at = s.scalars(select(IssuedCode.expires_at)).one()
+    assert expires_at is not None
+    assert sent["date_expires"] == expires_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert "date_expires_gmt" not in sent
 
 
 def test_permanent_refusal_gives_the_points_back(make_shop, runner, work):
@@ -120,7 +152,7 @@ def test_transient_failure_retries_without_spending_twice(_case, failure, make_s
     from jobs.codes import issue_code
 
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        mock.add(responses.POST, WOO_COUPONS, json=_coupon_created(), status=201)
+        _store(mock)
         assert issue_code(code.id) == "created"
     assert issue_code(code.id) == "created"  # a late duplicate job does nothing
     assert cli(runner, "customers", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)["available"] == 100
@@ -130,20 +162,52 @@ def test_code_that_already_exists_is_found_not_duplicated(make_shop, runner, wor
     # given a redemption whose first attempt created the coupon but the answer was lost
     _woo_shop_with_points(make_shop)
     cli(runner, "rewards", "redeem", "--shop", WOO_DOMAIN, "--email", EMAIL, "--reward", "5 € Rabatt")
+    seen: list[dict] = []
 
+    def created_then_lost(request):  # type: ignore[no-untyped-def]
+        seen.append(json.loads(request.body))
+        raise __import__("requests").exceptions.ReadTimeout("created, answer lost")
+
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add_callback(responses.POST, WOO_COUPONS, callback=created_then_lost)
+        work()
     with session_scope() as s:
-        code = s.scalars(select(IssuedCode)).one().code
+        code_id = s.scalars(select(IssuedCode.id)).one()
 
     # when the retry is told the code exists, it looks it up (WooCommerce stores it lower-cased)
+    from jobs.codes import issue_code
+
     duplicate = json.loads((FIXTURES / "woocommerce_api" / "coupons_create__code_already_exists.json").read_text())
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
         mock.add(responses.POST, WOO_COUPONS, json=duplicate, status=400)
-        mock.add(responses.GET, WOO_COUPONS, json=[_coupon_created(code.lower())], status=200)
-        work()
+        mock.add(responses.GET, WOO_COUPONS, json=[_stored_coupon(seen[0])], status=200)
+        assert issue_code(code_id) == "created"
 
     # then the redemption is complete with the existing code
     [row] = cli(runner, "rewards", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)
     assert row["status"] == "created"
+
+
+def test_coupon_the_shop_keeps_without_its_expiry_fails_and_gives_the_points_back(make_shop, runner, work):
+    # given a redemption, and a store that drops the expiry (as it does to date_expires_gmt)
+    _woo_shop_with_points(make_shop)
+    cli(runner, "rewards", "redeem", "--shop", WOO_DOMAIN, "--email", EMAIL, "--reward", "5 € Rabatt")
+
+    def without_expiry(request):  # type: ignore[no-untyped-def]
+        answer = {**_stored_coupon(json.loads(request.body)), "date_expires": None, "date_expires_gmt": None}
+        return 201, {}, json.dumps(answer)
+
+    # when the worker creates the coupon
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add_callback(responses.POST, WOO_COUPONS, callback=without_expiry)
+        work()
+
+    # then the code is not shown as created: it failed with the reason, and the points are back
+    [row] = cli(runner, "rewards", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)
+    assert row["status"] == "failed"
+    with session_scope() as s:
+        assert "date_expires_gmt: asked" in s.scalars(select(IssuedCode.error)).one()
+    assert cli(runner, "customers", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)["available"] == 600
 
 
 def test_gift_with_purchase_adds_an_order_note(make_shop, work):
@@ -179,7 +243,7 @@ def test_redis_down_at_redemption_leaves_the_code_for_the_sweep(make_shop, runne
 
     assert requeue_pending(older_than_seconds=0) == 1
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        mock.add(responses.POST, WOO_COUPONS, json=_coupon_created(), status=201)
+        _store(mock)
         work()
 
     # then the code exists

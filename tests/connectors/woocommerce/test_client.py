@@ -175,6 +175,39 @@ def sent_json(call: Any) -> Any:
     return json.loads(call.request.body)
 
 
+def store_answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+    """Answer POST coupons as the live store does (README "Round 3" facts), on a UTC site.
+
+    The real 201 of coupons_create.json with the sent fields as the store keeps them: the code
+    and e-mails lower-cased, amounts with two decimals, unset limits null, `date_expires` with
+    an offset honoured, and `date_expires_gmt` ignored (no expiry at all).
+    """
+    sent = json.loads(request.body)
+    answer = json.loads(fixture_bytes("coupons_create.json"))
+    expires = sent.get("date_expires")
+    gmt = (
+        datetime.fromisoformat(expires.replace("Z", "+00:00")).astimezone(timezone.utc)
+        .strftime("%Y-%m-%dT%H:%M:%S") if expires else None
+    )
+    answer.update(
+        code=sent["code"].lower(),
+        discount_type=sent["discount_type"],
+        amount=f"{Decimal(sent['amount']):.2f}",
+        description=sent.get("description", ""),
+        individual_use=sent.get("individual_use", False),
+        usage_limit=sent.get("usage_limit"),
+        usage_limit_per_user=sent.get("usage_limit_per_user"),
+        limit_usage_to_x_items=sent.get("limit_usage_to_x_items"),
+        free_shipping=sent.get("free_shipping", False),
+        product_ids=sent.get("product_ids", []),
+        minimum_amount=f"{Decimal(sent.get('minimum_amount', '0')):.2f}",
+        email_restrictions=[e.lower() for e in sent.get("email_restrictions", [])],
+        date_expires=gmt,
+        date_expires_gmt=gmt,
+    )
+    return 201, {}, json.dumps(answer)
+
+
 # ---- create: the body per kind -----------------------------------------------------------
 
 
@@ -203,16 +236,25 @@ def test_create_sends_the_body_the_real_store_accepted(mocked):
              "description": "Loyalty reward: 500 points"},
         ),
         (
+            "lasting tier perk: no use limits, ends with the tier period",
+            {"kind": "percentage", "value": Decimal("5"), "usage_limit": None,
+             "once_per_customer": False, "ends_at": utc(2027, 11, 22, 12, 40)},
+            {"code": "LOYALTY-JANE-500", "discount_type": "percent", "amount": "5",
+             "individual_use": True, "email_restrictions": ["jane.doe@example.test"],
+             "date_expires": "2027-11-22T12:40:00Z",
+             "description": "Loyalty reward: 500 points"},
+        ),
+        (
             "fixed amount with minimum and expiry in another zone",
             {"minimum_amount": Decimal("25"),
              "ends_at": datetime(2027, 1, 31, 23, 59, 59, 999, tzinfo=CET)},
             {**CAPTURED_REQUEST_BODY, "minimum_amount": "25",
-             "date_expires_gmt": "2027-01-31T22:59:59"},
+             "date_expires": "2027-01-31T22:59:59Z"},
         ),
         (
             "fixed amount with a naive expiry taken as UTC",
             {"value": Decimal("1E+1"), "ends_at": datetime(2027, 1, 31, 12, 0)},
-            {**CAPTURED_REQUEST_BODY, "amount": "10", "date_expires_gmt": "2027-01-31T12:00:00"},
+            {**CAPTURED_REQUEST_BODY, "amount": "10", "date_expires": "2027-01-31T12:00:00Z"},
         ),
         (
             "free shipping",
@@ -236,13 +278,13 @@ def test_create_sends_the_body_the_real_store_accepted(mocked):
     ],
 )
 def test_create_sends_coupon_for_each_kind(mocked, _case, changes, expected):
-    # given the shop creates the coupon
-    add_created(mocked, HTTPS_STORE)
+    # given the shop creates the coupon as the live store does
+    mocked.add_callback(responses.POST, HTTPS_STORE + API + "coupons", callback=store_answer)
 
     # when a spec of that kind is created
     result = client.create_discount_code(HTTPS_CREDENTIALS, make_spec(**changes))
 
-    # then exactly that JSON was sent to POST coupons
+    # then exactly that JSON was sent to POST coupons, and the store's answer was accepted
     assert len(mocked.calls) == 1
     assert mocked.calls[0].request.method == "POST"
     assert sent_json(mocked.calls[0]) == expected
@@ -296,6 +338,13 @@ CALLS: dict[str, tuple[str, str, Callable[[dict[str, str]], Any], dict[str, Any]
         "orders/11/notes",
         lambda creds: client.add_order_note(creds, "11", "Stammkunde: 25 points earned."),
         {"json": NOTE_CREATED, "status": 201},
+    ),
+    "deactivate coupon": (
+        responses.PUT,
+        "coupons/12",
+        lambda creds: client.deactivate_discount_code(creds, "12", now=utc(2027, 3, 1, 9, 30)),
+        {"json": {**json.loads(fixture_bytes("coupons_create.json")),
+                  "date_expires": "2027-03-01T09:30:00", "date_expires_gmt": "2027-03-01T09:30:00"}},
     ),
 }
 
@@ -604,6 +653,7 @@ def test_connector_delegates_to_the_client():
     # then the registry's connector exposes the client calls
     assert connector.create_discount_code is client.create_discount_code
     assert connector.find_discount_code is client.find_discount_code
+    assert connector.deactivate_discount_code is client.deactivate_discount_code
     assert connector.add_order_note is client.add_order_note
 
 
@@ -611,11 +661,204 @@ def test_fixtures_are_the_captured_bytes():
     # then the fixtures are byte-exact copies (see the README for their source and digests)
     digests = {
         name: hashlib.sha256(fixture_bytes(name)).hexdigest()
-        for name in ("coupons_create.json", "coupons_create__code_already_exists.json")
+        for name in sorted(p.name for p in FIXTURES.glob("*.json"))
     }
     assert digests == {
         "coupons_create.json":
             "8d4791981c94402576d4611c466048d6aeb29c4edf6546a2d8596823c5c9526b",
         "coupons_create__code_already_exists.json":
             "c13ac4f471328ac997dec99d7034870b566079fc2e76094e82b0a07446978761",
+        "coupons_create__expires_zulu.request.json":
+            "e22a4c0092b126ae00db4ee6d2ad059eaa03a3b71e898cd4bd9375b0d516a00d",
+        "coupons_create__expires_zulu.json":
+            "6c44e032bed76ec07ccd8092c90f2cdd90c242e1f2ac741bedfd0a7f544b8b2c",
+        "coupons_create__expires_gmt_only.request.json":
+            "283c01787558357dfa42c96cd304544ba930bbcaab4b0f5847afe4e893b3b2a6",
+        "coupons_create__expires_gmt_only.json":
+            "98429edc42e1b26dead55a022f427d84980606a865c36227a26030b4397b9164",
+        "coupons_create__restrictions.request.json":
+            "0d9278d072416b162ff10ad37144683aba875e7a4c8cf6d6d1781151988319de",
+        "coupons_create__restrictions.json":
+            "b87db813b6f148ef8e10060e951275bc472417996a71801b0945de9ac1ad62dc",
+        "coupons_create__berlin_expires_local.request.json":
+            "b3ebbbbc7627565a71e52798f949a1d4cb542f104c7d1f54daa7e8bcb9e24326",
+        "coupons_create__berlin_expires_local.json":
+            "f3b119daad718817f8ae37bb9c92d5c00a5e4d20b4f447206a64119e4e05eab7",
+        "coupons_create__berlin_expires_zulu.request.json":
+            "ae09ed43de23dc62587c5d8982ebb546ece5bb63a144118f39bf807625baffbc",
+        "coupons_create__berlin_expires_zulu.json":
+            "e6212d4455c77a0eede6003a2c136e925874758aab522426e20a3f603aaab84e",
+        "coupons_create__berlin_expires_gmt_only.request.json":
+            "ce2df1f9cc68efe2e7a24aa60d32d64a3bd243918d07c6261e7a6141338591ee",
+        "coupons_create__berlin_expires_gmt_only.json":
+            "b9a34d3cec695763591d47834682a5462c7e3b7af94ad25d685cd0763de76481",
+        "coupons_get__invalid_id.json":
+            "c24f1cf0ffd89cc97e3bb30528377aab4de3b0d16e5d0cf95ccea1cbe47d6eb0",
     }
+
+
+# ---- the store's answer, checked against real captured pairs (README "Round 3") ----------
+
+END_OF_2026 = utc(2026, 12, 31, 23, 59, 59)
+
+
+def fixture_json(name: str) -> Any:
+    """Return the parsed JSON of tests/fixtures/woocommerce_api/<name>."""
+    return json.loads(fixture_bytes(name))
+
+
+@pytest.mark.parametrize(
+    ("_case", "capture", "mismatches"),
+    [
+        ("first capture: no expiry asked, none kept", "coupons_create", []),
+        ("UTC site, date_expires with Z: kept", "coupons_create__expires_zulu", []),
+        ("Berlin site, date_expires with Z: kept", "coupons_create__berlin_expires_zulu", []),
+        ("UTC site, date_expires_gmt only: ignored", "coupons_create__expires_gmt_only",
+         ["date_expires_gmt"]),
+        ("Berlin site, date_expires_gmt only: ignored", "coupons_create__berlin_expires_gmt_only",
+         ["date_expires_gmt"]),
+        ("Berlin site, date_expires without offset: read as local time",
+         "coupons_create__berlin_expires_local", ["date_expires_gmt"]),
+        ("restrictions: e-mail lower-cased, amounts with two decimals",
+         "coupons_create__restrictions", []),
+    ],
+)
+def test_store_answer_is_checked_against_what_was_sent(_case, capture, mismatches):
+    # given a request the live store got and the coupon it answered
+    sent = (
+        CAPTURED_REQUEST_BODY if capture == "coupons_create"
+        else fixture_json(f"{capture}.request.json")
+    )
+    answer = fixture_json(f"{capture}.json")
+
+    # when the answer is compared with the request
+    result = client.coupon_answer_mismatches(sent, answer)
+
+    # then only a lost or shifted expiry counts, never the store's own normalization
+    assert result == mismatches
+
+
+def test_expiry_is_sent_as_date_expires_in_utc_with_z_as_the_store_honours_it(mocked):
+    # given the store answers what it answered in Berlin to the "Z" request (059); that request
+    # sent no individual_use, which we always send and the store keeps as sent (038)
+    answer = {**fixture_json("coupons_create__berlin_expires_zulu.json"), "individual_use": True}
+    mocked.add(responses.POST, HTTP_STORE + API + "coupons", status=201, json=answer)
+    spec = make_spec(code="SK-MEZ-ZULU", ends_at=datetime(2027, 1, 1, 0, 59, 59, 500, tzinfo=CET),
+                     usage_limit=None, once_per_customer=False, customer_email=None)
+
+    # when a coupon ending at that instant (given in another zone) is created
+    result = client.create_discount_code(HTTP_CREDENTIALS, spec)
+
+    # then the expiry went out exactly as in the capture the store honoured, and the coupon
+    # (whose local date_expires reads 2027-01-01T00:59:59) is accepted as created
+    sent = sent_json(mocked.calls[0])
+    captured = fixture_json("coupons_create__berlin_expires_zulu.request.json")
+    assert sent["date_expires"] == captured["date_expires"] == "2026-12-31T23:59:59Z"
+    assert "date_expires_gmt" not in sent
+    assert result == DiscountCode(code="sk-mez-zulu", platform_id="25", created=True)
+
+
+def test_coupon_the_store_keeps_without_the_asked_expiry_is_a_failure(mocked):
+    # given the store answers as it did to the old body (date_expires_gmt only: no expiry, 061)
+    mocked.add(
+        responses.POST, HTTP_STORE + API + "coupons", status=201,
+        body=fixture_bytes("coupons_create__berlin_expires_gmt_only.json"),
+        content_type="application/json; charset=UTF-8",
+    )
+
+    # when a coupon ending at the end of 2026 is created
+    with pytest.raises(PermanentError) as raised:
+        client.create_discount_code(HTTP_CREDENTIALS, make_spec(ends_at=END_OF_2026))
+
+    # then it is not reported as created: the message names the lost expiry and the coupon id
+    message = str(raised.value)
+    assert "date_expires_gmt: asked 2026-12-31T23:59:59Z, store has None" in message
+    assert "(id 27)" in message
+    assert "jane.doe" not in message and "SK-MEZ" not in message.upper()
+
+
+def test_restricted_email_is_compared_ignoring_case(mocked):
+    # given the store lower-cases the e-mail restriction (038/039)
+    mocked.add_callback(responses.POST, HTTPS_STORE + API + "coupons", callback=store_answer)
+
+    # when a code restricted to a mixed-case address is created
+    result = client.create_discount_code(
+        HTTPS_CREDENTIALS, make_spec(customer_email="Jane.DOE@Example.TEST")
+    )
+
+    # then it was sent as given and the lower-cased answer is accepted
+    assert sent_json(mocked.calls[0])["email_restrictions"] == ["Jane.DOE@Example.TEST"]
+    assert result == STORED
+
+
+@pytest.mark.parametrize(
+    ("_case", "stored_changes", "error"),
+    [
+        ("expiry as asked", {"date_expires_gmt": "2026-12-31T23:59:59"}, None),
+        ("no expiry (an attempt under the old body)", {}, "date_expires_gmt"),
+        ("no per-customer limit", {"date_expires_gmt": "2026-12-31T23:59:59",
+                                   "usage_limit_per_user": None}, "usage_limit_per_user"),
+    ],
+)
+def test_coupon_found_on_retry_is_checked_like_a_created_one(mocked, _case, stored_changes, error):
+    # given the code exists already, and the shop lists the coupon as stored
+    add_duplicate(mocked, HTTPS_STORE)
+    listed = {**json.loads(fixture_bytes("coupons_create.json")), **stored_changes}
+    mocked.add(responses.GET, HTTPS_STORE + API + "coupons", json=[listed])
+
+    # when the code is created again with an expiry
+    spec = make_spec(ends_at=END_OF_2026)
+    if error is None:
+        result = client.create_discount_code(HTTPS_CREDENTIALS, spec)
+        # then the coupon that holds what was asked is ours
+        assert result == DiscountCode(code="loyalty-jane-500", platform_id="12", created=False)
+    else:
+        # then a coupon that does not hold it is a failure, not ours
+        with pytest.raises(PermanentError, match=f"find coupon: .*{error}: asked"):
+            client.create_discount_code(HTTPS_CREDENTIALS, spec)
+
+
+# ---- deactivating a coupon ---------------------------------------------------------------
+
+
+def test_deactivate_sets_the_expiry_to_now_and_checks_it(mocked):
+    # given the store keeps the expiry it is sent
+    method, endpoint, call, answer = CALLS["deactivate coupon"]
+    mocked.add(method, HTTPS_STORE + API + endpoint, **answer)
+
+    # when the coupon is switched off
+    assert call(HTTPS_CREDENTIALS) is None
+
+    # then the coupon got an expiry of now, in UTC with "Z"
+    assert mocked.calls[0].request.method == "PUT"
+    assert sent_json(mocked.calls[0]) == {"date_expires": "2027-03-01T09:30:00Z"}
+
+
+def test_deactivate_fails_when_the_store_keeps_another_expiry(mocked):
+    # given the store answers without the expiry (as it does to date_expires_gmt)
+    mocked.add(responses.PUT, HTTPS_STORE + API + "coupons/12",
+               body=fixture_bytes("coupons_create.json"), status=200)
+
+    # when / then
+    with pytest.raises(PermanentError, match="date_expires_gmt: asked 2027-03-01T09:30:00Z"):
+        client.deactivate_discount_code(HTTPS_CREDENTIALS, "12", now=utc(2027, 3, 1, 9, 30))
+
+
+def test_deactivate_of_a_deleted_coupon_is_done(mocked):
+    # given the coupon was deleted in the shop (the real 404 of 046)
+    mocked.add(responses.PUT, HTTPS_STORE + API + "coupons/15", status=404,
+               body=fixture_bytes("coupons_get__invalid_id.json"))
+
+    # when / then it counts as switched off
+    assert client.deactivate_discount_code(HTTPS_CREDENTIALS, "15", now=utc(2027, 3, 1)) is None
+
+
+@pytest.mark.parametrize(
+    ("_case", "platform_id", "now"),
+    [("not an id", "gid://shopify/DiscountCodeNode/1", utc(2027, 3, 1)),
+     ("zero", "0", utc(2027, 3, 1)), ("naive now", "12", datetime(2027, 3, 1))],
+)
+def test_deactivate_refuses_bad_arguments(mocked, _case, platform_id, now):
+    # when / then nothing is sent
+    with pytest.raises(ValueError):
+        client.deactivate_discount_code(HTTPS_CREDENTIALS, platform_id, now=now)
