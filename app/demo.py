@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -93,13 +94,25 @@ def _post(base: str, platform: str, topic: str, body: dict[str, Any], secret: st
     return response.status_code
 
 
+def _fail(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
 @click.command("demo")
-@click.option("--url", default=None, help="base URL of the running app (default http://127.0.0.1:$PORT)")
+@click.option("--url", default=None,
+              help="base URL of the running app (default: the one `make run` recorded, else http://127.0.0.1:$PORT)")
 @with_appcontext
 def demo(url: str | None) -> None:
     """Register demo shops and post signed webhooks through the running app's HTTP endpoint."""
-    base = (url or f"http://127.0.0.1:{current_app.config['PORT']}").rstrip("/")
+    base = (url or current_app.config["WEB_URL"]).rstrip("/")
+    # Nothing is registered unless the app answers: a wrong URL leaves no half-done demo behind.
+    try:
+        requests.get(f"{base}/admin/login", timeout=5)
+    except requests.RequestException:
+        _fail(f"the app does not answer at {base}: start it with `make run` first (or pass --url)")
     keys = current_app.config["ENCRYPTION_KEY"]
+    # Both shops in one transaction, updated in place on a re-run.
     with session_scope() as session:
         register_shop(session, keys=keys, platform="shopify", domain=SHOPIFY_DOMAIN, webhook_secret=SHOPIFY_SECRET,
                       currency="EUR", name="Stammkunde Demo (Shopify)", language="de", timezone="Europe/Berlin")
@@ -134,11 +147,14 @@ def demo(url: str | None) -> None:
          WOO_SECRET, ""),
     ]
     for text, platform, topic, body, secret, event in steps:
-        status = _post(base, platform, topic, body, secret, event)
+        try:
+            status = _post(base, platform, topic, body, secret, event)
+        except requests.RequestException as exc:
+            _fail(f"the app stopped answering at {base} ({type(exc).__name__}); run `make demo` again once it is up")
         click.echo(f"{status}  {platform:<11} {topic:<15} {text}")
     click.echo("")
     click.echo("Within a few seconds the worker has processed these. Look them up:")
     for shop, email in ((SHOPIFY_DOMAIN, "anna@example.test"), (SHOPIFY_DOMAIN, "ben@example.test"),
                         (SHOPIFY_DOMAIN, "carla@example.test"), (WOO_URL, "jana@example.test")):
-        click.echo(f"  flask --app app customers show --shop {shop} --email {email}")
+        click.echo(f"  .venv/bin/flask --app app customers show --shop {shop} --email {email}")
     click.echo(f"or on the admin page: {base}/admin/customers?q=example.test")

@@ -1,16 +1,23 @@
 """`make run`: migrate, start Redis if REDIS_URL is unset, then web + worker + clock (honcho).
 
-Ctrl-C or SIGTERM stops every process it started, the embedded redis-server included.
+One PUBLIC_URL (PUBLIC_URL, else http://127.0.0.1:<web port>) is passed to every process, and the
+URLs of this run (Redis, web, PUBLIC_URL) are recorded in instance/make-run.json (mode 0600) so
+`flask` commands in a second terminal and `make demo` find them; the file is removed on stop.
+The admin URL is printed once the web server answers. Ctrl-C or SIGTERM stops web, worker and
+clock first and the embedded redis-server last, so the worker stops without connection errors.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from app import config
@@ -38,6 +45,9 @@ def start_embedded_redis(instance: Path) -> tuple[subprocess.Popen[bytes], str]:
          "--appendonly", "yes", "--protected-mode", "yes"],
         stdout=open(instance / "redis.log", "ab"),  # noqa: SIM115 - lives as long as the server
         stderr=subprocess.STDOUT,
+        # Its own session: Ctrl-C in the terminal reaches honcho's processes, not Redis, which
+        # must outlive the worker and the clock while they stop (main() stops it last).
+        start_new_session=True,
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -52,46 +62,120 @@ def start_embedded_redis(instance: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("redis-server did not start within 10 s")
 
 
+def _answers(url: str, timeout: float = 0.5) -> bool:
+    """Return True when an HTTP server answers at `url` (any status)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):  # noqa: S310 - our own loopback URL
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _write_run_file(path: Path, values: dict[str, str]) -> None:
+    """Record this run's URLs for commands in other terminals (mode 0600: REDIS_URL may hold a password)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(values, fh)
+    os.replace(tmp, path)
+
+
+def _recorded_web_url(path: Path) -> str:
+    """Return the web URL a `make run` recorded in `path`, or "" when there is no readable record."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return ""
+    except ValueError:  # a torn or hand-edited file: treat as no record
+        return ""
+    return str(data.get("web_url", "")) if isinstance(data, dict) else ""
+
+
+def _wait_until_up(url: str, manager: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Poll `url` until it answers; False when honcho exits first or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and manager.poll() is None:
+        if _answers(url):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _stop_redis(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    print("stopped embedded redis-server", flush=True)
+
+
 def main() -> int:
     """Run the whole app locally until interrupted."""
+    instance = config.instance_path()
+    recorded = config.run_file(instance)
+    earlier = _recorded_web_url(recorded)
+    if earlier and _answers(f"{earlier}/admin/login"):
+        raise SystemExit(f"make run is already running at {earlier} (instance {instance})")
+    recorded.unlink(missing_ok=True)  # left by a run that was killed: its Redis and web server are gone
     settings = config.load()  # also creates instance/ and the dev secrets, once, before any child
-    instance = Path(settings["INSTANCE_PATH"])
     env = dict(os.environ)
     # The Procfile's commands (gunicorn, rq, flask) live next to this interpreter in .venv/bin.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     redis_proc = None
     if not settings["REDIS_URL"]:
         redis_proc, env["REDIS_URL"] = start_embedded_redis(instance)
-        print(f"started embedded redis-server at {env['REDIS_URL']} (data in {instance / 'redis'})")
-    env.setdefault("PORT", str(settings["PORT"]))
-    print("applying migrations ...")
-    upgrade(settings["DATABASE_URL"])
-    print(f"admin page:  http://127.0.0.1:{env['PORT']}/admin/  (create a log-in: make staff)")
-    print(f"webhooks:    http://127.0.0.1:{env['PORT']}/webhooks/shopify | /webhooks/woocommerce")
-    print(f"database:    {settings['DATABASE_URL'].split('@')[-1]}")
+        print(f"started embedded redis-server at {env['REDIS_URL']} (data in {instance / 'redis'})", flush=True)
+    # honcho gives each process its own PORT (web 5000, worker 5100, clock 5200): the web port
+    # and the one PUBLIC_URL for e-mail links are decided here and passed to every process.
+    port = settings["PORT"]
+    env["PORT"] = str(port)
+    web_url = f"http://127.0.0.1:{port}"
+    env["PUBLIC_URL"] = config.public_url_for(port)
+    print("applying migrations ...", flush=True)
+    try:
+        upgrade(settings["DATABASE_URL"])
+    except BaseException:
+        if redis_proc is not None:
+            _stop_redis(redis_proc)
+        raise
+    print(f"webhooks:    {web_url}/webhooks/shopify | /webhooks/woocommerce", flush=True)
+    print(f"links:       e-mails link to {env['PUBLIC_URL']} (PUBLIC_URL)", flush=True)
+    print(f"database:    {settings['DATABASE_URL'].split('@')[-1]}", flush=True)
     if settings["SMTP_HOST"]:
-        print(f"e-mail:      SMTP {settings['SMTP_HOST']}:{settings['SMTP_PORT']}")
+        print(f"e-mail:      SMTP {settings['SMTP_HOST']}:{settings['SMTP_PORT']}", flush=True)
     else:
-        print(f"e-mail:      no SMTP_HOST set: messages are written to {settings['OUTBOX_PATH']}/*.eml")
+        print(f"e-mail:      no SMTP_HOST set: messages are written to {settings['OUTBOX_PATH']}/*.eml", flush=True)
+    _write_run_file(recorded, {"redis_url": env["REDIS_URL"], "web_url": web_url, "public_url": env["PUBLIC_URL"]})
     honcho = [sys.executable, "-m", "honcho", "-f", str(PROJECT / "Procfile"), "-d", str(PROJECT),
               "start", "web", "worker", "clock"]
     manager = subprocess.Popen(honcho, env=env)
 
     def _stop(signum: int, _frame: object) -> None:
-        manager.send_signal(signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
+        if manager.poll() is None:
+            manager.send_signal(signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
+        if _wait_until_up(f"{web_url}/admin/login", manager, 120):
+            print(f"admin page:  {web_url}/admin/  (create a log-in: make staff)", flush=True)
+        elif manager.poll() is None:
+            print(f"the web server did not answer at {web_url} within 120 s; see the web.1 lines above", flush=True)
+        # Redis stops only after honcho has stopped the worker and the clock (they need it to stop cleanly).
         return manager.wait()
     finally:
+        if manager.poll() is None:  # an exception above: stop the processes before Redis
+            manager.terminate()
+            manager.wait()
+        if _recorded_web_url(recorded) == web_url:
+            recorded.unlink(missing_ok=True)
         if redis_proc is not None:
-            redis_proc.terminate()
-            try:
-                redis_proc.wait(10)
-            except subprocess.TimeoutExpired:
-                redis_proc.kill()
-            print("stopped embedded redis-server")
+            _stop_redis(redis_proc)
 
 
 if __name__ == "__main__":
