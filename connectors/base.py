@@ -56,6 +56,14 @@ class Connector(Protocol):
     def create_discount_code(self, credentials: Any, spec: DiscountSpec) -> DiscountCode:
         """Create `spec` in the shop, or find it when it already exists."""
 
+    def deactivate_discount_code(self, credentials: Any, platform_id: str, *, now: datetime) -> None:
+        """Switch off the code `platform_id` (as `DiscountCode.platform_id`) from `now`; idempotent.
+
+        Raises:
+            TransientError, RateLimitedError: retry later.
+            PermanentError: the shop refused; retrying cannot help.
+        """
+
 
 def header(headers: Mapping[str, str], *names: str) -> str | None:
     """Return the first of `names` present in `headers`, compared case-insensitively."""

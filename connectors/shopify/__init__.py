@@ -15,6 +15,7 @@ class ShopifyConnector(_WebhookConnector):
 
     create_discount_code = staticmethod(client.create_discount_code)
     find_discount_code = staticmethod(client.find_discount_code)
+    deactivate_discount_code = staticmethod(client.deactivate_discount_code)
     add_order_tags = staticmethod(client.add_order_tags)
 
 

@@ -110,6 +110,22 @@ query CodeDiscountNodeByCode($code: String!) {
   }
 }
 """,
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/mutations/discountCodeDeactivate
+    # (a tier perk of a member who left the tier; the code stays in the admin, expired).
+    "discountCodeDeactivate": """\
+mutation DiscountCodeDeactivate($id: ID!) {
+  discountCodeDeactivate(id: $id) {
+    codeDiscountNode {
+      id
+    }
+    userErrors {
+      field
+      message
+      code
+    }
+  }
+}
+""",
     # https://shopify.dev/docs/api/admin-graphql/2026-07/mutations/tagsAdd
     "tagsAdd": """\
 mutation TagsAdd($id: ID!, $tags: [String!]!) {
@@ -443,6 +459,31 @@ def find_discount_code(credentials: Mapping[str, str], code: str) -> DiscountCod
     return DiscountCode(code=code, platform_id=node["id"], created=False)
 
 
+def deactivate_discount_code(
+    credentials: Mapping[str, str], platform_id: str, *, now: datetime
+) -> None:
+    """Switch a code discount off at once (`discountCodeDeactivate`); idempotent.
+
+    `now` is part of the connector contract (WooCommerce sets it as the expiry); Shopify sets
+    the discount's end to the moment it handles the call.
+
+    Raises:
+        ValueError: `platform_id` is not a DiscountCodeNode id.
+        TransientError, RateLimitedError: see `graphql`.
+        PermanentError: see `graphql`; also `userErrors` (e.g. the discount does not exist) or
+            an answer without the node.
+    """
+    name, variables = discount_deactivate_variables(platform_id)
+    data = graphql(credentials, DOCUMENTS[name], variables)
+    payload = _payload(data, name)
+    user_errors = _user_errors(payload)
+    if user_errors:
+        raise PermanentError(_user_errors_message(name, user_errors))
+    node = payload.get("codeDiscountNode")
+    if not isinstance(node, Mapping) or node.get("id") != variables["id"]:
+        raise PermanentError(f"{name}: no codeDiscountNode in the answer")
+
+
 def add_order_tags(credentials: Mapping[str, str], order_id: str, tags: Sequence[str]) -> None:
     """Add `tags` to the order (existing tags are kept); no request when `tags` is empty.
 
@@ -496,13 +537,23 @@ def discount_code_variables(spec: DiscountSpec) -> tuple[str, dict[str, Any]]:
         if spec.usage_limit < 1:
             raise ValueError("usage limit must be at least 1")
         discount["usageLimit"] = spec.usage_limit
-    discount["appliesOncePerCustomer"] = True
+    # False for a tier perk: the member uses it on every order while they hold the tier.
+    discount["appliesOncePerCustomer"] = bool(spec.once_per_customer)
 
     if spec.kind == "free_shipping":
         discount["destination"] = {"all": True}
         return "discountCodeFreeShippingCreate", {"freeShippingCodeDiscount": discount}
     discount["customerGets"] = _CUSTOMER_GETS[spec.kind](spec)
     return "discountCodeBasicCreate", {"basicCodeDiscount": discount}
+
+
+def discount_deactivate_variables(platform_id: str) -> tuple[str, dict[str, Any]]:
+    """Return the DOCUMENTS key and the variables that deactivate the code discount.
+
+    Raises:
+        ValueError: `platform_id` is not a DiscountCodeNode id (gid or number).
+    """
+    return "discountCodeDeactivate", {"id": _gid("DiscountCodeNode", platform_id)}
 
 
 def discount_lookup_variables(code: str) -> tuple[str, dict[str, Any]]:

@@ -158,6 +158,25 @@ def sent(mock: responses.RequestsMock, index: int = 0) -> dict[str, Any]:
             },
         ),
         (
+            "lasting tier perk: no use limits, usable on every order, ends with the period",
+            spec(customer_id=CUSTOMER_ID, usage_limit=None, once_per_customer=False,
+                 ends_at=ENDS_AT),
+            "discountCodeBasicCreate",
+            "basicCodeDiscount",
+            {
+                "title": "Stammkunde: 15 % Treuerabatt",
+                "code": "SK-7F3A9C",
+                "startsAt": "2026-07-01T09:30:00Z",
+                "endsAt": "2026-12-31T23:59:59Z",
+                "context": {"customers": {"add": ["gid://shopify/Customer/207119551"]}},
+                "combinesWith": {
+                    "productDiscounts": False, "orderDiscounts": False, "shippingDiscounts": True,
+                },
+                "appliesOncePerCustomer": False,
+                "customerGets": {"value": {"percentage": 0.15}, "items": {"all": True}},
+            },
+        ),
+        (
             "free product by product and variant ids",
             spec(kind="free_product", value=Decimal("0"), product_ids=("632910392",),
                  variant_ids=("gid://shopify/ProductVariant/39072856",), usage_limit=3),
@@ -546,6 +565,49 @@ def test_find_discount_code_not_found_is_none(shopify: responses.RequestsMock):
     assert client.find_discount_code(CREDENTIALS, "NOPE") is None
 
 
+# ---- deactivation --------------------------------------------------------------------------
+
+
+def test_deactivate_discount_code_sends_the_node_id(shopify: responses.RequestsMock):
+    # given Shopify deactivates the discount
+    shopify.add(responses.POST, URL, json=created("discountCodeDeactivate"))
+
+    # when the client switches it off
+    result = client.deactivate_discount_code(CREDENTIALS, NODE_ID, now=ENDS_AT)
+
+    # then the pinned document went out with the node's id
+    assert result is None
+    assert sent(shopify) == {
+        "query": client.DOCUMENTS["discountCodeDeactivate"], "variables": {"id": NODE_ID},
+    }
+
+
+@pytest.mark.parametrize(
+    ("_case", "payload", "message"),
+    [
+        ("user error", {"codeDiscountNode": None, "userErrors": [
+            {"field": ["id"], "message": "Discount does not exist", "code": None}]},
+         "discountCodeDeactivate: id: Discount does not exist"),
+        ("no node", {"codeDiscountNode": None, "userErrors": []}, "no codeDiscountNode"),
+    ],
+)
+def test_deactivate_discount_code_refusal_is_permanent(
+    shopify: responses.RequestsMock, _case: str, payload: dict[str, Any], message: str
+):
+    # given Shopify does not deactivate it
+    shopify.add(responses.POST, URL, json=answer({"discountCodeDeactivate": payload}))
+
+    # when / then
+    with pytest.raises(PermanentError, match=message):
+        client.deactivate_discount_code(CREDENTIALS, NODE_ID, now=ENDS_AT)
+
+
+def test_deactivate_refuses_an_id_that_is_not_a_discount_node(shopify: responses.RequestsMock):
+    # when / then (nothing registered: no request may be sent)
+    with pytest.raises(ValueError):
+        client.deactivate_discount_code(CREDENTIALS, "gid://shopify/Order/1", now=ENDS_AT)
+
+
 # ---- order tags ----------------------------------------------------------------------------
 
 
@@ -752,4 +814,5 @@ def test_connector_delegates_to_the_client():
     assert connector.create_discount_code is client.create_discount_code
     assert connector.find_discount_code is client.find_discount_code
     assert connector.add_order_tags is client.add_order_tags
+    assert connector.deactivate_discount_code is client.deactivate_discount_code
     assert connector.platform == "shopify"

@@ -156,6 +156,25 @@ VARIABLE_CASES = [
     ),
     ("lookup by code", lambda: client.discount_lookup_variables("SK-7F3A9C")),
     (
+        "lasting tier perk: no use limits, ends with the tier period",
+        lambda: client.discount_code_variables(
+            spec(customer_id="207119551", usage_limit=None, once_per_customer=False,
+                 ends_at=datetime(2027, 7, 1, tzinfo=timezone.utc))
+        ),
+    ),
+    (
+        "lasting free-shipping perk",
+        lambda: client.discount_code_variables(
+            spec(kind="free_shipping", value=Decimal("0"), customer_id="207119551",
+                 usage_limit=None, once_per_customer=False,
+                 ends_at=datetime(2027, 7, 1, tzinfo=timezone.utc))
+        ),
+    ),
+    (
+        "deactivate a code discount",
+        lambda: client.discount_deactivate_variables("gid://shopify/DiscountCodeNode/1057371231"),
+    ),
+    (
         "tags on an order",
         lambda: client.order_tags_variables("450789469", ["stammkunde", "reward"]),
     ),
