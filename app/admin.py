@@ -223,8 +223,18 @@ def dashboard() -> Any:
         .group_by(WebhookDelivery.shop_id, WebhookDelivery.status)
     ):
         counts.setdefault(shop_id, {})[DeliveryStatus(status).value] = n
+    from app.shops import missing_api_credentials
+
+    # A shop whose API cannot be called gets no codes: every reward, referral and incentive fails.
+    keys = current_app.config["ENCRYPTION_KEY"]
+    no_api = {shop.id: reason for shop in shops if (reason := missing_api_credentials(shop, keys))}
+    failed_codes = dict(session.execute(
+        select(IssuedCode.shop_id, func.count()).where(IssuedCode.status == CodeStatus.FAILED)
+        .group_by(IssuedCode.shop_id)
+    ).all())
     return render_template(
-        "admin/shops.html", shops=shops, counts=counts, statuses=[s.value for s in DeliveryStatus]
+        "admin/shops.html", shops=shops, counts=counts, statuses=[s.value for s in DeliveryStatus],
+        no_api=no_api, failed_codes=failed_codes,
     )
 
 
@@ -348,7 +358,7 @@ def customer(customer_id: int) -> Any:
     if row is None:
         abort(404)
     shop = session.get(Shop, row.shop_id)
-    report = explain.customer_report(session, row)
+    report = explain.customer_report(session, row, public_url=current_app.config["PUBLIC_URL"])
     version, program = current_program(session, shop)
     can_afford = {r.name for r in affordable(program, row, report["available"])}
     rewards = [
@@ -578,18 +588,19 @@ def _reward_code_message(session: Any, customer_id: int, redemption_id: int,
         raise _ActionRefusedError(f"the code expired on {_when(code.expires_at)}")
     shop = session.get(Shop, row.shop_id)
     assert shop is not None
+    language = emails.customer_language(row, shop)
     context = {
         "shop": _shop_mail_context(shop),
         "customer": {"first_name": row.first_name},
         "reward": redemption.reward_name,
         "code": {
             "code": code.code,
-            "value_text": _value_text(code.spec, shop.language),
+            "value_text": _value_text(code.spec, language),
             "expires_at": code.expires_at,
         },
         "rewards_url": links.url(cfg["PUBLIC_URL"], cfg["SECRET_KEY"], "customer-page", shop.id, row.id),
     }
-    rendered = emails.render("reward_code", shop.language, context)
+    rendered = emails.render("reward_code", language, context)
     name = " ".join(p for p in (row.first_name, row.last_name) if p)
     outgoing = OutgoingMessage(
         to=format_address(name, row.email) if name else row.email,

@@ -159,16 +159,24 @@ def shops_list() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def customers_show(shop_domain: str, email: str, as_json: bool) -> None:
     """Show a customer's balance, tier, referral code and the ledger explaining the balance."""
-    from app.explain import customer_report
+    from app.explain import codes_of, customer_report
 
     with session_scope() as session:
         shop, customer = _shop_and_customer(session, shop_domain, email)
-        report = customer_report(session, customer, shop=shop)
+        report = customer_report(session, customer, shop=shop, public_url=current_app.config["PUBLIC_URL"])
+        # Every code with its status: only "created" exists in the shop (never hand on another).
+        report["codes"] = codes_of(session, customer)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
+    referral = report["referral_code"] or (
+        f"- ({report['referral_code_status']})" if report["referral_code_status"] else "-")
     click.echo(f"{report['email']}: {report['available']} available, {report['pending']} pending, "
-               f"tier {report['tier'] or '-'}, referral code {report['referral_code'] or '-'}")
+               f"tier {report['tier'] or '-'}, referral code {referral}")
+    for code in report["codes"]:
+        if code["status"] != "created":
+            click.echo(f"  code {code['code']} ({code['purpose']}) does not exist in the shop: {code['status']}"
+                       + (f": {code['error']}" if code["error"] else ""))
     for entry in report["ledger"]:
         click.echo(f"  {entry['delta']:+6d}  {entry['why']}")
 

@@ -32,9 +32,10 @@ from sqlalchemy.orm import Session
 
 from app import db, ledger
 from app.emails import customer_language
-from app.models import Customer, Shop, ShopStatus
-from app.program import current_program
+from app.models import CodeStatus, Customer, Shop, ShopStatus
+from app.program import Program, current_program
 from app.redemptions import RedemptionError, affordable, redeem, redemptions_of
+from app.referrals import referral_code_row, referral_link
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +200,7 @@ def page(token: str) -> Any:
     cheapest = min((r.points for r in affordable(program, customer, MAX_REWARD_POINTS)), default=None)
     history = [_dated(row) for row in redemptions_of(session, customer)]
     context = {
+        "referral": _referral(session, shop, customer, program),
         "shop_name": shop.name or shop.domain,
         "balance": balance,
         "tier": customer.tier,
@@ -212,6 +214,25 @@ def page(token: str) -> Any:
     # End the read before rendering: on SQLite a transaction holds the write lock.
     session.commit()
     return render_template("customer/page.html", language=g.customer_page_language, **context)
+
+
+def _referral(session: Session, shop: Shop, customer: Customer, program: Program) -> dict[str, Any] | None:
+    """Return the member's referral offer with its link once the code exists in the shop, or
+    its status ("pending", "failed") without a link or code; None when there is none to show."""
+    offer = program.referral
+    if not offer.enabled or customer.banned_at is not None or not customer.referral_code:
+        return None
+    row = referral_code_row(session, customer)
+    if row is None:
+        return None
+    percent = f"{offer.friend_discount_percent.normalize():f}"
+    created = row.status == CodeStatus.CREATED
+    return {
+        "status": row.status.value,
+        "link": referral_link(shop, row.code, current_app.config["PUBLIC_URL"]) if created else None,
+        "discount": f"{percent} %" if g.customer_page_language == "de" else f"{percent}%",
+        "points": offer.referrer_points,
+    }
 
 
 @bp.post("/<token>/redeem")

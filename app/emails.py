@@ -262,17 +262,23 @@ def _contrast(a: str, b: str) -> float:
     return (la + 0.05) / (lb + 0.05)
 
 
-def _shop_context(shop: Mapping[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = {"address": None, "timezone": DEFAULT_TIMEZONE, **shop}
-    colour = result.get("colour")
+def brand_colours(colour: str | None) -> dict[str, str]:
+    """Return a shop's brand colour (the default unless a hex colour) with readable companions.
+
+    `on_colour` is the text colour on it (header, buttons), `link_colour` a link colour on white.
+    """
     if not isinstance(colour, str) or not _HEX_COLOUR.match(colour):
         colour = DEFAULT_COLOUR
-    result["colour"] = colour
-    # Text on the colour (header, buttons) and links on white must stay readable.
-    result["on_colour"] = (
-        "#ffffff" if _contrast(colour, "#ffffff") >= _contrast(colour, "#1a1a1a") else "#1a1a1a"
-    )
-    result["link_colour"] = colour if _contrast(colour, "#ffffff") >= 3 else "#1a1a1a"
+    return {
+        "colour": colour,
+        "on_colour": "#ffffff" if _contrast(colour, "#ffffff") >= _contrast(colour, "#1a1a1a") else "#1a1a1a",
+        "link_colour": colour if _contrast(colour, "#ffffff") >= 3 else "#1a1a1a",
+    }
+
+
+def _shop_context(shop: Mapping[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {"address": None, "timezone": DEFAULT_TIMEZONE, **shop}
+    result.update(brand_colours(result.get("colour")))
     return result
 
 

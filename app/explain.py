@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import ledger
-from app.models import Customer, LedgerEntry, Order, PointLot, Shop
+from app.models import CodeStatus, Customer, IssuedCode, LedgerEntry, Order, PointLot, Shop
 
 REASON_TEXT = {
     "earn": "Earned for order {order}",
@@ -49,11 +49,22 @@ def describe(entry: LedgerEntry, order_number: str | None) -> str:
     return text.strip()
 
 
-def customer_report(session: Session, customer: Customer, shop: Shop | None = None) -> dict[str, Any]:
-    """Return balance, tier, referral code, lots and the explained ledger (newest entry last)."""
-    from app.referrals import referral_link
+def customer_report(session: Session, customer: Customer, shop: Shop | None = None,
+                    public_url: str | None = None) -> dict[str, Any]:
+    """Return balance, tier, referral code, lots and the explained ledger (newest entry last).
+
+    The referral code and link are given only once the code exists in the shop; until then
+    `referral_code_status` says "pending" (being created) or "failed" (with `referral_code_error`).
+    """
+    from app.referrals import referral_code_row, referral_link
 
     shop = shop or session.get(Shop, customer.shop_id)
+    if public_url is None:
+        from app import config
+
+        public_url = config.load()["PUBLIC_URL"]
+    referral = referral_code_row(session, customer) if customer.referral_code else None
+    referral_usable = referral is not None and referral.status == CodeStatus.CREATED
     bal = ledger.balance(session, customer.id)
     numbers = dict(
         session.execute(
@@ -75,8 +86,12 @@ def customer_report(session: Session, customer: Customer, shop: Shop | None = No
         "banned": customer.banned_at is not None,
         "tier": customer.tier,
         "tier_period_ends_at": customer.tier_period_ends_at.isoformat() if customer.tier_period_ends_at else None,
-        "referral_code": customer.referral_code,
-        "referral_link": referral_link(shop, customer.referral_code) if shop and customer.referral_code else None,
+        "referral_code": customer.referral_code if referral_usable else None,
+        "referral_code_status": referral.status.value if referral is not None else None,
+        "referral_code_error": referral.error if referral is not None else None,
+        "referral_link": (
+            referral_link(shop, customer.referral_code, public_url) if shop and referral_usable else None
+        ),
         "shortfall": sum(e.shortfall for e in entries),
         "lots": [
             {
@@ -109,3 +124,24 @@ def customer_report(session: Session, customer: Customer, shop: Shop | None = No
             for e in entries
         ],
     }
+
+
+def codes_of(session: Session, customer: Customer) -> list[dict[str, Any]]:
+    """Return every code made for the customer with its status, and why it failed (oldest first).
+
+    Only a code with status "created" exists in the shop; "pending" is being created.
+    """
+    rows = session.scalars(
+        select(IssuedCode).where(IssuedCode.customer_id == customer.id).order_by(IssuedCode.id)
+    ).all()
+    return [
+        {
+            "code": row.code,
+            "purpose": row.purpose,
+            "status": row.status.value,
+            "error": row.error,
+            "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+            "created_at": row.created_at.isoformat(),
+        }
+        for row in rows
+    ]

@@ -1,21 +1,28 @@
-"""Blueprint "public": one-click unsubscribe (RFC 8058) and double opt-in confirmation.
+"""Blueprint "public": one-click unsubscribe (RFC 8058), double opt-in confirmation, and the
+friend page of a referral code (`/f/<shop id>/<code>`).
 
 No log-in and no CSRF token: the signed link is the credential, and RFC 8058 one-click
 unsubscribe is a bare POST from the mail client (`List-Unsubscribe=One-Click`). Unsubscribing is
 immediate and recorded with a timestamped `ConsentEvent`.
+
+The friend page is what a WooCommerce member shares (core WooCommerce ignores `?coupon=`): the
+friend's discount and the code to copy, in the shop's language and colours, and a button to the
+shop. It names nobody, and shows only a code that exists in the shop; anything else is a 404.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
+from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
 
-from app import consent, links
+from app import consent, links, referrals
 from app.db import session_scope
-from app.emails import customer_language
+from app.emails import brand_colours, customer_language, format_money
 from app.models import Customer, Shop
 
 logger = logging.getLogger(__name__)
@@ -30,6 +37,17 @@ TEXT = {
         "unsubscribed": "Sie sind abgemeldet. Sie erhalten von {shop} keine Erinnerungen mehr.",
         "confirmed": "Danke! Ihre Anmeldung bei {shop} ist bestätigt.",
         "invalid": "Dieser Link ist ungültig oder abgelaufen.",
+        "friend_title": "Dein Rabatt bei {shop}",
+        "friend_invited": "Du wurdest zu {shop} eingeladen.",
+        "friend_offer": "{value} Rabatt auf deine erste Bestellung",
+        "friend_minimum": "ab {amount} Bestellwert",
+        "friend_code": "Dein Code",
+        "friend_how": "Gib den Code an der Kasse im Feld „Gutschein“ ein.",
+        "friend_copy": "Code kopieren",
+        "friend_copied": "Kopiert!",
+        "friend_shop": "Zum Shop",
+        "friend_invalid": "Dieser Empfehlungslink ist ungültig. Bitte frag nach einem neuen Link.",
+        "free_shipping": "Gratisversand",
     },
     "en": {
         "unsubscribe_title": "Unsubscribe",
@@ -38,6 +56,17 @@ TEXT = {
         "unsubscribed": "You are unsubscribed. {shop} will send you no more reminders.",
         "confirmed": "Thank you! Your subscription to {shop} is confirmed.",
         "invalid": "This link is not valid or has expired.",
+        "friend_title": "Your discount at {shop}",
+        "friend_invited": "You have been invited to {shop}.",
+        "friend_offer": "{value} off your first order",
+        "friend_minimum": "on orders from {amount}",
+        "friend_code": "Your code",
+        "friend_how": "Enter the code at checkout in the coupon field.",
+        "friend_copy": "Copy code",
+        "friend_copied": "Copied!",
+        "friend_shop": "Go to the shop",
+        "friend_invalid": "This referral link is not valid. Please ask for a new one.",
+        "free_shipping": "Free shipping",
     },
 }
 
@@ -45,7 +74,7 @@ TEXT = {
 def _texts(shop: Shop | None, customer: Customer | None = None) -> dict[str, str]:
     language = customer_language(customer, shop)
     name = (shop.name or shop.domain) if shop is not None else ""
-    return {k: v.format(shop=name) for k, v in TEXT[language].items()}
+    return {k: v.replace("{shop}", name) for k, v in TEXT[language].items()}
 
 
 def _proof() -> dict[str, Any]:
@@ -107,6 +136,52 @@ def confirm(token: str) -> Any:
         texts = _texts(shop, customer)
         consent.confirm_double_opt_in(session, customer, detail=_proof())
     return _page(texts, message="confirmed")
+
+
+def _offer_text(offer: referrals.FriendOffer, language: str, texts: dict[str, str]) -> str:
+    if offer.kind == "percentage":
+        percent = f"{offer.value.normalize():f}"
+        return texts["friend_offer"].replace("{value}", f"{percent} %" if language == "de" else f"{percent}%")
+    if offer.kind == "fixed_amount":
+        return texts["friend_offer"].replace("{value}", format_money(offer.value, offer.currency, language))
+    return texts["free_shipping"]
+
+
+@bp.get("/f/<int:shop_id>/<code>")
+def friend(shop_id: int, code: str) -> Any:
+    """Show a friend the discount and the code a member shared, and lead them to the shop."""
+    with session_scope() as session:
+        offer = referrals.friend_offer(session, shop_id, code)
+        shop = offer.shop if offer is not None else session.get(Shop, shop_id)
+        language = customer_language(None, shop)
+        texts = _texts(shop)
+        colours = brand_colours(shop.brand_color if shop is not None else None)
+        shop_name = (shop.name or shop.domain) if shop is not None else ""
+        if offer is not None:
+            page = {
+                "code": offer.code,
+                "offer": _offer_text(offer, language, texts),
+                "minimum": texts["friend_minimum"].replace(
+                    "{amount}", format_money(offer.minimum_amount, offer.currency, language))
+                if offer.minimum_amount and offer.minimum_amount > Decimal(0) else None,
+                # Shopify applies its own discount link; WooCommerce gets the shop's home page.
+                "shop_url": referrals.referral_link(offer.shop, offer.code, "")
+                if offer.shop.platform.value == "shopify" else referrals.shop_url(offer.shop),
+            }
+    nonce = secrets.token_urlsafe(16)
+    body = render_template("public/friend.html", t=texts, language=language, colours=colours,
+                           shop_name=shop_name, nonce=nonce, **({"page": page} if offer is not None else {}))
+    response = current_app.make_response((body, 200 if offer is not None else 404))
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Robots-Tag"] = "noindex"
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    if offer is None:
+        logger.info("friend page for an unknown or uncreated code", extra={"shop": shop_id})
+    return response
 
 
 def init_app(app: Any) -> None:

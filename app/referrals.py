@@ -8,7 +8,10 @@ rewarded by `settle` (scheduled) if the order was not refunded or cancelled by t
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from urllib.parse import quote
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
@@ -16,6 +19,7 @@ from sqlalchemy.orm import Session
 from app import codes, ledger
 from app.db import dialect_insert
 from app.models import (
+    CodeStatus,
     Customer,
     IssuedCode,
     LedgerEntry,
@@ -23,6 +27,7 @@ from app.models import (
     Referral,
     ReferralStatus,
     Shop,
+    ShopStatus,
     utcnow,
 )
 from app.program import Program
@@ -47,11 +52,69 @@ def ensure_referral_code(session: Session, shop: Shop, customer: Customer, progr
     return code
 
 
-def referral_link(shop: Shop, code: str) -> str:
-    """Return the link a member shares: Shopify applies /discount/<code>; WooCommerce gets ?coupon=."""
+FRIEND_PATH = "/f/{shop_id}/{code}"
+
+
+def shop_url(shop: Shop) -> str:
+    """Return the shop's storefront address (a WooCommerce shop's domain is its base URL)."""
+    return f"https://{shop.domain}" if shop.platform.value == "shopify" else shop.domain
+
+
+def referral_link(shop: Shop, code: str, public_url: str) -> str:
+    """Return the link a member shares with friends.
+
+    Shopify applies `/discount/<code>` to the visitor's cart itself. Core WooCommerce ignores
+    `/?coupon=<code>` (captured: no cookie, no session, the cart stays without it), and its
+    `/checkout-link/` needs products and empties the cart, so a WooCommerce member shares our
+    friend page instead (`app.public`): it shows the discount and the code, and leads to the shop.
+    """
     if shop.platform.value == "shopify":
-        return f"https://{shop.domain}/discount/{code}"
-    return f"{shop.domain}/?coupon={code}"
+        return f"https://{shop.domain}/discount/{quote(code, safe='')}"
+    return public_url.rstrip("/") + FRIEND_PATH.format(shop_id=shop.id, code=quote(code, safe=""))
+
+
+def referral_code_row(session: Session, customer: Customer) -> IssuedCode | None:
+    """Return the outbox row of the member's referral code (pending, created or failed), or None."""
+    return session.scalars(
+        select(IssuedCode).where(
+            IssuedCode.shop_id == customer.shop_id, IssuedCode.purpose == "referral",
+            IssuedCode.source_key == str(customer.id),
+        )
+    ).first()
+
+
+@dataclass(frozen=True)
+class FriendOffer:
+    """What a friend's page shows for a member's code: nothing about the member."""
+
+    shop: Shop
+    code: str
+    kind: str
+    value: Decimal
+    currency: str
+    minimum_amount: Decimal | None
+
+
+def friend_offer(session: Session, shop_id: int, code: str) -> FriendOffer | None:
+    """Return the offer behind a referral code that exists in an active shop, else None.
+
+    A code that is unknown, not a referral code, or not created in the shop (pending or failed)
+    gives None: the page must never show a code the shop would refuse.
+    """
+    shop = session.get(Shop, shop_id)
+    if shop is None or shop.status != ShopStatus.ACTIVE:
+        return None
+    row = session.scalars(
+        _REFERRAL_CODE, {"shop_id": shop.id, "codes": [code.strip().upper()]}
+    ).first()
+    if row is None or row.status != CodeStatus.CREATED:
+        return None
+    spec = row.spec
+    minimum = spec.get("minimum_amount")
+    return FriendOffer(
+        shop=shop, code=row.code, kind=spec["kind"], value=Decimal(spec["value"]),
+        currency=spec.get("currency") or shop.currency, minimum_amount=Decimal(minimum) if minimum else None,
+    )
 
 
 _REFERRAL_CODE = select(IssuedCode).where(
