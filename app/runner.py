@@ -62,10 +62,14 @@ def start_embedded_redis(instance: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("redis-server did not start within 10 s")
 
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _answers(url: str, timeout: float = 0.5) -> bool:
     """Return True when an HTTP server answers at `url` (any status)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout):  # noqa: S310 - our own loopback URL
+        # Straight to loopback: an http_proxy in the environment must not answer for our server.
+        with _DIRECT.open(url, timeout=timeout):
             return True
     except urllib.error.HTTPError:
         return True
