@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from app import reminders
+from app import consent, reminders
 from app.customers import upsert_customer
 from app.db import defer, dialect_insert
 from app.models import Checkout, Shop, utcnow
@@ -22,6 +22,10 @@ def apply_checkout(session: Session, shop: Shop, checkout: ct.Checkout) -> Check
         customer = upsert_customer(
             session, shop, checkout.customer or ct.Customer(id=None, email=checkout.email), email=checkout.email
         )
+    if (customer is not None and checkout.buyer_accepts_marketing
+            and (checkout.customer is None or checkout.customer.accepts_marketing is None)):
+        # The checkout's own tick-box is the only statement about a guest's consent.
+        consent.apply_checkout_consent(session, shop, customer, checkout.id, checkout.updated_at)
     now = utcnow()
     stmt = dialect_insert(session, Checkout.__table__).values(
         shop_id=shop.id,

@@ -82,6 +82,29 @@ def record_platform_proof(session: Session, shop: Shop, customer: Customer, chan
                                        detail={}, created_at=at))
 
 
+def apply_checkout_consent(session: Session, shop: Shop, customer: Customer, checkout_id: str, at: datetime) -> bool:
+    """Record the consent a buyer gave with a checkout's own tick-box; False when it changes nothing.
+
+    For a buyer the platform states nothing else about (a guest checkout has no customer object,
+    so no `email_marketing_consent`). The proof names the checkout. A statement newer than the
+    checkout (a revocation, an unsubscribe with us) wins; a customer who already consents gets no
+    second proof.
+    """
+    if customer.accepts_marketing is True or customer.redacted_at is not None:
+        return False
+    if customer.consent_at is not None and at < customer.consent_at:
+        return False
+    if customer.unsubscribed_at is not None and at <= customer.unsubscribed_at:
+        return False
+    customer.accepts_marketing = True
+    customer.consent_source = "checkout"
+    customer.consent_at = at
+    customer.unsubscribed_at = None
+    session.add(ConsentEvent(shop_id=customer.shop_id, customer_id=customer.id, kind="granted", source="checkout",
+                             detail={"platform": shop.platform.value, "checkout": checkout_id}, created_at=at))
+    return True
+
+
 def unsubscribe(session: Session, customer: Customer, *, source: str, detail: dict[str, Any] | None = None) -> bool:
     """Unsubscribe at once from every reminder; returns False when already unsubscribed."""
     if customer.unsubscribed_at is not None:

@@ -18,6 +18,7 @@ REASON_TEXT = {
     "refund": "Refund {refund} on order {order}",
     "cancel": "Order {order} {why}: remaining points taken back",
     "restore": "Order {order} restored: points given back",
+    "gift_card": "Order {order}: points moved to what it earns with {gift_card_paid} paid by gift card",
     "available": "Return window over: points available",
     "merged_guest": "Guest purchases merged into this account",
     "adjust": "Adjusted by staff: {note}",
@@ -41,6 +42,7 @@ def describe(entry: LedgerEntry, order_number: str | None) -> str:
         why=detail.get("why", "cancelled"),
         reward=detail.get("reward", ""),
         note=detail.get("note", ""),
+        gift_card_paid=" ".join(filter(None, (detail.get("gift_card_paid"), detail.get("currency")))) or "?",
     )
     if entry.shortfall:
         text += f" ({entry.shortfall} points already spent could not be taken back)"

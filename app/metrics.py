@@ -32,9 +32,10 @@ from app.models import (
 from app.reminders import MARKETING
 
 # Ledger reasons that award points, and those that take awarded points back or give them again
-# (refunds, cancellations, restored orders). Staff adjustments are neither: they are goodwill.
+# (refunds, cancellations, restored orders, awards moved by gift-card payments). Staff adjustments
+# are neither: they are goodwill.
 EARN_REASONS: tuple[str, ...] = ("earn", "signup_bonus", "first_order_bonus", "birthday_bonus", "referral")
-REVERSAL_REASONS: tuple[str, ...] = ("refund", "cancel", "restore")
+REVERSAL_REASONS: tuple[str, ...] = ("refund", "cancel", "restore", "gift_card")
 CAMPAIGNS: tuple[str, ...] = tuple(MARKETING)
 
 _RATE_PLACES = Decimal("0.0001")

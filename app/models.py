@@ -302,6 +302,28 @@ class OrderRefund(Base):
     order: Mapped[Order] = relationship(back_populates="refunds")
 
 
+class OrderTransaction(Base):
+    """A gift-card payment or refund of an order (Shopify order_transactions/create), stored once.
+
+    An order's `gift_card_paid` is derived from these rows (sales and captures minus refunds),
+    never accumulated: a duplicate delivery meets the unique key and adds nothing.
+    """
+
+    __tablename__ = "order_transactions"
+    __table_args__ = (UniqueConstraint("order_id", "platform_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    platform_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))  # sale | capture | refund
+    gateway: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[Decimal] = mapped_column(Money)  # positive, in the shop currency
+    currency: Mapped[str] = mapped_column(String(3))
+    platform_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Checkout(Base):
     """A checkout that may be abandoned (input of the cart reminders)."""
 
@@ -669,6 +691,7 @@ class ConsentEvent(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     # granted | revoked | unsubscribed | doi_requested | doi_confirmed
     kind: Mapped[str] = mapped_column(String(32))
-    source: Mapped[str] = mapped_column(String(64))  # shopify | woocommerce | double_opt_in | unsubscribe_link | staff
+    # shopify | woocommerce | checkout (its tick-box; detail names it) | double_opt_in | unsubscribe_link | staff
+    source: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,14 +1,17 @@
 """Applying order, refund and deletion events to our order rows (no Flask here).
 
 Events can arrive duplicated, late or out of order. Each handler stores what it learned in a
-monotonic way (an older snapshot never overwrites a newer one; paid, refunds and cancellation only
-accumulate) and then calls `points.reconcile_order`, which moves the ledger to what the order's
-current state deserves. Any order of the same events therefore ends in the same balance.
+monotonic way (an older snapshot never overwrites a newer one; paid, refunds, gift-card
+transactions and cancellation only accumulate) and then calls `points.reconcile_order`, which moves
+the ledger to what the order's current state deserves. Any order of the same events therefore ends
+in the same balance.
 """
 
 from __future__ import annotations
 
 import logging
+
+from decimal import Decimal
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -27,7 +30,7 @@ from app.db import (
     note,
     prebuilt_insert,
 )
-from app.models import Order, OrderRefund, Shop, utcnow
+from app.models import Order, OrderRefund, OrderTransaction, Shop, utcnow
 from app.program import current_program
 from connectors import types as ct
 
@@ -94,7 +97,8 @@ def _copy_snapshot(row: Order, order: ct.Order) -> None:
     row.merchandise = order.merchandise
     row.merchandise_tax = order.merchandise_tax
     row.taxes_included = order.taxes_included
-    row.gift_card_paid = order.gift_card_paid
+    if order.gift_card_paid is not None:  # a Shopify order leaves it to its transactions
+        row.gift_card_paid = order.gift_card_paid
     row.shipping = order.shipping
     row.total = order.total
     row.total_weight_grams = order.total_weight_grams
@@ -121,6 +125,9 @@ def apply_order(
     newer = row.platform_updated_at is None or order.updated_at >= row.platform_updated_at
     if newer:
         _copy_snapshot(row, order)
+        if order.gift_card_paid is None and row.gift_card_paid is not None:
+            # Gift-card transactions came first, maybe before the order's currency was known.
+            row.gift_card_paid = gift_card_paid(session, row)
         if customer is not None and customer.redacted_at is not None:  # app.privacy erased them
             row.email = row.shipping_address_fingerprint = row.recovery_url = None
     became_paid = order.is_paid and not row.is_paid
@@ -169,6 +176,77 @@ def apply_refund(session: Session, shop: Shop, refund: ct.Refund, *, delivery_id
     flush(session)
     session.expire(row, ["refunds"])
     points.reconcile_order(session, shop, row, delivery_id=delivery_id)
+    return row
+
+
+# Gift-card transactions that move the value paid by gift card: a sale, or the capture of an
+# authorization, takes money from the card; a refund puts it back. Authorizations (captured later
+# or voided), voids and transactions that did not succeed move nothing.
+# https://shopify.dev/docs/api/admin-rest/latest/resources/transaction (kind, status)
+GIFT_CARD_GATEWAY = "gift_card"
+_GIFT_CARD_PAYMENTS = frozenset({"sale", "capture"})
+_GIFT_CARD_REFUNDS = frozenset({"refund"})
+
+
+def counts_as_gift_card(tx: ct.OrderTransaction) -> bool:
+    """Return True when the transaction changes how much of its order a gift card paid."""
+    return (tx.gateway == GIFT_CARD_GATEWAY and tx.status == "success"
+            and tx.kind in _GIFT_CARD_PAYMENTS | _GIFT_CARD_REFUNDS)
+
+
+def gift_card_paid(session: Session, row: Order) -> Decimal:
+    """Return what gift cards paid for the order: its stored payments minus refunds, never below 0.
+
+    Derived from the stored transactions every time, so a duplicate or a replay cannot count
+    twice. A transaction in another currency than the order's shop currency (a body without
+    shop money) is left out: we never convert.
+    """
+    total = Decimal("0")
+    for kind, amount, currency in session.execute(
+        select(OrderTransaction.kind, OrderTransaction.amount, OrderTransaction.currency)
+        .where(OrderTransaction.order_id == row.id)
+    ):
+        if row.currency is not None and currency != row.currency:
+            logger.warning("gift-card transaction in another currency left out",
+                           extra={"shop": row.shop_id, "order_id": row.id})
+            continue
+        total += amount if kind in _GIFT_CARD_PAYMENTS else -amount
+    return max(total, Decimal("0"))
+
+
+def apply_transaction(
+    session: Session, shop: Shop, tx: ct.OrderTransaction, *, delivery_id: int | None = None
+) -> Order | None:
+    """Record a gift-card payment or refund once (even before its order) and move the order's points.
+
+    Other transactions (cards, authorizations, failures) are not stored: None. A duplicate
+    delivery meets the unique key and changes nothing.
+    """
+    if not counts_as_gift_card(tx):
+        logger.debug("transaction without gift-card value ignored", extra={"shop": shop.id})
+        return None
+    row = lock_order(session, shop, tx.order_id)
+    table = OrderTransaction.__table__
+    stmt = dialect_insert(session, table).values(
+        shop_id=shop.id,
+        order_id=row.id,
+        platform_id=tx.id,
+        kind=tx.kind,
+        gateway=tx.gateway,
+        amount=tx.amount,
+        currency=tx.currency,
+        platform_created_at=tx.created_at,
+        created_at=utcnow(),
+    )
+    stored = session.execute(
+        stmt.on_conflict_do_nothing(index_elements=["order_id", "platform_id"]).returning(table.c.id)
+    ).scalar()
+    if stored is None:
+        logger.debug("gift-card transaction already recorded", extra={"shop": shop.id, "order_id": row.id})
+        return row
+    row.gift_card_paid = gift_card_paid(session, row)
+    flush(session)
+    points.reconcile_order(session, shop, row, delivery_id=delivery_id, gift_card_source=str(stored))
     return row
 
 

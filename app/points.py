@@ -6,7 +6,13 @@
 - `refund` (one per refund): takes back the award's share of the cumulative refunded merchandise,
   minus what earlier reversals already took, so the total never depends on arrival order;
 - `cancel` (once): a cancelled, deleted or fully refunded order takes back the rest;
-- `restore` (once): an order restored after deletion / un-cancelled gets back what `cancel` took.
+- `restore` (once): an order restored after deletion / un-cancelled gets back what `cancel` took;
+- `gift_card` (one per gift-card transaction that arrived after the award): the award moves to
+  what the order deserves with the value gift cards paid now (less for a payment, more for a
+  gift-card refund), refunds included, so arrival order never changes the balance.
+
+Reversals are measured against the award the order deserves now (`awarded`), so a refund after
+a gift-card move takes its share of the moved award.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from connectors.types import OrderStatus
 logger = logging.getLogger(__name__)
 
 REVERSAL_REASONS = ("refund", "cancel", "restore")
+GIFT_CARD_REASON = "gift_card"
+# Every entry that makes up what an order's award stands at.
+ORDER_REASONS = ("earn", GIFT_CARD_REASON, *REVERSAL_REASONS)
 
 
 def _is_gone(order: Order) -> bool:
@@ -93,6 +102,7 @@ def _award(session: Session, shop: Shop, order: Order, customer: Customer, deliv
                 "tier": customer.tier,
                 "earn_on_gross": program.earning.earn_on_gross,
                 "base": str(base),
+                "gift_card_paid": str(amounts.gift_card_paid),
                 "merchandise": str(amounts.merchandise),
                 "currency": order.currency,
                 "return_window_days": program.earning.return_window_days,
@@ -123,23 +133,29 @@ def _award(session: Session, shop: Shop, order: Order, customer: Customer, deliv
     return written
 
 
-def _reversed_so_far(session: Session, order: Order) -> int:
-    """Return the points reversals of this order asked for (taken plus the recorded shortfall)."""
+def _net_so_far(session: Session, order: Order) -> int:
+    """Return where the order's entries put its award: earned, moved by gift cards, less what
+    reversals asked for (taken plus the recorded shortfall)."""
     delta, shortfall = session.execute(
         select(
             func.coalesce(func.sum(LedgerEntry.delta), 0),
             func.coalesce(func.sum(LedgerEntry.shortfall), 0),
-        ).where(LedgerEntry.order_id == order.id, LedgerEntry.reason.in_(REVERSAL_REASONS))
+        ).where(LedgerEntry.order_id == order.id, LedgerEntry.reason.in_(ORDER_REASONS))
     ).one()
-    return -int(delta) + int(shortfall)
+    return int(delta) - int(shortfall)
 
 
 def _entry(shop: Shop, order: Order, customer_id: int, delivery_id: int | None, **kw) -> LedgerEntry:  # type: ignore[no-untyped-def]
     return LedgerEntry(shop_id=shop.id, customer_id=customer_id, order_id=order.id, delivery_id=delivery_id, delta=0, **kw)
 
 
-def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: int | None = None) -> None:
-    """Append the entries that make this order's points match its current state."""
+def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: int | None = None,
+                    gift_card_source: str | None = None) -> None:
+    """Append the entries that make this order's points match its current state.
+
+    `gift_card_source`: the id of the gift-card transaction just stored (`app.orders`); an award
+    earned before it moves to what the order deserves now, in one entry keyed by it.
+    """
     if order.customer_id is None:
         return
     ledger.lock_customer(session, order.customer_id)
@@ -165,10 +181,14 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
         return  # the order earned nothing, so there is nothing to take back
     lot = session.get(PointLot, earn.lot_id)
     assert lot is not None
-    awarded = lot.points
+    # What the award deserves with what gift cards paid by now (the earn's own points for a lot
+    # earned before the rule recorded its gift-card value).
+    awarded = rewards.award_with_gift_cards(lot.rule, order.gift_card_paid or Decimal("0"))
+    if awarded is None:
+        awarded = lot.points
     merchandise = Decimal(lot.rule["merchandise"])
     customer_id = earn.customer_id
-    done = _reversed_so_far(session, order)
+    done = awarded - _net_so_far(session, order)  # what reversals took of today's award
 
     # Refunds in the order they happened; each takes its cumulative share minus what is done.
     refunded = Decimal("0")
@@ -214,3 +234,26 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
                 -cancel.delta,
                 lot=lot,
             )
+
+    if gift_card_source is not None:
+        target = 0 if gone else awarded - rewards.reversal_target(awarded, merchandise, refunded)
+        _move_for_gift_cards(session, shop, order, customer_id, delivery_id, lot, gift_card_source,
+                             target - _net_so_far(session, order), awarded)
+
+
+def _move_for_gift_cards(session: Session, shop: Shop, order: Order, customer_id: int, delivery_id: int | None,
+                         lot: PointLot, source: str, points: int, awarded: int) -> None:
+    """Move the award by `points` (taken back when negative, given back to its lot when positive)."""
+    if points == 0:
+        return
+    entry = _entry(
+        shop, order, customer_id, delivery_id, reason=GIFT_CARD_REASON, source_type="transaction",
+        source_id=source,
+        detail={"order": order.number,
+                "gift_card_paid": str((order.gift_card_paid or Decimal("0")).quantize(Decimal("0.01"))),
+                "award": awarded, "currency": order.currency},
+    )
+    if points < 0:
+        ledger.debit(session, entry, -points, own_lot_id=lot.id)
+    else:
+        ledger.restore(session, entry, points, lot=lot)

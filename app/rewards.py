@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
+from typing import Any
 
 from app.program import Earning
 
@@ -41,8 +43,26 @@ def is_excluded(amounts: OrderAmounts, earning: Earning) -> bool:
 
 def points_for(base: Decimal, earning: Earning, multiplier: Decimal = Decimal("1")) -> int:
     """Return the points for an eligible base: base x rate x multiplier, rounded down."""
-    raw = base * earning.points_per_unit * multiplier
+    return _floor_points(base, earning.points_per_unit, multiplier)
+
+
+def _floor_points(base: Decimal, points_per_unit: Decimal, multiplier: Decimal) -> int:
+    raw = base * points_per_unit * multiplier
     return int(raw.to_integral_value(rounding=ROUND_FLOOR))
+
+
+def award_with_gift_cards(rule: Mapping[str, Any], gift_card_paid: Decimal) -> int | None:
+    """Return what an order's award deserves now that `gift_card_paid` is what gift cards paid.
+
+    `rule` is the award's lot rule: its base (after the gift-card value known when it was earned),
+    that gift-card value, rate and multiplier, so the award moves on the rule it was earned under.
+    None for a lot that did not record the gift-card value it was earned with (nothing to move).
+    """
+    if "gift_card_paid" not in rule:
+        return None
+    before_gift_cards = Decimal(rule["base"]) + Decimal(rule["gift_card_paid"])
+    base = max(before_gift_cards - gift_card_paid, Decimal("0"))
+    return _floor_points(base, Decimal(rule["points_per_unit"]), Decimal(rule["multiplier"]))
 
 
 def reversal_target(points: int, base: Decimal, refunded: Decimal) -> int:

@@ -35,6 +35,8 @@ def _handle(session, shop: Shop, delivery_id: int, event: ct.WebhookEvent) -> No
         orders.apply_order(session, shop, resource, delivery_id=delivery_id, restored=restored)
     elif isinstance(resource, ct.Refund):
         orders.apply_refund(session, shop, resource, delivery_id=delivery_id)
+    elif isinstance(resource, ct.OrderTransaction):
+        orders.apply_transaction(session, shop, resource, delivery_id=delivery_id)
     elif isinstance(resource, ct.Customer):
         customer = customers.upsert_customer(session, shop, resource)
         if customer is not None and event.topic in ("customers/create", "customer.created"):

@@ -22,6 +22,9 @@ ORDERS_PAID = "orders/paid"
 ORDERS_UPDATED = "orders/updated"
 ORDERS_CANCELLED = "orders/cancelled"
 REFUNDS_CREATE = "refunds/create"
+# The order's payments and refunds, one per transaction: how much a gift card paid.
+# https://shopify.dev/docs/api/admin-rest/latest/resources/transaction
+ORDER_TRANSACTIONS_CREATE = "order_transactions/create"
 CUSTOMERS_CREATE = "customers/create"
 CUSTOMERS_UPDATE = "customers/update"
 CHECKOUTS_CREATE = "checkouts/create"

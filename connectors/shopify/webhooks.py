@@ -2,6 +2,7 @@
 
 A Shopify webhook body is the REST resource of the subscription's API version without its wrapper:
 `orders/*` send the Order (`{"order": {...}}` minus the wrapper), `refunds/create` the Refund,
+`order_transactions/create` the Transaction,
 `customers/*` the Customer, `checkouts/*` the abandoned Checkout and `app/uninstalled` the Shop.
 https://shopify.dev/docs/api/webhooks
 
@@ -46,6 +47,7 @@ from connectors.shopify.consts import (
     ORDERS_CREATE,
     ORDERS_PAID,
     ORDERS_UPDATED,
+    ORDER_TRANSACTIONS_CREATE,
     PLATFORM,
     REFUNDS_CREATE,
     SHOP_DOMAIN_HEADERS,
@@ -63,6 +65,7 @@ from connectors.types import (
     LineItem,
     Order,
     OrderStatus,
+    OrderTransaction,
     Refund,
     Resource,
     ShopRedaction,
@@ -252,10 +255,10 @@ def parse_order(payload: Payload, topic: str, shop: str) -> Order:
         taxes_included=_bool(payload, "taxes_included", topic),
         # The order webhook body carries no amount paid by gift card: `payment_gateway_names` only
         # lists gateway names ("gift_card"), and `transactions` are not part of the Order payload
-        # (https://community.shopify.com/c/Shopify-APIs-SDKs/Order-Webhook-Payment-info/td-p/846748;
-        # they come via order_transactions/create or the Admin API). Without a reliable amount in
-        # the payload we report 0, never a guess.
-        gift_card_paid=_ZERO,
+        # (https://community.shopify.com/c/Shopify-APIs-SDKs/Order-Webhook-Payment-info/td-p/846748).
+        # The amounts come as order_transactions/create deliveries (`parse_order_transaction`);
+        # None says "this snapshot does not know", so it never overwrites what they told us.
+        gift_card_paid=None,
         shipping=_order_shipping(payload, topic),
         total=_money(payload, "total_price", topic),
         created_at=_datetime(payload, "created_at", topic),
@@ -291,6 +294,35 @@ def parse_refund(payload: Payload, topic: str, shop: str) -> Refund:
     return _parse_refund(payload, topic, "", default_currency=None)
 
 
+def parse_order_transaction(payload: Payload, topic: str, shop: str) -> OrderTransaction:
+    """Parse an `order_transactions/create` body (the REST Transaction) into an `OrderTransaction`.
+
+    The amount is shop money (`amount_set.shop_money`) when the body has it, else the plain
+    `amount` in the transaction's `currency`.
+    https://shopify.dev/docs/api/admin-rest/latest/resources/transaction
+
+    Raises:
+        MalformedPayloadError: a field we use is missing or of the wrong type.
+    """
+    amount = _money(payload, "amount", topic)
+    currency = _str(payload, "currency", topic)
+    money_set = payload.get("amount_set")
+    if isinstance(money_set, Mapping):
+        shop_money = money_set.get("shop_money")
+        if isinstance(shop_money, Mapping) and shop_money.get("currency_code") is not None:
+            currency = _str(shop_money, "currency_code", topic, "amount_set.shop_money.")
+    return OrderTransaction(
+        id=to_id(payload.get("id"), topic, "id"),
+        order_id=to_id(payload.get("order_id"), topic, "order_id"),
+        kind=_str(payload, "kind", topic).lower(),
+        status=_str(payload, "status", topic).lower(),
+        gateway=_str(payload, "gateway", topic),
+        amount=amount,
+        currency=currency,
+        created_at=_optional_datetime(payload, "created_at", topic),
+    )
+
+
 def parse_customer(payload: Payload, topic: str, shop: str) -> Customer:
     """Parse a `customers/*` body (the REST Customer) into a `Customer`.
 
@@ -323,6 +355,10 @@ def parse_checkout(payload: Payload, topic: str, shop: str) -> Checkout:
             _parse_line_item(item, topic, f"line_items[{i}].", id_keys=("id", "key"))[0]
             for i, item in enumerate(_objects(payload, "line_items", topic, required=True))
         ),
+        # The buyer's own "email me with news and offers" tick-box at checkout: for a guest (no
+        # customer object) the only consent statement there is.
+        # https://shopify.dev/docs/api/admin-rest/latest/resources/abandoned-checkouts
+        buyer_accepts_marketing=_optional_bool(payload, "buyer_accepts_marketing", topic),
     )
 
 
@@ -386,6 +422,7 @@ TOPIC_HANDLERS: dict[str, Handler] = {
     ORDERS_UPDATED: parse_order,
     ORDERS_CANCELLED: parse_order,
     REFUNDS_CREATE: parse_refund,
+    ORDER_TRANSACTIONS_CREATE: parse_order_transaction,
     CUSTOMERS_CREATE: parse_customer,
     CUSTOMERS_UPDATE: parse_customer,
     CHECKOUTS_CREATE: parse_checkout,
@@ -688,6 +725,15 @@ def _bool(
         if default is None:
             raise MalformedPayloadError(f"{topic}: {prefix}{key} missing")
         return default
+    if not isinstance(value, bool):
+        raise MalformedPayloadError(f"{topic}: {prefix}{key} is not a boolean")
+    return value
+
+
+def _optional_bool(data: Payload, key: str, topic: str, prefix: str = "") -> bool | None:
+    value = data.get(key)
+    if value is None:
+        return None
     if not isinstance(value, bool):
         raise MalformedPayloadError(f"{topic}: {prefix}{key} is not a boolean")
     return value

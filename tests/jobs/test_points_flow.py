@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -482,3 +483,151 @@ def test_unknown_customer_or_shop_is_a_clear_error(make_shop, runner):
     # then exit code 1 with a message
     assert no_customer.exit_code == 1 and "no customer" in no_customer.output
     assert no_shop.exit_code == 1 and "no shop" in no_shop.output
+
+
+# ---- gift-card payments (order_transactions/create) -------------------------------------------
+
+PAID = ("orders/paid", "orders_paid.json")
+GIFT_CARD_SALE = ("order_transactions/create", "order_transactions_create.json")
+GIFT_CARD_REFUND = ("order_transactions/create", "order_transactions_create__gift_card_refund.json")
+REFUND = ("refunds/create", "refunds_create.json")
+
+
+def deliver_each(post_webhook, work, items) -> None:  # type: ignore[no-untyped-def]
+    """POST each (topic, fixture) as its own Shopify event, processing after each."""
+    for n, (topic, name) in enumerate(items):
+        response = post_webhook("shopify", topic, fixture_bytes("shopify", name), event_id=f"gc-{n}-{name}")
+        assert response.status_code == 200, response.get_json()
+        work()
+
+
+@pytest.mark.parametrize("_case, items", [
+    ("transaction before the order was paid", [GIFT_CARD_SALE, PAID]),
+    ("transaction after the order was paid", [PAID, GIFT_CARD_SALE]),
+    ("transaction twice (two events), after", [PAID, GIFT_CARD_SALE, GIFT_CARD_SALE]),
+    ("transaction before, and again after", [GIFT_CARD_SALE, PAID, GIFT_CARD_SALE]),
+])
+def test_value_paid_by_gift_card_earns_nothing_in_any_arrival_order(_case, items, make_shop, post_webhook, work,
+                                                                    runner):
+    # given a Shopify shop (1 point per unit)
+    make_shop("shopify")
+
+    # when the 587.00 order is paid and its 30.00 gift-card sale arrives, in this order
+    deliver_each(post_webhook, work, items)
+
+    # then 30.00 of it earns nothing: 557 points, whatever came first and however often
+    customer = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
+    assert customer["available"] + customer["pending"] == 557
+    moved = [e for e in customer["ledger"] if e["reason"] == "gift_card"]
+    assert sum(e["delta"] for e in customer["ledger"]) == 557
+    assert len(moved) == (1 if items[0] == PAID else 0)
+    if moved:
+        assert moved[0]["why"] == "Order #1001: points moved to what it earns with 30.00 USD paid by gift card"
+
+
+def test_a_redelivered_gift_card_transaction_is_counted_once(make_shop, post_webhook, work, runner, session):
+    # given a paid order whose gift-card sale was processed
+    from app.models import Order, OrderTransaction
+
+    make_shop("shopify")
+    deliver_each(post_webhook, work, [PAID, GIFT_CARD_SALE])
+
+    # when Shopify delivers the same event again (same event id), and staff replay its delivery
+    from jobs.deliveries import replay_delivery
+
+    body = fixture_bytes("shopify", GIFT_CARD_SALE[1])
+    assert post_webhook("shopify", GIFT_CARD_SALE[0], body, event_id=f"gc-1-{GIFT_CARD_SALE[1]}").status_code == 200
+    delivery_id = session.scalars(
+        select(WebhookDelivery.id).where(WebhookDelivery.topic == "order_transactions/create")).one()
+    session.commit()
+    assert replay_delivery(delivery_id)
+    work()
+
+    # then one transaction is stored, the order says 30.00, and the balance is unchanged
+    assert len(session.scalars(select(OrderTransaction)).all()) == 1
+    assert session.scalars(select(Order.gift_card_paid)).one() == Decimal("30.00")
+    session.commit()
+    customer = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
+    assert customer["pending"] + customer["available"] == 557
+    assert [e["reason"] for e in customer["ledger"]] == ["earn", "gift_card"]
+
+
+@pytest.mark.parametrize(
+    "_case, order",
+    [(f"order {n}", p) for n, p in enumerate(itertools.permutations([PAID, GIFT_CARD_SALE, REFUND]))],
+)
+def test_gift_card_payment_and_refund_in_any_order_end_in_the_same_balance(_case, order, make_shop, post_webhook,
+                                                                            work, runner):
+    # given a Shopify shop
+    make_shop("shopify")
+
+    # when the paid order, its 30.00 gift-card sale and a 391.33 refund arrive in this order
+    deliver_each(post_webhook, work, order)
+
+    # then the award is 557 (587 - 30) less the refund's share, floor(557 x 391.33 / 587) = 371
+    customer = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
+    assert customer["available"] + customer["pending"] == 557 - 371
+
+
+@pytest.mark.parametrize(
+    "_case, order",
+    [(f"order {n}", p) for n, p in enumerate(itertools.permutations([PAID, GIFT_CARD_SALE, GIFT_CARD_REFUND]))],
+)
+def test_gift_card_refunded_to_the_card_earns_again(_case, order, make_shop, post_webhook, work, runner):
+    # given a Shopify shop
+    make_shop("shopify")
+
+    # when the 30.00 taken from a gift card is put back on it (any order of the three events)
+    deliver_each(post_webhook, work, order)
+
+    # then gift cards paid nothing in the end: the whole 587.00 earns
+    customer = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
+    assert customer["available"] + customer["pending"] == 587
+
+
+def test_card_transactions_change_nothing(make_shop, post_webhook, work, runner, session):
+    # given a paid order
+    from app.models import OrderTransaction
+
+    make_shop("shopify")
+
+    # when a transaction of another gateway (the docs' card refund) arrives
+    deliver_each(post_webhook, work, [PAID, ("order_transactions/create", "order_transactions_create__card_refund.json")])
+
+    # then it is not stored and the award stays
+    assert session.scalars(select(OrderTransaction)).all() == []
+    session.commit()
+    customer = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
+    assert customer["pending"] + customer["available"] == 587
+
+
+@pytest.mark.parametrize("_case, transaction_first", [("transaction first", True), ("order first", False)])
+def test_a_90_order_with_30_paid_by_gift_card_earns_60(_case, transaction_first, make_shop):
+    # given a 90.00 Shopify order (its snapshot does not know the gift-card amount) and a 30.00
+    # gift-card sale for it
+    from dataclasses import replace
+
+    from app.db import session_scope
+    from app.models import Shop
+    from app.orders import apply_transaction
+    from connectors import types as ct
+    from tests.factories import apply, order, report
+
+    shop = make_shop("shopify")
+    paid = replace(order("9030", "90"), gift_card_paid=None)
+    sale = ct.OrderTransaction(id="t1", order_id="9030", kind="sale", status="success", gateway="gift_card",
+                               amount=Decimal("30"), currency="EUR")
+
+    def pay_by_gift_card() -> None:
+        with session_scope() as s:
+            apply_transaction(s, s.get(Shop, shop), sale)
+
+    # when both arrive, in this order, and the transaction once more
+    if transaction_first:
+        pay_by_gift_card()
+    apply(shop, paid)
+    pay_by_gift_card()
+
+    # then the order earns 60
+    customer = report(shop, "kundin@example.test")
+    assert customer["pending"] + customer["available"] == 60

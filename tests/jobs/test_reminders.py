@@ -626,3 +626,34 @@ def test_cart_reminder_whose_code_does_not_exist_goes_without_it(_case, lose_the
     assert code.code not in body
     assert "Rabatt" not in last["Subject"]
     assert messages()[-1] == ("cart", 3, "sent", "without_code")
+
+
+@pytest.mark.parametrize("_case, fixture, sent", [
+    ("guest ticked the box at checkout", "checkouts_create__guest_accepts_marketing.json", True),
+    ("guest did not tick it", "checkouts_create__guest.json", False),
+])
+def test_guest_checkout_consent_comes_from_its_own_tick_box(_case, fixture, sent, shop, post_webhook, smtp_server,
+                                                          work):
+    # given a guest (no customer object, an e-mail) who left a Shopify checkout at 07:05 New York time
+    from tests.conftest import fixture_bytes
+
+    assert post_webhook("shopify", "checkouts/create", fixture_bytes("shopify", fixture)).status_code == 200
+    work()
+    left_at = datetime(2012, 10, 12, 11, 5, 27, tzinfo=timezone.utc)
+
+    # when the first cart reminder is due
+    sweep(work, left_at + timedelta(hours=1))
+
+    # then the guest who ticked the box gets it, with a proof naming the checkout; the other none
+    with session_scope() as s:
+        customer = s.scalars(select(Customer)).one()
+        proofs = [(e.kind, e.source, e.detail, e.created_at) for e in s.scalars(select(ConsentEvent))]
+    if sent:
+        assert [m["To"] for m in smtp_server.messages] == ["bob.norman@mail.example.com"]
+        assert (customer.accepts_marketing, customer.consent_source) == (True, "checkout")
+        assert proofs == [("granted", "checkout", {"platform": "shopify", "checkout": "2a1ace52255252df566af0faaedfbfa7"},
+                           left_at)]
+    else:
+        assert smtp_server.messages == []
+        assert messages() == [("cart", 1, "suppressed", "no_consent")]
+        assert (customer.accepts_marketing, proofs) == (None, [])

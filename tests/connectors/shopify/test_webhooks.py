@@ -31,6 +31,7 @@ from connectors.types import (
     LineItem,
     Order,
     OrderStatus,
+    OrderTransaction,
     Refund,
     ShopRedaction,
 )
@@ -146,7 +147,7 @@ PAID_ORDER = Order(
     merchandise=Decimal("587.00"),
     merchandise_tax=Decimal("11.94"),
     taxes_included=False,
-    gift_card_paid=Decimal("0"),
+    gift_card_paid=None,
     shipping=Decimal("0.00"),
     total=Decimal("598.94"),
     created_at=utc(2008, 1, 10, 16, 0, 0),
@@ -246,7 +247,7 @@ def test_orders_create_tolerates_the_legacy_field_set() -> None:
         merchandise=Decimal("398.00"),
         merchandise_tax=Decimal("0"),
         taxes_included=False,
-        gift_card_paid=Decimal("0"),
+        gift_card_paid=None,
         shipping=Decimal("0.00"),
         total=Decimal("409.94"),
         created_at=utc(2008, 1, 10, 16, 0, 0),
@@ -437,6 +438,7 @@ CHECKOUT = Checkout(
             grams=200,
         ),
     ),
+    buyer_accepts_marketing=False,
 )
 
 
@@ -497,6 +499,7 @@ def test_checkouts_create_parses_abandoned_checkout() -> None:
                     )
                     for variant_id in ("49148385", "808950810")
                 ),
+                buyer_accepts_marketing=False,
             ),
         ),
     ],
@@ -1270,15 +1273,86 @@ def test_quantity_multiplies_price_and_weight() -> None:
     )
 
 
-def test_order_paid_by_gift_card_reports_no_gift_card_amount() -> None:
+def test_order_paid_by_gift_card_leaves_the_gift_card_amount_to_its_transactions() -> None:
     # given a paid order whose gateways include a gift card (the webhook gives no amount for it)
     body = edited_body("orders_paid", _set(["gift_card", "bogus"], "payment_gateway_names"))
 
     # when it is parsed
     order = parse_fixture("orders_paid", body)
 
-    # then gift_card_paid stays 0 rather than a guess
-    assert order.gift_card_paid == Decimal("0")
+    # then gift_card_paid is unknown (None), never a guess: order_transactions/create tells it
+    assert order.gift_card_paid is None
+
+
+GIFT_CARD_SALE = OrderTransaction(
+    id="1068278510",
+    order_id="450789469",
+    kind="sale",
+    status="success",
+    gateway="gift_card",
+    amount=Decimal("30.00"),
+    currency="USD",
+    created_at=utc(2005, 8, 5, 16, 59, 12),
+)
+
+
+@pytest.mark.parametrize(
+    ("_case", "stem", "expected"),
+    [
+        ("gift-card sale", "order_transactions_create", GIFT_CARD_SALE),
+        ("gift-card refund", "order_transactions_create__gift_card_refund",
+         replace(GIFT_CARD_SALE, id="179259969", kind="refund")),
+        ("card refund (verbatim docs example)", "order_transactions_create__card_refund",
+         replace(GIFT_CARD_SALE, id="179259969", kind="refund", gateway="bogus", amount=Decimal("209.00"))),
+    ],
+)
+def test_order_transaction_parses_kind_gateway_and_amount(_case: str, stem: str, expected: OrderTransaction) -> None:
+    # given an order_transactions/create body
+    # when it is parsed
+    transaction = parse_fixture(stem)
+
+    # then its order, kind, status, gateway and amount are read
+    assert transaction == expected
+
+
+def test_order_transaction_reads_shop_money_when_the_body_has_it() -> None:
+    # given a transaction paid in a presentment currency, with shop money in amount_set
+    def edit(payload: dict[str, Any]) -> None:
+        payload["currency"] = "EUR"
+        payload["amount"] = "33.00"
+        payload["amount_set"] = {"shop_money": {"amount": "30.00", "currency_code": "USD"},
+                                 "presentment_money": {"amount": "33.00", "currency_code": "EUR"}}
+
+    # when it is parsed
+    transaction = parse_fixture("order_transactions_create", edited_body("order_transactions_create", edit))
+
+    # then the amount and currency are the shop's
+    assert (transaction.amount, transaction.currency) == (Decimal("30.00"), "USD")
+
+
+@pytest.mark.parametrize("_case, field", [("no order", "order_id"), ("no amount", "amount"), ("no kind", "kind")])
+def test_order_transaction_without_a_field_we_use_is_malformed(_case: str, field: str) -> None:
+    # given a transaction body without a field we read
+    body = edited_body("order_transactions_create", lambda payload: payload.pop(field))
+
+    # when it is parsed, then the error names the topic and the field
+    with pytest.raises(MalformedPayloadError) as excinfo:
+        parse_fixture("order_transactions_create", body)
+    assert str(excinfo.value) == f"order_transactions/create: {field} missing"
+
+
+@pytest.mark.parametrize("_case, stem, expected", [
+    ("guest who ticked the box", "checkouts_create__guest_accepts_marketing", (None, True)),
+    ("guest who did not", "checkouts_create__guest", (None, False)),
+])
+def test_guest_checkout_keeps_its_marketing_tick_box(_case: str, stem: str, expected: tuple[Any, bool]) -> None:
+    # given a checkout without a customer object
+    # when it is parsed
+    checkout = parse_fixture(stem)
+
+    # then the guest is known by e-mail and the checkout's own tick-box is kept
+    assert (checkout.customer.id, checkout.buyer_accepts_marketing) == expected
+    assert checkout.customer.accepts_marketing is None
 
 
 def test_shipping_falls_back_to_shipping_lines() -> None:
@@ -1459,7 +1533,7 @@ def test_connector_exposes_the_contract() -> None:
     assert tuple(webhooks.TOPIC_HANDLERS) == connector.SUPPORTED_TOPICS
     assert set(connector.SUPPORTED_TOPICS) == {
         "orders/create", "orders/paid", "orders/updated", "orders/cancelled", "refunds/create",
-        "customers/create", "customers/update", "checkouts/create", "checkouts/update",
+        "order_transactions/create", "customers/create", "customers/update", "checkouts/create", "checkouts/update",
         "app/uninstalled", "customers/redact", "shop/redact", "customers/data_request",
     }
     for name in (
