@@ -67,6 +67,7 @@ def spec_to_json(spec: DiscountSpec) -> dict[str, Any]:
         "product_ids": list(spec.product_ids),
         "variant_ids": list(spec.variant_ids),
         "usage_limit": spec.usage_limit,
+        "once_per_customer": spec.once_per_customer,
     }
 
 
@@ -86,6 +87,7 @@ def spec_from_json(data: dict[str, Any]) -> DiscountSpec:
         product_ids=tuple(data.get("product_ids") or ()),
         variant_ids=tuple(data.get("variant_ids") or ()),
         usage_limit=data.get("usage_limit"),
+        once_per_customer=data.get("once_per_customer", True),
     )
 
 
@@ -114,12 +116,18 @@ def _code_row(
     product_ids: tuple[str, ...] = (),
     variant_ids: tuple[str, ...] = (),
     usage_limit: int | None = 1,
+    once_per_customer: bool = True,
+    ends_at: datetime | None = None,
     now: datetime | None = None,
 ) -> IssuedCode:
-    """Return the new pending row of a code (not yet in a session)."""
+    """Return the new pending row of a code (not yet in a session).
+
+    The code ends `valid_days` from now, or at `ends_at` (a tier perk: its tier period's end).
+    """
     now = now or utcnow()
     code = derive_code(shop.id, purpose, source_key)
-    ends_at = now + timedelta(days=valid_days) if valid_days else None
+    if ends_at is None and valid_days:
+        ends_at = now + timedelta(days=valid_days)
     spec = DiscountSpec(
         code=code,
         title=title,
@@ -134,6 +142,7 @@ def _code_row(
         product_ids=product_ids,
         variant_ids=variant_ids,
         usage_limit=usage_limit,
+        once_per_customer=once_per_customer,
     )
     return IssuedCode(
         shop_id=shop.id, customer_id=customer_id, purpose=purpose, source_key=source_key, code=code,
@@ -179,6 +188,23 @@ def record_code_at_commit(session: Session, shop: Shop, **spec: Any) -> str:
 def enqueue_code_after_commit(session: Session, code_id: int) -> None:
     """Hand the code to the `codes` queue once the row is committed."""
     after_commit(session, lambda: enqueue_code(code_id))
+
+
+def enqueue_deactivation(code_id: int) -> bool:
+    """Enqueue the job that switches code `code_id` off in the shop (no-op when already queued)."""
+    from app.queues import PLATFORM_RETRY, enqueue_once
+
+    return enqueue_once("codes", "jobs.codes.deactivate_code", code_id, job_id=f"deactivate-code-{code_id}",
+                        retry=PLATFORM_RETRY)
+
+
+def end_codes_early(session: Session, codes: list[IssuedCode], now: datetime) -> None:
+    """Mark codes to be switched off in the shop from `now`, and hand each to the job once the
+    transaction commits (the row says so first: an outbox, like a new code)."""
+    for row in codes:
+        if row.ends_early_at is None:
+            row.ends_early_at = now
+            after_commit(session, lambda code_id=row.id: enqueue_deactivation(code_id))
 
 
 def enqueue_code(code_id: int) -> bool:

@@ -512,6 +512,7 @@ class IssuedCode(Base):
         UniqueConstraint("shop_id", "purpose", "source_key"),
         UniqueConstraint("shop_id", "code"),
         Index("ix_issued_codes_status_created_at", "status", "created_at"),
+        Index("ix_issued_codes_ends_early_at", "ends_early_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -527,6 +528,11 @@ class IssuedCode(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A tier perk of a member who left the tier (or whose period was renewed): the code must be
+    # switched off in the shop from this time (an outbox, written before the call) ...
+    ends_early_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # ... and the shop confirmed it at this time.
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -16,7 +16,17 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.db import NEW_CUSTOMERS, defer_insert, noted
-from app.models import Customer, LedgerEntry, Order, OrderRefund, Shop, TierChange, utcnow
+from app.models import (
+    CodeStatus,
+    Customer,
+    IssuedCode,
+    LedgerEntry,
+    Order,
+    OrderRefund,
+    Shop,
+    TierChange,
+    utcnow,
+)
 from app.program import Program, Tier
 from connectors.types import OrderStatus
 
@@ -128,26 +138,57 @@ def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None,
     customer.tier = tier.name if tier else None
     customer.tier_since = now
     customer.tier_period_ends_at = add_months(now, program.tiers.period_months)
-    if tier is not None and customer.banned_at is None:
-        _perk_codes(session, shop, customer, tier)
+    _renew_perks(session, shop, customer, tier, now)
     logger.info("tier changed", extra={"shop": shop.id, "customer": customer.id, "reason": reason})
     return change
 
 
-def _perk_codes(session: Session, shop: Shop, customer: Customer, tier: Tier) -> None:
-    """Give the tier's lasting perks as codes restricted to the member (once per tier)."""
+PERK_PURPOSES = ("tier_discount", "tier_shipping")
+
+
+def _renew_perks(session: Session, shop: Shop, customer: Customer, tier: Tier | None, now: datetime) -> None:
+    """Switch off the member's perk codes and give those of `tier` for the period now starting.
+
+    Called when the member enters, leaves or changes tier, and when a review keeps them in their
+    tier for a new period: each perk code lasts exactly one tier period, so the member never holds
+    two live codes of the same kind (the old ones are marked to end now, and a job switches them
+    off in the shop).
+    """
     from app import codes
 
+    if not noted(session, NEW_CUSTOMERS, customer.id):  # a customer new in this transaction has none
+        live = list(session.scalars(select(IssuedCode).where(
+            IssuedCode.customer_id == customer.id,
+            IssuedCode.purpose.in_(PERK_PURPOSES),
+            IssuedCode.ends_early_at.is_(None),
+            IssuedCode.status != CodeStatus.FAILED,
+        )))
+        codes.end_codes_early(session, live, now)
+    if tier is not None and customer.banned_at is None:
+        _perk_codes(session, shop, customer, tier)
+
+
+def _perk_codes(session: Session, shop: Shop, customer: Customer, tier: Tier) -> None:
+    """Give the tier's lasting perks as codes restricted to the member, for one tier period.
+
+    A perk code has no use limits (the member uses it on every order) and ends with the period
+    (`customer.tier_period_ends_at`); one code per tier and period.
+    """
+    from app import codes
+
+    ends_at = customer.tier_period_ends_at
+    period = ends_at.isoformat(timespec="seconds") if ends_at else "open"
     common = {"customer_id": customer.id, "platform_customer_id": customer.platform_id,
-              "customer_email": customer.email, "valid_days": None, "usage_limit": None}
+              "customer_email": customer.email, "valid_days": None, "ends_at": ends_at,
+              "usage_limit": None, "once_per_customer": False}
     if tier.member_discount_percent > 0:
         codes.record_code_at_commit(
-            session, shop, purpose="tier_discount", source_key=f"{customer.id}:{tier.name}",
+            session, shop, purpose="tier_discount", source_key=f"{customer.id}:{tier.name}:{period}",
             title=f"{tier.name}: {tier.member_discount_percent.normalize():f} % Mitgliederrabatt",
             kind="percentage", value=tier.member_discount_percent, **common)
     if tier.free_shipping:
         codes.record_code_at_commit(
-            session, shop, purpose="tier_shipping", source_key=f"{customer.id}:{tier.name}",
+            session, shop, purpose="tier_shipping", source_key=f"{customer.id}:{tier.name}:{period}",
             title=f"{tier.name}: Gratisversand", kind="free_shipping", value=Decimal("0"), **common)
 
 
@@ -171,6 +212,7 @@ def evaluate(session: Session, shop: Shop, customer: Customer, program: Program,
         if wanted < current:
             return _change(session, shop, customer, target, value, "downgrade", version, program, now)
         customer.tier_period_ends_at = add_months(now, program.tiers.period_months)
+        _renew_perks(session, shop, customer, program.tier(customer.tier), now)
     return None
 
 

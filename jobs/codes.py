@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import select
 
 from app import config, redemptions, shops
-from app.codes import enqueue_code, spec_from_json
-from app.db import session_scope
+from app.codes import enqueue_code, enqueue_deactivation, spec_from_json
+from app.db import after_commit, session_scope
 from app.incentives import enqueue_order_task
 from app.models import CodeStatus, IssuedCode, OrderTask, Redemption, RedemptionStatus, Shop, utcnow
 from connectors import get_connector
@@ -83,10 +83,58 @@ def issue_code(code_id: int) -> str:
             row.status = CodeStatus.CREATED
             row.platform_id = result.platform_id
             row.error = None
+            if row.ends_early_at is not None:
+                # The member left the tier while the code was being created: switch it off now.
+                after_commit(session, lambda: enqueue_deactivation(code_id))
             redemption = session.scalars(select(Redemption).where(Redemption.issued_code_id == code_id)).first()
             if redemption is not None and redemption.status == RedemptionStatus.PENDING:
                 redemption.status = RedemptionStatus.CREATED
         return row.status.value
+
+
+def deactivate_code(code_id: int) -> str:
+    """Switch off in its shop a code marked to end early (a tier perk the member no longer has).
+
+    Returns "deactivated", or the reason nothing was sent: "missing", "not ending" (not marked),
+    "pending" (not created yet: `issue_code` hands it over once it is), "failed" (never created,
+    or switching it off failed for good, with the reason in `error`). Transient failures raise,
+    and RQ retries.
+    """
+    with session_scope() as session:
+        row = session.get(IssuedCode, code_id)
+        if row is None:
+            return "missing"
+        if row.ends_early_at is None:
+            return "not ending"
+        if row.deactivated_at is not None:
+            logger.debug("code already deactivated", extra={"code_row": code_id})
+            return "deactivated"
+        if row.status != CodeStatus.CREATED or row.platform_id is None:
+            return row.status.value
+        if row.error is not None:
+            return CodeStatus.FAILED.value
+        shop = session.get(Shop, row.shop_id)
+        assert shop is not None
+        platform, platform_id, ends_at = shop.platform.value, row.platform_id, row.ends_early_at
+        credentials, missing = _credentials(shop)
+    try:
+        if missing is not None:
+            raise PermanentError(missing)
+        get_connector(platform).deactivate_discount_code(credentials, platform_id, now=ends_at)
+    except (PermanentError, ValueError) as exc:
+        logger.warning("shop refused to deactivate a code", extra={"code_row": code_id, "platform": platform})
+        with session_scope() as session:
+            row = session.get(IssuedCode, code_id)
+            assert row is not None
+            if row.deactivated_at is None:
+                row.error = f"could not switch the code off in the shop: {exc}"[:2000]
+        return CodeStatus.FAILED.value
+    with session_scope() as session:
+        row = session.get(IssuedCode, code_id)
+        assert row is not None
+        if row.deactivated_at is None:
+            row.deactivated_at = utcnow()
+    return "deactivated"
 
 
 def _fail_task(task_id: int, reason: str) -> str:
@@ -134,7 +182,8 @@ def run_order_task(task_id: int) -> str:
 
 def requeue_pending(older_than_seconds: int = 0) -> int:
     """Enqueue codes and order tasks still pending: non-urgent codes, and any whose job was lost
-    (Redis down) or ran out of retries. A code whose job is queued or scheduled is skipped."""
+    (Redis down) or ran out of retries, and codes still to be switched off in the shop. A code
+    whose job is queued or scheduled is skipped."""
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
     with session_scope() as session:
         code_ids = list(session.scalars(
@@ -143,6 +192,14 @@ def requeue_pending(older_than_seconds: int = 0) -> int:
         task_ids = list(session.scalars(
             select(OrderTask.id).where(OrderTask.status == CodeStatus.PENDING, OrderTask.updated_at <= cutoff).limit(5000)
         ))
+        ending_ids = list(session.scalars(
+            select(IssuedCode.id).where(
+                IssuedCode.ends_early_at.is_not(None), IssuedCode.deactivated_at.is_(None),
+                IssuedCode.status == CodeStatus.CREATED, IssuedCode.error.is_(None),
+                IssuedCode.updated_at <= cutoff,
+            ).limit(5000)
+        ))
     queued = sum(1 for code_id in code_ids if enqueue_code(code_id))
     queued += sum(1 for task_id in task_ids if enqueue_order_task(task_id))
+    queued += sum(1 for code_id in ending_ids if enqueue_deactivation(code_id))
     return queued

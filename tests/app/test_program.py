@@ -472,12 +472,15 @@ def test_tier_perks_become_member_codes_once(make_shop):
     apply(shop, order("1", "600.00", customer_id="207119551"))
     apply(shop, order("2", "10.00", customer_id="207119551", paid_at=T0 + timedelta(days=1)))
 
-    # then one lasting 5 % code and one free-shipping code exist for that customer only
+    # then one lasting 5 % code and one free-shipping code exist for that customer only, with no
+    # use limits, until the tier period ends (issue 14)
     with session_scope() as s:
         rows = sorted((c.purpose, c.spec["kind"], c.spec["value"], c.spec["customer_id"], c.spec["usage_limit"],
-                       c.expires_at) for c in s.scalars(select(IssuedCode)))
-    assert rows == [("tier_discount", "percentage", "5", "207119551", None, None),
-                    ("tier_shipping", "free_shipping", "0", "207119551", None, None)]
+                       c.spec["once_per_customer"], c.expires_at) for c in s.scalars(select(IssuedCode)))
+    period_end = _customer(shop).tier_period_ends_at
+    assert period_end is not None
+    assert rows == [("tier_discount", "percentage", "5", "207119551", None, False, period_end),
+                    ("tier_shipping", "free_shipping", "0", "207119551", None, False, period_end)]
 
 
 def test_birthday_bonus_once_a_year_where_a_birthday_is_known(make_shop):
