@@ -32,7 +32,7 @@ from connectors.types import OrderStatus
 
 logger = logging.getLogger(__name__)
 
-EARNING_REASONS = ("earn", "refund", "cancel", "restore")
+EARNING_REASONS = ("earn", "refund", "cancel", "restore", "gift_card")
 
 
 def add_months(when: datetime, months: int) -> datetime:

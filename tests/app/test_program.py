@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from app.db import session_scope
 from app.models import (
+    CodeStatus,
     Customer,
     IssuedCode,
     OrderTask,
@@ -355,6 +356,11 @@ REFERRAL = {"second_purchase": {"enabled": False}, "earning": {"return_window_da
 def _member_with_code(shop: int, **program_extra) -> str:  # type: ignore[no-untyped-def]
     program(shop, {**REFERRAL, **program_extra})
     apply(shop, order("100", "50.00", email="anna@example.test", customer_id="anna", fingerprint="addr-anna"))
+    # The report shows the code only once the shop has it; the shop confirms it, as the code job would.
+    assert report(shop, "anna@example.test")["referral_code_status"] == "pending"
+    with session_scope() as s:
+        row = s.scalars(select(IssuedCode).where(IssuedCode.shop_id == shop, IssuedCode.purpose == "referral")).one()
+        row.status = CodeStatus.CREATED
     code = report(shop, "anna@example.test")["referral_code"]
     assert code and code.startswith("FREUND-")
     return code

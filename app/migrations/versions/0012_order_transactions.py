@@ -1,7 +1,7 @@
 """order transactions: an order's gift-card payments and refunds (Shopify order_transactions/create)
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0012
+Revises: 0011
 
 Compatibility: this migration runs in the `release` phase while the previous release is still
 serving. It must leave the schema usable by that release: add nullable columns or columns with
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 import app.models
 
 
-revision = '0013'
-down_revision = '0012'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
