@@ -10,7 +10,8 @@ from flask import Flask
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: configuration, database, queues, dispatcher, blueprints, CLI."""
-    from app import admin, cli, config, customer_page, db, dispatch, public, queues, webhooks
+    from app import config, db, dispatch, queues
+    from app.web import admin, cli, customer_page, public, webhooks
 
     settings = config.load()
     app = Flask(__name__, instance_path=settings["INSTANCE_PATH"])

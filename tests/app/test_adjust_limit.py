@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.ledger import MAX_ADJUSTMENT
+from app.loyalty.ledger import MAX_ADJUSTMENT
 from tests import factories
 from tests.app.test_admin import KUNDIN, _customer_page, _customer_with_points, _flashes, _form, _signed_in
 from tests.conftest import SHOPIFY_DOMAIN

@@ -15,11 +15,12 @@ from redis import Redis
 from rq import Queue
 from sqlalchemy import func, select
 
-from app import consent, metrics
-from app.customers import find_by_email, upsert_customer
+from app.messaging import consent
+from app.loyalty import metrics
+from app.loyalty.customers import find_by_email, upsert_customer
 from app.db import session_scope
-from app.emails import KINDS, LANGUAGES
-from app.explain import customer_report
+from app.messaging.render import KINDS, LANGUAGES
+from app.loyalty.explain import customer_report
 from app.models import (
     CodeStatus,
     ConsentEvent,
@@ -38,9 +39,9 @@ from app.models import (
     utcnow,
 )
 from app.program import current_program
-from app.redemptions import redeem
-from app.reminders import MARKETING
-from app.staff import authenticate, create_staff
+from app.loyalty.redemptions import redeem
+from app.messaging.reminders import MARKETING
+from app.web.staff import authenticate, create_staff
 from connectors import types as ct
 from tests import factories
 from tests.conftest import SHOPIFY_DOMAIN, fixture_bytes, free_port

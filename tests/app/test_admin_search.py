@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from app.customers import upsert_customer
+from app.loyalty.customers import upsert_customer
 from app.db import session_scope
 from app.models import Shop
 from connectors import types as ct

@@ -16,8 +16,8 @@ from babel.messages.pofile import read_po
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import func, select
 
-from app.customer_page import TRANSLATIONS, customer_link, make_token
-from app.customers import find_by_email
+from app.web.customer_page import TRANSLATIONS, customer_link, make_token
+from app.loyalty.customers import find_by_email
 from app.db import session_scope
 from app.models import IssuedCode, Redemption, utcnow
 from tests.factories import apply, order, program, report

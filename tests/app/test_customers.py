@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 from sqlalchemy import event, select
 
-from app.customers import upsert_customer
+from app.loyalty.customers import upsert_customer
 from app.db import session_scope
 from app.models import ConsentEvent, Customer, Shop
 from connectors import types as ct
@@ -59,7 +59,7 @@ def test_a_new_account_is_written_with_its_profile_and_consent_in_one_insert(app
 
 def test_an_account_inserted_by_someone_else_first_still_gets_the_newer_profile(app, make_shop):
     # given an account another worker inserted, with an older profile and no marketing consent
-    from app import customers
+    from app.loyalty import customers
 
     shop_id = make_shop("shopify")
     with session_scope() as s:

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import event, select
 
-from app import codes, customers
+from app.loyalty import codes, customers
 from app.db import generated_columns, insert_object, new_session, session_scope
 from app.models import CodeStatus, Customer, IssuedCode, utcnow
 

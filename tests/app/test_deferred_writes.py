@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app import customers
+from app.loyalty import customers
 from app.db import (
     DEFERRED_WRITES,
     LOCKED_CUSTOMERS,

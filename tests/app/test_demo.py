@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
-from app.demo import SHOPIFY_DOMAIN as SHOPIFY
-from app.demo import WOO_URL as WOO
+from app.web.demo import SHOPIFY_DOMAIN as SHOPIFY
+from app.web.demo import WOO_URL as WOO
 from app.models import Shop
 from tests.conftest import free_port
 

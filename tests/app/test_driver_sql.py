@@ -223,7 +223,7 @@ def test_flush_leaves_anything_else_to_the_unit_of_work(app, make_shop):
 
 
 def test_loaded_objects_join_the_session_as_the_orm_would_load_them(app, make_shop):
-    from app.customers import _ACCOUNT_OR_GUEST
+    from app.loyalty.customers import _ACCOUNT_OR_GUEST
     from app.db import load_objects
 
     # given an account and a guest with the same e-mail, and another account

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from jinja2.exceptions import UndefinedError
 
-from app.emails import (
+from app.messaging.render import (
     DEFAULT_COLOUR,
     KINDS,
     LANGUAGES,
@@ -394,7 +394,7 @@ def test_customer_language_prefers_the_customers_own(_case: str, locale: str | N
                                                       expected: str) -> None:
     from types import SimpleNamespace
 
-    from app.emails import customer_language
+    from app.messaging.render import customer_language
 
     # given a customer with `locale` of a shop speaking `shop_language`
     customer = SimpleNamespace(locale=locale)

@@ -11,11 +11,11 @@ import re
 import pytest
 from sqlalchemy import select
 
-from app.customer_page import make_token
-from app.customers import find_by_email
+from app.web.customer_page import make_token
+from app.loyalty.customers import find_by_email
 from app.db import session_scope
 from app.models import CodeStatus, Customer, IssuedCode, Platform, Shop
-from app.referrals import referral_link
+from app.loyalty.referrals import referral_link
 from tests.conftest import WOO_DOMAIN
 from tests.factories import apply, order, program
 

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from app.mail import (
+from app.messaging.send import (
     Mailer,
     OutboxMailer,
     OutgoingMessage,
@@ -393,7 +393,7 @@ def test_smtp_refusals_map_to_error_class(
     # given
     handler, port = smtp_server(Collector(rcpt_reply=rcpt_reply, data_reply=data_reply))
     mailer = SmtpMailer("127.0.0.1", port, security="none", timeout=5)
-    caplog.set_level(logging.DEBUG, logger="app.mail")
+    caplog.set_level(logging.DEBUG, logger="app.messaging.send")
 
     # when
     with pytest.raises(error) as caught:
@@ -403,7 +403,7 @@ def test_smtp_refusals_map_to_error_class(
     assert caught.value.smtp_code == code  # type: ignore[attr-defined]
     assert RECIPIENT not in str(caught.value)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
-    ours = [r for r in caplog.records if r.name == "app.mail"]
+    ours = [r for r in caplog.records if r.name == "app.messaging.send"]
     assert ours and all(RECIPIENT not in str(vars(r)) for r in ours)
 
 

@@ -1,4 +1,4 @@
-"""The program's figures (app.metrics) from a small shop history with hand-computed results, on
+"""The program's figures (app.loyalty.metrics) from a small shop history with hand-computed results, on
 SQLite and PostgreSQL. Orders, refunds, referrals, redemptions and attribution go through the real
 domain functions at their own (travelled-to) times; reminder rows are inserted as the sends leave them."""
 
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app import ledger, metrics, referrals
-from app.customers import find_by_email
+from app.loyalty import ledger, metrics, referrals
+from app.loyalty.customers import find_by_email
 from app.db import session_scope
 from app.models import (
     CodeStatus,
@@ -23,8 +23,8 @@ from app.models import (
     ReminderMessage,
     Shop,
 )
-from app.redemptions import give_back, redeem
-from app.reminders import MARKETING
+from app.loyalty.redemptions import give_back, redeem
+from app.messaging.reminders import MARKETING
 from tests import factories
 from tests.factories import T0
 

@@ -39,7 +39,7 @@ def _customer(shop_id: int, email: str = EMAIL) -> Customer:
 
 
 def _redeem(shop_id: int, email: str, reward: str, key: str | None = None):  # type: ignore[no-untyped-def]
-    from app.redemptions import redeem
+    from app.loyalty.redemptions import redeem
 
     with session_scope() as s:
         shop = s.get(Shop, shop_id)
@@ -94,8 +94,8 @@ def test_a_first_order_already_partly_refunded_counts_net_toward_the_tier(make_s
 def test_a_new_customers_spend_read_from_their_order_matches_the_database(_case, window, kw, make_shop,
                                                                           time_machine):
     # given a spend program and a customer created by this transaction for their first order
-    from app import tiers
-    from app.orders import apply_order
+    from app.loyalty import tiers
+    from app.loyalty.orders import apply_order
     from app.program import current_program
 
     time_machine.move_to(T0 + timedelta(days=5), tick=False)
@@ -134,7 +134,7 @@ def test_upgrade_applies_at_once_and_multiplies_later_orders(make_shop):
 
 def test_downgrade_only_at_the_end_of_the_period(make_shop, time_machine):
     # given a customer who reached Silber on 2026-11-01 (12-month period)
-    from jobs.program import review_tiers
+    from jobs.members import review_tiers
 
     time_machine.move_to(T0, tick=False)
     shop = make_shop("shopify")
@@ -197,7 +197,7 @@ def test_program_change_does_not_alter_past_entries(make_shop):
 
 def test_redemption_spends_oldest_lot_first_and_expiry_takes_oldest_first(make_shop, time_machine):
     # given points that expire after 1 month: 100 earned on 11-01 and 50 on 11-21
-    from jobs.program import expire_points
+    from jobs.points import expire_points
 
     time_machine.move_to(T0, tick=False)
     shop = make_shop("shopify")
@@ -254,7 +254,7 @@ def test_redemption_racing_a_refund_never_goes_negative(make_shop):
     errors: list[BaseException] = []
 
     def redeem() -> None:
-        from app.redemptions import RedemptionError
+        from app.loyalty.redemptions import RedemptionError
 
         try:
             _redeem(shop, EMAIL, "5 € Rabatt")
@@ -279,8 +279,8 @@ def test_redemption_racing_a_refund_never_goes_negative(make_shop):
 
 def test_banned_customer_earns_redeems_and_gets_nothing(make_shop):
     # given a banned customer
-    from app.customers import upsert_customer
-    from app.redemptions import RedemptionError
+    from app.loyalty.customers import upsert_customer
+    from app.loyalty.redemptions import RedemptionError
     from connectors.types import Customer as PlatformCustomer
 
     shop = make_shop("shopify")
@@ -373,7 +373,7 @@ def _referral() -> Referral:
 
 def test_referral_rewards_the_member_after_the_window(make_shop, time_machine):
     # given Anna's referral code and a new friend's first order with it
-    from jobs.program import settle_referrals
+    from jobs.members import settle_referrals
 
     time_machine.move_to(T0, tick=False)
     shop = make_shop("shopify")
@@ -449,7 +449,7 @@ def test_referral_monthly_cap(make_shop):
 
 def test_referral_reversed_when_the_friends_order_is_refunded_in_the_window(make_shop, time_machine):
     # given a pending referral
-    from jobs.program import settle_referrals
+    from jobs.members import settle_referrals
 
     time_machine.move_to(T0, tick=False)
     shop = make_shop("shopify")
@@ -493,7 +493,7 @@ def test_birthday_bonus_once_a_year_where_a_birthday_is_known(make_shop):
     # given a 100-point birthday bonus and a customer whose birthday the shop knows
     from datetime import date
 
-    from jobs.program import award_birthday_bonuses
+    from jobs.points import award_birthday_bonuses
 
     shop = make_shop("shopify")
     program(shop, {**NO_EXTRAS, "earning": {**INSTANT, "birthday_bonus": 100}})

@@ -235,9 +235,9 @@ def test_redis_down_at_redemption_leaves_the_code_for_the_sweep(make_shop, runne
     # without asking Redis first; the CLI refuses up front, see tests/app/test_cli_redis.py)
     shop_id = _woo_shop_with_points(make_shop)
     redis_server["stop"]()
-    from app.customers import find_by_email
+    from app.loyalty.customers import find_by_email
     from app.models import Shop
-    from app.redemptions import redeem
+    from app.loyalty.redemptions import redeem
 
     with session_scope() as s:
         redeem(s, s.get(Shop, shop_id), find_by_email(s, shop_id, EMAIL), "5 € Rabatt", source="staff", actor="test")
@@ -315,7 +315,7 @@ def test_a_code_recorded_at_commit_is_written_once_and_only_by_a_commit(make_sho
     # given a shop
     from decimal import Decimal
 
-    from app import codes
+    from app.loyalty import codes
     from app.models import Shop
 
     shop_id = make_shop("shopify")

@@ -301,7 +301,7 @@ def test_a_broken_connection_fails_only_its_delivery(make_shop, post_webhook, se
     # (PostgreSQL: the server ends the backend; SQLite: the connection is invalidated). On
     # PostgreSQL lanes share the batch, so "first" means the first delivery's order, not
     # whichever lane gets there first.
-    from app import orders
+    from app.loyalty import orders
     from jobs.deliveries import process_deliveries
 
     real_apply = orders.apply_order
@@ -338,7 +338,7 @@ def test_a_customer_is_locked_again_in_each_transaction(make_shop, session, data
         pytest.skip("SQLite transactions hold the database's write lock")
     from sqlalchemy import event
 
-    from app import customers, ledger
+    from app.loyalty import customers, ledger
     from app.models import Shop
     from connectors import types as ct
 
@@ -360,7 +360,7 @@ def test_a_customer_is_locked_again_in_each_transaction(make_shop, session, data
 
 def test_a_ledger_entry_is_recorded_once_and_its_duplicate_leaves_no_lot(make_shop, session):
     # given a customer and a credit with its natural key
-    from app import customers, ledger
+    from app.loyalty import customers, ledger
     from app.models import LedgerEntry, Shop, utcnow
     from connectors import types as ct
 
@@ -609,7 +609,7 @@ def test_a_90_order_with_30_paid_by_gift_card_earns_60(_case, transaction_first,
 
     from app.db import session_scope
     from app.models import Shop
-    from app.orders import apply_transaction
+    from app.loyalty.orders import apply_transaction
     from connectors import types as ct
     from tests.factories import apply, order, report
 

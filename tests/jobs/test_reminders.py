@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.db import session_scope
 from app.models import ConsentEvent, Customer, ReminderMessage, Shop
 from app.program import Sending
-from app.reminders import quiet_until
+from app.messaging.reminders import quiet_until
 from connectors import types as ct
 from tests.factories import apply, order, program
 
@@ -33,14 +33,14 @@ def checkout(token: str = "chk-1", *, total: str = "49.90", updated_at: datetime
 
 
 def put_checkout(shop: int, c: ct.Checkout) -> None:
-    from app.checkouts import apply_checkout
+    from app.loyalty.checkouts import apply_checkout
 
     with session_scope() as s:
         apply_checkout(s, s.get(Shop, shop), c)
 
 
 def consent(shop: int, *, granted: bool = True, email: str = EMAIL) -> None:
-    from app.customers import upsert_customer
+    from app.loyalty.customers import upsert_customer
 
     with session_scope() as s:
         upsert_customer(s, s.get(Shop, shop), ct.Customer(id="c1", email=email, first_name="Erika",
@@ -126,7 +126,7 @@ def test_cart_stops_at_once(_case, stop, reason, shop, smtp_server, work):
         with session_scope() as s:
             customer = s.scalars(select(Customer)).one()
             if stop == "unsubscribe":
-                from app.consent import unsubscribe
+                from app.messaging.consent import unsubscribe
 
                 unsubscribe(s, customer, source="test")
             else:
@@ -261,7 +261,7 @@ def test_one_click_unsubscribe_is_immediate_and_recorded(shop, smtp_server, work
 
 def test_unsubscribe_get_page_asks_first_and_bad_link_is_404(shop, client):
     # given a customer and their unsubscribe link
-    from app import links
+    from app.messaging import links
 
     consent(shop)
     with session_scope() as s:
@@ -304,7 +304,7 @@ def test_worker_killed_after_send_before_commit_sends_at_most_once_more(shop, sm
     # given a due reminder, and a worker that dies right after the SMTP handover
     consent(shop)
     put_checkout(shop, checkout())
-    import app.mail as mail
+    import app.messaging.send as mail
 
     real = mail.SmtpMailer.send
 
@@ -537,7 +537,7 @@ def test_woocommerce_checkout_draft_is_an_abandoned_cart_until_paid(make_shop, p
     program(shop, {**QUIET, "reminders": {"cart": {"incentive_step": 0}}})
     draft = json.loads(fixture_bytes("woocommerce", "order_updated__checkout_draft.json"))
     with session_scope() as s:
-        from app.customers import upsert_customer
+        from app.loyalty.customers import upsert_customer
 
         upsert_customer(s, s.get(Shop, shop), ct.Customer(id=None, email=draft["billing"]["email"],
                                                           accepts_marketing=True))
@@ -562,7 +562,7 @@ def test_woocommerce_checkout_draft_is_an_abandoned_cart_until_paid(make_shop, p
 ])
 def test_reminder_speaks_the_customers_language(_case, locale, subject, absent, shop, smtp_server, work):
     # given a consenting customer of a German shop whose platform told us their `locale`
-    from app.customers import upsert_customer
+    from app.loyalty.customers import upsert_customer
 
     with session_scope() as s:
         upsert_customer(s, s.get(Shop, shop), ct.Customer(

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from app.db import session_scope
 from app.models import CodeStatus, Customer, IssuedCode
 from jobs.codes import requeue_pending
-from jobs.program import review_tiers
+from jobs.members import review_tiers
 from tests.conftest import WOO_DOMAIN
 from tests.factories import T0, apply, order, program
 

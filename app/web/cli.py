@@ -27,7 +27,7 @@ reminders_cli = AppGroup("reminders", help="Run reminder sweeps and see what was
 
 def _shop_and_customer(session, shop_domain: str, email: str | None):  # type: ignore[no-untyped-def]
     """Resolve --shop and --email for a command, exiting 1 with a clear message when unknown."""
-    from app.customers import find_by_email
+    from app.loyalty.customers import find_by_email
     from app.shops import UnknownShopError, get_shop
     from connectors.base import normalize_email
 
@@ -159,7 +159,7 @@ def shops_list() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def customers_show(shop_domain: str, email: str, as_json: bool) -> None:
     """Show a customer's balance, tier, referral code and the ledger explaining the balance."""
-    from app.explain import codes_of, customer_report
+    from app.loyalty.explain import codes_of, customer_report
 
     with session_scope() as session:
         shop, customer = _shop_and_customer(session, shop_domain, email)
@@ -207,7 +207,7 @@ def points_adjust(shop_domain: str, email: str, points: int, reason: str, actor:
     """Add or remove points with a reason (written to the ledger)."""
     import uuid
 
-    from app.ledger import AdjustmentError, adjust
+    from app.loyalty.ledger import AdjustmentError, adjust
 
     with session_scope() as session:
         shop, customer = _shop_and_customer(session, shop_domain, email)
@@ -271,7 +271,7 @@ def program_set(shop_domain: str, path, actor: str) -> None:  # type: ignore[no-
 @_needs_redis
 def rewards_redeem(shop_domain: str, email: str, reward_name: str, actor: str, as_json: bool) -> None:
     """Redeem a reward for a customer as support staff would."""
-    from app.redemptions import RedemptionError, redeem, redemptions_of
+    from app.loyalty.redemptions import RedemptionError, redeem, redemptions_of
 
     with session_scope() as session:
         shop, customer = _shop_and_customer(session, shop_domain, email)
@@ -295,7 +295,7 @@ def rewards_redeem(shop_domain: str, email: str, reward_name: str, actor: str, a
 @click.option("--json", "as_json", is_flag=True)
 def rewards_show(shop_domain: str, email: str, as_json: bool) -> None:
     """List a customer's redemptions and their codes."""
-    from app.redemptions import redemptions_of
+    from app.loyalty.redemptions import redemptions_of
 
     with session_scope() as session:
         _shop, customer = _shop_and_customer(session, shop_domain, email)
@@ -312,7 +312,7 @@ def rewards_show(shop_domain: str, email: str, as_json: bool) -> None:
 @click.password_option(help="at least 12 characters (prompted when not given)")
 def staff_create(email: str, password: str) -> None:
     """Create a staff log-in for the admin page (or set a new password)."""
-    from app.staff import create_staff
+    from app.web.staff import create_staff
 
     with session_scope() as session:
         try:
@@ -356,7 +356,8 @@ def sweep() -> None:
     from jobs.codes import requeue_pending
     from jobs.deliveries import requeue_stuck_deliveries
     from jobs.points import mature_points
-    from jobs.program import expire_points, review_tiers, settle_referrals
+    from jobs.members import review_tiers, settle_referrals
+    from jobs.points import expire_points
 
     click.echo(f"requeued deliveries: {requeue_stuck_deliveries()}")
     click.echo(f"requeued codes and order tasks: {requeue_pending()}")
@@ -395,7 +396,7 @@ def reminders_sweep(at: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def reminders_show(shop_domain: str, email: str, as_json: bool) -> None:
     """List what was sent to a customer, and what was suppressed or deferred and why."""
-    from app.reminders import history
+    from app.messaging.reminders import history
 
     with session_scope() as session:
         _shop, customer = _shop_and_customer(session, shop_domain, email)
@@ -418,7 +419,7 @@ def db_upgrade() -> None:
 
 def init_app(app: Flask) -> None:
     """Register the command groups."""
-    from app.demo import demo
+    from app.web.demo import demo
 
     for command in (shops_cli, customers_cli, staff_cli, deliveries_cli, db_cli, program_cli, rewards_cli,
                     points_cli, reminders_cli, sweep, demo):

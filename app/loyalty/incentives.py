@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from app import codes, ledger
+from app.loyalty import codes, ledger
 from app.db import NEW_CUSTOMERS, after_commit, dialect_insert, noted
 from app.models import Customer, LedgerEntry, Order, OrderTask, Shop, utcnow
 from app.program import Program

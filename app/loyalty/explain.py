@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import ledger
+from app.loyalty import ledger
 from app.models import CodeStatus, Customer, IssuedCode, LedgerEntry, Order, PointLot, Shop
 
 REASON_TEXT = {
@@ -58,7 +58,7 @@ def customer_report(session: Session, customer: Customer, shop: Shop | None = No
     The referral code and link are given only once the code exists in the shop; until then
     `referral_code_status` says "pending" (being created) or "failed" (with `referral_code_error`).
     """
-    from app.referrals import referral_code_row, referral_link
+    from app.loyalty.referrals import referral_code_row, referral_link
 
     shop = shop or session.get(Shop, customer.shop_id)
     if public_url is None:

@@ -60,7 +60,7 @@ from jinja2.runtime import Context
 if TYPE_CHECKING:
     from app.models import Customer, Shop
 
-TEMPLATE_DIR = Path(__file__).parent / "templates" / "email"
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "email"
 
 LANGUAGES = ("de", "en")
 DEFAULT_LANGUAGE = "de"

@@ -23,7 +23,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app import incentives, ledger, referrals, rewards, tiers
+from app.loyalty import incentives, ledger, referrals, earning as rewards, tiers
 from app.db import NEW_ORDERS, forget, noted
 from app.models import Customer, LedgerEntry, Order, PointLot, Shop, utcnow
 from app.program import current_program
@@ -127,7 +127,7 @@ def _award(session: Session, shop: Shop, order: Order, customer: Customer, deliv
         incentives.gifts_for(session, shop, order, program)
         tiers.evaluate(session, shop, customer, program, version, now=now, order=order)
     if available_at <= now:
-        from app.redemptions import maybe_auto_redeem
+        from app.loyalty.redemptions import maybe_auto_redeem
 
         maybe_auto_redeem(session, shop, customer)
     return written
@@ -153,7 +153,7 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
                     gift_card_source: str | None = None) -> None:
     """Append the entries that make this order's points match its current state.
 
-    `gift_card_source`: the id of the gift-card transaction just stored (`app.orders`); an award
+    `gift_card_source`: the id of the gift-card transaction just stored (`app.loyalty.orders`); an award
     earned before it moves to what the order deserves now, in one entry keyed by it.
     """
     if order.customer_id is None:

@@ -17,8 +17,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app import checkouts, points, reminders
-from app.customers import customer_for_order
+from app.loyalty import checkouts, points
+from app.messaging import reminders
+from app.loyalty.customers import customer_for_order
 from app.db import (
     LOCKED_ORDERS,
     NEW_ORDERS,

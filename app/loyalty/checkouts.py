@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from app import consent, reminders
-from app.customers import upsert_customer
+from app.messaging import consent, reminders
+from app.loyalty.customers import upsert_customer
 from app.db import defer, dialect_insert
 from app.models import Checkout, Shop, utcnow
 from app.program import current_program

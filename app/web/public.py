@@ -20,9 +20,10 @@ from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
 
-from app import consent, links, referrals
+from app.messaging import consent, links
+from app.loyalty import referrals
 from app.db import session_scope
-from app.emails import brand_colours, customer_language, format_money
+from app.messaging.render import brand_colours, customer_language, format_money
 from app.models import Customer, Shop
 
 logger = logging.getLogger(__name__)
@@ -187,6 +188,6 @@ def friend(shop_id: int, code: str) -> Any:
 def init_app(app: Any) -> None:
     """Register the blueprint and exempt it from CSRF (the signed token is the credential)."""
     app.register_blueprint(bp)
-    from app.admin import csrf
+    from app.web.admin import csrf
 
     csrf.exempt(bp)

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app import codes, ledger
+from app.loyalty import codes, ledger
 from app.db import dialect_insert
 from app.models import (
     CodeStatus,
@@ -66,7 +66,7 @@ def referral_link(shop: Shop, code: str, public_url: str) -> str:
     Shopify applies `/discount/<code>` to the visitor's cart itself. Core WooCommerce ignores
     `/?coupon=<code>` (captured: no cookie, no session, the cart stays without it), and its
     `/checkout-link/` needs products and empties the cart, so a WooCommerce member shares our
-    friend page instead (`app.public`): it shows the discount and the code, and leads to the shop.
+    friend page instead (`app.web.public`): it shows the discount and the code, and leads to the shop.
     """
     if shop.platform.value == "shopify":
         return f"https://{shop.domain}/discount/{quote(code, safe='')}"

@@ -1,7 +1,7 @@
 """Tiers: which tier a customer's spend or points reach, upgrades at once, downgrades at period end.
 
 No Flask here. `evaluate` is called after every change to a customer's points (upgrade only) and
-by the scheduled `jobs.program.review_tiers` for customers whose tier period ended (where a
+by the scheduled `jobs.members.review_tiers` for customers whose tier period ended (where a
 downgrade may happen). A customer below the lowest threshold has no tier.
 """
 
@@ -154,7 +154,7 @@ def _renew_perks(session: Session, shop: Shop, customer: Customer, tier: Tier | 
     two live codes of the same kind (the old ones are marked to end now, and a job switches them
     off in the shop).
     """
-    from app import codes
+    from app.loyalty import codes
 
     if not noted(session, NEW_CUSTOMERS, customer.id):  # a customer new in this transaction has none
         live = list(session.scalars(select(IssuedCode).where(
@@ -174,7 +174,7 @@ def _perk_codes(session: Session, shop: Shop, customer: Customer, tier: Tier) ->
     A perk code has no use limits (the member uses it on every order) and ends with the period
     (`customer.tier_period_ends_at`); one code per tier and period.
     """
-    from app import codes
+    from app.loyalty import codes
 
     ends_at = customer.tier_period_ends_at
     period = ends_at.isoformat(timespec="seconds") if ends_at else "open"

@@ -3,7 +3,7 @@ previews), webhook deliveries (with replay), reminder sends, and customers (ledg
 reminder history, redeeming, adjusting points, bans, unsubscribing, re-sending reward codes).
 
 Every page but the login form needs a signed-in staff user (Flask-Login). Every POST carries a
-CSRF token (Flask-WTF's CSRFProtect). The platform webhooks never reach Flask (app.webhooks), so
+CSRF token (Flask-WTF's CSRFProtect). The platform webhooks never reach Flask (app.web.webhooks), so
 they need no exemption: they are signed instead.
 Writes go through the same domain functions as the CLI, inside `db.session_scope()`, so jobs they
 record (e.g. a reward's code) are enqueued after the commit.
@@ -39,10 +39,13 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from app import consent, db, emails, explain, ledger, links, metrics, staff
-from app.customer_page import customer_link
-from app.customers import search_customers
-from app.mail import MailError, OutgoingMessage, format_address, mailer_from_config
+from app.messaging import consent, render as emails, links
+from app import db
+from app.loyalty import explain, ledger, metrics
+from app.web import staff
+from app.web.customer_page import customer_link
+from app.loyalty.customers import search_customers
+from app.messaging.send import MailError, OutgoingMessage, format_address, mailer_from_config
 from app.models import (
     CodeStatus,
     ConsentEvent,
@@ -61,8 +64,8 @@ from app.models import (
 )
 from app.program import ProgramError, current_program, program_versions, save_program
 from app.queues import RedisNotConfiguredError
-from app.redemptions import RedemptionError, affordable, redeem, redemptions_of
-from app.reminders import history as reminder_history
+from app.loyalty.redemptions import RedemptionError, affordable, redeem, redemptions_of
+from app.messaging.reminders import history as reminder_history
 
 logger = logging.getLogger(__name__)
 

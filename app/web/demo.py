@@ -22,7 +22,7 @@ from app.db import session_scope
 from app.shops import register_shop
 from connectors.base import hmac_sha256_base64
 
-DATA = Path(__file__).parent / "demo_data"
+DATA = Path(__file__).resolve().parent.parent / "demo_data"
 SHOPIFY_DOMAIN = "stammkunde-demo.myshopify.com"
 SHOPIFY_SECRET = "demo-shopify-webhook-secret"  # demo only: never a real shop's secret
 WOO_URL = "http://woo-demo.localhost"

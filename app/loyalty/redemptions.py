@@ -15,7 +15,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import codes, ledger
+from app.loyalty import codes, ledger
 from app.db import dialect_insert
 from app.models import (
     CodeStatus,

@@ -6,7 +6,7 @@ holds the link can redeem that one customer's points, so the page sends no refer
 cached or framed, and asks search engines not to index it.
 
 Texts come from Flask-Babel catalogs (`app/translations`, English message ids, German
-translations) in the customer's language, else the shop's (`app.emails.customer_language`).
+translations) in the customer's language, else the shop's (`app.messaging.render.customer_language`).
 The `.po` files are compiled to `.mo` into the instance folder when the app starts, so no build
 step has to run `pybabel compile`.
 """
@@ -30,12 +30,13 @@ from flask_wtf.csrf import CSRFError
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
-from app import db, ledger
-from app.emails import customer_language
+from app import db
+from app.loyalty import ledger
+from app.messaging.render import customer_language
 from app.models import CodeStatus, Customer, Shop, ShopStatus
 from app.program import Program, current_program
-from app.redemptions import RedemptionError, affordable, redeem, redemptions_of
-from app.referrals import referral_code_row, referral_link
+from app.loyalty.redemptions import RedemptionError, affordable, redeem, redemptions_of
+from app.loyalty.referrals import referral_code_row, referral_link
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ bp = Blueprint("customer_page", __name__, url_prefix="/r")
 SALT = "customer-page"
 MAX_AGE = timedelta(days=30)
 DEFAULT_LANGUAGE = "de"
-TRANSLATIONS = Path(__file__).parent / "translations"
+TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 _MERGE_HOPS = 5
 MAX_REWARD_POINTS = 10_000_000  # app.program.Reward.points is at most this
 

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import String, and_, bindparam, cast, exists, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from app import consent
+from app.messaging import consent
 from app.db import NEW_CUSTOMERS, dialect_insert, noted
 from app.models import (
     Checkout,

@@ -29,7 +29,7 @@ from app.models import (
     ReminderMessage,
     Shop,
 )
-from app.reminders import MARKETING
+from app.messaging.reminders import MARKETING
 
 # Ledger reasons that award points, and those that take awarded points back or give them again
 # (refunds, cancellations, restored orders, awards moved by gift-card payments). Staff adjustments

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from app import consent
+from app.messaging import consent
 from app.db import (
     LOCKED_CUSTOMERS,
     NEW_CUSTOMERS,

@@ -1,0 +1,4 @@
+"""Messages to customers: reminders, consent, signed links, rendering and sending e-mail.
+
+No Flask here.
+"""
