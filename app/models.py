@@ -160,6 +160,16 @@ class Shop(Base):
     webhook_secret_old_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     webhook_secret_old_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     api_credentials_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Shopify's expiring offline token (the pair itself is in api_credentials_enc): when the
+    # access token and the refresh token end, the scopes granted at install, and when a refresh
+    # was refused (the merchant must install again; outgoing calls wait until then).
+    access_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refresh_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    granted_scopes: Mapped[str | None] = mapped_column(String(1024))
+    needs_reauth_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A worker refreshing the token claims it until then; the others wait and re-read.
+    token_refresh_claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    installed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     program_version: Mapped[int] = mapped_column(Integer, default=1)
     uninstalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -384,6 +394,22 @@ class WebhookDelivery(Base):
     # When the retention sweep emptied body and headers (they hold the customer's personal data);
     # the row stays, because ledger entries name the delivery that caused them.
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OAuthState(Base):
+    """A single-use `state` nonce of an install: made when the merchant is sent to the platform,
+    used once when the platform sends them back (the same nonce also sits in their browser's
+    signed session, so a callback opened in another browser is refused)."""
+
+    __tablename__ = "oauth_states"
+    __table_args__ = (UniqueConstraint("nonce", name="uq_oauth_states_nonce"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(32))
+    shop_domain: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class DataRequest(Base):

@@ -37,3 +37,7 @@ class RateLimitedError(TransientError):
 
 class PermanentError(ConnectorError):
     """The platform refused the call and retrying cannot fix it (most 4xx, userErrors)."""
+
+
+class AuthorizationExpiredError(PermanentError):
+    """The shop's grant is expired or revoked: only the merchant installing again can renew it."""

@@ -153,6 +153,38 @@ def shops_list() -> None:
             click.echo(f"{shop.id}\t{shop.platform.value}\t{shop.domain}\t{shop.currency}\t{shop.status.value}")
 
 
+@shops_cli.command("sync-webhooks")
+@click.option("--shop", "shop_domain", default=None, help="one shop (default: every installed Shopify shop)")
+def shops_sync_webhooks(shop_domain: str | None) -> None:
+    """Make each Shopify shop's webhook subscriptions exactly the topics we handle (idempotent)."""
+    from sqlalchemy import select
+
+    from app.models import Platform, Shop, ShopStatus
+    from app.shops import ShopNeedsReauthorizationError, get_shop
+    from connectors.errors import ConnectorError
+    from jobs.shops import sync_webhooks
+
+    with session_scope() as session:
+        if shop_domain:
+            ids = [(get_shop(session, shop_domain, "shopify").id, shop_domain)]
+        else:
+            ids = [(s.id, s.domain) for s in session.scalars(
+                select(Shop).where(Shop.platform == Platform.SHOPIFY, Shop.status == ShopStatus.ACTIVE)
+                .order_by(Shop.id))]
+    failed = 0
+    for shop_id, domain in ids:
+        try:
+            result = sync_webhooks(shop_id)
+        except (ConnectorError, ShopNeedsReauthorizationError) as exc:
+            failed += 1
+            click.echo(f"{domain}: not synced: {exc}")
+            continue
+        click.echo(f"{domain}: created {len(result['created'])}, deleted {len(result['deleted'])}, "
+                   f"kept {len(result['kept'])}")
+    if failed:
+        raise SystemExit(1)
+
+
 @customers_cli.command("show")
 @click.option("--shop", "shop_domain", required=True, help="shop domain or base URL")
 @click.option("--email", required=True)

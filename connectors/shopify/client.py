@@ -31,19 +31,24 @@ import math
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import requests
 
-from connectors.errors import PermanentError, RateLimitedError, TransientError
+import shopify
+
+from connectors.errors import AuthorizationExpiredError, PermanentError, RateLimitedError, TransientError
 from connectors.shopify.consts import (
     ACCESS_TOKEN_HEADER,
     ADMIN_GRAPHQL_URL,
     API_VERSION,
+    OAUTH_ACCESS_TOKEN_URL,
+    OAUTH_AUTHORIZE_URL,
     PLATFORM,
 )
 from connectors.types import DiscountCode, DiscountSpec
@@ -69,6 +74,50 @@ _OPERATION = re.compile(r"\s*(?:query|mutation)\s+([_A-Za-z][_0-9A-Za-z]*)")
 # (tests/connectors/shopify/test_graphql_schema.py) validates each one, and the variables the
 # helpers below build, against the pinned 2026-07 schema.
 DOCUMENTS: dict[str, str] = {
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/queries/webhookSubscriptions
+    "webhookSubscriptions": """\
+query WebhookSubscriptions($first: Int!, $after: String) {
+  webhookSubscriptions(first: $first, after: $after) {
+    nodes {
+      id
+      topic
+      uri
+    }
+    pageInfo {
+      hasNextPage
+      endCursor
+    }
+  }
+}
+""",
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/mutations/webhookSubscriptionCreate
+    "webhookSubscriptionCreate": """\
+mutation WebhookSubscriptionCreate($topic: WebhookSubscriptionTopic!, $webhookSubscription: WebhookSubscriptionInput!) {
+  webhookSubscriptionCreate(topic: $topic, webhookSubscription: $webhookSubscription) {
+    webhookSubscription {
+      id
+      topic
+      uri
+    }
+    userErrors {
+      field
+      message
+    }
+  }
+}
+""",
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/mutations/webhookSubscriptionDelete
+    "webhookSubscriptionDelete": """\
+mutation WebhookSubscriptionDelete($id: ID!) {
+  webhookSubscriptionDelete(id: $id) {
+    deletedWebhookSubscriptionId
+    userErrors {
+      field
+      message
+    }
+  }
+}
+""",
     # https://shopify.dev/docs/api/admin-graphql/2026-07/mutations/discountCodeBasicCreate
     "discountCodeBasicCreate": """\
 mutation DiscountCodeBasicCreate($basicCodeDiscount: DiscountCodeBasicInput!) {
@@ -746,3 +795,216 @@ def _money_text(value: Decimal) -> str:
     if value <= _ZERO:
         raise ValueError("money must be above 0")
     return format(value, "f")
+
+
+# ---- install: the authorization code grant with expiring offline tokens ----------------------
+
+# An install or callback query older than this is refused (ShopifyAPI's replay window), and one
+# from the future by more than the clock skew too.
+INSTALL_QUERY_MAX_AGE = 24 * 60 * 60
+INSTALL_QUERY_MAX_SKEW = 5 * 60
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """What Shopify's token endpoint granted: the access token, its scopes and expiries."""
+
+    access_token: str
+    scopes: tuple[str, ...]
+    expires_at: datetime | None
+    refresh_token: str | None
+    refresh_expires_at: datetime | None
+
+
+def is_shop_domain(value: str) -> bool:
+    """Return True for a shop's own `<name>.myshopify.com` domain (lower-case, no scheme)."""
+    return bool(_SHOP_DOMAIN.fullmatch(value))
+
+
+def valid_install_query(params: Mapping[str, Any], secret: str, *, now: float | None = None) -> bool:
+    """Return True when an install or callback query carries a valid `hmac` and a fresh `timestamp`.
+
+    The HMAC is ShopifyAPI's `Session.validate_hmac` (hex HMAC-SHA256 over the other parameters,
+    sorted, with Shopify's escaping; checked against Shopify's published vectors in the tests),
+    with the app's secret given per call instead of the library's class-wide `setup`.
+    """
+    if not secret or not isinstance(params.get("hmac"), str):
+        return False
+    timestamp = params.get("timestamp")
+    if not isinstance(timestamp, str) or not timestamp.isdigit():
+        return False
+    now = time.time() if now is None else now
+    if not now - INSTALL_QUERY_MAX_AGE <= int(timestamp) <= now + INSTALL_QUERY_MAX_SKEW:
+        return False
+    session_class = type("AppSession", (shopify.Session,), {"secret": secret})
+    return bool(session_class.validate_hmac(dict(params)))
+
+
+def authorize_url(shop: str, api_key: str, scopes: Sequence[str], redirect_uri: str, state: str) -> str:
+    """Return the URL that asks the merchant to grant `scopes` (an offline, i.e. shop-wide, grant)."""
+    if not is_shop_domain(shop):
+        raise ValueError("shop is not a *.myshopify.com domain")
+    query = urllib.parse.urlencode(
+        {"client_id": api_key, "scope": ",".join(scopes), "redirect_uri": redirect_uri, "state": state}
+    )
+    return OAUTH_AUTHORIZE_URL.format(shop=shop) + "?" + query
+
+
+def exchange_code(shop: str, api_key: str, api_secret: str, code: str, *, now: datetime) -> TokenGrant:
+    """Trade the callback's `code` for an expiring offline token (`expiring=1`) and its refresh token.
+
+    Raises:
+        TransientError: timeout, connection error, HTTP 5xx or an unreadable answer.
+        PermanentError: the code was refused (used, expired, other app) or the answer lacks a token.
+    """
+    return _token_request(
+        shop, {"client_id": api_key, "client_secret": api_secret, "code": code, "expiring": "1"},
+        "exchange code", now,
+    )
+
+
+def refresh_access_token(shop: str, api_key: str, api_secret: str, refresh_token: str, *,
+                         now: datetime) -> TokenGrant:
+    """Trade a refresh token for a new access token and a new refresh token (the old pair ends).
+
+    Raises:
+        AuthorizationExpiredError: the refresh token is expired or revoked (HTTP 400/401/403).
+        TransientError: timeout, connection error, HTTP 5xx or an unreadable answer.
+        PermanentError: any other refusal.
+    """
+    return _token_request(
+        shop, {"client_id": api_key, "client_secret": api_secret, "grant_type": "refresh_token",
+               "refresh_token": refresh_token},
+        "refresh token", now,
+    )
+
+
+def _token_request(shop: str, form: dict[str, str], operation: str, now: datetime) -> TokenGrant:
+    if not is_shop_domain(shop):
+        raise PermanentError("shopify oauth: shop is not a *.myshopify.com domain")
+    extra = {"platform": PLATFORM, "shop": shop, "operation": operation}
+    try:
+        response = _session().post(
+            OAUTH_ACCESS_TOKEN_URL.format(shop=shop), data=form, headers={"Accept": "application/json"},
+            timeout=TIMEOUT, allow_redirects=False,
+        )
+    except requests.Timeout:
+        logger.warning("shopify oauth request timed out", extra=extra)
+        raise TransientError(f"shopify oauth {operation}: timeout") from None
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+        logger.warning("shopify oauth connection failed", extra=extra)
+        raise TransientError(f"shopify oauth {operation}: connection failed") from None
+    except requests.RequestException as exc:
+        raise PermanentError(f"shopify oauth {operation}: request failed ({type(exc).__name__})") from None
+    status = response.status_code
+    if status >= 500:
+        logger.warning("shopify oauth server error", extra={**extra, "status": status})
+        raise TransientError(f"shopify oauth {operation}: HTTP {status}")
+    if status in (400, 401, 403) and "refresh_token" in form:
+        logger.warning("shopify refresh token refused", extra={**extra, "status": status})
+        raise AuthorizationExpiredError(f"shopify oauth {operation}: HTTP {status} (refresh token expired or revoked)")
+    if not 200 <= status < 300:
+        logger.warning("shopify oauth request refused", extra={**extra, "status": status})
+        raise PermanentError(f"shopify oauth {operation}: HTTP {status}")
+    payload = _json_or_none(response)
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("access_token"), str) \
+            or not payload["access_token"]:
+        raise TransientError(f"shopify oauth {operation}: no access_token in the answer")
+    scope = payload.get("scope")
+    scopes = tuple(sorted(s for s in (scope.split(",") if isinstance(scope, str) else ()) if s))
+    refresh = payload.get("refresh_token")
+    return TokenGrant(
+        access_token=payload["access_token"],
+        scopes=scopes,
+        expires_at=_expiry(now, payload.get("expires_in")),
+        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+        refresh_expires_at=_expiry(now, payload.get("refresh_token_expires_in")),
+    )
+
+
+def _expiry(now: datetime, seconds: Any) -> datetime | None:
+    number = _number(seconds)
+    return None if number is None or number <= 0 else now + timedelta(seconds=number)
+
+
+# ---- webhook subscriptions --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookSubscription:
+    """One of the shop's webhook subscriptions as the Admin API lists it."""
+
+    id: str
+    topic: str  # the GraphQL enum value, e.g. "ORDERS_PAID"
+    uri: str
+
+
+def list_webhook_subscriptions(credentials: Mapping[str, str]) -> list[WebhookSubscription]:
+    """Return every webhook subscription our app has in the shop (all pages).
+
+    Raises:
+        TransientError, RateLimitedError, PermanentError: see `graphql`.
+    """
+    found: list[WebhookSubscription] = []
+    after: str | None = None
+    while True:
+        name, variables = webhook_list_variables(after)
+        data = graphql(credentials, DOCUMENTS[name], variables)
+        connection = data.get("webhookSubscriptions")
+        if not isinstance(connection, Mapping) or not isinstance(connection.get("nodes"), list):
+            raise PermanentError("webhookSubscriptions: malformed answer")
+        for node in connection["nodes"]:
+            if not isinstance(node, Mapping) or not all(isinstance(node.get(k), str) for k in ("id", "topic", "uri")):
+                raise PermanentError("webhookSubscriptions: malformed node")
+            found.append(WebhookSubscription(id=node["id"], topic=node["topic"], uri=node["uri"]))
+        page = connection.get("pageInfo")
+        if not isinstance(page, Mapping) or not page.get("hasNextPage"):
+            return found
+        after = page.get("endCursor")
+        if not isinstance(after, str):
+            raise PermanentError("webhookSubscriptions: next page without a cursor")
+
+
+def webhook_list_variables(after: str | None) -> tuple[str, dict[str, Any]]:
+    """Return the query name and variables of one page (100) of our webhook subscriptions."""
+    return "webhookSubscriptions", {"first": 100, "after": after}
+
+
+def webhook_delete_variables(subscription_id: str) -> tuple[str, dict[str, Any]]:
+    """Return the mutation name and variables that delete one webhook subscription."""
+    return "webhookSubscriptionDelete", {"id": subscription_id}
+
+
+def webhook_subscription_variables(topic: str, uri: str) -> tuple[str, dict[str, Any]]:
+    """Return the mutation name and variables that subscribe `uri` to `topic` (a GraphQL enum value)."""
+    return "webhookSubscriptionCreate", {"topic": topic, "webhookSubscription": {"uri": uri, "format": "JSON"}}
+
+
+def create_webhook_subscription(credentials: Mapping[str, str], topic: str, uri: str) -> WebhookSubscription:
+    """Subscribe `uri` to `topic` at the pinned API version.
+
+    Raises:
+        TransientError, RateLimitedError, PermanentError: see `graphql`; also `userErrors`.
+    """
+    name, variables = webhook_subscription_variables(topic, uri)
+    payload = _payload(graphql(credentials, DOCUMENTS[name], variables), name)
+    errors = _user_errors(payload)
+    if errors:
+        raise PermanentError(_user_errors_message(name, errors))
+    node = payload.get("webhookSubscription")
+    if not isinstance(node, Mapping) or not isinstance(node.get("id"), str):
+        raise PermanentError(f"{name}: no webhookSubscription in the answer")
+    return WebhookSubscription(id=node["id"], topic=str(node.get("topic", topic)), uri=str(node.get("uri", uri)))
+
+
+def delete_webhook_subscription(credentials: Mapping[str, str], subscription_id: str) -> None:
+    """Delete one of our webhook subscriptions.
+
+    Raises:
+        TransientError, RateLimitedError, PermanentError: see `graphql`; also `userErrors`.
+    """
+    name, variables = webhook_delete_variables(subscription_id)
+    payload = _payload(graphql(credentials, DOCUMENTS[name], variables), name)
+    errors = _user_errors(payload)
+    if errors:
+        raise PermanentError(_user_errors_message(name, errors))

@@ -36,6 +36,37 @@ CUSTOMERS_DATA_REQUEST = "customers/data_request"
 CUSTOMERS_REDACT = "customers/redact"
 SHOP_REDACT = "shop/redact"
 
+# OAuth (authorization code grant for a standalone app), with expiring offline tokens:
+# https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/authorization-code-grant
+# https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/offline-access-tokens
+OAUTH_AUTHORIZE_URL = "https://{shop}/admin/oauth/authorize"
+OAUTH_ACCESS_TOKEN_URL = "https://{shop}/admin/oauth/access_token"
+
+# The least the app's features need (https://shopify.dev/docs/api/usage/access-scopes):
+# read_orders   - orders, refunds and transactions: reconciliation and the order webhooks' topics
+# read_customers - customers and their marketing consent (customers/* topics)
+# write_discounts - reward, referral, tier and reminder codes (discountCode*Create/Deactivate)
+# write_orders  - the gift-with-purchase tag on an order (tagsAdd on Order)
+# read_all_orders (orders older than 60 days) is asked for only for a backfill beyond 60 days.
+SCOPES = ("read_orders", "read_customers", "write_discounts", "write_orders")
+BACKFILL_SCOPE = "read_all_orders"
+
+# GraphQL WebhookSubscriptionTopic of each topic we subscribe to by API. The compliance topics
+# (customers/data_request, customers/redact, shop/redact) are set in the app's configuration.
+SUBSCRIPTION_TOPICS = {
+    ORDERS_CREATE: "ORDERS_CREATE",
+    ORDERS_PAID: "ORDERS_PAID",
+    ORDERS_UPDATED: "ORDERS_UPDATED",
+    ORDERS_CANCELLED: "ORDERS_CANCELLED",
+    REFUNDS_CREATE: "REFUNDS_CREATE",
+    ORDER_TRANSACTIONS_CREATE: "ORDER_TRANSACTIONS_CREATE",
+    CUSTOMERS_CREATE: "CUSTOMERS_CREATE",
+    CUSTOMERS_UPDATE: "CUSTOMERS_UPDATE",
+    CHECKOUTS_CREATE: "CHECKOUTS_CREATE",
+    CHECKOUTS_UPDATE: "CHECKOUTS_UPDATE",
+    APP_UNINSTALLED: "APP_UNINSTALLED",
+}
+
 HMAC_HEADERS = ("X-Shopify-Hmac-Sha256", "shopify-hmac-sha256")
 TOPIC_HEADERS = ("X-Shopify-Topic", "shopify-topic")
 SHOP_DOMAIN_HEADERS = ("X-Shopify-Shop-Domain", "shopify-shop-domain")

@@ -109,6 +109,13 @@ def deprecated_inputs(schema: GraphQLSchema, document: str, variables: dict[str,
 
 
 VARIABLE_CASES = [
+    ("webhook subscriptions, first page", lambda: client.webhook_list_variables(None)),
+    ("webhook subscriptions, next page", lambda: client.webhook_list_variables("eyJsYXN0X2lkIjoxfQ==")),
+    ("webhook subscription deleted",
+     lambda: client.webhook_delete_variables("gid://shopify/WebhookSubscription/4759306")),
+    *[(f"webhook subscription for {topic}",
+       lambda topic=topic: client.webhook_subscription_variables(topic, "https://loyalty.example/webhooks/shopify"))
+      for topic in consts.SUBSCRIPTION_TOPICS.values()],
     ("percentage for everyone", lambda: client.discount_code_variables(spec())),
     (
         "percentage for one customer with a minimum",

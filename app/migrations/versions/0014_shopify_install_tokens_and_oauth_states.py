@@ -1,0 +1,49 @@
+"""shopify install: token expiries, granted scopes, re-authorisation flag, oauth states
+
+Revision ID: 0014
+Revises: 0012
+
+Compatibility: this migration runs in the `release` phase while the previous release is still
+serving. It must leave the schema usable by that release: add nullable columns or columns with
+server defaults, add tables and indexes; drop or rename only in a later release.
+"""
+from alembic import op
+import sqlalchemy as sa
+import app.models
+
+
+revision = '0014'
+down_revision = '0012'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('shops') as batch:
+        batch.add_column(sa.Column('access_token_expires_at', app.models.UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column('refresh_token_expires_at', app.models.UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column('granted_scopes', sa.String(length=1024), nullable=True))
+        batch.add_column(sa.Column('needs_reauth_at', app.models.UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column('token_refresh_claimed_until', app.models.UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column('installed_at', app.models.UTCDateTime(), nullable=True))
+    op.create_table('oauth_states',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('nonce', sa.String(length=64), nullable=False),
+    sa.Column('platform', sa.String(length=32), nullable=False),
+    sa.Column('shop_domain', sa.String(length=255), nullable=False),
+    sa.Column('created_at', app.models.UTCDateTime(), nullable=False),
+    sa.Column('used_at', app.models.UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_oauth_states')),
+    sa.UniqueConstraint('nonce', name='uq_oauth_states_nonce')
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('oauth_states')
+    with op.batch_alter_table('shops') as batch:
+        batch.drop_column('installed_at')
+        batch.drop_column('token_refresh_claimed_until')
+        batch.drop_column('needs_reauth_at')
+        batch.drop_column('granted_scopes')
+        batch.drop_column('refresh_token_expires_at')
+        batch.drop_column('access_token_expires_at')

@@ -1,0 +1,126 @@
+"""Installing the app in a shop: Shopify's authorization code grant (a standalone app).
+
+`GET /shopify/install?shop=…` (also Shopify's App URL call, which adds `timestamp` and `hmac`)
+sends the merchant to Shopify to grant our scopes, with a single-use `state` that is stored in the
+database and in the browser's signed session. `GET /shopify/callback` checks the HMAC, the
+timestamp and that `state` (both copies, once), trades the code for an expiring offline token,
+stores it encrypted, re-activates a shop that was installed before (its data stays), and
+enqueues the webhook subscription sync.
+https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/authorization-code-grant
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, current_app, redirect, render_template, request, session
+from redis.exceptions import RedisError
+
+from app import shops
+from app.db import request_session
+from app.models import utcnow
+from app.queues import PLATFORM_RETRY, RedisNotConfiguredError, enqueue_once
+from connectors.errors import PermanentError, TransientError
+from connectors.shopify import client, consts
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("install", __name__)
+
+_STATE_KEY = "shopify_install_state"
+
+
+def _answer(message: str, status: int, *, ok: bool = False, hint: str | None = None) -> Any:
+    response = current_app.make_response((render_template("install/result.html", message=message, hint=hint,
+                                                          ok=ok), status))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _app_credentials() -> tuple[str, str] | None:
+    key, secret = current_app.config.get("SHOPIFY_API_KEY"), current_app.config.get("SHOPIFY_API_SECRET")
+    return (key, secret) if key and secret else None
+
+
+def _shop_param() -> str | None:
+    shop = (request.args.get("shop") or "").strip().lower()
+    return shop if client.is_shop_domain(shop) else None
+
+
+@bp.get("/shopify/install")
+def shopify_install() -> Any:
+    """Send the merchant to Shopify to grant the app's scopes."""
+    app_keys = _app_credentials()
+    if app_keys is None:
+        logger.error("shopify install without SHOPIFY_API_KEY / SHOPIFY_API_SECRET")
+        return _answer("This app is not set up for Shopify yet.", 500,
+                       hint="Set SHOPIFY_API_KEY and SHOPIFY_API_SECRET (README, Configuration).")
+    shop = _shop_param()
+    if shop is None:
+        return _answer("That is not a Shopify shop address.", 400,
+                       hint="Use the shop's own address, e.g. my-shop.myshopify.com.")
+    # Opened from Shopify (the App URL), the query is signed: then it must be valid.
+    if "hmac" in request.args and not client.valid_install_query(request.args.to_dict(), app_keys[1]):
+        logger.warning("shopify install with an invalid hmac")
+        return _answer("This install link is not valid or has expired.", 400, hint="Start the install again.")
+    db = request_session()
+    state = shops.new_install_state(db, "shopify", shop)
+    db.commit()
+    session[_STATE_KEY] = state
+    redirect_uri = current_app.config["PUBLIC_URL"] + "/shopify/callback"
+    return redirect(client.authorize_url(shop, app_keys[0], consts.SCOPES, redirect_uri, state), code=302)
+
+
+@bp.get("/shopify/callback")
+def shopify_callback() -> Any:
+    """Finish the install: check the callback, store the token, sync the webhooks."""
+    app_keys = _app_credentials()
+    if app_keys is None:
+        logger.error("shopify callback without SHOPIFY_API_KEY / SHOPIFY_API_SECRET")
+        return _answer("This app is not set up for Shopify yet.", 500)
+    shop = _shop_param()
+    params = request.args.to_dict()
+    if shop is None or not client.valid_install_query(params, app_keys[1]):
+        logger.warning("shopify callback refused: shop or hmac")
+        return _answer("This install link is not valid or has expired.", 400, hint="Start the install again.")
+    state = params.get("state") or ""
+    expected = session.pop(_STATE_KEY, None)
+    db = request_session()
+    # Both copies: the browser's (a callback opened elsewhere fails) and the database's (once).
+    if not expected or expected != state or not shops.use_install_state(db, state, "shopify", shop):
+        db.rollback()
+        logger.warning("shopify callback refused: state")
+        return _answer("This install link was already used or belongs to another browser.", 403,
+                       hint="Start the install again from your Shopify admin.")
+    db.commit()  # the state is spent whatever happens next
+    code = params.get("code") or ""
+    try:
+        grant = client.exchange_code(shop, app_keys[0], app_keys[1], code, now=utcnow())
+    except TransientError:
+        return _answer("Shopify did not answer in time.", 502, hint="Start the install again in a minute.")
+    except PermanentError:
+        return _answer("Shopify refused the install.", 400, hint="Start the install again from your Shopify admin.")
+    installed, created = shops.install_shopify_shop(db, keys=current_app.config["ENCRYPTION_KEY"], domain=shop,
+                                                    grant=grant)
+    shop_id = installed.id
+    missing = shops.missing_scopes(installed, consts.SCOPES)
+    db.commit()
+    logger.info("shopify shop installed", extra={"shop": shop_id, "created": created})
+    try:
+        enqueue_once("codes", "jobs.shops.sync_webhooks", shop_id, job_id=f"sync-webhooks-{shop_id}",
+                     retry=PLATFORM_RETRY)
+    except (RedisError, RedisNotConfiguredError):  # the install stands; the sync can be run by hand
+        logger.warning("webhook sync not enqueued after install", extra={"shop": shop_id}, exc_info=True)
+        hint = "Webhooks will be set up by `flask shops sync-webhooks` (the queue did not answer)."
+    else:
+        hint = None
+    if missing:
+        hint = "Some permissions were not granted: " + ", ".join(missing) + ". Install again to grant them."
+    return _answer(f"Stammkunde is installed in {shop}." if created else f"Stammkunde is installed again in {shop}.",
+                   200, ok=True, hint=hint)
+
+
+def init_app(app: Any) -> None:
+    """Register the install blueprint (GET only, so CSRF does not apply)."""
+    app.register_blueprint(bp)

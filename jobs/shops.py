@@ -1,0 +1,72 @@
+"""Platform set-up jobs of a shop: webhook subscriptions by API, and fresh API credentials.
+
+`sync_webhooks` compares the subscriptions the shop has with the ones we need and fixes the
+difference, so running it again (after every install, or by `flask shops sync-webhooks`) is
+harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from app import config, shops
+from app.db import session_scope
+from app.models import Shop
+from connectors.shopify import client as shopify_client
+from connectors.shopify import consts as shopify_consts
+
+logger = logging.getLogger(__name__)
+
+
+def shopify_api_credentials(shop_id: int, *, force_refresh: bool = False) -> dict[str, Any]:
+    """Return a Shopify shop's credentials with a token that is good for the next call.
+
+    Raises:
+        app.shops.ShopNeedsReauthorizationError: the merchant must install again.
+        app.shops.TokenRefreshBusyError, connectors.errors.TransientError: retry later.
+    """
+    settings = config.load()
+
+    def refresh(domain: str, refresh_token: str, now: datetime) -> shopify_client.TokenGrant:
+        return shopify_client.refresh_access_token(
+            domain, settings["SHOPIFY_API_KEY"] or "", settings["SHOPIFY_API_SECRET"] or "", refresh_token, now=now)
+
+    return shops.fresh_credentials(shop_id, keys=settings["ENCRYPTION_KEY"], refresh=refresh, force=force_refresh)
+
+
+def webhook_address(public_url: str) -> str:
+    """Return where the platform sends a Shopify shop's webhooks."""
+    return public_url.rstrip("/") + "/webhooks/shopify"
+
+
+def sync_webhooks(shop_id: int) -> dict[str, list[str]]:
+    """Make the shop's webhook subscriptions exactly the topics we handle, at our address.
+
+    Returns the topics created and deleted and the ones kept. A subscription of ours to a topic we
+    no longer need, or to another address (an old PUBLIC_URL), is deleted.
+    """
+    with session_scope() as session:
+        shop = session.get(Shop, shop_id)
+        if shop is None or shop.platform.value != "shopify":
+            logger.debug("webhook sync: no such Shopify shop", extra={"shop": shop_id})
+            return {"created": [], "deleted": [], "kept": []}
+    credentials = shopify_api_credentials(shop_id)
+    address = webhook_address(config.load()["PUBLIC_URL"])
+    wanted = set(shopify_consts.SUBSCRIPTION_TOPICS.values())
+    existing = shopify_client.list_webhook_subscriptions(credentials)
+    kept: set[str] = set()
+    deleted: list[str] = []
+    for subscription in existing:
+        if subscription.topic in wanted and subscription.uri == address and subscription.topic not in kept:
+            kept.add(subscription.topic)
+            continue
+        shopify_client.delete_webhook_subscription(credentials, subscription.id)
+        deleted.append(subscription.topic)
+    created = []
+    for topic in sorted(wanted - kept):
+        shopify_client.create_webhook_subscription(credentials, topic, address)
+        created.append(topic)
+    logger.info("webhooks synced", extra={"shop": shop_id, "created": len(created), "deleted": len(deleted)})
+    return {"created": created, "deleted": sorted(deleted), "kept": sorted(kept)}

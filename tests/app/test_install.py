@@ -1,0 +1,366 @@
+"""Installing the app in a Shopify shop (authorization code grant, expiring offline tokens), keeping
+its token fresh, and subscribing its webhooks by API."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.parse
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import responses
+import shopify
+from sqlalchemy import select
+
+from app import shops
+from app.db import session_scope
+from app.models import Customer, OAuthState, Shop, ShopStatus, utcnow
+from connectors.errors import AuthorizationExpiredError
+from connectors.shopify import client, consts
+from tests.conftest import TEST_ENCRYPTION_KEY
+
+API_KEY = "test-client-id"
+SECRET = "hush"  # the secret of Shopify's published HMAC vectors
+SHOP = "laden-am-eck.myshopify.com"
+PUBLIC = "https://loyalty.example"
+TOKEN_URL = f"https://{SHOP}/admin/oauth/access_token"
+GRAPHQL_URL = consts.ADMIN_GRAPHQL_URL.format(shop=SHOP, version=consts.API_VERSION)
+
+
+def signed(params: dict[str, str]) -> dict[str, str]:
+    """Return `params` with Shopify's query `hmac` under the test secret (as Shopify signs them)."""
+    session_class = type("AppSession", (shopify.Session,), {"secret": SECRET})
+    return {**params, "hmac": session_class.calculate_hmac(params)}
+
+
+@pytest.fixture
+def shopify_app(app):  # type: ignore[no-untyped-def]
+    app.config.update(SHOPIFY_API_KEY=API_KEY, SHOPIFY_API_SECRET=SECRET, PUBLIC_URL=PUBLIC)
+    return app
+
+
+def _grant_answer(token: str = "shpat_first", refresh: str = "shprt_first") -> dict[str, object]:
+    # The shape of Shopify's answer with `expiring=1` (offline-access-tokens doc).
+    return {"access_token": token, "scope": "write_orders,read_customers,write_discounts,read_orders",
+            "expires_in": 3600, "refresh_token": refresh, "refresh_token_expires_in": 7776000}
+
+
+def _start(web) -> str:  # type: ignore[no-untyped-def]
+    """Open the install URL; return the state Shopify would send back."""
+    answer = web.get("/shopify/install", query_string={"shop": SHOP})
+    assert answer.status_code == 302
+    target = urllib.parse.urlsplit(answer.headers["Location"])
+    query = dict(urllib.parse.parse_qsl(target.query))
+    assert (target.scheme, target.netloc, target.path) == ("https", SHOP, "/admin/oauth/authorize")
+    assert query["client_id"] == API_KEY
+    assert query["scope"].split(",") == list(consts.SCOPES)
+    assert query["redirect_uri"] == f"{PUBLIC}/shopify/callback"
+    return query["state"]
+
+
+def _callback(web, state: str, tamper: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    """Follow Shopify's redirect back; `tamper` changes parameters after Shopify signed them."""
+    params = signed({"code": "0907a61c0c8d55e99db179b68161bc00", "shop": SHOP, "state": state,
+                     "timestamp": str(int(time.time()))})
+    params.update(tamper or {})
+    return web.get("/shopify/callback", query_string=params)
+
+
+# ---- the query HMAC ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("_case", "query", "valid"),
+    [
+        # Shopify's published vector (shopify_python_api test_hmac_calculation).
+        ("published vector", "shop=some-shop.myshopify.com&code=a94a110d86d2452eb3e2af4cfb8a3828&timestamp=1337178173"
+         "&hmac=2cb1a277650a659f1b11e92a4a64275b128e037f2c3390e3c8fd2d8721dac9e2", True),
+        # The second published vector includes `state` (hexdocs shopify_oauth).
+        ("published vector with state", "code=0907a61c0c8d55e99db179b68161bc00&hmac=700e2dadb827fcc8609e9d5ce208b2e9"
+         "cdaab9df07390d2cbca10d7c328fc4bf&shop=some-shop.myshopify.com&state=0.6784241404160823&timestamp=1337178173",
+         True),
+        ("tampered shop", "shop=other-shop.myshopify.com&code=a94a110d86d2452eb3e2af4cfb8a3828&timestamp=1337178173"
+         "&hmac=2cb1a277650a659f1b11e92a4a64275b128e037f2c3390e3c8fd2d8721dac9e2", False),
+        ("state left out", "code=0907a61c0c8d55e99db179b68161bc00&hmac=700e2dadb827fcc8609e9d5ce208b2e9"
+         "cdaab9df07390d2cbca10d7c328fc4bf&shop=some-shop.myshopify.com&timestamp=1337178173", False),
+        ("no hmac", "shop=some-shop.myshopify.com&code=a94a110d86d2452eb3e2af4cfb8a3828&timestamp=1337178173", False),
+    ],
+)
+def test_install_query_hmac_matches_shopifys_published_vectors(_case, query, valid):
+    # given a query as Shopify sends it, checked at the moment it was made
+    params = dict(urllib.parse.parse_qsl(query))
+
+    # then only an untouched, signed query is valid
+    assert client.valid_install_query(params, SECRET, now=1337178173 + 60) is valid
+
+
+@pytest.mark.parametrize(("_case", "offset", "valid"), [
+    ("a minute old", -60, True), ("25 hours old", -25 * 3600, False), ("an hour ahead", 3600, False),
+])
+def test_install_query_must_be_fresh(_case, offset, valid):
+    # given a correctly signed query whose timestamp is `offset` seconds from now
+    now = 1_800_000_000
+    params = signed({"shop": SHOP, "timestamp": str(now + offset)})
+
+    # then only a recent one is accepted
+    assert client.valid_install_query(params, SECRET, now=now) is valid
+    assert client.valid_install_query({**params, "timestamp": "soon"}, SECRET, now=now) is False
+
+
+# ---- the install ---------------------------------------------------------------------------------
+
+
+@responses.activate
+def test_install_stores_an_expiring_token_encrypted_and_subscribes_webhooks(shopify_app, work, monkeypatch):
+    # given a merchant who opens the install URL
+    web = shopify_app.test_client()
+    state = _start(web)
+    responses.post(TOKEN_URL, json=_grant_answer())
+
+    # when Shopify sends them back with a code
+    answer = _callback(web, state)
+
+    # then the code is traded for an EXPIRING offline token
+    assert answer.status_code == 200, answer.text
+    assert "installed" in answer.text
+    sent = dict(urllib.parse.parse_qsl(responses.calls[0].request.body))
+    assert sent == {"client_id": API_KEY, "client_secret": SECRET, "code": "0907a61c0c8d55e99db179b68161bc00",
+                    "expiring": "1"}
+    # and the shop holds the pair encrypted, with expiries and the scopes granted
+    with session_scope() as s:
+        shop = s.scalars(select(Shop).where(Shop.domain == SHOP)).one()
+        assert shop.status == ShopStatus.ACTIVE and shop.installed_at is not None
+        assert b"shpat_first" not in shop.api_credentials_enc and b"shprt_first" not in shop.api_credentials_enc
+        assert shops.credentials(shop, TEST_ENCRYPTION_KEY) == {"access_token": "shpat_first",
+                                                                 "refresh_token": "shprt_first"}
+        assert timedelta(minutes=59) < shop.access_token_expires_at - utcnow() <= timedelta(hours=1)
+        assert timedelta(days=89) < shop.refresh_token_expires_at - utcnow() <= timedelta(days=90)
+        assert shops.missing_scopes(shop, consts.SCOPES) == []
+
+    # and when the queued sync runs, every topic we handle is subscribed at our address
+    responses.post(GRAPHQL_URL, json={"data": {"webhookSubscriptions": {
+        "nodes": [], "pageInfo": {"hasNextPage": False, "endCursor": None}}}})
+    for topic in sorted(consts.SUBSCRIPTION_TOPICS.values()):
+        responses.post(GRAPHQL_URL, json={"data": {"webhookSubscriptionCreate": {
+            "webhookSubscription": {"id": f"gid://shopify/WebhookSubscription/{topic}", "topic": topic,
+                                    "uri": f"{PUBLIC}/webhooks/shopify"}, "userErrors": []}}})
+    monkeypatch.setenv("PUBLIC_URL", PUBLIC)  # the worker reads its settings from the environment
+    assert work() == 1
+    created = [json.loads(call.request.body) for call in responses.calls[2:]]
+    assert sorted(c["variables"]["topic"] for c in created) == sorted(consts.SUBSCRIPTION_TOPICS.values())
+    assert {c["variables"]["webhookSubscription"]["uri"] for c in created} == {f"{PUBLIC}/webhooks/shopify"}
+    assert {call.request.headers[consts.ACCESS_TOKEN_HEADER] for call in responses.calls[1:]} == {"shpat_first"}
+
+
+@pytest.mark.parametrize("_case", ["replayed", "other browser", "bad hmac", "not a myshopify shop"])
+@responses.activate
+def test_callback_refuses_what_shopify_did_not_send_to_this_browser(shopify_app, _case):
+    # given an install started in one browser
+    web = shopify_app.test_client()
+    state = _start(web)
+    responses.post(TOKEN_URL, json=_grant_answer())
+    expected = {"replayed": 403, "other browser": 403, "bad hmac": 400, "not a myshopify shop": 400}[_case]
+
+    # when the callback is replayed, opened in another browser, tampered with, or for another host
+    if _case == "replayed":
+        assert _callback(web, state).status_code == 200
+        answer = _callback(web, state)
+    elif _case == "other browser":
+        answer = _callback(shopify_app.test_client(), state)
+    elif _case == "bad hmac":
+        answer = _callback(web, state, tamper={"code": "another-code"})
+    else:
+        params = signed({"code": "c", "shop": "evil.example", "state": state, "timestamp": str(int(time.time()))})
+        answer = web.get("/shopify/callback", query_string=params)
+
+    # then it is refused, and no token was asked for beyond the one real install
+    assert answer.status_code == expected
+    assert len(responses.calls) == (1 if _case == "replayed" else 0)
+
+
+def test_install_refuses_a_shop_that_is_not_a_myshopify_domain_and_an_unset_app(shopify_app, app):
+    # given a merchant typing a wrong address
+    answer = shopify_app.test_client().get("/shopify/install", query_string={"shop": "https://evil.example"})
+
+    # then they get a clear 400 and no state is made
+    assert answer.status_code == 400 and "myshopify.com" in answer.text
+    with session_scope() as s:
+        assert s.scalars(select(OAuthState)).all() == []
+
+    # and without the app's key and secret the install fails closed
+    app.config.update(SHOPIFY_API_KEY=None)
+    assert app.test_client().get("/shopify/install", query_string={"shop": SHOP}).status_code == 500
+
+
+@responses.activate
+def test_installing_again_reactivates_the_shop_and_keeps_its_customers(shopify_app, make_shop):
+    # given a shop that had customers and was uninstalled
+    shop_id = make_shop("shopify", domain=SHOP, secret="")
+    with session_scope() as s:
+        s.add(Customer(shop_id=shop_id, platform_id="7", email="anna@example.test"))
+        shop = s.get(Shop, shop_id)
+        shop.status, shop.uninstalled_at = ShopStatus.UNINSTALLED, utcnow()
+        shop.needs_reauth_at = utcnow()
+    responses.post(TOKEN_URL, json=_grant_answer(token="shpat_again"))
+
+    # when the merchant installs again
+    web = shopify_app.test_client()
+    answer = _callback(web, _start(web))
+
+    # then the same shop is active with the new token and its customers are still there
+    assert answer.status_code == 200 and "again" in answer.text
+    with session_scope() as s:
+        shop = s.get(Shop, shop_id)
+        assert (shop.status, shop.uninstalled_at, shop.needs_reauth_at) == (ShopStatus.ACTIVE, None, None)
+        assert shops.credentials(shop, TEST_ENCRYPTION_KEY)["access_token"] == "shpat_again"
+        assert s.scalars(select(Customer.email).where(Customer.shop_id == shop_id)).all() == ["anna@example.test"]
+
+
+# ---- keeping the token fresh ----------------------------------------------------------------------
+
+
+def _installed(make_shop, *, expires_in: timedelta) -> int:  # type: ignore[no-untyped-def]
+    shop_id = make_shop("shopify", domain=SHOP, secret="")
+    with session_scope() as s:
+        grant = client.TokenGrant(access_token="shpat_old", scopes=consts.SCOPES, expires_at=utcnow() + expires_in,
+                                  refresh_token="shprt_old", refresh_expires_at=utcnow() + timedelta(days=90))
+        shops.install_shopify_shop(s, keys=TEST_ENCRYPTION_KEY, domain=SHOP, grant=grant)
+    return shop_id
+
+
+def _new_grant(now: datetime, n: int = 1) -> client.TokenGrant:
+    return client.TokenGrant(access_token=f"shpat_new{n}", scopes=consts.SCOPES, expires_at=now + timedelta(hours=1),
+                             refresh_token=f"shprt_new{n}", refresh_expires_at=now + timedelta(days=90))
+
+
+def test_a_fresh_token_is_used_as_it_is(make_shop):
+    # given a token with most of its hour left
+    shop_id = _installed(make_shop, expires_in=timedelta(minutes=50))
+
+    # when a job asks for credentials, nothing is refreshed
+    def refresh(*_args):  # type: ignore[no-untyped-def]
+        raise AssertionError("no refresh expected")
+
+    creds = shops.fresh_credentials(shop_id, keys=TEST_ENCRYPTION_KEY, refresh=refresh)
+    assert creds == {"access_token": "shpat_old", "refresh_token": "shprt_old", "shop": SHOP}
+
+
+def test_two_workers_at_once_refresh_an_expiring_token_once(make_shop):
+    # given a token with two minutes left, and two workers that need it at the same moment
+    shop_id = _installed(make_shop, expires_in=timedelta(minutes=2))
+    calls: list[str] = []
+
+    def refresh(domain: str, refresh_token: str, now: datetime) -> client.TokenGrant:
+        calls.append(refresh_token)
+        time.sleep(0.5)  # Shopify takes a while: the other worker arrives meanwhile
+        return _new_grant(now)
+
+    results: list[dict[str, str]] = []
+    workers = [threading.Thread(target=lambda: results.append(
+        shops.fresh_credentials(shop_id, keys=TEST_ENCRYPTION_KEY, refresh=refresh))) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+
+    # then Shopify was asked once, both use the new token, and the new pair is stored
+    assert calls == ["shprt_old"]
+    assert [r["access_token"] for r in results] == ["shpat_new1", "shpat_new1"]
+    with session_scope() as s:
+        shop = s.get(Shop, shop_id)
+        assert shops.credentials(shop, TEST_ENCRYPTION_KEY) == {"access_token": "shpat_new1",
+                                                                 "refresh_token": "shprt_new1"}
+        assert shop.access_token_expires_at > utcnow() + timedelta(minutes=55)
+        assert shop.token_refresh_claimed_until is None
+
+
+@responses.activate
+def test_a_revoked_refresh_token_marks_the_shop_and_pauses_its_calls_until_it_is_installed_again(make_shop):
+    # given an expiring token whose refresh token Shopify no longer accepts
+    shop_id = _installed(make_shop, expires_in=timedelta(minutes=1))
+    responses.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
+
+    def refresh(domain: str, refresh_token: str, now: datetime) -> client.TokenGrant:
+        return client.refresh_access_token(domain, API_KEY, SECRET, refresh_token, now=now)
+
+    # when a job asks for credentials
+    with pytest.raises(shops.ShopNeedsReauthorizationError):
+        shops.fresh_credentials(shop_id, keys=TEST_ENCRYPTION_KEY, refresh=refresh)
+
+    # then the refresh was sent as Shopify expects, and the shop is marked
+    sent = dict(urllib.parse.parse_qsl(responses.calls[0].request.body))
+    assert sent == {"client_id": API_KEY, "client_secret": SECRET, "grant_type": "refresh_token",
+                    "refresh_token": "shprt_old"}
+    with session_scope() as s:
+        assert s.get(Shop, shop_id).needs_reauth_at is not None
+    # and later calls wait without asking Shopify again
+    with pytest.raises(shops.ShopNeedsReauthorizationError):
+        shops.fresh_credentials(shop_id, keys=TEST_ENCRYPTION_KEY, refresh=refresh)
+    assert len(responses.calls) == 1
+
+    # and installing again clears the mark
+    with session_scope() as s:
+        shops.install_shopify_shop(s, keys=TEST_ENCRYPTION_KEY, domain=SHOP, grant=_new_grant(utcnow(), 2))
+    creds = shops.fresh_credentials(shop_id, keys=TEST_ENCRYPTION_KEY, refresh=refresh)
+    assert creds["access_token"] == "shpat_new2"
+
+
+@responses.activate
+def test_refresh_answer_is_read_into_a_grant():
+    # given Shopify's answer to a refresh
+    responses.post(TOKEN_URL, json=_grant_answer(token="shpat_b", refresh="shprt_b"))
+    now = datetime(2026, 12, 2, 9, 0, tzinfo=timezone.utc)
+
+    # when it is read
+    grant = client.refresh_access_token(SHOP, API_KEY, SECRET, "shprt_a", now=now)
+
+    # then the new pair and its expiries are there
+    assert grant == client.TokenGrant(
+        access_token="shpat_b", scopes=("read_customers", "read_orders", "write_discounts", "write_orders"),
+        expires_at=now + timedelta(hours=1), refresh_token="shprt_b", refresh_expires_at=now + timedelta(days=90))
+    # and a refused refresh token is an expired grant, not a retryable failure
+    responses.replace(responses.POST, TOKEN_URL, status=401, json={"errors": "unauthorized"})
+    with pytest.raises(AuthorizationExpiredError):
+        client.refresh_access_token(SHOP, API_KEY, SECRET, "shprt_a", now=now)
+
+
+# ---- webhook subscriptions ------------------------------------------------------------------------
+
+
+@responses.activate
+def test_webhook_sync_fixes_only_the_difference(make_shop, runner, monkeypatch):
+    # given an installed shop with one right subscription, one at an old address and one we no longer need
+    _installed(make_shop, expires_in=timedelta(hours=1))
+    ours = f"{PUBLIC}/webhooks/shopify"
+    existing = [
+        {"id": "gid://shopify/WebhookSubscription/1", "topic": "ORDERS_PAID", "uri": ours},
+        {"id": "gid://shopify/WebhookSubscription/2", "topic": "ORDERS_CREATE", "uri": "https://old.example/webhooks/shopify"},
+        {"id": "gid://shopify/WebhookSubscription/3", "topic": "PRODUCTS_CREATE", "uri": ours},
+    ]
+    responses.post(GRAPHQL_URL, json={"data": {"webhookSubscriptions": {
+        "nodes": existing[:2], "pageInfo": {"hasNextPage": True, "endCursor": "c1"}}}})
+    responses.post(GRAPHQL_URL, json={"data": {"webhookSubscriptions": {
+        "nodes": existing[2:], "pageInfo": {"hasNextPage": False, "endCursor": "c2"}}}})
+    for n in (2, 3):
+        responses.post(GRAPHQL_URL, json={"data": {"webhookSubscriptionDelete": {
+            "deletedWebhookSubscriptionId": f"gid://shopify/WebhookSubscription/{n}", "userErrors": []}}})
+    wanted = sorted(set(consts.SUBSCRIPTION_TOPICS.values()) - {"ORDERS_PAID"})
+    for topic in wanted:
+        responses.post(GRAPHQL_URL, json={"data": {"webhookSubscriptionCreate": {
+            "webhookSubscription": {"id": f"gid://shopify/WebhookSubscription/{topic}", "topic": topic,
+                                    "uri": ours}, "userErrors": []}}})
+    monkeypatch.setenv("PUBLIC_URL", PUBLIC)
+
+    # when the sync runs from the command line
+    result = runner.invoke(args=["shops", "sync-webhooks", "--shop", SHOP])
+
+    # then it deleted the two wrong ones, kept the right one and created the rest
+    assert result.exit_code == 0, result.output
+    assert f"{SHOP}: created {len(wanted)}, deleted 2, kept 1" in result.output
+    bodies = [json.loads(call.request.body) for call in responses.calls]
+    assert bodies[1]["variables"] == {"first": 100, "after": "c1"}
+    assert [b["variables"]["id"] for b in bodies[2:4]] == ["gid://shopify/WebhookSubscription/2",
+                                                          "gid://shopify/WebhookSubscription/3"]
+    assert sorted(b["variables"]["topic"] for b in bodies[4:]) == wanted
