@@ -364,3 +364,22 @@ def test_webhook_sync_fixes_only_the_difference(make_shop, runner, monkeypatch):
     assert [b["variables"]["id"] for b in bodies[2:4]] == ["gid://shopify/WebhookSubscription/2",
                                                           "gid://shopify/WebhookSubscription/3"]
     assert sorted(b["variables"]["topic"] for b in bodies[4:]) == wanted
+
+
+def test_admin_shops_list_says_which_shop_needs_re_authorisation(client, session, make_shop):
+    # given an installed shop whose refresh token was refused, and one that is fine
+    shop_id = _installed(make_shop, expires_in=timedelta(hours=1))
+    fine = make_shop("shopify", domain="anderer-laden.myshopify.com", credentials={"access_token": "shpat_x"})
+    with session_scope() as s:
+        s.get(Shop, shop_id).needs_reauth_at = utcnow()
+    from tests.app.test_admin import _signed_in
+
+    _signed_in(client, session)
+
+    # when support opens the shops list
+    page = client.get("/admin/").get_data(as_text=True)
+
+    # then the shop is flagged with where the merchant installs again
+    assert f'id="needs-reauth-{shop_id}"' in page
+    assert f"/shopify/install?shop={SHOP}" in page
+    assert f'id="needs-reauth-{fine}"' not in page
