@@ -412,6 +412,22 @@ class OAuthState(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class PlatformWebhook(Base):
+    """A webhook we created in a shop by API (WooCommerce: one per topic), and its last known state."""
+
+    __tablename__ = "platform_webhooks"
+    __table_args__ = (UniqueConstraint("shop_id", "topic", name="uq_platform_webhooks_shop_id_topic"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    topic: Mapped[str] = mapped_column(String(64))
+    platform_id: Mapped[str | None] = mapped_column(String(64))  # None until the store answered
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | active | disabled | ...
+    error: Mapped[str | None] = mapped_column(Text)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class DataRequest(Base):
     """A shop's request for what we hold about a customer (Shopify customers/data_request),
     open until support exports it from the admin page and hands it to the merchant."""

@@ -218,6 +218,38 @@ def use_install_state(session: Session, nonce: str, platform: str, shop_domain: 
     return result.rowcount == 1
 
 
+def spend_install_state(session: Session, nonce: str, platform: str, now: datetime | None = None) -> str | None:
+    """Spend a `state` nonce whose shop the callback does not name (WooCommerce echoes only our
+    nonce); returns the shop it was made for, once, within STATE_MAX_AGE, else None."""
+    now = now or utcnow()
+    return session.execute(
+        update(OAuthState)
+        .where(OAuthState.nonce == nonce, OAuthState.platform == platform, OAuthState.used_at.is_(None),
+               OAuthState.created_at >= now - STATE_MAX_AGE)
+        .values(used_at=now)
+        .returning(OAuthState.shop_domain)
+    ).scalar()
+
+
+def connect_woocommerce_shop(session: Session, *, keys: str, store_url: str, consumer_key: str,
+                             consumer_secret: str, now: datetime | None = None) -> tuple[Shop, bool]:
+    """Create, or update, a WooCommerce shop with the key its admin granted through wc-auth.
+
+    A new webhook secret is generated for the webhooks we create next (a previous one keeps
+    working for OLD_SECRET_GRACE, so webhooks made before still verify). Returns (shop, created).
+    """
+    now = now or utcnow()
+    shop, created = register_shop(
+        session, keys=keys, platform="woocommerce", domain=store_url, webhook_secret=secrets.token_urlsafe(32),
+        credentials={"consumer_key": consumer_key, "consumer_secret": consumer_secret}, now=now,
+    )
+    shop.status = ShopStatus.ACTIVE
+    shop.uninstalled_at = None
+    shop.installed_at = now
+    session.flush()
+    return shop, created
+
+
 def install_shopify_shop(session: Session, *, keys: str, domain: str, grant: Any,
                          now: datetime | None = None) -> tuple[Shop, bool]:
     """Create, or re-activate, a Shopify shop with the token `grant` of a finished install.

@@ -11,11 +11,16 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from app import config, shops
-from app.db import session_scope
-from app.models import Shop
+from app.db import dialect_insert, session_scope
+from app.models import PlatformWebhook, Shop, utcnow
+from connectors.errors import PermanentError
 from connectors.shopify import client as shopify_client
 from connectors.shopify import consts as shopify_consts
+from connectors.woocommerce import client as woo_client
+from connectors.woocommerce import consts as woo_consts
 
 logger = logging.getLogger(__name__)
 
@@ -70,3 +75,45 @@ def sync_webhooks(shop_id: int) -> dict[str, list[str]]:
         created.append(topic)
     logger.info("webhooks synced", extra={"shop": shop_id, "created": len(created), "deleted": len(deleted)})
     return {"created": created, "deleted": sorted(deleted), "kept": sorted(kept)}
+
+
+# The WooCommerce topics we create webhooks for (the ones the connector parses).
+WOOCOMMERCE_TOPICS = (woo_consts.ORDER_CREATED, woo_consts.ORDER_UPDATED, woo_consts.ORDER_DELETED,
+                      woo_consts.ORDER_RESTORED, woo_consts.CUSTOMER_CREATED, woo_consts.CUSTOMER_UPDATED)
+
+
+def create_woocommerce_webhooks(shop_id: int) -> dict[str, list[str]]:
+    """Create the store's webhooks we do not have yet, signed with the shop's secret; keep their ids.
+
+    Each topic's row is written `pending` before the call (unique per shop and topic, so two
+    runs never both create it) and gets the store's webhook id after. A retried job creates only
+    what is still pending. Returns the topics created and the ones that were already there.
+    """
+    settings = config.load()
+    with session_scope() as session:
+        shop = session.get(Shop, shop_id)
+        if shop is None or shop.platform.value != "woocommerce":
+            logger.debug("woocommerce webhooks: no such store", extra={"shop": shop_id})
+            return {"created": [], "present": []}
+        credentials = {**shops.credentials(shop, settings["ENCRYPTION_KEY"]), "url": shop.domain}
+        secret = shops.decrypt_or_none(settings["ENCRYPTION_KEY"], shop.webhook_secret_enc)
+        table = PlatformWebhook.__table__
+        for topic in WOOCOMMERCE_TOPICS:
+            session.execute(dialect_insert(session, table).values(
+                shop_id=shop_id, topic=topic, status="pending", created_at=utcnow(),
+            ).on_conflict_do_nothing(index_elements=["shop_id", "topic"]))
+        todo = list(session.scalars(select(PlatformWebhook.topic).where(
+            PlatformWebhook.shop_id == shop_id, PlatformWebhook.platform_id.is_(None))))
+    if not secret:
+        raise PermanentError("the store has no webhook secret to sign its webhooks with")
+    address = settings["PUBLIC_URL"].rstrip("/") + "/webhooks/woocommerce"
+    created = []
+    for topic in sorted(todo):
+        hook = woo_client.create_webhook(credentials, topic, address, secret)
+        with session_scope() as session:
+            row = session.scalars(select(PlatformWebhook).where(
+                PlatformWebhook.shop_id == shop_id, PlatformWebhook.topic == topic)).one()
+            row.platform_id, row.status, row.checked_at, row.error = hook.id, hook.status, utcnow(), None
+        created.append(topic)
+    logger.info("woocommerce webhooks created", extra={"shop": shop_id, "created": len(created)})
+    return {"created": created, "present": sorted(set(WOOCOMMERCE_TOPICS) - set(todo))}

@@ -154,33 +154,39 @@ def shops_list() -> None:
 
 
 @shops_cli.command("sync-webhooks")
-@click.option("--shop", "shop_domain", default=None, help="one shop (default: every installed Shopify shop)")
+@click.option("--shop", "shop_domain", default=None, help="one shop (default: every installed shop)")
 def shops_sync_webhooks(shop_domain: str | None) -> None:
-    """Make each Shopify shop's webhook subscriptions exactly the topics we handle (idempotent)."""
+    """Give each shop exactly the webhooks we handle (Shopify: subscriptions by API, fixed to the
+    difference; WooCommerce: the webhooks not created yet). Safe to run again."""
     from sqlalchemy import select
 
-    from app.models import Platform, Shop, ShopStatus
+    from app.models import Shop, ShopStatus
     from app.shops import ShopNeedsReauthorizationError, get_shop
     from connectors.errors import ConnectorError
-    from jobs.shops import sync_webhooks
+    from jobs.shops import create_woocommerce_webhooks, sync_webhooks
 
     with session_scope() as session:
         if shop_domain:
-            ids = [(get_shop(session, shop_domain, "shopify").id, shop_domain)]
+            found = get_shop(session, shop_domain)
+            shops = [(found.id, found.platform.value, found.domain)]
         else:
-            ids = [(s.id, s.domain) for s in session.scalars(
-                select(Shop).where(Shop.platform == Platform.SHOPIFY, Shop.status == ShopStatus.ACTIVE)
-                .order_by(Shop.id))]
+            shops = [(s.id, s.platform.value, s.domain) for s in session.scalars(
+                select(Shop).where(Shop.status == ShopStatus.ACTIVE).order_by(Shop.id))]
     failed = 0
-    for shop_id, domain in ids:
+    for shop_id, platform, domain in shops:
         try:
-            result = sync_webhooks(shop_id)
+            if platform == "shopify":
+                result = sync_webhooks(shop_id)
+                line = (f"created {len(result['created'])}, deleted {len(result['deleted'])}, "
+                        f"kept {len(result['kept'])}")
+            else:
+                woo = create_woocommerce_webhooks(shop_id)
+                line = f"created {len(woo['created'])}, already there {len(woo['present'])}"
         except (ConnectorError, ShopNeedsReauthorizationError) as exc:
             failed += 1
             click.echo(f"{domain}: not synced: {exc}")
             continue
-        click.echo(f"{domain}: created {len(result['created'])}, deleted {len(result['deleted'])}, "
-                   f"kept {len(result['kept'])}")
+        click.echo(f"{domain}: {line}")
     if failed:
         raise SystemExit(1)
 

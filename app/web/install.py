@@ -1,4 +1,5 @@
-"""Installing the app in a shop: Shopify's authorization code grant (a standalone app).
+"""Installing the app in a shop: Shopify's authorization code grant (a standalone app), and
+WooCommerce's wc-auth key grant (`/woocommerce/connect`, its key POSTed to `/woocommerce/callback`).
 
 `GET /shopify/install?shop=…` (also Shopify's App URL call, which adds `timestamp` and `hmac`)
 sends the merchant to Shopify to grant our scopes, with a single-use `state` that is stored in the
@@ -23,6 +24,8 @@ from app.models import utcnow
 from app.queues import PLATFORM_RETRY, RedisNotConfiguredError, enqueue_once
 from connectors.errors import PermanentError, TransientError
 from connectors.shopify import client, consts
+from connectors.woocommerce import client as woo_client
+from connectors.woocommerce import webhooks as woo_webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +124,84 @@ def shopify_callback() -> Any:
                    200, ok=True, hint=hint)
 
 
+# ---- WooCommerce: connect through wc-auth, no keys to copy -----------------------------------
+
+
+@bp.route("/woocommerce/connect", methods=["GET", "POST"])
+def woocommerce_connect() -> Any:
+    """Take the store's address and send its admin to grant us a read/write key."""
+    if request.method == "GET":
+        return render_template("install/woocommerce.html", store=None, error=None)
+    store = (request.form.get("store") or "").strip()
+    callback_url = current_app.config["PUBLIC_URL"] + "/woocommerce/callback"
+    if not callback_url.startswith("https://"):
+        # WooCommerce refuses an http callback before anything else (live capture 116).
+        return render_template("install/woocommerce.html", store=store,
+                               error="This app must be reachable over https (PUBLIC_URL) to connect a store; "
+                                     "until then add the store's keys with `flask shops add`."), 500
+    try:
+        shop_url = woo_webhooks.normalize_shop(store)
+    except ValueError:
+        return render_template("install/woocommerce.html", store=store,
+                               error="That is not a store address (e.g. https://shop.example)."), 400
+    db = request_session()
+    state = shops.new_install_state(db, "woocommerce", shop_url)
+    db.commit()
+    target = woo_client.connect_url(
+        shop_url, app_name="Stammkunde", user_id=state, callback_url=callback_url,
+        return_url=current_app.config["PUBLIC_URL"] + "/woocommerce/connected",
+    )
+    return redirect(target, code=302)
+
+
+@bp.post("/woocommerce/callback")
+def woocommerce_callback() -> Any:
+    """Store the key the store sends, only for a nonce of ours; answer exactly 200 then.
+
+    Any other status makes WooCommerce delete the key it just sent (live capture 140), which is
+    what we want for a key we did not ask for.
+    """
+    payload = request.get_json(silent=True, force=True)
+    fields = ("user_id", "consumer_key", "consumer_secret", "key_permissions")
+    if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) and payload[k] for k in fields):
+        logger.warning("woocommerce key callback refused: malformed")
+        return {"error": "malformed callback"}, 400
+    if payload["key_permissions"] != "read_write":
+        logger.warning("woocommerce key callback refused: permissions")
+        return {"error": "read_write access is needed"}, 400
+    db = request_session()
+    store_url = shops.spend_install_state(db, payload["user_id"], "woocommerce")
+    if store_url is None:
+        db.rollback()
+        logger.warning("woocommerce key callback refused: unknown or used nonce")
+        return {"error": "unknown connect request"}, 403
+    shop, created = shops.connect_woocommerce_shop(
+        db, keys=current_app.config["ENCRYPTION_KEY"], store_url=store_url,
+        consumer_key=payload["consumer_key"], consumer_secret=payload["consumer_secret"])
+    shop_id = shop.id
+    db.commit()
+    logger.info("woocommerce store connected", extra={"shop": shop_id, "created": created})
+    try:
+        enqueue_once("codes", "jobs.shops.create_woocommerce_webhooks", shop_id,
+                     job_id=f"woo-webhooks-{shop_id}", retry=PLATFORM_RETRY)
+    except (RedisError, RedisNotConfiguredError):  # the key is stored; `flask shops sync-webhooks` does the rest
+        logger.warning("webhook creation not enqueued after connect", extra={"shop": shop_id}, exc_info=True)
+    return {"received": True}, 200
+
+
+@bp.get("/woocommerce/connected")
+def woocommerce_connected() -> Any:
+    """Where the store sends its admin back after approving (success=1) or denying (success=0)."""
+    if request.args.get("success") == "1":
+        return _answer("Your store is connected to Stammkunde.", 200, ok=True,
+                       hint="Its webhooks are being set up; points start with the next order.")
+    return _answer("The store was not connected: access was denied.", 200, hint="Start again to connect it.")
+
+
 def init_app(app: Any) -> None:
-    """Register the install blueprint (GET only, so CSRF does not apply)."""
+    """Register the install blueprint; only the store's key callback is exempt from CSRF (it is
+    matched by our single-use nonce instead)."""
     app.register_blueprint(bp)
+    from app.web.admin import csrf
+
+    csrf.exempt(woocommerce_callback)

@@ -19,7 +19,9 @@ from __future__ import annotations
 import logging
 import math
 import re
+import urllib.parse
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
@@ -284,6 +286,98 @@ def _utc_seconds(value: datetime) -> datetime:
 def _utc_z(value: datetime) -> str:
     # "2026-12-31T23:59:59Z": the store honours an explicit offset on `date_expires`.
     return _utc_seconds(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---- webhooks by API -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """One of the store's webhooks as `GET/POST/PUT webhooks` answer it."""
+
+    id: str
+    topic: str
+    status: str  # "active", "paused" or "disabled" (the store disables one after 6 failures)
+    delivery_url: str
+
+
+def create_webhook(credentials: Mapping[str, str], topic: str, delivery_url: str, secret: str) -> Webhook:
+    """Create an active webhook for `topic` signed with `secret` (`POST webhooks`).
+
+    The store pings `delivery_url` at once (form `webhook_id=<n>`, unsigned); the ping's answer
+    does not stop the creation (live capture 091/130).
+
+    Raises:
+        ValueError: an empty topic, URL or secret.
+        TransientError, RateLimitedError, PermanentError: as for coupons.
+    """
+    if not topic or not delivery_url or not secret:
+        raise ValueError("topic, delivery_url and secret are required")
+    shop, api = _client(credentials)
+    body = {"name": f"Stammkunde {topic}", "topic": topic, "delivery_url": delivery_url, "secret": secret,
+            "status": "active"}
+    return _webhook(_json(_send(api, shop, "create webhook", "POST", "webhooks", data=body), shop, "create webhook"),
+                    "create webhook")
+
+
+def get_webhook(credentials: Mapping[str, str], webhook_id: str) -> Webhook | None:
+    """Return the store's webhook `webhook_id`, or None when it no longer exists (404).
+
+    Raises:
+        ValueError: `webhook_id` is not numeric.
+        TransientError, RateLimitedError, PermanentError: as for coupons.
+    """
+    shop, api = _client(credentials)
+    response = _send(api, shop, "get webhook", "GET", f"webhooks/{_numeric_id(webhook_id)}")
+    if response.status_code == 404:
+        return None
+    return _webhook(_json(response, shop, "get webhook"), "get webhook")
+
+
+def activate_webhook(credentials: Mapping[str, str], webhook_id: str) -> Webhook:
+    """Switch a disabled webhook on again (`PUT webhooks/<id>` `{"status": "active"}`).
+
+    The store keeps its failure count (only a delivered event resets it), so one more failure
+    disables it again at once (live captures 094-097).
+
+    Raises:
+        ValueError: `webhook_id` is not numeric.
+        TransientError, RateLimitedError, PermanentError: as for coupons; also an answer that
+            is not active.
+    """
+    shop, api = _client(credentials)
+    operation = "activate webhook"
+    hook = _webhook(_json(_send(api, shop, operation, "PUT", f"webhooks/{_numeric_id(webhook_id)}",
+                                data={"status": "active"}), shop, operation), operation)
+    if hook.status != "active":
+        raise PermanentError(f"WooCommerce {operation}: the store answered status {hook.status!r}")
+    return hook
+
+
+def _webhook(payload: Any, operation: str) -> Webhook:
+    if not isinstance(payload, Mapping) or not all(
+        isinstance(payload.get(k), str) for k in ("topic", "status", "delivery_url")
+    ) or not isinstance(payload.get("id"), int):
+        raise PermanentError(f"WooCommerce {operation}: the answer is not a webhook")
+    return Webhook(id=str(payload["id"]), topic=payload["topic"], status=payload["status"],
+                   delivery_url=payload["delivery_url"])
+
+
+def connect_url(store_url: str, *, app_name: str, user_id: str, return_url: str, callback_url: str) -> str:
+    """Return the store's `/wc-auth/v1/authorize` URL that asks its admin for a read/write key.
+
+    The store POSTs the key to `callback_url` (which must be https: the store refuses http before
+    anything else) with our `user_id` echoed, and sends the admin back to `return_url`.
+    https://woocommerce.github.io/woocommerce-rest-api-docs/#rest-api-keys (live captures 116-125)
+
+    Raises:
+        ValueError: `callback_url` is not https.
+    """
+    if not callback_url.startswith("https://"):
+        raise ValueError("WooCommerce only sends keys to an https callback_url")
+    query = urllib.parse.urlencode({"app_name": app_name, "scope": "read_write", "user_id": user_id,
+                                    "return_url": return_url, "callback_url": callback_url})
+    return normalize_shop(store_url).rstrip("/") + "/wc-auth/v1/authorize?" + query
 
 
 # ---- checking what the store answers ------------------------------------------------------

@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.parse
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import responses
@@ -16,7 +17,7 @@ from sqlalchemy import select
 
 from app import shops
 from app.db import session_scope
-from app.models import Customer, OAuthState, Shop, ShopStatus, utcnow
+from app.models import Customer, OAuthState, PlatformWebhook, Shop, ShopStatus, utcnow
 from connectors.errors import AuthorizationExpiredError
 from connectors.shopify import client, consts
 from tests.conftest import TEST_ENCRYPTION_KEY
@@ -383,3 +384,111 @@ def test_admin_shops_list_says_which_shop_needs_re_authorisation(client, session
     assert f'id="needs-reauth-{shop_id}"' in page
     assert f"/shopify/install?shop={SHOP}" in page
     assert f'id="needs-reauth-{fine}"' not in page
+
+
+# ---- WooCommerce: connect through wc-auth ----------------------------------------------------------
+
+WOO_STORE = "https://laden.example"
+CALLBACK = (Path(__file__).resolve().parents[1] / "fixtures" / "woocommerce_connect" / "callback.json").read_bytes()
+
+
+@pytest.fixture
+def woo_app(app):  # type: ignore[no-untyped-def]
+    app.config.update(PUBLIC_URL=PUBLIC, WTF_CSRF_ENABLED=False)
+    return app
+
+
+def _connect(web) -> str:  # type: ignore[no-untyped-def]
+    """Submit the store address; return the nonce the store will echo as user_id."""
+    answer = web.post("/woocommerce/connect", data={"store": "Laden.Example"})
+    assert answer.status_code == 302
+    target = urllib.parse.urlsplit(answer.headers["Location"])
+    query = dict(urllib.parse.parse_qsl(target.query))
+    assert f"{target.scheme}://{target.netloc}{target.path}" == f"{WOO_STORE}/wc-auth/v1/authorize"
+    assert query["callback_url"] == f"{PUBLIC}/woocommerce/callback"
+    assert query["return_url"] == f"{PUBLIC}/woocommerce/connected"
+    return query["user_id"]
+
+
+def _store_posts(web, nonce: str, **changes: str):  # type: ignore[no-untyped-def]
+    """POST the store's real callback body with our nonce in it, as WordPress sends it."""
+    body = json.loads(CALLBACK)
+    body.update(user_id=nonce, **changes)
+    return web.post("/woocommerce/callback", data=json.dumps(body),
+                    headers={"Content-Type": "application/json;charset=UTF-8",
+                             "User-Agent": "WordPress/6.8.3; https://laden.example"})
+
+
+@responses.activate
+def test_woocommerce_connect_stores_the_granted_key_and_creates_the_webhooks(woo_app, work, monkeypatch):
+    # given a merchant who entered their store's address
+    web = woo_app.test_client()
+    nonce = _connect(web)
+
+    # when the store posts the key its admin approved
+    answer = _store_posts(web, nonce)
+
+    # then the answer is exactly 200 (anything else makes WooCommerce delete the key)
+    assert answer.status_code == 200
+    captured_key = json.loads(CALLBACK)
+    with session_scope() as s:
+        shop = s.scalars(select(Shop).where(Shop.domain == WOO_STORE)).one()
+        shop_id = shop.id
+        assert shops.credentials(shop, TEST_ENCRYPTION_KEY) == {
+            "consumer_key": captured_key["consumer_key"], "consumer_secret": captured_key["consumer_secret"]}
+        assert captured_key["consumer_secret"].encode() not in shop.api_credentials_enc
+        secret = shops.decrypt_or_none(TEST_ENCRYPTION_KEY, shop.webhook_secret_enc)
+        assert secret and len(secret) >= 32
+    # and the same nonce cannot bring a second key
+    assert _store_posts(web, nonce).status_code == 403
+
+    # and when the queued job runs, each topic gets a webhook at our address, signed with the shop's secret
+    hooks = f"{WOO_STORE}/wp-json/wc/v3/webhooks"
+    answer_body = (Path(__file__).resolve().parents[1] / "fixtures" / "woocommerce_api" / "webhooks_create.json").read_bytes()
+    responses.post(hooks, body=answer_body, status=201, content_type="application/json")
+    monkeypatch.setenv("PUBLIC_URL", PUBLIC)
+    assert work() == 1
+    sent = [json.loads(call.request.body) for call in responses.calls]
+    from jobs.shops import WOOCOMMERCE_TOPICS, create_woocommerce_webhooks
+
+    assert sorted(b["topic"] for b in sent) == sorted(WOOCOMMERCE_TOPICS)
+    assert {(b["delivery_url"], b["secret"]) for b in sent} == {(f"{PUBLIC}/webhooks/woocommerce", secret)}
+    with session_scope() as s:
+        rows = s.scalars(select(PlatformWebhook).where(PlatformWebhook.shop_id == shop_id)).all()
+        assert sorted(r.topic for r in rows) == sorted(WOOCOMMERCE_TOPICS)
+        assert {(r.platform_id, r.status) for r in rows} == {("1", "active")}
+    # and running it again creates nothing
+    assert create_woocommerce_webhooks(shop_id)["created"] == []
+    assert len(responses.calls) == len(WOOCOMMERCE_TOPICS)
+
+
+@pytest.mark.parametrize(("_case", "change", "status"), [
+    ("unknown nonce", {"user_id": "someone-elses"}, 403),
+    ("read-only key", {"key_permissions": "read"}, 400),
+])
+def test_woocommerce_callback_refuses_a_key_we_did_not_ask_for(woo_app, _case, change, status):
+    # given a connect started by us
+    web = woo_app.test_client()
+    nonce = _connect(web)
+    change = dict(change)  # the parameter is shared by both databases' runs
+    if "user_id" in change:
+        nonce = change.pop("user_id")
+
+    # when a callback arrives that does not match it
+    answer = _store_posts(web, nonce, **change)
+
+    # then it is refused (the store then deletes the key) and no shop is made
+    assert answer.status_code == status
+    with session_scope() as s:
+        assert s.scalars(select(Shop)).all() == []
+
+
+def test_woocommerce_connect_needs_an_https_public_url(app):
+    # given an app reached over plain http
+    app.config.update(PUBLIC_URL="http://127.0.0.1:5000", WTF_CSRF_ENABLED=False)
+
+    # when a merchant tries to connect
+    answer = app.test_client().post("/woocommerce/connect", data={"store": "laden.example"})
+
+    # then they are told why, instead of being sent to a store that would refuse
+    assert answer.status_code == 500 and "https" in answer.text

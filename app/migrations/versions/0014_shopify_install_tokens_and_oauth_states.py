@@ -1,4 +1,4 @@
-"""shopify install: token expiries, granted scopes, re-authorisation flag, oauth states
+"""install: Shopify token expiries, granted scopes, re-authorisation flag; oauth states; platform webhooks
 
 Revision ID: 0014
 Revises: 0012
@@ -36,9 +36,23 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_oauth_states')),
     sa.UniqueConstraint('nonce', name='uq_oauth_states_nonce')
     )
+    op.create_table('platform_webhooks',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('shop_id', sa.Integer(), nullable=False),
+    sa.Column('topic', sa.String(length=64), nullable=False),
+    sa.Column('platform_id', sa.String(length=64), nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('checked_at', app.models.UTCDateTime(), nullable=True),
+    sa.Column('created_at', app.models.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_platform_webhooks_shop_id_shops'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_platform_webhooks')),
+    sa.UniqueConstraint('shop_id', 'topic', name='uq_platform_webhooks_shop_id_topic')
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('platform_webhooks')
     op.drop_table('oauth_states')
     with op.batch_alter_table('shops') as batch:
         batch.drop_column('installed_at')

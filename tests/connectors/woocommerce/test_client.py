@@ -664,6 +664,12 @@ def test_fixtures_are_the_captured_bytes():
         for name in sorted(p.name for p in FIXTURES.glob("*.json"))
     }
     assert digests == {
+        "webhooks_create.json":
+            "e8e888b2a8776b6181e06eb3341fa24c0c23e2e01f5d87b3f0062e4a9810a44b",
+        "webhooks_get__disabled.json":
+            "8e60fbc099b736cb0b19e2eac227142e8f2c3fbeb288d9d05c9841480c910360",
+        "webhooks_update__active.json":
+            "ec3b1ab5ee9225ffe2baefe4ffe4a65710a6de23952d9c8e010d5b59d9cc4706",
         "coupons_create.json":
             "8d4791981c94402576d4611c466048d6aeb29c4edf6546a2d8596823c5c9526b",
         "coupons_create__code_already_exists.json":
