@@ -170,6 +170,9 @@ class Shop(Base):
     # A worker refreshing the token claims it until then; the others wait and re-read.
     token_refresh_claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     installed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last cheap API call made with the shop's credentials (app.shop_health), and its refusal.
+    credentials_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    credentials_error: Mapped[str | None] = mapped_column(Text)
     program_version: Mapped[int] = mapped_column(Integer, default=1)
     uninstalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

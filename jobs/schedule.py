@@ -9,6 +9,7 @@ from jobs.codes import requeue_pending
 from jobs.deliveries import purge_delivery_bodies, requeue_stuck_deliveries
 from jobs.members import review_tiers, settle_referrals
 from jobs.points import award_birthday_bonuses, expire_points, mature_points
+from jobs.shops import check_woocommerce_webhooks
 
 cron.register(requeue_stuck_deliveries, queue_name="webhooks", interval=30)
 cron.register(purge_delivery_bodies, queue_name="webhooks", cron="50 3 * * *")
@@ -18,6 +19,7 @@ cron.register(expire_points, queue_name="points", cron="15 * * * *")
 cron.register(review_tiers, queue_name="points", cron="30 * * * *")
 cron.register(settle_referrals, queue_name="points", cron="45 * * * *")
 cron.register(award_birthday_bonuses, queue_name="points", cron="5 * * * *")
+cron.register(check_woocommerce_webhooks, queue_name="codes", interval=600)
 from jobs.reminders import sweep_reminders  # noqa: E402 - grouped with its registration
 
 cron.register(sweep_reminders, queue_name="reminders", interval=300)

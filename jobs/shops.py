@@ -117,3 +117,63 @@ def create_woocommerce_webhooks(shop_id: int) -> dict[str, list[str]]:
         created.append(topic)
     logger.info("woocommerce webhooks created", extra={"shop": shop_id, "created": len(created)})
     return {"created": created, "present": sorted(set(WOOCOMMERCE_TOPICS) - set(todo))}
+
+
+def api_credentials(shop_id: int) -> dict[str, Any]:
+    """Return the credentials the shop's platform client takes (a Shopify token refreshed if needed)."""
+    settings = config.load()
+    with session_scope() as session:
+        shop = session.get(Shop, shop_id)
+        if shop is None:
+            raise shops.UnknownShopError(f"no shop with id {shop_id}")
+        platform, domain = shop.platform.value, shop.domain
+        stored = shops.credentials(shop, settings["ENCRYPTION_KEY"])
+    if platform == "shopify":
+        return shopify_api_credentials(shop_id)
+    return {**stored, "url": domain}
+
+
+def check_credentials(shop_id: int) -> None:
+    """One cheap API call with the shop's credentials (raises the connector's error when refused)."""
+    with session_scope() as session:
+        shop = session.get(Shop, shop_id)
+        assert shop is not None
+        platform = shop.platform.value
+    client = shopify_client if platform == "shopify" else woo_client
+    client.check_credentials(api_credentials(shop_id))
+
+
+def check_woocommerce_webhooks() -> dict[str, int]:
+    """Scheduled: read each of our WooCommerce webhooks' status; switch a disabled one on again.
+
+    The store disables a webhook after 6 failed deliveries in a row, silently, and events while it
+    is off are lost (live capture, round 3 facts 22-26). Re-enabling does not reset the store's
+    failure count: the next delivery must succeed. Returns counts of checked and re-enabled hooks.
+    """
+    with session_scope() as session:
+        rows = session.execute(
+            select(PlatformWebhook.id, PlatformWebhook.shop_id, PlatformWebhook.platform_id)
+            .join(Shop, Shop.id == PlatformWebhook.shop_id)
+            .where(PlatformWebhook.platform_id.is_not(None), Shop.status == "active")
+            .order_by(PlatformWebhook.shop_id, PlatformWebhook.id)
+        ).all()
+    checked = reenabled = 0
+    for row_id, shop_id, platform_id in rows:
+        credentials = api_credentials(shop_id)
+        hook = woo_client.get_webhook(credentials, platform_id)
+        status = "deleted" if hook is None else hook.status
+        if status == "disabled":
+            woo_client.activate_webhook(credentials, platform_id)
+            logger.warning("woocommerce webhook was disabled; switched on again",
+                           extra={"shop": shop_id, "webhook": platform_id})
+            reenabled += 1
+            status = "active"
+        with session_scope() as session:
+            row = session.get(PlatformWebhook, row_id)
+            if row is not None:
+                row.status, row.checked_at = status, utcnow()
+                if hook is None:
+                    row.platform_id = None  # gone from the store: the next webhook sync creates it again
+                    row.status = "pending"
+        checked += 1
+    return {"checked": checked, "reenabled": reenabled}

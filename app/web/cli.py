@@ -191,6 +191,49 @@ def shops_sync_webhooks(shop_domain: str | None) -> None:
         raise SystemExit(1)
 
 
+@shops_cli.command("status")
+@click.option("--shop", "shop_domain", default=None, help="one shop (default: every shop)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--check/--no-check", default=True,
+              help="make one cheap API call per shop to see that its credentials work (cached 15 min)")
+def shops_status(shop_domain: str | None, as_json: bool, check: bool) -> None:
+    """Each shop's health: installed, credentials, scopes, webhooks, token expiry, traffic, codes."""
+    import json as json_lib
+
+    from sqlalchemy import select
+
+    from app.models import Shop
+    from app.shop_health import check_credentials, shop_health
+    from app.shops import get_shop
+    from jobs.shops import check_credentials as call_platform
+
+    keys = current_app.config["ENCRYPTION_KEY"]
+    with session_scope() as session:
+        ids = [get_shop(session, shop_domain).id] if shop_domain else list(
+            session.scalars(select(Shop.id).order_by(Shop.id)))
+    if check:
+        for shop_id in ids:
+            check_credentials(shop_id, keys=keys, check=call_platform)
+    with session_scope() as session:
+        report = [shop_health(session, session.get(Shop, shop_id), keys=keys) for shop_id in ids]
+    if as_json:
+        click.echo(json_lib.dumps(report, indent=2))
+        return
+    for health in report:
+        state = "ok" if health["ok"] else "PROBLEMS: " + "; ".join(health["problems"])
+        click.echo(f"{health['shop']} ({health['platform']}): {state}")
+        click.echo(f"  installed {health['installed']}, credentials {health['credentials']}"
+                   + (f" ({health['credentials_error']})" if health["credentials_error"] else ""))
+        if health["scopes_granted"] or health["scopes_missing"]:
+            click.echo(f"  scopes {','.join(health['scopes_granted']) or '-'}; missing {','.join(health['scopes_missing']) or 'none'}")
+        hooks = health["webhooks"]
+        click.echo(f"  webhooks {len(hooks)} registered, inactive: {', '.join(health['webhooks_inactive']) or 'none'}")
+        if health["token_expires_at"]:
+            click.echo(f"  token expires {health['token_expires_at']}, refresh token {health['refresh_token_expires_at']}")
+        click.echo(f"  last delivery {health['last_delivery_at'] or 'never'}; codes waiting {health['codes_waiting']}, "
+                   f"failed {health['codes_failed']}")
+
+
 @customers_cli.command("show")
 @click.option("--shop", "shop_domain", required=True, help="shop domain or base URL")
 @click.option("--email", required=True)

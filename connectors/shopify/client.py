@@ -74,6 +74,15 @@ _OPERATION = re.compile(r"\s*(?:query|mutation)\s+([_A-Za-z][_0-9A-Za-z]*)")
 # (tests/connectors/shopify/test_graphql_schema.py) validates each one, and the variables the
 # helpers below build, against the pinned 2026-07 schema.
 DOCUMENTS: dict[str, str] = {
+    # The cheapest authenticated call, for the shop-health check (cost 1).
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/queries/shop
+    "shop": """\
+query ShopCheck {
+  shop {
+    id
+  }
+}
+""",
     # https://shopify.dev/docs/api/admin-graphql/2026-07/queries/webhookSubscriptions
     "webhookSubscriptions": """\
 query WebhookSubscriptions($first: Int!, $after: String) {
@@ -1008,3 +1017,21 @@ def delete_webhook_subscription(credentials: Mapping[str, str], subscription_id:
     errors = _user_errors(payload)
     if errors:
         raise PermanentError(_user_errors_message(name, errors))
+
+
+def shop_check_variables() -> tuple[str, dict[str, Any]]:
+    """Return the query name and (no) variables of the credentials check."""
+    return "shop", {}
+
+
+def check_credentials(credentials: Mapping[str, str]) -> None:
+    """Make the cheapest authenticated call; return when the token works.
+
+    Raises:
+        TransientError, RateLimitedError: see `graphql` (they say nothing about the token).
+        PermanentError: the token is refused (HTTP 401/403) or the answer has no shop.
+    """
+    name, variables = shop_check_variables()
+    data = graphql(credentials, DOCUMENTS[name], variables, cost_estimate=1)
+    if not isinstance(data.get("shop"), Mapping):
+        raise PermanentError("shop: no shop in the answer")

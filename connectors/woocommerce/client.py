@@ -363,6 +363,17 @@ def _webhook(payload: Any, operation: str) -> Webhook:
                    delivery_url=payload["delivery_url"])
 
 
+def check_credentials(credentials: Mapping[str, str]) -> None:
+    """Make a cheap authenticated call (`GET webhooks?per_page=1`); return when the key works.
+
+    Raises:
+        TransientError, RateLimitedError: as for coupons (they say nothing about the key).
+        PermanentError: the key is refused (401/403) or the REST API is not where it should be.
+    """
+    shop, api = _client(credentials)
+    _raise_for_status(_send(api, shop, "check key", "GET", "webhooks", params={"per_page": "1"}), shop, "check key")
+
+
 def connect_url(store_url: str, *, app_name: str, user_id: str, return_url: str, callback_url: str) -> str:
     """Return the store's `/wc-auth/v1/authorize` URL that asks its admin for a read/write key.
 

@@ -492,3 +492,57 @@ def test_woocommerce_connect_needs_an_https_public_url(app):
 
     # then they are told why, instead of being sent to a store that would refuse
     assert answer.status_code == 500 and "https" in answer.text
+
+
+# ---- shop health ---------------------------------------------------------------------------------
+
+
+@responses.activate
+def test_shops_status_shows_each_shops_health_with_one_cached_api_call(make_shop, runner):
+    # given an installed Shopify shop whose token works, and a WooCommerce store whose key is refused
+    _installed(make_shop, expires_in=timedelta(hours=1))
+    woo = make_shop("woocommerce", domain=WOO_STORE, credentials={"consumer_key": "ck_x", "consumer_secret": "cs_x"})
+    with session_scope() as s:
+        s.add(PlatformWebhook(shop_id=woo, topic="order.updated", platform_id="7", status="disabled"))
+    responses.post(GRAPHQL_URL, json={"data": {"shop": {"id": "gid://shopify/Shop/1"}}})
+    responses.get(f"{WOO_STORE}/wp-json/wc/v3/webhooks", status=401,
+                  json={"code": "woocommerce_rest_cannot_view", "message": "Sorry, you cannot list resources."})
+
+    # when support asks for the status, twice
+    first = runner.invoke(args=["shops", "status", "--json"])
+    second = runner.invoke(args=["shops", "status", "--json"])
+
+    # then each shop's state is there, and the platforms were asked once (the outcome is cached)
+    assert first.exit_code == 0, first.output
+    report = {h["shop"]: h for h in json.loads(first.output)}
+    assert report[SHOP]["ok"] is True and report[SHOP]["credentials"] == "valid"
+    assert report[SHOP]["scopes_missing"] == [] and report[SHOP]["token_expires_at"] is not None
+    assert report[WOO_STORE]["ok"] is False
+    assert report[WOO_STORE]["problems"] == ["credentials refused by the shop", "webhooks not active"]
+    assert report[WOO_STORE]["webhooks"] == {"order.updated": "disabled"}
+    assert json.loads(second.output) == json.loads(first.output)
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_a_disabled_woocommerce_webhook_is_switched_on_again(make_shop):
+    # given a store whose webhook the store disabled after failed deliveries (real answers 094 and 096)
+    woo = make_shop("woocommerce", domain=WOO_STORE, credentials={"consumer_key": "ck_x", "consumer_secret": "cs_x"})
+    with session_scope() as s:
+        s.add(PlatformWebhook(shop_id=woo, topic="order.updated", platform_id="1", status="active"))
+    api = Path(__file__).resolve().parents[1] / "fixtures" / "woocommerce_api"
+    responses.get(f"{WOO_STORE}/wp-json/wc/v3/webhooks/1", body=(api / "webhooks_get__disabled.json").read_bytes(),
+                  content_type="application/json")
+    responses.put(f"{WOO_STORE}/wp-json/wc/v3/webhooks/1", body=(api / "webhooks_update__active.json").read_bytes(),
+                  content_type="application/json")
+    from jobs.shops import check_woocommerce_webhooks
+
+    # when the scheduled check runs
+    result = check_woocommerce_webhooks()
+
+    # then it saw the disabled webhook and switched it on, and the row says so
+    assert result == {"checked": 1, "reenabled": 1}
+    assert json.loads(responses.calls[1].request.body) == {"status": "active"}
+    with session_scope() as s:
+        row = s.scalars(select(PlatformWebhook)).one()
+        assert (row.status, row.checked_at is not None) == ("active", True)

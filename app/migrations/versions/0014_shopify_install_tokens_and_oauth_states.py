@@ -26,6 +26,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column('needs_reauth_at', app.models.UTCDateTime(), nullable=True))
         batch.add_column(sa.Column('token_refresh_claimed_until', app.models.UTCDateTime(), nullable=True))
         batch.add_column(sa.Column('installed_at', app.models.UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column('credentials_checked_at', app.models.UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column('credentials_error', sa.Text(), nullable=True))
     op.create_table('oauth_states',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('nonce', sa.String(length=64), nullable=False),
@@ -55,6 +57,8 @@ def downgrade() -> None:
     op.drop_table('platform_webhooks')
     op.drop_table('oauth_states')
     with op.batch_alter_table('shops') as batch:
+        batch.drop_column('credentials_error')
+        batch.drop_column('credentials_checked_at')
         batch.drop_column('installed_at')
         batch.drop_column('token_refresh_claimed_until')
         batch.drop_column('needs_reauth_at')

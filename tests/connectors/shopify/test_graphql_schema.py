@@ -72,7 +72,7 @@ def operation(document: str) -> OperationDefinitionNode:
 def coerce(schema: GraphQLSchema, document: str, variables: dict[str, Any]) -> list[str]:
     """Coerce variables as sent on the wire (JSON round trip); return the error messages."""
     wire = json.loads(json.dumps(variables))
-    result = get_variable_values(schema, operation(document).variable_definitions, wire)
+    result = get_variable_values(schema, operation(document).variable_definitions or (), wire)
     return [error.message for error in result] if isinstance(result, list) else []
 
 
@@ -101,7 +101,7 @@ def deprecated_inputs(schema: GraphQLSchema, document: str, variables: dict[str,
             if enum_value is not None and enum_value.deprecation_reason:
                 found.append(f"{path}={value}")
 
-    for definition in operation(document).variable_definitions:
+    for definition in operation(document).variable_definitions or ():
         name = definition.variable.name.value
         if name in variables:
             walk(type_from_ast(schema, definition.type), variables[name], name)
@@ -109,6 +109,7 @@ def deprecated_inputs(schema: GraphQLSchema, document: str, variables: dict[str,
 
 
 VARIABLE_CASES = [
+    ("credentials check", client.shop_check_variables),
     ("webhook subscriptions, first page", lambda: client.webhook_list_variables(None)),
     ("webhook subscriptions, next page", lambda: client.webhook_list_variables("eyJsYXN0X2lkIjoxfQ==")),
     ("webhook subscription deleted",
