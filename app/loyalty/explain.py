@@ -22,6 +22,7 @@ REASON_TEXT = {
     "available": "Return window over: points available",
     "merged_guest": "Guest purchases merged into this account",
     "adjust": "Adjusted by staff: {note}",
+    "import": "Balance brought over from the previous loyalty program ({file}, line {line})",
     "redeem": "Redeemed for reward {reward}",
     "redeem_refund": "Reward {reward} could not be created in the shop: points given back ({why})",
     "expired": "Points expired",
@@ -42,6 +43,8 @@ def describe(entry: LedgerEntry, order_number: str | None) -> str:
         why=detail.get("why", "cancelled"),
         reward=detail.get("reward", ""),
         note=detail.get("note", ""),
+        file=detail.get("file", "?"),
+        line=detail.get("line", "?"),
         gift_card_paid=" ".join(filter(None, (detail.get("gift_card_paid"), detail.get("currency")))) or "?",
     )
     if entry.shortfall:

@@ -278,6 +278,45 @@ def customers_ban(shop_domain: str, email: str, reason: str, lift: bool) -> None
     click.echo(f"{email}: {'ban lifted' if lift else 'banned'}")
 
 
+@points_cli.command("import")
+@click.option("--shop", "shop_domain", required=True, help="shop domain or base URL")
+@click.option("--file", "path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="CSV export of the previous loyalty app")
+@click.option("--format", "fmt", default="auto", type=click.Choice(["auto", "smile", "loyaltylion", "yith", "generic"]),
+              help="the export's layout (README: Importing balances)")
+@click.option("--dry-run", is_flag=True, help="only report what would be imported")
+@click.option("--by", "actor", default="cli", help="who ran the import (kept on each entry)")
+def points_import(shop_domain: str, path: str, fmt: str, dry_run: bool, actor: str) -> None:
+    """Bring balances over from the app the shop leaves: one `import` entry per customer, once."""
+    from pathlib import Path
+
+    from app.loyalty.imports import ImportFormatError, import_balances, read_balances
+    from app.program import current_program
+    from app.shops import get_shop
+
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252")  # older spreadsheet programs save "ANSI"
+    try:
+        rows, problems = read_balances(text, fmt)
+    except ImportFormatError as exc:
+        raise click.ClickException(str(exc)) from None
+    with session_scope() as session:
+        shop = get_shop(session, shop_domain)
+        _, program = current_program(session, shop)
+        report = import_balances(session, shop, program, rows, actor=actor, source=Path(path).name, dry_run=dry_run)
+        problems = sorted([*problems, *report.problems], key=lambda p: p.line)
+        if dry_run:
+            session.rollback()
+    verb = "would import" if dry_run else "imported"
+    click.echo(f"{verb} {len(report.imported)} customers, {report.points} points; "
+               f"{len(report.already)} imported before; {len(problems)} rows not imported")
+    for problem in problems:
+        click.echo(f"  line {problem.line}: {problem.email or '-'}: {problem.reason}")
+
+
 @points_cli.command("adjust")
 @click.option("--shop", "shop_domain", required=True)
 @click.option("--email", required=True)
