@@ -173,6 +173,10 @@ class Shop(Base):
     # The last cheap API call made with the shop's credentials (app.shop_health), and its refusal.
     credentials_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     credentials_error: Mapped[str | None] = mapped_column(Text)
+    # The reconciliation (jobs.reconcile): when it last finished, and how many events it brought
+    # in that no webhook had (all runs together).
+    last_reconciled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reconciled_recovered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     program_version: Mapped[int] = mapped_column(Integer, default=1)
     uninstalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

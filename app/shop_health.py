@@ -75,6 +75,8 @@ def shop_health(session: Session, shop: Shop, *, keys: str, now: datetime | None
         "token_expires_at": _iso(shop.access_token_expires_at),
         "refresh_token_expires_at": _iso(shop.refresh_token_expires_at),
         "last_delivery_at": _iso(last_delivery),
+        "last_reconciled_at": _iso(shop.last_reconciled_at),
+        "reconciled_recovered": shop.reconciled_recovered or 0,
         "codes_waiting": int(waiting or 0),
         "codes_failed": int(failed or 0),
         "ok": not problems,

@@ -168,6 +168,11 @@ def check_woocommerce_webhooks() -> dict[str, int]:
                            extra={"shop": shop_id, "webhook": platform_id})
             reenabled += 1
             status = "active"
+            # Events while it was off are lost in the store: bring them in now, not in 5 minutes.
+            from app.queues import PLATFORM_RETRY, enqueue_once
+
+            enqueue_once("codes", "jobs.reconcile.reconcile_woocommerce", shop_id, job_id=f"reconcile-{shop_id}",
+                         retry=PLATFORM_RETRY)
         with session_scope() as session:
             row = session.get(PlatformWebhook, row_id)
             if row is not None:

@@ -230,6 +230,8 @@ def shops_status(shop_domain: str | None, as_json: bool, check: bool) -> None:
         click.echo(f"  webhooks {len(hooks)} registered, inactive: {', '.join(health['webhooks_inactive']) or 'none'}")
         if health["token_expires_at"]:
             click.echo(f"  token expires {health['token_expires_at']}, refresh token {health['refresh_token_expires_at']}")
+        click.echo(f"  last reconciliation {health['last_reconciled_at'] or 'never'}, "
+                   f"{health['reconciled_recovered']} events recovered")
         click.echo(f"  last delivery {health['last_delivery_at'] or 'never'}; codes waiting {health['codes_waiting']}, "
                    f"failed {health['codes_failed']}")
 

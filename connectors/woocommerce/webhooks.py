@@ -163,14 +163,19 @@ def verify(
 
 
 def delivery_key(headers: Mapping[str, str], body: bytes, payload: Any) -> str:
-    """Return `topic|resource id|date_modified_gmt|sha256(body)`, the dedupe key of a delivery.
+    """Return `topic|resource id|date_modified_gmt|sha256(state)`, the dedupe key of a delivery.
 
     WooCommerce has no unique delivery id (X-WC-Webhook-Delivery-ID hashes the webhook id and the
-    current second), and it does not retry, so the same body for the same topic is the same event.
+    current second), and it does not retry, so the same state of a resource is the same event.
+    The state is the parsed JSON without `_links` (`state_digest`), so the reconciliation's read
+    of an order (`GET orders`) and the webhook of that same state share a key; `order.created`
+    and `order.updated` share the topic part "order". A body that is not a JSON object is keyed
+    by its bytes.
     """
     topic = topic_from_headers(headers) or ""
     resource_id = ""
     modified = ""
+    digest = body_digest(body)
     if isinstance(payload, Mapping):
         raw_id = payload.get("id")
         if isinstance(raw_id, int | str) and not isinstance(raw_id, bool):
@@ -178,11 +183,26 @@ def delivery_key(headers: Mapping[str, str], body: bytes, payload: Any) -> str:
         raw_modified = payload.get("date_modified_gmt")
         if isinstance(raw_modified, str):
             modified = raw_modified
-    key = f"{topic}|{resource_id}|{modified}|{body_digest(body)}"
+        # The state, not the bytes: a webhook body and the same order read back by the
+        # reconciliation (`GET orders`, which adds `_links` and is encoded by another JSON
+        # encoder) are the same delivery. Created and updated carry the same state too.
+        digest = state_digest(payload)
+        if topic in (ORDER_CREATED, ORDER_UPDATED):
+            topic = "order"
+    key = f"{topic}|{resource_id}|{modified}|{digest}"
     if len(key) > _MAX_DELIVERY_KEY:
         # Only an absurd topic or id gets here; hashing keeps the key unique and bounded.
         key = f"sha256|{hashlib.sha256(key.encode('utf-8')).hexdigest()}"
     return key
+
+
+def state_digest(payload: Mapping[str, Any]) -> str:
+    """Return the sha256 of a resource's JSON state, independent of encoding and of `_links`."""
+    state = {k: v for k, v in payload.items() if k != "_links"}
+    # Numbers as numbers whichever parser read them (the receiver's floats, the parser's Decimals).
+    canonical = json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                           default=lambda value: float(value) if isinstance(value, Decimal) else str(value))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def parse_event(headers: Mapping[str, str], body: bytes) -> WebhookEvent:

@@ -1,4 +1,4 @@
-"""install: Shopify token expiries, granted scopes, re-authorisation flag; oauth states; platform webhooks
+"""install and sync: Shopify token expiries, granted scopes, re-authorisation flag; oauth states; platform webhooks
 
 Revision ID: 0014
 Revises: 0012
@@ -28,6 +28,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column('installed_at', app.models.UTCDateTime(), nullable=True))
         batch.add_column(sa.Column('credentials_checked_at', app.models.UTCDateTime(), nullable=True))
         batch.add_column(sa.Column('credentials_error', sa.Text(), nullable=True))
+        batch.add_column(sa.Column('last_reconciled_at', app.models.UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column('reconciled_recovered', sa.Integer(), server_default='0', nullable=False))
     op.create_table('oauth_states',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('nonce', sa.String(length=64), nullable=False),
@@ -57,6 +59,8 @@ def downgrade() -> None:
     op.drop_table('platform_webhooks')
     op.drop_table('oauth_states')
     with op.batch_alter_table('shops') as batch:
+        batch.drop_column('reconciled_recovered')
+        batch.drop_column('last_reconciled_at')
         batch.drop_column('credentials_error')
         batch.drop_column('credentials_checked_at')
         batch.drop_column('installed_at')
