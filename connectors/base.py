@@ -70,8 +70,10 @@ class Connector(Protocol):
             UnsupportedTopicError: the topic is not in SUPPORTED_TOPICS.
         """
 
-    def delivery_headers(self, shop: str, topic: str, *, signature: str, event_id: str) -> dict[str, str]:
-        """Return the headers the platform sends with a delivery (the demo and tests post with them)."""
+    def delivery_headers(
+        self, shop: str, topic: str, *, signature: str, event_id: str
+    ) -> dict[str, str]:
+        """Return the headers the platform sends with a delivery (the demo posts with them)."""
 
     # ---- the shop's addresses, no I/O ---------------------------------------------------------
 
@@ -105,7 +107,9 @@ class Connector(Protocol):
             PermanentError: the shop refused the look-up.
         """
 
-    def deactivate_discount_code(self, credentials: Any, platform_id: str, *, now: datetime) -> None:
+    def deactivate_discount_code(
+        self, credentials: Any, platform_id: str, *, now: datetime
+    ) -> None:
         """Switch off the code `platform_id` (as `DiscountCode.platform_id`) from `now`; idempotent.
 
         Raises:

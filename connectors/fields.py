@@ -110,7 +110,9 @@ def _blank(value: Any) -> bool:
 # ---- fields ----------------------------------------------------------------------------------
 
 
-def text(data: Payload, key: str, topic: str, prefix: str = "", *, allow_empty: bool = False) -> str:
+def text(
+    data: Payload, key: str, topic: str, prefix: str = "", *, allow_empty: bool = False
+) -> str:
     """Return a required text field, stripped; empty text is missing unless `allow_empty`.
 
     Raises:
@@ -139,7 +141,9 @@ def optional_text(data: Payload, key: str, topic: str, prefix: str = "") -> str 
     return value.strip() or None
 
 
-def boolean(data: Payload, key: str, topic: str, prefix: str = "", *, default: bool | None = None) -> bool:
+def boolean(
+    data: Payload, key: str, topic: str, prefix: str = "", *, default: bool | None = None
+) -> bool:
     """Return a JSON boolean; an absent field is `default`, or missing when there is none.
 
     Raises:
@@ -169,7 +173,9 @@ def optional_boolean(data: Payload, key: str, topic: str, prefix: str = "") -> b
     return value
 
 
-def integer(data: Payload, key: str, topic: str, prefix: str = "", *, default: int | None = None) -> int:
+def integer(
+    data: Payload, key: str, topic: str, prefix: str = "", *, default: int | None = None
+) -> int:
     """Return a JSON integer (not a boolean); an absent field is `default`, or missing.
 
     Raises:
@@ -246,7 +252,9 @@ def optional_object(data: Payload, key: str, topic: str, prefix: str = "") -> Pa
     return value
 
 
-def array(data: Payload, key: str, topic: str, prefix: str = "", *, required: bool = False) -> Sequence[Any]:
+def array(
+    data: Payload, key: str, topic: str, prefix: str = "", *, required: bool = False
+) -> Sequence[Any]:
     """Return a JSON list of anything; an absent optional list is empty.
 
     Raises:
@@ -262,7 +270,9 @@ def array(data: Payload, key: str, topic: str, prefix: str = "", *, required: bo
     return value
 
 
-def objects(data: Payload, key: str, topic: str, prefix: str = "", *, required: bool = False) -> Sequence[Payload]:
+def objects(
+    data: Payload, key: str, topic: str, prefix: str = "", *, required: bool = False
+) -> Sequence[Payload]:
     """Return a JSON list of objects; an absent optional list is empty.
 
     Raises:

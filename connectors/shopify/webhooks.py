@@ -414,7 +414,8 @@ def parse_customer_data_request(payload: Payload, topic: str, shop: str) -> Cust
     request = payload.get("data_request") or {}
     if not isinstance(request, dict):
         raise MalformedPayloadError(f"{topic}: data_request is not an object")
-    return CustomerDataRequest(request_id=fields.optional_platform_id(request, "id", topic, "data_request."),
+    request_id = fields.optional_platform_id(request, "id", topic, "data_request.")
+    return CustomerDataRequest(request_id=request_id,
                                customer_id=customer_id, email=email, order_ids=orders)
 
 
