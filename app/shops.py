@@ -135,18 +135,6 @@ def credentials(shop: Shop, keys: str) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-# The credential fields each platform's client needs to call the shop's API
-# (connectors/shopify/client.py, connectors/woocommerce/client.py).
-REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {
-    "shopify": ("access_token",),
-    "woocommerce": ("consumer_key", "consumer_secret"),
-}
-_ADD_OPTIONS: dict[str, str] = {
-    "shopify": "--api-token <Admin API access token>",
-    "woocommerce": "--consumer-key <ck_...> --consumer-secret <cs_...>",
-}
-
-
 def missing_api_credentials(shop: Shop, keys: str) -> str | None:
     """Return why the shop's API credentials cannot be used (for a row's `error`), or None.
 
@@ -155,14 +143,14 @@ def missing_api_credentials(shop: Shop, keys: str) -> str | None:
     updates a registered shop) and holds no secret.
     """
     platform = shop.platform.value
-    command = (f"flask shops add --platform {platform} --domain {shop.domain} "
-               f"{_ADD_OPTIONS.get(platform, '')}").strip()
+    connector = get_connector(platform)
+    command = f"flask shops add --platform {platform} --domain {shop.domain} {connector.CREDENTIALS_OPTIONS}"
     try:
         stored = credentials(shop, keys)
     except crypto.SecretDecryptionError:
         return ("the shop's API credentials cannot be decrypted with ENCRYPTION_KEY: "
                 f"restore the key, or add them again with `{command}`")
-    needed = REQUIRED_CREDENTIALS.get(platform, ())
+    needed = connector.REQUIRED_CREDENTIALS
     if not isinstance(stored, dict) or any(
         not isinstance(stored.get(name), str) or not stored[name].strip() for name in needed
     ):
@@ -374,3 +362,12 @@ def fresh_credentials(
         logger.info("shop token refreshed", extra={"shop": shop_id})
         return {"access_token": grant.access_token, "refresh_token": grant.refresh_token or refresh_token,
                 "shop": shop.domain}
+
+
+def api_credentials(shop: Shop, keys: str) -> tuple[dict[str, Any], str | None]:
+    """Return (what the platform connector's calls take as credentials, None), or ({}, why the
+    shop's API cannot be called: see `missing_api_credentials`)."""
+    missing = missing_api_credentials(shop, keys)
+    if missing is not None:
+        return {}, missing
+    return get_connector(shop.platform.value).credentials(shop.domain, credentials(shop, keys)), None

@@ -6,19 +6,36 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
-from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
-from connectors.errors import InvalidSignatureError, MalformedPayloadError, MissingSignatureError
+from connectors.errors import InvalidSignatureError, MissingSignatureError
 from connectors.types import DiscountCode, DiscountSpec, WebhookEvent
 
 
+@runtime_checkable
 class Connector(Protocol):
-    """What the webhook view, the jobs and the tests need from a platform."""
+    """What the webhook view, the jobs and the domain need from a platform.
+
+    Everything that differs between platforms is here, so nothing outside `connectors/` asks
+    which platform a shop is on. `credentials` is whatever `credentials(...)` returned: each
+    client reads its own shape.
+    """
 
     platform: str
     SUPPORTED_TOPICS: tuple[str, ...]
+    # The fields of the stored API credentials the client needs (e.g. ("access_token",)).
+    REQUIRED_CREDENTIALS: tuple[str, ...]
+    # How `flask shops add` takes those credentials (named in "add them with ..." messages).
+    CREDENTIALS_OPTIONS: str
+    # True when the shop's platform app signs every shop's webhooks with the app's client
+    # secret (Shopify), so a shop without a secret of its own is checked against it.
+    WEBHOOKS_SIGNED_BY_APP: bool
+    # True when unpaid orders are the platform's only record of an unfinished checkout
+    # (WooCommerce: no checkout topic; a pending or checkout-draft order stands for it).
+    ORDERS_ARE_CHECKOUTS: bool
+
+    # ---- webhooks, sans-I/O (connectors/<platform>/webhooks.py) ---------------------------------
 
     def normalize_shop(self, value: str) -> str:
         """Return the canonical shop identifier for a domain or base URL."""
@@ -53,15 +70,69 @@ class Connector(Protocol):
             UnsupportedTopicError: the topic is not in SUPPORTED_TOPICS.
         """
 
-    def create_discount_code(self, credentials: Any, spec: DiscountSpec) -> DiscountCode:
-        """Create `spec` in the shop, or find it when it already exists."""
+    def delivery_headers(
+        self, shop: str, topic: str, *, signature: str, event_id: str
+    ) -> dict[str, str]:
+        """Return the headers the platform sends with a delivery (the demo posts with them)."""
 
-    def deactivate_discount_code(self, credentials: Any, platform_id: str, *, now: datetime) -> None:
+    # ---- the shop's addresses, no I/O ---------------------------------------------------------
+
+    def storefront_url(self, shop: str) -> str:
+        """Return the storefront's address for the shop's canonical identifier."""
+
+    def discount_link(self, shop: str, code: str) -> str | None:
+        """Return a storefront link that applies `code` to the visitor's cart, or None when the
+        platform has none (the app then links to its own page showing the code)."""
+
+    # ---- outbound calls (connectors/<platform>/client.py) ---------------------------------------
+
+    def credentials(self, shop: str, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """Return what the client's calls take as `credentials`: the shop's stored API
+        credentials plus its address, in the client's shape."""
+
+    def create_discount_code(self, credentials: Any, spec: DiscountSpec) -> DiscountCode:
+        """Create `spec` in the shop, or find it when it already exists.
+
+        Raises:
+            ValueError: the client cannot express `spec`.
+            TransientError, RateLimitedError: retry later.
+            PermanentError: the shop refused; retrying cannot help.
+        """
+
+    def find_discount_code(self, credentials: Any, code: str) -> DiscountCode | None:
+        """Return the shop's discount code `code`, or None when the shop has no such code.
+
+        Raises:
+            TransientError, RateLimitedError: retry later.
+            PermanentError: the shop refused the look-up.
+        """
+
+    def deactivate_discount_code(
+        self, credentials: Any, platform_id: str, *, now: datetime
+    ) -> None:
         """Switch off the code `platform_id` (as `DiscountCode.platform_id`) from `now`; idempotent.
 
         Raises:
             TransientError, RateLimitedError: retry later.
             PermanentError: the shop refused; retrying cannot help.
+        """
+
+    def check_credentials(self, credentials: Any) -> None:
+        """Make the platform's cheapest authenticated call; return when the credentials work.
+
+        Raises:
+            TransientError, RateLimitedError: no answer (says nothing about the credentials).
+            PermanentError: the shop refused them.
+        """
+
+    def mark_gift(self, credentials: Any, order_id: str, *, tag: str, note: str) -> None:
+        """Mark order `order_id` for a gift with purchase, the way the shop's staff see it
+        (a Shopify order tag `tag`; a WooCommerce private order note `note`).
+
+        Raises:
+            ValueError: `order_id` is not an order id of the platform, or the mark is empty.
+            TransientError, RateLimitedError: retry later.
+            PermanentError: the shop refused (e.g. no such order).
         """
 
 
@@ -113,76 +184,7 @@ def body_digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-# ---- strict field readers shared by the parsers (rule 11) --------------------------------
-
-
-def require(data: Mapping[str, Any], key: str, topic: str, path: str = "") -> Any:
-    """Return data[key] or raise MalformedPayloadError naming topic and field.
-
-    Raises:
-        MalformedPayloadError: the key is missing or null.
-    """
-    if not isinstance(data, Mapping):
-        raise MalformedPayloadError(f"{topic}: {path or 'payload'} is not an object")
-    value = data.get(key)
-    if value is None:
-        raise MalformedPayloadError(f"{topic}: {path}{key} missing")
-    return value
-
-
-def to_decimal(value: Any, topic: str, field_name: str) -> Decimal:
-    """Parse a platform money value (string or number) into Decimal.
-
-    Raises:
-        MalformedPayloadError: the value is not a number.
-    """
-    if isinstance(value, bool) or value is None:
-        raise MalformedPayloadError(f"{topic}: {field_name} is not a number")
-    try:
-        # str() first so that a JSON float 12.5 becomes Decimal("12.5"), not its binary value.
-        result = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        raise MalformedPayloadError(f"{topic}: {field_name} is not a number") from None
-    if not result.is_finite():
-        raise MalformedPayloadError(f"{topic}: {field_name} is not a number")
-    return result
-
-
-def to_id(value: Any, topic: str, field_name: str) -> str:
-    """Return a platform id as str (ids are ints in JSON; we never do arithmetic on them).
-
-    Raises:
-        MalformedPayloadError: missing, or neither an int nor a non-empty string.
-    """
-    if isinstance(value, bool) or value is None or value == "":
-        raise MalformedPayloadError(f"{topic}: {field_name} missing")
-    if isinstance(value, int | str):
-        return str(value)
-    raise MalformedPayloadError(f"{topic}: {field_name} is not an id")
-
-
-def to_datetime(value: Any, topic: str, field_name: str, *, naive_is_utc: bool = True) -> datetime:
-    """Parse an ISO-8601 timestamp into an aware UTC datetime.
-
-    A timestamp without an offset is taken as UTC (WooCommerce `*_gmt` fields carry none).
-
-    Raises:
-        MalformedPayloadError: not an ISO-8601 string.
-    """
-    if not isinstance(value, str) or not value:
-        raise MalformedPayloadError(f"{topic}: {field_name} missing")
-    text = value.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise MalformedPayloadError(f"{topic}: {field_name} is not a timestamp") from None
-    if parsed.tzinfo is None:
-        if not naive_is_utc:
-            raise MalformedPayloadError(f"{topic}: {field_name} has no time zone")
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+# ---- normalizers shared by the parsers (the strict field readers are in connectors.fields) ----
 
 
 def normalize_email(value: Any) -> str | None:

@@ -28,14 +28,7 @@ logger = logging.getLogger(__name__)
 
 def _credentials(shop: Shop) -> tuple[dict[str, Any], str | None]:
     """Return (the connector's credentials, None), or ({}, why the shop's API cannot be called)."""
-    keys = config.load()["ENCRYPTION_KEY"]
-    missing = shops.missing_api_credentials(shop, keys)
-    if missing is not None:
-        return {}, missing
-    creds = shops.credentials(shop, keys)
-    if shop.platform.value == "shopify":
-        return {**creds, "shop": shop.domain}, None
-    return {**creds, "url": shop.domain}, None
+    return shops.api_credentials(shop, config.load()["ENCRYPTION_KEY"])
 
 
 def _fail_code(code_id: int, reason: str, *, why: str = "the shop refused the code") -> str:
@@ -150,7 +143,7 @@ def _fail_task(task_id: int, reason: str) -> str:
 
 
 def run_order_task(task_id: int) -> str:
-    """Tag (Shopify) or note (WooCommerce) an order for a gift with purchase."""
+    """Mark an order in its shop for a gift with purchase (the connector's `mark_gift`)."""
     from app.models import Order
 
     with session_scope() as session:
@@ -166,12 +159,8 @@ def run_order_task(task_id: int) -> str:
     if missing is not None:
         logger.warning("shop has no usable api credentials", extra={"task": task_id, "platform": platform})
         return _fail_task(task_id, missing)
-    connector = get_connector(platform)
     try:
-        if platform == "shopify":
-            connector.add_order_tags(credentials, order_id, [payload["tag"]])
-        else:
-            connector.add_order_note(credentials, order_id, payload["note"])
+        get_connector(platform).mark_gift(credentials, order_id, tag=payload["tag"], note=payload["note"])
     except (PermanentError, ValueError) as exc:
         return _fail_task(task_id, str(exc))
     with session_scope() as session:

@@ -40,6 +40,7 @@ from app.models import (
 )
 from app.program import Program, current_program
 from app.messaging.reminders import decide, expiring_on, sweep
+from connectors import get_connector
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def build_context(session, message: ReminderMessage, shop: Shop, customer: Custo
 
     public, secret = cfg["PUBLIC_URL"], cfg["SECRET_KEY"]
     bal = ledger.balance(session, customer.id)
-    shop_url = f"https://{shop.domain}" if shop.platform.value == "shopify" else shop.domain
+    shop_url = get_connector(shop.platform.value).storefront_url(shop.domain)
     context: dict[str, Any] = {
         "shop": {"name": shop.name or shop.domain, "colour": shop.brand_color or "#2f6f4f", "url": shop_url,
                  "address": shop.address, "timezone": shop.timezone},

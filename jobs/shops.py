@@ -16,6 +16,7 @@ from sqlalchemy import select
 from app import config, shops
 from app.db import dialect_insert, session_scope
 from app.models import PlatformWebhook, Shop, utcnow
+from connectors import get_connector
 from connectors.errors import PermanentError
 from connectors.shopify import client as shopify_client
 from connectors.shopify import consts as shopify_consts
@@ -139,8 +140,7 @@ def check_credentials(shop_id: int) -> None:
         shop = session.get(Shop, shop_id)
         assert shop is not None
         platform = shop.platform.value
-    client = shopify_client if platform == "shopify" else woo_client
-    client.check_credentials(api_credentials(shop_id))
+    get_connector(platform).check_credentials(api_credentials(shop_id))
 
 
 def check_woocommerce_webhooks() -> dict[str, int]:

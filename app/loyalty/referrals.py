@@ -63,14 +63,15 @@ def shop_url(shop: Shop) -> str:
 def referral_link(shop: Shop, code: str, public_url: str) -> str:
     """Return the link a member shares with friends.
 
-    Shopify applies `/discount/<code>` to the visitor's cart itself. Core WooCommerce ignores
-    `/?coupon=<code>` (captured: no cookie, no session, the cart stays without it), and its
-    `/checkout-link/` needs products and empties the cart, so a WooCommerce member shares our
-    friend page instead (`app.web.public`): it shows the discount and the code, and leads to the shop.
+    Where the platform has a link that applies the code to the visitor's cart (Shopify's
+    `/discount/<code>`), that one; otherwise (core WooCommerce has none: see the connector's
+    `discount_link`) our friend page (`app.web.public`): it shows the discount and the code, and
+    leads to the shop.
     """
-    if shop.platform.value == "shopify":
-        return f"https://{shop.domain}/discount/{quote(code, safe='')}"
-    return public_url.rstrip("/") + FRIEND_PATH.format(shop_id=shop.id, code=quote(code, safe=""))
+    from connectors import get_connector
+
+    link = get_connector(shop.platform.value).discount_link(shop.domain, code)
+    return link or public_url.rstrip("/") + FRIEND_PATH.format(shop_id=shop.id, code=quote(code, safe=""))
 
 
 def referral_code_row(session: Session, customer: Customer) -> IssuedCode | None:

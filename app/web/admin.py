@@ -66,6 +66,7 @@ from app.program import ProgramError, current_program, program_versions, save_pr
 from app.queues import RedisNotConfiguredError
 from app.loyalty.redemptions import RedemptionError, affordable, redeem, redemptions_of
 from app.messaging.reminders import history as reminder_history
+from connectors import get_connector
 
 logger = logging.getLogger(__name__)
 
@@ -556,7 +557,7 @@ def _value_text(spec: dict[str, Any], language: str) -> str:
 
 def _shop_mail_context(shop: Shop) -> dict[str, Any]:
     """Return the `shop` part of an e-mail context for this shop (as the reminder jobs build it)."""
-    shop_url = f"https://{shop.domain}" if shop.platform.value == "shopify" else shop.domain
+    shop_url = get_connector(shop.platform.value).storefront_url(shop.domain)
     return {
         "name": shop.name or shop.domain,
         "colour": shop.brand_color or emails.DEFAULT_COLOUR,

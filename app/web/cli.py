@@ -13,6 +13,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from app.db import session_scope
+from connectors import CONNECTORS
 
 shops_cli = AppGroup("shops", help="Register and list shops.")
 customers_cli = AppGroup("customers", help="Look up customers.")
@@ -74,7 +75,7 @@ def _needs_redis(command: Callable[..., None]) -> Callable[..., None]:
 
 
 @shops_cli.command("add")
-@click.option("--platform", type=click.Choice(["shopify", "woocommerce"]), required=True)
+@click.option("--platform", type=click.Choice(list(CONNECTORS)), required=True)
 @click.option("--domain", required=True, help="x.myshopify.com, or the WooCommerce store base URL")
 @click.option("--webhook-secret", help="secret the shop signs webhooks with (Shopify apps: the app secret)")
 @click.option("--currency", help="ISO 4217 shop currency, e.g. EUR")

@@ -20,6 +20,7 @@ from flask.cli import with_appcontext
 
 from app.db import session_scope
 from app.shops import register_shop
+from connectors import get_connector
 from connectors.base import hmac_sha256_base64
 
 DATA = Path(__file__).resolve().parent.parent / "demo_data"
@@ -81,14 +82,8 @@ def woo_order(order_id: int, *, email: str, status: str, modified: datetime, ref
 def _post(base: str, platform: str, topic: str, body: dict[str, Any], secret: str, event: str) -> int:
     raw = json.dumps(body).encode()
     signature = hmac_sha256_base64(secret, raw)
-    if platform == "shopify":
-        headers = {"X-Shopify-Topic": topic, "X-Shopify-Hmac-Sha256": signature,
-                   "X-Shopify-Shop-Domain": SHOPIFY_DOMAIN, "X-Shopify-Event-Id": event}
-    else:
-        resource, action = topic.split(".")
-        headers = {"X-WC-Webhook-Source": WOO_URL + "/", "X-WC-Webhook-Topic": topic,
-                   "X-WC-Webhook-Resource": resource, "X-WC-Webhook-Event": action,
-                   "X-WC-Webhook-Signature": signature, "X-WC-Webhook-ID": "1"}
+    shop = {"shopify": SHOPIFY_DOMAIN, "woocommerce": WOO_URL}[platform]
+    headers = get_connector(platform).delivery_headers(shop, topic, signature=signature, event_id=event)
     headers["Content-Type"] = "application/json"
     response = requests.post(f"{base}/webhooks/{platform}", data=raw, headers=headers, timeout=10)
     return response.status_code

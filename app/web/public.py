@@ -25,6 +25,7 @@ from app.loyalty import referrals
 from app.db import session_scope
 from app.messaging.render import brand_colours, customer_language, format_money
 from app.models import Customer, Shop
+from connectors import get_connector
 
 logger = logging.getLogger(__name__)
 
@@ -165,9 +166,9 @@ def friend(shop_id: int, code: str) -> Any:
                 "minimum": texts["friend_minimum"].replace(
                     "{amount}", format_money(offer.minimum_amount, offer.currency, language))
                 if offer.minimum_amount and offer.minimum_amount > Decimal(0) else None,
-                # Shopify applies its own discount link; WooCommerce gets the shop's home page.
-                "shop_url": referrals.referral_link(offer.shop, offer.code, "")
-                if offer.shop.platform.value == "shopify" else referrals.shop_url(offer.shop),
+                # A link that applies the code where the platform has one, else the shop's home page.
+                "shop_url": get_connector(offer.shop.platform.value).discount_link(offer.shop.domain, offer.code)
+                or referrals.shop_url(offer.shop),
             }
     nonce = secrets.token_urlsafe(16)
     body = render_template("public/friend.html", t=texts, language=language, colours=colours,

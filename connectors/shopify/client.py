@@ -470,6 +470,12 @@ def _raise_top_level_errors(errors: Any, cost: Any, extra: dict[str, Any]) -> No
 # ---- operations -----------------------------------------------------------------------------
 
 
+def credentials(shop: str, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """Return what every call here takes as `credentials`: the stored `access_token` plus the
+    shop's domain as "shop"."""
+    return {**stored, "shop": shop}
+
+
 def create_discount_code(credentials: Mapping[str, str], spec: DiscountSpec) -> DiscountCode:
     """Create `spec` as a code discount, or return the existing one when the code is taken.
 
@@ -557,6 +563,15 @@ def add_order_tags(credentials: Mapping[str, str], order_id: str, tags: Sequence
     user_errors = _user_errors(_payload(data, name))
     if user_errors:
         raise PermanentError(_user_errors_message(name, user_errors))
+
+
+def mark_gift(credentials: Mapping[str, str], order_id: str, *, tag: str, note: str) -> None:
+    """Tag the order `tag` for a gift with purchase (staff filter orders by tag; `note` is unused).
+
+    Raises:
+        ValueError, TransientError, RateLimitedError, PermanentError: see `add_order_tags`.
+    """
+    add_order_tags(credentials, order_id, [tag])
 
 
 # ---- variables (the schema test calls these directly) ---------------------------------------

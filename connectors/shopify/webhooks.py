@@ -20,15 +20,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from connectors import fields
 from connectors.base import (
     address_fingerprint,
     body_digest,
     header,
     normalize_email,
-    require,
-    to_datetime,
-    to_decimal,
-    to_id,
     verify_hmac_base64,
 )
 from connectors.errors import MalformedPayloadError, UnsupportedTopicError
@@ -133,7 +130,7 @@ def verify(
     verify_hmac_base64(signature, body, secret=secret, old_secret=old_secret)
 
 
-def delivery_key(headers: Mapping[str, str], body: bytes, payload: Any = None) -> str:
+def delivery_key(headers: Mapping[str, str], body: bytes, payload: Any) -> str:
     """Return the dedupe key: topic plus Event-Id, else Webhook-Id, else the body's sha256.
 
     `X-Shopify-Event-Id` is the same on every delivery of one event ("the same value across more
@@ -160,6 +157,16 @@ def _bounded(key: str) -> str:
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
     suffix = f"|sha256:{digest}"
     return key[: DELIVERY_KEY_MAX_LENGTH - len(suffix)] + suffix
+
+
+def delivery_headers(shop: str, topic: str, *, signature: str, event_id: str) -> dict[str, str]:
+    """Return the headers Shopify sends with a delivery of `topic` from `shop` (classic form)."""
+    return {
+        TOPIC_HEADERS[0]: topic,
+        HMAC_HEADERS[0]: signature,
+        SHOP_DOMAIN_HEADERS[0]: shop,
+        EVENT_ID_HEADERS[0]: event_id,
+    }
 
 
 # ---- event ------------------------------------------------------------------------------------
@@ -209,10 +216,10 @@ def _occurred_at(headers: Mapping[str, str], payload: Payload, topic: str) -> da
     # (https://shopify.dev/changelog/updates-to-webhook-retry-mechanism).
     triggered_at = _header_value(headers, TRIGGERED_AT_HEADERS)
     if triggered_at is not None:
-        return to_datetime(triggered_at, topic, TRIGGERED_AT_HEADERS[0])
+        return fields.to_datetime(triggered_at, topic, TRIGGERED_AT_HEADERS[0])
     for key in ("updated_at", "created_at"):
         if payload.get(key) is not None:
-            return to_datetime(payload[key], topic, key)
+            return fields.to_datetime(payload[key], topic, key)
     return None
 
 
@@ -225,14 +232,14 @@ def parse_order(payload: Payload, topic: str, shop: str) -> Order:
     Raises:
         MalformedPayloadError: a field we use is missing or of the wrong type.
     """
-    currency = _str(payload, "currency", topic)
-    financial_status = _str(payload, "financial_status", topic)
-    cancelled_at = _optional_datetime(payload, "cancelled_at", topic)
+    currency = fields.text(payload, "currency", topic)
+    financial_status = fields.text(payload, "financial_status", topic)
+    cancelled_at = fields.optional_timestamp(payload, "cancelled_at", topic)
     is_paid = financial_status in _PAID_STATUSES
 
     lines = [
         _parse_line_item(item, topic, f"line_items[{i}].")
-        for i, item in enumerate(_objects(payload, "line_items", topic, required=True))
+        for i, item in enumerate(fields.objects(payload, "line_items", topic, required=True))
     ]
     line_items = tuple(line for line, _tax in lines)
     # `subtotal_price` is after every discount (line and order level), before shipping and tax.
@@ -243,16 +250,16 @@ def parse_order(payload: Payload, topic: str, shop: str) -> Order:
 
     email = normalize_email(payload.get("email")) or normalize_email(payload.get("contact_email"))
     return Order(
-        id=to_id(payload.get("id"), topic, "id"),
+        id=fields.to_id(payload.get("id"), topic, "id"),
         number=_order_number(payload, topic),
         currency=currency,
-        presentment_currency=_optional_str(payload, "presentment_currency", topic) or currency,
+        presentment_currency=fields.optional_text(payload, "presentment_currency", topic) or currency,
         platform_status=financial_status,
         status=_order_status(financial_status, cancelled_at),
         is_paid=is_paid,
         merchandise=merchandise,
         merchandise_tax=merchandise_tax,
-        taxes_included=_bool(payload, "taxes_included", topic),
+        taxes_included=fields.boolean(payload, "taxes_included", topic),
         # The order webhook body carries no amount paid by gift card: `payment_gateway_names` only
         # lists gateway names ("gift_card"), and `transactions` are not part of the Order payload
         # (https://community.shopify.com/c/Shopify-APIs-SDKs/Order-Webhook-Payment-info/td-p/846748).
@@ -261,27 +268,27 @@ def parse_order(payload: Payload, topic: str, shop: str) -> Order:
         gift_card_paid=None,
         shipping=_order_shipping(payload, topic),
         total=_money(payload, "total_price", topic),
-        created_at=_datetime(payload, "created_at", topic),
-        updated_at=_datetime(payload, "updated_at", topic),
+        created_at=fields.timestamp(payload, "created_at", topic),
+        updated_at=fields.timestamp(payload, "updated_at", topic),
         customer=_order_customer(payload, topic, email),
         email=email,
         # The Order has no paid_at; `processed_at` is when it was processed (paid, for paid orders).
-        paid_at=_optional_datetime(payload, "processed_at", topic) if is_paid else None,
+        paid_at=fields.optional_timestamp(payload, "processed_at", topic) if is_paid else None,
         cancelled_at=cancelled_at,
         line_items=line_items,
         refunds=tuple(
             _parse_refund(refund, topic, f"refunds[{i}].", default_currency=currency)
-            for i, refund in enumerate(_objects(payload, "refunds", topic))
+            for i, refund in enumerate(fields.objects(payload, "refunds", topic))
         ),
         discount_codes=tuple(
-            _str(code, "code", topic, f"discount_codes[{i}].")
-            for i, code in enumerate(_objects(payload, "discount_codes", topic))
+            fields.text(code, "code", topic, f"discount_codes[{i}].")
+            for i, code in enumerate(fields.objects(payload, "discount_codes", topic))
         ),
         tags=_tags(payload, topic),
-        total_weight_grams=_int(payload, "total_weight", topic, default=0),
+        total_weight_grams=fields.integer(payload, "total_weight", topic, default=0),
         shipping_address_fingerprint=_address_fingerprint(payload, "shipping_address", topic),
-        checkout_token=_optional_str(payload, "checkout_token", topic),
-        test=_bool(payload, "test", topic, default=False),
+        checkout_token=fields.optional_text(payload, "checkout_token", topic),
+        test=fields.boolean(payload, "test", topic, default=False),
     )
 
 
@@ -305,21 +312,21 @@ def parse_order_transaction(payload: Payload, topic: str, shop: str) -> OrderTra
         MalformedPayloadError: a field we use is missing or of the wrong type.
     """
     amount = _money(payload, "amount", topic)
-    currency = _str(payload, "currency", topic)
+    currency = fields.text(payload, "currency", topic)
     money_set = payload.get("amount_set")
     if isinstance(money_set, Mapping):
         shop_money = money_set.get("shop_money")
         if isinstance(shop_money, Mapping) and shop_money.get("currency_code") is not None:
-            currency = _str(shop_money, "currency_code", topic, "amount_set.shop_money.")
+            currency = fields.text(shop_money, "currency_code", topic, "amount_set.shop_money.")
     return OrderTransaction(
-        id=to_id(payload.get("id"), topic, "id"),
-        order_id=to_id(payload.get("order_id"), topic, "order_id"),
-        kind=_str(payload, "kind", topic).lower(),
-        status=_str(payload, "status", topic).lower(),
-        gateway=_str(payload, "gateway", topic),
+        id=fields.to_id(payload.get("id"), topic, "id"),
+        order_id=fields.to_id(payload.get("order_id"), topic, "order_id"),
+        kind=fields.text(payload, "kind", topic).lower(),
+        status=fields.text(payload, "status", topic).lower(),
+        gateway=fields.text(payload, "gateway", topic),
         amount=amount,
         currency=currency,
-        created_at=_optional_datetime(payload, "created_at", topic),
+        created_at=fields.optional_timestamp(payload, "created_at", topic),
     )
 
 
@@ -340,25 +347,25 @@ def parse_checkout(payload: Payload, topic: str, shop: str) -> Checkout:
     """
     email = normalize_email(payload.get("email"))
     return Checkout(
-        id=_str(payload, "token", topic),
-        currency=_str(payload, "currency", topic),
+        id=fields.text(payload, "token", topic),
+        currency=fields.text(payload, "currency", topic),
         total=_money(payload, "total_price", topic),
         subtotal=_money(payload, "subtotal_price", topic),
-        created_at=_datetime(payload, "created_at", topic),
-        updated_at=_datetime(payload, "updated_at", topic),
+        created_at=fields.timestamp(payload, "created_at", topic),
+        updated_at=fields.timestamp(payload, "updated_at", topic),
         customer=_order_customer(payload, topic, email),
         email=email,
-        recovery_url=_optional_str(payload, "abandoned_checkout_url", topic),
-        completed_at=_optional_datetime(payload, "completed_at", topic),
+        recovery_url=fields.optional_text(payload, "abandoned_checkout_url", topic),
+        completed_at=fields.optional_timestamp(payload, "completed_at", topic),
         line_items=tuple(
             # Checkout lines of recent API versions have a `key` and no `id`.
             _parse_line_item(item, topic, f"line_items[{i}].", id_keys=("id", "key"))[0]
-            for i, item in enumerate(_objects(payload, "line_items", topic, required=True))
+            for i, item in enumerate(fields.objects(payload, "line_items", topic, required=True))
         ),
         # The buyer's own "email me with news and offers" tick-box at checkout: for a guest (no
         # customer object) the only consent statement there is.
         # https://shopify.dev/docs/api/admin-rest/latest/resources/abandoned-checkouts
-        buyer_accepts_marketing=_optional_bool(payload, "buyer_accepts_marketing", topic),
+        buyer_accepts_marketing=fields.optional_boolean(payload, "buyer_accepts_marketing", topic),
     )
 
 
@@ -374,17 +381,17 @@ def _compliance_customer(payload: Payload, topic: str, orders_key: str) -> tuple
         MalformedPayloadError: no customer object, one with neither id nor e-mail, or orders
             that are not a list.
     """
-    customer = require(payload, "customer", topic)
+    customer = fields.require(payload, "customer", topic)
     if not isinstance(customer, dict):
         raise MalformedPayloadError(f"{topic}: customer is not an object")
-    customer_id = _optional_id(customer, "id", topic, "customer.")
+    customer_id = fields.optional_platform_id(customer, "id", topic, "customer.")
     email = normalize_email(customer.get("email"))
     if customer_id is None and email is None:
         raise MalformedPayloadError(f"{topic}: customer.id and customer.email missing")
     orders = payload.get(orders_key) or []
     if not isinstance(orders, list):
         raise MalformedPayloadError(f"{topic}: {orders_key} is not a list")
-    return customer_id, email, tuple(to_id(o, topic, f"{orders_key}[]") for o in orders)
+    return customer_id, email, tuple(fields.to_id(o, topic, f"{orders_key}[]") for o in orders)
 
 
 def parse_customer_redaction(payload: Payload, topic: str, shop: str) -> CustomerRedaction:
@@ -407,7 +414,8 @@ def parse_customer_data_request(payload: Payload, topic: str, shop: str) -> Cust
     request = payload.get("data_request") or {}
     if not isinstance(request, dict):
         raise MalformedPayloadError(f"{topic}: data_request is not an object")
-    return CustomerDataRequest(request_id=_optional_id(request, "id", topic, "data_request."),
+    request_id = fields.optional_platform_id(request, "id", topic, "data_request.")
+    return CustomerDataRequest(request_id=request_id,
                                customer_id=customer_id, email=email, order_ids=orders)
 
 
@@ -439,10 +447,10 @@ SUPPORTED_TOPICS = tuple(TOPIC_HANDLERS)
 
 
 def _order_number(payload: Payload, topic: str) -> str:
-    name = _optional_str(payload, "name", topic)
+    name = fields.optional_text(payload, "name", topic)
     if name:
         return name
-    return to_id(payload.get("order_number"), topic, "order_number")
+    return fields.to_id(payload.get("order_number"), topic, "order_number")
 
 
 def _order_status(financial_status: str, cancelled_at: datetime | None) -> OrderStatus:
@@ -467,7 +475,7 @@ def _order_shipping(payload: Payload, topic: str) -> Decimal:
     return sum(
         (
             _money(line, "price", topic, f"shipping_lines[{i}].")
-            for i, line in enumerate(_objects(payload, "shipping_lines", topic))
+            for i, line in enumerate(fields.objects(payload, "shipping_lines", topic))
         ),
         _ZERO,
     )
@@ -475,8 +483,8 @@ def _order_shipping(payload: Payload, topic: str) -> Decimal:
 
 def _order_customer(payload: Payload, topic: str, email: str | None) -> Customer | None:
     """Return the nested customer, a guest `Customer(id=None)` for an email alone, else None."""
-    locale = _optional_str(payload, "customer_locale", topic)
-    raw = _optional_object(payload, "customer", topic)
+    locale = fields.optional_text(payload, "customer_locale", topic)
+    raw = fields.optional_object(payload, "customer", topic)
     if raw is not None:
         return _parse_customer(
             raw, topic, "customer.", id_required=False, fallback_email=email, fallback_locale=locale
@@ -497,19 +505,19 @@ def _parse_customer(
 ) -> Customer:
     raw_id = data.get("id")
     customer_id = (
-        to_id(raw_id, topic, f"{prefix}id") if id_required or raw_id is not None else None
+        fields.to_id(raw_id, topic, f"{prefix}id") if id_required or raw_id is not None else None
     )
     accepts_marketing, consent_at = _marketing_consent(data, topic, prefix)
     return Customer(
         id=customer_id,
         email=normalize_email(data.get("email")) or fallback_email,
-        first_name=_optional_str(data, "first_name", topic, prefix),
-        last_name=_optional_str(data, "last_name", topic, prefix),
-        locale=_optional_str(data, "locale", topic, prefix) or fallback_locale,
+        first_name=fields.optional_text(data, "first_name", topic, prefix),
+        last_name=fields.optional_text(data, "last_name", topic, prefix),
+        locale=fields.optional_text(data, "locale", topic, prefix) or fallback_locale,
         accepts_marketing=accepts_marketing,
         marketing_consent_at=consent_at,
-        created_at=_optional_datetime(data, "created_at", topic, prefix),
-        updated_at=_optional_datetime(data, "updated_at", topic, prefix),
+        created_at=fields.optional_timestamp(data, "created_at", topic, prefix),
+        updated_at=fields.optional_timestamp(data, "updated_at", topic, prefix),
         tags=_tags(data, topic, prefix),
     )
 
@@ -520,12 +528,12 @@ def _marketing_consent(
     # `email_marketing_consent` replaced `accepts_marketing` in API 2022-04; only "subscribed"
     # means consent ("pending" is a double opt-in not confirmed yet).
     # https://shopify.dev/docs/api/admin-rest/latest/resources/customer (email_marketing_consent)
-    consent = _optional_object(data, "email_marketing_consent", topic, prefix)
+    consent = fields.optional_object(data, "email_marketing_consent", topic, prefix)
     if consent is not None:
         consent_prefix = f"{prefix}email_marketing_consent."
-        state = _optional_str(consent, "state", topic, consent_prefix)
+        state = fields.optional_text(consent, "state", topic, consent_prefix)
         if state is not None:
-            return state == "subscribed", _optional_datetime(
+            return state == "subscribed", fields.optional_timestamp(
                 consent, "consent_updated_at", topic, consent_prefix
             )
     legacy = data.get("accepts_marketing")
@@ -533,7 +541,7 @@ def _marketing_consent(
         return None, None
     if not isinstance(legacy, bool):
         raise MalformedPayloadError(f"{topic}: {prefix}accepts_marketing is not a boolean")
-    return legacy, _optional_datetime(data, "accepts_marketing_updated_at", topic, prefix)
+    return legacy, fields.optional_timestamp(data, "accepts_marketing_updated_at", topic, prefix)
 
 
 def _parse_line_item(
@@ -543,15 +551,15 @@ def _parse_line_item(
     line_id = None
     for key in id_keys:
         if item.get(key) is not None:
-            line_id = to_id(item[key], topic, f"{prefix}{key}")
+            line_id = fields.to_id(item[key], topic, f"{prefix}{key}")
             break
     if line_id is None:
         raise MalformedPayloadError(f"{topic}: {prefix}id missing")
-    quantity = _int(item, "quantity", topic, prefix=prefix)
+    quantity = fields.integer(item, "quantity", topic, prefix)
     unit_price = _money(item, "price", topic, prefix)
     allocations = [
         _money(allocation, "amount", topic, f"{prefix}discount_allocations[{j}].")
-        for j, allocation in enumerate(_objects(item, "discount_allocations", topic, prefix))
+        for j, allocation in enumerate(fields.objects(item, "discount_allocations", topic, prefix))
     ]
     # `total_discount` is the older field for the same information as `discount_allocations`
     # ("Shopify recommends using discount_allocations, which provides the same information"), so
@@ -565,19 +573,19 @@ def _parse_line_item(
     tax = sum(
         (
             _money(tax_line, "price", topic, f"{prefix}tax_lines[{j}].")
-            for j, tax_line in enumerate(_objects(item, "tax_lines", topic, prefix))
+            for j, tax_line in enumerate(fields.objects(item, "tax_lines", topic, prefix))
         ),
         _ZERO,
     )
     line = LineItem(
         id=line_id,
-        product_id=_optional_id(item, "product_id", topic, prefix),
-        variant_id=_optional_id(item, "variant_id", topic, prefix),
+        product_id=fields.optional_platform_id(item, "product_id", topic, prefix),
+        variant_id=fields.optional_platform_id(item, "variant_id", topic, prefix),
         quantity=quantity,
         unit_price=unit_price,
         total=unit_price * quantity - discount,
-        is_gift_card=_bool(item, "gift_card", topic, prefix, default=False),
-        grams=_int(item, "grams", topic, prefix=prefix, default=0) * quantity,
+        is_gift_card=fields.boolean(item, "gift_card", topic, prefix, default=False),
+        grams=fields.integer(item, "grams", topic, prefix, default=0) * quantity,
     )
     return line, tax
 
@@ -585,24 +593,24 @@ def _parse_line_item(
 def _parse_refund(
     data: Payload, topic: str, prefix: str, *, default_currency: str | None
 ) -> Refund:
-    refund_lines = _objects(data, "refund_line_items", topic, prefix)
+    refund_lines = fields.objects(data, "refund_line_items", topic, prefix)
     merchandise = _ZERO
     for j, line in enumerate(refund_lines):
         line_prefix = f"{prefix}refund_line_items[{j}]."
         # `subtotal` is the refunded line after discounts, before tax: Order.merchandise's basis.
         subtotal = _money(line, "subtotal", topic, line_prefix)
-        refunded_item = _optional_object(line, "line_item", topic, line_prefix)
-        is_gift_card = refunded_item is not None and _bool(
+        refunded_item = fields.optional_object(line, "line_item", topic, line_prefix)
+        is_gift_card = refunded_item is not None and fields.boolean(
             refunded_item, "gift_card", topic, f"{line_prefix}line_item.", default=False
         )
         if not is_gift_card:
             merchandise += subtotal
     currency = (
-        _optional_str(data, "currency", topic, prefix)
+        fields.optional_text(data, "currency", topic, prefix)
         or default_currency
         or _refund_shop_currency(refund_lines)
     )
-    transactions = _objects(data, "transactions", topic, prefix)
+    transactions = fields.objects(data, "transactions", topic, prefix)
     if currency is None:
         currency = next(
             (t["currency"] for t in transactions if isinstance(t.get("currency"), str)), None
@@ -610,9 +618,9 @@ def _parse_refund(
     if not currency:
         raise MalformedPayloadError(f"{topic}: {prefix}currency missing")
     return Refund(
-        id=to_id(data.get("id"), topic, f"{prefix}id"),
-        order_id=to_id(data.get("order_id"), topic, f"{prefix}order_id"),
-        created_at=_datetime(data, "created_at", topic, prefix),
+        id=fields.to_id(data.get("id"), topic, f"{prefix}id"),
+        order_id=fields.to_id(data.get("order_id"), topic, f"{prefix}order_id"),
+        created_at=fields.timestamp(data, "created_at", topic, prefix),
         merchandise=merchandise,
         total=_refund_total(transactions, refund_lines, currency, topic, prefix),
         currency=currency,
@@ -642,7 +650,7 @@ def _refund_total(
             continue
         tx_prefix = f"{prefix}transactions[{k}]."
         if transaction.get("amount_set") is None:
-            tx_currency = _optional_str(transaction, "currency", topic, tx_prefix)
+            tx_currency = fields.optional_text(transaction, "currency", topic, tx_prefix)
             if tx_currency is not None and tx_currency != currency:
                 # A REST transaction's `amount` is in its own (presentment) currency. With no shop
                 # money on it, the best shop-currency figure is the refunded lines' subtotal plus
@@ -663,7 +671,7 @@ def _refund_lines_total(refund_lines: Sequence[Payload], topic: str, prefix: str
 
 
 def _address_fingerprint(payload: Payload, key: str, topic: str) -> str | None:
-    address = _optional_object(payload, key, topic)
+    address = fields.optional_object(payload, key, topic)
     if address is None:
         return None
     return address_fingerprint(
@@ -681,127 +689,18 @@ def _tags(data: Payload, topic: str, prefix: str = "") -> tuple[str, ...]:
     return tuple(tag.strip() for tag in value.split(",") if tag.strip())
 
 
-# ---- strict field readers (rule 11) -----------------------------------------------------------
+# ---- Shopify's money sets -----------------------------------------------------------------
 
 
 def _money(data: Payload, key: str, topic: str, prefix: str = "") -> Decimal:
     """Return `<key>_set.shop_money.amount` when present, else the plain `<key>` (shop currency)."""
     money_set = data.get(f"{key}_set")
     if money_set is None:
-        return to_decimal(require(data, key, topic, prefix), topic, f"{prefix}{key}")
+        return fields.money(data, key, topic, prefix)
     set_field = f"{prefix}{key}_set"
     if not isinstance(money_set, Mapping):
         raise MalformedPayloadError(f"{topic}: {set_field} is not an object")
     shop_money = money_set.get("shop_money")
     if not isinstance(shop_money, Mapping):
         raise MalformedPayloadError(f"{topic}: {set_field}.shop_money missing")
-    amount = require(shop_money, "amount", topic, f"{set_field}.shop_money.")
-    return to_decimal(amount, topic, f"{set_field}.shop_money.amount")
-
-
-def _str(data: Payload, key: str, topic: str, prefix: str = "") -> str:
-    value = require(data, key, topic, prefix)
-    if not isinstance(value, str):
-        raise MalformedPayloadError(f"{topic}: {prefix}{key} is not a string")
-    if not value.strip():
-        raise MalformedPayloadError(f"{topic}: {prefix}{key} missing")
-    return value
-
-
-def _optional_str(data: Payload, key: str, topic: str, prefix: str = "") -> str | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise MalformedPayloadError(f"{topic}: {prefix}{key} is not a string")
-    return value or None
-
-
-def _bool(
-    data: Payload, key: str, topic: str, prefix: str = "", *, default: bool | None = None
-) -> bool:
-    value = data.get(key)
-    if value is None:
-        if default is None:
-            raise MalformedPayloadError(f"{topic}: {prefix}{key} missing")
-        return default
-    if not isinstance(value, bool):
-        raise MalformedPayloadError(f"{topic}: {prefix}{key} is not a boolean")
-    return value
-
-
-def _optional_bool(data: Payload, key: str, topic: str, prefix: str = "") -> bool | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise MalformedPayloadError(f"{topic}: {prefix}{key} is not a boolean")
-    return value
-
-
-def _int(
-    data: Payload, key: str, topic: str, *, prefix: str = "", default: int | None = None
-) -> int:
-    value = data.get(key)
-    if value is None:
-        if default is None:
-            raise MalformedPayloadError(f"{topic}: {prefix}{key} missing")
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise MalformedPayloadError(f"{topic}: {prefix}{key} is not an integer")
-    return value
-
-
-def _optional_id(data: Payload, key: str, topic: str, prefix: str = "") -> str | None:
-    value = data.get(key)
-    return None if value is None else to_id(value, topic, f"{prefix}{key}")
-
-
-def _datetime(data: Payload, key: str, topic: str, prefix: str = "") -> datetime:
-    return to_datetime(require(data, key, topic, prefix), topic, f"{prefix}{key}")
-
-
-def _optional_datetime(data: Payload, key: str, topic: str, prefix: str = "") -> datetime | None:
-    value = data.get(key)
-    return None if value is None else to_datetime(value, topic, f"{prefix}{key}")
-
-
-def _optional_object(data: Payload, key: str, topic: str, prefix: str = "") -> Payload | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise MalformedPayloadError(f"{topic}: {prefix}{key} is not an object")
-    return value
-
-
-def _objects(
-    data: Payload, key: str, topic: str, prefix: str = "", *, required: bool = False
-) -> Sequence[Payload]:
-    """Return a list of objects; an absent optional list is empty."""
-    value = data.get(key)
-    if value is None:
-        if required:
-            raise MalformedPayloadError(f"{topic}: {prefix}{key} missing")
-        return ()
-    if not isinstance(value, list):
-        raise MalformedPayloadError(f"{topic}: {prefix}{key} is not a list")
-    for i, element in enumerate(value):
-        if not isinstance(element, Mapping):
-            raise MalformedPayloadError(f"{topic}: {prefix}{key}[{i}] is not an object")
-    return value
-
-
-class ShopifyConnector:
-    """Shopify's side of the `Connector` contract: sans-I/O verify and parse."""
-
-    platform = PLATFORM
-    SUPPORTED_TOPICS = SUPPORTED_TOPICS
-
-    normalize_shop = staticmethod(normalize_shop)
-    shop_from_headers = staticmethod(shop_from_headers)
-    topic_from_headers = staticmethod(topic_from_headers)
-    is_ping = staticmethod(is_ping)
-    verify = staticmethod(verify)
-    delivery_key = staticmethod(delivery_key)
-    parse_event = staticmethod(parse_event)
+    return fields.money(shop_money, "amount", topic, f"{set_field}.shop_money.")

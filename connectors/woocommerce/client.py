@@ -57,6 +57,12 @@ _MAX_MESSAGE = 200
 # ---- public calls ------------------------------------------------------------------------
 
 
+def credentials(shop: str, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """Return what every call here takes as `credentials`: the stored `consumer_key` and
+    `consumer_secret` plus the store base URL as "url"."""
+    return {**stored, "url": shop}
+
+
 def create_discount_code(credentials: Mapping[str, str], spec: DiscountSpec) -> DiscountCode:
     """Create `spec` as a WooCommerce coupon, or return the coupon that already has its code.
 
@@ -178,6 +184,16 @@ def add_order_note(
     data = {"note": note, "customer_note": bool(customer_note)}
     response = _send(api, shop, operation, "POST", f"orders/{order}/notes", data=data)
     _raise_for_status(response, shop, operation)
+
+
+def mark_gift(credentials: Mapping[str, str], order_id: str, *, tag: str, note: str) -> None:
+    """Add the private order note `note` for a gift with purchase (core WooCommerce has no
+    order tags, so `tag` is unused).
+
+    Raises:
+        ValueError, TransientError, RateLimitedError, PermanentError: see `add_order_note`.
+    """
+    add_order_note(credentials, order_id, note)
 
 
 # ---- the coupon body ---------------------------------------------------------------------

@@ -18,15 +18,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+from connectors import fields
 from connectors.base import (
     address_fingerprint,
     body_digest,
     header,
     normalize_email,
-    require,
-    to_datetime,
-    to_decimal,
-    to_id,
     verify_hmac_base64,
 )
 from connectors.errors import MalformedPayloadError, UnsupportedTopicError
@@ -43,9 +40,13 @@ from connectors.types import (
 from connectors.woocommerce.consts import (
     CUSTOMER_CREATED,
     CUSTOMER_UPDATED,
+    HEADER_DELIVERY_ID,
+    HEADER_EVENT,
+    HEADER_RESOURCE,
     HEADER_SIGNATURE,
     HEADER_SOURCE,
     HEADER_TOPIC,
+    HEADER_WEBHOOK_ID,
     ORDER_CREATED,
     ORDER_DELETED,
     ORDER_RESTORED,
@@ -205,6 +206,24 @@ def state_digest(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def delivery_headers(shop: str, topic: str, *, signature: str, event_id: str) -> dict[str, str]:
+    """Return the headers WooCommerce sends with a delivery of `topic` from the store `shop`.
+
+    The source is `home_url('/')` (trailing slash); `event_id` goes into the delivery id header,
+    which we never use as a dedupe key (see consts.HEADER_DELIVERY_ID).
+    """
+    resource, _, event = topic.partition(".")
+    return {
+        HEADER_SOURCE: shop.rstrip("/") + "/",
+        HEADER_TOPIC: topic,
+        HEADER_RESOURCE: resource,
+        HEADER_EVENT: event,
+        HEADER_SIGNATURE: signature,
+        HEADER_WEBHOOK_ID: "1",
+        HEADER_DELIVERY_ID: event_id,
+    }
+
+
 def parse_event(headers: Mapping[str, str], body: bytes) -> WebhookEvent:
     """Parse a verified delivery into a WebhookEvent.
 
@@ -241,8 +260,8 @@ def parse_order(payload: Mapping[str, Any], topic: str) -> Order:
     Raises:
         MalformedPayloadError: a field we use is missing or of the wrong type.
     """
-    order_id = to_id(payload.get("id"), topic, "id")
-    platform_status = _require_str(payload, "status", topic)
+    order_id = fields.platform_id(payload, "id", topic)
+    platform_status = fields.text(payload, "status", topic)
     status = STATUS_MAP.get(platform_status)
     if status is None:
         logger.info(
@@ -250,16 +269,16 @@ def parse_order(payload: Mapping[str, Any], topic: str) -> Order:
             extra={"platform": PLATFORM, "topic": topic, "order_id": order_id},
         )
         status = OrderStatus.PENDING
-    currency = _require_str(payload, "currency", topic)
-    taxes_included = _require_bool(payload, "prices_include_tax", topic)
-    created_at = to_datetime(payload.get("date_created_gmt"), topic, "date_created_gmt")
-    updated_at = to_datetime(payload.get("date_modified_gmt"), topic, "date_modified_gmt")
-    paid_at = _optional_datetime(payload, "date_paid_gmt", topic)
+    currency = fields.text(payload, "currency", topic)
+    taxes_included = fields.boolean(payload, "prices_include_tax", topic)
+    created_at = fields.timestamp(payload, "date_created_gmt", topic)
+    updated_at = fields.timestamp(payload, "date_modified_gmt", topic)
+    paid_at = fields.optional_timestamp(payload, "date_paid_gmt", topic)
     paid_date_set = paid_at is not None or bool(payload.get("date_paid"))
-    total = _money(payload, "total", topic)
-    shipping = _money(payload, "shipping_total", topic)
+    total = fields.money(payload, "total", topic)
+    shipping = fields.money(payload, "shipping_total", topic)
 
-    raw_lines = _list(payload, "line_items", topic, required=True)
+    raw_lines = fields.objects(payload, "line_items", topic, required=True)
     line_items: list[LineItem] = []
     lines_tax = Decimal("0")
     for index, raw_line in enumerate(raw_lines):
@@ -288,7 +307,7 @@ def parse_order(payload: Mapping[str, Any], topic: str) -> Order:
             merchandise=merchandise,
             order_total=total,
         )
-        for index, raw in enumerate(_list(payload, "refunds", topic))
+        for index, raw in enumerate(fields.objects(payload, "refunds", topic))
     )
 
     return Order(
@@ -319,7 +338,7 @@ def parse_order(payload: Mapping[str, Any], topic: str) -> Order:
         refunds=refunds,
         discount_codes=_discount_codes(payload, topic),
         shipping_address_fingerprint=fingerprint,
-        recovery_url=_optional_str(payload, "payment_url", topic),
+        recovery_url=fields.optional_text(payload, "payment_url", topic),
     )
 
 
@@ -329,7 +348,7 @@ def parse_deleted(payload: Mapping[str, Any], topic: str) -> Deleted:
     Raises:
         MalformedPayloadError: the id is missing or not an id.
     """
-    return Deleted(kind=topic.split(".", 1)[0], id=to_id(payload.get("id"), topic, "id"))
+    return Deleted(kind=topic.split(".", 1)[0], id=fields.platform_id(payload, "id", topic))
 
 
 def parse_customer(payload: Mapping[str, Any], topic: str) -> Customer:
@@ -338,18 +357,18 @@ def parse_customer(payload: Mapping[str, Any], topic: str) -> Customer:
     Raises:
         MalformedPayloadError: a field we use is missing or of the wrong type.
     """
-    customer_id = to_id(payload.get("id"), topic, "id")
-    email = normalize_email(_require_str(payload, "email", topic, allow_empty=True))
+    customer_id = fields.platform_id(payload, "id", topic)
+    email = normalize_email(fields.text(payload, "email", topic, allow_empty=True))
     return Customer(
         id=customer_id,
         email=email,
-        first_name=_optional_str(payload, "first_name", topic),
-        last_name=_optional_str(payload, "last_name", topic),
+        first_name=fields.optional_text(payload, "first_name", topic),
+        last_name=fields.optional_text(payload, "last_name", topic),
         # WooCommerce core has no marketing-consent field; a shop-configured meta key carries it,
         # and the domain reads it from `meta`.
         accepts_marketing=None,
-        created_at=_optional_datetime(payload, "date_created_gmt", topic),
-        updated_at=_optional_datetime(payload, "date_modified_gmt", topic),
+        created_at=fields.optional_timestamp(payload, "date_created_gmt", topic),
+        updated_at=fields.optional_timestamp(payload, "date_modified_gmt", topic),
         meta=_scalar_meta(payload, topic),
     )
 
@@ -388,96 +407,40 @@ def _occurred_at(resource: Resource) -> datetime | None:
     return None
 
 
-def _require_str(
-    data: Mapping[str, Any], key: str, topic: str, path: str = "", *, allow_empty: bool = False
-) -> str:
-    value = require(data, key, topic, path)
-    if not isinstance(value, str):
-        raise MalformedPayloadError(f"{topic}: {path}{key} is not a string")
-    if not allow_empty and not value.strip():
-        raise MalformedPayloadError(f"{topic}: {path}{key} missing")
-    return value
-
-
-def _require_bool(data: Mapping[str, Any], key: str, topic: str) -> bool:
-    value = require(data, key, topic)
-    if not isinstance(value, bool):
-        raise MalformedPayloadError(f"{topic}: {key} is not a boolean")
-    return value
-
-
-def _optional_str(data: Mapping[str, Any], key: str, topic: str, path: str = "") -> str | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise MalformedPayloadError(f"{topic}: {path}{key} is not a string")
-    return value.strip() or None
-
-
-def _optional_datetime(data: Mapping[str, Any], key: str, topic: str) -> datetime | None:
-    value = data.get(key)
-    if value is None or value == "":
-        return None
-    return to_datetime(value, topic, key)
-
-
-def _optional_id(value: Any, topic: str, field_name: str) -> str | None:
+def _optional_id(data: Mapping[str, Any], key: str, topic: str, path: str = "") -> str | None:
     # WooCommerce writes 0 for "none" (variation_id of a simple product, product_id of a line
     # whose product was deleted).
-    if value is None or value == 0 or value == "" or value == "0":
-        return None
-    return to_id(value, topic, field_name)
-
-
-def _money(data: Mapping[str, Any], key: str, topic: str, path: str = "") -> Decimal:
-    return to_decimal(require(data, key, topic, path), topic, f"{path}{key}")
-
-
-def _list(data: Mapping[str, Any], key: str, topic: str, *, required: bool = False) -> list[Any]:
     value = data.get(key)
-    if value is None and not required:
-        return []
-    if value is None:
-        raise MalformedPayloadError(f"{topic}: {key} missing")
-    if not isinstance(value, list):
-        raise MalformedPayloadError(f"{topic}: {key} is not a list")
-    return value
+    if value == 0 or value == "0":
+        return None
+    return fields.optional_platform_id(data, key, topic, path)
 
 
 def _object(data: Mapping[str, Any], key: str, topic: str) -> Mapping[str, Any]:
-    value = data.get(key)
     # PHP serializes an empty associative array as [], so an empty address may arrive as a list.
-    if value is None or value == []:
+    if data.get(key) == []:
         return {}
-    if not isinstance(value, Mapping):
-        raise MalformedPayloadError(f"{topic}: {key} is not an object")
-    return value
+    return fields.optional_object(data, key, topic) or {}
 
 
-def _parse_line_item(raw: Any, topic: str, path: str) -> tuple[LineItem, Decimal]:
-    if not isinstance(raw, Mapping):
-        raise MalformedPayloadError(f"{topic}: {path.rstrip('.')} is not an object")
-    quantity = require(raw, "quantity", topic, path)
-    if isinstance(quantity, bool) or not isinstance(quantity, int):
-        raise MalformedPayloadError(f"{topic}: {path}quantity is not an integer")
+def _parse_line_item(raw: Mapping[str, Any], topic: str, path: str) -> tuple[LineItem, Decimal]:
     line = LineItem(
-        id=to_id(raw.get("id"), topic, f"{path}id"),
-        product_id=_optional_id(raw.get("product_id"), topic, f"{path}product_id"),
-        variant_id=_optional_id(raw.get("variation_id"), topic, f"{path}variation_id"),
-        quantity=quantity,
+        id=fields.platform_id(raw, "id", topic, path),
+        product_id=_optional_id(raw, "product_id", topic, path),
+        variant_id=_optional_id(raw, "variation_id", topic, path),
+        quantity=fields.integer(raw, "quantity", topic, path),
         # REST `price` is the line total / quantity (after discounts, excluding tax), and it is a
         # JSON number, not a string.
-        unit_price=_money(raw, "price", topic, path),
-        total=_money(raw, "total", topic, path),
+        unit_price=fields.money(raw, "price", topic, path),
+        total=fields.money(raw, "total", topic, path),
         # Weights are not part of the order payload (only of the product resource).
         grams=0,
     )
-    return line, _money(raw, "total_tax", topic, path)
+    return line, fields.money(raw, "total_tax", topic, path)
 
 
 def _parse_refund(
-    raw: Any,
+    raw: Mapping[str, Any],
     topic: str,
     path: str,
     *,
@@ -487,9 +450,7 @@ def _parse_refund(
     merchandise: Decimal,
     order_total: Decimal,
 ) -> Refund:
-    if not isinstance(raw, Mapping):
-        raise MalformedPayloadError(f"{topic}: {path.rstrip('.')} is not an object")
-    refunded = abs(_money(raw, "total", topic, path))
+    refunded = abs(fields.money(raw, "total", topic, path))
     # The order body lists refunds only as {id, reason, total: "-5.00"}: no date and no split by
     # line (https://woocommerce.github.io/woocommerce-rest-api-docs/#order-properties, `refunds`).
     # So the refunded merchandise is proportional to the refunded share of the order total, and
@@ -500,7 +461,7 @@ def _parse_refund(
     else:
         share = min(merchandise, refunded * merchandise / order_total)
     return Refund(
-        id=to_id(raw.get("id"), topic, f"{path}id"),
+        id=fields.platform_id(raw, "id", topic, path),
         order_id=order_id,
         created_at=order_updated_at,
         merchandise=share.quantize(quantum, rounding=ROUND_HALF_UP),
@@ -527,9 +488,10 @@ def _order_number(payload: Mapping[str, Any], order_id: str) -> str:
 def _order_customer(
     payload: Mapping[str, Any], billing: Mapping[str, Any], email: str | None, topic: str
 ) -> Customer | None:
-    customer_id = _optional_id(require(payload, "customer_id", topic), topic, "customer_id")
-    first_name = _optional_str(billing, "first_name", topic, "billing.")
-    last_name = _optional_str(billing, "last_name", topic, "billing.")
+    fields.require(payload, "customer_id", topic)  # 0 for a guest, never absent
+    customer_id = _optional_id(payload, "customer_id", topic)
+    first_name = fields.optional_text(billing, "first_name", topic, "billing.")
+    last_name = fields.optional_text(billing, "last_name", topic, "billing.")
     if customer_id is None and email is None:
         # A guest with no e-mail (an empty checkout-draft): nobody to attach the order to.
         return None
@@ -544,17 +506,14 @@ def _address_fingerprint(address: Mapping[str, Any]) -> str | None:
 
 def _discount_codes(payload: Mapping[str, Any], topic: str) -> tuple[str, ...]:
     codes: list[str] = []
-    for index, raw in enumerate(_list(payload, "coupon_lines", topic)):
-        path = f"coupon_lines[{index}]."
-        if not isinstance(raw, Mapping):
-            raise MalformedPayloadError(f"{topic}: {path.rstrip('.')} is not an object")
-        codes.append(_require_str(raw, "code", topic, path))
+    for index, raw in enumerate(fields.objects(payload, "coupon_lines", topic)):
+        codes.append(fields.text(raw, "code", topic, f"coupon_lines[{index}]."))
     return tuple(codes)
 
 
 def _scalar_meta(payload: Mapping[str, Any], topic: str) -> tuple[tuple[str, str], ...]:
     meta: list[tuple[str, str]] = []
-    for raw in _list(payload, "meta_data", topic):
+    for raw in fields.array(payload, "meta_data", topic):
         if not isinstance(raw, Mapping):
             continue
         key, value = raw.get("key"), raw.get("value")

@@ -1,7 +1,9 @@
 """Codes created in the shop by the real worker: success, permanent refusal, transient failure.
 
-Platform HTTP is mocked with `responses` (every registered call must fire); Redis, the RQ worker
-and the database (SQLite and PostgreSQL) are real.
+Where the platform's HTTP shape is part of what is tested, it is mocked with `responses` (every
+registered call must fire); elsewhere the shop's API is the in-memory fake of
+tests/connectors/fake.py, put into the registry by the `fake_woo` fixture or
+`install_fake_connector`. Redis, the RQ worker and the database (SQLite and PostgreSQL) are real.
 """
 
 from __future__ import annotations
@@ -16,12 +18,20 @@ from sqlalchemy import select
 
 from app.db import session_scope
 from app.models import CodeStatus, IssuedCode, OrderTask
+from connectors.errors import PermanentError, RateLimitedError, TransientError
 from tests.conftest import FIXTURES, WOO_DOMAIN
+from tests.connectors.fake import FakeConnector, install_fake_connector
 from tests.factories import apply, order, program
 
 WOO_COUPONS = f"{WOO_DOMAIN}/wp-json/wc/v3/coupons"
 EMAIL = "kundin@example.test"
 WOO_CREDS = {"consumer_key": "ck_test", "consumer_secret": "cs_test"}
+
+
+@pytest.fixture
+def fake_woo(monkeypatch: pytest.MonkeyPatch) -> FakeConnector:
+    """The WooCommerce API in memory, as `connectors.CONNECTORS["woocommerce"]` for this test."""
+    return install_fake_connector(monkeypatch, "woocommerce")
 
 
 def cli(runner, *args: str) -> dict:  # type: ignore[no-untyped-def]
@@ -98,16 +108,14 @@ def test_staff_redemption_creates_the_code_in_woocommerce(make_shop, runner, wor
     assert "date_expires_gmt" not in sent
 
 
-def test_permanent_refusal_gives_the_points_back(make_shop, runner, work):
+def test_permanent_refusal_gives_the_points_back(make_shop, runner, work, fake_woo):
     # given a redemption whose coupon the shop refuses (invalid data, not retryable)
     _woo_shop_with_points(make_shop)
     cli(runner, "rewards", "redeem", "--shop", WOO_DOMAIN, "--email", EMAIL, "--reward", "5 € Rabatt")
+    fake_woo.fail("create_discount_code", PermanentError("rest_invalid_param: Invalid parameter(s): amount"))
 
     # when the worker tries
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        mock.add(responses.POST, WOO_COUPONS, status=400,
-                 json={"code": "rest_invalid_param", "message": "Invalid parameter(s): amount", "data": {"status": 400}})
-        work()
+    work()
 
     # then the redemption failed, the points are back, and the ledger says why
     [row] = cli(runner, "rewards", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)
@@ -121,20 +129,20 @@ def test_permanent_refusal_gives_the_points_back(make_shop, runner, work):
 @pytest.mark.parametrize(
     "_case, failure",
     [
-        ("server error", {"status": 503, "json": {"code": "down"}}),
-        ("rate limited", {"status": 429, "json": {}, "headers": {"Retry-After": "2"}}),
-        ("timeout", {"body": __import__("requests").exceptions.ReadTimeout("slow")}),
+        # (which HTTP answers are transient is the clients' business: tests/connectors/*/test_client.py)
+        ("server error or timeout", TransientError("503 from the shop")),
+        ("rate limited", RateLimitedError("429 from the shop", retry_after=2)),
     ],
 )
-def test_transient_failure_retries_without_spending_twice(_case, failure, make_shop, runner, work, redis_url):
+def test_transient_failure_retries_without_spending_twice(_case, failure, make_shop, runner, work, redis_url,
+                                                          fake_woo):
     # given a redemption
     _woo_shop_with_points(make_shop)
     cli(runner, "rewards", "redeem", "--shop", WOO_DOMAIN, "--email", EMAIL, "--reward", "5 € Rabatt")
 
     # when the first attempt fails transiently
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        mock.add(responses.POST, WOO_COUPONS, **failure)
-        work()
+    fake_woo.fail("create_discount_code", failure)
+    work()
 
     # then the job waits for a retry (scheduled with backoff), the code is still pending,
     # and the points were deducted exactly once
@@ -151,10 +159,10 @@ def test_transient_failure_retries_without_spending_twice(_case, failure, make_s
     # and when the retry runs and the shop answers, the code is created once
     from jobs.codes import issue_code
 
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        _store(mock)
-        assert issue_code(code.id) == "created"
+    assert issue_code(code.id) == "created"
     assert issue_code(code.id) == "created"  # a late duplicate job does nothing
+    assert [op for op, _creds, _arg in fake_woo.calls] == ["create_discount_code"] * 2
+    assert list(fake_woo.codes) == [code.code]
     assert cli(runner, "customers", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)["available"] == 100
 
 
@@ -210,27 +218,86 @@ def test_coupon_the_shop_keeps_without_its_expiry_fails_and_gives_the_points_bac
     assert cli(runner, "customers", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)["available"] == 600
 
 
-def test_gift_with_purchase_adds_an_order_note(make_shop, work):
-    # given a WooCommerce shop with a gift from 50.00
-    shop = make_shop("woocommerce", credentials=WOO_CREDS)
-    program(shop, {"second_purchase": {"enabled": False}, "referral": {"enabled": False},
-                   "gifts": [{"name": "Probe", "min_amount": "50", "note": "Bitte Probe beilegen"}]})
+GIFT = {"name": "Probe", "min_amount": "50", "note": "Bitte Probe beilegen", "tag": "geschenk"}
+CREDENTIALS = {"woocommerce": WOO_CREDS, "shopify": {"access_token": "shpat_test"}}
+
+
+@pytest.mark.parametrize(("_case", "platform"), [("woocommerce", "woocommerce"), ("shopify", "shopify")])
+def test_gift_with_purchase_marks_the_order(_case, platform, make_shop, work, monkeypatch):
+    # given a shop with a gift from 50.00 (its API in memory: how each platform marks the order
+    # is the clients' business, tests/connectors/*/test_client.py `test_mark_gift_*`)
+    fake = install_fake_connector(monkeypatch, platform)
+    shop = make_shop(platform, credentials=CREDENTIALS[platform])
+    program(shop, {"second_purchase": {"enabled": False}, "referral": {"enabled": False}, "gifts": [GIFT]})
 
     # when a qualifying order is paid
     apply(shop, order("77", "60.00"))
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        mock.add(responses.POST, f"{WOO_DOMAIN}/wp-json/wc/v3/orders/77/notes", status=201,
-                 json={"id": 1, "note": "Bitte Probe beilegen"})
-        work()
-        sent = json.loads(mock.calls[0].request.body)
+    work()
 
-    # then the shop got the note and the task is done
-    assert sent["note"] == "Bitte Probe beilegen"
+    # then the shop was asked to mark that order with the gift, with its credentials, and the task is done
+    assert fake.gifts == [("77", "geschenk", "Bitte Probe beilegen")]
+    [(_op, credentials, _order)] = fake.calls
+    assert credentials == {**CREDENTIALS[platform], "shop": fake.normalize_shop(
+        WOO_DOMAIN if platform == "woocommerce" else "demo-laden.myshopify.com")}
     with session_scope() as s:
         assert s.scalars(select(OrderTask)).one().status == CodeStatus.CREATED
 
 
-def test_redis_down_at_redemption_leaves_the_code_for_the_sweep(make_shop, runner, work, redis_server):
+@pytest.mark.parametrize(
+    ("_case", "failure", "status", "error"),
+    [
+        ("refused", PermanentError("woocommerce_rest_shop_order_invalid_id: Invalid ID"), CodeStatus.FAILED,
+         "woocommerce_rest_shop_order_invalid_id: Invalid ID"),
+        ("bad stored order id", ValueError("order_id is not a WooCommerce order id"), CodeStatus.FAILED,
+         "order_id is not a WooCommerce order id"),
+    ],
+)
+def test_gift_the_shop_refuses_fails_the_task_with_the_reason(_case, failure, status, error, make_shop, work,
+                                                               fake_woo):
+    # given a gift the shop will refuse to mark
+    shop = make_shop("woocommerce", credentials=WOO_CREDS)
+    program(shop, {"second_purchase": {"enabled": False}, "referral": {"enabled": False}, "gifts": [GIFT]})
+    fake_woo.fail("mark_gift", failure)
+
+    # when a qualifying order is paid and the worker runs
+    apply(shop, order("77", "60.00"))
+    work()
+
+    # then the task failed once and for all, with the shop's reason
+    with session_scope() as s:
+        task = s.scalars(select(OrderTask)).one()
+        assert (task.status, task.error, task.attempts) == (status, error, 1)
+    assert fake_woo.gifts == []
+
+
+def test_gift_transient_failure_is_retried(make_shop, work, redis_url, fake_woo):
+    # given a gift whose first marking times out
+    shop = make_shop("woocommerce", credentials=WOO_CREDS)
+    program(shop, {"second_purchase": {"enabled": False}, "referral": {"enabled": False}, "gifts": [GIFT]})
+    fake_woo.fail("mark_gift", TransientError("timeout"))
+
+    # when a qualifying order is paid and the worker runs
+    apply(shop, order("77", "60.00"))
+    work()
+
+    # then the task waits for its retry
+    from redis import Redis
+    from rq import Queue
+
+    assert len(Queue("codes", connection=Redis.from_url(redis_url)).scheduled_job_registry.get_job_ids()) == 1
+    with session_scope() as s:
+        task_id = s.scalars(select(OrderTask.id)).one()
+        assert s.get(OrderTask, task_id).status == CodeStatus.PENDING
+
+    # and when it runs again, the order is marked once
+    from jobs.codes import run_order_task
+
+    assert run_order_task(task_id) == "created"
+    assert run_order_task(task_id) == "created"  # a late duplicate does nothing
+    assert fake_woo.gifts == [("77", "geschenk", "Bitte Probe beilegen")]
+
+
+def test_redis_down_at_redemption_leaves_the_code_for_the_sweep(make_shop, runner, work, redis_server, fake_woo):
     # given Redis goes down between a redemption's check and its commit (the admin page redeems
     # without asking Redis first; the CLI refuses up front, see tests/app/test_cli_redis.py)
     shop_id = _woo_shop_with_points(make_shop)
@@ -249,9 +316,7 @@ def test_redis_down_at_redemption_leaves_the_code_for_the_sweep(make_shop, runne
     from jobs.codes import requeue_pending
 
     assert requeue_pending(older_than_seconds=0) == 1
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        _store(mock)
-        work()
+    work()
 
     # then the code exists
     [row] = cli(runner, "rewards", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)
@@ -361,19 +426,19 @@ def test_a_code_recorded_at_commit_is_written_once_and_only_by_a_commit(make_sho
     ],
 )
 def test_code_for_a_shop_without_credentials_fails_with_the_reason_and_gives_points_back(
-    _case, platform, domain, credentials, make_shop, runner, work
+    _case, platform, domain, credentials, make_shop, runner, work, monkeypatch
 ):
     # given a customer with 600 points in a shop registered without (complete) API credentials
+    fake = install_fake_connector(monkeypatch, platform)
     shop = make_shop(platform, credentials=credentials)
     program(shop, {"earning": {"return_window_days": 0}, "second_purchase": {"enabled": False},
                    "referral": {"enabled": False}})
     apply(shop, order("1", "600.00", customer_id="207119551"))
 
-    # when support redeems a reward and the worker runs (no request may reach the shop)
+    # when support redeems a reward and the worker runs
     cli(runner, "rewards", "redeem", "--shop", domain, "--email", EMAIL, "--reward", "5 € Rabatt")
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        work()
-        assert len(mock.calls) == 0
+    work()
+    assert fake.calls == []  # nothing reached the shop
 
     # then the code failed once and for all, saying what to do, and the points are back
     with session_scope() as s:
@@ -392,7 +457,7 @@ def test_code_for_a_shop_without_credentials_fails_with_the_reason_and_gives_poi
 
 
 def test_code_for_a_shop_whose_credentials_cannot_be_decrypted_fails_instead_of_retrying(
-    make_shop, runner, work, redis_url
+    make_shop, runner, work, redis_url, fake_woo
 ):
     # given credentials stored under an encryption key the app no longer has
     from cryptography.fernet import Fernet
@@ -406,9 +471,8 @@ def test_code_for_a_shop_whose_credentials_cannot_be_decrypted_fails_instead_of_
     cli(runner, "rewards", "redeem", "--shop", WOO_DOMAIN, "--email", EMAIL, "--reward", "5 € Rabatt")
 
     # when the worker runs
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        work()
-        assert len(mock.calls) == 0
+    work()
+    assert fake_woo.calls == []  # nothing reached the shop
 
     # then no retry is scheduled: the code failed with the reason, and the points are back
     from redis import Redis
@@ -423,20 +487,83 @@ def test_code_for_a_shop_whose_credentials_cannot_be_decrypted_fails_instead_of_
 
 
 @pytest.mark.parametrize(("_case", "platform"), [("woocommerce note", "woocommerce"), ("shopify tag", "shopify")])
-def test_order_task_for_a_shop_without_credentials_fails_with_the_reason(_case, platform, make_shop, work):
+def test_order_task_for_a_shop_without_credentials_fails_with_the_reason(_case, platform, make_shop, work,
+                                                                        monkeypatch):
     # given a shop with a gift with purchase, registered without API credentials
+    fake = install_fake_connector(monkeypatch, platform)
     shop = make_shop(platform)
     program(shop, {"second_purchase": {"enabled": False}, "referral": {"enabled": False},
                    "gifts": [{"name": "Probe", "min_amount": "50", "note": "Bitte Probe beilegen", "tag": "geschenk"}]})
 
     # when a qualifying order is paid and the worker runs
     apply(shop, order("77", "60.00"))
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        work()
-        assert len(mock.calls) == 0
+    work()
+    assert fake.calls == []  # nothing reached the shop
 
     # then the task failed, saying the shop has no API credentials
     with session_scope() as s:
         task = s.scalars(select(OrderTask)).one()
         assert task.status == CodeStatus.FAILED
         assert task.error.startswith("the shop has no API credentials: add them with `flask shops add")
+
+
+# ---- switching a code off in the shop (the job's decisions; the HTTP is in test_tier_perks) --
+
+
+def _created_code_marked_to_end(make_shop, runner, work) -> int:  # type: ignore[no-untyped-def]
+    """Redeem a reward in a WooCommerce shop, let the worker create it, and mark it to end now."""
+    from app.models import utcnow
+
+    _woo_shop_with_points(make_shop)
+    cli(runner, "rewards", "redeem", "--shop", WOO_DOMAIN, "--email", EMAIL, "--reward", "5 € Rabatt")
+    work()
+    with session_scope() as s:
+        row = s.scalars(select(IssuedCode)).one()
+        assert row.status == CodeStatus.CREATED
+        row.ends_early_at = utcnow()
+        return row.id
+
+
+def test_code_marked_to_end_is_switched_off_once(make_shop, runner, work, fake_woo):
+    # given a code the shop holds, marked to end
+    code_id = _created_code_marked_to_end(make_shop, runner, work)
+    from jobs.codes import deactivate_code
+
+    # when the job runs twice
+    assert deactivate_code(code_id) == "deactivated"
+    assert deactivate_code(code_id) == "deactivated"
+
+    # then the shop was asked once, for the id it gave the code, from the marked time
+    with session_scope() as s:
+        row = s.get(IssuedCode, code_id)
+        assert row.deactivated_at is not None
+        assert fake_woo.deactivated == {row.platform_id: row.ends_early_at}
+    assert [op for op, _c, _a in fake_woo.calls].count("deactivate_discount_code") == 1
+
+
+@pytest.mark.parametrize(
+    ("_case", "failure", "answer"),
+    [("refused", PermanentError("rest_forbidden"), "failed"), ("timeout", TransientError("slow"), None)],
+)
+def test_code_the_shop_cannot_switch_off(_case, failure, answer, make_shop, runner, work, fake_woo):
+    # given a code marked to end, and a shop that fails to switch it off
+    code_id = _created_code_marked_to_end(make_shop, runner, work)
+    fake_woo.fail("deactivate_discount_code", failure)
+    from jobs.codes import deactivate_code
+
+    # when the job runs
+    if answer is None:
+        # then a transient failure raises, so RQ retries ...
+        with pytest.raises(TransientError):
+            deactivate_code(code_id)
+        with session_scope() as s:
+            assert s.get(IssuedCode, code_id).error is None
+        # ... and the retry switches it off
+        assert deactivate_code(code_id) == "deactivated"
+    else:
+        # then a refusal is recorded with the reason, and not tried again
+        assert deactivate_code(code_id) == answer
+        with session_scope() as s:
+            assert s.get(IssuedCode, code_id).error == "could not switch the code off in the shop: rest_forbidden"
+        assert deactivate_code(code_id) == "failed"
+        assert [op for op, _c, _a in fake_woo.calls].count("deactivate_discount_code") == 1

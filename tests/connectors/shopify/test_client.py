@@ -638,6 +638,26 @@ def test_add_order_tags_user_errors_are_permanent(shopify: responses.RequestsMoc
         client.add_order_tags(CREDENTIALS, "999999999999999", ["stammkunde"])
 
 
+def test_mark_gift_tags_the_order(shopify: responses.RequestsMock):
+    # given Shopify tags the order
+    shopify.add(responses.POST, URL, json=answer({"tagsAdd": {
+        "node": {"id": "gid://shopify/Order/450789469"}, "userErrors": []}}))
+
+    # when a gift is marked (the note is WooCommerce's mark)
+    client.mark_gift(CREDENTIALS, "450789469", tag="geschenk", note="Bitte Geschenk beilegen")
+
+    # then the order got the gift's tag and nothing else
+    assert sent(shopify)["variables"] == {"id": "gid://shopify/Order/450789469", "tags": ["geschenk"]}
+
+
+def test_credentials_add_the_shop_domain():
+    # when the stored credentials are given the shop
+    creds = client.credentials("laden.myshopify.com", {"access_token": TOKEN})
+
+    # then every call here can read them
+    assert creds == {"access_token": TOKEN, "shop": "laden.myshopify.com"}
+
+
 def test_add_order_tags_without_tags_sends_nothing(shopify: responses.RequestsMock):
     # when / then (no request registered: none may be sent)
     assert client.add_order_tags(CREDENTIALS, "450789469", []) is None
@@ -813,6 +833,7 @@ def test_connector_delegates_to_the_client():
     # then the registered connector exposes the client's operations
     assert connector.create_discount_code is client.create_discount_code
     assert connector.find_discount_code is client.find_discount_code
-    assert connector.add_order_tags is client.add_order_tags
+    assert connector.mark_gift is client.mark_gift
+    assert connector.credentials is client.credentials
     assert connector.deactivate_discount_code is client.deactivate_discount_code
     assert connector.platform == "shopify"

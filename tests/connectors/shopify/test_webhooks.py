@@ -1552,3 +1552,43 @@ def test_every_supported_topic_has_a_fixture() -> None:
 
     # then every supported topic has one, and every fixture is for a supported topic
     assert topics == set(connector.SUPPORTED_TOPICS)
+
+
+# ---- the shared field rule (connectors.fields) -----------------------------------------------
+
+
+def test_text_fields_are_read_stripped_as_on_every_platform() -> None:
+    # given an order whose texts carry padding, and a blank optional timestamp
+    def pad(payload: dict[str, Any]) -> None:
+        payload["currency"] = " USD "
+        payload["discount_codes"][0]["code"] = " TENOFF\t"
+        payload["customer"]["first_name"] = "  Bob "
+        payload["checkout_token"] = " bd5a8aa1ecd019dd3520ff791ee3a24c "
+        payload["id"] = " 450789469 "
+        payload["cancelled_at"] = " "
+
+    # when it is parsed
+    order = parse_fixture("orders_paid", edited_body("orders_paid", pad))
+
+    # then every text is stripped (Shopify's parser kept padding before connectors.fields),
+    # and a blank optional timestamp is absent, as on WooCommerce
+    assert (order.currency, order.discount_codes, order.customer.first_name) == ("USD", ("TENOFF",), "Bob")
+    assert (order.checkout_token, order.id) == ("bd5a8aa1ecd019dd3520ff791ee3a24c", "450789469")
+    assert order.cancelled_at is None
+
+
+@pytest.mark.parametrize(
+    ("_case", "edit", "message"),
+    [
+        ("blank required text", lambda p: p.update(currency="   "), "orders/paid: currency missing"),
+        ("blank id", lambda p: p.update(id=" "), "orders/paid: id missing"),
+        ("blank code", lambda p: p["discount_codes"][0].update(code=" "), "orders/paid: discount_codes[0].code missing"),
+        ("wrong type", lambda p: p.update(currency=1), "orders/paid: currency is not a string"),
+    ],
+)
+def test_blank_or_wrong_typed_fields_are_named(_case: str, edit: Callable[[dict[str, Any]], object],
+                                               message: str) -> None:
+    # when a field we use is blank or of the wrong type, then the error names topic and field
+    with pytest.raises(MalformedPayloadError) as raised:
+        parse_fixture("orders_paid", edited_body("orders_paid", edit))
+    assert str(raised.value) == message

@@ -484,6 +484,25 @@ def test_order_note_is_posted(mocked, _case, customer_note):
     }
 
 
+def test_mark_gift_adds_a_private_note(mocked):
+    # given the shop accepts the note
+    mocked.add(responses.POST, HTTPS_STORE + API + "orders/11/notes", json=NOTE_CREATED, status=201)
+
+    # when a gift is marked (core WooCommerce has no order tags)
+    client.mark_gift(HTTPS_CREDENTIALS, "11", tag="geschenk", note="Bitte Geschenk beilegen")
+
+    # then the note is private: staff see it, the customer gets no e-mail
+    assert sent_json(mocked.calls[0]) == {"note": "Bitte Geschenk beilegen", "customer_note": False}
+
+
+def test_credentials_add_the_store_url():
+    # when the stored credentials are given the store
+    creds = client.credentials(HTTPS_STORE, {"consumer_key": "ck_1", "consumer_secret": "cs_1"})
+
+    # then every call here can read them
+    assert creds == {"consumer_key": "ck_1", "consumer_secret": "cs_1", "url": HTTPS_STORE}
+
+
 def test_order_note_on_unknown_order_is_permanent(mocked):
     # given the order does not exist
     mocked.add(
@@ -654,7 +673,8 @@ def test_connector_delegates_to_the_client():
     assert connector.create_discount_code is client.create_discount_code
     assert connector.find_discount_code is client.find_discount_code
     assert connector.deactivate_discount_code is client.deactivate_discount_code
-    assert connector.add_order_note is client.add_order_note
+    assert connector.mark_gift is client.mark_gift
+    assert connector.credentials is client.credentials
 
 
 def test_fixtures_are_the_captured_bytes():

@@ -1144,3 +1144,47 @@ def test_every_supported_topic_has_a_fixture() -> None:
 
     # then every supported topic is covered and every fixture is a supported topic
     assert topics == set(connector.SUPPORTED_TOPICS)
+
+
+# ---- the shared field rule (connectors.fields) -----------------------------------------------
+
+
+def parse_body(stem: str, body: bytes) -> Any:
+    """Verify and parse an edited body under a fixture's topic."""
+    headers = signed_headers(fixture_topic(stem), body)
+    connector.verify(headers, body, secret=SECRET)
+    return connector.parse_event(headers, body).resource
+
+
+def test_text_fields_are_read_stripped_as_on_every_platform() -> None:
+    # given an order whose texts carry padding, and a blank optional timestamp
+    payload = json.loads(fixture_bytes("order_created__loyalty_coupon"))
+    payload.update(currency=" USD ", status=" processing ", id=f" {payload['id']} ")
+    payload["coupon_lines"][0]["code"] = " loyalty-jane-500\t"
+    payload["billing"]["first_name"] = "  Jane "
+
+    # when it is parsed
+    order = parse_body("order_created__loyalty_coupon", json.dumps(payload).encode())
+
+    # then every text is stripped (required texts kept padding before connectors.fields, so a
+    # padded status read as unknown, hence unpaid)
+    assert (order.currency, order.platform_status, order.status, order.is_paid) == (
+        "USD", "processing", OrderStatus.PAID, True)
+    assert (order.discount_codes, order.customer.first_name) == (("loyalty-jane-500",), "Jane")
+    assert order.id == payload["id"].strip()
+
+
+@pytest.mark.parametrize(
+    ("_case", "changes", "message"),
+    [
+        ("blank required text", {"currency": "   "}, "order.created: currency missing"),
+        ("blank id", {"id": " "}, "order.created: id missing"),
+        ("wrong type", {"currency": 1}, "order.created: currency is not a string"),
+        ("blank coupon code", {"coupon_lines": [{"code": " "}]}, "order.created: coupon_lines[0].code missing"),
+    ],
+)
+def test_blank_or_wrong_typed_fields_are_named(_case: str, changes: dict[str, Any], message: str) -> None:
+    # when a field we use is blank or of the wrong type, then the error names topic and field
+    with pytest.raises(MalformedPayloadError) as raised:
+        parse_body("order_created__loyalty_coupon", edited_body("order_created__loyalty_coupon", **changes))
+    assert str(raised.value) == message
