@@ -19,9 +19,9 @@ from app.loyalty import redemptions
 from app.loyalty.codes import enqueue_code, enqueue_deactivation, spec_from_json
 from app.db import after_commit, session_scope
 from app.loyalty.incentives import enqueue_order_task
-from app.models import CodeStatus, IssuedCode, OrderTask, Redemption, RedemptionStatus, Shop, utcnow
+from app.models import CodeStatus, IssuedCode, OrderTask, Redemption, RedemptionStatus, Shop, ShopStatus, utcnow
 from connectors import get_connector
-from connectors.errors import PermanentError
+from connectors.errors import PermanentError, TransientError
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,38 @@ logger = logging.getLogger(__name__)
 def _credentials(shop: Shop) -> tuple[dict[str, Any], str | None]:
     """Return (the connector's credentials, None), or ({}, why the shop's API cannot be called)."""
     return shops.api_credentials(shop, config.load()["ENCRYPTION_KEY"])
+
+
+def _paused(shop: Shop) -> str | None:
+    """Return why calls to the shop wait (its rows stay pending, nothing is lost), or None.
+
+    An uninstalled shop, or one whose Shopify grant was refused, gets no calls until the merchant
+    installs again; the requeue sweep then hands its pending rows over.
+    """
+    if shop.status != ShopStatus.ACTIVE:
+        return "uninstalled"
+    if shop.needs_reauth_at is not None:
+        return "needs re-authorisation"
+    return None
+
+
+def _refreshed(shop_id: int, credentials: dict[str, Any]) -> dict[str, Any] | None:
+    """Return the credentials with an expiring token refreshed first (outside any transaction),
+    or None when the shop must be installed again (it is marked; its calls wait).
+
+    Raises:
+        TransientError: another worker is refreshing, or the platform did not answer (retry).
+    """
+    if not credentials.get("refresh_token"):
+        return credentials
+    from jobs.shops import api_credentials
+
+    try:
+        return api_credentials(shop_id)
+    except shops.ShopNeedsReauthorizationError:
+        return None
+    except shops.TokenRefreshBusyError as exc:
+        raise TransientError(str(exc)) from None
 
 
 def _fail_code(code_id: int, reason: str, *, why: str = "the shop refused the code") -> str:
@@ -58,8 +90,13 @@ def issue_code(code_id: int) -> str:
         assert shop is not None
         row.attempts += 1
         spec = spec_from_json(row.spec)
-        platform = shop.platform.value
+        platform, shop_id, paused = shop.platform.value, shop.id, _paused(shop)
         credentials, missing = _credentials(shop)
+    if paused is not None:
+        logger.info("code waits: calls to the shop are paused", extra={"code_row": code_id, "why": paused})
+        return "paused"
+    if missing is None and (credentials := _refreshed(shop_id, credentials)) is None:
+        return "paused"
     if missing is not None:
         # No retry can fix this: the merchant has to add the credentials first.
         logger.warning("shop has no usable api credentials", extra={"code_row": code_id, "platform": platform})
@@ -110,7 +147,10 @@ def deactivate_code(code_id: int) -> str:
         shop = session.get(Shop, row.shop_id)
         assert shop is not None
         platform, platform_id, ends_at = shop.platform.value, row.platform_id, row.ends_early_at
+        shop_id, paused = shop.id, _paused(shop)
         credentials, missing = _credentials(shop)
+    if paused is not None or (missing is None and (credentials := _refreshed(shop_id, credentials)) is None):
+        return "paused"
     try:
         if missing is not None:
             raise PermanentError(missing)
@@ -155,7 +195,10 @@ def run_order_task(task_id: int) -> str:
         assert shop is not None and order is not None
         task.attempts += 1
         payload, platform, order_id = dict(task.payload), shop.platform.value, order.platform_id
+        shop_id, paused = shop.id, _paused(shop)
         credentials, missing = _credentials(shop)
+    if paused is not None or (missing is None and (credentials := _refreshed(shop_id, credentials)) is None):
+        return "paused"
     if missing is not None:
         logger.warning("shop has no usable api credentials", extra={"task": task_id, "platform": platform})
         return _fail_task(task_id, missing)
@@ -175,18 +218,22 @@ def requeue_pending(older_than_seconds: int = 0) -> int:
     (Redis down) or ran out of retries, and codes still to be switched off in the shop. A code
     whose job is queued or scheduled is skipped."""
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    # Shops whose calls are paused (uninstalled, or waiting for re-authorisation) are left out.
+    callable_shops = select(Shop.id).where(Shop.status == ShopStatus.ACTIVE, Shop.needs_reauth_at.is_(None))
     with session_scope() as session:
         code_ids = list(session.scalars(
-            select(IssuedCode.id).where(IssuedCode.status == CodeStatus.PENDING, IssuedCode.updated_at <= cutoff).limit(5000)
+            select(IssuedCode.id).where(IssuedCode.status == CodeStatus.PENDING, IssuedCode.updated_at <= cutoff,
+                                        IssuedCode.shop_id.in_(callable_shops)).limit(5000)
         ))
         task_ids = list(session.scalars(
-            select(OrderTask.id).where(OrderTask.status == CodeStatus.PENDING, OrderTask.updated_at <= cutoff).limit(5000)
+            select(OrderTask.id).where(OrderTask.status == CodeStatus.PENDING, OrderTask.updated_at <= cutoff,
+                                       OrderTask.shop_id.in_(callable_shops)).limit(5000)
         ))
         ending_ids = list(session.scalars(
             select(IssuedCode.id).where(
                 IssuedCode.ends_early_at.is_not(None), IssuedCode.deactivated_at.is_(None),
                 IssuedCode.status == CodeStatus.CREATED, IssuedCode.error.is_(None),
-                IssuedCode.updated_at <= cutoff,
+                IssuedCode.updated_at <= cutoff, IssuedCode.shop_id.in_(callable_shops),
             ).limit(5000)
         ))
     queued = sum(1 for code_id in code_ids if enqueue_code(code_id))

@@ -58,7 +58,7 @@ def sync_webhooks(shop_id: int) -> dict[str, list[str]]:
         if shop is None or shop.platform.value != "shopify":
             logger.debug("webhook sync: no such Shopify shop", extra={"shop": shop_id})
             return {"created": [], "deleted": [], "kept": []}
-    credentials = shopify_api_credentials(shop_id)
+    credentials = api_credentials(shop_id)
     address = webhook_address(config.load()["PUBLIC_URL"])
     wanted = set(shopify_consts.SUBSCRIPTION_TOPICS.values())
     existing = shopify_client.list_webhook_subscriptions(credentials)
@@ -96,7 +96,6 @@ def create_woocommerce_webhooks(shop_id: int) -> dict[str, list[str]]:
         if shop is None or shop.platform.value != "woocommerce":
             logger.debug("woocommerce webhooks: no such store", extra={"shop": shop_id})
             return {"created": [], "present": []}
-        credentials = {**shops.credentials(shop, settings["ENCRYPTION_KEY"]), "url": shop.domain}
         secret = shops.decrypt_or_none(settings["ENCRYPTION_KEY"], shop.webhook_secret_enc)
         table = PlatformWebhook.__table__
         for topic in WOOCOMMERCE_TOPICS:
@@ -107,6 +106,7 @@ def create_woocommerce_webhooks(shop_id: int) -> dict[str, list[str]]:
             PlatformWebhook.shop_id == shop_id, PlatformWebhook.platform_id.is_(None))))
     if not secret:
         raise PermanentError("the store has no webhook secret to sign its webhooks with")
+    credentials = api_credentials(shop_id)
     address = settings["PUBLIC_URL"].rstrip("/") + "/webhooks/woocommerce"
     created = []
     for topic in sorted(todo):
@@ -121,7 +121,12 @@ def create_woocommerce_webhooks(shop_id: int) -> dict[str, list[str]]:
 
 
 def api_credentials(shop_id: int) -> dict[str, Any]:
-    """Return the credentials the shop's platform client takes (a Shopify token refreshed if needed)."""
+    """Return the credentials the shop's connector takes, an expiring token refreshed first.
+
+    Raises:
+        app.shops.ShopNeedsReauthorizationError: the merchant must install again.
+        app.shops.TokenRefreshBusyError, connectors.errors.TransientError: retry later.
+    """
     settings = config.load()
     with session_scope() as session:
         shop = session.get(Shop, shop_id)
@@ -129,9 +134,9 @@ def api_credentials(shop_id: int) -> dict[str, Any]:
             raise shops.UnknownShopError(f"no shop with id {shop_id}")
         platform, domain = shop.platform.value, shop.domain
         stored = shops.credentials(shop, settings["ENCRYPTION_KEY"])
-    if platform == "shopify":
-        return shopify_api_credentials(shop_id)
-    return {**stored, "url": domain}
+    if stored.get("refresh_token"):  # only Shopify's expiring offline tokens come with one
+        stored = shopify_api_credentials(shop_id)
+    return get_connector(platform).credentials(domain, stored)
 
 
 def check_credentials(shop_id: int) -> None:

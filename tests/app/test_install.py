@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.parse
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -546,3 +547,39 @@ def test_a_disabled_woocommerce_webhook_is_switched_on_again(make_shop):
     with session_scope() as s:
         row = s.scalars(select(PlatformWebhook)).one()
         assert (row.status, row.checked_at is not None) == ("active", True)
+
+
+@responses.activate
+def test_codes_of_a_shop_needing_re_authorisation_wait_and_go_out_after_the_install(make_shop, monkeypatch):
+    # given an installed shop with a token about to expire whose refresh token Shopify refuses,
+    # and a reward code waiting to be created
+    shop_id = _installed(make_shop, expires_in=timedelta(minutes=1))
+    from app.loyalty.codes import record_code
+    from app.models import IssuedCode
+    from jobs.codes import issue_code, requeue_pending
+
+    with session_scope() as s:
+        row, _ = record_code(s, s.get(Shop, shop_id), purpose="reward", source_key="r-1", customer_id=None,
+                             title="5 € Rabatt", kind="fixed_amount", value=Decimal("5"), valid_days=30)
+        code_id = row.id
+    monkeypatch.setenv("SHOPIFY_API_KEY", API_KEY)
+    monkeypatch.setenv("SHOPIFY_API_SECRET", SECRET)
+    responses.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
+
+    # when the code job runs
+    outcome = issue_code(code_id)
+
+    # then the code waits (not failed, nothing lost), the shop is marked, and the sweep leaves it
+    assert outcome == "paused"
+    with session_scope() as s:
+        assert s.get(IssuedCode, code_id).status.value == "pending"
+        assert s.get(Shop, shop_id).needs_reauth_at is not None
+    assert requeue_pending() == 0
+
+    # and once the merchant installed again, the code is created with the new token
+    with session_scope() as s:
+        shops.install_shopify_shop(s, keys=TEST_ENCRYPTION_KEY, domain=SHOP, grant=_new_grant(utcnow(), 3))
+    responses.post(GRAPHQL_URL, json={"data": {"discountCodeBasicCreate": {
+        "codeDiscountNode": {"id": "gid://shopify/DiscountCodeNode/1"}, "userErrors": []}}})
+    assert issue_code(code_id) == "created"
+    assert responses.calls[-1].request.headers[consts.ACCESS_TOKEN_HEADER] == "shpat_new3"
