@@ -172,10 +172,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     database: rendering, validation, output) or `postgres_only` (it is about PostgreSQL itself)."""
     if "database_url" not in metafunc.fixturenames:
         return
-    only = [m.name for m in metafunc.definition.iter_markers() if m.name in {"sqlite_only", "postgres_only"}]
-    if len(set(only)) > 1:
+    only = {m.name for m in metafunc.definition.iter_markers() if m.name in {"sqlite_only", "postgres_only"}}
+    if len(only) > 1:
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: marked both sqlite_only and postgres_only")
-    databases = {"sqlite_only": ["sqlite"], "postgres_only": ["postgresql"]}.get(only[0] if only else "", DATABASES)
+    databases = ["sqlite"] if "sqlite_only" in only else ["postgresql"] if "postgres_only" in only else DATABASES
     metafunc.parametrize("database_url", databases, indirect=True)
 
 
