@@ -168,7 +168,7 @@ def test_a_delivery_recorded_just_after_its_shops_erasure_leaves_nothing(make_sh
 
     from sqlalchemy import delete
 
-    from app.web.webhooks import record_delivery
+    from app.inbox import record_delivery
     from jobs.deliveries import process_deliveries
 
     shop_id = make_shop("shopify")
