@@ -27,6 +27,7 @@ from contextlib import nullcontext
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from sqlalchemy import Engine, event
 
 from app import db
@@ -37,6 +38,19 @@ logger = logging.getLogger(__name__)
 # What a driver connection raises when the database is unreachable or the connection broke; the
 # receiver answers 503 to them (the platform retries).
 DRIVER_ERRORS = (sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError)
+
+# What the INSERT raises when its shop is gone: the only key it can violate is the one to `shops`
+# (a duplicate is settled by ON CONFLICT), but the SQLite error is told apart by its code.
+_FOREIGN_KEY_ERRORS = (sqlite3.IntegrityError, psycopg.errors.ForeignKeyViolation)
+
+
+def _is_foreign_key_error(error: Exception) -> bool:
+    return not isinstance(error, sqlite3.IntegrityError) or error.sqlite_errorname == "SQLITE_CONSTRAINT_FOREIGNKEY"
+
+
+class ShopGoneError(LookupError):
+    """The delivery's shop no longer exists (erased after the receiver read it)."""
+
 
 # The delivery INSERT, written once per dialect: this is the request's only write, and building
 # it through SQLAlchemy's statement compiler and transaction machinery cost ~20x the INSERT itself
@@ -61,11 +75,9 @@ def record_delivery(shop_id: int, platform: str, topic: str, key: str, headers: 
     of ON CONFLICT: had the first attempt committed after all, the second finds a duplicate, and
     the requeue sweep hands the `received` row to a worker.
 
-    The inbox has no foreign key to `shops` (migration 0013): the caller passes the id of a shop it
-    has just read and checked a signature with. A shop erased in between leaves a row that the
-    worker deletes (`jobs.deliveries.process_delivery`).
-
     Raises:
+        ShopGoneError: the shop was erased after the caller read it (the inbox's key to `shops`
+            refuses the row, on every database: migration 0013); nothing was stored.
         One of `DRIVER_ERRORS` when the database cannot be reached.
     """
     pool = get_driver_pool()
@@ -86,6 +98,12 @@ def record_delivery(shop_id: int, platform: str, topic: str, key: str, headers: 
             else:
                 row = conn.execute(_INSERT["postgresql"], params).fetchone()
                 new_id = None if row is None else int(row[0])
+        except _FOREIGN_KEY_ERRORS as error:
+            if not _is_foreign_key_error(error):
+                conn.close()
+                raise
+            pool.release(conn)  # an autocommit statement that failed leaves the connection as it was
+            raise ShopGoneError(shop_id) from error
         except DRIVER_ERRORS:
             conn.close()  # a broken connection must not be kept
             if attempt == attempts:

@@ -11,6 +11,7 @@ than the delivery's own work (bench/RESULTS.md). The row is written by `app.inbo
 | WooCommerce ping (`webhook_id=N`, unsigned)  | 200    |
 | missing signature header                     | 400    |
 | unknown shop, or signature does not match    | 401    |
+| shop erased since its row was read (cached)  | 401    |
 | shop known but no secret configured          | 500    |
 | not POST                                     | 405    |
 | body over MAX_CONTENT_LENGTH (1 MiB)         | 413    |
@@ -218,6 +219,9 @@ class WebhookReceiver:
         key = connector.delivery_key(headers, body, payload)
         try:
             new_id = inbox.record_delivery(shop.id, platform, topic, key, _kept_headers(environ), body)
+        except inbox.ShopGoneError:
+            logger.info("delivery for a shop erased meanwhile", extra={"platform": platform, "shop": shop.id})
+            return _answer(401, "unknown shop")
         except (OperationalError, DBAPIError, *inbox.DRIVER_ERRORS):
             logger.exception("database unavailable", extra={"platform": platform, "shop": shop.id, "topic": topic})
             return _answer(503, "database unavailable, retry later")
