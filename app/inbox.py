@@ -10,6 +10,10 @@ bench/RESULTS.md):
 - `DriverPool` keeps plain driver connections for it (a checkout is a list pop, no pre-ping).
 - On SQLite, `SQLiteWriterLock` queues this machine's writers in the kernel (a file lock), and a
   background thread checkpoints the WAL now and then, so no request waits for a checkpoint.
+- The inbox's key to `shops` is checked on every database (migration 0013): a delivery for a
+  shop erased after the receiver read it is refused (`ShopGoneError`), and erasing a shop
+  deletes its deliveries by the cascade. On PostgreSQL the check costs ~20-36 µs of server CPU
+  per delivery (bench/RESULTS.md).
 
 The rest of the app reads and writes through `app.db`'s engine and sessions; this module only
 borrows that engine's URL and dialect.
@@ -45,7 +49,9 @@ _FOREIGN_KEY_ERRORS = (sqlite3.IntegrityError, psycopg.errors.ForeignKeyViolatio
 
 
 def _is_foreign_key_error(error: Exception) -> bool:
-    return not isinstance(error, sqlite3.IntegrityError) or error.sqlite_errorname == "SQLITE_CONSTRAINT_FOREIGNKEY"
+    if isinstance(error, sqlite3.IntegrityError):
+        return error.sqlite_errorname == "SQLITE_CONSTRAINT_FOREIGNKEY"
+    return True
 
 
 class ShopGoneError(LookupError):
