@@ -7,8 +7,9 @@ Create Date: 2026-12-02 04:00:00
 Why: migration 0009 made `webhook_deliveries.shop_id REFERENCES shops ON DELETE CASCADE`
 NOT ENFORCED on PostgreSQL 18+ only, with a row trigger on `shops` to delete a shop's
 deliveries, so the inbox behaved one way on PostgreSQL 18+ and another on SQLite and older
-PostgreSQL. Measured again (bench/RESULTS.md, ingest): the enforced key costs ~20 µs of
-PostgreSQL CPU per webhook, and ours stays above 0.9 of the durable-ack floor with it. Every
+PostgreSQL. Measured again (bench/RESULTS.md, ingest): the enforced key costs 21–36 µs of
+PostgreSQL CPU per webhook (~3 % of the rate at saturation), and ours stays above 0.9 of the
+durable-ack floor with it (1.08). Every
 database now enforces the key, and a shop's erasure deletes its deliveries by the cascade, like
 every other table of the shop. A delivery for a shop erased after the receiver read it is
 refused by the key on every database (the receiver answers 401, unknown shop).
@@ -19,8 +20,8 @@ Compatibility: this migration runs in the `release` phase while the previous rel
 serving. That release's shop erasure deletes the shop row and relies on the trigger or the
 cascade for the deliveries: the cascade, enforced again in the same transaction that drops the
 trigger, does it. Its receiver gets a refused INSERT for a shop erased after it read it (as it
-did on SQLite) and answers with an error, so the platform retries; its worker's branch for a
-delivery without a shop is no longer reached.
+did on SQLite) and answers 500, so the platform retries until the shop is unknown (401); its
+worker's branch for a delivery without a shop is no longer reached.
 """
 from alembic import op
 import sqlalchemy as sa
