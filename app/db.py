@@ -7,12 +7,9 @@ would fail with "database is locked" into plain waits (busy_timeout).
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event, inspect
@@ -27,7 +24,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _engine: Engine | None = None
-_driver_pool: DriverPool | None = None
 _sessionmaker: sessionmaker[Session] | None = None
 _url: str | None = None
 
@@ -66,14 +62,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def configure(url: str) -> Engine:
     """Point the module's engine and session factory at `url` (idempotent for the same URL)."""
-    global _engine, _driver_pool, _sessionmaker, _url
+    global _engine, _sessionmaker, _url
     if _engine is not None and _url == url:
         return _engine
     if _engine is not None:
         _engine.dispose(close=True)
-    if _driver_pool is not None:
-        _driver_pool.close()
-        _driver_pool = None
     _engine = make_engine(url)
     _sessionmaker = sessionmaker(bind=_engine, expire_on_commit=False)
     _url = url
@@ -90,156 +83,8 @@ def get_engine() -> Engine:
     return _engine
 
 
-class SQLiteWriterLock:
-    """Queues this machine's writers of one SQLite file in the kernel, not in SQLite's busy handler.
-
-    SQLite lets one writer in at a time, and a writer that finds the file locked sleeps in its
-    busy handler for 1, 2, 5, 10, 15, 20, 25… ms before it looks again, so two web workers that
-    collide lose milliseconds while the lock is free again after ~0.1 ms (bench/RESULTS.md: that
-    was the tail latency and a tenth of the ingest rate). A blocking `flock` on a file beside the
-    database wakes the next writer as soon as the holder lets go. Threads of one process queue on
-    a threading lock first (flock does not exclude threads sharing a descriptor).
-    """
-
-    def __init__(self, database_path: str) -> None:
-        self.path = database_path + ".writer-lock"
-        self._thread_lock = threading.Lock()
-        self._fd: int | None = None
-        self._pid: int | None = None
-
-    def __enter__(self) -> None:
-        self._thread_lock.acquire()
-        try:
-            if self._pid != os.getpid():  # a descriptor inherited over fork shares the parent's lock
-                self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._thread_lock.release()
-            raise
-
-    def __exit__(self, *_exc: object) -> None:
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
-        finally:
-            self._thread_lock.release()
-
-    def close(self) -> None:
-        """Close the lock file's descriptor (it is reopened on next use)."""
-        if self._fd is not None and self._pid == os.getpid():
-            os.close(self._fd)
-        self._fd = self._pid = None
-
-
-class DriverPool:
-    """Plain driver connections in autocommit mode, for the one-statement webhook INSERT.
-
-    SQLAlchemy's pool costs more per checkout than that INSERT's own Python work (events, reset
-    on return, and on PostgreSQL the pre-ping round trip; bench/RESULTS.md). Here a checkout is a
-    list pop (atomic under the GIL, so safe across threads), idle connections are capped, and a
-    broken connection is closed by the caller instead of being pinged before every use. The pool
-    forgets connections inherited over fork (they belong to the parent).
-    """
-
-    MAX_IDLE = 8
-    # SQLite: these connections never checkpoint inside a write (that would hold `write_lock`
-    # while the WAL is copied into the database file). Every CHECKPOINT_EVERY writes of a process
-    # wake a background thread that runs a PASSIVE checkpoint, which blocks no writer, and no
-    # request waits for it (sqlite3 lets other threads run meanwhile).
-    CHECKPOINT_EVERY = 256
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.dialect = engine.dialect.name
-        self._idle: list[Any] = []
-        self._pid = os.getpid()
-        self._writes = 0
-        self._checkpoint_wake = threading.Event()
-        self._checkpointer: threading.Thread | None = None
-        self._closed = False
-        path = engine.url.database if self.dialect == "sqlite" else None
-        # Hold `write_lock` around each write (nothing to hold for PostgreSQL).
-        self.write_lock: Any = SQLiteWriterLock(path) if path and path != ":memory:" else nullcontext()
-
-    def acquire(self) -> Any:
-        """Return an idle connection, or a new one."""
-        if self._pid != os.getpid():
-            self._idle, self._pid = [], os.getpid()
-        try:
-            return self._idle.pop()
-        except IndexError:
-            return self._connect()
-
-    def release(self, conn: Any) -> None:
-        """Give a healthy connection back."""
-        if len(self._idle) < self.MAX_IDLE and self._pid == os.getpid():
-            self._idle.append(conn)
-        else:
-            conn.close()
-
-    def wrote(self) -> None:
-        """Note one committed write; now and then, wake the SQLite checkpoint thread."""
-        if self.dialect != "sqlite":
-            return
-        self._writes += 1
-        if self._writes % self.CHECKPOINT_EVERY == 0:
-            thread = self._checkpointer
-            if thread is None or not thread.is_alive():  # none yet, or the parent's (after fork)
-                thread = self._checkpointer = threading.Thread(
-                    target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True
-                )
-                thread.start()
-            self._checkpoint_wake.set()
-
-    def _checkpoint_loop(self) -> None:
-        while True:
-            self._checkpoint_wake.wait()
-            self._checkpoint_wake.clear()
-            if self._closed:
-                return
-            conn = self.acquire()
-            try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except Exception:  # noqa: BLE001 - logged; the next wake-up tries again
-                logger.warning("WAL checkpoint failed", exc_info=True)
-                conn.close()
-                continue
-            self.release(conn)
-
-    def close(self) -> None:
-        """Close every idle connection and stop the checkpoint thread."""
-        self._closed = True
-        self._checkpoint_wake.set()
-        if self._checkpointer is not None and self._checkpointer is not threading.current_thread():
-            self._checkpointer.join(5)
-        while self._idle:
-            self._idle.pop().close()
-        if isinstance(self.write_lock, SQLiteWriterLock):
-            self.write_lock.close()
-
-    def _connect(self) -> Any:
-        dialect = self.engine.dialect
-        cargs, cparams = dialect.create_connect_args(self.engine.url)
-        if self.dialect == "sqlite":
-            conn = dialect.loaded_dbapi.connect(*cargs, **{**cparams, "timeout": 30, "check_same_thread": False})
-            conn.isolation_level = None  # autocommit: each statement commits itself
-            for pragma in (*SQLITE_PRAGMAS, "PRAGMA wal_autocheckpoint=0"):
-                conn.execute(pragma)
-            return conn
-        return dialect.loaded_dbapi.connect(*cargs, **cparams, autocommit=True)
-
-
-def get_driver_pool() -> DriverPool:
-    """Return the driver pool on the configured database (see `DriverPool`)."""
-    global _driver_pool
-    if _driver_pool is None:  # `configure` closes and drops it when the database changes
-        _driver_pool = DriverPool(get_engine())
-    return _driver_pool
-
-
 def dispose() -> None:
-    """Close every pooled connection of both engines (process exit, tests)."""
-    if _driver_pool is not None:
-        _driver_pool.close()
+    """Close every pooled connection (process exit, tests)."""
     if _engine is not None:
         _engine.dispose()
 

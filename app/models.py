@@ -381,8 +381,8 @@ class WebhookDelivery(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    # On PostgreSQL 18+ this key is NOT ENFORCED and a trigger on `shops` does the cascade: its
-    # check locked the shop's row on every webhook INSERT (migration 0009).
+    # Enforced on every database (migration 0013): erasing a shop deletes its deliveries, and the
+    # webhook INSERT for a shop erased after the receiver read it is refused (app.inbox).
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
     platform: Mapped[str] = mapped_column(String(20))
     topic: Mapped[str] = mapped_column(String(64))

@@ -114,9 +114,8 @@ def _redact_codes(session: Session, customer_ids: list[int]) -> None:
 
 
 def redact_shop(session: Session, shop: Shop) -> None:
-    """Delete the uninstalled shop and, by ON DELETE CASCADE, every row that belongs to it.
-
-    (Its webhook deliveries go by a trigger on PostgreSQL 18+, to the same effect: migration 0009.)
+    """Delete the uninstalled shop and, by ON DELETE CASCADE, every row that belongs to it
+    (its webhook deliveries too, on every database: migration 0013).
 
     Raises:
         ShopStillInstalledError: the shop is installed (again); nothing is deleted.

@@ -125,8 +125,9 @@ def process_delivery(delivery_id: int, *, bind: Connection | None = None, memo: 
             shop = memo.shop(session, delivery["shop_id"])
             share_program_cache(session, memo.programs)
         if shop is None:
-            # Its shop was erased after the receiver read it (migration 0009: on PostgreSQL the
-            # inbox's shop key is not enforced). The body holds that shop's customers' data.
+            # Its shop is gone. The inbox's key to shops cascades and refuses such a row on every
+            # database (migration 0013), so this is a guard: the body holds that shop's
+            # customers' data, and nothing may be created for a shop that is not there.
             conn.execute(delete(_DELIVERIES).where(_DELIVERIES.c.id == delivery_id))
             logger.info("delivery of an erased shop deleted",
                         extra={"delivery": delivery_id, "shop": delivery["shop_id"]})

@@ -163,9 +163,25 @@ def _clean(url: str) -> None:
             conn.execute(text(f"DELETE FROM {table.name}"))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+DATABASES = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that uses the database (directly or through `app`, `client`, `session`...) runs on
+    SQLite and on PostgreSQL, unless it is marked `sqlite_only` (its subject does not depend on the
+    database: rendering, validation, output) or `postgres_only` (it is about PostgreSQL itself)."""
+    if "database_url" not in metafunc.fixturenames:
+        return
+    only = {m.name for m in metafunc.definition.iter_markers() if m.name in {"sqlite_only", "postgres_only"}}
+    if len(only) > 1:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: marked both sqlite_only and postgres_only")
+    databases = ["sqlite"] if "sqlite_only" in only else ["postgresql"] if "postgres_only" in only else DATABASES
+    metafunc.parametrize("database_url", databases, indirect=True)
+
+
+@pytest.fixture
 def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Each test using this runs once on SQLite and once on PostgreSQL, on empty tables."""
+    """The database of this run of the test (see pytest_generate_tests), on empty tables."""
     url = request.getfixturevalue(f"{request.param}_url")
     _clean(url)
     yield url

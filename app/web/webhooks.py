@@ -2,14 +2,16 @@
 
 This is the app's hot path, and it is a plain WSGI app in front of Flask (`WebhookReceiver`):
 Flask's request context, session, CSRF, log-in and Babel hooks serve the admin pages and cost more
-than the delivery's own work (bench/RESULTS.md). No platform API call and no ledger write happens
-here. The answer table (each line tested):
+than the delivery's own work (bench/RESULTS.md). The row is written by `app.inbox.record_delivery`
+(one committed INSERT); no platform API call and no ledger write happens here. The answer table
+(each line tested):
 
 | case                                         | answer |
 |----------------------------------------------|--------|
 | WooCommerce ping (`webhook_id=N`, unsigned)  | 200    |
 | missing signature header                     | 400    |
 | unknown shop, or signature does not match    | 401    |
+| shop erased since its row was read (cached)  | 401    |
 | shop known but no secret configured          | 500    |
 | not POST                                     | 405    |
 | body over MAX_CONTENT_LENGTH (1 MiB)         | 413    |
@@ -27,21 +29,19 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
 import orjson
-import psycopg
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_content_length, get_input_stream
 
-from app import db
+from app import db, inbox
 from app.models import Shop, utcnow
 from app.shops import webhook_secrets
 from connectors import CONNECTORS
@@ -117,62 +117,6 @@ class _ShopCache:
 
 _shops = _ShopCache()
 
-# The delivery INSERT, written once per dialect: this is the request's only write, and building
-# it through SQLAlchemy's statement compiler and transaction machinery cost ~20x the INSERT itself
-# (bench/RESULTS.md). ON CONFLICT ... DO NOTHING settles duplicates in the database. SQLite tells
-# a new row by rowcount and lastrowid (RETURNING would hold its write lock for one more step).
-_COLUMNS = "shop_id, platform, topic, dedupe_key, headers, body, status, attempts, received_at"
-_INSERT = {
-    "sqlite": f"INSERT INTO webhook_deliveries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'received', 0, ?) "
-              "ON CONFLICT (shop_id, dedupe_key) DO NOTHING",
-    "postgresql": f"INSERT INTO webhook_deliveries ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s::json, %s, 'received', "
-                  "0, %s) ON CONFLICT (shop_id, dedupe_key) DO NOTHING RETURNING id",
-}
-_DRIVER_ERRORS = (sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError)
-
-
-def record_delivery(shop_id: int, platform: str, topic: str, key: str, headers: dict[str, str],
-                    body: bytes) -> int | None:
-    """Insert the delivery (committed when this returns); return its id, or None for a duplicate.
-
-    One autocommit statement on a driver connection that is not pinged first (`db.DriverPool`).
-    A kept PostgreSQL connection can be stale (the server restarted): that attempt fails, the
-    connection is closed, and the INSERT is tried once more on a new one. Retrying is safe because
-    of ON CONFLICT: had the first attempt committed after all, the second finds a duplicate, and
-    the requeue sweep hands the `received` row to a worker.
-    """
-    pool = db.get_driver_pool()
-    sqlite = pool.dialect == "sqlite"
-    now = utcnow()
-    # SQLite stores our UTC timestamps naive, in SQLAlchemy's text format (models.UTCDateTime).
-    received = now.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else now
-    params = (shop_id, platform, topic, key, json.dumps(headers), body, received)
-    attempts = 1 if sqlite else 2
-    for attempt in range(1, attempts + 1):
-        conn = pool.acquire()
-        try:
-            if sqlite:
-                with pool.write_lock:
-                    cursor = conn.execute(_INSERT["sqlite"], params)
-                new_id = cursor.lastrowid if cursor.rowcount == 1 else None
-                pool.wrote()
-            else:
-                row = conn.execute(_INSERT["postgresql"], params).fetchone()
-                new_id = None if row is None else int(row[0])
-        except _DRIVER_ERRORS:
-            conn.close()  # a broken connection must not be kept
-            if attempt == attempts:
-                raise
-            logger.info("kept database connection failed; retrying once on a new one", exc_info=True)
-            continue
-        except BaseException:
-            conn.close()
-            raise
-        pool.release(conn)
-        return new_id
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def _read_body(environ: dict[str, Any], limit: int) -> bytes:
     """Return the raw body; a body over `limit` bytes, declared or streamed, raises 413."""
     if get_content_length(environ) is not None or "wsgi.input_terminated" not in environ:
@@ -235,7 +179,8 @@ class WebhookReceiver:
         if shop is None:
             secret, old = "", None  # still check the header, so a missing one is 400 as the table says
         else:
-            shopify = platform == "shopify"
+            # A platform whose app signs every shop's webhooks (Shopify) falls back to the app's secret.
+            shopify = connector.WEBHOOKS_SIGNED_BY_APP
             secrets = webhook_secrets(
                 shop,
                 cfg["ENCRYPTION_KEY"],
@@ -274,8 +219,11 @@ class WebhookReceiver:
             return _answer(400, "body is not a JSON object")
         key = connector.delivery_key(headers, body, payload)
         try:
-            new_id = record_delivery(shop.id, platform, topic, key, _kept_headers(environ), body)
-        except (OperationalError, DBAPIError, *_DRIVER_ERRORS):
+            new_id = inbox.record_delivery(shop.id, platform, topic, key, _kept_headers(environ), body)
+        except inbox.ShopGoneError:
+            logger.info("delivery for a shop erased meanwhile", extra={"platform": platform, "shop": shop.id})
+            return _answer(401, "unknown shop")
+        except (OperationalError, DBAPIError, *inbox.DRIVER_ERRORS):
             logger.exception("database unavailable", extra={"platform": platform, "shop": shop.id, "topic": topic})
             return _answer(503, "database unavailable, retry later")
         if new_id is None:

@@ -21,6 +21,7 @@ def _adjustments(shop_id: int) -> list[int]:
     return [e["delta"] for e in factories.report(shop_id, KUNDIN)["ledger"] if e["reason"] == "adjust"]
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("_case, points", TOO_MANY)
 def test_admin_refuses_adjustments_beyond_the_limit(_case, points, client, session, make_shop):
     # given a customer with 600 points, and staff on their page
@@ -54,6 +55,7 @@ def test_admin_accepts_the_limit_itself(client, session, make_shop):
     assert _adjustments(shop_id) == [MAX_ADJUSTMENT]
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("_case, points", TOO_MANY)
 def test_cli_refuses_adjustments_beyond_the_limit(_case, points, runner, make_shop):
     # given a customer with 600 points

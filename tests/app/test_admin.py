@@ -99,6 +99,7 @@ def _mark_failed(session, delivery_id: int, error: str) -> None:  # type: ignore
     session.commit()
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     "_case, path",
     [
@@ -127,6 +128,7 @@ def test_pages_redirect_anonymous_visitors_to_login(client, _case, path):
     assert response.headers["Location"].startswith("/admin/login?next=")
 
 
+@pytest.mark.sqlite_only
 def test_root_redirects_to_admin(client):
     # given the app
 
@@ -138,6 +140,7 @@ def test_root_redirects_to_admin(client):
     assert response.headers["Location"] == "/admin/"
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     "_case, email, password",
     [
@@ -160,6 +163,7 @@ def test_login_with_wrong_credentials_fails(client, session, _case, email, passw
     assert client.get("/admin/").status_code == 302
 
 
+@pytest.mark.sqlite_only
 def test_login_with_right_password_works(client, session):
     # given a staff user
     _add_staff(session)
@@ -176,6 +180,7 @@ def test_login_with_right_password_works(client, session):
     assert user.last_login_at is not None
 
 
+@pytest.mark.sqlite_only
 def test_login_returns_to_the_requested_page_but_never_off_site(client, session):
     # given a staff user
     _add_staff(session)
@@ -190,6 +195,7 @@ def test_login_returns_to_the_requested_page_but_never_off_site(client, session)
     assert foreign.headers["Location"] == "/admin/"
 
 
+@pytest.mark.sqlite_only
 def test_logout_signs_out(client, session):
     # given a signed-in staff user
     token = _signed_in(client, session)
@@ -202,6 +208,7 @@ def test_logout_signs_out(client, session):
     assert client.get("/admin/").status_code == 302
 
 
+@pytest.mark.sqlite_only
 def test_post_without_csrf_token_is_rejected(client, session):
     # given a staff user
     _add_staff(session)
@@ -214,6 +221,7 @@ def test_post_without_csrf_token_is_rejected(client, session):
     assert client.get("/admin/").status_code == 302
 
 
+@pytest.mark.sqlite_only
 def test_replay_without_csrf_token_is_rejected(client, session, make_shop, post_webhook):
     # given a signed-in staff user and a failed delivery
     _signed_in(client, session)
@@ -230,6 +238,7 @@ def test_replay_without_csrf_token_is_rejected(client, session, make_shop, post_
     assert _delivery(session, delivery_id).status == DeliveryStatus.FAILED
 
 
+@pytest.mark.sqlite_only
 def test_webhooks_are_accepted_without_csrf_token(make_shop, post_webhook):
     # given a registered Shopify shop and CSRF protection on
     make_shop("shopify")
@@ -258,6 +267,7 @@ def test_dashboard_lists_shops_with_delivery_counts(client, session, make_shop, 
     assert re.search(r'status=received">1</a>', html)
 
 
+@pytest.mark.sqlite_only
 def test_customer_page_explains_the_balance(client, session, make_shop, post_webhook, work):
     # given a paid Shopify order that went through the webhook and the worker
     shop_id = make_shop("shopify")
@@ -297,6 +307,7 @@ def test_customer_search_without_match_says_so(client, session):
     assert "No customer whose e-mail or name contains" in html
 
 
+@pytest.mark.sqlite_only
 def test_failed_delivery_shows_its_reason(client, session, make_shop, post_webhook, work):
     # given an orders/paid delivery whose body lacks the fields the parser needs
     make_shop("shopify")
@@ -340,6 +351,7 @@ def test_replay_requeues_a_failed_delivery(client, session, make_shop, post_webh
     assert replayed.error is None
 
 
+@pytest.mark.sqlite_only
 def test_a_purged_delivery_shows_so_and_offers_no_replay(client, session, make_shop, post_webhook, work):
     # given a failed delivery whose body the retention sweep removed
     from jobs.deliveries import purge_delivery_bodies
@@ -365,6 +377,7 @@ def test_a_purged_delivery_shows_so_and_offers_no_replay(client, session, make_s
     assert _delivery(session, delivery_id).status == DeliveryStatus.FAILED
 
 
+@pytest.mark.sqlite_only
 def test_a_data_request_export_needs_a_signed_in_user_and_the_csrf_token(client, session, make_shop):
     # given a visitor with a valid form token who is not signed in, then a signed-in user without it
     token = _csrf_token(client.get("/admin/login").get_data(as_text=True))
@@ -408,6 +421,7 @@ def test_a_data_request_is_listed_exported_as_json_and_marked_done(client, sessi
     assert "No open requests." in after and STAFF_EMAIL in after
 
 
+@pytest.mark.sqlite_only
 def test_replay_with_redis_down_shows_an_error(client, session, make_shop, post_webhook, redis_server):
     # given a failed delivery and the job queue's Redis stopped
     make_shop("shopify")
@@ -428,6 +442,7 @@ def test_replay_with_redis_down_shows_an_error(client, session, make_shop, post_
     assert _delivery(session, delivery_id).status == DeliveryStatus.RECEIVED
 
 
+@pytest.mark.sqlite_only
 def test_new_password_signs_out_existing_sessions(client, session):
     # given a signed-in staff user
     _signed_in(client, session)
@@ -439,6 +454,7 @@ def test_new_password_signs_out_existing_sessions(client, session):
     assert client.get("/admin/").status_code == 302
 
 
+@pytest.mark.sqlite_only
 def test_staff_password_must_have_twelve_characters(session):
     # given a short password
 
@@ -466,6 +482,7 @@ def test_creating_staff_again_sets_a_new_password(session):
     assert authenticate(session, STAFF_EMAIL, "another long password") is not None
 
 
+@pytest.mark.sqlite_only
 def test_outdated_password_hash_is_rehashed_on_login(session):
     # given a staff user whose hash was made with weaker parameters
     user = _add_staff(session)
@@ -483,6 +500,7 @@ def test_outdated_password_hash_is_rehashed_on_login(session):
     assert not PasswordHasher().check_needs_rehash(result.password_hash)
 
 
+@pytest.mark.sqlite_only
 def test_inactive_staff_cannot_log_in(session):
     # given a deactivated staff user
     user = _add_staff(session)
@@ -531,6 +549,7 @@ def _program_form(client, shop_id: int) -> dict[str, str]:  # type: ignore[no-un
     return {"csrf_token": _csrf_token(html), "base": base.group(1), "document": _textarea(html)}
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     "_case, wrap",
     [
@@ -564,6 +583,7 @@ def test_program_page_saves_a_valid_document(client, session, make_shop, _case, 
     assert 'id="version-1"' in html
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     "_case, text, error",
     [
@@ -591,6 +611,7 @@ def test_program_page_rejects_a_bad_document_and_applies_nothing(client, session
     assert session.scalar(select(func.count()).select_from(ProgramVersion)) == 0
 
 
+@pytest.mark.sqlite_only
 def test_program_page_lists_earlier_versions(client, session, make_shop):
     # given a shop with two saved versions
     shop_id = make_shop("shopify")
@@ -735,6 +756,7 @@ def test_adjust_changes_points_once_with_the_reason_in_the_ledger(client, sessio
     assert str(escape(entry["why"])) in _customer_page(client, customer_id)
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     "_case, points, reason, message",
     [
@@ -791,6 +813,7 @@ def test_ban_blocks_redemption_until_lifted(client, session, make_shop):
     session.commit()
 
 
+@pytest.mark.sqlite_only
 def test_ban_needs_a_reason(client, session, make_shop):
     # given a customer, and staff on their page
     shop_id, customer_id = _customer_with_points(make_shop)
@@ -804,6 +827,7 @@ def test_ban_needs_a_reason(client, session, make_shop):
     assert factories.report(shop_id, KUNDIN)["banned"] is False
 
 
+@pytest.mark.sqlite_only
 def test_customer_page_shows_tier_and_a_working_customer_link(client, session, make_shop):
     # given a customer whose 600 € reached the Silber tier
     shop_id, customer_id = _customer_with_points(make_shop)
@@ -823,6 +847,7 @@ def test_customer_page_shows_tier_and_a_working_customer_link(client, session, m
     assert '<dd id="available">600</dd>' in own_page.get_data(as_text=True)
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     "_case, path, data",
     [
@@ -946,6 +971,7 @@ def test_shop_dashboard_matches_the_metrics(client, session, make_shop):
 # --- e-mail previews --------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("_case, kind, lang", [(f"{k} {lang}", k, lang) for k in KINDS for lang in LANGUAGES])
 def test_email_preview_renders_each_kind_in_the_shops_look(client, session, make_shop, _case, kind, lang):
     # given a shop called "Demo Laden" in brick red
@@ -978,6 +1004,7 @@ def test_email_preview_renders_each_kind_in_the_shops_look(client, session, make
         assert demo not in text + body
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     "_case, path",
     [
@@ -1074,6 +1101,7 @@ def test_reminders_list_pages_by_100(client, session, make_shop):
 # --- consent, reminder history, unsubscribe, re-sending a code --------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_customer_page_shows_consent_and_reminder_history(client, session, make_shop):
     # given a customer who consented in Shopify, got a win-back, ordered after it, and whose
     # cart reminder was suppressed
@@ -1150,6 +1178,7 @@ def _customer_with_a_code(make_shop) -> tuple[int, int, int, str]:  # type: igno
         return shop_id, customer_id, redemption.id, code.code
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     "_case, unsubscribed",
     [
@@ -1186,6 +1215,7 @@ def test_resend_code_is_received_by_the_mail_server(smtp_server, client, session
     assert "background-color: #aa3300" in html
 
 
+@pytest.mark.sqlite_only
 def test_resend_code_is_refused_for_a_banned_customer(smtp_server, client, session, make_shop):
     # given a customer with a created code who was banned afterwards
     _shop_id, customer_id, redemption_id, _code = _customer_with_a_code(make_shop)
@@ -1204,6 +1234,7 @@ def test_resend_code_is_refused_for_a_banned_customer(smtp_server, client, sessi
     assert smtp_server.messages == []
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     "_case, failure, detail",
     [
@@ -1232,6 +1263,7 @@ def test_resend_code_with_smtp_failing_shows_an_error(smtp_server, app, client, 
     assert smtp_server.messages == []
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     "_case, path",
     [

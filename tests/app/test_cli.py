@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import select
 
 from app.db import session_scope
@@ -27,6 +28,7 @@ def test_shops_add_prints_the_id_and_updates_on_rerun(runner):
         assert b"rotated-webhook-secret" not in shop.webhook_secret_enc  # stored encrypted
 
 
+@pytest.mark.sqlite_only
 def test_shops_add_rejects_half_credentials(runner):
     # when only a consumer key is given
     result = runner.invoke(args=["shops", "add", "--platform", "woocommerce", "--domain", "https://x.example",
@@ -36,6 +38,7 @@ def test_shops_add_rejects_half_credentials(runner):
     assert result.exit_code == 1 and "go together" in result.output
 
 
+@pytest.mark.sqlite_only
 def test_program_set_validates_applies_and_keeps_versions(make_shop, runner, tmp_path):
     # given a shop and a program file with one bad field
     make_shop("shopify")
@@ -61,6 +64,7 @@ def test_program_set_validates_applies_and_keeps_versions(make_shop, runner, tmp
     assert old.exit_code == 1 and "saved versions: [1]" in old.output
 
 
+@pytest.mark.sqlite_only
 def test_rewards_redeem_refuses_clearly(make_shop, runner):
     # given a customer with no points
     from tests.factories import apply, order, program
@@ -80,6 +84,7 @@ def test_rewards_redeem_refuses_clearly(make_shop, runner):
     assert unknown.exit_code == 1 and "no active reward called 'Mond'" in unknown.output
 
 
+@pytest.mark.sqlite_only
 def test_shops_add_sets_the_e_mail_identity(runner):
     # when a shop is added with sender, colour and imprint line, and with a bad colour
     ok = runner.invoke(args=["shops", "add", "--platform", "shopify", "--domain", "laden.myshopify.com",

@@ -22,6 +22,8 @@ from app.models import LedgerEntry, Redemption, ReminderMessage
 from tests.conftest import WOO_DOMAIN, free_port
 from tests.factories import apply, order, program
 
+pytestmark = pytest.mark.sqlite_only  # none of these depends on which database
+
 EMAIL = "kundin@example.test"
 REWARD = "5 € Rabatt"
 

@@ -85,6 +85,7 @@ def _text(page: str) -> str:
     return html_lib.unescape(re.sub(r"\s+", " ", page))
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     "_case, language, expected, absent",
     [
@@ -153,6 +154,7 @@ def test_redeem_on_double_submit_redeems_once(app, client, make_shop, redis_url)
     assert '<dd id="available">700</dd>' in page
 
 
+@pytest.mark.sqlite_only
 def test_redeem_without_csrf_token_is_rejected(app, client, make_shop):
     # given a customer's page
     shop_id = _shop_with_points(make_shop, "600.00")
@@ -170,6 +172,7 @@ def test_redeem_without_csrf_token_is_rejected(app, client, make_shop):
     assert report(shop_id, KUNDIN)["available"] == 600
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     "_case, days, status",
     [
@@ -199,6 +202,7 @@ def test_link_is_valid_for_30_days(app, client, make_shop, _case, days, status):
         assert len(_redemptions(shop_id)) == 1
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     "_case, forge",
     [
@@ -234,6 +238,7 @@ def test_tampered_link_is_refused(app, client, make_shop, _case, forge):
     assert _redemptions(shop_id) == []
 
 
+@pytest.mark.sqlite_only
 def test_link_of_one_customer_cannot_act_on_another(app, client, make_shop):
     # given two customers of one shop with 600 points each, and a second shop
     shop_id = _shop_with_points(make_shop, "600.00")
@@ -256,6 +261,7 @@ def test_link_of_one_customer_cannot_act_on_another(app, client, make_shop):
     assert wrong_shop.status_code == 404
 
 
+@pytest.mark.sqlite_only
 def test_banned_customer_sees_no_rewards(app, client, make_shop):
     # given a customer whose page was open when support banned them
     shop_id = _shop_with_points(make_shop, "600.00")
@@ -278,6 +284,7 @@ def test_banned_customer_sees_no_rewards(app, client, make_shop):
     assert _redemptions(shop_id) == []
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     "_case, reward, message",
     [
@@ -301,6 +308,7 @@ def test_refused_redemption_says_why(app, client, make_shop, _case, reward, mess
     assert report(shop_id, KUNDIN)["available"] == 600
 
 
+@pytest.mark.sqlite_only
 def test_customer_link_is_absolute_and_opens_the_page(app, client, make_shop):
     # given a customer
     shop_id = _shop_with_points(make_shop, "600.00")
@@ -337,6 +345,7 @@ def test_every_customer_page_text_has_a_german_translation():
     assert untranslated == []
 
 
+@pytest.mark.sqlite_only
 def test_link_to_an_unknown_shop_is_refused(app, client):
     # given no shops at all, and a well-signed link to shop 999
     token = _token(app, 999, 1)
@@ -351,6 +360,7 @@ def test_link_to_an_unknown_shop_is_refused(app, client):
         assert s.scalar(select(func.count()).select_from(Redemption)) == 0
 
 
+@pytest.mark.sqlite_only
 def test_customer_without_enough_points_sees_where_rewards_start(app, client, make_shop):
     # given a customer with 120 points in a shop whose cheapest reward costs 300
     shop_id = _shop_with_points(make_shop, "120.00")
@@ -364,6 +374,7 @@ def test_customer_without_enough_points_sees_where_rewards_start(app, client, ma
     assert "Einlösen" not in page
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("_case, locale, expected, absent", [
     ("english customer of a german shop", "en", ['lang="en"', "Your points", "Redeem"], ["Ihre Punkte"]),
     ("region tag", "en-US", ['lang="en"', "Your points"], ["Ihre Punkte"]),

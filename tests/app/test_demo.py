@@ -20,6 +20,8 @@ from app.web.demo import WOO_URL as WOO
 from app.models import Shop
 from tests.conftest import free_port
 
+pytestmark = pytest.mark.sqlite_only  # none of these depends on which database
+
 
 @pytest.fixture
 def served(app) -> Iterator[str]:  # type: ignore[no-untyped-def]

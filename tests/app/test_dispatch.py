@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 
+import pytest
 from redis import Redis
 from rq import Queue
 from sqlalchemy import select
@@ -113,6 +114,7 @@ def test_an_enqueue_failure_is_logged_and_counted_not_raised(caplog):
     assert "requeue sweep" in caplog.text
 
 
+@pytest.mark.sqlite_only
 def test_enqueue_batch_puts_one_job_with_the_ids_on_the_webhooks_queue(app, redis_url):
     # when a batch is enqueued
     enqueue_batch([11, 12, 13])

@@ -19,6 +19,8 @@ from app.loyalty.referrals import referral_link
 from tests.conftest import WOO_DOMAIN
 from tests.factories import apply, order, program
 
+pytestmark = pytest.mark.sqlite_only  # none of these depends on which database
+
 MEMBER = "mitglied@example.test"
 PUBLIC = "https://loyalty.example"
 

@@ -86,7 +86,7 @@ def _add_shop(url: str) -> int:
     return shop
 
 
-def test_postgresql_inbox_shop_key_goes_unenforced_and_back(fresh_postgresql):
+def test_postgresql_inbox_shop_key_is_enforced_at_head_and_0009s_state_comes_back_on_downgrade(fresh_postgresql):
     # given a new PostgreSQL 18 database migrated to head
     import psycopg
     from alembic import command
@@ -100,31 +100,42 @@ def test_postgresql_inbox_shop_key_goes_unenforced_and_back(fresh_postgresql):
             return conn.execute("SELECT conenforced FROM pg_constraint "
                                 "WHERE conname = 'fk_webhook_deliveries_shop_id_shops'").fetchone()[0]
 
+    def triggers() -> list[str]:
+        with psycopg.connect(libpq) as conn:
+            return [name for (name,) in conn.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'shops'::regclass AND NOT tgisinternal")]
+
     def deliveries_of(shop_id: int) -> int:
         with psycopg.connect(libpq) as conn:
             return conn.execute("SELECT count(*) FROM webhook_deliveries WHERE shop_id = %s", (shop_id,)).fetchone()[0]
 
     insert = ("INSERT INTO webhook_deliveries (shop_id, platform, topic, dedupe_key, headers, body, status, attempts, "
               "received_at) VALUES (%s, 'shopify', 'orders/paid', %s, '{}', 'x', 'received', 0, now())")
-    # then the shop key is not checked, and deleting a shop still deletes its deliveries
-    assert enforced() is False
+    # then the shop key is checked, as on SQLite, with no trigger on shops: deleting a shop deletes
+    # its deliveries by the cascade, and a delivery of a missing shop is refused
+    assert enforced() is True and triggers() == []
     shop = _add_shop(url)
     with psycopg.connect(libpq, autocommit=True) as conn:
         conn.execute(insert, (shop, "kept-until-the-shop-goes"))
-        conn.execute(insert, (shop + 1000, "of-a-shop-erased-meanwhile"))
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute(insert, (shop + 1000, "refused"))
         conn.execute("DELETE FROM shops WHERE id = %s", (shop,))
     assert deliveries_of(shop) == 0
 
-    # when it is downgraded, the key is checked again, once the deliveries without a shop are gone
-    command.downgrade(cfg, "0008")
-    assert enforced() is True
-    assert deliveries_of(shop + 1000) == 0
-    with psycopg.connect(libpq, autocommit=True) as conn, pytest.raises(psycopg.errors.ForeignKeyViolation):
-        conn.execute(insert, (shop + 1000, "refused"))
+    # when it is downgraded below 0013, the key is not checked and the trigger does the cascade (0009)
+    command.downgrade(cfg, "0012")
+    assert enforced() is False and triggers() == ["shops_delete_deliveries"]
+    shop = _add_shop(url)
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute(insert, (shop, "deleted-by-the-trigger"))
+        conn.execute(insert, (shop + 1000, "of-a-shop-erased-meanwhile"))
+        conn.execute("DELETE FROM shops WHERE id = %s", (shop,))
+    assert deliveries_of(shop) == 0 and deliveries_of(shop + 1000) == 1
 
-    # and upgraded again, it is not
+    # and upgraded again, the key is checked once the deliveries without a shop are gone
     upgrade(url)
-    assert enforced() is False
+    assert enforced() is True and triggers() == []
+    assert deliveries_of(shop + 1000) == 0
 
 
 def test_postgresql_inbox_keeps_a_compressed_body_in_its_row(fresh_postgresql):

@@ -10,6 +10,8 @@ from app.db import session_scope
 from app.models import Shop
 from tests.conftest import SHOPIFY_DOMAIN, TEST_ENCRYPTION_KEY, WOO_DOMAIN
 
+pytestmark = pytest.mark.sqlite_only  # none of these depends on which database
+
 
 @pytest.mark.parametrize(
     ("_case", "platform", "credentials", "usable"),

@@ -248,7 +248,7 @@ def test_database_down_is_503(_case, broken, app, make_shop, post_webhook, monke
     make_shop("shopify")
     from sqlalchemy.exc import OperationalError
 
-    from app import db
+    from app import db, inbox
 
     def dead(real):  # type: ignore[no-untyped-def]
         class DeadEngine:
@@ -263,9 +263,9 @@ def test_database_down_is_503(_case, broken, app, make_shop, post_webhook, monke
 
         return DeadEngine()
 
-    engine, pool = dead(db.get_engine()), dead(db.get_driver_pool())
+    engine, pool = dead(db.get_engine()), dead(inbox.get_driver_pool())
     monkeypatch.setattr(db, "get_engine", lambda: engine)
-    monkeypatch.setattr(db, "get_driver_pool", lambda: pool)
+    monkeypatch.setattr(inbox, "get_driver_pool", lambda: pool)
 
     # when a delivery arrives
     response = post_webhook("shopify", "orders/paid", fixture_bytes("shopify", "orders_paid.json"))
@@ -313,10 +313,10 @@ def test_sqlite_webhook_writes_queue_on_the_writer_lock(app, make_shop, post_web
     import os
     import threading
 
-    from app import db
+    from app import inbox
 
     make_shop("shopify")
-    path = db.get_driver_pool().write_lock.path
+    path = inbox.get_driver_pool().write_lock.path
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
     answers: list[int] = []
@@ -360,11 +360,11 @@ def test_sqlite_wal_is_checkpointed_by_the_webhook_writers(app, make_shop, post_
         pytest.skip("PostgreSQL checkpoints by itself")
     import time
 
-    from app import db
+    from app import db, inbox
 
     make_shop("shopify")
-    pool = db.get_driver_pool()
-    monkeypatch.setattr(db.DriverPool, "CHECKPOINT_EVERY", 3)
+    pool = inbox.get_driver_pool()
+    monkeypatch.setattr(inbox.DriverPool, "CHECKPOINT_EVERY", 3)
     monkeypatch.setattr(pool, "_writes", 0)
     path = db.get_engine().url.database
     body = fixture_bytes("shopify", "orders_paid.json")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from sqlalchemy import func, select
 
 from app.db import session_scope
@@ -162,33 +161,43 @@ def test_a_checkout_arriving_after_the_erasure_keeps_nothing_of_the_person(make_
         assert set(s.scalars(select(WebhookDelivery.status))) == {DeliveryStatus.PROCESSED}
 
 
-def test_a_delivery_recorded_just_after_its_shops_erasure_leaves_nothing(make_shop, database_url):
-    # given a shop erased while the receiver still held it in its cache
-    import sqlite3
-
+def test_a_delivery_for_a_shop_erased_after_the_receiver_read_it_is_refused(app, make_shop, post_webhook,
+                                                                             monkeypatch):
+    # given a receiver that holds the shop in its cache, and the shop erased meanwhile
     from sqlalchemy import delete
 
-    from app.web.webhooks import record_delivery
-    from jobs.deliveries import process_deliveries
+    from app.web import webhooks
 
+    monkeypatch.setattr(webhooks, "_shops", webhooks._ShopCache())
+    app.config["SHOP_CACHE_SECONDS"] = 60
     shop_id = make_shop("shopify")
+    _post(post_webhook, "orders/paid", fixture_bytes("shopify", "orders_paid.json"), "paid-1")
     with session_scope() as s:
         s.execute(delete(Shop).where(Shop.id == shop_id))
 
-    def record() -> int | None:
-        return record_delivery(shop_id, "shopify", "orders/paid", "orders/paid|event:late",
-                               {"X-Shopify-Topic": "orders/paid"}, fixture_bytes("shopify", "orders_paid.json"))
+    # when a delivery for it arrives, signed with the cached shop's secret
+    response = post_webhook("shopify", "orders/paid", fixture_bytes("shopify", "orders_paid.json"), event_id="late")
 
-    if database_url.startswith("sqlite"):
-        # when the receiver records a delivery for it, then SQLite's enforced key refuses it
-        with pytest.raises(sqlite3.IntegrityError):
-            record()
-        return
+    # then the inbox's key to shops refuses it on every database: 401 as for an unknown shop,
+    # and nothing of the shop is stored (its first delivery went with the shop)
+    assert (response.status_code, response.get_json()["message"]) == (401, "unknown shop")
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
 
-    # when the receiver records a delivery for it (PostgreSQL 18+ does not check the key) and a
-    # worker takes it
-    delivery_id = record()
+
+def test_a_delivery_row_whose_shop_is_gone_is_deleted_by_the_worker(make_shop, database_url):
+    # given a delivery row whose shop no longer exists (the inbox's key cascades and refuses such
+    # rows, so the test deletes the shop row with the key's check and cascade off)
+    from app.inbox import record_delivery
+    from jobs.deliveries import process_deliveries
+
+    shop_id = make_shop("shopify")
+    delivery_id = record_delivery(shop_id, "shopify", "orders/paid", "orders/paid|event:late",
+                                  {"X-Shopify-Topic": "orders/paid"}, fixture_bytes("shopify", "orders_paid.json"))
     assert delivery_id is not None
+    _erase_shop_row_only(database_url, shop_id)
+
+    # when a worker takes it
     outcome = process_deliveries([delivery_id])
 
     # then the worker deleted it with its customer's data, and created nothing for the shop
@@ -196,3 +205,25 @@ def test_a_delivery_recorded_just_after_its_shops_erasure_leaves_nothing(make_sh
     with session_scope() as s:
         for model in (Customer, Order, PointLot, LedgerEntry, WebhookDelivery):
             assert s.scalar(select(func.count()).select_from(model).where(model.shop_id == shop_id)) == 0
+
+
+def _erase_shop_row_only(database_url: str, shop_id: int) -> None:
+    """Delete the shop row but not its deliveries, with the key's check and cascade off for it."""
+    from sqlalchemy import text
+
+    from app import db
+
+    with db.get_engine().connect() as conn:
+        if database_url.startswith("sqlite"):
+            # foreign_keys cannot change inside a transaction: on the driver, before BEGIN
+            raw = conn.connection.dbapi_connection
+            raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with conn.begin():
+                    conn.execute(text("DELETE FROM shops WHERE id = :id"), {"id": shop_id})
+            finally:
+                raw.execute("PRAGMA foreign_keys=ON")
+        else:
+            with conn.begin():
+                conn.execute(text("SET LOCAL session_replication_role = replica"))  # no FK triggers
+                conn.execute(text("DELETE FROM shops WHERE id = :id"), {"id": shop_id})

@@ -1,0 +1,62 @@
+"""The inbox's write path (`app.inbox`) on SQLite and PostgreSQL: one INSERT per delivery."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from app import db, inbox
+from app.db import session_scope
+from app.models import DeliveryStatus, WebhookDelivery
+
+
+def _record(shop_id: int, key: str) -> int | None:
+    return inbox.record_delivery(shop_id, "shopify", "orders/paid", key, {"X-Shopify-Topic": "orders/paid"}, b"{}")
+
+
+def test_a_delivery_is_stored_once(make_shop):
+    # given a shop
+    shop_id = make_shop("shopify")
+
+    # when the same delivery is recorded twice
+    first, second = _record(shop_id, "k1"), _record(shop_id, "k1")
+
+    # then the first returns the new row's id, the second None, and one row waits for a worker
+    assert first is not None and second is None
+    with session_scope() as s:
+        rows = s.execute(select(WebhookDelivery.id, WebhookDelivery.status)).all()
+    assert rows == [(first, DeliveryStatus.RECEIVED)]
+
+
+def test_a_delivery_of_a_missing_shop_is_refused(make_shop):
+    # given no shop with this id (the receiver read it before it was erased)
+    shop_id = make_shop("shopify") + 1000
+
+    # when a delivery is recorded for it, then the inbox's key to shops refuses it, and nothing is stored
+    with pytest.raises(inbox.ShopGoneError):
+        _record(shop_id, "k1")
+    with session_scope() as s:
+        assert s.scalars(select(WebhookDelivery.id)).all() == []
+
+
+def test_disposing_the_engine_closes_the_driver_pool(make_shop, database_url):
+    # given a driver pool holding an idle connection
+    import sqlite3
+
+    shop_id = make_shop("shopify")
+    pool = inbox.get_driver_pool()
+    conn = pool.acquire()
+    pool.release(conn)
+
+    # when the engine's connections are closed (process exit, tests, another database)
+    db.dispose()
+
+    # then the pool's are too, and the next delivery is written through a new pool
+    assert pool.closed
+    if database_url.startswith("sqlite"):
+        with pytest.raises(sqlite3.ProgrammingError):
+            conn.execute("SELECT 1")
+    else:
+        assert conn.closed
+    assert _record(shop_id, "after") is not None
+    assert inbox.get_driver_pool() is not pool
