@@ -58,7 +58,7 @@ def reconcile_woocommerce(shop_id: int, *, now: datetime | None = None) -> dict[
     Returns {"seen": orders read, "recovered": new deliveries, "pages": pages read}.
     """
     from app.dispatch import enqueue_batch
-    from app.web.webhooks import record_delivery
+    from app.inbox import record_delivery
 
     now = now or utcnow()
     with session_scope() as session:

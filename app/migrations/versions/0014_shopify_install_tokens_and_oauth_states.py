@@ -1,7 +1,7 @@
 """install and sync: Shopify token expiries, granted scopes, re-authorisation flag; oauth states; platform webhooks
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 
 Compatibility: this migration runs in the `release` phase while the previous release is still
 serving. It must leave the schema usable by that release: add nullable columns or columns with
@@ -13,7 +13,7 @@ import app.models
 
 
 revision = '0014'
-down_revision = '0012'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 
