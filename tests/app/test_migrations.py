@@ -76,12 +76,16 @@ def fresh_postgresql(postgresql_url):
 
 
 def _add_shop(url: str) -> int:
-    from app.models import Platform, Shop
+    # Plain SQL with the columns every revision under test has (the model's defaults would name
+    # columns that later migrations add).
+    from sqlalchemy import text
 
     engine = make_engine(url)
     with engine.begin() as conn:
-        shop = conn.execute(Shop.__table__.insert().values(platform=Platform.SHOPIFY, domain="m.myshopify.com")
-                            .returning(Shop.id)).scalar_one()
+        shop = conn.execute(text(
+            "INSERT INTO shops (platform, domain, name, currency, timezone, language, status, program_version, "
+            "created_at, updated_at) VALUES ('shopify', 'm.myshopify.com', '', 'EUR', 'Europe/Berlin', 'de', "
+            "'active', 1, now(), now()) RETURNING id")).scalar_one()
     engine.dispose()
     return shop
 
