@@ -41,3 +41,7 @@ class PermanentError(ConnectorError):
 
 class AuthorizationExpiredError(PermanentError):
     """The shop's grant is expired or revoked: only the merchant installing again can renew it."""
+
+
+class UnauthorizedError(PermanentError):
+    """The platform refused the credentials (HTTP 401): an expired token may be refreshed once."""

@@ -9,8 +9,9 @@ are given back with an entry saying why.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
@@ -21,9 +22,11 @@ from app.db import after_commit, session_scope
 from app.loyalty.incentives import enqueue_order_task
 from app.models import CodeStatus, IssuedCode, OrderTask, Redemption, RedemptionStatus, Shop, ShopStatus, utcnow
 from connectors import get_connector
-from connectors.errors import PermanentError, TransientError
+from connectors.errors import PermanentError, TransientError, UnauthorizedError
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def _credentials(shop: Shop) -> tuple[dict[str, Any], str | None]:
@@ -44,7 +47,7 @@ def _paused(shop: Shop) -> str | None:
     return None
 
 
-def _refreshed(shop_id: int, credentials: dict[str, Any]) -> dict[str, Any] | None:
+def _refreshed(shop_id: int, credentials: dict[str, Any], *, force: bool = False) -> dict[str, Any] | None:
     """Return the credentials with an expiring token refreshed first (outside any transaction),
     or None when the shop must be installed again (it is marked; its calls wait).
 
@@ -56,11 +59,34 @@ def _refreshed(shop_id: int, credentials: dict[str, Any]) -> dict[str, Any] | No
     from jobs.shops import api_credentials
 
     try:
-        return api_credentials(shop_id)
+        return api_credentials(shop_id, force_refresh=force)
     except shops.ShopNeedsReauthorizationError:
         return None
     except shops.TokenRefreshBusyError as exc:
         raise TransientError(str(exc)) from None
+
+
+class _PausedError(Exception):
+    """The shop's grant is gone: the row waits (see `_paused`)."""
+
+
+def _once_more_after_401(shop_id: int, credentials: dict[str, Any], call: Callable[[dict[str, Any]], T]) -> T:
+    """Run `call(credentials)`; on a 401 with an expiring token, refresh it once and run it again.
+
+    Raises:
+        _PausedError: the refresh found the grant expired or revoked.
+        UnauthorizedError: the token is refused and cannot be refreshed (or was, and still is).
+    """
+    try:
+        return call(credentials)
+    except UnauthorizedError:
+        if not credentials.get("refresh_token"):
+            raise
+        logger.info("token refused; refreshing it once", extra={"shop": shop_id})
+        fresh = _refreshed(shop_id, credentials, force=True)
+        if fresh is None:
+            raise _PausedError from None
+        return call(fresh)
 
 
 def _fail_code(code_id: int, reason: str, *, why: str = "the shop refused the code") -> str:
@@ -102,7 +128,10 @@ def issue_code(code_id: int) -> str:
         logger.warning("shop has no usable api credentials", extra={"code_row": code_id, "platform": platform})
         return _fail_code(code_id, missing, why="the code could not be created")
     try:
-        result = get_connector(platform).create_discount_code(credentials, spec)
+        result = _once_more_after_401(
+            shop_id, credentials, lambda creds: get_connector(platform).create_discount_code(creds, spec))
+    except _PausedError:
+        return "paused"
     except (PermanentError, ValueError) as exc:
         # ValueError: the client cannot express this spec (bad stored data); retrying cannot fix it.
         logger.warning("shop refused a code", extra={"code_row": code_id, "platform": platform})

@@ -120,8 +120,9 @@ def create_woocommerce_webhooks(shop_id: int) -> dict[str, list[str]]:
     return {"created": created, "present": sorted(set(WOOCOMMERCE_TOPICS) - set(todo))}
 
 
-def api_credentials(shop_id: int) -> dict[str, Any]:
-    """Return the credentials the shop's connector takes, an expiring token refreshed first.
+def api_credentials(shop_id: int, *, force_refresh: bool = False) -> dict[str, Any]:
+    """Return the credentials the shop's connector takes, an expiring token refreshed first
+    (`force_refresh`: also a token that looks fresh, after the platform answered 401).
 
     Raises:
         app.shops.ShopNeedsReauthorizationError: the merchant must install again.
@@ -135,7 +136,7 @@ def api_credentials(shop_id: int) -> dict[str, Any]:
         platform, domain = shop.platform.value, shop.domain
         stored = shops.credentials(shop, settings["ENCRYPTION_KEY"])
     if stored.get("refresh_token"):  # only Shopify's expiring offline tokens come with one
-        stored = shopify_api_credentials(shop_id)
+        stored = shopify_api_credentials(shop_id, force_refresh=force_refresh)
     return get_connector(platform).credentials(domain, stored)
 
 

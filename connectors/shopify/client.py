@@ -11,7 +11,8 @@ Failures are typed (`connectors.errors`):
 - HTTP 429 -> `RateLimitedError(retry_after)`, from `Retry-After` (default 1 s);
 - top-level error `THROTTLED` -> `RateLimitedError(retry_after)`, computed from
   `extensions.cost.throttleStatus`;
-- HTTP 401/403/404, any other 3xx/4xx, any other top-level error, and `userErrors`
+- HTTP 401 -> `UnauthorizedError` (a `PermanentError` the caller may answer with one token refresh);
+- HTTP 403/404, any other 3xx/4xx, any other top-level error, and `userErrors`
   -> `PermanentError`.
 
 Creating a discount code is idempotent (STYLE rule 14): the codes are deterministic, so when
@@ -42,7 +43,13 @@ import requests
 
 import shopify
 
-from connectors.errors import AuthorizationExpiredError, PermanentError, RateLimitedError, TransientError
+from connectors.errors import (
+    AuthorizationExpiredError,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+    UnauthorizedError,
+)
 from connectors.shopify.consts import (
     ACCESS_TOKEN_HEADER,
     ADMIN_GRAPHQL_URL,
@@ -421,6 +428,9 @@ def graphql(
     if status >= 500:
         logger.warning("shopify graphql server error", extra=extra)
         raise TransientError(f"shopify graphql: HTTP {status}")
+    if status == 401:
+        logger.warning("shopify graphql token refused", extra=extra)
+        raise UnauthorizedError("shopify graphql: HTTP 401 (access token refused)")
     if not 200 <= status < 300:
         logger.warning("shopify graphql request refused", extra=extra)
         raise PermanentError(f"shopify graphql: HTTP {status}")

@@ -583,3 +583,32 @@ def test_codes_of_a_shop_needing_re_authorisation_wait_and_go_out_after_the_inst
         "codeDiscountNode": {"id": "gid://shopify/DiscountCodeNode/1"}, "userErrors": []}}})
     assert issue_code(code_id) == "created"
     assert responses.calls[-1].request.headers[consts.ACCESS_TOKEN_HEADER] == "shpat_new3"
+
+
+@responses.activate
+def test_a_token_shopify_refuses_is_refreshed_once_and_the_call_repeated(make_shop, monkeypatch):
+    # given an installed shop whose token looks fresh but Shopify answers 401 (revoked early)
+    shop_id = _installed(make_shop, expires_in=timedelta(minutes=50))
+    from app.loyalty.codes import record_code
+    from jobs.codes import issue_code
+
+    with session_scope() as s:
+        row, _ = record_code(s, s.get(Shop, shop_id), purpose="reward", source_key="r-2", customer_id=None,
+                             title="5 € Rabatt", kind="fixed_amount", value=Decimal("5"), valid_days=30)
+        code_id = row.id
+    monkeypatch.setenv("SHOPIFY_API_KEY", API_KEY)
+    monkeypatch.setenv("SHOPIFY_API_SECRET", SECRET)
+    responses.post(GRAPHQL_URL, status=401, json={"errors": "[API] Invalid API key or access token"})
+    responses.post(TOKEN_URL, json=_grant_answer(token="shpat_renewed", refresh="shprt_renewed"))
+    responses.post(GRAPHQL_URL, json={"data": {"discountCodeBasicCreate": {
+        "codeDiscountNode": {"id": "gid://shopify/DiscountCodeNode/2"}, "userErrors": []}}})
+
+    # when the code job runs
+    outcome = issue_code(code_id)
+
+    # then the token was refreshed once and the code created with the new one
+    assert outcome == "created"
+    assert [c.request.url for c in responses.calls].count(TOKEN_URL) == 1
+    assert responses.calls[-1].request.headers[consts.ACCESS_TOKEN_HEADER] == "shpat_renewed"
+    with session_scope() as s:
+        assert shops.credentials(s.get(Shop, shop_id), TEST_ENCRYPTION_KEY)["access_token"] == "shpat_renewed"
