@@ -44,11 +44,30 @@ def require(data: Payload, key: str, topic: str, prefix: str = "") -> Any:
     return value
 
 
+# Bounds every database we support stores the same way (one answer for one input everywhere):
+# money columns are NUMERIC(18, 4), platform ids VARCHAR(64), counts INTEGER (32 bits).
+MAX_MONEY = Decimal(10) ** 12  # a trillion in the shop's currency: no real order comes near
+MONEY_PLACES = 4
+MAX_ID_LENGTH = 64
+MAX_INTEGER = 2**31 - 1
+
+
+def _unicode(value: str, topic: str, field_name: str) -> str:
+    """Return `value` if it is valid Unicode text (a JSON "\\ud800" escape gives a lone surrogate,
+    which no database can store)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedPayloadError(f"{topic}: {field_name} is not valid Unicode text") from None
+    return value
+
+
 def to_decimal(value: Any, topic: str, field_name: str) -> Decimal:
     """Parse a platform money value (string or number) into Decimal.
 
     Raises:
-        MalformedPayloadError: the value is not a finite number.
+        MalformedPayloadError: the value is not a finite number, has more than MONEY_PLACES
+            decimal places, or is a trillion or more either way.
     """
     if isinstance(value, bool) or value is None:
         raise MalformedPayloadError(f"{topic}: {field_name} is not a number")
@@ -59,6 +78,11 @@ def to_decimal(value: Any, topic: str, field_name: str) -> Decimal:
         raise MalformedPayloadError(f"{topic}: {field_name} is not a number") from None
     if not result.is_finite():
         raise MalformedPayloadError(f"{topic}: {field_name} is not a number")
+    if abs(result) >= MAX_MONEY:
+        raise MalformedPayloadError(f"{topic}: {field_name} is out of range")
+    exponent = result.normalize().as_tuple().exponent  # trailing zeros ("12.500000") do not count
+    if isinstance(exponent, int) and exponent < -MONEY_PLACES:
+        raise MalformedPayloadError(f"{topic}: {field_name} has more than {MONEY_PLACES} decimal places")
     return result
 
 
@@ -73,7 +97,10 @@ def to_id(value: Any, topic: str, field_name: str) -> str:
     if isinstance(value, bool) or value is None or value == "":
         raise MalformedPayloadError(f"{topic}: {field_name} missing")
     if isinstance(value, int | str):
-        return str(value)
+        text_id = _unicode(str(value), topic, field_name)
+        if len(text_id) > MAX_ID_LENGTH:
+            raise MalformedPayloadError(f"{topic}: {field_name} is longer than {MAX_ID_LENGTH} characters")
+        return text_id
     raise MalformedPayloadError(f"{topic}: {field_name} is not an id")
 
 
@@ -121,7 +148,7 @@ def text(
     value = require(data, key, topic, prefix)
     if not isinstance(value, str):
         raise MalformedPayloadError(f"{topic}: {prefix}{key} is not a string")
-    value = value.strip()
+    value = _unicode(value, topic, f"{prefix}{key}").strip()
     if not value and not allow_empty:
         raise MalformedPayloadError(f"{topic}: {prefix}{key} missing")
     return value
@@ -138,7 +165,7 @@ def optional_text(data: Payload, key: str, topic: str, prefix: str = "") -> str 
         return None
     if not isinstance(value, str):
         raise MalformedPayloadError(f"{topic}: {prefix}{key} is not a string")
-    return value.strip() or None
+    return _unicode(value, topic, f"{prefix}{key}").strip() or None
 
 
 def boolean(
@@ -188,6 +215,8 @@ def integer(
         return default
     if isinstance(value, bool) or not isinstance(value, int):
         raise MalformedPayloadError(f"{topic}: {prefix}{key} is not an integer")
+    if abs(value) > MAX_INTEGER:
+        raise MalformedPayloadError(f"{topic}: {prefix}{key} is out of range")
     return value
 
 

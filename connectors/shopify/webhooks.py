@@ -206,6 +206,8 @@ def _load_object(body: bytes, topic: str) -> Payload:
         payload = json.loads(body, parse_float=Decimal)
     except ValueError:  # includes JSONDecodeError and UnicodeDecodeError
         raise MalformedPayloadError(f"{topic}: body is not JSON") from None
+    except RecursionError:
+        raise MalformedPayloadError(f"{topic}: body nests too deeply") from None
     if not isinstance(payload, dict):
         raise MalformedPayloadError(f"{topic}: body is not a JSON object")
     return payload

@@ -394,6 +394,8 @@ def _decode_body(body: bytes, topic: str) -> Mapping[str, Any]:
         payload = json.loads(body, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError):
         raise MalformedPayloadError(f"{topic}: body is not JSON") from None
+    except RecursionError:
+        raise MalformedPayloadError(f"{topic}: body nests too deeply") from None
     if not isinstance(payload, dict):
         raise MalformedPayloadError(f"{topic}: body is not a JSON object")
     return payload

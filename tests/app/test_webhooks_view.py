@@ -85,7 +85,15 @@ def test_answer_table(_case, mutate, status, make_shop, client, session, redis_u
     assert _queued(redis_url) == 0
 
 
-@pytest.mark.parametrize("_case, body", [("not json", b"{nope"), ("json list", b"[1, 2]"), ("not utf-8", b"\xff\xfe")])
+@pytest.mark.parametrize("_case, body", [
+    ("not json", b"{nope"), ("json list", b"[1, 2]"), ("not utf-8", b"\xff\xfe"),
+    # deeper than any parser allows (the stdlib hit Python's recursion limit: a 500 before)
+    ("nested 1100 deep", b'{"id": 1, "note": ' + b"[" * 1100 + b"]" * 1100 + b"}"),
+    ("nested just past orjson's limit", b'{"a": ' + b"[" * 1024 + b"]" * 1024 + b"}"),
+    # a lone UTF-16 surrogate: valid JSON escapes, but no database stores the text (a 500 before)
+    ("lone surrogate in an id", b'{"id": "\\ud800", "email": "a@example.test"}'),
+    ("lone surrogate in a key", b'{"\\udfff": 1}'),
+])
 def test_unparsable_body_is_400(_case, body, make_shop, post_webhook, session):
     # given a shop
     make_shop("shopify")

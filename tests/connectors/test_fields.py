@@ -27,6 +27,10 @@ TOPIC = "orders/paid"
         ("optional id blank", fields.optional_platform_id, {"k": " "}, None),
         ("money string", fields.money, {"k": " 12.50 "}, Decimal("12.50")),
         ("money number", fields.money, {"k": Decimal("12.5")}, Decimal("12.5")),
+        ("money with trailing zeros", fields.money, {"k": "12.500000"}, Decimal("12.500000")),
+        ("money just under a trillion", fields.money, {"k": "999999999999.9999"}, Decimal("999999999999.9999")),
+        ("id of 64 characters", fields.platform_id, {"k": "9" * 64}, "9" * 64),
+        ("integer at 32 bits", fields.integer, {"k": 2**31 - 1}, 2**31 - 1),
         ("timestamp without offset is UTC", fields.timestamp, {"k": "2026-11-27T10:00:00"},
          datetime(2026, 11, 27, 10, tzinfo=timezone.utc)),
         ("timestamp with offset", fields.timestamp, {"k": " 2025-04-02T11:31:25-05:00 "},
@@ -74,6 +78,15 @@ def test_readers_return_the_value_by_the_one_rule(_case: str, read: Any, data: d
         ("object list", fields.optional_object, {"k": []}, "is not an object"),
         ("objects required", lambda d, k, t, p="": fields.objects(d, k, t, p, required=True), {}, "missing"),
         ("objects not a list", fields.objects, {"k": {}}, "is not a list"),
+        # bounds every database stores the same way (NUMERIC(18, 4), VARCHAR(64), INTEGER)
+        ("money of 10^17", fields.money, {"k": "1E+17"}, "is out of range"),
+        ("money of minus a trillion", fields.money, {"k": "-1000000000000"}, "is out of range"),
+        ("money with 5 decimal places", fields.money, {"k": "12.00001"}, "has more than 4 decimal places"),
+        ("id of 65 characters", fields.platform_id, {"k": "9" * 65}, "is longer than 64 characters"),
+        ("id with a lone surrogate", fields.platform_id, {"k": "\ud800"}, "is not valid Unicode text"),
+        ("text with a lone surrogate", fields.text, {"k": "Bob\udfff"}, "is not valid Unicode text"),
+        ("optional text with a lone surrogate", fields.optional_text, {"k": "\ud800"}, "is not valid Unicode text"),
+        ("integer past 32 bits", fields.integer, {"k": 2**31}, "is out of range"),
     ],
 )
 def test_readers_name_topic_and_field(_case: str, read: Any, data: dict[str, Any], message: str) -> None:
