@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask
@@ -10,8 +9,8 @@ from flask import Flask
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: configuration, database, queues, dispatcher, blueprints, CLI."""
-    from app import config, db, dispatch, queues
-    from app.web import admin, cli, customer_page, install, public, webhooks
+    from app import config, db, dispatch, logs, queues
+    from app.web import admin, cli, customer_page, health, install, public, webhooks
 
     settings = config.load()
     app = Flask(__name__, instance_path=settings["INSTANCE_PATH"])
@@ -19,7 +18,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.setdefault("SHOP_CACHE_SECONDS", 5.0)
     if test_config:
         app.config.update(test_config)
-    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
     db.init_app(app)
     queues.init_app(app)
@@ -28,6 +27,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     customer_page.init_app(app)
     public.init_app(app)
     install.init_app(app)
+    health.init_app(app)
     cli.init_app(app)
     webhooks.init_app(app)  # last: a WSGI layer in front of everything above
     return app

@@ -183,4 +183,12 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), mode == "production"),
         "WTF_CSRF_TIME_LIMIT": None,
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
+        # text: `time LEVEL logger message key=value ...`; json: one object a line (the same fields).
+        "LOG_FORMAT": _choice(env, "LOG_FORMAT", ("text", "json"), "text"),
+        # Set: prometheus_client keeps each process's metrics in files here (it reads the variable
+        # itself at import) and /metrics adds them up; unset: one process's own registry.
+        "PROMETHEUS_MULTIPROC_DIR": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        # /readyz wants a worker heartbeat at most this old. An idle rq worker beats every
+        # worker_ttl - 15 s (420 by default), so the default is its key's lifetime, 420 + 60.
+        "READY_HEARTBEAT_MAX_AGE_SECONDS": _int(env, "READY_HEARTBEAT_MAX_AGE_SECONDS", 480),
     }

@@ -542,6 +542,18 @@ class StaffUser(Base):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class StaffSignIn(Base):
+    """A staff sign-in the server knows: the cookie names it, and signing out deletes it, so a
+    copied cookie stops working. Only a digest of the cookie's random token is stored."""
+
+    __tablename__ = "staff_sign_ins"
+    __table_args__ = (Index("ix_staff_sign_ins_staff_id", "staff_id"),)
+
+    token_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class CodeStatus(enum.StrEnum):
     PENDING = "pending"  # recorded, the platform call has not succeeded yet
     CREATED = "created"  # exists in the shop

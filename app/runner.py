@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -118,6 +120,18 @@ def _stop_redis(proc: subprocess.Popen[bytes]) -> None:
     print("stopped embedded redis-server", flush=True)
 
 
+def metrics_dir(configured: str | None) -> tuple[str, bool]:
+    """Return (PROMETHEUS_MULTIPROC_DIR for the processes, whether this run made it and removes it).
+
+    A configured folder is used as it is (empty it between runs); otherwise a fresh private one is
+    made, since counter files left by an earlier run would be added to this run's counts.
+    """
+    if configured:
+        Path(configured).mkdir(parents=True, exist_ok=True)
+        return configured, False
+    return tempfile.mkdtemp(prefix="stammkunde-metrics-"), True
+
+
 def main() -> int:
     """Run the whole app locally until interrupted."""
     instance = config.instance_path()
@@ -138,6 +152,9 @@ def main() -> int:
     # and the one PUBLIC_URL for e-mail links are decided here and passed to every process.
     port = settings["PORT"]
     env["PORT"] = str(port)
+    # Every process (gunicorn's workers, the worker, the clock) counts into one folder and the web
+    # server's /metrics adds it up (prometheus_client multiprocess mode).
+    env["PROMETHEUS_MULTIPROC_DIR"], made_metrics_dir = metrics_dir(settings["PROMETHEUS_MULTIPROC_DIR"])
     web_url = f"http://127.0.0.1:{port}"
     env["PUBLIC_URL"] = config.public_url_for(port)
     print("applying migrations ...", flush=True)
@@ -146,6 +163,8 @@ def main() -> int:
     except BaseException:
         if redis_proc is not None:
             _stop_redis(redis_proc)
+        if made_metrics_dir:
+            shutil.rmtree(env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
         raise
     print(f"webhooks:    {web_url}/webhooks/shopify | /webhooks/woocommerce", flush=True)
     print(f"links:       e-mails link to {env['PUBLIC_URL']} (PUBLIC_URL)", flush=True)
@@ -180,6 +199,8 @@ def main() -> int:
             recorded.unlink(missing_ok=True)
         if redis_proc is not None:
             _stop_redis(redis_proc)
+        if made_metrics_dir:
+            shutil.rmtree(env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 if __name__ == "__main__":

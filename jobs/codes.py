@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 
 from app import config, shops
+from app.telemetry import platform_call
 from app.loyalty import redemptions
 from app.loyalty.codes import enqueue_code, enqueue_deactivation, spec_from_json
 from app.db import after_commit, session_scope
@@ -89,6 +90,12 @@ def _once_more_after_401(shop_id: int, credentials: dict[str, Any], call: Callab
         return call(fresh)
 
 
+def _create(platform: str, credentials: dict[str, Any], spec: Any) -> Any:
+    """Create the code in the shop, counting a failed call (`stammkunde_platform_api_errors`)."""
+    with platform_call(platform, "create_discount_code"):
+        return get_connector(platform).create_discount_code(credentials, spec)
+
+
 def _fail_code(code_id: int, reason: str, *, why: str = "the shop refused the code") -> str:
     """Record a code the shop will never hold as failed (`reason` in its `error`), and give a
     pending redemption's points back with an entry saying `why: reason`."""
@@ -128,8 +135,7 @@ def issue_code(code_id: int) -> str:
         logger.warning("shop has no usable api credentials", extra={"code_row": code_id, "platform": platform})
         return _fail_code(code_id, missing, why="the code could not be created")
     try:
-        result = _once_more_after_401(
-            shop_id, credentials, lambda creds: get_connector(platform).create_discount_code(creds, spec))
+        result = _once_more_after_401(shop_id, credentials, lambda creds: _create(platform, creds, spec))
     except _PausedError:
         return "paused"
     except (PermanentError, ValueError) as exc:
@@ -183,7 +189,8 @@ def deactivate_code(code_id: int) -> str:
     try:
         if missing is not None:
             raise PermanentError(missing)
-        get_connector(platform).deactivate_discount_code(credentials, platform_id, now=ends_at)
+        with platform_call(platform, "deactivate_discount_code"):
+            get_connector(platform).deactivate_discount_code(credentials, platform_id, now=ends_at)
     except (PermanentError, ValueError) as exc:
         logger.warning("shop refused to deactivate a code", extra={"code_row": code_id, "platform": platform})
         with session_scope() as session:
@@ -232,7 +239,8 @@ def run_order_task(task_id: int) -> str:
         logger.warning("shop has no usable api credentials", extra={"task": task_id, "platform": platform})
         return _fail_task(task_id, missing)
     try:
-        get_connector(platform).mark_gift(credentials, order_id, tag=payload["tag"], note=payload["note"])
+        with platform_call(platform, "mark_gift"):
+            get_connector(platform).mark_gift(credentials, order_id, tag=payload["tag"], note=payload["note"])
     except (PermanentError, ValueError) as exc:
         return _fail_task(task_id, str(exc))
     with session_scope() as session:

@@ -35,6 +35,13 @@ def _wait_for(url: str, seconds: float) -> requests.Response:
             time.sleep(0.3)
 
 
+def _wait_until(check, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.3)
+
+
 def test_run_starts_everything_on_port_and_stops_everything_on_sigterm(tmp_path):
     # given a fresh instance folder, a free port and no REDIS_URL
     port = free_port()
@@ -42,6 +49,7 @@ def test_run_starts_everything_on_port_and_stops_everything_on_sigterm(tmp_path)
     env.update(PORT=str(port), INSTANCE_PATH=str(tmp_path), STAMMKUNDE_ENV="development", PYTHONUNBUFFERED="1")
     runner = subprocess.Popen([sys.executable, "-m", "app.runner"], cwd=PROJECT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics_dir = None
     try:
         # when it has started
         page = _wait_for(f"http://127.0.0.1:{port}/admin/login", 60)
@@ -57,6 +65,16 @@ def test_run_starts_everything_on_port_and_stops_everything_on_sigterm(tmp_path)
         assert (webhook.status_code, webhook.json()["message"]) == (401, "unknown shop")
         assert (tmp_path / "stammkunde.db").exists() and (tmp_path / "redis").is_dir()
         assert "redis-server" in names and "gunicorn" in names and "rq worker" in names and "rq cron" in names
+        # and the monitors see a ready app (the worker's heartbeat) and, from either gunicorn
+        # worker, the delivery that one of them counted (multiprocess metrics in a folder of this run)
+        _wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200, 30)
+        counted = 'stammkunde_webhook_deliveries_total{platform="shopify",status="401",topic=""} 1.0'
+        for _ in range(4):
+            assert counted in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        metrics_dirs = {c.environ().get("PROMETHEUS_MULTIPROC_DIR") for c in children if c.is_running()} - {None}
+        assert len(metrics_dirs) == 1
+        metrics_dir = metrics_dirs.pop()
+        assert Path(metrics_dir).is_dir()
     finally:
         # and when it gets SIGTERM, every process it started stops
         runner.send_signal(signal.SIGTERM)
@@ -65,6 +83,8 @@ def test_run_starts_everything_on_port_and_stops_everything_on_sigterm(tmp_path)
     assert alive == [], output
     assert runner.returncode is not None
     assert "stopped embedded redis-server" in output
+    # and the metrics folder it made is gone
+    assert metrics_dir is not None and not Path(metrics_dir).exists()
 
 
 class _Output:

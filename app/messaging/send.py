@@ -34,6 +34,8 @@ from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from app.telemetry import EMAILS
+
 logger = logging.getLogger(__name__)
 
 SECURITY_MODES = ("starttls", "ssl", "none")
@@ -151,6 +153,10 @@ def _by_code(what: str, code: int | None, reply: bytes | str | None) -> MailErro
     return TransientMailError(detail, smtp_code=code)
 
 
+def _outcome(error: MailError) -> str:
+    return "permanent_error" if isinstance(error, PermanentMailError) else "transient_error"
+
+
 def _translate(exc: BaseException) -> MailError:
     """Map an smtplib/ssl/OS exception to Transient- or PermanentMailError (no PII in the text)."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
@@ -259,6 +265,7 @@ class SmtpMailer:
                     "error_class": type(error).__name__,
                 },
             )
+            EMAILS.labels("smtp", _outcome(error)).inc()
             # `from None`: the original exception's text may name the recipient.
             raise error from None
         if refused:
@@ -266,6 +273,7 @@ class SmtpMailer:
                 "mail refused for some recipients",
                 extra={"message_id": message_id, "refused": len(refused)},
             )
+        EMAILS.labels("smtp", "sent").inc()
         logger.info("mail sent", extra={"message_id": message_id, "transport": "smtp"})
         return message_id
 
@@ -301,7 +309,9 @@ class OutboxMailer:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
+            EMAILS.labels("outbox", "transient_error").inc()
             raise TransientMailError(f"outbox not writable: {type(exc).__name__}") from exc
+        EMAILS.labels("outbox", "sent").inc()
         logger.info("mail written to outbox", extra={"message_id": message_id, "file": name})
         return message_id
 

@@ -98,22 +98,24 @@ _PREVIEW_CSP = (
 class StaffSession(UserMixin):
     """The signed-in staff user as Flask-Login sees it (detached from any DB session).
 
-    The session id includes a digest of the password hash, so a new password (`flask staff
-    create` again) signs out every existing session of that account.
+    The cookie's id names the staff user, a digest of the password hash (a new password, `flask
+    staff create` again, signs out every session of that account) and a sign-in the server keeps
+    (`staff_sign_ins`): signing out deletes it, so a copy of the cookie signs nobody in.
     """
 
-    def __init__(self, user: StaffUser) -> None:
+    def __init__(self, user: StaffUser, sign_in: str) -> None:
         self.staff_id = user.id
         self.email = user.email
         self.active = user.active
         self.token = _password_digest(user.password_hash)
+        self.sign_in = sign_in
 
     @property
     def is_active(self) -> bool:
         return self.active
 
     def get_id(self) -> str:
-        return f"{self.staff_id}-{self.token}"
+        return f"{self.staff_id}-{self.token}-{self.sign_in}"
 
 
 def _password_digest(password_hash: str) -> str:
@@ -122,14 +124,16 @@ def _password_digest(password_hash: str) -> str:
 
 @login_manager.user_loader
 def _load_staff(session_id: str) -> StaffSession | None:
-    staff_id, _, token = session_id.partition("-")
-    if not staff_id.isdigit():
+    staff_id, _, rest = session_id.partition("-")
+    token, _, sign_in = rest.partition("-")
+    if not staff_id.isdigit() or not sign_in:
         return None
     session = db.request_session()
     user = session.get(StaffUser, int(staff_id))
     staff_session = None
-    if user is not None and user.active and _password_digest(user.password_hash) == token:
-        staff_session = StaffSession(user)
+    if (user is not None and user.active and _password_digest(user.password_hash) == token
+            and staff.sign_in_is_open(session, user.id, sign_in)):
+        staff_session = StaffSession(user, sign_in)
     # End the read at once: on SQLite every transaction holds the write lock (BEGIN IMMEDIATE),
     # and views such as replay write through their own session.
     session.rollback()
@@ -202,15 +206,20 @@ def login() -> Any:
             email=email,
             error="Wrong e-mail or password.",
         )
+    sign_in = staff.open_sign_in(session, user)
     session.commit()
-    login_user(StaffSession(user))
+    login_user(StaffSession(user, sign_in))
     logger.info("staff signed in", extra={"staff": user.id})
     return redirect(_safe_next(request.form.get("next")) or url_for("admin.dashboard"))
 
 
 @bp.post("/logout")
 def logout() -> Any:
-    """Sign out."""
+    """Sign out: the server forgets the sign-in, so a copy of the cookie stops working too."""
+    if current_user.is_authenticated:
+        session = db.request_session()
+        staff.close_sign_in(session, current_user.sign_in)
+        session.commit()
     logout_user()
     flash("You have been signed out.", "info")
     return redirect(url_for("admin.login"))

@@ -6,11 +6,12 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from app.db import session_scope
 from connectors import CONNECTORS
@@ -540,10 +541,25 @@ def db_upgrade() -> None:
     click.echo("database is up to date")
 
 
+@click.command("backup")
+@click.option("--to", "target", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="the new file to write the copy to")
+@with_appcontext
+def backup(target: Path) -> None:
+    """Copy the SQLite database to a new file, consistent while the app runs (PostgreSQL: pg_dump)."""
+    from app.backup import BackupError, backup_sqlite
+
+    try:
+        size = backup_sqlite(current_app.config["DATABASE_URL"], target)
+    except BackupError as exc:
+        _fail(str(exc))
+    click.echo(f"backed up to {target} ({size} bytes, integrity check ok)")
+
+
 def init_app(app: Flask) -> None:
     """Register the command groups."""
     from app.web.demo import demo
 
     for command in (shops_cli, customers_cli, staff_cli, deliveries_cli, db_cli, program_cli, rewards_cli,
-                    points_cli, reminders_cli, sweep, demo):
+                    points_cli, reminders_cli, sweep, demo, backup):
         app.cli.add_command(command)

@@ -37,6 +37,9 @@ TEXT = {
         "unsubscribe_question": "Möchten Sie keine Erinnerungen und Angebote von {shop} mehr per E-Mail erhalten?",
         "unsubscribe_button": "Jetzt abmelden",
         "unsubscribed": "Sie sind abgemeldet. Sie erhalten von {shop} keine Erinnerungen mehr.",
+        "confirm_title": "Anmeldung bestätigen",
+        "confirm_question": "Möchten Sie Erinnerungen und Angebote von {shop} per E-Mail erhalten?",
+        "confirm_button": "Ja, Anmeldung bestätigen",
         "confirmed": "Danke! Ihre Anmeldung bei {shop} ist bestätigt.",
         "invalid": "Dieser Link ist ungültig oder abgelaufen.",
         "friend_title": "Dein Rabatt bei {shop}",
@@ -56,6 +59,9 @@ TEXT = {
         "unsubscribe_question": "Do you want to stop receiving reminders and offers from {shop} by e-mail?",
         "unsubscribe_button": "Unsubscribe now",
         "unsubscribed": "You are unsubscribed. {shop} will send you no more reminders.",
+        "confirm_title": "Confirm your subscription",
+        "confirm_question": "Do you want to receive reminders and offers from {shop} by e-mail?",
+        "confirm_button": "Yes, confirm my subscription",
         "confirmed": "Thank you! Your subscription to {shop} is confirmed.",
         "invalid": "This link is not valid or has expired.",
         "friend_title": "Your discount at {shop}",
@@ -125,7 +131,11 @@ def unsubscribe(token: str) -> Any:
 
 @bp.route("/consent/confirm/<token>", methods=["GET", "POST"])
 def confirm(token: str) -> Any:
-    """Record marketing consent from our double opt-in e-mail's link."""
+    """GET shows a page with a button; only its POST records marketing consent.
+
+    Mail scanners and link previews open every link in a message (GET): a GET that confirmed
+    would record consent nobody gave.
+    """
     ids = _resolve("doi", token)
     if ids is None:
         return _page(_texts(None), 404, message="invalid")
@@ -136,7 +146,12 @@ def confirm(token: str) -> Any:
         if shop is None or customer is None or customer.shop_id != shop.id:
             return _page(_texts(shop), 404, message="invalid")
         texts = _texts(shop, customer)
+        if request.method == "GET":
+            if customer.accepts_marketing and customer.consent_source == "double_opt_in":
+                return _page(texts, message="confirmed")
+            return _page(texts, message="confirm_question", action=request.path)
         consent.confirm_double_opt_in(session, customer, detail=_proof())
+    logger.info("double opt-in confirmed", extra={"shop": shop_id, "customer": customer_id})
     return _page(texts, message="confirmed")
 
 

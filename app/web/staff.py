@@ -6,16 +6,18 @@ verification, so the response time does not tell which e-mails have an account.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.db import dialect_insert
-from app.models import StaffUser, utcnow
+from app.models import StaffSignIn, StaffUser, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -75,3 +77,26 @@ def authenticate(session: Session, email: str, password: str) -> StaffUser | Non
     user.last_login_at = utcnow()
     session.flush()
     return user
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def open_sign_in(session: Session, user: StaffUser) -> str:
+    """Record a new sign-in of `user` and return its random token (for the cookie; only its digest is stored)."""
+    token = secrets.token_hex(32)
+    session.add(StaffSignIn(token_digest=_digest(token), staff_id=user.id, created_at=utcnow()))
+    session.flush()
+    return token
+
+
+def sign_in_is_open(session: Session, staff_id: int, token: str) -> bool:
+    """Return True when `token` names a sign-in of staff `staff_id` that has not been closed."""
+    row = session.get(StaffSignIn, _digest(token))
+    return row is not None and row.staff_id == staff_id
+
+
+def close_sign_in(session: Session, token: str) -> None:
+    """Forget a sign-in: a cookie that names it signs nobody in any more."""
+    session.execute(delete(StaffSignIn).where(StaffSignIn.token_digest == _digest(token)))

@@ -42,6 +42,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_content_length, get_input_stream
 
 from app import db, inbox
+from app.telemetry import WEBHOOK_DELIVERIES
 from app.models import Shop, utcnow
 from app.shops import webhook_secrets
 from connectors import CONNECTORS
@@ -54,6 +55,8 @@ PREFIX = "/webhooks/"
 _KEPT_ENVIRON_PREFIXES = ("HTTP_X_SHOPIFY_", "HTTP_SHOPIFY_", "HTTP_X_WC_WEBHOOK_")
 
 Answer = tuple[str, list[tuple[str, str]], bytes]
+# Where `receive` leaves the delivery's topic for the metrics label (set once the signature holds).
+_TOPIC_KEY = "stammkunde.topic"
 
 
 @functools.cache
@@ -163,13 +166,18 @@ class WebhookReceiver:
         path = environ.get("PATH_INFO", "")
         if not path.startswith(PREFIX):
             return self.fallback(environ, start_response)
+        platform = path[len(PREFIX):]
         try:
-            status, headers, body = self.receive(environ, path[len(PREFIX):])
+            status, headers, body = self.receive(environ, platform)
         except Exception:
             if self.app.config.get("PROPAGATE_EXCEPTIONS") or self.app.testing:
                 raise
             logger.exception("webhook receiver failed")
             status, headers, body = _answer(500, "internal error, retry later")
+        # Labels stay few: an unknown platform or topic is counted as "other".
+        WEBHOOK_DELIVERIES.labels(
+            platform if platform in CONNECTORS else "other", environ.get(_TOPIC_KEY, ""), status[:3]
+        ).inc()
         start_response(status, headers)
         return [body]
 
@@ -227,6 +235,7 @@ class WebhookReceiver:
         topic = connector.topic_from_headers(headers)
         if not topic:
             return _answer(400, "missing topic header")
+        environ[_TOPIC_KEY] = topic if topic in connector.SUPPORTED_TOPICS else "other"
         if topic not in connector.SUPPORTED_TOPICS:
             logger.info("unhandled topic", extra={"platform": platform, "shop": shop.id, "topic": topic})
             return _answer(200, "topic not handled")

@@ -208,6 +208,26 @@ def test_logout_signs_out(client, session):
     assert client.get("/admin/").status_code == 302
 
 
+def test_logout_revokes_the_session_so_a_copied_cookie_stops_working(app, client, session):
+    # given a signed-in staff user whose session cookie was copied into another browser,
+    # and the same user signed in on a second browser of their own
+    token = _signed_in(client, session)
+    thief = app.test_client()
+    thief.set_cookie("session", client.get_cookie("session").value)
+    assert thief.get("/admin/").status_code == 200
+    laptop = app.test_client()
+    assert _sign_in(laptop).status_code == 302
+
+    # when the user signs out
+    assert client.post("/admin/logout", data={"csrf_token": token}).status_code == 302
+
+    # then the copied cookie gets the log-in page, and the other sign-in stays
+    response = thief.get("/admin/", follow_redirects=True)
+    assert response.request.path == "/admin/login"
+    assert 'name="password"' in response.get_data(as_text=True)
+    assert laptop.get("/admin/").status_code == 200
+
+
 @pytest.mark.sqlite_only
 def test_post_without_csrf_token_is_rejected(client, session):
     # given a staff user

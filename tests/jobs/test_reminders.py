@@ -479,7 +479,7 @@ def test_points_earned_notice_follows_the_shop_setting(make_shop, smtp_server, w
     assert "#1042" in smtp_server.messages[0].get_body(("plain",)).get_content()
 
 
-def test_double_opt_in_asks_once_and_the_link_records_consent(make_shop, smtp_server, work, client, time_machine):
+def test_double_opt_in_asks_once_and_the_button_behind_the_link_records_consent(make_shop, smtp_server, work, client, time_machine):
     # given a shop with our double opt-in and a new customer without consent
     time_machine.move_to(T, tick=False)
     shop = make_shop("woocommerce", name="Demo Laden")
@@ -492,11 +492,21 @@ def test_double_opt_in_asks_once_and_the_link_records_consent(make_shop, smtp_se
     sweep(work, T + timedelta(minutes=5))
     sweep(work, T + timedelta(hours=2))
 
-    # then one confirmation e-mail; its link records consent with proof
+    # then one confirmation e-mail; opening its link (as a mail scanner would) records nothing
     assert len(smtp_server.messages) == 1
     text = smtp_server.messages[0].get_body(("plain",)).get_content()
     link = next(w for w in text.split() if "/consent/confirm/" in w).replace("http://localhost", "")
-    assert client.get(link).status_code == 200
+    page = client.get(link)
+    assert page.status_code == 200
+    assert f'<form method="post" action="{link}">' in page.get_data(as_text=True)
+    with session_scope() as s:
+        customer = s.scalars(select(Customer)).one()
+        assert customer.accepts_marketing is None
+        assert [e.kind for e in s.scalars(select(ConsentEvent))].count("doi_confirmed") == 0
+
+    # and the page's button records consent with proof
+    assert client.post(link).status_code == 200
+    assert "bestätigt" in client.get(link).get_data(as_text=True)
     with session_scope() as s:
         customer = s.scalars(select(Customer)).one()
         events = [e.kind for e in s.scalars(select(ConsentEvent))]
