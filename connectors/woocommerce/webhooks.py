@@ -203,7 +203,7 @@ def state_digest(payload: Mapping[str, Any]) -> str:
     # Numbers as numbers whichever parser read them (the receiver's floats, the parser's Decimals).
     canonical = json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                            default=lambda value: float(value) if isinstance(value, Decimal) else str(value))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()  # a digest, never stored text
 
 
 def delivery_headers(shop: str, topic: str, *, signature: str, event_id: str) -> dict[str, str]:
