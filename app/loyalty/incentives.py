@@ -7,7 +7,7 @@ All are keyed so they happen once: bonus entries by their natural ledger key, co
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -110,8 +110,3 @@ def signup_bonus(session: Session, shop: Shop, customer: Customer, program: Prog
         session, shop, customer, reason="signup_bonus", source_id=str(customer.id),
         points=program.earning.signup_bonus, version=version, available_at=now, expires_at=None, now=now,
     )
-
-
-def window_end(paid_at: datetime, program: Program) -> datetime:
-    """Return when the return window of an order paid at `paid_at` ends."""
-    return paid_at + timedelta(days=program.earning.return_window_days)

@@ -156,17 +156,23 @@ def apply_order(
     return row
 
 
+def _orders_are_checkouts(shop: Shop) -> bool:
+    """Return True when the shop's unpaid orders stand for its checkouts (WooCommerce)."""
+    return shop.platform.value == "woocommerce"
+
+
 def _track_checkout(session: Session, shop: Shop, row: Order, order: ct.Order, *, newer: bool) -> None:
-    """Paid orders end their checkout's reminders; unpaid WooCommerce orders are checkouts."""
+    """Paid orders end their checkout's reminders; unpaid orders are checkouts where orders
+    double as checkouts."""
     if row.is_paid or row.cancelled_at or row.deleted_at:
         when = row.paid_at or row.cancelled_at or row.deleted_at or utcnow()
-        if shop.platform.value == "woocommerce":  # only WooCommerce orders double as checkouts
+        if _orders_are_checkouts(shop):
             checkouts.complete(session, shop, f"order-{row.platform_id}", when)
         if order.checkout_token:
             checkouts.complete(session, shop, order.checkout_token, when)
         return
     unpaid = (ct.OrderStatus.DRAFT, ct.OrderStatus.PENDING, ct.OrderStatus.FAILED)
-    if newer and shop.platform.value == "woocommerce" and order.status in unpaid and order.email:
+    if newer and _orders_are_checkouts(shop) and order.status in unpaid and order.email:
         checkouts.apply_checkout(session, shop, checkouts.checkout_from_order(shop, order))
 
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app.loyalty import codes, ledger
+from app.loyalty import codes, decide, ledger
 from app.db import dialect_insert
 from app.models import (
     CodeStatus,
@@ -200,15 +200,6 @@ def record_referral(session: Session, shop: Shop, order: Order, friend: Customer
     return referral
 
 
-def _order_kept(order: Order) -> bool:
-    return (
-        order.deleted_at is None
-        and order.cancelled_at is None
-        and order.status not in ("cancelled", "refunded")
-        and not order.refunds
-    )
-
-
 def settle(session: Session, referral_id: int, now: datetime | None = None) -> Referral | None:
     """Reward or reject a pending referral whose window has passed (idempotent)."""
     now = now or utcnow()
@@ -222,7 +213,7 @@ def settle(session: Session, referral_id: int, now: datetime | None = None) -> R
     order = session.get(Order, referral.order_id)
     shop = session.get(Shop, referral.shop_id)
     assert order is not None and shop is not None
-    if not _order_kept(order):
+    if not decide.still_counts(order) or order.refunds:  # any refund rejects the referral
         referral.status, referral.reason = ReferralStatus.REJECTED, "refunded"
         return referral
     from app.program import current_program

@@ -7,7 +7,6 @@ downgrade may happen). A customer below the lowest threshold has no tier.
 
 from __future__ import annotations
 
-import calendar
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -16,6 +15,8 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.db import NEW_CUSTOMERS, defer_insert, noted
+from app.loyalty import decide
+from app.loyalty.decide import add_months
 from app.models import (
     CodeStatus,
     Customer,
@@ -28,45 +29,20 @@ from app.models import (
     utcnow,
 )
 from app.program import Program, Tier
-from connectors.types import OrderStatus
 
 logger = logging.getLogger(__name__)
 
 EARNING_REASONS = ("earn", "refund", "cancel", "restore", "gift_card")
 
 
-def add_months(when: datetime, months: int) -> datetime:
-    """Return `when` plus calendar months (the 31st becomes the month's last day)."""
-    month_index = when.month - 1 + months
-    year, month = when.year + month_index // 12, month_index % 12 + 1
-    day = min(when.day, calendar.monthrange(year, month)[1])
-    return when.replace(year=year, month=month, day=day)
-
-
 # Spend: paid orders not cancelled, refunded or deleted, net of partial refunds.
 _KEPT_ORDERS = select(Order.id, Order.merchandise).where(
-    Order.customer_id == bindparam("customer_id"),
-    Order.is_paid.is_(True),
-    Order.deleted_at.is_(None),
-    Order.cancelled_at.is_(None),
-    Order.status.notin_([OrderStatus.CANCELLED.value, OrderStatus.REFUNDED.value]),
+    Order.customer_id == bindparam("customer_id"), decide.counts_clause(Order)
 )
 _KEPT_ORDERS_SINCE = _KEPT_ORDERS.where(Order.paid_at >= bindparam("since"))
 _REFUNDED = select(OrderRefund.order_id, OrderRefund.merchandise).where(
     OrderRefund.order_id.in_(bindparam("order_ids", expanding=True))
 )
-
-
-def _kept(order: Order, since: datetime | None) -> bool:
-    """Python twin of `_KEPT_ORDERS` (and `_KEPT_ORDERS_SINCE`) for one loaded order."""
-    return (
-        order.is_paid
-        and order.deleted_at is None
-        and order.cancelled_at is None
-        and order.status is not None  # SQL's NOT IN is not true for NULL
-        and order.status not in (OrderStatus.CANCELLED.value, OrderStatus.REFUNDED.value)
-        and (since is None or (order.paid_at is not None and order.paid_at >= since))
-    )
 
 
 def metric_value(session: Session, program: Program, customer: Customer, now: datetime,
@@ -79,7 +55,7 @@ def metric_value(session: Session, program: Program, customer: Customer, now: da
     since = None if program.tiers.window == "lifetime" else now - timedelta(days=365)
     if program.tiers.metric == "spend" and order is not None and order.customer_id == customer.id \
             and noted(session, NEW_CUSTOMERS, customer.id):
-        if not _kept(order, since):
+        if not decide.still_counts(order, since):
             return Decimal("0")
         refunded = sum((r.merchandise for r in order.refunds), Decimal("0"))
         return max((order.merchandise or Decimal("0")) - refunded, Decimal("0"))
@@ -114,12 +90,6 @@ def qualifying_tier(program: Program, value: Decimal) -> Tier | None:
 def _rank(program: Program, name: str | None) -> int:
     names = [t.name for t in program.tiers.levels]
     return names.index(name) if name in names else -1
-
-
-def multiplier(program: Program, customer: Customer) -> Decimal:
-    """Return the points multiplier of the customer's current tier (1 without one)."""
-    tier = program.tier(customer.tier)
-    return tier.multiplier if tier else Decimal("1")
 
 
 def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None, value: Decimal,
