@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 from app.loyalty import codes, ledger
 from app.db import NEW_CUSTOMERS, after_commit, dialect_insert, noted
 from app.models import Customer, LedgerEntry, Order, OrderTask, Shop, utcnow
+from app.i18n import translations
+from app.messaging.render import customer_language
 from app.program import Program
 
 logger = logging.getLogger(__name__)
@@ -68,7 +70,9 @@ def after_first_paid_order(session: Session, shop: Shop, customer: Customer, ord
     if offer.enabled and customer.banned_at is None:
         codes.record_code_at_commit(
             session, shop, purpose="second_purchase", source_key=str(customer.id), customer_id=customer.id,
-            title=f"{offer.percent} % auf Ihre nächste Bestellung", kind="percentage", value=offer.percent,
+            title=translations(customer_language(customer, shop)).gettext(
+                "%(percent)s %% off your next order") % {"percent": offer.percent},
+            kind="percentage", value=offer.percent,
             valid_days=offer.valid_days, platform_customer_id=customer.platform_id, customer_email=customer.email,
         )
 

@@ -30,6 +30,8 @@ from app.models import (
     ShopStatus,
     utcnow,
 )
+from app.i18n import translations
+from app.messaging.render import customer_language
 from app.program import Program
 
 logger = logging.getLogger(__name__)
@@ -44,7 +46,9 @@ def ensure_referral_code(session: Session, shop: Shop, customer: Customer, progr
     offer = program.referral
     code = codes.record_code_at_commit(
         session, shop, purpose="referral", source_key=str(customer.id), customer_id=customer.id,
-        title=f"Willkommen: {offer.friend_discount_percent} % auf die erste Bestellung",
+        # For the friend, whose language nobody knows yet: the shop's.
+        title=translations(customer_language(None, shop)).gettext(
+            "Welcome: %(percent)s %% off your first order") % {"percent": offer.friend_discount_percent},
         kind="percentage", value=offer.friend_discount_percent, valid_days=None,
         minimum_amount=offer.friend_minimum_amount, usage_limit=None,
     )

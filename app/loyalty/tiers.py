@@ -28,6 +28,8 @@ from app.models import (
     TierChange,
     utcnow,
 )
+from app.i18n import translations
+from app.messaging.render import customer_language
 from app.program import Program, Tier
 
 logger = logging.getLogger(__name__)
@@ -146,6 +148,7 @@ def _perk_codes(session: Session, shop: Shop, customer: Customer, tier: Tier) ->
     """
     from app.loyalty import codes
 
+    texts = translations(customer_language(customer, shop))
     ends_at = customer.tier_period_ends_at
     period = ends_at.isoformat(timespec="seconds") if ends_at else "open"
     common = {"customer_id": customer.id, "platform_customer_id": customer.platform_id,
@@ -154,12 +157,13 @@ def _perk_codes(session: Session, shop: Shop, customer: Customer, tier: Tier) ->
     if tier.member_discount_percent > 0:
         codes.record_code_at_commit(
             session, shop, purpose="tier_discount", source_key=f"{customer.id}:{tier.name}:{period}",
-            title=f"{tier.name}: {tier.member_discount_percent.normalize():f} % Mitgliederrabatt",
+            title=texts.gettext("%(tier)s: %(percent)s %% member discount")
+            % {"tier": tier.name, "percent": f"{tier.member_discount_percent.normalize():f}"},
             kind="percentage", value=tier.member_discount_percent, **common)
     if tier.free_shipping:
         codes.record_code_at_commit(
             session, shop, purpose="tier_shipping", source_key=f"{customer.id}:{tier.name}:{period}",
-            title=f"{tier.name}: Gratisversand", kind="free_shipping", value=Decimal("0"), **common)
+            title=texts.gettext("%(tier)s: free shipping") % {"tier": tier.name}, kind="free_shipping", value=Decimal("0"), **common)
 
 
 def evaluate(session: Session, shop: Shop, customer: Customer, program: Program, version: int, *,
