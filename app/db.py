@@ -85,7 +85,7 @@ def get_engine() -> Engine:
     if _engine is None:
         from app import config
 
-        configure(config.load()["DATABASE_URL"])
+        configure(config.settings()["DATABASE_URL"])
     assert _engine is not None
     return _engine
 

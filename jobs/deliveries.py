@@ -218,7 +218,7 @@ def requeue_stuck_deliveries(older_than_seconds: int | None = None, batch_size: 
     from app.dispatch import enqueue_batch
 
     if older_than_seconds is None:
-        older_than_seconds = config.load()["REQUEUE_AFTER_SECONDS"]
+        older_than_seconds = config.settings()["REQUEUE_AFTER_SECONDS"]
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
     with session_scope() as session:
         ids = list(
@@ -281,7 +281,7 @@ def purge_delivery_bodies(now: datetime | None = None, batch_size: int = 1000) -
     """
     from app import config
 
-    days = config.load()["DELIVERY_RETENTION_DAYS"]
+    days = config.settings()["DELIVERY_RETENTION_DAYS"]
     if days <= 0:
         return 0
     now = now or utcnow()

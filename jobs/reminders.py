@@ -198,7 +198,7 @@ def send_reminder(message_id: int, at: str | None = None) -> str:
     )
 
     now = _now(at)
-    cfg = config.load()
+    cfg = config.settings()
     with session_scope() as session:
         message = _claim(session, message_id)
         if message is None or message.status != MessageStatus.SCHEDULED or message.due_at > now:
