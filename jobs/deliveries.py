@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from app.loyalty import customers, incentives, orders
 from app import driver_sql, privacy
 from app.loyalty.checkouts import apply_checkout
-from app.db import defer, dialect_insert, for_update, get_engine, is_postgres, session_scope
+from app.db import defer, dialect_insert, get_engine, session_scope
 from app.models import DeliveryStatus, JobCursor, Shop, ShopStatus, WebhookDelivery, utcnow
 from app.program import current_program, share_program_cache
 from connectors import get_connector
@@ -62,11 +62,12 @@ def _handle(session, shop: Shop, delivery_id: int, event: ct.WebhookEvent) -> No
 
 
 _DELIVERIES = WebhookDelivery.__table__
+# Locked (PostgreSQL; SQLite's dialect leaves FOR UPDATE out, its transactions hold the write
+# lock): another worker skips a delivery in hand.
 _READ = select(
     _DELIVERIES.c.shop_id, _DELIVERIES.c.platform, _DELIVERIES.c.topic, _DELIVERIES.c.headers,
     _DELIVERIES.c.body, _DELIVERIES.c.status,
-).where(_DELIVERIES.c.id == bindparam("id"))
-_READ_LOCKED = _READ.with_for_update(skip_locked=True)
+).where(_DELIVERIES.c.id == bindparam("id")).with_for_update(skip_locked=True)
 _FINISH = (
     update(_DELIVERIES)
     .where(_DELIVERIES.c.id == bindparam("delivery_id"))
@@ -113,8 +114,7 @@ def process_delivery(delivery_id: int, *, bind: Connection | None = None, memo: 
     """
     with session_scope(bind) as session:
         conn = session.connection()
-        read = _READ_LOCKED if is_postgres(session) else _READ
-        rows = driver_sql.execute(conn, read, {"id": delivery_id}).rows
+        rows = driver_sql.execute(conn, _READ, {"id": delivery_id}).rows
         if not rows or rows[0]["status"] != DeliveryStatus.RECEIVED:
             logger.debug("delivery already handled", extra={"delivery": delivery_id})
             return "skipped"
@@ -291,13 +291,13 @@ def purge_delivery_bodies(now: datetime | None = None, batch_size: int = 1000) -
         with session_scope() as session:
             after = session.scalar(select(JobCursor.position).where(JobCursor.name == PURGE_CURSOR)) or 0
             # Locked (PostgreSQL), so a replay cannot turn a row back to `received` meanwhile.
-            rows = session.execute(for_update(
-                session.get_bind().dialect.name,
+            rows = session.execute(
                 select(_DELIVERIES.c.id, _DELIVERIES.c.status, _DELIVERIES.c.received_at)
                 .where(_DELIVERIES.c.id > after)
                 .order_by(_DELIVERIES.c.id)
-                .limit(batch_size),
-            )).all()
+                .limit(batch_size)
+                .with_for_update()
+            ).all()
             ids: list[int] = []
             blocked = False
             for row in rows:

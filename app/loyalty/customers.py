@@ -16,9 +16,7 @@ from app.messaging import consent
 from app.db import (
     LOCKED_CUSTOMERS,
     NEW_CUSTOMERS,
-    Prebuilt,
     dialect_insert,
-    for_update,
     forget,
     insert_object,
     load_objects,
@@ -43,49 +41,37 @@ def find_by_email(session: Session, shop_id: int, email: str) -> Customer | None
     return rows[0] if rows else None
 
 
-# The worker's hot path (every order looks its customer up) runs prebuilt statements.
-_BY_PLATFORM_ID = Prebuilt(
-    lambda dialect: for_update(
-        dialect,
-        select(Customer).where(Customer.shop_id == bindparam("shop_id"), Customer.platform_id == bindparam("platform_id")),
-    )
-)
-_GUEST = Prebuilt(
-    lambda dialect: for_update(
-        dialect,
-        select(Customer).where(
-            Customer.shop_id == bindparam("shop_id"),
+# Every order looks its customer up, locked (PostgreSQL; on SQLite the transaction holds the
+# write lock, and the dialect leaves FOR UPDATE out).
+_BY_PLATFORM_ID = select(Customer).where(
+    Customer.shop_id == bindparam("shop_id"), Customer.platform_id == bindparam("platform_id")
+).with_for_update()
+_GUEST = select(Customer).where(
+    Customer.shop_id == bindparam("shop_id"),
+    Customer.email == bindparam("email"),
+    Customer.platform_id.is_(None),
+    Customer.merged_into_id.is_(None),
+).with_for_update()
+_ACCOUNT_OR_GUEST = select(Customer).where(
+    Customer.shop_id == bindparam("shop_id"),
+    or_(
+        Customer.platform_id == bindparam("platform_id"),
+        and_(
             Customer.email == bindparam("email"),
             Customer.platform_id.is_(None),
             Customer.merged_into_id.is_(None),
         ),
-    )
-)
-_ACCOUNT_OR_GUEST = Prebuilt(
-    lambda dialect: for_update(
-        dialect,
-        select(Customer).where(
-            Customer.shop_id == bindparam("shop_id"),
-            or_(
-                Customer.platform_id == bindparam("platform_id"),
-                and_(
-                    Customer.email == bindparam("email"),
-                    Customer.platform_id.is_(None),
-                    Customer.merged_into_id.is_(None),
-                ),
-            ),
-        ),
-    )
-)
+    ),
+).with_for_update()
 _INSERT_ACCOUNT = prebuilt_insert(Customer.__table__, ["shop_id", "platform_id"])
 
 
 def _by_platform_id(session: Session, shop_id: int, platform_id: str) -> Customer | None:
-    return session.scalars(_BY_PLATFORM_ID(session), {"shop_id": shop_id, "platform_id": platform_id}).first()
+    return session.scalars(_BY_PLATFORM_ID, {"shop_id": shop_id, "platform_id": platform_id}).first()
 
 
 def _guest(session: Session, shop_id: int, email: str) -> Customer | None:
-    return session.scalars(_GUEST(session), {"shop_id": shop_id, "email": email}).first()
+    return session.scalars(_GUEST, {"shop_id": shop_id, "email": email}).first()
 
 
 def _insert_account(session: Session, shop: Shop, c: ct.Customer, email: str | None) -> Customer:
@@ -179,7 +165,7 @@ def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str 
     email = c.email or email
     if c.id is not None:
         # One query finds both the account and a guest with its e-mail (locked on PostgreSQL).
-        found = load_objects(session, Customer, _ACCOUNT_OR_GUEST(session),
+        found = load_objects(session, Customer, _ACCOUNT_OR_GUEST,
                              {"shop_id": shop.id, "platform_id": c.id, "email": email})
         row = next((r for r in found if r.platform_id == c.id), None)
         guest = next((r for r in found if r.platform_id is None), None)

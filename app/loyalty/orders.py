@@ -23,10 +23,8 @@ from app.loyalty.customers import customer_for_order
 from app.db import (
     LOCKED_ORDERS,
     NEW_ORDERS,
-    Prebuilt,
     dialect_insert,
     flush,
-    for_update,
     insert_object,
     note,
     prebuilt_insert,
@@ -39,16 +37,15 @@ logger = logging.getLogger(__name__)
 
 
 # A new row comes back from the INSERT itself (and is ours alone until we commit, so it has no
-# refunds yet: the collection is set empty instead of loaded); an existing one is read, locked on
-# PostgreSQL, and overwrites whatever the session held for it.
+# refunds yet: the collection is set empty instead of loaded); an existing one is read, locked
+# (PostgreSQL; SQLite's transactions hold the write lock, and its dialect leaves FOR UPDATE out),
+# and overwrites whatever the session held for it.
 _INSERT_ORDER = prebuilt_insert(Order.__table__, ["shop_id", "platform_id"])
-_READ_ORDER = Prebuilt(
-    lambda dialect: for_update(
-        dialect,
-        select(Order)
-        .where(Order.shop_id == bindparam("shop_id"), Order.platform_id == bindparam("platform_id"))
-        .execution_options(populate_existing=True),
-    )
+_READ_ORDER = (
+    select(Order)
+    .where(Order.shop_id == bindparam("shop_id"), Order.platform_id == bindparam("platform_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
 )
 
 
@@ -68,7 +65,7 @@ def lock_order(session: Session, shop: Shop, platform_id: str) -> Order:
         set_committed_value(row, "refunds", [])
         note(session, NEW_ORDERS, row.id)
     else:
-        row = session.scalars(_READ_ORDER(session), {"shop_id": shop.id, "platform_id": platform_id}).one()
+        row = session.scalars(_READ_ORDER, {"shop_id": shop.id, "platform_id": platform_id}).one()
     note(session, LOCKED_ORDERS, row.id)
     return row
 
