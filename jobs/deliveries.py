@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from app.loyalty import customers, incentives, orders
 from app import driver_sql, privacy
 from app.loyalty.checkouts import apply_checkout
+from app.loyalty.points import PlanConflictError
 from app.db import defer, dialect_insert, get_engine, session_scope
 from app.models import DeliveryStatus, JobCursor, Shop, ShopStatus, WebhookDelivery, utcnow
 from app.program import current_program, share_program_cache
@@ -103,6 +104,20 @@ _SHOP_COLUMNS = Shop.__mapper__.column_attrs
 
 def process_delivery(delivery_id: int, *, bind: Connection | None = None, memo: BatchMemo | None = None) -> str:
     """Process one delivery in its own transaction; returns its resulting status.
+
+    A plan decided on facts another transaction changed meanwhile (`points.PlanConflictError`,
+    the ledger's unique key refused an entry) rolls back, and the delivery is decided once more
+    in a new transaction on fresh facts; a second conflict propagates.
+    """
+    try:
+        return _process_delivery(delivery_id, bind=bind, memo=memo)
+    except PlanConflictError:
+        logger.info("ledger plan met an entry written meanwhile; deciding again", extra={"delivery": delivery_id})
+        return _process_delivery(delivery_id, bind=bind, memo=memo)
+
+
+def _process_delivery(delivery_id: int, *, bind: Connection | None, memo: BatchMemo | None) -> str:
+    """Process one delivery in its own transaction (see `process_delivery`).
 
     A delivery that is no longer `received` (done, failed, or taken by another worker) is
     skipped; one whose shop was erased meanwhile is deleted. A malformed payload marks it failed

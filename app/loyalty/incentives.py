@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.loyalty import codes, ledger
-from app.db import NEW_CUSTOMERS, after_commit, dialect_insert, noted
+from app.db import after_commit, dialect_insert
 from app.models import Customer, LedgerEntry, Order, OrderTask, Shop, utcnow
 from app.i18n import translations
 from app.messaging.render import customer_language
@@ -30,10 +30,11 @@ _FIRST_PAID = (
 )
 
 
-def is_first_paid_order(session: Session, customer_id: int, order: Order) -> bool:
-    """Return True when `order` is the customer's earliest paid order."""
-    if noted(session, NEW_CUSTOMERS, customer_id):
-        return order.is_paid  # created by this transaction for this order: it has no other
+def is_first_paid_order(session: Session, customer_id: int, order: Order, *, new_customer: bool = False) -> bool:
+    """Return True when `order` is the customer's earliest paid order (`new_customer`: the caller
+    created the customer for this order in this transaction, so it has no other)."""
+    if new_customer:
+        return order.is_paid
     return session.scalars(_FIRST_PAID, {"customer_id": customer_id}).first() == order.id
 
 

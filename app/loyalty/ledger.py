@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from app.db import (
     LOCKED_CUSTOMERS,
     dialect_insert,
+    insert_behind,
     insert_object,
     is_postgres,
     note,
@@ -174,6 +175,19 @@ def append(session: Session, entry: LedgerEntry, *, lot: PointLot | None = None)
         )
         return None
     return entry
+
+
+def insert_lot(session: Session, lot: PointLot) -> int:
+    """Insert a new lot (one statement, which returns its id) and return its id."""
+    insert_object(session, _INSERT_LOT(session), lot)
+    return lot.id
+
+
+def insert_new_entries(session: Session, entries: list[LedgerEntry]) -> None:
+    """Insert entries whose natural keys cannot exist yet (they name a row this transaction
+    inserted): they go out with the transaction's next statement (`app.db.insert_behind`)."""
+    for entry in entries:
+        insert_behind(session, entry)
 
 
 def insert_entries(session: Session) -> Any:

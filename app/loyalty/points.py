@@ -11,11 +11,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.loyalty import decide, incentives, ledger, referrals, tiers
-from app.db import NEW_ORDERS, forget, noted
 from app.models import Customer, LedgerEntry, LotState, Order, PointLot, Shop, utcnow
 from app.program import Program, current_program
 
@@ -28,16 +27,20 @@ class PlanConflictError(RuntimeError):
 
 
 def after_payment(session: Session, shop: Shop, customer: Customer, order: Order, program: Program,
-                  version: int, won: decide.Award) -> None:
+                  version: int, won: decide.Award, *, new_customer: bool = False) -> None:
     """Everything that follows an order's first award, in this order (each step is keyed, so it
     happens once): the first-order bonus and second-purchase code, the referral the order's code
     names, the member's own referral code, gifts with purchase, a tier upgrade, and auto-redeem
-    once points are available."""
+    once points are available.
+
+    `new_customer`: the caller created the customer for this order in this transaction (it is
+    their only order; they have no codes or tier yet), which saves the steps their reads.
+    """
     now = utcnow()
     # The steps change the customer (referral code, tier) and add rows by their own INSERTs, so one
     # flush later writes the customer once instead of once per step.
     with session.no_autoflush:
-        if incentives.is_first_paid_order(session, customer.id, order):
+        if incentives.is_first_paid_order(session, customer.id, order, new_customer=new_customer):
             incentives.after_first_paid_order(
                 session, shop, customer, order, program, version, available_at=won.available_at,
                 expires_at=won.expires_at,
@@ -46,7 +49,8 @@ def after_payment(session: Session, shop: Shop, customer: Customer, order: Order
         referrals.record_referral(session, shop, order, customer, program, qualifies_at=won.available_at, now=now)
         referrals.ensure_referral_code(session, shop, customer, program)
         incentives.gifts_for(session, shop, order, program)
-        tiers.evaluate(session, shop, customer, program, version, now=now, order=order)
+        tiers.evaluate(session, shop, customer, program, version, now=now,
+                       only_order=order if new_customer else None)
     if won.available_at <= now:
         from app.loyalty.redemptions import maybe_auto_redeem
 
@@ -83,7 +87,6 @@ _CUSTOMER_LOTS = select(
     ((_LOTS.c.state.in_([LotState.PENDING, LotState.AVAILABLE]) & (_LOTS.c.remaining > 0))
      | (_LOTS.c.id == bindparam("own_lot_id"))),
 )
-_INSERT_LOT = insert(_LOTS).returning(_LOTS.c.id)
 _UPDATE_LOT = (
     update(_LOTS).where(_LOTS.c.id == bindparam("lot_id"))
     .values(remaining=bindparam("new_remaining"), state=bindparam("new_state"), updated_at=bindparam("now"))
@@ -91,10 +94,14 @@ _UPDATE_LOT = (
 
 
 def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: int | None = None,
-                    gift_card_source: str | None = None) -> None:
+                    gift_card_source: str | None = None, new_order: bool = False,
+                    new_customer: bool = False) -> None:
     """Append the entries that make this order's points match its current state.
 
     `gift_card_source`: the id of the gift-card transaction just stored (`app.loyalty.orders`).
+    `new_order`: the caller inserted the order row in this transaction, so no entry refers to it
+    yet (and if one did, the ledger's unique key would refuse the award). `new_customer`: the
+    caller created its customer for it (see `after_payment`).
 
     Raises:
         PlanConflictError: an entry of the plan was written meanwhile by another transaction.
@@ -103,10 +110,6 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
         return
     customer = ledger.lock_customer(session, order.customer_id)
     version, program = current_program(session, shop)
-    # Inserted by this transaction, so no entry refers to it yet (and if one did, the ledger's
-    # unique key would refuse the award).
-    new_order = noted(session, NEW_ORDERS, order.id)
-    forget(session, NEW_ORDERS, order.id)
     while True:
         now = utcnow()
         facts = order_facts(order)
@@ -122,17 +125,22 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
         plan = decide.plan_order(facts, who, entries, lots, program, version, now, gift_card_source=gift_card_source)
         if plan.skipped:
             logger.info("order earns nothing", extra={"shop": shop.id, "order_id": order.id, "why": plan.skipped})
-        write_plan(session, shop.id, customer.id, order.id, delivery_id, plan, now)
+        write_plan(session, shop.id, customer.id, order.id, delivery_id, plan, now, keys_are_new=new_order)
         if plan.award is not None:
-            after_payment(session, shop, customer, order, program, version, plan.award)
+            after_payment(session, shop, customer, order, program, version, plan.award, new_customer=new_customer)
         if not plan.decide_again:
             return
         new_order = False
 
 
 def write_plan(session: Session, shop_id: int, customer_id: int, order_id: int, delivery_id: int | None,
-               plan: decide.OrderPlan, now: datetime) -> None:
+               plan: decide.OrderPlan, now: datetime, *, keys_are_new: bool = False) -> None:
     """Write `plan`: its new lot, its entries (in one statement), its lot changes (in one).
+
+    `keys_are_new`: the order's row was inserted by this transaction, so no entry can have the
+    plan's keys yet; its entries then go out with the transaction's next statement
+    (`ledger.insert_new_entries`), and should one exist after all, the unique key fails the
+    transaction.
 
     Raises:
         PlanConflictError: the ledger's natural key refused an entry (written meanwhile).
@@ -143,13 +151,19 @@ def write_plan(session: Session, shop_id: int, customer_id: int, order_id: int, 
     new_lot_id = None
     if plan.new_lot is not None:
         lot = plan.new_lot
-        new_lot_id = session.execute(_INSERT_LOT, {
-            "shop_id": shop_id, "customer_id": customer_id, "order_id": order_id, "points": lot.points,
-            "remaining": lot.points, "state": lot.state, "earned_at": lot.earned_at,
-            "available_at": lot.available_at, "expires_at": lot.expires_at, "rule": lot.rule,
-            "created_at": now, "updated_at": now,
-        }).scalar_one()
-    if plan.entries:
+        new_lot_id = ledger.insert_lot(session, PointLot(
+            shop_id=shop_id, customer_id=customer_id, order_id=order_id, points=lot.points,
+            remaining=lot.points, state=lot.state, earned_at=lot.earned_at, available_at=lot.available_at,
+            expires_at=lot.expires_at, rule=lot.rule, created_at=now, updated_at=now,
+        ))
+    if plan.entries and keys_are_new:
+        ledger.insert_new_entries(session, [LedgerEntry(
+            shop_id=shop_id, customer_id=customer_id, order_id=order_id, delivery_id=delivery_id,
+            lot_id=new_lot_id if e.on_new_lot else e.lot_id, delta=e.delta, pending_delta=e.pending_delta,
+            available_delta=e.available_delta, shortfall=e.shortfall, reason=e.reason,
+            source_type=e.source_type, source_id=e.source_id, detail=e.detail, created_at=now,
+        ) for e in plan.entries])
+    elif plan.entries:
         rows = [{
             "shop_id": shop_id, "customer_id": customer_id, "order_id": order_id, "delivery_id": delivery_id,
             "lot_id": new_lot_id if e.on_new_lot else e.lot_id, "delta": e.delta, "pending_delta": e.pending_delta,

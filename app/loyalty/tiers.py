@@ -14,7 +14,7 @@ from decimal import Decimal
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app.db import NEW_CUSTOMERS, defer_insert, noted
+from app.db import defer_insert
 from app.loyalty import decide
 from app.loyalty.decide import add_months
 from app.models import (
@@ -48,15 +48,15 @@ _REFUNDED = select(OrderRefund.order_id, OrderRefund.merchandise).where(
 
 
 def metric_value(session: Session, program: Program, customer: Customer, now: datetime,
-                 order: Order | None = None) -> Decimal:
+                 only_order: Order | None = None) -> Decimal:
     """Return the customer's spend (shop currency, net of refunds) or points earned in the window.
 
-    `order`: the order being handled. When this transaction created the customer for it, it is
-    their only order, and their spend is read from it instead of from the database.
+    `only_order`: the customer's only order, when the caller created the customer for it in this
+    transaction; their spend is then read from it instead of from the database.
     """
     since = None if program.tiers.window == "lifetime" else now - timedelta(days=365)
-    if program.tiers.metric == "spend" and order is not None and order.customer_id == customer.id \
-            and noted(session, NEW_CUSTOMERS, customer.id):
+    if program.tiers.metric == "spend" and only_order is not None and only_order.customer_id == customer.id:
+        order = only_order
         if not decide.still_counts(order, since):
             return Decimal("0")
         refunded = sum((r.merchandise for r in order.refunds), Decimal("0"))
@@ -95,7 +95,7 @@ def _rank(program: Program, name: str | None) -> int:
 
 
 def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None, value: Decimal,
-            reason: str, version: int, program: Program, now: datetime) -> TierChange:
+            reason: str, version: int, program: Program, now: datetime, *, new_customer: bool = False) -> TierChange:
     change = TierChange(
         shop_id=shop.id,
         customer_id=customer.id,
@@ -110,7 +110,7 @@ def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None,
     customer.tier = tier.name if tier else None
     customer.tier_since = now
     customer.tier_period_ends_at = add_months(now, program.tiers.period_months)
-    _renew_perks(session, shop, customer, tier, now)
+    _renew_perks(session, shop, customer, tier, now, new_customer=new_customer)
     logger.info("tier changed", extra={"shop": shop.id, "customer": customer.id, "reason": reason})
     return change
 
@@ -118,7 +118,8 @@ def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None,
 PERK_PURPOSES = ("tier_discount", "tier_shipping")
 
 
-def _renew_perks(session: Session, shop: Shop, customer: Customer, tier: Tier | None, now: datetime) -> None:
+def _renew_perks(session: Session, shop: Shop, customer: Customer, tier: Tier | None, now: datetime, *,
+                 new_customer: bool = False) -> None:
     """Switch off the member's perk codes and give those of `tier` for the period now starting.
 
     Called when the member enters, leaves or changes tier, and when a review keeps them in their
@@ -128,7 +129,7 @@ def _renew_perks(session: Session, shop: Shop, customer: Customer, tier: Tier | 
     """
     from app.loyalty import codes
 
-    if not noted(session, NEW_CUSTOMERS, customer.id):  # a customer new in this transaction has none
+    if not new_customer:  # a customer the caller created in this transaction has none
         live = list(session.scalars(select(IssuedCode).where(
             IssuedCode.customer_id == customer.id,
             IssuedCode.purpose.in_(PERK_PURPOSES),
@@ -168,20 +169,22 @@ def _perk_codes(session: Session, shop: Shop, customer: Customer, tier: Tier) ->
 
 def evaluate(session: Session, shop: Shop, customer: Customer, program: Program, version: int, *,
              now: datetime | None = None, allow_downgrade: bool = False,
-             order: Order | None = None) -> TierChange | None:
+             only_order: Order | None = None) -> TierChange | None:
     """Move the customer up at once when they qualify higher; down only if `allow_downgrade`.
 
     With `allow_downgrade` (the period-end review) a customer who still qualifies for their tier
-    starts a new period in it. `order`: the order that changed the points (see `metric_value`).
+    starts a new period in it. `only_order`: the customer's only order, when the caller created
+    the customer for it in this transaction (see `metric_value`; such a customer has no perks).
     """
     now = now or utcnow()
     if not program.tiers.levels:
         return None
-    value = metric_value(session, program, customer, now, order)
+    value = metric_value(session, program, customer, now, only_order)
     target = qualifying_tier(program, value)
     current, wanted = _rank(program, customer.tier), _rank(program, target.name if target else None)
     if wanted > current:
-        return _change(session, shop, customer, target, value, "upgrade", version, program, now)
+        return _change(session, shop, customer, target, value, "upgrade", version, program, now,
+                       new_customer=only_order is not None)
     if allow_downgrade:
         if wanted < current:
             return _change(session, shop, customer, target, value, "downgrade", version, program, now)
