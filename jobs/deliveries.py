@@ -184,7 +184,7 @@ def _record_error(delivery_id: int, exc: BaseException) -> str:
 # safe as a second worker process, and the rows the transactions lock settle any overlap.
 # A lane spends ~78 % of its time waiting for PostgreSQL (six round trips per paid order, the
 # last one the commit's flush). Measured on two cores: two lanes +24 % orders/s over one; four
-# +15 % over two (bench/RESULTS.md). SQLite lets one writer in at a time, so it keeps one lane.
+# +15 % over two (bench/RESULTS.md before issue 15, in git). SQLite lets one writer in at a time, so it keeps one lane.
 POSTGRES_LANES = 4
 
 
