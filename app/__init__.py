@@ -12,7 +12,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app import config, db, dispatch, logs, queues
     from app.web import admin, cli, customer_page, health, install, public, webhooks
 
-    settings = config.load()
+    settings = config.settings(reload=True)
     app = Flask(__name__, instance_path=settings["INSTANCE_PATH"])
     app.config.update(settings)
     app.config.setdefault("SHOP_CACHE_SECONDS", 5.0)

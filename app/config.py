@@ -111,6 +111,22 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+_settings: tuple[int, dict[str, Any]] | None = None
+
+
+def settings(*, reload: bool = False) -> dict[str, Any]:
+    """Return this process's settings, loaded from the environment once (`load`).
+
+    The web app loads them when it is built (`create_app`, which reloads them, so a second app
+    in one process, as in the tests, sees its environment); a worker's jobs on first use. A
+    forked child loads its own.
+    """
+    global _settings
+    if reload or _settings is None or _settings[0] != os.getpid():
+        _settings = (os.getpid(), load())
+    return _settings[1]
+
+
 def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Return the settings as a dict (Flask config keys), from `environ` (default os.environ).
 

@@ -78,7 +78,7 @@ def get_engine() -> Engine:
     if _engine is None:
         from app import config
 
-        configure(config.load()["DATABASE_URL"])
+        configure(config.settings()["DATABASE_URL"])
     assert _engine is not None
     return _engine
 
@@ -161,16 +161,13 @@ def load_objects(session: Session, model: Any, stmt: Any, params: dict[str, Any]
     return found
 
 
-# session.info keys for what one transaction learned about itself, each a set of row ids: orders
-# and customers it inserted (nothing refers to them yet but what this transaction wrote), and
+# session.info keys for what one transaction learned about itself, each a set of row ids: the
 # customers and orders it holds locked. Forgotten when the transaction ends.
-NEW_ORDERS = "new_orders"
-NEW_CUSTOMERS = "new_customers"
 LOCKED_CUSTOMERS = "locked_customers"
 LOCKED_ORDERS = "locked_orders"
 # Writes `defer` holds back until the commit, as (statement, parameters) pairs.
 DEFERRED_WRITES = "deferred_writes"
-_TRANSACTION_FACTS = (NEW_ORDERS, NEW_CUSTOMERS, LOCKED_CUSTOMERS, LOCKED_ORDERS, DEFERRED_WRITES)
+_TRANSACTION_FACTS = (LOCKED_CUSTOMERS, LOCKED_ORDERS, DEFERRED_WRITES)
 
 
 def note(session: Session, fact: str, row_id: int) -> None:
@@ -181,11 +178,6 @@ def note(session: Session, fact: str, row_id: int) -> None:
 def noted(session: Session, fact: str, row_id: int) -> bool:
     """Return True when this transaction noted `fact` about row `row_id`."""
     return row_id in session.info.get(fact, ())
-
-
-def forget(session: Session, fact: str, row_id: int) -> None:
-    """Take back `fact` about row `row_id` (it stopped being true within the transaction)."""
-    session.info.get(fact, set()).discard(row_id)
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -53,7 +53,7 @@ def get_queue(name: str) -> Queue:
     if _url is None:
         from app import config
 
-        _url = config.load()["REDIS_URL"]
+        _url = config.settings()["REDIS_URL"]
     if not _url:
         raise RedisNotConfiguredError("REDIS_URL is not set")
     return Queue(name, connection=redis_connection(_url))

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from app.loyalty import customers, incentives, orders
 from app import driver_sql, privacy
 from app.loyalty.checkouts import apply_checkout
-from app.db import defer, dialect_insert, for_update, get_engine, is_postgres, session_scope
+from app.loyalty.points import PlanConflictError
+from app.db import defer, dialect_insert, get_engine, session_scope
 from app.models import DeliveryStatus, JobCursor, Shop, ShopStatus, WebhookDelivery, utcnow
 from app.program import current_program, share_program_cache
 from connectors import get_connector
@@ -62,11 +63,12 @@ def _handle(session, shop: Shop, delivery_id: int, event: ct.WebhookEvent) -> No
 
 
 _DELIVERIES = WebhookDelivery.__table__
+# Locked (PostgreSQL; SQLite's dialect leaves FOR UPDATE out, its transactions hold the write
+# lock): another worker skips a delivery in hand.
 _READ = select(
     _DELIVERIES.c.shop_id, _DELIVERIES.c.platform, _DELIVERIES.c.topic, _DELIVERIES.c.headers,
     _DELIVERIES.c.body, _DELIVERIES.c.status,
-).where(_DELIVERIES.c.id == bindparam("id"))
-_READ_LOCKED = _READ.with_for_update(skip_locked=True)
+).where(_DELIVERIES.c.id == bindparam("id")).with_for_update(skip_locked=True)
 _FINISH = (
     update(_DELIVERIES)
     .where(_DELIVERIES.c.id == bindparam("delivery_id"))
@@ -103,6 +105,20 @@ _SHOP_COLUMNS = Shop.__mapper__.column_attrs
 def process_delivery(delivery_id: int, *, bind: Connection | None = None, memo: BatchMemo | None = None) -> str:
     """Process one delivery in its own transaction; returns its resulting status.
 
+    A plan decided on facts another transaction changed meanwhile (`points.PlanConflictError`,
+    the ledger's unique key refused an entry) rolls back, and the delivery is decided once more
+    in a new transaction on fresh facts; a second conflict propagates.
+    """
+    try:
+        return _process_delivery(delivery_id, bind=bind, memo=memo)
+    except PlanConflictError:
+        logger.info("ledger plan met an entry written meanwhile; deciding again", extra={"delivery": delivery_id})
+        return _process_delivery(delivery_id, bind=bind, memo=memo)
+
+
+def _process_delivery(delivery_id: int, *, bind: Connection | None, memo: BatchMemo | None) -> str:
+    """Process one delivery in its own transaction (see `process_delivery`).
+
     A delivery that is no longer `received` (done, failed, or taken by another worker) is
     skipped; one whose shop was erased meanwhile is deleted. A malformed payload marks it failed
     with the reason (visible and replayable); other errors propagate after the transaction
@@ -113,8 +129,7 @@ def process_delivery(delivery_id: int, *, bind: Connection | None = None, memo: 
     """
     with session_scope(bind) as session:
         conn = session.connection()
-        read = _READ_LOCKED if is_postgres(session) else _READ
-        rows = driver_sql.execute(conn, read, {"id": delivery_id}).rows
+        rows = driver_sql.execute(conn, _READ, {"id": delivery_id}).rows
         if not rows or rows[0]["status"] != DeliveryStatus.RECEIVED:
             logger.debug("delivery already handled", extra={"delivery": delivery_id})
             return "skipped"
@@ -170,7 +185,7 @@ def _record_error(delivery_id: int, exc: BaseException) -> str:
 # safe as a second worker process, and the rows the transactions lock settle any overlap.
 # A lane spends ~78 % of its time waiting for PostgreSQL (six round trips per paid order, the
 # last one the commit's flush). Measured on two cores: two lanes +24 % orders/s over one; four
-# +15 % over two (bench/RESULTS.md). SQLite lets one writer in at a time, so it keeps one lane.
+# +15 % over two (bench/RESULTS.md before issue 15, in git). SQLite lets one writer in at a time, so it keeps one lane.
 POSTGRES_LANES = 4
 
 
@@ -219,7 +234,7 @@ def requeue_stuck_deliveries(older_than_seconds: int | None = None, batch_size: 
     from app.dispatch import enqueue_batch
 
     if older_than_seconds is None:
-        older_than_seconds = config.load()["REQUEUE_AFTER_SECONDS"]
+        older_than_seconds = config.settings()["REQUEUE_AFTER_SECONDS"]
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
     with session_scope() as session:
         ids = list(
@@ -282,7 +297,7 @@ def purge_delivery_bodies(now: datetime | None = None, batch_size: int = 1000) -
     """
     from app import config
 
-    days = config.load()["DELIVERY_RETENTION_DAYS"]
+    days = config.settings()["DELIVERY_RETENTION_DAYS"]
     if days <= 0:
         return 0
     now = now or utcnow()
@@ -292,13 +307,13 @@ def purge_delivery_bodies(now: datetime | None = None, batch_size: int = 1000) -
         with session_scope() as session:
             after = session.scalar(select(JobCursor.position).where(JobCursor.name == PURGE_CURSOR)) or 0
             # Locked (PostgreSQL), so a replay cannot turn a row back to `received` meanwhile.
-            rows = session.execute(for_update(
-                session.get_bind().dialect.name,
+            rows = session.execute(
                 select(_DELIVERIES.c.id, _DELIVERIES.c.status, _DELIVERIES.c.received_at)
                 .where(_DELIVERIES.c.id > after)
                 .order_by(_DELIVERIES.c.id)
-                .limit(batch_size),
-            )).all()
+                .limit(batch_size)
+                .with_for_update()
+            ).all()
             ids: list[int] = []
             blocked = False
             for row in rows:

@@ -38,6 +38,8 @@ from app.models import (
     TierChange,
     utcnow,
 )
+from app.i18n import translations
+from app.messaging.render import customer_language
 from app.program import Program, current_program
 from app.messaging.reminders import decide, expiring_on, sweep
 from connectors import get_connector
@@ -110,7 +112,9 @@ def _incentive(session, message: ReminderMessage, shop: Shop, customer: Customer
         return None
     row, _ = codes.record_code(
         session, shop, purpose=purpose, source_key=str(message.id), customer_id=customer.id,
-        title=f"{percent} % für Sie", kind="percentage", value=percent, valid_days=days,
+        title=translations(customer_language(customer, shop)).gettext("%(percent)s %% for you")
+        % {"percent": percent},
+        kind="percentage", value=percent, valid_days=days,
         platform_customer_id=customer.platform_id, customer_email=customer.email,
     )
     message.code_id = row.id
@@ -120,7 +124,6 @@ def _incentive(session, message: ReminderMessage, shop: Shop, customer: Customer
 def build_context(session, message: ReminderMessage, shop: Shop, customer: Customer, program: Program,
                   code: IssuedCode | None, cfg: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Return the template context of a message (shop, customer, balance, tier, code, links)."""
-    from app.messaging.render import customer_language
 
     public, secret = cfg["PUBLIC_URL"], cfg["SECRET_KEY"]
     bal = ledger.balance(session, customer.id)
@@ -186,7 +189,7 @@ def _claim(session, message_id: int):  # type: ignore[no-untyped-def]
 
 def send_reminder(message_id: int, at: str | None = None) -> str:
     """Decide and, if allowed, send one due message; returns what happened."""
-    from app.messaging.render import customer_language, render
+    from app.messaging.render import render
     from app.messaging.send import (
         OutgoingMessage,
         PermanentMailError,
@@ -196,7 +199,7 @@ def send_reminder(message_id: int, at: str | None = None) -> str:
     )
 
     now = _now(at)
-    cfg = config.load()
+    cfg = config.settings()
     with session_scope() as session:
         message = _claim(session, message_id)
         if message is None or message.status != MessageStatus.SCHEDULED or message.due_at > now:

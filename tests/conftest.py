@@ -345,6 +345,9 @@ def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Inbox]:
     monkeypatch.setenv("SMTP_PORT", str(port))
     monkeypatch.setenv("SMTP_SECURITY", "none")
     monkeypatch.setenv("PUBLIC_URL", "http://localhost")
+    from app import config
+
+    config.settings(reload=True)  # a worker loads its settings once; this one starts with these
     yield inbox
     controller.stop()
 

@@ -13,7 +13,6 @@ import hmac
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -36,11 +35,10 @@ PREFIXES = {
 }
 
 
-@lru_cache(maxsize=1)
 def _secret() -> str:
     from app import config
 
-    return config.load()["SECRET_KEY"]
+    return config.settings()["SECRET_KEY"]
 
 
 def derive_code(shop_id: int, purpose: str, source_key: str, secret: str | None = None) -> str:

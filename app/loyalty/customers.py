@@ -15,11 +15,7 @@ from sqlalchemy.orm import Session
 from app.messaging import consent
 from app.db import (
     LOCKED_CUSTOMERS,
-    NEW_CUSTOMERS,
-    Prebuilt,
     dialect_insert,
-    for_update,
-    forget,
     insert_object,
     load_objects,
     note,
@@ -43,54 +39,42 @@ def find_by_email(session: Session, shop_id: int, email: str) -> Customer | None
     return rows[0] if rows else None
 
 
-# The worker's hot path (every order looks its customer up) runs prebuilt statements.
-_BY_PLATFORM_ID = Prebuilt(
-    lambda dialect: for_update(
-        dialect,
-        select(Customer).where(Customer.shop_id == bindparam("shop_id"), Customer.platform_id == bindparam("platform_id")),
-    )
-)
-_GUEST = Prebuilt(
-    lambda dialect: for_update(
-        dialect,
-        select(Customer).where(
-            Customer.shop_id == bindparam("shop_id"),
+# Every order looks its customer up, locked (PostgreSQL; on SQLite the transaction holds the
+# write lock, and the dialect leaves FOR UPDATE out).
+_BY_PLATFORM_ID = select(Customer).where(
+    Customer.shop_id == bindparam("shop_id"), Customer.platform_id == bindparam("platform_id")
+).with_for_update()
+_GUEST = select(Customer).where(
+    Customer.shop_id == bindparam("shop_id"),
+    Customer.email == bindparam("email"),
+    Customer.platform_id.is_(None),
+    Customer.merged_into_id.is_(None),
+).with_for_update()
+_ACCOUNT_OR_GUEST = select(Customer).where(
+    Customer.shop_id == bindparam("shop_id"),
+    or_(
+        Customer.platform_id == bindparam("platform_id"),
+        and_(
             Customer.email == bindparam("email"),
             Customer.platform_id.is_(None),
             Customer.merged_into_id.is_(None),
         ),
-    )
-)
-_ACCOUNT_OR_GUEST = Prebuilt(
-    lambda dialect: for_update(
-        dialect,
-        select(Customer).where(
-            Customer.shop_id == bindparam("shop_id"),
-            or_(
-                Customer.platform_id == bindparam("platform_id"),
-                and_(
-                    Customer.email == bindparam("email"),
-                    Customer.platform_id.is_(None),
-                    Customer.merged_into_id.is_(None),
-                ),
-            ),
-        ),
-    )
-)
+    ),
+).with_for_update()
 _INSERT_ACCOUNT = prebuilt_insert(Customer.__table__, ["shop_id", "platform_id"])
 
 
 def _by_platform_id(session: Session, shop_id: int, platform_id: str) -> Customer | None:
-    return session.scalars(_BY_PLATFORM_ID(session), {"shop_id": shop_id, "platform_id": platform_id}).first()
+    return session.scalars(_BY_PLATFORM_ID, {"shop_id": shop_id, "platform_id": platform_id}).first()
 
 
 def _guest(session: Session, shop_id: int, email: str) -> Customer | None:
-    return session.scalars(_GUEST(session), {"shop_id": shop_id, "email": email}).first()
+    return session.scalars(_GUEST, {"shop_id": shop_id, "email": email}).first()
 
 
-def _insert_account(session: Session, shop: Shop, c: ct.Customer, email: str | None) -> Customer:
+def _insert_account(session: Session, shop: Shop, c: ct.Customer, email: str | None) -> tuple[Customer, bool]:
     """Insert the account with its profile (the new row comes back from the INSERT), or read the
-    one that won a race and apply the profile to it."""
+    one that won a race and apply the profile to it; True when this call inserted it."""
     now = utcnow()
     new = Customer(shop_id=shop.id, platform_id=c.id, email=email, created_at=now, updated_at=now)
     consent_change = _copy_profile(session, shop, new, c)  # into the INSERT: no UPDATE after it
@@ -99,11 +83,10 @@ def _insert_account(session: Session, shop: Shop, c: ct.Customer, email: str | N
         row = _by_platform_id(session, shop.id, c.id)
         assert row is not None
         _apply_profile(session, shop, row, c)
-        return row
-    note(session, NEW_CUSTOMERS, row.id)
+        return row, False
     if consent_change is not None:
         consent.record_platform_proof(session, shop, row, consent_change)
-    return row
+    return row, True
 
 
 def _insert_guest(session: Session, shop_id: int, email: str) -> Customer:
@@ -127,7 +110,6 @@ def merge_guest(session: Session, guest: Customer, account: Customer) -> None:
     for model in (Order, Checkout, PointLot, LedgerEntry):
         session.execute(update(model).where(model.customer_id == guest.id).values(customer_id=account.id))
     guest.merged_into_id = account.id
-    forget(session, NEW_CUSTOMERS, account.id)  # it has the guest's history now
     session.add(
         LedgerEntry(
             shop_id=account.shop_id,
@@ -176,14 +158,20 @@ def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str 
     exist. A guest (no id) is keyed by e-mail and joins an existing account with that e-mail.
     Returns None when there is neither an id nor an e-mail.
     """
+    return _upsert(session, shop, c, email)[0]
+
+
+def _upsert(session: Session, shop: Shop, c: ct.Customer, email: str | None) -> tuple[Customer | None, bool]:
+    """`upsert_customer`, and True when this call inserted a new account with no history (no
+    guest merged into it)."""
     email = c.email or email
     if c.id is not None:
         # One query finds both the account and a guest with its e-mail (locked on PostgreSQL).
-        found = load_objects(session, Customer, _ACCOUNT_OR_GUEST(session),
+        found = load_objects(session, Customer, _ACCOUNT_OR_GUEST,
                              {"shop_id": shop.id, "platform_id": c.id, "email": email})
         row = next((r for r in found if r.platform_id == c.id), None)
         guest = next((r for r in found if r.platform_id is None), None)
-        inserted = False
+        inserted = new = False
         if row is None and guest is not None:
             adopted = session.execute(
                 update(Customer)
@@ -195,30 +183,32 @@ def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str 
                 session.refresh(guest)
                 row, guest = guest, None
             else:  # another worker adopted it meanwhile: ours is a new account; look for a guest again
-                row = _insert_account(session, shop, c, email)
+                row, new = _insert_account(session, shop, c, email)
                 guest = _guest(session, shop.id, email)
                 inserted = True
         if row is None:
-            row = _insert_account(session, shop, c, email)
+            row, new = _insert_account(session, shop, c, email)
             inserted = True
         if not inserted:  # _insert_account applied the profile itself
             _apply_profile(session, shop, row, c)
         if guest is not None and guest.id != row.id:
             merge_guest(session, guest, row)
+            new = False  # it has the guest's history now
         # Inserted, adopted by an UPDATE, or read FOR UPDATE: the row is locked (PostgreSQL).
         note(session, LOCKED_CUSTOMERS, row.id)
-        return row
+        return row, new
     if not email:
-        return None
+        return None, False
     row = find_by_email(session, shop.id, email) or _insert_guest(session, shop.id, email)
     _apply_profile(session, shop, row, c)
-    return row
+    return row, False
 
 
-def customer_for_order(session: Session, shop: Shop, order: ct.Order) -> Customer | None:
-    """Return the customer an order belongs to (None for a guest order without an e-mail)."""
+def customer_for_order(session: Session, shop: Shop, order: ct.Order) -> tuple[Customer | None, bool]:
+    """Return the customer an order belongs to (None for a guest order without an e-mail), and
+    True when this call created them (a new account: the order is their only one)."""
     customer = order.customer or ct.Customer(id=None, email=order.email)
-    return upsert_customer(session, shop, customer, email=order.email)
+    return _upsert(session, shop, customer, order.email)
 
 
 def search_customers(session: Session, query: str, limit: int) -> list[tuple[Customer, Shop]]:

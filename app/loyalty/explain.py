@@ -67,7 +67,7 @@ def customer_report(session: Session, customer: Customer, shop: Shop | None = No
     if public_url is None:
         from app import config
 
-        public_url = config.load()["PUBLIC_URL"]
+        public_url = config.settings()["PUBLIC_URL"]
     referral = referral_code_row(session, customer) if customer.referral_code else None
     referral_usable = referral is not None and referral.status == CodeStatus.CREATED
     bal = ledger.balance(session, customer.id)

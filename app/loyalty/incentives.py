@@ -7,14 +7,16 @@ All are keyed so they happen once: bonus entries by their natural ledger key, co
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.loyalty import codes, ledger
-from app.db import NEW_CUSTOMERS, after_commit, dialect_insert, noted
+from app.db import after_commit, dialect_insert
 from app.models import Customer, LedgerEntry, Order, OrderTask, Shop, utcnow
+from app.i18n import translations
+from app.messaging.render import customer_language
 from app.program import Program
 
 logger = logging.getLogger(__name__)
@@ -28,10 +30,11 @@ _FIRST_PAID = (
 )
 
 
-def is_first_paid_order(session: Session, customer_id: int, order: Order) -> bool:
-    """Return True when `order` is the customer's earliest paid order."""
-    if noted(session, NEW_CUSTOMERS, customer_id):
-        return order.is_paid  # created by this transaction for this order: it has no other
+def is_first_paid_order(session: Session, customer_id: int, order: Order, *, new_customer: bool = False) -> bool:
+    """Return True when `order` is the customer's earliest paid order (`new_customer`: the caller
+    created the customer for this order in this transaction, so it has no other)."""
+    if new_customer:
+        return order.is_paid
     return session.scalars(_FIRST_PAID, {"customer_id": customer_id}).first() == order.id
 
 
@@ -68,7 +71,9 @@ def after_first_paid_order(session: Session, shop: Shop, customer: Customer, ord
     if offer.enabled and customer.banned_at is None:
         codes.record_code_at_commit(
             session, shop, purpose="second_purchase", source_key=str(customer.id), customer_id=customer.id,
-            title=f"{offer.percent} % auf Ihre nächste Bestellung", kind="percentage", value=offer.percent,
+            title=translations(customer_language(customer, shop)).gettext(
+                "%(percent)s %% off your next order") % {"percent": offer.percent},
+            kind="percentage", value=offer.percent,
             valid_days=offer.valid_days, platform_customer_id=customer.platform_id, customer_email=customer.email,
         )
 
@@ -110,8 +115,3 @@ def signup_bonus(session: Session, shop: Shop, customer: Customer, program: Prog
         session, shop, customer, reason="signup_bonus", source_id=str(customer.id),
         points=program.earning.signup_bonus, version=version, available_at=now, expires_at=None, now=now,
     )
-
-
-def window_end(paid_at: datetime, program: Program) -> datetime:
-    """Return when the return window of an order paid at `paid_at` ends."""
-    return paid_at + timedelta(days=program.earning.return_window_days)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.db import (
     LOCKED_CUSTOMERS,
+    dialect_insert,
     insert_behind,
     insert_object,
     is_postgres,
@@ -153,24 +154,18 @@ _INSERT_LOT = prebuilt_insert(PointLot.__table__)
 _INSERT_ENTRY = prebuilt_insert(LedgerEntry.__table__)
 
 
-def append(
-    session: Session, entry: LedgerEntry, *, lot: PointLot | None = None, key_is_new: bool = False
-) -> LedgerEntry | None:
+def append(session: Session, entry: LedgerEntry, *, lot: PointLot | None = None) -> LedgerEntry | None:
     """Insert `entry` (and a new `lot`) unless an entry with its natural key already exists.
 
     Runs in a savepoint so a duplicate leaves the surrounding transaction usable; returns None for
-    a duplicate (the database decided: it was already recorded). `key_is_new` skips the savepoint
-    when no entry can have this key yet (its source row was inserted by this transaction, e.g. a
-    new order's earn); should one exist after all, the unique key still refuses it, failing the
-    transaction instead of returning None.
+    a duplicate (the database decided: it was already recorded).
     """
-    if key_is_new:
-        session.flush()  # what the savepoint would have flushed
-        _insert(session, entry, lot, entry_behind=True)
-        return entry
     try:
         with session.begin_nested():
-            _insert(session, entry, lot)
+            if lot is not None:
+                insert_object(session, _INSERT_LOT(session), lot)
+                entry.lot_id = lot.id
+            insert_object(session, _INSERT_ENTRY(session), entry)
     except IntegrityError:
         if lot is not None and lot in session:
             session.expunge(lot)  # its row went with the savepoint
@@ -182,19 +177,42 @@ def append(
     return entry
 
 
-def _insert(session: Session, entry: LedgerEntry, lot: PointLot | None, *, entry_behind: bool = False) -> None:
-    """Insert the lot (if any), then the entry, which points at it.
+def insert_lot(session: Session, lot: PointLot) -> int:
+    """Insert a new lot (one statement, which returns its id) and return its id."""
+    insert_object(session, _INSERT_LOT(session), lot)
+    return lot.id
 
-    `entry_behind`: the entry's key is new, so its INSERT cannot be refused and goes out with
-    the transaction's next statement (`app.db.insert_behind`); the entry then gets no id.
-    """
-    if lot is not None:
-        insert_object(session, _INSERT_LOT(session), lot)
-        entry.lot_id = lot.id
-    if entry_behind:
+
+def insert_new_entries(session: Session, entries: list[LedgerEntry]) -> None:
+    """Insert entries whose natural keys cannot exist yet (they name a row this transaction
+    inserted): they go out with the transaction's next statement (`app.db.insert_behind`)."""
+    for entry in entries:
         insert_behind(session, entry)
-    else:
-        insert_object(session, _INSERT_ENTRY(session), entry)
+
+
+def insert_entries(session: Session) -> Any:
+    """Return the INSERT of ledger entries (executemany) that skips an entry whose natural key
+    exists and returns the ids of those written: fewer ids than rows means a key existed."""
+    name = session.get_bind().dialect.name
+    stmt = _ENTRY_INSERTS.get(name)
+    if stmt is None:
+        table = LedgerEntry.__table__
+        stmt = _ENTRY_INSERTS[name] = (
+            dialect_insert(session, table)
+            .on_conflict_do_nothing(index_elements=["shop_id", "source_type", "source_id", "reason"])
+            .returning(table.c.id)
+        )
+    return stmt
+
+
+_ENTRY_INSERTS: dict[str, Any] = {}
+
+
+def forget_lots(session: Session, lot_ids: set[int]) -> None:
+    """Expire the session's copies of lots a Core UPDATE changed, so a later read sees the row."""
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, PointLot) and obj.id in lot_ids:
+            session.expire(obj)
 
 
 def new_lot(
@@ -226,14 +244,14 @@ def new_lot(
     )
 
 
-def credit(session: Session, entry: LedgerEntry, lot: PointLot, *, key_is_new: bool = False) -> LedgerEntry | None:
+def credit(session: Session, entry: LedgerEntry, lot: PointLot) -> LedgerEntry | None:
     """Record new points: `lot` holds them, `entry` explains them (None when already recorded)."""
     entry.delta = lot.points
     if lot.state == LotState.PENDING:
         entry.pending_delta, entry.available_delta = lot.points, 0
     else:
         entry.pending_delta, entry.available_delta = 0, lot.points
-    return append(session, entry, lot=lot, key_is_new=key_is_new)
+    return append(session, entry, lot=lot)
 
 
 def take_back(session: Session, customer_id: int, points: int, *, own_lot_id: int | None) -> Taken:

@@ -22,11 +22,8 @@ from app.messaging import reminders
 from app.loyalty.customers import customer_for_order
 from app.db import (
     LOCKED_ORDERS,
-    NEW_ORDERS,
-    Prebuilt,
     dialect_insert,
     flush,
-    for_update,
     insert_object,
     note,
     prebuilt_insert,
@@ -39,21 +36,21 @@ logger = logging.getLogger(__name__)
 
 
 # A new row comes back from the INSERT itself (and is ours alone until we commit, so it has no
-# refunds yet: the collection is set empty instead of loaded); an existing one is read, locked on
-# PostgreSQL, and overwrites whatever the session held for it.
+# refunds yet: the collection is set empty instead of loaded); an existing one is read, locked
+# (PostgreSQL; SQLite's transactions hold the write lock, and its dialect leaves FOR UPDATE out),
+# and overwrites whatever the session held for it.
 _INSERT_ORDER = prebuilt_insert(Order.__table__, ["shop_id", "platform_id"])
-_READ_ORDER = Prebuilt(
-    lambda dialect: for_update(
-        dialect,
-        select(Order)
-        .where(Order.shop_id == bindparam("shop_id"), Order.platform_id == bindparam("platform_id"))
-        .execution_options(populate_existing=True),
-    )
+_READ_ORDER = (
+    select(Order)
+    .where(Order.shop_id == bindparam("shop_id"), Order.platform_id == bindparam("platform_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
 )
 
 
-def lock_order(session: Session, shop: Shop, platform_id: str) -> Order:
-    """Return the order row for `platform_id`, creating an empty one, locked on PostgreSQL.
+def lock_order(session: Session, shop: Shop, platform_id: str) -> tuple[Order, bool]:
+    """Return the order row for `platform_id`, creating an empty one, locked on PostgreSQL, and
+    True when this call created it.
 
     The lock serializes every event of one order, so their ledger arithmetic never interleaves.
     """
@@ -64,13 +61,13 @@ def lock_order(session: Session, shop: Shop, platform_id: str) -> Order:
         Order(shop_id=shop.id, platform_id=platform_id, is_paid=False, taxes_included=False, total_weight_grams=0,
               tags=[], discount_codes=[], test=False, created_at=now, updated_at=now),
     )
-    if row is not None:
+    created = row is not None
+    if created:
         set_committed_value(row, "refunds", [])
-        note(session, NEW_ORDERS, row.id)
     else:
-        row = session.scalars(_READ_ORDER(session), {"shop_id": shop.id, "platform_id": platform_id}).one()
+        row = session.scalars(_READ_ORDER, {"shop_id": shop.id, "platform_id": platform_id}).one()
     note(session, LOCKED_ORDERS, row.id)
-    return row
+    return row, created
 
 
 def add_refund(session: Session, shop: Shop, row: Order, refund: ct.Refund) -> None:
@@ -119,8 +116,8 @@ def apply_order(
     # Loaded first (once per session): the customer's consent rules need it, and a query between
     # the customer's changes would flush them as a second UPDATE.
     _, program = current_program(session, shop)
-    row = lock_order(session, shop, order.id)
-    customer = customer_for_order(session, shop, order)
+    row, new_order = lock_order(session, shop, order.id)
+    customer, new_customer = customer_for_order(session, shop, order)
     if row.customer_id is None and customer is not None:
         row.customer_id = customer.id
     newer = row.platform_updated_at is None or order.updated_at >= row.platform_updated_at
@@ -145,38 +142,45 @@ def apply_order(
     flush(session)
     if order.refunds:
         session.expire(row, ["refunds"])  # Core inserts above are not in the loaded collection
-    points.reconcile_order(session, shop, row, delivery_id=delivery_id)
+    points.reconcile_order(session, shop, row, delivery_id=delivery_id, new_order=new_order,
+                           new_customer=new_customer)
     # What follows reads only rows already flushed above (orders, checkouts, reminders) and
     # changes the customer, the checkout and a reminder: one flush at commit writes them all.
     with session.no_autoflush:
         _track_checkout(session, shop, row, order, newer=newer)
         if became_paid and customer is not None:
-            reminders.schedule_winback(session, customer, program, paid_now=row)
-            reminders.attribute_order(session, customer, row, program)
+            reminders.schedule_winback(session, customer, program, paid_now=row, new_customer=new_customer)
+            reminders.attribute_order(session, customer, row, program, new_customer=new_customer)
     return row
 
 
+def _orders_are_checkouts(shop: Shop) -> bool:
+    """Return True when the shop's unpaid orders stand for its checkouts (WooCommerce)."""
+    return shop.platform.value == "woocommerce"
+
+
 def _track_checkout(session: Session, shop: Shop, row: Order, order: ct.Order, *, newer: bool) -> None:
-    """Paid orders end their checkout's reminders; unpaid WooCommerce orders are checkouts."""
+    """Paid orders end their checkout's reminders; unpaid orders are checkouts where orders
+    double as checkouts."""
     if row.is_paid or row.cancelled_at or row.deleted_at:
         when = row.paid_at or row.cancelled_at or row.deleted_at or utcnow()
-        if shop.platform.value == "woocommerce":  # only WooCommerce orders double as checkouts
+        if _orders_are_checkouts(shop):
             checkouts.complete(session, shop, f"order-{row.platform_id}", when)
         if order.checkout_token:
             checkouts.complete(session, shop, order.checkout_token, when)
         return
     unpaid = (ct.OrderStatus.DRAFT, ct.OrderStatus.PENDING, ct.OrderStatus.FAILED)
-    if newer and shop.platform.value == "woocommerce" and order.status in unpaid and order.email:
+    if newer and _orders_are_checkouts(shop) and order.status in unpaid and order.email:
         checkouts.apply_checkout(session, shop, checkouts.checkout_from_order(shop, order))
 
 
 def apply_refund(session: Session, shop: Shop, refund: ct.Refund, *, delivery_id: int | None = None) -> Order:
     """Record a refund (even before we have seen its order) and reverse points for it."""
-    row = lock_order(session, shop, refund.order_id)
+    row, new_order = lock_order(session, shop, refund.order_id)
     add_refund(session, shop, row, refund)
     flush(session)
     session.expire(row, ["refunds"])
-    points.reconcile_order(session, shop, row, delivery_id=delivery_id)
+    points.reconcile_order(session, shop, row, delivery_id=delivery_id, new_order=new_order)
     return row
 
 
@@ -226,7 +230,7 @@ def apply_transaction(
     if not counts_as_gift_card(tx):
         logger.debug("transaction without gift-card value ignored", extra={"shop": shop.id})
         return None
-    row = lock_order(session, shop, tx.order_id)
+    row, new_order = lock_order(session, shop, tx.order_id)
     table = OrderTransaction.__table__
     stmt = dialect_insert(session, table).values(
         shop_id=shop.id,
@@ -247,15 +251,16 @@ def apply_transaction(
         return row
     row.gift_card_paid = gift_card_paid(session, row)
     flush(session)
-    points.reconcile_order(session, shop, row, delivery_id=delivery_id, gift_card_source=str(stored))
+    points.reconcile_order(session, shop, row, delivery_id=delivery_id, gift_card_source=str(stored),
+                           new_order=new_order)
     return row
 
 
 def apply_deletion(session: Session, shop: Shop, platform_id: str, *, delivery_id: int | None = None) -> Order:
     """Mark an order deleted (WooCommerce trash/delete) and take back its points."""
-    row = lock_order(session, shop, platform_id)
+    row, new_order = lock_order(session, shop, platform_id)
     if row.deleted_at is None:
         row.deleted_at = utcnow()
     flush(session)
-    points.reconcile_order(session, shop, row, delivery_id=delivery_id)
+    points.reconcile_order(session, shop, row, delivery_id=delivery_id, new_order=new_order)
     return row

@@ -29,6 +29,8 @@ from app.models import (
     Shop,
     utcnow,
 )
+from app.i18n import translations
+from app.messaging.render import customer_language
 from app.program import Program, Reward, current_program
 
 logger = logging.getLogger(__name__)
@@ -139,7 +141,8 @@ def redeem(
         purpose="reward",
         source_key=str(redemption.id),
         customer_id=customer.id,
-        title=f"Treuepunkte: {reward.name}",
+        title=translations(customer_language(customer, shop)).gettext("Loyalty points: %(reward)s")
+        % {"reward": reward.name},
         kind=reward.kind,
         value=reward.value if reward.value is not None else Decimal("0"),
         valid_days=reward.valid_days,

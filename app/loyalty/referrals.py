@@ -16,7 +16,7 @@ from urllib.parse import quote
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app.loyalty import codes, ledger
+from app.loyalty import codes, decide, ledger
 from app.db import dialect_insert
 from app.models import (
     CodeStatus,
@@ -30,6 +30,8 @@ from app.models import (
     ShopStatus,
     utcnow,
 )
+from app.i18n import translations
+from app.messaging.render import customer_language
 from app.program import Program
 
 logger = logging.getLogger(__name__)
@@ -44,7 +46,9 @@ def ensure_referral_code(session: Session, shop: Shop, customer: Customer, progr
     offer = program.referral
     code = codes.record_code_at_commit(
         session, shop, purpose="referral", source_key=str(customer.id), customer_id=customer.id,
-        title=f"Willkommen: {offer.friend_discount_percent} % auf die erste Bestellung",
+        # For the friend, whose language nobody knows yet: the shop's.
+        title=translations(customer_language(None, shop)).gettext(
+            "Welcome: %(percent)s %% off your first order") % {"percent": offer.friend_discount_percent},
         kind="percentage", value=offer.friend_discount_percent, valid_days=None,
         minimum_amount=offer.friend_minimum_amount, usage_limit=None,
     )
@@ -201,15 +205,6 @@ def record_referral(session: Session, shop: Shop, order: Order, friend: Customer
     return referral
 
 
-def _order_kept(order: Order) -> bool:
-    return (
-        order.deleted_at is None
-        and order.cancelled_at is None
-        and order.status not in ("cancelled", "refunded")
-        and not order.refunds
-    )
-
-
 def settle(session: Session, referral_id: int, now: datetime | None = None) -> Referral | None:
     """Reward or reject a pending referral whose window has passed (idempotent)."""
     now = now or utcnow()
@@ -223,7 +218,7 @@ def settle(session: Session, referral_id: int, now: datetime | None = None) -> R
     order = session.get(Order, referral.order_id)
     shop = session.get(Shop, referral.shop_id)
     assert order is not None and shop is not None
-    if not _order_kept(order):
+    if not decide.still_counts(order) or order.refunds:  # any refund rejects the referral
         referral.status, referral.reason = ReferralStatus.REJECTED, "refunded"
         return referral
     from app.program import current_program

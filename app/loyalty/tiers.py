@@ -7,7 +7,6 @@ downgrade may happen). A customer below the lowest threshold has no tier.
 
 from __future__ import annotations
 
-import calendar
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -15,7 +14,9 @@ from decimal import Decimal
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app.db import NEW_CUSTOMERS, defer_insert, noted
+from app.db import defer_insert
+from app.loyalty import decide
+from app.loyalty.decide import add_months
 from app.models import (
     CodeStatus,
     Customer,
@@ -27,29 +28,18 @@ from app.models import (
     TierChange,
     utcnow,
 )
+from app.i18n import translations
+from app.messaging.render import customer_language
 from app.program import Program, Tier
-from connectors.types import OrderStatus
 
 logger = logging.getLogger(__name__)
 
 EARNING_REASONS = ("earn", "refund", "cancel", "restore", "gift_card")
 
 
-def add_months(when: datetime, months: int) -> datetime:
-    """Return `when` plus calendar months (the 31st becomes the month's last day)."""
-    month_index = when.month - 1 + months
-    year, month = when.year + month_index // 12, month_index % 12 + 1
-    day = min(when.day, calendar.monthrange(year, month)[1])
-    return when.replace(year=year, month=month, day=day)
-
-
 # Spend: paid orders not cancelled, refunded or deleted, net of partial refunds.
 _KEPT_ORDERS = select(Order.id, Order.merchandise).where(
-    Order.customer_id == bindparam("customer_id"),
-    Order.is_paid.is_(True),
-    Order.deleted_at.is_(None),
-    Order.cancelled_at.is_(None),
-    Order.status.notin_([OrderStatus.CANCELLED.value, OrderStatus.REFUNDED.value]),
+    Order.customer_id == bindparam("customer_id"), decide.counts_clause(Order)
 )
 _KEPT_ORDERS_SINCE = _KEPT_ORDERS.where(Order.paid_at >= bindparam("since"))
 _REFUNDED = select(OrderRefund.order_id, OrderRefund.merchandise).where(
@@ -57,29 +47,17 @@ _REFUNDED = select(OrderRefund.order_id, OrderRefund.merchandise).where(
 )
 
 
-def _kept(order: Order, since: datetime | None) -> bool:
-    """Python twin of `_KEPT_ORDERS` (and `_KEPT_ORDERS_SINCE`) for one loaded order."""
-    return (
-        order.is_paid
-        and order.deleted_at is None
-        and order.cancelled_at is None
-        and order.status is not None  # SQL's NOT IN is not true for NULL
-        and order.status not in (OrderStatus.CANCELLED.value, OrderStatus.REFUNDED.value)
-        and (since is None or (order.paid_at is not None and order.paid_at >= since))
-    )
-
-
 def metric_value(session: Session, program: Program, customer: Customer, now: datetime,
-                 order: Order | None = None) -> Decimal:
+                 only_order: Order | None = None) -> Decimal:
     """Return the customer's spend (shop currency, net of refunds) or points earned in the window.
 
-    `order`: the order being handled. When this transaction created the customer for it, it is
-    their only order, and their spend is read from it instead of from the database.
+    `only_order`: the customer's only order, when the caller created the customer for it in this
+    transaction; their spend is then read from it instead of from the database.
     """
     since = None if program.tiers.window == "lifetime" else now - timedelta(days=365)
-    if program.tiers.metric == "spend" and order is not None and order.customer_id == customer.id \
-            and noted(session, NEW_CUSTOMERS, customer.id):
-        if not _kept(order, since):
+    if program.tiers.metric == "spend" and only_order is not None and only_order.customer_id == customer.id:
+        order = only_order
+        if not decide.still_counts(order, since):
             return Decimal("0")
         refunded = sum((r.merchandise for r in order.refunds), Decimal("0"))
         return max((order.merchandise or Decimal("0")) - refunded, Decimal("0"))
@@ -116,14 +94,8 @@ def _rank(program: Program, name: str | None) -> int:
     return names.index(name) if name in names else -1
 
 
-def multiplier(program: Program, customer: Customer) -> Decimal:
-    """Return the points multiplier of the customer's current tier (1 without one)."""
-    tier = program.tier(customer.tier)
-    return tier.multiplier if tier else Decimal("1")
-
-
 def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None, value: Decimal,
-            reason: str, version: int, program: Program, now: datetime) -> TierChange:
+            reason: str, version: int, program: Program, now: datetime, *, new_customer: bool = False) -> TierChange:
     change = TierChange(
         shop_id=shop.id,
         customer_id=customer.id,
@@ -138,7 +110,7 @@ def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None,
     customer.tier = tier.name if tier else None
     customer.tier_since = now
     customer.tier_period_ends_at = add_months(now, program.tiers.period_months)
-    _renew_perks(session, shop, customer, tier, now)
+    _renew_perks(session, shop, customer, tier, now, new_customer=new_customer)
     logger.info("tier changed", extra={"shop": shop.id, "customer": customer.id, "reason": reason})
     return change
 
@@ -146,7 +118,8 @@ def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None,
 PERK_PURPOSES = ("tier_discount", "tier_shipping")
 
 
-def _renew_perks(session: Session, shop: Shop, customer: Customer, tier: Tier | None, now: datetime) -> None:
+def _renew_perks(session: Session, shop: Shop, customer: Customer, tier: Tier | None, now: datetime, *,
+                 new_customer: bool = False) -> None:
     """Switch off the member's perk codes and give those of `tier` for the period now starting.
 
     Called when the member enters, leaves or changes tier, and when a review keeps them in their
@@ -156,7 +129,7 @@ def _renew_perks(session: Session, shop: Shop, customer: Customer, tier: Tier | 
     """
     from app.loyalty import codes
 
-    if not noted(session, NEW_CUSTOMERS, customer.id):  # a customer new in this transaction has none
+    if not new_customer:  # a customer the caller created in this transaction has none
         live = list(session.scalars(select(IssuedCode).where(
             IssuedCode.customer_id == customer.id,
             IssuedCode.purpose.in_(PERK_PURPOSES),
@@ -176,6 +149,7 @@ def _perk_codes(session: Session, shop: Shop, customer: Customer, tier: Tier) ->
     """
     from app.loyalty import codes
 
+    texts = translations(customer_language(customer, shop))
     ends_at = customer.tier_period_ends_at
     period = ends_at.isoformat(timespec="seconds") if ends_at else "open"
     common = {"customer_id": customer.id, "platform_customer_id": customer.platform_id,
@@ -184,30 +158,33 @@ def _perk_codes(session: Session, shop: Shop, customer: Customer, tier: Tier) ->
     if tier.member_discount_percent > 0:
         codes.record_code_at_commit(
             session, shop, purpose="tier_discount", source_key=f"{customer.id}:{tier.name}:{period}",
-            title=f"{tier.name}: {tier.member_discount_percent.normalize():f} % Mitgliederrabatt",
+            title=texts.gettext("%(tier)s: %(percent)s %% member discount")
+            % {"tier": tier.name, "percent": f"{tier.member_discount_percent.normalize():f}"},
             kind="percentage", value=tier.member_discount_percent, **common)
     if tier.free_shipping:
         codes.record_code_at_commit(
             session, shop, purpose="tier_shipping", source_key=f"{customer.id}:{tier.name}:{period}",
-            title=f"{tier.name}: Gratisversand", kind="free_shipping", value=Decimal("0"), **common)
+            title=texts.gettext("%(tier)s: free shipping") % {"tier": tier.name}, kind="free_shipping", value=Decimal("0"), **common)
 
 
 def evaluate(session: Session, shop: Shop, customer: Customer, program: Program, version: int, *,
              now: datetime | None = None, allow_downgrade: bool = False,
-             order: Order | None = None) -> TierChange | None:
+             only_order: Order | None = None) -> TierChange | None:
     """Move the customer up at once when they qualify higher; down only if `allow_downgrade`.
 
     With `allow_downgrade` (the period-end review) a customer who still qualifies for their tier
-    starts a new period in it. `order`: the order that changed the points (see `metric_value`).
+    starts a new period in it. `only_order`: the customer's only order, when the caller created
+    the customer for it in this transaction (see `metric_value`; such a customer has no perks).
     """
     now = now or utcnow()
     if not program.tiers.levels:
         return None
-    value = metric_value(session, program, customer, now, order)
+    value = metric_value(session, program, customer, now, only_order)
     target = qualifying_tier(program, value)
     current, wanted = _rank(program, customer.tier), _rank(program, target.name if target else None)
     if wanted > current:
-        return _change(session, shop, customer, target, value, "upgrade", version, program, now)
+        return _change(session, shop, customer, target, value, "upgrade", version, program, now,
+                       new_customer=only_order is not None)
     if allow_downgrade:
         if wanted < current:
             return _change(session, shop, customer, target, value, "downgrade", version, program, now)

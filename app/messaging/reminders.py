@@ -22,7 +22,7 @@ from sqlalchemy import String, and_, bindparam, cast, exists, func, select, tupl
 from sqlalchemy.orm import Session
 
 from app.messaging import consent
-from app.db import NEW_CUSTOMERS, dialect_insert, noted
+from app.db import dialect_insert
 from app.models import (
     Checkout,
     CodeStatus,
@@ -88,15 +88,16 @@ _PAID_AT = select(Order.paid_at).where(
 )
 
 
-def schedule_winback(session: Session, customer: Customer, program: Program, *, paid_now: Order | None = None) -> None:
+def schedule_winback(session: Session, customer: Customer, program: Program, *, paid_now: Order | None = None,
+                     new_customer: bool = False) -> None:
     """Refresh last_order_at and next_winback_at from the customer's paid orders.
 
     With 3+ orders the expected gap is the median gap between them, and the win-back is due when
     overdue by `factor` x that gap (at least `min_days`); with fewer, `default_days` after the last.
-    `paid_now` is the order whose payment calls this: for a customer this transaction created, it
-    is their only one.
+    `paid_now` is the order whose payment calls this; with `new_customer` (the caller created the
+    customer for it in this transaction) it is their only one.
     """
-    if paid_now is not None and paid_now.paid_at is not None and noted(session, NEW_CUSTOMERS, customer.id):
+    if paid_now is not None and paid_now.paid_at is not None and new_customer:
         paid = [paid_now.paid_at]
     else:
         paid = sorted(t for t in session.scalars(_PAID_AT, {"customer_id": customer.id}) if t is not None)
@@ -483,10 +484,14 @@ _ATTRIBUTABLE = (
 )
 
 
-def attribute_order(session: Session, customer: Customer, order: Order, program: Program) -> ReminderMessage | None:
-    """Credit a paid order to the reminder that used its code, else the latest within the window."""
-    if order.paid_at is None or noted(session, NEW_CUSTOMERS, customer.id):
-        return None  # (a customer created by this transaction was never sent a reminder)
+def attribute_order(session: Session, customer: Customer, order: Order, program: Program, *,
+                    new_customer: bool = False) -> ReminderMessage | None:
+    """Credit a paid order to the reminder that used its code, else the latest within the window.
+
+    `new_customer`: the caller created the customer in this transaction (never sent a reminder).
+    """
+    if order.paid_at is None or new_customer:
+        return None
     codes = {c.upper() for c in (order.discount_codes or [])}
     window = order.paid_at - timedelta(days=program.reminders.attribution_days)
     candidates = session.execute(_ATTRIBUTABLE, {"customer_id": customer.id, "paid_at": order.paid_at}).all()

@@ -1,7 +1,7 @@
 """Sending e-mail: build a MIME message, hand it to SMTP or write it to an outbox folder.
 
 No Flask here: jobs send mail without an app context. `mailer_from_config(cfg)` reads the
-`SMTP_*`, `OUTBOX_PATH` settings of `app.config.load()`; with `SMTP_HOST` unset every message is
+`SMTP_*`, `OUTBOX_PATH` settings of `app.config.settings()`; with `SMTP_HOST` unset every message is
 written as an `.eml` file that a person can open in a mail client (development, demos).
 
 Failures are raised, never swallowed (a job's retry policy decides what happens next):

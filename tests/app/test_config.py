@@ -97,3 +97,21 @@ def test_no_run_file_means_no_redis_and_the_default_web_url(tmp_path):
     # then there is no Redis to fall back to, and the demo posts to PORT
     settings = load(env)
     assert (settings["REDIS_URL"], settings["WEB_URL"]) == (None, "http://127.0.0.1:8123")
+
+
+def test_a_process_loads_its_settings_once(tmp_path, monkeypatch):
+    # given a process whose settings were loaded (a worker's first job)
+    from app import config
+
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("PUBLIC_URL", "https://first.example")
+    first = config.settings(reload=True)
+
+    # when the environment changes afterwards
+    monkeypatch.setenv("PUBLIC_URL", "https://second.example")
+
+    # then the process keeps what it loaded, until it is told to load again (an app being built)
+    assert config.settings() is first and first["PUBLIC_URL"] == "https://first.example"
+    assert config.settings(reload=True)["PUBLIC_URL"] == "https://second.example"
+    monkeypatch.undo()
+    config.settings(reload=True)

@@ -68,9 +68,10 @@ def test_an_account_inserted_by_someone_else_first_still_gets_the_newer_profile(
 
     # when this worker's INSERT of the same account finds it there, with a newer profile that opts in
     with session_scope() as s:
-        row = customers._insert_account(s, s.get(Shop, shop_id), _profile("Erika-Maria", T0 + timedelta(days=1)),
-                                        "kundin@example.test")
-        assert row.id is not None
+        row, inserted = customers._insert_account(s, s.get(Shop, shop_id),
+                                                  _profile("Erika-Maria", T0 + timedelta(days=1)),
+                                                  "kundin@example.test")
+        assert row.id is not None and not inserted
 
     # then the existing row takes the newer profile and consent, and both statements have their proof
     assert _stored(shop_id) == (

@@ -239,10 +239,10 @@ def test_loaded_objects_join_the_session_as_the_orm_would_load_them(app, make_sh
 
     # when they are loaded the ORM's way, and then the short way
     with session_scope() as s:
-        theirs = s.scalars(_ACCOUNT_OR_GUEST(s), params).all()
+        theirs = s.scalars(_ACCOUNT_OR_GUEST, params).all()
         theirs_values = sorted((c.id, c.platform_id, c.email, c.tier, c.created_at) for c in theirs)
     with session_scope() as s:
-        ours = load_objects(s, Customer, _ACCOUNT_OR_GUEST(s), params)
+        ours = load_objects(s, Customer, _ACCOUNT_OR_GUEST, params)
 
         # then they are the same rows with the same values, persistent and clean
         assert sorted((c.id, c.platform_id, c.email, c.tier, c.created_at) for c in ours) == theirs_values
@@ -253,7 +253,7 @@ def test_loaded_objects_join_the_session_as_the_orm_would_load_them(app, make_sh
         account.tier = "Silber"
         guest = next(c for c in ours if c.platform_id is None)
         s.expire(guest)
-        again = load_objects(s, Customer, _ACCOUNT_OR_GUEST(s), params)
+        again = load_objects(s, Customer, _ACCOUNT_OR_GUEST, params)
         assert {id(c) for c in again} == {id(c) for c in ours}
         assert account.tier == "Silber"
         assert "email" not in inspect(guest).unloaded and guest.email == "a@example.test"

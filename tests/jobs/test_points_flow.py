@@ -631,3 +631,27 @@ def test_a_90_order_with_30_paid_by_gift_card_earns_60(_case, transaction_first,
     # then the order earns 60
     customer = report(shop, "kundin@example.test")
     assert customer["pending"] + customer["available"] == 60
+
+
+def test_a_plan_refused_by_the_ledgers_key_is_decided_again(make_shop, post_webhook, work, runner, monkeypatch):
+    # given a paid order whose first ledger write meets an entry another transaction wrote meanwhile
+    from app.loyalty import points
+
+    make_shop("shopify")
+    real_write, calls = points.write_plan, []
+
+    def refused_once(*args, **kw):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            raise points.PlanConflictError("a ledger entry of the plan exists already")
+        return real_write(*args, **kw)
+
+    monkeypatch.setattr(points, "write_plan", refused_once)
+
+    # when it is processed
+    deliver(post_webhook, work, "shopify", ("orders/paid", "orders_paid.json"))
+
+    # then the first transaction rolled back, the delivery was decided again, and earned once
+    assert len(calls) == 2
+    customer = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
+    assert [(e["reason"], e["delta"]) for e in customer["ledger"]] == [("earn", 587)]

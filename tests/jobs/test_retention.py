@@ -108,6 +108,9 @@ def test_the_sweep_walks_in_batches(make_shop, post_webhook, work):
 def test_zero_days_keeps_every_body(make_shop, post_webhook, work, monkeypatch):
     # given a shop that keeps delivery bodies (DELIVERY_RETENTION_DAYS=0)
     monkeypatch.setenv("DELIVERY_RETENTION_DAYS", "0")
+    from app import config
+
+    config.settings(reload=True)  # as a worker started with it would have it
     make_shop("shopify")
     _paid(post_webhook, "paid-1")
     work()
