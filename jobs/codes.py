@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 def _credentials(shop: Shop) -> tuple[dict[str, Any], str | None]:
     """Return (the connector's credentials, None), or ({}, why the shop's API cannot be called)."""
-    return shops.api_credentials(shop, config.load()["ENCRYPTION_KEY"])
+    return shops.api_credentials(shop, config.settings()["ENCRYPTION_KEY"])
 
 
 def _paused(shop: Shop) -> str | None:

@@ -33,7 +33,7 @@ def shopify_api_credentials(shop_id: int, *, force_refresh: bool = False) -> dic
         app.shops.ShopNeedsReauthorizationError: the merchant must install again.
         app.shops.TokenRefreshBusyError, connectors.errors.TransientError: retry later.
     """
-    settings = config.load()
+    settings = config.settings()
 
     def refresh(domain: str, refresh_token: str, now: datetime) -> shopify_client.TokenGrant:
         return shopify_client.refresh_access_token(
@@ -59,7 +59,7 @@ def sync_webhooks(shop_id: int) -> dict[str, list[str]]:
             logger.debug("webhook sync: no such Shopify shop", extra={"shop": shop_id})
             return {"created": [], "deleted": [], "kept": []}
     credentials = api_credentials(shop_id)
-    address = webhook_address(config.load()["PUBLIC_URL"])
+    address = webhook_address(config.settings()["PUBLIC_URL"])
     wanted = set(shopify_consts.SUBSCRIPTION_TOPICS.values())
     existing = shopify_client.list_webhook_subscriptions(credentials)
     kept: set[str] = set()
@@ -90,7 +90,7 @@ def create_woocommerce_webhooks(shop_id: int) -> dict[str, list[str]]:
     runs never both create it) and gets the store's webhook id after. A retried job creates only
     what is still pending. Returns the topics created and the ones that were already there.
     """
-    settings = config.load()
+    settings = config.settings()
     with session_scope() as session:
         shop = session.get(Shop, shop_id)
         if shop is None or shop.platform.value != "woocommerce":
@@ -128,7 +128,7 @@ def api_credentials(shop_id: int, *, force_refresh: bool = False) -> dict[str, A
         app.shops.ShopNeedsReauthorizationError: the merchant must install again.
         app.shops.TokenRefreshBusyError, connectors.errors.TransientError: retry later.
     """
-    settings = config.load()
+    settings = config.settings()
     with session_scope() as session:
         shop = session.get(Shop, shop_id)
         if shop is None:

@@ -30,6 +30,7 @@ from app.db import (
 )
 from app.models import Order, OrderRefund, OrderTransaction, Shop, utcnow
 from app.program import current_program
+from connectors import get_connector
 from connectors import types as ct
 
 logger = logging.getLogger(__name__)
@@ -155,8 +156,9 @@ def apply_order(
 
 
 def _orders_are_checkouts(shop: Shop) -> bool:
-    """Return True when the shop's unpaid orders stand for its checkouts (WooCommerce)."""
-    return shop.platform.value == "woocommerce"
+    """Return True when the shop's unpaid orders stand for its checkouts (the connector says:
+    WooCommerce has no checkout topic)."""
+    return get_connector(shop.platform.value).ORDERS_ARE_CHECKOUTS
 
 
 def _track_checkout(session: Session, shop: Shop, row: Order, order: ct.Order, *, newer: bool) -> None:

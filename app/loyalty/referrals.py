@@ -33,6 +33,7 @@ from app.models import (
 from app.i18n import translations
 from app.messaging.render import customer_language
 from app.program import Program
+from connectors import get_connector
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,8 @@ FRIEND_PATH = "/f/{shop_id}/{code}"
 
 
 def shop_url(shop: Shop) -> str:
-    """Return the shop's storefront address (a WooCommerce shop's domain is its base URL)."""
-    return f"https://{shop.domain}" if shop.platform.value == "shopify" else shop.domain
+    """Return the shop's storefront address (as its connector knows it)."""
+    return get_connector(shop.platform.value).storefront_url(shop.domain)
 
 
 def referral_link(shop: Shop, code: str, public_url: str) -> str:
@@ -72,8 +73,6 @@ def referral_link(shop: Shop, code: str, public_url: str) -> str:
     `discount_link`) our friend page (`app.web.public`): it shows the discount and the code, and
     leads to the shop.
     """
-    from connectors import get_connector
-
     link = get_connector(shop.platform.value).discount_link(shop.domain, code)
     return link or public_url.rstrip("/") + FRIEND_PATH.format(shop_id=shop.id, code=quote(code, safe=""))
 

@@ -35,7 +35,7 @@ def platform_consent(shop: Shop, c: ct.Customer, meta_key: str, true_values: tup
     """
     if c.accepts_marketing is not None:
         return c.accepts_marketing
-    if shop.platform.value == "woocommerce":
+    if c.meta:  # customer meta is where a WooCommerce newsletter plugin keeps consent
         for key, value in c.meta:
             if key == meta_key:
                 return value.strip().lower() in {v.lower() for v in true_values}

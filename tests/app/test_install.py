@@ -16,6 +16,7 @@ import responses
 import shopify
 from sqlalchemy import select
 
+from app import config as app_config
 from app import shops
 from app.db import session_scope
 from app.models import Customer, OAuthState, PlatformWebhook, Shop, ShopStatus, utcnow
@@ -35,6 +36,13 @@ def signed(params: dict[str, str]) -> dict[str, str]:
     """Return `params` with Shopify's query `hmac` under the test secret (as Shopify signs them)."""
     session_class = type("AppSession", (shopify.Session,), {"secret": SECRET})
     return {**params, "hmac": session_class.calculate_hmac(params)}
+
+
+@pytest.fixture(autouse=True)
+def _settings_follow_the_environment():
+    """Tests here change the environment for jobs; the next test's jobs read it afresh."""
+    yield
+    app_config.settings(reload=True)
 
 
 @pytest.fixture
@@ -149,6 +157,7 @@ def test_install_stores_an_expiring_token_encrypted_and_subscribes_webhooks(shop
             "webhookSubscription": {"id": f"gid://shopify/WebhookSubscription/{topic}", "topic": topic,
                                     "uri": f"{PUBLIC}/webhooks/shopify"}, "userErrors": []}}})
     monkeypatch.setenv("PUBLIC_URL", PUBLIC)  # the worker reads its settings from the environment
+    app_config.settings(reload=True)  # jobs read settings once per process
     assert work() == 1
     created = [json.loads(call.request.body) for call in responses.calls[2:]]
     assert sorted(c["variables"]["topic"] for c in created) == sorted(consts.SUBSCRIPTION_TOPICS.values())
@@ -354,6 +363,7 @@ def test_webhook_sync_fixes_only_the_difference(make_shop, runner, monkeypatch):
             "webhookSubscription": {"id": f"gid://shopify/WebhookSubscription/{topic}", "topic": topic,
                                     "uri": ours}, "userErrors": []}}})
     monkeypatch.setenv("PUBLIC_URL", PUBLIC)
+    app_config.settings(reload=True)  # jobs read settings once per process
 
     # when the sync runs from the command line
     result = runner.invoke(args=["shops", "sync-webhooks", "--shop", SHOP])
@@ -448,6 +458,7 @@ def test_woocommerce_connect_stores_the_granted_key_and_creates_the_webhooks(woo
     answer_body = (Path(__file__).resolve().parents[1] / "fixtures" / "woocommerce_api" / "webhooks_create.json").read_bytes()
     responses.post(hooks, body=answer_body, status=201, content_type="application/json")
     monkeypatch.setenv("PUBLIC_URL", PUBLIC)
+    app_config.settings(reload=True)  # jobs read settings once per process
     assert work() == 1
     sent = [json.loads(call.request.body) for call in responses.calls]
     from jobs.shops import WOOCOMMERCE_TOPICS, create_woocommerce_webhooks
@@ -564,6 +575,7 @@ def test_codes_of_a_shop_needing_re_authorisation_wait_and_go_out_after_the_inst
         code_id = row.id
     monkeypatch.setenv("SHOPIFY_API_KEY", API_KEY)
     monkeypatch.setenv("SHOPIFY_API_SECRET", SECRET)
+    app_config.settings(reload=True)  # jobs read settings once per process
     responses.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
 
     # when the code job runs
@@ -598,6 +610,7 @@ def test_a_token_shopify_refuses_is_refreshed_once_and_the_call_repeated(make_sh
         code_id = row.id
     monkeypatch.setenv("SHOPIFY_API_KEY", API_KEY)
     monkeypatch.setenv("SHOPIFY_API_SECRET", SECRET)
+    app_config.settings(reload=True)  # jobs read settings once per process
     responses.post(GRAPHQL_URL, status=401, json={"errors": "[API] Invalid API key or access token"})
     responses.post(TOKEN_URL, json=_grant_answer(token="shpat_renewed", refresh="shprt_renewed"))
     responses.post(GRAPHQL_URL, json={"data": {"discountCodeBasicCreate": {
