@@ -53,6 +53,9 @@ def _setup_sqlite(engine: Engine) -> None:
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for `url` with our SQLite pragmas or PostgreSQL pool settings."""
+    # hide_parameters: an error's text (logged, or kept as a delivery's failure) never carries the
+    # statement's values — e-mails, recovery links.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
         _setup_sqlite(engine)

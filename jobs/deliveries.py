@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app.loyalty import customers, incentives, orders
@@ -167,6 +167,21 @@ def _process_delivery(delivery_id: int, *, bind: Connection | None, memo: BatchM
         return DeliveryStatus.PROCESSED.value
 
 
+def failure_text(exc: BaseException) -> str:
+    """Return what a person reads about a failure, without the data it was about.
+
+    A database error's text carries the statement's parameters (`[parameters: ...]`) and the
+    server's DETAIL lines (PostgreSQL: "Key (email)=(anna@…) already exists"): e-mails, recovery
+    links. Only the driver's error class and its first line are kept.
+    """
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        first_line = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
+        return f"{type(exc).__name__} ({type(exc.orig).__name__}): {first_line}"[:2000]
+    if isinstance(exc, StatementError):
+        return f"{type(exc).__name__}: the statement could not be run"[:2000]
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
 def _record_error(delivery_id: int, exc: BaseException) -> str:
     transient = isinstance(exc, OperationalError)
     with session_scope() as session:
@@ -174,7 +189,7 @@ def _record_error(delivery_id: int, exc: BaseException) -> str:
         if delivery is None:
             return "missing"
         delivery.attempts += 1
-        delivery.error = f"{type(exc).__name__}: {exc}"[:2000]
+        delivery.error = failure_text(exc)
         if not transient or delivery.attempts >= MAX_ATTEMPTS:
             delivery.status = DeliveryStatus.FAILED
         return delivery.status.value
@@ -283,7 +298,8 @@ PURGE_CURSOR = "webhook_deliveries.purge"
 
 
 def purge_delivery_bodies(now: datetime | None = None, batch_size: int = 1000) -> int:
-    """Empty the body and headers of deliveries received more than DELIVERY_RETENTION_DAYS ago.
+    """Empty the body, headers and failure text of deliveries received more than
+    DELIVERY_RETENTION_DAYS ago.
 
     They hold the customer's personal data (name, addresses, e-mail) and are needed only to
     process or replay the delivery. The row stays: ledger entries name the delivery that caused
@@ -330,7 +346,7 @@ def purge_delivery_bodies(now: datetime | None = None, batch_size: int = 1000) -
                 purged += session.execute(
                     update(_DELIVERIES)
                     .where(_DELIVERIES.c.id.in_(ids), _DELIVERIES.c.purged_at.is_(None))
-                    .values(body=b"", headers={}, purged_at=now)
+                    .values(body=b"", headers={}, error=None, purged_at=now)
                 ).rowcount
                 _advance_cursor(session, PURGE_CURSOR, ids[-1])
         if blocked or len(rows) < batch_size:

@@ -35,6 +35,7 @@ from app.models import (
     PointLot,
     ReminderMessage,
     Shop,
+    ShopStatus,
     TierChange,
     utcnow,
 )
@@ -445,6 +446,8 @@ def stop_reason(session: Session, message: ReminderMessage, customer: Customer |
 def decide(session: Session, message: ReminderMessage, customer: Customer | None, shop: Shop, program: Program,
            now: datetime) -> Decision:
     """Send, suppress (with the reason) or defer (cap, quiet hours) a due message."""
+    if shop.status != ShopStatus.ACTIVE:
+        return Decision("suppress", "shop_uninstalled")  # its data stays until shop/redact; no mail
     if customer is None:
         return Decision("suppress", "no_customer")
     stop = stop_reason(session, message, customer)

@@ -667,3 +667,20 @@ def test_guest_checkout_consent_comes_from_its_own_tick_box(_case, fixture, sent
         assert smtp_server.messages == []
         assert messages() == [("cart", 1, "suppressed", "no_consent")]
         assert (customer.accepts_marketing, proofs) == (None, [])
+
+
+def test_an_uninstalled_shop_sends_no_reminders(shop, smtp_server, work):
+    # given a consenting customer's abandoned checkout, and then the shop uninstalls the app
+    from app.models import Shop, ShopStatus
+
+    consent(shop)
+    put_checkout(shop, checkout())
+    with session_scope() as s:
+        s.get(Shop, shop).status = ShopStatus.UNINSTALLED
+
+    # when the first step is due
+    sweep(work, T + timedelta(hours=1))
+
+    # then nothing is sent, and why is recorded (the data stays until shop/redact)
+    assert smtp_server.messages == []
+    assert messages() == [("cart", 1, "suppressed", "shop_uninstalled")]
