@@ -560,22 +560,30 @@ def test_a_disabled_woocommerce_webhook_is_switched_on_again(make_shop):
         assert (row.status, row.checked_at is not None) == ("active", True)
 
 
-@responses.activate
-def test_codes_of_a_shop_needing_re_authorisation_wait_and_go_out_after_the_install(make_shop, monkeypatch):
-    # given an installed shop with a token about to expire whose refresh token Shopify refuses,
-    # and a reward code waiting to be created
-    shop_id = _installed(make_shop, expires_in=timedelta(minutes=1))
+def _waiting_reward_code(shop_id: int, key: str, monkeypatch) -> int:  # type: ignore[no-untyped-def]
+    """A reward code waiting to be created in the shop, with the app's key and secret set for the
+    worker's token refresh; returns the code row's id."""
     from app.loyalty.codes import record_code
-    from app.models import IssuedCode
-    from jobs.codes import issue_code, requeue_pending
 
     with session_scope() as s:
-        row, _ = record_code(s, s.get(Shop, shop_id), purpose="reward", source_key="r-1", customer_id=None,
+        row, _ = record_code(s, s.get(Shop, shop_id), purpose="reward", source_key=key, customer_id=None,
                              title="5 € Rabatt", kind="fixed_amount", value=Decimal("5"), valid_days=30)
         code_id = row.id
     monkeypatch.setenv("SHOPIFY_API_KEY", API_KEY)
     monkeypatch.setenv("SHOPIFY_API_SECRET", SECRET)
     app_config.settings(reload=True)  # jobs read settings once per process
+    return code_id
+
+
+@responses.activate
+def test_codes_of_a_shop_needing_re_authorisation_wait_and_go_out_after_the_install(make_shop, monkeypatch):
+    # given an installed shop with a token about to expire whose refresh token Shopify refuses,
+    # and a reward code waiting to be created
+    shop_id = _installed(make_shop, expires_in=timedelta(minutes=1))
+    from app.models import IssuedCode
+    from jobs.codes import issue_code, requeue_pending
+
+    code_id = _waiting_reward_code(shop_id, "r-1", monkeypatch)
     responses.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
 
     # when the code job runs
@@ -601,16 +609,9 @@ def test_codes_of_a_shop_needing_re_authorisation_wait_and_go_out_after_the_inst
 def test_a_token_shopify_refuses_is_refreshed_once_and_the_call_repeated(make_shop, monkeypatch):
     # given an installed shop whose token looks fresh but Shopify answers 401 (revoked early)
     shop_id = _installed(make_shop, expires_in=timedelta(minutes=50))
-    from app.loyalty.codes import record_code
     from jobs.codes import issue_code
 
-    with session_scope() as s:
-        row, _ = record_code(s, s.get(Shop, shop_id), purpose="reward", source_key="r-2", customer_id=None,
-                             title="5 € Rabatt", kind="fixed_amount", value=Decimal("5"), valid_days=30)
-        code_id = row.id
-    monkeypatch.setenv("SHOPIFY_API_KEY", API_KEY)
-    monkeypatch.setenv("SHOPIFY_API_SECRET", SECRET)
-    app_config.settings(reload=True)  # jobs read settings once per process
+    code_id = _waiting_reward_code(shop_id, "r-2", monkeypatch)
     responses.post(GRAPHQL_URL, status=401, json={"errors": "[API] Invalid API key or access token"})
     responses.post(TOKEN_URL, json=_grant_answer(token="shpat_renewed", refresh="shprt_renewed"))
     responses.post(GRAPHQL_URL, json={"data": {"discountCodeBasicCreate": {
