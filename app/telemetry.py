@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
@@ -41,6 +41,16 @@ PLATFORM_API_ERRORS = Counter(
     "Failed platform API calls by platform, operation and kind (rate_limited, transient, "
     "unauthorized, permanent)",
     ["platform", "operation", "kind"],
+)
+DELIVERIES_HANDLED = Counter(
+    "stammkunde_deliveries_handled",
+    "Deliveries the worker finished, by platform, topic and outcome (processed, failed)",
+    ["platform", "topic", "outcome"],
+)
+DELIVERY_LAG = Histogram(
+    "stammkunde_delivery_lag_seconds",
+    "Seconds from a delivery's arrival to the commit of its processing",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600),
 )
 EMAILS = Counter(
     "stammkunde_emails",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select, update
@@ -16,7 +16,7 @@ from app.loyalty import customers, incentives, orders
 from app import driver_sql, privacy
 from app.loyalty.checkouts import apply_checkout
 from app.loyalty.points import PlanConflictError
-from app.db import defer, dialect_insert, get_engine, session_scope
+from app.db import after_commit, defer, dialect_insert, get_engine, session_scope
 from app.models import DeliveryStatus, JobCursor, Shop, ShopStatus, WebhookDelivery, utcnow
 from app.program import current_program, share_program_cache
 from connectors import get_connector
@@ -67,7 +67,7 @@ _DELIVERIES = WebhookDelivery.__table__
 # lock): another worker skips a delivery in hand.
 _READ = select(
     _DELIVERIES.c.shop_id, _DELIVERIES.c.platform, _DELIVERIES.c.topic, _DELIVERIES.c.headers,
-    _DELIVERIES.c.body, _DELIVERIES.c.status,
+    _DELIVERIES.c.body, _DELIVERIES.c.status, _DELIVERIES.c.received_at,
 ).where(_DELIVERIES.c.id == bindparam("id")).with_for_update(skip_locked=True)
 _FINISH = (
     update(_DELIVERIES)
@@ -156,6 +156,7 @@ def _process_delivery(delivery_id: int, *, bind: Connection | None, memo: BatchM
                 "delivery rejected by parser",
                 extra={"delivery": delivery_id, "shop": shop.id, "topic": delivery["topic"]},
             )
+            after_commit(session, lambda: _count(delivery, "failed"))
             return DeliveryStatus.FAILED.value
         _handle(session, shop, delivery_id, event)
         if memo is not None and isinstance(event.resource, ct.AppUninstalled | ct.ShopRedaction):
@@ -164,7 +165,22 @@ def _process_delivery(delivery_id: int, *, bind: Connection | None, memo: BatchM
         # it goes out with the COMMIT (`defer`).
         defer(session, _FINISH, {"delivery_id": delivery_id, "status": DeliveryStatus.PROCESSED, "error": None,
                                  "processed_at": utcnow()})
+        after_commit(session, lambda: _count(delivery, "processed"))
         return DeliveryStatus.PROCESSED.value
+
+
+def _count(delivery: Any, outcome: str) -> None:
+    """Count a finished delivery and its lag (`app.telemetry`), once its transaction committed."""
+    from app import telemetry
+
+    telemetry.DELIVERIES_HANDLED.labels(delivery["platform"], delivery["topic"], outcome).inc()
+    if outcome == "processed" and delivery["received_at"] is not None:
+        received = delivery["received_at"]
+        if isinstance(received, str):  # SQLite's raw column: UTC text (models.UTCDateTime)
+            received = datetime.fromisoformat(received)
+        if received.tzinfo is None:
+            received = received.replace(tzinfo=timezone.utc)
+        telemetry.DELIVERY_LAG.observe(max((utcnow() - received).total_seconds(), 0.0))
 
 
 def failure_text(exc: BaseException) -> str:
@@ -192,6 +208,8 @@ def _record_error(delivery_id: int, exc: BaseException) -> str:
         delivery.error = failure_text(exc)
         if not transient or delivery.attempts >= MAX_ATTEMPTS:
             delivery.status = DeliveryStatus.FAILED
+            facts = {"platform": delivery.platform, "topic": delivery.topic, "received_at": None}
+            after_commit(session, lambda: _count(facts, "failed"))
         return delivery.status.value
 
 

@@ -138,6 +138,30 @@ def test_readyz_and_metrics_show_a_waiting_delivery(make_shop, post_webhook, cli
     assert _received(after, "shopify", "orders/paid", "200") - _received(before, "shopify", "orders/paid", "200") == 1
 
 
+def test_metrics_count_what_the_worker_finished_and_its_lag(make_shop, post_webhook, client, work):
+    # given a good delivery and a malformed one, accepted
+    make_shop("shopify")
+    before = _samples(client)
+    good = fixture_bytes("shopify", "orders_paid.json")
+    assert post_webhook("shopify", "orders/paid", good, event_id="m-1").status_code == 200
+    assert post_webhook("shopify", "orders/paid", b'{"id": 1}', event_id="m-2").status_code == 200
+
+    # when the worker has handled them
+    work()
+    after = _samples(client)
+
+    # then one is counted processed, with its lag observed, and one failed
+    def handled(samples: dict, outcome: str) -> float:  # type: ignore[type-arg]
+        key = ("stammkunde_deliveries_handled_total",
+               (("outcome", outcome), ("platform", "shopify"), ("topic", "orders/paid")))
+        return samples.get(key, 0.0)
+
+    assert handled(after, "processed") - handled(before, "processed") == 1
+    assert handled(after, "failed") - handled(before, "failed") == 1
+    lag = ("stammkunde_delivery_lag_seconds_count", ())
+    assert after.get(lag, 0.0) - before.get(lag, 0.0) == 1
+
+
 def test_metrics_count_refused_deliveries_by_answer(make_shop, post_webhook, client):
     # given a shop, and a delivery signed with the wrong secret
     make_shop("shopify")
