@@ -48,6 +48,10 @@ def _setup_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        # A connection asked for AUTOCOMMIT only reads (the webhook receiver's shop look-up): it
+        # must not queue for the write lock, which a long write elsewhere may hold for seconds.
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 

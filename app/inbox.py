@@ -27,6 +27,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from contextlib import nullcontext
 from typing import Any
 
@@ -42,6 +43,17 @@ logger = logging.getLogger(__name__)
 # What a driver connection raises when the database is unreachable or the connection broke; the
 # receiver answers 503 to them (the platform retries).
 DRIVER_ERRORS = (sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError)
+
+# On SQLite a webhook waits at most this long for the machine's writer lock and then as long again
+# for the database itself (busy_timeout), then the receiver answers 503 and the platform retries:
+# under Shopify's 5 s, so a database held by a long write gets a prompt 503 instead of a timeout.
+WRITER_WAIT_SECONDS = 2.0
+SQLITE_BUSY_TIMEOUT_MS = 2000
+
+
+class WriterBusyError(sqlite3.OperationalError):
+    """The SQLite writer lock was not free within WRITER_WAIT_SECONDS (answered 503, like a
+    locked database)."""
 
 # What the INSERT raises when its shop is gone: the only key it can violate is the one to `shops`
 # (a duplicate is settled by ON CONFLICT), but the SQLite error is told apart by its code.
@@ -142,11 +154,24 @@ class SQLiteWriterLock:
         self._pid: int | None = None
 
     def __enter__(self) -> None:
-        self._thread_lock.acquire()
+        deadline = time.monotonic() + WRITER_WAIT_SECONDS
+        if not self._thread_lock.acquire(timeout=WRITER_WAIT_SECONDS):
+            raise WriterBusyError("the inbox's writer lock was not free in time")
         try:
             if self._pid != os.getpid():  # a descriptor inherited over fork shares the parent's lock
                 self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            # Free at once almost always (another worker's INSERT holds it ~0.1 ms); otherwise look
+            # again after 0.2, 0.4, … ms (at most 5 ms apart) until the wait runs out.
+            pause = 0.0002
+            while True:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[arg-type]
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise WriterBusyError("the inbox's writer lock was not free in time") from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.005)
         except BaseException:
             self._thread_lock.release()
             raise
@@ -256,9 +281,11 @@ class DriverPool:
         dialect = self.engine.dialect
         cargs, cparams = dialect.create_connect_args(self.engine.url)
         if self.dialect == "sqlite":
-            conn = dialect.loaded_dbapi.connect(*cargs, **{**cparams, "timeout": 30, "check_same_thread": False})
+            conn = dialect.loaded_dbapi.connect(*cargs, **{**cparams, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                                                            "check_same_thread": False})
             conn.isolation_level = None  # autocommit: each statement commits itself
-            for pragma in (*db.SQLITE_PRAGMAS, "PRAGMA wal_autocheckpoint=0"):
+            for pragma in (*db.SQLITE_PRAGMAS, "PRAGMA wal_autocheckpoint=0",
+                           f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"):
                 conn.execute(pragma)
             return conn
         return dialect.loaded_dbapi.connect(*cargs, **cparams, autocommit=True)

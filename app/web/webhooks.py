@@ -124,7 +124,8 @@ class _ShopCache:
         now = time.monotonic()
         if hit is not None and now - hit[0] < ttl:
             return hit[1]
-        with db.get_engine().connect() as conn:
+        # Autocommit: a plain read, no transaction, so it never waits for SQLite's write lock.
+        with db.get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             row = conn.execute(
                 select(Shop.__table__).where(Shop.platform == platform, Shop.domain == domain)
             ).first()

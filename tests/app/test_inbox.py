@@ -60,3 +60,64 @@ def test_disposing_the_engine_closes_the_driver_pool(make_shop, database_url):
         assert conn.closed
     assert _record(shop_id, "after") is not None
     assert inbox.get_driver_pool() is not pool
+
+
+@pytest.mark.sqlite_only
+def test_a_database_locked_longer_than_a_platform_waits_is_answered_503_in_time(make_shop, post_webhook,
+                                                                                database_url):
+    # given another process's long write holding the SQLite database (a backup, a long migration)
+    import sqlite3
+    import threading
+    import time
+
+    from tests.conftest import fixture_bytes
+
+    make_shop("shopify")
+    path = database_url.removeprefix("sqlite:///")
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(8.0, lambda: holder.execute("ROLLBACK"))
+    released.start()
+    try:
+        # when Shopify delivers meanwhile
+        started = time.monotonic()
+        answer = post_webhook("shopify", "orders/paid", fixture_bytes("shopify", "orders_paid.json"), event_id="l-1")
+        waited = time.monotonic() - started
+
+        # then it gets 503 (it will retry) well within its 5 s, instead of a timeout
+        assert answer.status_code == 503
+        assert waited < 4.5, waited
+    finally:
+        released.cancel()
+        holder.execute("ROLLBACK") if holder.in_transaction else None
+        holder.close()
+
+    # and once the database is free, the retry is accepted
+    again = post_webhook("shopify", "orders/paid", fixture_bytes("shopify", "orders_paid.json"), event_id="l-1")
+    assert again.status_code == 200
+
+
+@pytest.mark.sqlite_only
+def test_the_writer_lock_waits_a_bounded_time(tmp_path):
+    # given another process holding the machine's writer lock of a database file
+    import fcntl
+    import os
+    import time
+
+    lock = inbox.SQLiteWriterLock(str(tmp_path / "db.sqlite"))
+    other = os.open(lock.path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        # when a webhook's INSERT wants it, then it gives up after the bounded wait
+        started = time.monotonic()
+        with pytest.raises(inbox.WriterBusyError):
+            with lock:
+                pass
+        assert inbox.WRITER_WAIT_SECONDS <= time.monotonic() - started < inbox.WRITER_WAIT_SECONDS + 1
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
+    # and once it is free, it is taken at once
+    with lock:
+        pass
+    lock.close()
