@@ -181,7 +181,7 @@ def _wait_for_redis(url: str, manager: subprocess.Popen[bytes], seconds: float) 
         try:
             client.ping()
             return
-        except redis.ConnectionError:
+        except (redis.ConnectionError, redis.TimeoutError):  # not listening yet
             time.sleep(0.05)
         finally:
             client.close()

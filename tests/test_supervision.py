@@ -207,3 +207,32 @@ def test_the_embedded_redis_refuses_a_client_without_the_password(make_run):
     make_run.program("redis-server")
     lines = [" ".join(proc.cmdline()) for proc in make_run.seen if proc.is_running()]
     assert lines and not [line for line in lines if password in line]
+
+
+def test_the_supervisor_config_runs_the_procfile_lines_and_redis_first(tmp_path):
+    # given the Procfile's lines and an embedded Redis
+    import configparser
+    import shlex
+
+    from app.runner import START_RETRIES, embedded_redis, procfile_commands, supervisor_config
+
+    commands = procfile_commands(PROJECT / "Procfile")
+    redis_command, url = embedded_redis(tmp_path, 6399)
+
+    # when the runner builds supervisord's configuration
+    parsed = configparser.ConfigParser(interpolation=None)
+    parsed.read_string(supervisor_config(tmp_path, commands, redis_command))
+
+    # then each of web, worker and clock runs its Procfile line verbatim (supervisord's % escaped)
+    for name, line in commands.items():
+        section = parsed[f"program:{name}"]
+        assert shlex.split(section["command"].replace("%%", "%")) == ["/bin/sh", "-c", f"exec {line}"]
+        assert (section["autorestart"], section["startretries"]) == ("true", str(START_RETRIES))
+    # and Redis starts before them and stops after them (lower priority), restarted the same way
+    assert int(parsed["program:redis"]["priority"]) < min(int(parsed[f"program:{n}"]["priority"]) for n in commands)
+    assert parsed["program:redis"]["startretries"] == str(START_RETRIES)
+    # and its password is in a file only this user reads, not on its command line
+    conf = tmp_path / "redis.conf"
+    password = url.split("@", 1)[0].rsplit(":", 1)[1]
+    assert conf.stat().st_mode & 0o077 == 0 and f"requirepass {password}" in conf.read_text()
+    assert password not in parsed["program:redis"]["command"]
