@@ -166,6 +166,8 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Unset: the embedded Redis of a running `make run` (so commands work in a second terminal).
         "REDIS_URL": env.get("REDIS_URL") or running.get("redis_url") or None,
         "PORT": _int(env, "PORT", DEFAULT_PORT),
+        # The embedded Redis of `make run` (REDIS_URL unset): its loopback port, 0 for a free one.
+        "REDIS_PORT": _int(env, "REDIS_PORT", 0),
         # Where this app's web server answers locally (`flask demo` posts to it).
         "WEB_URL": (running.get("web_url") or f"http://127.0.0.1:{_int(env, 'PORT', DEFAULT_PORT)}").rstrip("/"),
         "SHOPIFY_API_KEY": env.get("SHOPIFY_API_KEY") or None,
