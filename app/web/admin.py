@@ -245,9 +245,13 @@ def dashboard() -> Any:
         select(IssuedCode.shop_id, func.count()).where(IssuedCode.status == CodeStatus.FAILED)
         .group_by(IssuedCode.shop_id)
     ).all())
+    from app.shop_health import shop_health
+
+    # The same health `flask shops status` prints, from stored facts only (no platform call here).
+    health = {shop.id: shop_health(session, shop, keys=keys) for shop in shops}
     return render_template(
         "admin/shops.html", shops=shops, counts=counts, statuses=[s.value for s in DeliveryStatus],
-        no_api=no_api, failed_codes=failed_codes,
+        no_api=no_api, failed_codes=failed_codes, health=health,
     )
 
 

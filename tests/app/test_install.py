@@ -626,3 +626,25 @@ def test_a_token_shopify_refuses_is_refreshed_once_and_the_call_repeated(make_sh
     assert responses.calls[-1].request.headers[consts.ACCESS_TOKEN_HEADER] == "shpat_renewed"
     with session_scope() as s:
         assert shops.credentials(s.get(Shop, shop_id), TEST_ENCRYPTION_KEY)["access_token"] == "shpat_renewed"
+
+
+def test_admin_shops_list_shows_each_shops_health(client, session, make_shop):
+    # given a WooCommerce store whose webhook the store disabled, reconciled once with 2 events recovered
+    woo = make_shop("woocommerce", domain=WOO_STORE, credentials={"consumer_key": "ck_x", "consumer_secret": "cs_x"})
+    with session_scope() as s:
+        s.add(PlatformWebhook(shop_id=woo, topic="order.updated", platform_id="7", status="disabled"))
+        shop = s.get(Shop, woo)
+        shop.last_reconciled_at, shop.reconciled_recovered = utcnow(), 2
+    from tests.app.test_admin import _signed_in
+
+    _signed_in(client, session)
+
+    # when support opens the shops list
+    page = client.get("/admin/").get_data(as_text=True)
+
+    # then the shop's health is there, as `flask shops status` has it
+    start = page.index(f'id="health-{woo}"')
+    health = page[start:page.index("</div>", start)]
+    assert "webhooks not active" in health
+    assert "webhooks 1 (1 not active)" in health
+    assert "(2 recovered)" in health and "last delivery never" in health
