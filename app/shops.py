@@ -193,17 +193,9 @@ def use_install_state(session: Session, nonce: str, platform: str, shop_domain: 
                       now: datetime | None = None) -> bool:
     """Spend a `state` nonce: True only once, for its platform and shop, within STATE_MAX_AGE.
 
-    One UPDATE decides, so two callbacks racing with the same nonce cannot both pass.
+    A nonce presented with another shop is spent all the same (it was single-use anyway).
     """
-    now = now or utcnow()
-    result = session.execute(
-        update(OAuthState)
-        .where(OAuthState.nonce == nonce, OAuthState.platform == platform,
-               OAuthState.shop_domain == shop_domain, OAuthState.used_at.is_(None),
-               OAuthState.created_at >= now - STATE_MAX_AGE)
-        .values(used_at=now)
-    )
-    return result.rowcount == 1
+    return spend_install_state(session, nonce, platform, now) == shop_domain
 
 
 def spend_install_state(session: Session, nonce: str, platform: str, now: datetime | None = None) -> str | None:

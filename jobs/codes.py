@@ -67,6 +67,23 @@ def _refreshed(shop_id: int, credentials: dict[str, Any], *, force: bool = False
         raise TransientError(str(exc)) from None
 
 
+def _callable_credentials(shop_id: int, paused: str | None, credentials: dict[str, Any],
+                          missing: str | None) -> dict[str, Any] | None:
+    """Return the credentials to call the shop with (an expiring token refreshed first), or None
+    when its calls wait: the shop is paused (`_paused`), or the refresh found its grant gone.
+    Credentials that are `missing` come back unchanged, for the caller to fail the row with why.
+
+    Raises:
+        TransientError: see `_refreshed`.
+    """
+    if paused is not None:
+        logger.info("calls to the shop wait", extra={"shop": shop_id, "why": paused})
+        return None
+    if missing is not None:
+        return credentials
+    return _refreshed(shop_id, credentials)
+
+
 class _PausedError(Exception):
     """The shop's grant is gone: the row waits (see `_paused`)."""
 
@@ -125,10 +142,7 @@ def issue_code(code_id: int) -> str:
         spec = spec_from_json(row.spec)
         platform, shop_id, paused = shop.platform.value, shop.id, _paused(shop)
         credentials, missing = _credentials(shop)
-    if paused is not None:
-        logger.info("code waits: calls to the shop are paused", extra={"code_row": code_id, "why": paused})
-        return "paused"
-    if missing is None and (credentials := _refreshed(shop_id, credentials)) is None:
+    if (credentials := _callable_credentials(shop_id, paused, credentials, missing)) is None:
         return "paused"
     if missing is not None:
         # No retry can fix this: the merchant has to add the credentials first.
@@ -184,7 +198,7 @@ def deactivate_code(code_id: int) -> str:
         platform, platform_id, ends_at = shop.platform.value, row.platform_id, row.ends_early_at
         shop_id, paused = shop.id, _paused(shop)
         credentials, missing = _credentials(shop)
-    if paused is not None or (missing is None and (credentials := _refreshed(shop_id, credentials)) is None):
+    if (credentials := _callable_credentials(shop_id, paused, credentials, missing)) is None:
         return "paused"
     try:
         if missing is not None:
@@ -233,7 +247,7 @@ def run_order_task(task_id: int) -> str:
         payload, platform, order_id = dict(task.payload), shop.platform.value, order.platform_id
         shop_id, paused = shop.id, _paused(shop)
         credentials, missing = _credentials(shop)
-    if paused is not None or (missing is None and (credentials := _refreshed(shop_id, credentials)) is None):
+    if (credentials := _callable_credentials(shop_id, paused, credentials, missing)) is None:
         return "paused"
     if missing is not None:
         logger.warning("shop has no usable api credentials", extra={"task": task_id, "platform": platform})

@@ -164,8 +164,11 @@ def check_woocommerce_webhooks() -> dict[str, int]:
             .order_by(PlatformWebhook.shop_id, PlatformWebhook.id)
         ).all()
     checked = reenabled = 0
+    credentials_of: dict[int, dict[str, Any]] = {}  # read once per shop, not once per webhook
     for row_id, shop_id, platform_id in rows:
-        credentials = api_credentials(shop_id)
+        if shop_id not in credentials_of:
+            credentials_of[shop_id] = api_credentials(shop_id)
+        credentials = credentials_of[shop_id]
         hook = woo_client.get_webhook(credentials, platform_id)
         status = "deleted" if hook is None else hook.status
         if status == "disabled":

@@ -107,19 +107,26 @@ def _page(texts: dict[str, str], status: int = 200, **kw: Any) -> Any:
     return response
 
 
+def _linked_customer(session: Any, kind: str, token: str) -> tuple[Shop | None, Customer | None]:
+    """Return the shop and customer a signed link of `kind` names; the customer is None when the
+    link is not valid (the shop too, where the link names none)."""
+    ids = _resolve(kind, token)
+    if ids is None:
+        return None, None
+    shop, customer = session.get(Shop, ids[0]), session.get(Customer, ids[1])
+    if shop is None or customer is None or customer.shop_id != shop.id:
+        return shop, None
+    return shop, customer
+
+
 @bp.route("/u/<token>", methods=["GET", "POST"])
 def unsubscribe(token: str) -> Any:
     """GET shows a confirmation page; POST (a form or RFC 8058 one-click) unsubscribes at once."""
-    ids = _resolve("unsubscribe", token)
-    if ids is None:
-        return _page(_texts(None), 404, message="invalid")
-    shop_id, customer_id = ids
     with session_scope() as session:
-        shop = session.get(Shop, shop_id)
-        customer = session.get(Customer, customer_id)
-        if shop is None or customer is None or customer.shop_id != shop.id:
+        shop, customer = _linked_customer(session, "unsubscribe", token)
+        if shop is None or customer is None:
             return _page(_texts(shop), 404, message="invalid")
-        texts = _texts(shop, customer)
+        shop_id, customer_id, texts = shop.id, customer.id, _texts(shop, customer)
         if request.method == "GET":
             if customer.unsubscribed_at is not None:
                 return _page(texts, message="unsubscribed")
@@ -136,16 +143,11 @@ def confirm(token: str) -> Any:
     Mail scanners and link previews open every link in a message (GET): a GET that confirmed
     would record consent nobody gave.
     """
-    ids = _resolve("doi", token)
-    if ids is None:
-        return _page(_texts(None), 404, message="invalid")
-    shop_id, customer_id = ids
     with session_scope() as session:
-        shop = session.get(Shop, shop_id)
-        customer = session.get(Customer, customer_id)
-        if shop is None or customer is None or customer.shop_id != shop.id:
+        shop, customer = _linked_customer(session, "doi", token)
+        if shop is None or customer is None:
             return _page(_texts(shop), 404, message="invalid")
-        texts = _texts(shop, customer)
+        shop_id, customer_id, texts = shop.id, customer.id, _texts(shop, customer)
         if request.method == "GET":
             if customer.accepts_marketing and customer.consent_source == "double_opt_in":
                 return _page(texts, message="confirmed")
