@@ -4,7 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test demo staff install bench clean
+.PHONY: run test demo staff install system-packages bench clean
+
+# Debian packages the tests use: a real browser for page tests, PHP and PHPUnit for the WordPress plugin.
+SYSTEM_PACKAGES := chromium chromium-driver php-cli phpunit
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +22,17 @@ install: $(STAMP)
 run: install
 	$(BIN)/python -m app.runner
 
-## make test: install what the tests need and run them all (SQLite and PostgreSQL, real Redis)
-test: install
+## make system-packages: install the Debian packages above that are missing (as root, or with sudo)
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || printf '%s ' $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+## make test: install what the tests need and run them all (SQLite and PostgreSQL, real Redis, Chromium, PHPUnit)
+test: install system-packages
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider
 
 ## make demo: while `make run` is up, register demo shops and post signed webhooks to it
