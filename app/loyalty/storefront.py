@@ -543,10 +543,15 @@ def referral_view(session: Session, shop: Shop, customer: Customer, program: Pro
 
 
 def member_view(session: Session, shop: Shop, customer: Customer, *, locale: str | None = None,
-                public_url: str, now: datetime | None = None) -> MemberView:
+                now: datetime | None = None, public_url: str | None = None) -> MemberView:
     """Return everything the member sees: balance, tier progress, rewards, codes, history,
-    invitation and what a point is worth."""
+    invitation and what a point is worth. `public_url`: this app's address for the friend page
+    of shops without a discount link (default: the PUBLIC_URL setting)."""
     now = now or utcnow()
+    if public_url is None:
+        from app import config
+
+        public_url = config.settings()["PUBLIC_URL"]
     language = language_for(shop, customer, locale)
     _, program = current_program(session, shop)
     balance = _balance(session, customer)
