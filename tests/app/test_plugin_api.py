@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import responses
@@ -354,3 +355,49 @@ def test_old_nonces_are_purged(make_shop):
     assert removed == 1
     with session_scope() as s:
         assert s.scalars(select(PluginNonce.nonce)).all() == ["b" * 32]
+
+
+def _shape(value):  # type: ignore[no-untyped-def]
+    """The keys of a JSON value, nested (a list by its first element)."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value else []
+    return None
+
+
+def _same_shape(fixture, answer, where="") -> list[str]:  # type: ignore[no-untyped-def]
+    if isinstance(fixture, dict) and isinstance(answer, dict):
+        problems = [f"{where}.{k}: the plugin's fixture has it, the API not" for k in fixture if k not in answer]
+        problems += [f"{where}.{k}: the API has it, the plugin's fixture not" for k in answer if k not in fixture]
+        for k in set(fixture) & set(answer):
+            problems += _same_shape(fixture[k], answer[k], f"{where}.{k}")
+        return problems
+    if isinstance(fixture, list) and isinstance(answer, list) and fixture and answer:
+        return _same_shape(fixture[0], answer[0], where + "[0]")
+    return []
+
+
+@pytest.mark.sqlite_only
+def test_the_plugins_test_fixtures_have_the_shape_the_api_answers(client, make_shop, work, monkeypatch):
+    # given a member with codes, a pending redemption and a referral code the store holds
+    install_fake_connector(monkeypatch, "woocommerce")
+    shop_id, secret = _store(make_shop, referral=True)
+    _call(client, shop_id, secret, "POST", "/customers/42/redemptions", {"reward": "Gratisversand",
+                                                                         "key": str(uuid.uuid4())})
+    work()
+    pending = _call(client, shop_id, secret, "POST", "/customers/42/redemptions",
+                    {"reward": "Gratisversand", "key": str(uuid.uuid4())}).get_json()
+
+    # when the plugin's PHPUnit fixtures are compared with what the API answers now
+    fixtures = Path(__file__).resolve().parents[2] / "connectors" / "woocommerce" / "wordpress-plugin" / "tests" / "fixtures"
+    answers = {
+        "member-view.json": _call(client, shop_id, secret, "GET", "/customers/42?lang=de").get_json(),
+        "program-view.json": _call(client, shop_id, secret, "GET", "/program?lang=de").get_json(),
+        "redemption-pending.json": pending,
+    }
+
+    # then every key the plugin reads is there, and nothing the API sends is missing from them
+    for name, answer in answers.items():
+        fixture = json.loads((fixtures / name).read_text(encoding="utf-8"))
+        assert _same_shape(_shape(fixture), _shape(answer), name) == []

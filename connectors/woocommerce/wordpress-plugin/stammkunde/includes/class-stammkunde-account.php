@@ -88,7 +88,7 @@ class Stammkunde_Account {
 		echo '<div class="stammkunde-account">';
 		if ( null === $view ) {
 			echo '<p class="stammkunde-unavailable">' . esc_html__( 'Your points cannot be shown right now. Please try again later.', 'stammkunde' ) . '</p>';
-		} elseif ( empty( $view['member'] ) ) {
+		} elseif ( false === $view ) {
 			$this->render_program( $client->program( Stammkunde_Format::language() ) );
 		} else {
 			$this->render_member( $view );

@@ -73,7 +73,7 @@ class Stammkunde_Blocks {
 			return $data;
 		}
 		$view = $plugin->client()->member( $user_id, Stammkunde_Format::language() );
-		if ( ! is_array( $view ) || empty( $view['member'] ) || ! empty( $view['banned'] ) ) {
+		if ( ! is_array( $view ) || ! empty( $view['banned'] ) ) {
 			return $data;
 		}
 		$data['balance'] = (int) ( $view['balance']['available'] ?? 0 );

@@ -143,7 +143,7 @@ class Stammkunde_Cart {
 			return;
 		}
 		$view = Stammkunde_Plugin::instance()->client()->member( $user_id, Stammkunde_Format::language() );
-		if ( ! is_array( $view ) || empty( $view['member'] ) || ! empty( $view['banned'] ) ) {
+		if ( ! is_array( $view ) || ! empty( $view['banned'] ) ) {
 			return;
 		}
 		$codes   = self::usable_codes( $view );

@@ -63,8 +63,8 @@ class Stammkunde_Client {
 	 *
 	 * @param int    $customer_id The WordPress user id of the logged-in customer.
 	 * @param string $language    "de" or "en".
-	 * @return array|null The member view; array("member" => false) when the app does not know
-	 *                    the customer yet; null when the app cannot be asked.
+	 * @return array|false|null The member view; false when the app does not know the customer
+	 *                          yet (no points so far); null when the app cannot be asked.
 	 */
 	public function member( $customer_id, $language ) {
 		$answer = $this->call( 'GET', '/customers/' . (int) $customer_id . '?' . http_build_query( array( 'lang' => $language ) ) );
@@ -72,7 +72,7 @@ class Stammkunde_Client {
 			return null;
 		}
 		if ( 404 === $answer['status'] ) {
-			return array( 'member' => false );
+			return false;
 		}
 		return 200 === $answer['status'] ? $answer['data'] : $this->unexpected( $answer['status'], 'member' );
 	}
