@@ -1,7 +1,7 @@
 """Blueprint "plugin_api": what our WordPress plugin asks the app, server to server.
 
 Every request is signed by the plugin with the shop's own plugin secret
-(`connectors.woocommerce.plugin`): shop id, timestamp and nonce in headers, an HMAC-SHA256 over
+(`connectors.woocommerce.webhooks.verify_plugin_request`): shop id, timestamp and nonce in headers, an HMAC-SHA256 over
 method, path with query, timestamp, nonce and body. We refuse a bad or missing signature, a
 timestamp outside 5 minutes and a nonce seen before (401, before anything else is read), and
 answer from indexed reads (`app.loyalty.storefront`), never calling the store on the request
@@ -35,7 +35,7 @@ from app.loyalty import storefront
 from app.loyalty.referrals import friend_offer, referral_code_row
 from app.models import Customer, Platform, Shop, ShopStatus, utcnow
 from connectors.errors import InvalidSignatureError, MissingSignatureError
-from connectors.woocommerce import plugin as signing
+from connectors.woocommerce import webhooks as woo_webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def _verify() -> Any:
     if len(body) > MAX_BODY_BYTES:
         return _error(413, "too_large")
     try:
-        signed = signing.read_headers(request.headers)
+        signed = woo_webhooks.read_plugin_headers(request.headers)
     except MissingSignatureError:
         logger.info("plugin request refused: signing headers missing or malformed")
         return _error(400, "signature_missing")
@@ -80,9 +80,9 @@ def _verify() -> Any:
             logger.info("plugin request refused: unknown shop", extra={"shop": signed.shop_id})
             return _error(401, "unknown_shop")
         try:
-            signing.verify_request(signed, request.method, path, body,
-                                   secret=woo_plugin.plugin_secret(shop, keys) or "", now=time.time())
-        except signing.StaleRequestError:
+            woo_webhooks.verify_plugin_request(signed, request.method, path, body,
+                                               secret=woo_plugin.plugin_secret(shop, keys) or "", now=time.time())
+        except woo_webhooks.StalePluginRequestError:
             logger.info("plugin request refused: stale timestamp", extra={"shop": shop.id})
             return _error(401, "stale_timestamp")
         except InvalidSignatureError:

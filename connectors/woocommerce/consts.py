@@ -60,7 +60,7 @@ ERROR_COUPON_INVALID_ID = "woocommerce_rest_shop_coupon_invalid_id"
 DISCOUNT_TYPE_PERCENT = "percent"
 DISCOUNT_TYPE_FIXED_CART = "fixed_cart"
 
-# ---- our WordPress plugin's signed calls to the app (plugin.py; the plugin's
+# ---- our WordPress plugin's signed calls to the app (webhooks.py verify_plugin_request; the plugin's
 # class-stammkunde-signer.php signs the same bytes) ----------------------------------------
 PLUGIN_HEADER_SHOP = "X-Stammkunde-Shop"  # the shop's id in the app
 PLUGIN_HEADER_TIMESTAMP = "X-Stammkunde-Timestamp"  # Unix seconds

@@ -21,7 +21,7 @@ from app import config as app_config
 from app import woo_plugin
 from app.db import session_scope
 from app.models import IssuedCode, PluginNonce, Redemption, Shop, utcnow
-from connectors.woocommerce.plugin import sign_request
+from connectors.woocommerce.webhooks import sign_plugin_request
 from tests.conftest import TEST_ENCRYPTION_KEY, WOO_DOMAIN
 from tests.connectors.fake import install_fake_connector
 from tests.factories import apply, order, program, report
@@ -54,7 +54,7 @@ def _headers(shop_id: int, secret: str, method: str, path: str, body: bytes = b"
         "X-Stammkunde-Shop": str(shop_id),
         "X-Stammkunde-Timestamp": str(timestamp),
         "X-Stammkunde-Nonce": nonce,
-        "X-Stammkunde-Signature": sign_request(secret, method, path, timestamp, nonce, body),
+        "X-Stammkunde-Signature": sign_plugin_request(secret, method, path, timestamp, nonce, body),
     }
 
 

@@ -9,13 +9,11 @@ from pathlib import Path
 import pytest
 
 from connectors.errors import InvalidSignatureError, MissingSignatureError
-from connectors.woocommerce.plugin import (
-    StaleRequestError,
-    canonical_request,
-    read_headers,
-    sign_request,
-    verify_request,
-)
+from connectors.woocommerce.webhooks import StalePluginRequestError as StaleRequestError
+from connectors.woocommerce.webhooks import canonical_plugin_request as canonical_request
+from connectors.woocommerce.webhooks import read_plugin_headers as read_headers
+from connectors.woocommerce.webhooks import sign_plugin_request as sign_request
+from connectors.woocommerce.webhooks import verify_plugin_request as verify_request
 
 VECTOR = json.loads((Path(__file__).resolve().parents[3] / "connectors" / "woocommerce" / "wordpress-plugin"
                      / "tests" / "signing-vector.json").read_text(encoding="utf-8"))

@@ -2,7 +2,7 @@
 /**
  * Signs the plugin's server-to-server requests to the Stammkunde app.
  *
- * The app checks the same bytes (connectors/woocommerce/plugin_api.py in the app's repository):
+ * The app checks the same bytes (`verify_plugin_request` in connectors/woocommerce/webhooks.py of the app's repository):
  *
  *     canonical = "stammkunde-v1\n" METHOD "\n" PATH "\n" TIMESTAMP "\n" NONCE "\n" hex(sha256(BODY))
  *     signature = base64(HMAC-SHA256(per-shop secret, canonical))
