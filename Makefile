@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test demo staff install system-packages bench clean
+.PHONY: run test demo staff install system-packages bench plugin clean
 
 # Debian packages the tests use: a real browser for page tests, PHP and PHPUnit for the WordPress plugin.
 SYSTEM_PACKAGES := chromium chromium-driver php-cli phpunit
@@ -42,6 +42,10 @@ demo: install
 ## make staff EMAIL=you@example.com: create an admin log-in (asks for the password)
 staff: install
 	$(BIN)/flask --app app staff create --email "$(EMAIL)"
+
+## make plugin: build the WordPress plugin for WooCommerce stores into dist/stammkunde-woocommerce.zip
+plugin: install
+	$(BIN)/python connectors/woocommerce/wordpress-plugin/build.py dist/stammkunde-woocommerce.zip
 
 bench: install
 	$(BIN)/python -m bench.ingest

@@ -160,6 +160,8 @@ class Shop(Base):
     webhook_secret_old_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     webhook_secret_old_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     api_credentials_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The secret our WordPress plugin signs its calls with (WooCommerce; `flask shops plugin-secret`).
+    plugin_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     # Shopify's expiring offline token (the pair itself is in api_credentials_enc): when the
     # access token and the refresh token end, the scopes granted at install, and when a refresh
     # was refused (the merchant must install again; outgoing calls wait until then).
@@ -552,6 +554,18 @@ class StaffSignIn(Base):
     token_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PluginNonce(Base):
+    """A nonce our WordPress plugin signed a call with: each is accepted once per shop (the
+    primary key settles it), and rows older than the replay window are purged hourly."""
+
+    __tablename__ = "plugin_nonces"
+    __table_args__ = (Index("ix_plugin_nonces_seen_at", "seen_at"),)
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class CodeStatus(enum.StrEnum):

@@ -44,7 +44,8 @@ class Earning(_Strict):
     birthday_bonus: int = Field(default=0, ge=0, le=1_000_000)
 
 
-RewardKind = Literal["fixed_amount", "percentage", "free_shipping", "free_product"]
+# "store_credit": an amount credited to the customer's store credit account (Shopify only).
+RewardKind = Literal["fixed_amount", "percentage", "free_shipping", "free_product", "store_credit"]
 
 
 class Reward(_Strict):
@@ -53,7 +54,7 @@ class Reward(_Strict):
     name: str = Field(min_length=1, max_length=80)
     points: int = Field(gt=0, le=10_000_000)
     kind: RewardKind
-    value: Decimal | None = Field(default=None, gt=0)  # amount off, or percent off
+    value: Decimal | None = Field(default=None, gt=0)  # amount off or credited, or percent off
     product_id: str | None = None
     variant_id: str | None = None
     minimum_amount: Decimal | None = Field(default=None, ge=0)
@@ -63,7 +64,7 @@ class Reward(_Strict):
 
     @model_validator(mode="after")
     def _kind_needs(self) -> Reward:
-        if self.kind in ("fixed_amount", "percentage") and self.value is None:
+        if self.kind in ("fixed_amount", "percentage", "store_credit") and self.value is None:
             raise ValueError(f"value is required for {self.kind}")
         if self.kind == "percentage" and self.value is not None and self.value > 100:
             raise ValueError("value of a percentage reward is at most 100")

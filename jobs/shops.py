@@ -191,3 +191,40 @@ def check_woocommerce_webhooks() -> dict[str, int]:
                     row.status = "pending"
         checked += 1
     return {"checked": checked, "reenabled": reenabled}
+
+
+def push_plugin_settings(shop_id: int) -> bool:
+    """Write our WordPress plugin's settings (app address, shop id, secret) into a WooCommerce
+    store through its REST settings API, making the secret first if the shop has none.
+
+    Returns False when the store has no active plugin (nothing to fill: the merchant enters
+    the values from `flask shops plugin-secret` once it is installed, or connects again).
+
+    Raises:
+        connectors.errors.TransientError, RateLimitedError: retry later.
+        connectors.errors.PermanentError: the store refuses the key or did not keep a value.
+    """
+    from app import woo_plugin
+
+    settings = config.settings()
+    with session_scope() as session:
+        shop = session.get(Shop, shop_id)
+        if shop is None or shop.platform.value != "woocommerce":
+            logger.debug("plugin settings: no such store", extra={"shop": shop_id})
+            return False
+        secret = woo_plugin.ensure_plugin_secret(shop, settings["ENCRYPTION_KEY"])
+        values = woo_plugin.plugin_settings(shop, secret, settings["PUBLIC_URL"])
+    pushed = woo_client.update_plugin_settings(api_credentials(shop_id), values)
+    logger.info("plugin settings written" if pushed else "plugin settings not written: plugin not active",
+                extra={"shop": shop_id})
+    return pushed
+
+
+def purge_plugin_nonces() -> int:
+    """Delete the plugin's nonces older than twice the replay window (a sweep, hourly)."""
+    from app import woo_plugin
+
+    with session_scope() as session:
+        removed = woo_plugin.purge_nonces(session, utcnow())
+    logger.debug("plugin nonces purged", extra={"removed": removed})
+    return removed

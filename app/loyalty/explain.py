@@ -10,37 +10,58 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.i18n import translations
 from app.loyalty import ledger
 from app.models import CodeStatus, Customer, IssuedCode, LedgerEntry, Order, PointLot, Shop
 
+
+def N_(message: str) -> str:  # noqa: N802 - babel's marker for "translate later"
+    """Mark `message` for the catalog without translating it here."""
+    return message
+
+
 REASON_TEXT = {
-    "earn": "Earned for order {order}",
-    "refund": "Refund {refund} on order {order}",
-    "cancel": "Order {order} {why}: remaining points taken back",
-    "restore": "Order {order} restored: points given back",
-    "gift_card": "Order {order}: points moved to what it earns with {gift_card_paid} paid by gift card",
-    "available": "Return window over: points available",
-    "merged_guest": "Guest purchases merged into this account",
-    "adjust": "Adjusted by staff: {note}",
-    "import": "Balance brought over from the previous loyalty program ({file}, line {line})",
-    "redeem": "Redeemed for reward {reward}",
-    "redeem_refund": "Reward {reward} could not be created in the shop: points given back ({why})",
-    "expired": "Points expired",
-    "referral": "Referral reward: a friend's order {order} was kept",
-    "signup_bonus": "Sign-up bonus",
-    "first_order_bonus": "First order bonus",
-    "birthday_bonus": "Birthday bonus",
+    "earn": N_("Earned for order {order}"),
+    "refund": N_("Refund {refund} on order {order}"),
+    "cancel": N_("Order {order} {why}: remaining points taken back"),
+    "restore": N_("Order {order} restored: points given back"),
+    "gift_card": N_("Order {order}: points moved to what it earns with {gift_card_paid} paid by gift card"),
+    "available": N_("Return window over: points available"),
+    "merged_guest": N_("Guest purchases merged into this account"),
+    "adjust": N_("Adjusted by staff: {note}"),
+    "import": N_("Balance brought over from the previous loyalty program ({file}, line {line})"),
+    "redeem": N_("Redeemed for reward {reward}"),
+    "redeem_refund": N_("Reward {reward} could not be created in the shop: points given back ({why})"),
+    "expired": N_("Points expired"),
+    "referral": N_("Referral reward: a friend's order {order} was kept"),
+    "signup_bonus": N_("Sign-up bonus"),
+    "first_order_bonus": N_("First order bonus"),
+    "birthday_bonus": N_("Birthday bonus"),
 }
+# What a customer reads instead (their own page, the shop's storefront): no platform error texts.
+CUSTOMER_REASON_TEXT = {
+    "redeem_refund": N_("Reward {reward} could not be created in the shop: points given back"),
+}
+# Why an order stopped counting (`decide.plan_order`'s "cancel" entries).
+WHY_TEXT = {"cancelled": N_("cancelled"), "refunded": N_("refunded"), "deleted": N_("deleted")}
 
 
-def describe(entry: LedgerEntry, order_number: str | None) -> str:
-    """Return one sentence saying why `entry` exists."""
+def describe(entry: LedgerEntry, order_number: str | None, language: str | None = None, *,
+             for_customer: bool = False) -> str:
+    """Return one sentence saying why `entry` exists.
+
+    `language` ("de", "en"): translated; None gives the English ids, as the admin and the CLI
+    show them. `for_customer`: the wording a customer reads (no platform error texts).
+    """
     detail = dict(entry.detail or {})
-    template = REASON_TEXT.get(entry.reason, entry.reason)
+    gettext = translations(language).gettext if language else (lambda text: text)
+    texts = {**REASON_TEXT, **CUSTOMER_REASON_TEXT} if for_customer else REASON_TEXT
+    template = gettext(texts[entry.reason]) if entry.reason in texts else entry.reason
+    why = str(detail.get("why", "cancelled"))
     text = template.format(
         order=order_number or detail.get("order") or "?",
         refund=detail.get("refund", ""),
-        why=detail.get("why", "cancelled"),
+        why=gettext(WHY_TEXT[why]) if entry.reason == "cancel" and why in WHY_TEXT else why,
         reward=detail.get("reward", ""),
         note=detail.get("note", ""),
         file=detail.get("file", "?"),
@@ -48,9 +69,13 @@ def describe(entry: LedgerEntry, order_number: str | None) -> str:
         gift_card_paid=" ".join(filter(None, (detail.get("gift_card_paid"), detail.get("currency")))) or "?",
     )
     if entry.shortfall:
-        text += f" ({entry.shortfall} points already spent could not be taken back)"
+        text += " " + gettext("(%(points)s points already spent could not be taken back)") % {
+            "points": entry.shortfall
+        }
     if entry.reason == "earn" and detail.get("base"):
-        text += f" ({detail['base']} {detail.get('currency', '')} eligible)"
+        text += " " + gettext("(%(amount)s eligible)") % {
+            "amount": f"{detail['base']} {detail.get('currency') or ''}".strip()
+        }
     return text.strip()
 
 

@@ -193,6 +193,47 @@ def shops_sync_webhooks(shop_domain: str | None) -> None:
         raise SystemExit(1)
 
 
+@shops_cli.command("plugin-secret")
+@click.option("--shop", "shop_domain", required=True, help="the WooCommerce store's base URL")
+@click.option("--rotate", is_flag=True, help="make a new secret; the old one stops working at once")
+@click.option("--push/--no-push", default=None,
+              help="write the settings into the store's plugin through its REST API "
+                   "(default: after --rotate, when the store connected through wc-auth)")
+def shops_plugin_secret(shop_domain: str, rotate: bool, push: bool | None) -> None:
+    """Show (making it on first use) or rotate the secret our WordPress plugin signs with, with
+    the app address and shop id to enter on the plugin's settings page."""
+    from app import shops, woo_plugin
+    from app.shops import UnknownShopError, get_shop
+    from connectors.errors import ConnectorError
+    from jobs.shops import push_plugin_settings
+
+    keys = current_app.config["ENCRYPTION_KEY"]
+    with session_scope() as session:
+        try:
+            shop = get_shop(session, shop_domain, platform="woocommerce")
+        except UnknownShopError as exc:
+            _fail(str(exc))
+        secret = woo_plugin.new_plugin_secret(shop, keys) if rotate else woo_plugin.ensure_plugin_secret(shop, keys)
+        values = woo_plugin.plugin_settings(shop, secret, current_app.config["PUBLIC_URL"])
+        shop_id, connected = shop.id, shops.has_api_credentials(shop, keys)
+    click.echo(f"App address:   {values['stammkunde_app_url']}")
+    click.echo(f"Shop id:       {values['stammkunde_shop_id']}")
+    click.echo(f"Shared secret: {values['stammkunde_secret']}")
+    if rotate:
+        click.echo("The previous secret no longer works.")
+    if push is None:
+        push = rotate and connected
+    if not push:
+        return
+    try:
+        pushed = push_plugin_settings(shop_id)
+    except ConnectorError as exc:
+        _fail(f"not written into the store: {exc}; enter the values above on WooCommerce → Stammkunde")
+    click.echo("Written into the store's plugin settings." if pushed else
+               "The store has no active Stammkunde plugin: install it, then enter the values above "
+               "on WooCommerce → Stammkunde.")
+
+
 @shops_cli.command("status")
 @click.option("--shop", "shop_domain", default=None, help="one shop (default: every shop)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")

@@ -31,12 +31,11 @@ from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from app import db
-from app.loyalty import ledger
+from app.loyalty import ledger, storefront
 from app.messaging.render import customer_language
-from app.models import CodeStatus, Customer, Shop, ShopStatus
+from app.models import Customer, Shop, ShopStatus
 from app.program import Program, current_program
 from app.loyalty.redemptions import RedemptionError, affordable, redeem, redemptions_of
-from app.loyalty.referrals import referral_code_row, referral_link
 
 logger = logging.getLogger(__name__)
 
@@ -220,19 +219,15 @@ def page(token: str) -> Any:
 def _referral(session: Session, shop: Shop, customer: Customer, program: Program) -> dict[str, Any] | None:
     """Return the member's referral offer with its link once the code exists in the shop, or
     its status ("pending", "failed") without a link or code; None when there is none to show."""
-    offer = program.referral
-    if not offer.enabled or customer.banned_at is not None or not customer.referral_code:
+    view = storefront.referral_view(session, shop, customer, program, current_app.config["PUBLIC_URL"])
+    if view is None:
         return None
-    row = referral_code_row(session, customer)
-    if row is None:
-        return None
-    percent = f"{offer.friend_discount_percent.normalize():f}"
-    created = row.status == CodeStatus.CREATED
+    percent = f"{view.friend_discount_percent.normalize():f}"
     return {
-        "status": row.status.value,
-        "link": referral_link(shop, row.code, current_app.config["PUBLIC_URL"]) if created else None,
+        "status": view.status,
+        "link": view.link,
         "discount": f"{percent} %" if g.customer_page_language == "de" else f"{percent}%",
-        "points": offer.referrer_points,
+        "points": view.referrer_points,
     }
 
 
@@ -295,16 +290,7 @@ def _why_not(token: str, reward_name: str) -> str:
         return gettext("The reward could not be redeemed. Please try again.")
     finally:
         session.commit()
-    if customer.banned_at is not None:
-        return gettext("Your account cannot redeem rewards at the moment. Please contact the shop.")
-    if reward is None or not reward.active:
-        return gettext("This reward is not available any more.")
-    if reward.tiers and customer.tier not in reward.tiers:
-        return gettext("“%(reward)s” is only for the tiers %(tiers)s.", reward=reward.name,
-                       tiers=", ".join(reward.tiers))
-    if available < reward.points:
-        return gettext("You do not have enough points for “%(reward)s”.", reward=reward.name)
-    return gettext("The reward could not be redeemed. Please try again.")
+    return storefront.why_refused(program, customer, reward, available, g.customer_page_language)
 
 
 def _invalid_link(session: Session, exc: InvalidLinkError) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, current_app, redirect, render_template, request, session
 from redis.exceptions import RedisError
 
-from app import shops
+from app import shops, woo_plugin
 from app.db import request_session
 from app.models import utcnow
 from app.queues import PLATFORM_RETRY, RedisNotConfiguredError, enqueue_once
@@ -131,7 +131,8 @@ def shopify_callback() -> Any:
 def woocommerce_connect() -> Any:
     """Take the store's address and send its admin to grant us a read/write key."""
     if request.method == "GET":
-        return render_template("install/woocommerce.html", store=None, error=None)
+        # Our WordPress plugin's "Connect" button names the store (?store=<home URL>).
+        return render_template("install/woocommerce.html", store=request.args.get("store") or None, error=None)
     store = (request.form.get("store") or "").strip()
     callback_url = current_app.config["PUBLIC_URL"] + "/woocommerce/callback"
     if not callback_url.startswith("https://"):
@@ -178,6 +179,7 @@ def woocommerce_callback() -> Any:
     shop, created = shops.connect_woocommerce_shop(
         db, keys=current_app.config["ENCRYPTION_KEY"], store_url=store_url,
         consumer_key=payload["consumer_key"], consumer_secret=payload["consumer_secret"])
+    woo_plugin.ensure_plugin_secret(shop, current_app.config["ENCRYPTION_KEY"])
     shop_id = shop.id
     db.commit()
     logger.info("woocommerce store connected", extra={"shop": shop_id, "created": created})
@@ -186,6 +188,12 @@ def woocommerce_callback() -> Any:
                      job_id=f"woo-webhooks-{shop_id}", retry=PLATFORM_RETRY)
     except (RedisError, RedisNotConfiguredError):  # the key is stored; `flask shops sync-webhooks` does the rest
         logger.warning("webhook creation not enqueued after connect", extra={"shop": shop_id}, exc_info=True)
+    try:
+        # Fill our WordPress plugin's settings in the store, if it is installed.
+        enqueue_once("codes", "jobs.shops.push_plugin_settings", shop_id,
+                     job_id=f"woo-plugin-settings-{shop_id}", retry=PLATFORM_RETRY)
+    except (RedisError, RedisNotConfiguredError):  # `flask shops plugin-secret --push` does it by hand
+        logger.warning("plugin settings not enqueued after connect", extra={"shop": shop_id}, exc_info=True)
     return {"received": True}, 200
 
 

@@ -39,7 +39,9 @@ from connectors.woocommerce.consts import (
     DISCOUNT_TYPE_PERCENT,
     ERROR_COUPON_CODE_EXISTS,
     ERROR_COUPON_INVALID_ID,
+    ERROR_SETTING_GROUP_INVALID,
     PLATFORM,
+    PLUGIN_SETTINGS_GROUP,
     REQUEST_TIMEOUT,
 )
 from connectors.woocommerce.webhooks import normalize_shop
@@ -417,6 +419,35 @@ def check_credentials(credentials: Mapping[str, str]) -> None:
     """
     shop, api = _client(credentials)
     _raise_for_status(_send(api, shop, "check key", "GET", "webhooks", params={"per_page": "1"}), shop, "check key")
+
+
+def update_plugin_settings(credentials: Mapping[str, str], values: Mapping[str, str]) -> bool:
+    """Write our WordPress plugin's settings into the store; False when the plugin is not active.
+
+    `POST settings/stammkunde/batch` `{"update": [{"id": option, "value": value}, ...]}`: the
+    plugin registers the group for WooCommerce's REST settings API
+    (`WC_REST_Setting_Options_Controller`). A store without it answers 404
+    `rest_setting_setting_group_invalid`. Values are never logged.
+
+    Raises:
+        TransientError, RateLimitedError, PermanentError: as for coupons; also a batch answer
+            in which a setting is missing, carries an error or holds another value.
+    """
+    shop, api = _client(credentials)
+    operation = "update plugin settings"
+    body = {"update": [{"id": key, "value": value} for key, value in values.items()]}
+    response = _send(api, shop, operation, "POST", f"settings/{PLUGIN_SETTINGS_GROUP}/batch", data=body)
+    if response.status_code == 404 and _error_fields(response)[0] == ERROR_SETTING_GROUP_INVALID:
+        logger.info("woocommerce store has no stammkunde plugin settings", extra=_extra(shop, operation, 404))
+        return False
+    payload = _json(response, shop, operation)
+    items = payload.get("update") if isinstance(payload, Mapping) else None
+    held = {item.get("id"): item for item in items if isinstance(item, Mapping)} if isinstance(items, list) else {}
+    for key, value in values.items():
+        item = held.get(key)
+        if item is None or "error" in item or item.get("value") != value:
+            raise PermanentError(f"WooCommerce {operation}: the store did not keep the setting {key}")
+    return True
 
 
 def connect_url(store_url: str, *, app_name: str, user_id: str, return_url: str, callback_url: str) -> str:

@@ -59,3 +59,21 @@ ERROR_COUPON_INVALID_ID = "woocommerce_rest_shop_coupon_invalid_id"
 # Coupon `discount_type` values we send ("fixed_product" is the third one WooCommerce knows).
 DISCOUNT_TYPE_PERCENT = "percent"
 DISCOUNT_TYPE_FIXED_CART = "fixed_cart"
+
+# ---- our WordPress plugin's signed calls to the app (webhooks.py verify_plugin_request; the plugin's
+# class-stammkunde-signer.php signs the same bytes) ----------------------------------------
+PLUGIN_HEADER_SHOP = "X-Stammkunde-Shop"  # the shop's id in the app
+PLUGIN_HEADER_TIMESTAMP = "X-Stammkunde-Timestamp"  # Unix seconds
+PLUGIN_HEADER_NONCE = "X-Stammkunde-Nonce"  # accepted once per shop
+PLUGIN_HEADER_SIGNATURE = "X-Stammkunde-Signature"  # base64(HMAC-SHA256(secret, canonical request))
+PLUGIN_SIGNATURE_VERSION = "stammkunde-v1"
+# A request older or newer than this is refused (the store's clock may be off a little).
+PLUGIN_REPLAY_WINDOW_SECONDS = 300
+# The WooCommerce REST settings group our plugin registers (`woocommerce_settings-stammkunde`),
+# and its options; `POST settings/stammkunde/batch` fills them after a wc-auth connect.
+PLUGIN_SETTINGS_GROUP = "stammkunde"
+PLUGIN_OPTION_APP_URL = "stammkunde_app_url"
+PLUGIN_OPTION_SHOP_ID = "stammkunde_shop_id"
+PLUGIN_OPTION_SECRET = "stammkunde_secret"
+# The error `code` of the settings API for a group nobody registered (the plugin is not active).
+ERROR_SETTING_GROUP_INVALID = "rest_setting_setting_group_invalid"

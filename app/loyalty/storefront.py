@@ -1,0 +1,802 @@
+"""What a customer sees and does in the shop itself: balance, tier, rewards, codes, redeem (no Flask).
+
+The one core behind every storefront surface: the Shopify app proxy page and its JSON API
+(`app.web.proxy`), the widget, and the WooCommerce plugin's signed API. Everything here reads with
+indexed queries (customer by (shop, platform id), lots by (customer, state), entries by
+(customer, id), codes and redemptions by customer) and never calls a platform on the request
+path. Redeeming goes through `app.loyalty.redemptions.redeem`, the mechanism the staff, the
+e-mail link and automatic redemption use: points first, the code by a job, exactly once.
+
+Texts come from the customer page's catalogs (`app.i18n`), in the language the caller names
+("de" or "en"; `language_for` picks it like every other customer-facing text does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session
+
+from app.i18n import translations
+from app.loyalty import decide, earning, explain, ledger, redemptions, tiers
+from app.loyalty.referrals import referral_code_row, referral_link
+from app.messaging.render import customer_language, format_money, format_number, spoken_language
+from app.models import (
+    CodeStatus,
+    Customer,
+    IssuedCode,
+    LedgerEntry,
+    LotState,
+    Order,
+    PointLot,
+    Redemption,
+    RedemptionStatus,
+    Shop,
+    utcnow,
+)
+from app.program import Program, Reward, current_program
+
+HISTORY_LINES = 50
+CODE_LINES = 50
+_MERGE_HOPS = 5
+# A storefront request key: what a browser or plugin sends per click (a UUID fits).
+_REQUEST_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
+# Currencies whose hundredth is called a cent, so a point's value reads "1 Punkt = 1 Cent".
+_CENT_CURRENCIES = frozenset({"EUR", "USD", "CAD", "AUD", "NZD"})
+# Reward kinds only some platforms can give.
+PLATFORM_KINDS = {"store_credit": frozenset({"shopify"})}
+
+
+class StorefrontError(ValueError):
+    """A storefront request that cannot be done; `message` says why in the customer's language,
+    `reason` in a word a script can test ("unknown_reward", "not_enough_points", "banned",
+    "tier", "bad_request_key", "currency", "not_a_member")."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+# --- views -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Money:
+    """An amount in a currency (ISO code)."""
+
+    amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
+class PointValue:
+    """What one point is worth when redeemed ("1 Punkt = 1 Cent"), from the program's rewards."""
+
+    money: Money
+    text: str
+
+
+@dataclass(frozen=True)
+class Maturing:
+    """Pending points and when they become available (the return window ends)."""
+
+    points: int
+    available_at: datetime
+
+
+@dataclass(frozen=True)
+class BalanceView:
+    """A member's points: available now, pending (and when they mature)."""
+
+    available: int
+    pending: int
+    maturing: tuple[Maturing, ...]
+
+    @property
+    def next_available_at(self) -> datetime | None:
+        """Return when the next pending points become available, or None."""
+        return self.maturing[0].available_at if self.maturing else None
+
+
+@dataclass(frozen=True)
+class RewardView:
+    """One reward of the catalog as this customer sees it."""
+
+    id: str
+    name: str
+    points: int
+    kind: str
+    amount: Money | None  # fixed_amount, store_credit
+    percent: Decimal | None  # percentage
+    affordable: bool
+    missing: int  # points still needed (0 when affordable)
+
+
+@dataclass(frozen=True)
+class TierLevel:
+    """A tier of the program: reached at `threshold` (money when the metric is spend)."""
+
+    name: str
+    threshold: Decimal
+    threshold_money: Money | None
+    multiplier: Decimal
+    member_discount_percent: Decimal
+    free_shipping: bool
+
+
+@dataclass(frozen=True)
+class TierView:
+    """Where a member stands: their tier, and what reaching the next one needs."""
+
+    name: str | None
+    until: datetime | None  # the tier is kept at least until then
+    metric: str  # "spend" | "points"
+    value: Decimal  # spend (shop currency) or points counted so far
+    value_money: Money | None
+    next_name: str | None
+    next_threshold: Decimal | None
+    missing: Decimal | None  # what is still needed for the next tier
+    missing_money: Money | None
+
+
+@dataclass(frozen=True)
+class CodeView:
+    """One code made for the member. `code` is given only when it can be used in the shop."""
+
+    id: int
+    purpose: str  # reward | tier_discount | tier_shipping | second_purchase | cart | winback
+    reward: str | None
+    kind: str
+    state: str  # usable | pending | failed | expired | ended | credited
+    code: str | None
+    amount: Money | None
+    expires_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class HistoryLine:
+    """One ledger entry, newest first, with the sentence that says why."""
+
+    at: datetime
+    points: int
+    pending_points: int
+    available_points: int
+    reason: str
+    why: str
+
+
+@dataclass(frozen=True)
+class ReferralView:
+    """The member's invitation: the link once the code exists in the shop, else its status."""
+
+    status: str  # created | pending | failed
+    link: str | None
+    friend_discount_percent: Decimal
+    referrer_points: int
+
+
+@dataclass(frozen=True)
+class ProgramView:
+    """What the program offers (the logged-out page, and the "how it works" of a member's)."""
+
+    shop_name: str
+    language: str
+    currency: str
+    points_per_unit: Decimal
+    earn_text: str
+    point_value: PointValue | None
+    return_window_days: int
+    signup_bonus: int
+    first_order_bonus: int
+    rewards: tuple[RewardView, ...]
+    tiers: tuple[TierLevel, ...]
+    tier_metric: str
+    referral_friend_discount_percent: Decimal | None
+    referral_points: int | None
+
+
+@dataclass(frozen=True)
+class MemberView:
+    """Everything a logged-in member sees about their points."""
+
+    shop_name: str
+    language: str
+    currency: str
+    customer_id: str | None  # the platform's customer id
+    banned: bool
+    balance: BalanceView
+    tier: TierView
+    rewards: tuple[RewardView, ...]  # open to their tier, cheapest first
+    affordable: tuple[RewardView, ...]
+    next_reward: RewardView | None  # the cheapest one they cannot afford yet
+    codes: tuple[CodeView, ...]
+    history: tuple[HistoryLine, ...]
+    referral: ReferralView | None
+    point_value: PointValue | None
+    program: ProgramView
+
+
+@dataclass(frozen=True)
+class BalanceSummary:
+    """The few facts a launcher shows on every page (the cheapest read: the balance endpoint)."""
+
+    language: str
+    available: int
+    pending: int
+    next_available_at: datetime | None
+    tier: str | None
+    next_reward: RewardView | None
+    affordable_count: int
+    point_value: PointValue | None
+
+
+@dataclass(frozen=True)
+class RedeemResult:
+    """A storefront redemption: new, or the one a repeated request key already made."""
+
+    redemption_id: int
+    reward_id: str
+    reward: str
+    points: int
+    status: str  # pending (code being created) | created | failed (points given back)
+    code: str | None  # once the shop holds it (never for store credit)
+    amount: Money | None
+    available: int  # the member's available points now
+    repeated: bool
+
+
+# --- looking members up ------------------------------------------------------------------------
+
+
+_BY_PLATFORM_ID = select(Customer).where(
+    Customer.shop_id == bindparam("shop_id"), Customer.platform_id == bindparam("platform_id")
+)
+
+
+def find_member(session: Session, shop: Shop, platform_customer_id: str) -> Customer | None:
+    """Return the shop's customer with this platform id (following guest merges), or None.
+
+    A redacted customer, or one merged into an account of another shop, is no member.
+    """
+    platform_customer_id = (platform_customer_id or "").strip()
+    if not platform_customer_id:
+        return None
+    customer = session.scalars(_BY_PLATFORM_ID, {"shop_id": shop.id, "platform_id": platform_customer_id}).first()
+    hops = 0
+    while customer is not None and customer.merged_into_id is not None and hops < _MERGE_HOPS:
+        customer = session.get(Customer, customer.merged_into_id)
+        hops += 1
+    if customer is None or customer.shop_id != shop.id or customer.merged_into_id is not None:
+        return None
+    if customer.redacted_at is not None:
+        return None
+    return customer
+
+
+def language_for(shop: Shop, customer: Customer | None, requested: str | None = None) -> str:
+    """Return "de" or "en": the language the storefront asked for when we write in it, else the
+    customer's own, else the shop's."""
+    return spoken_language(requested) or customer_language(customer, shop)
+
+
+# --- the program -------------------------------------------------------------------------------
+
+
+def reward_id(reward: Reward) -> str:
+    """Return the reward's id: stable while its name stays (names are unique, case-insensitive)."""
+    return _name_id(reward.name)
+
+
+def _name_id(name: str) -> str:
+    return hashlib.sha256(name.casefold().encode()).hexdigest()[:12]
+
+
+def _offered(shop: Shop, program: Program) -> list[Reward]:
+    """Return the active rewards this shop's platform can give, cheapest first."""
+    platform = shop.platform.value
+    return sorted(
+        (r for r in program.rewards if r.active and platform in PLATFORM_KINDS.get(r.kind, {platform})),
+        key=lambda r: (r.points, r.name),
+    )
+
+
+def _reward_view(shop: Shop, reward: Reward, available: int | None) -> RewardView:
+    money_kinds = ("fixed_amount", "store_credit")
+    can = available is not None and reward.points <= available
+    return RewardView(
+        id=reward_id(reward),
+        name=reward.name,
+        points=reward.points,
+        kind=reward.kind,
+        amount=Money(reward.value, shop.currency) if reward.kind in money_kinds and reward.value else None,
+        percent=reward.value if reward.kind == "percentage" else None,
+        affordable=can,
+        missing=0 if can or available is None else reward.points - available,
+    )
+
+
+def point_value(shop: Shop, program: Program, language: str) -> PointValue | None:
+    """Return what a point is worth: the rate of the cheapest reward paid in money (a fixed
+    amount off or store credit), or None when no reward has a money value."""
+    money_rewards = [r for r in _offered(shop, program) if r.kind in ("fixed_amount", "store_credit") and r.value]
+    if not money_rewards:
+        return None
+    reward = money_rewards[0]
+    assert reward.value is not None
+    value = (reward.value / reward.points).normalize()
+    return PointValue(money=Money(value, shop.currency), text=_point_value_text(value, shop.currency, language))
+
+
+def _point_value_text(value: Decimal, currency: str, language: str) -> str:
+    t = translations(language)
+    if currency.upper() in _CENT_CURRENCIES and value < 1:
+        cents = (value * 100).normalize()
+        places = max(0, -cents.as_tuple().exponent)  # type: ignore[operator]
+        number = format_number(cents, language, places)
+        return t.ngettext("1 point = %(num)s cent", "1 point = %(num)s cents", 1 if cents == 1 else 2) % {
+            "num": number
+        }
+    places = max(2, -value.as_tuple().exponent)  # type: ignore[operator]
+    amount = format_number(value, language, places)
+    return t.gettext("1 point = %(amount)s") % {"amount": _money_text(amount, currency, language)}
+
+
+def _money_text(number: str, currency: str, language: str) -> str:
+    """Put a formatted number beside its currency the way `format_money` does."""
+    one = format_number(Decimal("1"), language, 2)
+    sample = format_money(Decimal("1"), currency, language)
+    return sample.replace(one, number, 1) if one in sample else f"{number} {currency}"
+
+
+def _tier_levels(shop: Shop, program: Program) -> tuple[TierLevel, ...]:
+    spend = program.tiers.metric == "spend"
+    return tuple(
+        TierLevel(
+            name=t.name,
+            threshold=t.threshold,
+            threshold_money=Money(t.threshold, shop.currency) if spend else None,
+            multiplier=t.multiplier,
+            member_discount_percent=t.member_discount_percent,
+            free_shipping=t.free_shipping,
+        )
+        for t in program.tiers.levels
+    )
+
+
+def _program_view(shop: Shop, program: Program, language: str) -> ProgramView:
+    t = translations(language)
+    rate = program.earning.points_per_unit
+    earn_text = t.gettext("%(points)s points per %(amount)s spent") % {
+        "points": format_number(rate.normalize(), language, max(0, -rate.normalize().as_tuple().exponent)),  # type: ignore[operator]
+        "amount": format_money(Decimal("1"), shop.currency, language),
+    }
+    referral = program.referral
+    return ProgramView(
+        shop_name=shop.name or shop.domain,
+        language=language,
+        currency=shop.currency,
+        points_per_unit=rate,
+        earn_text=earn_text,
+        point_value=point_value(shop, program, language),
+        return_window_days=program.earning.return_window_days,
+        signup_bonus=program.earning.signup_bonus,
+        first_order_bonus=program.earning.first_order_bonus,
+        rewards=tuple(_reward_view(shop, r, None) for r in _offered(shop, program) if not r.tiers),
+        tiers=_tier_levels(shop, program),
+        tier_metric=program.tiers.metric,
+        referral_friend_discount_percent=referral.friend_discount_percent if referral.enabled else None,
+        referral_points=referral.referrer_points if referral.enabled else None,
+    )
+
+
+def program_view(session: Session, shop: Shop, *, locale: str | None = None) -> ProgramView:
+    """Return what the shop's program offers, for a visitor who is not logged in."""
+    _, program = current_program(session, shop)
+    return _program_view(shop, program, language_for(shop, None, locale))
+
+
+# --- a member ----------------------------------------------------------------------------------
+
+
+_MATURING = (
+    select(PointLot.available_at, func.sum(PointLot.remaining))
+    .where(PointLot.customer_id == bindparam("customer_id"), PointLot.state == LotState.PENDING,
+           PointLot.remaining > 0)
+    .group_by(PointLot.available_at)
+    .order_by(PointLot.available_at)
+    .limit(20)
+)
+
+
+def _balance(session: Session, customer: Customer, *, with_maturing: bool = True) -> BalanceView:
+    bal = ledger.balance(session, customer.id)
+    maturing: tuple[Maturing, ...] = ()
+    if with_maturing and bal.pending:
+        maturing = tuple(
+            Maturing(points=int(points), available_at=at)
+            for at, points in session.execute(_MATURING, {"customer_id": customer.id}).all()
+        )
+    return BalanceView(available=bal.available, pending=bal.pending, maturing=maturing)
+
+
+def _open_rewards(shop: Shop, program: Program, customer: Customer) -> list[Reward]:
+    return [r for r in _offered(shop, program) if not r.tiers or customer.tier in r.tiers]
+
+
+def _tier_view(session: Session, shop: Shop, program: Program, customer: Customer, now: datetime) -> TierView:
+    value = tiers.metric_value(session, program, customer, now)
+    spend = program.tiers.metric == "spend"
+    levels = program.tiers.levels
+    current = program.tier(customer.tier)
+    floor = current.threshold if current is not None else None
+    upcoming = [t for t in levels if (floor is None or t.threshold > floor) and t.threshold > value]
+    nxt = upcoming[0] if upcoming else None
+    missing = max(nxt.threshold - value, Decimal("0")) if nxt is not None else None
+    return TierView(
+        name=customer.tier,
+        until=customer.tier_period_ends_at,
+        metric=program.tiers.metric,
+        value=value,
+        value_money=Money(value, shop.currency) if spend else None,
+        next_name=nxt.name if nxt is not None else None,
+        next_threshold=nxt.threshold if nxt is not None else None,
+        missing=missing,
+        missing_money=Money(missing, shop.currency) if spend and missing is not None else None,
+    )
+
+
+def _code_state(row: IssuedCode, kind: str, now: datetime) -> str:
+    if row.status == CodeStatus.FAILED:
+        return "failed"
+    if row.status == CodeStatus.PENDING:
+        return "pending"
+    if kind == "store_credit":
+        return "credited"
+    if row.deactivated_at is not None or (row.ends_early_at is not None and row.ends_early_at <= now):
+        return "ended"
+    if row.expires_at is not None and row.expires_at <= now:
+        return "expired"
+    return "usable"
+
+
+def _codes(session: Session, shop: Shop, customer: Customer, now: datetime) -> tuple[CodeView, ...]:
+    rows = session.scalars(
+        select(IssuedCode)
+        .where(IssuedCode.customer_id == customer.id, IssuedCode.purpose != "referral")
+        .order_by(IssuedCode.id.desc())
+        .limit(CODE_LINES)
+    ).all()
+    rewards = dict(
+        session.execute(
+            select(Redemption.issued_code_id, Redemption.reward_name).where(Redemption.customer_id == customer.id)
+        ).all()
+    )
+    views = []
+    for row in rows:
+        spec = row.spec or {}
+        kind = str(spec.get("kind", ""))
+        state = _code_state(row, kind, now)
+        value = spec.get("value")
+        views.append(CodeView(
+            id=row.id,
+            purpose=row.purpose,
+            reward=rewards.get(row.id),
+            kind=kind,
+            state=state,
+            code=row.code if state == "usable" else None,
+            amount=Money(Decimal(value), shop.currency) if kind in ("fixed_amount", "store_credit") and value else None,
+            expires_at=row.expires_at,
+            created_at=row.created_at,
+        ))
+    return tuple(views)
+
+
+def _history(session: Session, customer: Customer, language: str) -> tuple[HistoryLine, ...]:
+    entries = session.scalars(
+        select(LedgerEntry)
+        .where(LedgerEntry.customer_id == customer.id)
+        .order_by(LedgerEntry.id.desc())
+        .limit(HISTORY_LINES)
+    ).all()
+    order_ids = {e.order_id for e in entries if e.order_id}
+    numbers = dict(session.execute(select(Order.id, Order.number).where(Order.id.in_(order_ids))).all()) if order_ids else {}
+    return tuple(
+        HistoryLine(
+            at=e.created_at,
+            points=e.delta,
+            pending_points=e.pending_delta,
+            available_points=e.available_delta,
+            reason=e.reason,
+            why=explain.describe(e, numbers.get(e.order_id) if e.order_id else None, language, for_customer=True),
+        )
+        for e in entries
+    )
+
+
+def referral_view(session: Session, shop: Shop, customer: Customer, program: Program,
+                  public_url: str) -> ReferralView | None:
+    """Return the member's invitation (its link once the code exists in the shop), or None when
+    referrals are off, the member is banned or has no code."""
+    offer = program.referral
+    if not offer.enabled or customer.banned_at is not None or not customer.referral_code:
+        return None
+    row = referral_code_row(session, customer)
+    if row is None:
+        return None
+    created = row.status == CodeStatus.CREATED
+    return ReferralView(
+        status=row.status.value,
+        link=referral_link(shop, row.code, public_url) if created else None,
+        friend_discount_percent=offer.friend_discount_percent,
+        referrer_points=offer.referrer_points,
+    )
+
+
+def member_view(session: Session, shop: Shop, customer: Customer, *, locale: str | None = None,
+                now: datetime | None = None, public_url: str | None = None) -> MemberView:
+    """Return everything the member sees: balance, tier progress, rewards, codes, history,
+    invitation and what a point is worth. `public_url`: this app's address for the friend page
+    of shops without a discount link (default: the PUBLIC_URL setting)."""
+    now = now or utcnow()
+    if public_url is None:
+        from app import config
+
+        public_url = config.settings()["PUBLIC_URL"]
+    language = language_for(shop, customer, locale)
+    _, program = current_program(session, shop)
+    balance = _balance(session, customer)
+    banned = customer.banned_at is not None
+    open_rewards = [_reward_view(shop, r, balance.available) for r in _open_rewards(shop, program, customer)]
+    affordable = tuple(r for r in open_rewards if r.affordable) if not banned else ()
+    return MemberView(
+        shop_name=shop.name or shop.domain,
+        language=language,
+        currency=shop.currency,
+        customer_id=customer.platform_id,
+        banned=banned,
+        balance=balance,
+        tier=_tier_view(session, shop, program, customer, now),
+        rewards=tuple(open_rewards),
+        affordable=affordable,
+        next_reward=next((r for r in open_rewards if not r.affordable), None),
+        codes=_codes(session, shop, customer, now),
+        history=_history(session, customer, language),
+        referral=referral_view(session, shop, customer, program, public_url),
+        point_value=point_value(shop, program, language),
+        program=_program_view(shop, program, language),
+    )
+
+
+def balance_summary(session: Session, shop: Shop, customer: Customer | None, *,
+                    locale: str | None = None) -> BalanceSummary:
+    """Return what a launcher shows on every page; zero points for a visitor we do not know yet.
+
+    Two indexed reads beyond the program (the balance by lot state, the earliest pending date).
+    """
+    language = language_for(shop, customer, locale)
+    _, program = current_program(session, shop)
+    if customer is None:
+        balance = BalanceView(available=0, pending=0, maturing=())
+        rewards = [r for r in _offered(shop, program) if not r.tiers]
+        tier = None
+    else:
+        balance = _balance(session, customer)
+        rewards = _open_rewards(shop, program, customer)
+        tier = customer.tier
+    banned = customer is not None and customer.banned_at is not None
+    affordable = [] if banned else [r for r in rewards if r.points <= balance.available]
+    nxt = next((r for r in rewards if r.points > balance.available), None)
+    return BalanceSummary(
+        language=language,
+        available=balance.available,
+        pending=balance.pending,
+        next_available_at=balance.next_available_at,
+        tier=tier,
+        next_reward=_reward_view(shop, nxt, balance.available) if nxt is not None else None,
+        affordable_count=len(affordable),
+        point_value=point_value(shop, program, language),
+    )
+
+
+# --- the cart ----------------------------------------------------------------------------------
+
+
+_LATEST_TAXED_ORDER = (
+    select(Order.merchandise, Order.merchandise_tax, Order.taxes_included)
+    .where(Order.shop_id == bindparam("shop_id"), Order.is_paid.is_(True))
+    .order_by(Order.paid_at.desc())
+    .limit(1)
+)
+
+
+def cart_points(session: Session, shop: Shop, customer: Customer | None, subtotal: Decimal, currency: str, *,
+                tax: Decimal | None = None) -> int:
+    """Return the points an order of this cart would earn, by the rule orders earn by
+    (`decide.award`: eligible base x rate x the member's tier multiplier, rounded down).
+
+    `subtotal`: the merchandise after discounts, in the shop currency, without shipping. `tax`:
+    the tax it includes when the caller knows it (WooCommerce's Store API does); when None and
+    the shop's orders include tax, the share of tax of its latest paid order is assumed (Shopify's
+    cart does not tell). Bonuses for a first order or sign-up are not included.
+
+    Raises:
+        StorefrontError: a currency other than the shop's ("currency"), or a negative subtotal.
+    """
+    language = language_for(shop, customer)
+    if currency.upper() != shop.currency.upper():
+        raise StorefrontError("currency", translations(language).gettext(
+            "Points are counted in %(currency)s; convert the cart to it first.") % {"currency": shop.currency})
+    if subtotal < 0 or (tax is not None and (tax < 0 or tax > subtotal)):
+        raise StorefrontError("amount", translations(language).gettext("The cart amount is not valid."))
+    if customer is not None and customer.banned_at is not None:
+        return 0
+    _, program = current_program(session, shop)
+    taxes_included = tax is not None
+    if tax is None and not program.earning.earn_on_gross:
+        latest = session.execute(_LATEST_TAXED_ORDER, {"shop_id": shop.id}).first()
+        if latest is not None and latest.taxes_included and latest.merchandise:
+            share = (latest.merchandise_tax or Decimal("0")) / latest.merchandise
+            tax, taxes_included = (subtotal * share).quantize(Decimal("0.01")), True
+    amounts = earning.OrderAmounts(
+        merchandise=subtotal,
+        merchandise_tax=tax or Decimal("0"),
+        taxes_included=taxes_included,
+        gift_card_paid=Decimal("0"),
+    )
+    base = earning.eligible_base(amounts, program.earning)
+    return earning.points_for(base, program.earning, decide.tier_multiplier(program, customer.tier if customer else None))
+
+
+# --- redeeming ---------------------------------------------------------------------------------
+
+
+def why_refused(program: Program, customer: Customer, reward: Reward | None, available: int, language: str) -> str:
+    """Say in the customer's language why a redemption was refused (the customer page, too)."""
+    t = translations(language)
+    if customer.banned_at is not None:
+        return t.gettext("Your account cannot redeem rewards at the moment. Please contact the shop.")
+    if reward is None or not reward.active:
+        return t.gettext("This reward is not available any more.")
+    if reward.tiers and customer.tier not in reward.tiers:
+        return t.gettext("“%(reward)s” is only for the tiers %(tiers)s.") % {
+            "reward": reward.name, "tiers": ", ".join(reward.tiers)}
+    if available < reward.points:
+        return t.gettext("You do not have enough points for “%(reward)s”.") % {"reward": reward.name}
+    return t.gettext("The reward could not be redeemed. Please try again.")
+
+
+def _refusal_reason(customer: Customer, reward: Reward | None, available: int) -> str:
+    if customer.banned_at is not None:
+        return "banned"
+    if reward is None or not reward.active:
+        return "unknown_reward"
+    if reward.tiers and customer.tier not in reward.tiers:
+        return "tier"
+    if available < reward.points:
+        return "not_enough_points"
+    return "refused"
+
+
+def find_reward(shop: Shop, program: Program, reward_key: str) -> Reward | None:
+    """Return the active reward with this id (`reward_id`) or name, that the shop can give."""
+    for reward in _offered(shop, program):
+        if reward_id(reward) == reward_key:
+            return reward
+    by_name = program.reward(reward_key) if reward_key else None
+    return by_name if by_name is not None and by_name in _offered(shop, program) else None
+
+
+def _result(session: Session, shop: Shop, customer: Customer, redemption: Redemption, *, repeated: bool,
+            available: int | None = None) -> RedeemResult:
+    code = session.get(IssuedCode, redemption.issued_code_id) if redemption.issued_code_id else None
+    kind = str(redemption.reward.get("kind", "")) if redemption.reward else ""
+    value = redemption.reward.get("value") if redemption.reward else None
+    state = _code_state(code, kind, utcnow()) if code is not None else None
+    return RedeemResult(
+        redemption_id=redemption.id,
+        reward_id=_name_id(redemption.reward_name),
+        reward=redemption.reward_name,
+        points=redemption.points,
+        status=redemption.status.value,
+        code=code.code if code is not None and state == "usable" else None,
+        amount=Money(Decimal(str(value)), shop.currency) if kind in ("fixed_amount", "store_credit") and value else None,
+        available=available if available is not None else ledger.balance(session, customer.id).available,
+        repeated=repeated,
+    )
+
+
+def redeem(session: Session, shop: Shop, customer: Customer, reward_key: str, *, request_key: str,
+           locale: str | None = None) -> RedeemResult:
+    """Redeem a reward for the member through the one mechanism (`redemptions.redeem`: points
+    first, the code by a job after commit); the same `request_key` redeems once.
+
+    `reward_key`: the reward's id (`reward_id`) or its name. The caller commits.
+
+    Raises:
+        StorefrontError: a malformed request key, an unknown or unaffordable reward, a reward for
+            other tiers, or a banned member (the message in the member's language).
+    """
+    language = language_for(shop, customer, locale)
+    if not _REQUEST_KEY.fullmatch(request_key or ""):
+        raise StorefrontError("bad_request_key", translations(language).gettext(
+            "The reward could not be redeemed. Please try again."))
+    key = f"storefront-{customer.id}-{request_key}"
+    earlier = session.scalars(
+        select(Redemption).where(Redemption.shop_id == shop.id, Redemption.idempotency_key == key)
+    ).first()
+    if earlier is not None:
+        return _result(session, shop, customer, earlier, repeated=True)
+    _, program = current_program(session, shop)
+    reward = find_reward(shop, program, reward_key)
+    try:
+        if reward is None:
+            raise redemptions.RedemptionError("unknown reward")
+        redemption = redemptions.redeem(session, shop, customer, reward.name, source="storefront",
+                                        idempotency_key=key)
+    except redemptions.RedemptionError:
+        # Nothing of this request may stay (a refused spend can follow the redemption's insert).
+        session.rollback()
+        available = ledger.balance(session, customer.id).available
+        raise StorefrontError(
+            _refusal_reason(customer, reward, available),
+            why_refused(program, customer, reward, available, language),
+        ) from None
+    return _result(session, shop, customer, redemption, repeated=False)
+
+
+def redemption_state(session: Session, shop: Shop, customer: Customer, redemption_id: int) -> RedeemResult | None:
+    """Return one of the member's redemptions as it stands now (the widget asks until the code
+    exists), or None when it is not theirs."""
+    redemption = session.get(Redemption, redemption_id)
+    if redemption is None or redemption.customer_id != customer.id or redemption.shop_id != shop.id:
+        return None
+    return _result(session, shop, customer, redemption, repeated=True)
+
+
+# --- JSON --------------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, BalanceView):
+            out["next_available_at"] = _plain(value.next_available_at)
+        return out
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def as_json(view: Any) -> dict[str, Any]:
+    """Return a view as plain JSON data: money as {"amount": "5.00", "currency": "EUR"} with the
+    amount a string (never a float), times as ISO 8601 with their UTC offset."""
+    data = _plain(view)
+    assert isinstance(data, dict)
+    return data
+
+
+__all__ = [
+    "BalanceSummary", "BalanceView", "CodeView", "HistoryLine", "MemberView", "Money", "PointValue",
+    "ProgramView", "RedeemResult", "RedemptionStatus", "ReferralView", "RewardView", "StorefrontError",
+    "TierView", "as_json", "balance_summary", "cart_points", "find_member", "find_reward", "language_for",
+    "member_view", "point_value", "program_view", "redeem", "redemption_state", "referral_view",
+    "reward_id", "why_refused",
+]
