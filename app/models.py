@@ -712,7 +712,7 @@ class TierChange(Base):
     from_tier: Mapped[str | None] = mapped_column(String(64))
     to_tier: Mapped[str | None] = mapped_column(String(64))
     metric_value: Mapped[Decimal] = mapped_column(Money)
-    reason: Mapped[str] = mapped_column(String(32))  # upgrade | downgrade
+    reason: Mapped[str] = mapped_column(String(32))  # upgrade | downgrade | backfill
     program_version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -347,6 +347,14 @@ def needs_lots(order: OrderFacts, entries: tuple[EntryFacts, ...], gift_card_sou
     return has_award and (bool(order.refunds) or is_gone(order) or cancelled or gift_card_source is not None)
 
 
+def plan_history(order: OrderFacts) -> OrderPlan:
+    """Return the plan of a paid order from before the program that earns nothing (a backfill's
+    choice): one zero `earn` entry, so the order counts as handled and no later event awards it."""
+    return OrderPlan(entries=(NewEntry("earn", "order", str(order.id), delta=0, pending_delta=0, available_delta=0,
+                                       detail={"order": order.number, "history": True}),),
+                     skipped="history")
+
+
 def plan_order(
     order: OrderFacts,
     customer: CustomerFacts | None,

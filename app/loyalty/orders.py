@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import bindparam, select
@@ -28,7 +30,7 @@ from app.db import (
     note,
     prebuilt_insert,
 )
-from app.models import Order, OrderRefund, OrderTransaction, Shop, utcnow
+from app.models import Backfill, Order, OrderRefund, OrderTransaction, Shop, utcnow
 from app.program import current_program
 from connectors import get_connector
 from connectors import types as ct
@@ -47,6 +49,25 @@ _READ_ORDER = (
     .with_for_update()
     .execution_options(populate_existing=True)
 )
+
+
+@dataclass(frozen=True)
+class History:
+    """An order from the shop's past, brought in by a backfill (`jobs.backfill`): it is stored and
+    counts for tiers and spend, earns points only if paid at or after `award_from` (None: never),
+    and starts nothing a live order starts (reminders, codes, e-mails, referrals, gifts)."""
+
+    award_from: datetime | None
+
+    def earns(self, paid_at: datetime | None) -> bool:
+        """Return True when an order paid at `paid_at` earns its points."""
+        return self.award_from is not None and paid_at is not None and paid_at >= self.award_from
+
+
+def history_for(session: Session, shop_id: int) -> History:
+    """Return what the shop's backfill chose (no backfill row: history earns nothing)."""
+    award_from = session.scalar(select(Backfill.award_from).where(Backfill.shop_id == shop_id))
+    return History(award_from=award_from)
 
 
 def lock_order(session: Session, shop: Shop, platform_id: str) -> tuple[Order, bool]:
@@ -111,9 +132,13 @@ def _copy_snapshot(row: Order, order: ct.Order) -> None:
 
 
 def apply_order(
-    session: Session, shop: Shop, order: ct.Order, *, delivery_id: int | None = None, restored: bool = False
+    session: Session, shop: Shop, order: ct.Order, *, delivery_id: int | None = None, restored: bool = False,
+    history: History | None = None,
 ) -> Order:
-    """Store an order snapshot and bring the customer's points in line with it."""
+    """Store an order snapshot and bring the customer's points in line with it.
+
+    `history`: the order comes from a backfill (see `History`).
+    """
     # Loaded first (once per session): the customer's consent rules need it, and a query between
     # the customer's changes would flush them as a second UPDATE.
     _, program = current_program(session, shop)
@@ -144,7 +169,13 @@ def apply_order(
     if order.refunds:
         session.expire(row, ["refunds"])  # Core inserts above are not in the loaded collection
     points.reconcile_order(session, shop, row, delivery_id=delivery_id, new_order=new_order,
-                           new_customer=new_customer)
+                           new_customer=new_customer, history=history)
+    if history is not None:
+        # Nothing about the past: no cart, win-back or attribution; a customer first seen in the
+        # history is not asked for their opt-in (`jobs.backfill.finish` sets their last order).
+        if new_customer and customer is not None:
+            reminders.suppress_for_history(session, customer)
+        return row
     # What follows reads only rows already flushed above (orders, checkouts, reminders) and
     # changes the customer, the checkout and a reminder: one flush at commit writes them all.
     with session.no_autoflush:

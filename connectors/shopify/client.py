@@ -222,6 +222,16 @@ query Orders($first: Int!, $after: String, $query: String!, $sortKey: OrderSortK
   }
 }
 """ + "{ORDER}{LINE}{MONEY}",
+    # How many orders a backfill will read (its progress bar); cost 1.
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/queries/ordersCount
+    "ordersCount": """\
+query OrdersCount($query: String!) {
+  ordersCount(query: $query, limit: null) {
+    count
+    precision
+  }
+}
+""",
     # The rest of an order's lines (more than the first page of `orders` holds).
     # https://shopify.dev/docs/api/admin-graphql/2026-07/queries/order
     "order": """\
@@ -1371,3 +1381,22 @@ def _complete_order(credentials: Mapping[str, str], node: dict[str, Any]) -> dic
             raise PermanentError(f"orderRefunds: order {node['id']} has more refunds or refund lines than we read")
         node = {**node, "refunds": again}
     return node
+
+
+def orders_count_variables(query: str) -> tuple[str, dict[str, Any]]:
+    """Return the DOCUMENTS key and the variables that count the orders matching `query`."""
+    return "ordersCount", {"query": query}
+
+
+def count_orders(credentials: Mapping[str, str], query: str) -> int | None:
+    """Return how many orders match `query` (None when Shopify gives no exact count).
+
+    Raises:
+        TransientError, RateLimitedError, PermanentError: see `graphql`.
+    """
+    name, variables = orders_count_variables(query)
+    data = graphql(credentials, DOCUMENTS[name], variables, cost_estimate=1)
+    count = data.get(name)
+    if not isinstance(count, Mapping) or isinstance(count.get("count"), bool) or not isinstance(count.get("count"), int):
+        raise PermanentError(f"{name}: malformed answer")
+    return count["count"] if count.get("precision") == "EXACT" else None

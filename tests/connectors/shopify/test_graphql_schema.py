@@ -118,6 +118,9 @@ VARIABLE_CASES = [
     ("the rest of an order's lines", lambda: client.order_lines_variables("gid://shopify/Order/450789469",
                                                                           "eyJsYXN0X2lkIjoxMH0=")),
     ("an order's refunds again", lambda: client.order_refunds_variables("450789469")),
+    ("orders of a backfill counted", lambda: client.orders_count_variables(
+        client.orders_query(created_from=datetime(2026, 9, 1, tzinfo=timezone.utc),
+                            created_before=datetime(2026, 11, 22, 12, tzinfo=timezone.utc)))),
     ("webhook subscriptions, first page", lambda: client.webhook_list_variables(None)),
     ("webhook subscriptions, next page", lambda: client.webhook_list_variables("eyJsYXN0X2lkIjoxfQ==")),
     ("webhook subscription deleted",
