@@ -40,6 +40,8 @@ def _handle(session, shop: Shop, delivery_id: int, event: ct.WebhookEvent,  # ty
         orders.apply_order(session, shop, resource, delivery_id=delivery_id, restored=restored, history=history)
     elif isinstance(resource, ct.Refund):
         orders.apply_refund(session, shop, resource, delivery_id=delivery_id)
+    elif isinstance(resource, ct.RefundDetails):
+        orders.apply_refund_details(session, shop, resource, delivery_id=delivery_id)
     elif isinstance(resource, ct.OrderTransaction):
         orders.apply_transaction(session, shop, resource, delivery_id=delivery_id)
     elif isinstance(resource, ct.Customer):

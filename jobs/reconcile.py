@@ -220,3 +220,42 @@ def reconcile_all() -> int:
         shops = session.execute(select(Shop.id, Shop.platform).where(Shop.status == ShopStatus.ACTIVE)).all()
     return sum(1 for shop_id, platform in shops if enqueue_once(
         "codes", RECONCILERS[platform.value], shop_id, job_id=f"reconcile-{shop_id}", retry=PLATFORM_RETRY))
+
+
+def fetch_refund_detail(shop_id: int, order_platform_id: str) -> int | None:
+    """Read an order's refunds with their lines (WooCommerce `GET orders/N/refunds`) and put them in
+    the inbox as one delivery of our topic `stammkunde/order_refunds`; return its id (None when the
+    same answer was stored before, or the shop or order is gone).
+
+    The order webhook lists refunds as totals only (fact 32), so their merchandise was estimated in
+    proportion to the order total; processing this delivery replaces the estimate by the refunds'
+    own lines and moves the points to the exact share.
+    """
+    from app.dispatch import enqueue_batch
+    from app.inbox import record_delivery
+    from app.models import Order
+    from connectors.woocommerce import webhooks as woo_webhooks
+
+    with session_scope() as session:
+        shop = session.get(Shop, shop_id)
+        if shop is None or shop.status != ShopStatus.ACTIVE or shop.platform.value != "woocommerce":
+            logger.debug("refund detail: no active store", extra={"shop": shop_id})
+            return None
+        domain = shop.domain
+        order = session.scalars(select(Order).where(Order.shop_id == shop_id,
+                                                    Order.platform_id == order_platform_id)).first()
+        if order is None:
+            return None
+        currency, taxes_included = order.currency or shop.currency, bool(order.taxes_included)
+    refunds = woo_client.list_refunds(api_credentials(shop_id), order_platform_id)
+    state = {"order_id": int(order_platform_id), "currency": currency, "prices_include_tax": taxes_included,
+             "refunds": [{k: v for k, v in refund.items() if k != "_links"} for refund in refunds]}
+    body = json.dumps(state, ensure_ascii=False, separators=(",", ":")).encode()
+    headers = {woo_consts.HEADER_TOPIC: woo_consts.REFUND_DETAILS, woo_consts.HEADER_SOURCE: domain.rstrip("/") + "/",
+               woo_consts.HEADER_RESOURCE: "order", woo_consts.HEADER_EVENT: "refunds"}
+    key = f"{woo_consts.REFUND_DETAILS}|{order_platform_id}|{woo_webhooks.state_digest(state)}"
+    delivery_id = record_delivery(shop_id, "woocommerce", woo_consts.REFUND_DETAILS, key, headers, body,
+                                  source="reconcile")
+    if delivery_id is not None:
+        enqueue_batch([delivery_id])
+    return delivery_id

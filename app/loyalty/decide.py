@@ -86,6 +86,8 @@ class RefundFacts:
     platform_id: str
     merchandise: Decimal
     happened_at: datetime  # the platform's time, else when we stored it
+    # The refund's own lines gave `merchandise` (else it is an estimate from the order's totals).
+    detailed: bool = False
 
 
 @dataclass(frozen=True)
@@ -427,6 +429,23 @@ def plan_order(
 
     gone = is_gone(order)
     cancel = key.get(("order", str(order.id), "cancel"))
+    # A refund taken back on an estimate whose own lines arrived since (WooCommerce lists refund
+    # totals only, fact 32): the refunds' reversals move to the share of the exact figures, in
+    # one entry keyed by that refund (so once).
+    corrected = [r for r in order.refunds if r.detailed and ("refund", str(r.id), "refund") in key
+                 and ("refund_detail", str(r.id), "refund") not in key]
+    if corrected and not gone and cancel is None:
+        refunded_now = sum((r.merchandise for r in order.refunds), Decimal("0"))
+        move = earning.reversal_target(awarded, merchandise, refunded_now) - done
+        first = min(corrected, key=lambda r: (r.happened_at, r.id))
+        detail = {"order": order.number, "refund": first.platform_id, "refunded": str(first.merchandise),
+                  "of": str(merchandise), "detail": True}
+        if move > 0:
+            debit("refund", "refund_detail", str(first.id), move, detail)
+            done += move
+        elif move < 0:
+            credit("refund", "refund_detail", str(first.id), -move, detail)
+            done += move
     if gone and cancel is None and awarded - done > 0:
         why = "deleted" if order.deleted_at else (order.status or "cancelled")
         debit("cancel", "order", str(order.id), awarded - done, {"order": order.number, "why": why})

@@ -24,6 +24,7 @@ from app.messaging import reminders
 from app.loyalty.customers import customer_for_order
 from app.db import (
     LOCKED_ORDERS,
+    after_commit,
     dialect_insert,
     flush,
     insert_object,
@@ -93,8 +94,14 @@ def lock_order(session: Session, shop: Shop, platform_id: str) -> tuple[Order, b
 
 
 def add_refund(session: Session, shop: Shop, row: Order, refund: ct.Refund) -> None:
-    """Record a refund once (refunds/create and order snapshots may both report it)."""
-    stmt = dialect_insert(session, OrderRefund.__table__).values(
+    """Record a refund once (refunds/create and order snapshots may both report it).
+
+    A refund's own detail (`refund.detailed`) replaces an estimate stored before, once; an
+    estimate never replaces anything.
+    """
+    now = utcnow()
+    table = OrderRefund.__table__
+    stmt = dialect_insert(session, table).values(
         shop_id=shop.id,
         order_id=row.id,
         platform_id=refund.id,
@@ -102,9 +109,18 @@ def add_refund(session: Session, shop: Shop, row: Order, refund: ct.Refund) -> N
         total=refund.total,
         currency=refund.currency,
         platform_created_at=refund.created_at,
-        created_at=utcnow(),
+        created_at=now,
+        detailed_at=now if refund.detailed else None,
     )
-    session.execute(stmt.on_conflict_do_nothing(index_elements=["order_id", "platform_id"]))
+    if not refund.detailed:
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["order_id", "platform_id"]))
+        return
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["order_id", "platform_id"],
+        set_={"merchandise": stmt.excluded.merchandise, "total": stmt.excluded.total,
+              "platform_created_at": stmt.excluded.platform_created_at, "detailed_at": stmt.excluded.detailed_at},
+        where=table.c.detailed_at.is_(None),
+    ))
 
 
 def _copy_snapshot(row: Order, order: ct.Order) -> None:
@@ -168,6 +184,9 @@ def apply_order(
     flush(session)
     if order.refunds:
         session.expire(row, ["refunds"])  # Core inserts above are not in the loaded collection
+        if any(not r.detailed for r in order.refunds) and any(r.detailed_at is None for r in row.refunds):
+            # The platform gave refund totals only: its API has the lines (jobs.reconcile).
+            after_commit(session, lambda: enqueue_refund_detail(shop.id, row.platform_id))
     points.reconcile_order(session, shop, row, delivery_id=delivery_id, new_order=new_order,
                            new_customer=new_customer, history=history)
     if history is not None:
@@ -205,6 +224,29 @@ def _track_checkout(session: Session, shop: Shop, row: Order, order: ct.Order, *
     unpaid = (ct.OrderStatus.DRAFT, ct.OrderStatus.PENDING, ct.OrderStatus.FAILED)
     if newer and _orders_are_checkouts(shop) and order.status in unpaid and order.email:
         checkouts.apply_checkout(session, shop, checkouts.checkout_from_order(shop, order))
+
+
+def enqueue_refund_detail(shop_id: int, order_platform_id: str) -> bool:
+    """Enqueue the job that reads an order's refunds with their lines from the platform."""
+    import hashlib
+
+    from app.queues import PLATFORM_RETRY, enqueue_once
+
+    tag = hashlib.sha256(order_platform_id.encode()).hexdigest()[:16]
+    return enqueue_once("codes", "jobs.reconcile.fetch_refund_detail", shop_id, order_platform_id,
+                        job_id=f"refund-detail-{shop_id}-{tag}", retry=PLATFORM_RETRY)
+
+
+def apply_refund_details(session: Session, shop: Shop, details: ct.RefundDetails, *,
+                         delivery_id: int | None = None) -> Order:
+    """Store each refund's exact merchandise (in place of the estimate) and move the points to it."""
+    row, new_order = lock_order(session, shop, details.order_id)
+    for refund in details.refunds:
+        add_refund(session, shop, row, refund)
+    flush(session)
+    session.expire(row, ["refunds"])
+    points.reconcile_order(session, shop, row, delivery_id=delivery_id, new_order=new_order)
+    return row
 
 
 def apply_refund(session: Session, shop: Shop, refund: ct.Refund, *, delivery_id: int | None = None) -> Order:

@@ -67,7 +67,8 @@ def order_facts(order: Order) -> decide.OrderFacts:
         tags=tuple(order.tags or ()), status=order.status, cancelled_at=order.cancelled_at,
         deleted_at=order.deleted_at,
         refunds=tuple(
-            decide.RefundFacts(r.id, r.platform_id, r.merchandise, r.platform_created_at or r.created_at)
+            decide.RefundFacts(r.id, r.platform_id, r.merchandise, r.platform_created_at or r.created_at,
+                               detailed=r.detailed_at is not None)
             for r in order.refunds
         ),
     )

@@ -231,3 +231,57 @@ def test_shopify_reconciliation_pages_with_the_cursor_and_keeps_its_place(make_s
     with session_scope() as s:
         position = s.get(JobCursor, f"reconcile-{shop_id}").position
     assert datetime.fromtimestamp(position, timezone.utc) == datetime(2026, 11, 22, 12, 5, tzinfo=timezone.utc)
+
+
+# ---- WooCommerce refund detail (fact 32) ---------------------------------------------------------
+
+WOO_REFUNDS = f"{ORDERS}/31/refunds"
+KARLA = "karla.konsens@example.test"
+
+
+def test_a_woocommerce_refund_takes_back_its_own_lines_share(make_shop, post_webhook, work, runner):
+    # given order 31 (52.00 of merchandise + 8.00 shipping), delivered with refund 37 listed only
+    # as its total (20.00): estimated at 20 x 52/60 = 17.33 of merchandise
+    _store(make_shop)
+    body = fixture_bytes("woocommerce", "order_updated__line_refund_with_shipping.json")
+    assert post_webhook("woocommerce", "order.updated", body).status_code == 200
+
+    # when the worker processes it, and the job it starts reads the store's refunds (capture 103)
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.GET, WOO_REFUNDS, body=(FIXTURES / "woocommerce_api" / "refunds_list.json").read_bytes(),
+                 content_type="application/json; charset=UTF-8")
+        work()  # the order (earn 52, refund on the estimate) and then the refund-detail job
+        work()  # the refund detail it put in the inbox
+
+    # then the refund took back exactly its line's share, 20 of 52 points, in two steps that
+    # say why; the estimate's 17 were corrected by 3 once the lines were known
+    customer = show(runner, WOO_DOMAIN, KARLA)
+    assert [(e["reason"], e["delta"]) for e in customer["ledger"]] == [("earn", 52), ("refund", -17), ("refund", -3)]
+    assert customer["pending"] == 32
+    with session_scope() as s:
+        sources = sorted((d.topic, d.source) for d in s.scalars(select(WebhookDelivery)))
+    assert sources == [("order.updated", "webhook"), ("stammkunde/order_refunds", "reconcile")]
+
+
+def test_a_woocommerce_refund_detail_read_again_changes_nothing(make_shop, post_webhook, work, runner):
+    # given the refund detail of order 31 applied once
+    shop_id = _store(make_shop)
+    body = fixture_bytes("woocommerce", "order_updated__line_refund_with_shipping.json")
+    assert post_webhook("woocommerce", "order.updated", body).status_code == 200
+    refunds = (FIXTURES / "woocommerce_api" / "refunds_list.json").read_bytes()
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.GET, WOO_REFUNDS, body=refunds, content_type="application/json; charset=UTF-8")
+        work()
+        work()
+
+    # when the same order state arrives again (the reconciliation) and the detail is read again
+    from jobs.reconcile import fetch_refund_detail
+
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.GET, WOO_REFUNDS, body=refunds, content_type="application/json; charset=UTF-8")
+        assert fetch_refund_detail(shop_id, "31") is None  # the same answer: a duplicate
+    work()
+
+    # then the balance is what it was
+    customer = show(runner, WOO_DOMAIN, KARLA)
+    assert [(e["reason"], e["delta"]) for e in customer["ledger"]] == [("earn", 52), ("refund", -17), ("refund", -3)]
