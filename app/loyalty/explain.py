@@ -51,6 +51,11 @@ def describe(entry: LedgerEntry, order_number: str | None) -> str:
         text += f" ({entry.shortfall} points already spent could not be taken back)"
     if entry.reason == "earn" and detail.get("base"):
         text += f" ({detail['base']} {detail.get('currency', '')} eligible)"
+    if entry.reason == "earn" and detail.get("history"):
+        text = f"Order {order_number or detail.get('order') or '?'} from before the program: no points " \
+               "(brought in for tiers and spend)"
+    if entry.reason == "refund" and detail.get("detail"):
+        text += ": corrected to the refund's own lines"
     return text.strip()
 
 

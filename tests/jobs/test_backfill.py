@@ -174,6 +174,7 @@ def test_a_tiers_only_backfill_gives_no_points_now_or_later(make_shop, work, run
     customer = show(runner, SHOPIFY_DOMAIN, SHOPIFY_EMAIL)
     assert (customer["pending"], customer["available"]) == (0, 0)
     assert [(e["reason"], e["delta"]) for e in customer["ledger"]] == [("earn", 0)]
+    assert customer["ledger"][0]["why"] == "Order #1001 from before the program: no points (brought in for tiers and spend)"
     with session_scope() as s:
         assert s.scalars(select(Customer).where(Customer.email == SHOPIFY_EMAIL)).one().tier == "Silber"
 

@@ -258,6 +258,7 @@ def test_a_woocommerce_refund_takes_back_its_own_lines_share(make_shop, post_web
     customer = show(runner, WOO_DOMAIN, KARLA)
     assert [(e["reason"], e["delta"]) for e in customer["ledger"]] == [("earn", 52), ("refund", -17), ("refund", -3)]
     assert customer["pending"] == 32
+    assert customer["ledger"][2]["why"] == "Refund 37 on order 31: corrected to the refund's own lines"
     with session_scope() as s:
         sources = sorted((d.topic, d.source) for d in s.scalars(select(WebhookDelivery)))
     assert sources == [("order.updated", "webhook"), ("stammkunde/order_refunds", "reconcile")]
