@@ -45,6 +45,9 @@ OVERLAP = timedelta(minutes=10)
 # At most this many pages per run; the cursor is saved after each, so the next run goes on.
 MAX_PAGES = 50
 PER_PAGE = 100
+# How far back the first Shopify reconciliation of a shop looks (Shopify retries a failed delivery
+# for 48 hours before it gives up on it).
+FIRST_LOOKBACK = timedelta(days=3)
 
 
 def _cursor_name(shop_id: int) -> str:
@@ -148,8 +151,11 @@ def reconcile_shopify(shop_id: int, *, now: datetime | None = None) -> dict[str,
             return {"seen": 0, "recovered": 0, "pages": 0}
         domain = shop.domain
         cursor = session.get(JobCursor, _cursor_name(shop_id))
+        # A first run starts at the install, but at most FIRST_LOOKBACK back: a shop installed
+        # before this existed has had its orders by webhook (and a state read again is a
+        # duplicate anyway, only slower).
         since = (datetime.fromtimestamp(cursor.position, timezone.utc) if cursor is not None
-                 else (shop.installed_at or shop.created_at))
+                 else max(shop.installed_at or shop.created_at, now - FIRST_LOOKBACK))
     credentials = api_credentials(shop_id)
     query = shopify_client.orders_query(updated_after=since - OVERLAP)
     newest = since
@@ -217,7 +223,11 @@ def reconcile_all() -> int:
     from app.queues import PLATFORM_RETRY, enqueue_once
 
     with session_scope() as session:
-        shops = session.execute(select(Shop.id, Shop.platform).where(Shop.status == ShopStatus.ACTIVE)).all()
+        # A shop without API credentials, or waiting for the merchant to install again, is skipped
+        # (its status says so); it is reconciled again once it can be called.
+        shops = session.execute(select(Shop.id, Shop.platform).where(
+            Shop.status == ShopStatus.ACTIVE, Shop.api_credentials_enc.is_not(None),
+            Shop.needs_reauth_at.is_(None))).all()
     return sum(1 for shop_id, platform in shops if enqueue_once(
         "codes", RECONCILERS[platform.value], shop_id, job_id=f"reconcile-{shop_id}", retry=PLATFORM_RETRY))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import responses
@@ -141,7 +141,7 @@ def test_a_shopify_order_whose_webhook_was_lost_comes_in_with_its_points(make_sh
     # when the reconciliation runs and the worker processes what it found
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
         mock.add(responses.POST, SHOPIFY_GRAPHQL, json=_orders_page("orders__paid.json"))
-        result = reconcile_shopify(shop_id)
+        result = reconcile_shopify(shop_id, now=SHOPIFY_INSTALLED + timedelta(minutes=30))
         sent = json.loads(mock.calls[0].request.body)
     work()
 
@@ -221,7 +221,7 @@ def test_shopify_reconciliation_pages_with_the_cursor_and_keeps_its_place(make_s
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
         mock.add(responses.POST, SHOPIFY_GRAPHQL, json=first)
         mock.add(responses.POST, SHOPIFY_GRAPHQL, json=second)
-        result = reconcile_shopify(shop_id)
+        result = reconcile_shopify(shop_id, now=SHOPIFY_INSTALLED + timedelta(hours=1))
         afters = [json.loads(call.request.body)["variables"]["after"] for call in mock.calls]
 
     # then it asked for the second page after the first page's cursor, and stored both states
@@ -286,3 +286,25 @@ def test_a_woocommerce_refund_detail_read_again_changes_nothing(make_shop, post_
     # then the balance is what it was
     customer = show(runner, WOO_DOMAIN, KARLA)
     assert [(e["reason"], e["delta"]) for e in customer["ledger"]] == [("earn", 52), ("refund", -17), ("refund", -3)]
+
+
+def test_every_callable_shop_is_reconciled_on_schedule(make_shop, redis_url):
+    # given an installed shop of each platform with API credentials, one without, one to re-authorise
+    from app.queues import get_queue
+    from app.models import utcnow
+    from jobs.reconcile import reconcile_all
+
+    shopify = _shopify_shop(make_shop)
+    woo = _store(make_shop)
+    make_shop("shopify", domain="ohne-schluessel.myshopify.com")
+    waiting = make_shop("shopify", domain="neu-erlauben.myshopify.com", credentials={"access_token": "shpat_x"})
+    with session_scope() as s:
+        s.get(Shop, waiting).needs_reauth_at = utcnow()
+
+    # when the clock's sweep runs
+    assert reconcile_all() == 2
+
+    # then one reconciliation per callable shop waits, each with its platform's job
+    jobs = {job.id: job.func_name for job in get_queue("codes").get_jobs()}
+    assert jobs == {f"reconcile-{shopify}": "jobs.reconcile.reconcile_shopify",
+                    f"reconcile-{woo}": "jobs.reconcile.reconcile_woocommerce"}
