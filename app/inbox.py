@@ -74,18 +74,23 @@ class ShopGoneError(LookupError):
 # it through SQLAlchemy's statement compiler and transaction machinery cost ~20x the INSERT itself
 # (bench/RESULTS.md). ON CONFLICT ... DO NOTHING settles duplicates in the database. SQLite tells
 # a new row by rowcount and lastrowid (RETURNING would hold its write lock for one more step).
-_COLUMNS = "shop_id, platform, topic, dedupe_key, headers, body, status, attempts, received_at"
+_COLUMNS = "shop_id, platform, topic, dedupe_key, headers, body, status, attempts, received_at, source"
 _INSERT = {
-    "sqlite": f"INSERT INTO webhook_deliveries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'received', 0, ?) "
+    "sqlite": f"INSERT INTO webhook_deliveries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'received', 0, ?, ?) "
               "ON CONFLICT (shop_id, dedupe_key) DO NOTHING",
     "postgresql": f"INSERT INTO webhook_deliveries ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s::json, %s, 'received', "
-                  "0, %s) ON CONFLICT (shop_id, dedupe_key) DO NOTHING RETURNING id",
+                  "0, %s, %s) ON CONFLICT (shop_id, dedupe_key) DO NOTHING RETURNING id",
 }
+# Where a delivery came from (`WebhookDelivery.source`).
+SOURCES = ("webhook", "reconcile", "backfill")
 
 
 def record_delivery(shop_id: int, platform: str, topic: str, key: str, headers: dict[str, str],
-                    body: bytes) -> int | None:
+                    body: bytes, *, source: str = "webhook") -> int | None:
     """Insert the delivery (committed when this returns); return its id, or None for a duplicate.
+
+    `source`: "webhook" (the receiver), "reconcile" or "backfill" (our own reads of the platform,
+    `jobs.reconcile` and `jobs.backfill`, with the same dedupe key as a webhook of that state).
 
     One autocommit statement on a driver connection that is not pinged first (`DriverPool`).
     A kept PostgreSQL connection can be stale (the server restarted): that attempt fails, the
@@ -103,7 +108,9 @@ def record_delivery(shop_id: int, platform: str, topic: str, key: str, headers: 
     now = utcnow()
     # SQLite stores our UTC timestamps naive, in SQLAlchemy's text format (models.UTCDateTime).
     received = now.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else now
-    params = (shop_id, platform, topic, key, json.dumps(headers), body, received)
+    if source not in SOURCES:
+        raise ValueError(f"unknown delivery source {source!r}")
+    params = (shop_id, platform, topic, key, json.dumps(headers), body, received, source)
     attempts = 1 if sqlite else 2
     for attempt in range(1, attempts + 1):
         conn = pool.acquire()

@@ -317,6 +317,10 @@ class OrderRefund(Base):
     currency: Mapped[str] = mapped_column(String(3))
     platform_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When `merchandise` became the refund's own line detail (WooCommerce `orders/N/refunds`);
+    # None while it is the share estimated from the order's refund total. A detailed figure is
+    # never overwritten by an estimate.
+    detailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     order: Mapped[Order] = relationship(back_populates="refunds")
 
@@ -403,6 +407,10 @@ class WebhookDelivery(Base):
     # When the retention sweep emptied body and headers (they hold the customer's personal data);
     # the row stays, because ledger entries name the delivery that caused them.
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How it reached us: `webhook` (the platform sent it), `reconcile` (our poll found a state no
+    # webhook brought) or `backfill` (history read at install or by `flask shops backfill`).
+    # Processing hands it to the handlers: a backfilled order sends nothing about the past.
+    source: Mapped[str] = mapped_column(String(16), default="webhook", server_default="webhook")
 
 
 class OAuthState(Base):
@@ -458,6 +466,36 @@ class DataRequest(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     exported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     exported_by: Mapped[str | None] = mapped_column(String(320))  # the staff user's e-mail
+
+
+class Backfill(Base):
+    """A shop's history being brought in (jobs.backfill): the merchant's choice, where the reading
+    stopped (resumed from there after a crash) and how far it got. One row per shop."""
+
+    __tablename__ = "backfills"
+    __table_args__ = (UniqueConstraint("shop_id", name="uq_backfills_shop_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    # points: orders paid at or after `award_from` earn points; tiers: none do (tiers and spend only)
+    mode: Mapped[str] = mapped_column(String(16))
+    # Orders created at or after this are read (None: as far back as the platform gives).
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    award_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Orders created before this are history; later ones come by webhook (a stable end for paging).
+    until: Mapped[datetime] = mapped_column(UTCDateTime)
+    # running (reading pages) | processing (all read; the worker is still on them) | done | failed
+    status: Mapped[str] = mapped_column(String(16))
+    # Where to go on: Shopify's page cursor, WooCommerce's next page number (as text).
+    cursor: Mapped[str | None] = mapped_column(Text)
+    orders_read: Mapped[int] = mapped_column(Integer, default=0)
+    orders_new: Mapped[int] = mapped_column(Integer, default=0)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    orders_total: Mapped[int | None] = mapped_column(Integer)  # what the platform says there are, if it says
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class JobCursor(Base):
@@ -688,7 +726,7 @@ class TierChange(Base):
     from_tier: Mapped[str | None] = mapped_column(String(64))
     to_tier: Mapped[str | None] = mapped_column(String(64))
     metric_value: Mapped[Decimal] = mapped_column(Money)
-    reason: Mapped[str] = mapped_column(String(32))  # upgrade | downgrade
+    reason: Mapped[str] = mapped_column(String(32))  # upgrade | downgrade | backfill
     program_version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -15,7 +15,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import shops
-from app.models import CodeStatus, IssuedCode, PlatformWebhook, Shop, ShopStatus, WebhookDelivery, utcnow
+from app.models import (
+    Backfill,
+    CodeStatus,
+    DeliveryStatus,
+    IssuedCode,
+    PlatformWebhook,
+    Shop,
+    ShopStatus,
+    WebhookDelivery,
+    utcnow,
+)
 from connectors.errors import ConnectorError, TransientError
 
 logger = logging.getLogger(__name__)
@@ -78,6 +88,7 @@ def shop_health(session: Session, shop: Shop, *, keys: str, now: datetime | None
         "last_reconciled_at": _iso(shop.last_reconciled_at),
         "reconciled_recovered": shop.reconciled_recovered or 0,
         "codes_waiting": int(waiting or 0),
+        "backfill": backfill_line(session, shop.id),
         "codes_failed": int(failed or 0),
         "ok": not problems,
         "problems": problems,
@@ -117,6 +128,27 @@ def check_credentials(shop_id: int, *, keys: str, check: Any, now: datetime | No
         if shop is not None:
             shop.credentials_checked_at, shop.credentials_error = now, error
     return error is None
+
+
+def backfill_line(session: Session, shop_id: int) -> str | None:
+    """Return the shop's backfill progress as one line (stored facts only), or None."""
+    row = session.scalars(select(Backfill).where(Backfill.shop_id == shop_id)).first()
+    if row is None:
+        return None
+    what = "points" if row.mode == "points" else "tiers and spend only"
+    total = f" of {row.orders_total}" if row.orders_total is not None else ""
+    share = f" ({min(100, row.orders_read * 100 // row.orders_total)} %)" if row.orders_total else ""
+    line = f"{row.status}: {row.orders_read}{total} orders read{share}, {row.orders_new} new ({what})"
+    if row.status == "processing":
+        waiting = session.scalar(select(func.count()).select_from(WebhookDelivery).where(
+            WebhookDelivery.shop_id == shop_id, WebhookDelivery.source == "backfill",
+            WebhookDelivery.status == DeliveryStatus.RECEIVED))
+        line += f", {int(waiting or 0)} waiting for the worker"
+    if row.finished_at is not None:
+        line += f", finished {row.finished_at:%Y-%m-%d %H:%M} UTC"
+    if row.error:
+        line += f"; last error: {row.error}"
+    return line
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -61,12 +61,12 @@ WORKER_QUEUES = ("webhooks", "points", "codes", "reminders")  # as in the Procfi
 
 
 def start_throttle_server(restore_rate: float, bucket: float,
-                          latency_ms: float = 0.0) -> tuple[subprocess.Popen[bytes], int, Path]:
+                          latency_ms: float = 0.0, orders: int = 0) -> tuple[subprocess.Popen[bytes], int, Path]:
     """Start bench.throttle_server over HTTPS on a free loopback port; return (process, port, CA)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.throttle_server", "--port", "0", "--restore-rate", f"{restore_rate:g}",
          "--bucket", f"{bucket:g}", "--token", ACCESS_TOKEN, "--tls-dir", str(_infra.TMP / "tls"),
-         "--hostname", SHOP_DOMAIN, "--latency-ms", f"{latency_ms:g}"],
+         "--hostname", SHOP_DOMAIN, "--latency-ms", f"{latency_ms:g}", "--orders", str(orders)],
         cwd=str(_infra.PROJECT_ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     _started.append(proc)

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.throttle_server [--port 0] [--restore-rate 100] [--bucket 1000]
         [--token TOKEN] [--tls-dir DIR] [--hostname bench-shop.myshopify.com] [--latency-ms 0]
+        [--orders 0]
 
 It answers `POST /admin/api/2026-07/graphql.json` the way Shopify documents it
 (https://shopify.dev/docs/api/usage/rate-limits#graphql-admin-api-rate-limits):
@@ -21,6 +22,10 @@ Operations (chosen by the root field in the document, as the client sends them):
       code answers the userError `TAKEN` "Code must be unique. Please try a different code."
   codeDiscountNodeByCode   cost 1; finds a remembered code (case-insensitive) or answers null
   tagsAdd                  cost 10
+  orders                   the shop's `--orders` synthetic orders (bench/backfill.py), paged by
+      `first`/`after`, oldest first (the search `query` is not applied); requested and actual cost
+      computed from the document and the answer as Shopify documents it (`query_cost`)
+  ordersCount              cost 1; the number of synthetic orders
 A wrong `X-Shopify-Access-Token` answers 401, an unknown document 200 with a GraphQL error.
 `--latency-ms` delays accepted answers (loopback answers in about a millisecond; Shopify does not).
 
@@ -60,6 +65,8 @@ COSTS = {
     "discountCodeFreeShippingCreate": 10,
     "codeDiscountNodeByCode": 1,
     "tagsAdd": 10,
+    "ordersCount": 1,
+    "orders": 0,  # computed per request (`query_cost`)
 }
 CREATES = {
     "discountCodeBasicCreate": "basicCodeDiscount",
@@ -93,6 +100,9 @@ class Throttle:
     counters: dict[str, int] = field(default_factory=dict)
     timeline: list[list[Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    orders: int = 0  # synthetic orders served by `orders`
+    orders_served: int = 0
+    actual_cost: float = 0.0  # sum of the actual cost of accepted requests
 
     def count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
@@ -138,6 +148,10 @@ def answer(throttle: Throttle, shop: str, document: str, variables: dict[str, An
         return {"errors": [{"message": f"Field '{root}' doesn't exist on type 'Mutation'",
                             "extensions": {"code": "undefinedField"}}]}
     cost = COSTS[root]
+    page: dict[str, Any] | None = None
+    if root == "orders":
+        page = orders_page(throttle.orders, variables)
+        cost = query_cost(document, variables)
     with throttle.lock:
         now = time.monotonic()
         taken, bucket = throttle.take(shop, cost, now)
@@ -166,6 +180,14 @@ def answer(throttle: Throttle, shop: str, document: str, variables: dict[str, An
                 node_id = f"gid://shopify/DiscountCodeNode/{1000000 + len(throttle.codes) + 1}"
                 throttle.codes[key] = node_id
                 data = {root: {"codeDiscountNode": {"id": node_id}, "userErrors": []}}
+        elif root == "orders":
+            assert page is not None
+            outcome = "page"
+            data = {root: page}
+            throttle.orders_served += len(page["nodes"])
+        elif root == "ordersCount":
+            outcome = "counted"
+            data = {root: {"count": throttle.orders, "precision": "EXACT"}}
         elif root == "codeDiscountNodeByCode":
             node_id = throttle.codes.get((shop, str(variables.get("code", "")).upper()))
             outcome = "found" if node_id else "not_found"
@@ -173,15 +195,120 @@ def answer(throttle: Throttle, shop: str, document: str, variables: dict[str, An
         else:  # tagsAdd
             outcome = "tagged"
             data = {root: {"node": {"id": variables.get("id")}, "userErrors": []}}
-        # The actual cost equals the requested cost here, so nothing is given back.
+        # The cost is taken when the request arrives and the unused part given back with the answer
+        # (only `orders` has one: what it could have returned minus what it did).
+        actual = query_cost(document, variables, data) if root == "orders" else cost
+        bucket.available = min(bucket.maximum, bucket.available + cost - actual)
+        throttle.actual_cost += actual
         throttle.count(f"{root}:{outcome}")
         throttle.timeline.append([now, root, outcome, int(bucket.available)])
         if latency <= 0:
-            return {"data": data, "extensions": {"cost": cost_extension(cost, cost, bucket)}}
+            return {"data": data, "extensions": {"cost": cost_extension(cost, actual, bucket)}}
     time.sleep(latency)
     with throttle.lock:
         bucket.refill(time.monotonic())
-        return {"data": data, "extensions": {"cost": cost_extension(cost, cost, bucket)}}
+        return {"data": data, "extensions": {"cost": cost_extension(cost, actual, bucket)}}
+
+
+# ---- orders (bench/backfill.py) ------------------------------------------------------------
+
+_ORDER_TEMPLATE: dict[str, Any] | None = None
+
+
+def synthetic_order(index: int) -> dict[str, Any]:
+    """Order number `index` of the shop: the Admin API order node of tests/fixtures/shopify_admin_api
+    (Bob's paid order, three lines) with its own id, number, dates and one of 500 customers."""
+    global _ORDER_TEMPLATE
+    if _ORDER_TEMPLATE is None:
+        path = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "shopify_admin_api" / "orders__paid.json"
+        _ORDER_TEMPLATE = json.loads(path.read_text(encoding="utf-8"))["data"]["orders"]["nodes"][0]
+    node = json.loads(json.dumps(_ORDER_TEMPLATE))
+    number = 100000 + index
+    stamp = (dt.datetime(2026, 9, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=600 * index)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    customer = index % 500
+    node.update(id=f"gid://shopify/Order/{number}", legacyResourceId=str(number), name=f"#{number}",
+                createdAt=stamp, processedAt=stamp, updatedAt=stamp, email=f"kunde{customer}@example.test")
+    node["customer"]["id"] = f"gid://shopify/Customer/{7000000 + customer}"
+    node["customer"]["defaultEmailAddress"]["emailAddress"] = f"kunde{customer}@example.test"
+    return node
+
+
+def orders_page(total: int, variables: dict[str, Any]) -> dict[str, Any]:
+    """One page of the `orders` connection over `total` synthetic orders (cursor = the offset)."""
+    first = int(variables.get("first") or 0)
+    after = variables.get("after")
+    start = int(after) if isinstance(after, str) and after.isdigit() else 0
+    end = min(total, start + max(0, min(first, 250)))
+    return {"nodes": [synthetic_order(i) for i in range(start, end)],
+            "pageInfo": {"hasNextPage": end < total, "endCursor": str(end) if end > start else None}}
+
+
+def query_cost(document: str, variables: dict[str, Any], data: dict[str, Any] | None = None) -> int:
+    """Shopify's calculated query cost of `document`: requested (from `first` arguments) or, with
+    `data`, actual (from what came back). https://shopify.dev/docs/api/usage/rate-limits#cost-calculation
+
+    A scalar or enum costs 0, an object 1, a connection (a field with `first`) 2 plus `first` (or
+    the items returned) times its item; `nodes` and `edges` are the items. Fragments are inlined.
+    """
+    from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, OperationDefinitionNode, parse
+
+    tree = parse(document)
+    fragments = {d.name.value: d for d in tree.definitions if d.kind == "fragment_definition"}
+    operation = next(d for d in tree.definitions if isinstance(d, OperationDefinitionNode))
+
+    def fields_of(selection_set: Any) -> list[FieldNode]:
+        out: list[FieldNode] = []
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                out.append(selection)
+            elif isinstance(selection, FragmentSpreadNode):
+                out.extend(fields_of(fragments[selection.name.value].selection_set))
+            elif isinstance(selection, InlineFragmentNode):
+                out.extend(fields_of(selection.selection_set))
+        return out
+
+    def first_of(field_node: FieldNode) -> int | None:
+        for argument in field_node.arguments or ():
+            if argument.name.value == "first":
+                value = argument.value
+                if value.kind == "variable":
+                    return int(variables.get(value.name.value) or 0)
+                return int(value.value)
+        return None
+
+    def cost(selection_set: Any, value: Any, actual: bool) -> int:
+        total = 0
+        for field_node in fields_of(selection_set):
+            if field_node.selection_set is None:
+                continue
+            name = field_node.name.value
+            child = value.get(name) if isinstance(value, dict) else None
+            first = first_of(field_node)
+            if first is not None:  # a connection or a paged list
+                items_field = next((f for f in fields_of(field_node.selection_set)
+                                    if f.name.value in ("nodes", "edges")), None)
+                item_selection = items_field.selection_set if items_field else field_node.selection_set
+                items = (child.get(items_field.name.value) if items_field and isinstance(child, dict)
+                         else child) if actual else None
+                if actual:
+                    items = items if isinstance(items, list) else []
+                    total += 2 + sum(1 + cost(item_selection, item, actual) for item in items)
+                else:
+                    total += 2 + first * (1 + cost(item_selection, None, actual))
+                for other in fields_of(field_node.selection_set):
+                    if other is not items_field and other.selection_set is not None:
+                        total += 1 + cost(other.selection_set, child.get(other.name.value)
+                                          if isinstance(child, dict) else None, actual)
+            elif actual and isinstance(child, list):
+                total += sum(1 + cost(field_node.selection_set, item, actual) for item in child)
+            elif actual and child is None:
+                continue
+            else:
+                total += 1 + cost(field_node.selection_set, child, actual)
+        return total
+
+    return cost(operation.selection_set, data, data is not None)
 
 
 def stats(throttle: Throttle, with_timeline: bool) -> dict[str, Any]:
@@ -199,6 +326,8 @@ def stats(throttle: Throttle, with_timeline: bool) -> dict[str, Any]:
             "unauthorized": counters.get("unauthorized", 0),
             "counters": counters,
             "codes": len(throttle.codes),
+            "orders_served": throttle.orders_served,
+            "actual_cost": throttle.actual_cost,
         }
         if with_timeline:
             out["timeline"] = list(throttle.timeline)
@@ -339,9 +468,9 @@ class _TLSServer(ThreadingHTTPServer):
 
 def make_server(port: int, *, restore_rate: float, bucket: float, token: str | None,
                 tls_dir: Path | None, hostname: str = DEFAULT_HOSTNAME,
-                latency: float = 0.0) -> tuple[_TLSServer, Throttle, Path | None]:
+                latency: float = 0.0, orders: int = 0) -> tuple[_TLSServer, Throttle, Path | None]:
     """Build (not start) the server on 127.0.0.1:`port`; returns (server, throttle, CA path or None)."""
-    throttle = Throttle(maximum=float(bucket), restore_rate=float(restore_rate))
+    throttle = Throttle(maximum=float(bucket), restore_rate=float(restore_rate), orders=orders)
     server = _TLSServer(("127.0.0.1", port), make_handler(throttle, token, latency))
     ca_path = None
     if tls_dir is not None:
@@ -361,12 +490,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", default=None, help="the X-Shopify-Access-Token to accept (default: any)")
     parser.add_argument("--tls-dir", type=Path, default=None, help="serve HTTPS with a CA and cert made here")
     parser.add_argument("--hostname", default=DEFAULT_HOSTNAME, help="the shop domain on the certificate")
+    parser.add_argument("--orders", type=int, default=0, help="synthetic orders `orders` serves (default 0)")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="answer accepted requests this much later (Shopify's execution time; default 0)")
     args = parser.parse_args(argv)
     server, _, ca_path = make_server(args.port, restore_rate=args.restore_rate, bucket=args.bucket,
                                      token=args.token, tls_dir=args.tls_dir, hostname=args.hostname,
-                                     latency=args.latency_ms / 1000)
+                                     latency=args.latency_ms / 1000, orders=args.orders)
     print(json.dumps({"port": server.server_address[1], "ca": str(ca_path) if ca_path else None}), flush=True)
     try:
         server.serve_forever(poll_interval=0.2)

@@ -74,6 +74,9 @@ class Refund:
     merchandise: Decimal
     total: Decimal  # all money given back (may include shipping and tax)
     currency: str
+    # False when `merchandise` is an estimate (a WooCommerce order body lists refund totals only,
+    # so the share is proportional); the refund's own lines then come as `RefundDetails`.
+    detailed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +190,17 @@ class CustomerDataRequest:
     order_ids: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class RefundDetails:
+    """An order's refunds with their lines, read from the platform's API (WooCommerce
+    `orders/N/refunds`): each `Refund` with its exact merchandise."""
+
+    order_id: str
+    refunds: tuple[Refund, ...]
+
+
 Resource = (Order | Refund | OrderTransaction | Customer | Checkout | Deleted | AppUninstalled | CustomerRedaction | ShopRedaction
-            | CustomerDataRequest)
+            | CustomerDataRequest | RefundDetails)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,13 +30,18 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 
 
-def _handle(session, shop: Shop, delivery_id: int, event: ct.WebhookEvent) -> None:  # type: ignore[no-untyped-def]
+def _handle(session, shop: Shop, delivery_id: int, event: ct.WebhookEvent,  # type: ignore[no-untyped-def]
+            source: str = "webhook") -> None:
     resource = event.resource
     if isinstance(resource, ct.Order):
         restored = event.topic == "order.restored"
-        orders.apply_order(session, shop, resource, delivery_id=delivery_id, restored=restored)
+        # A backfilled order is history: it sends nothing about the past (`orders.History`).
+        history = orders.history_for(session, shop.id) if source == "backfill" else None
+        orders.apply_order(session, shop, resource, delivery_id=delivery_id, restored=restored, history=history)
     elif isinstance(resource, ct.Refund):
         orders.apply_refund(session, shop, resource, delivery_id=delivery_id)
+    elif isinstance(resource, ct.RefundDetails):
+        orders.apply_refund_details(session, shop, resource, delivery_id=delivery_id)
     elif isinstance(resource, ct.OrderTransaction):
         orders.apply_transaction(session, shop, resource, delivery_id=delivery_id)
     elif isinstance(resource, ct.Customer):
@@ -67,7 +72,7 @@ _DELIVERIES = WebhookDelivery.__table__
 # lock): another worker skips a delivery in hand.
 _READ = select(
     _DELIVERIES.c.shop_id, _DELIVERIES.c.platform, _DELIVERIES.c.topic, _DELIVERIES.c.headers,
-    _DELIVERIES.c.body, _DELIVERIES.c.status, _DELIVERIES.c.received_at,
+    _DELIVERIES.c.body, _DELIVERIES.c.status, _DELIVERIES.c.received_at, _DELIVERIES.c.source,
 ).where(_DELIVERIES.c.id == bindparam("id")).with_for_update(skip_locked=True)
 _FINISH = (
     update(_DELIVERIES)
@@ -158,7 +163,7 @@ def _process_delivery(delivery_id: int, *, bind: Connection | None, memo: BatchM
             )
             after_commit(session, lambda: _count(delivery, "failed"))
             return DeliveryStatus.FAILED.value
-        _handle(session, shop, delivery_id, event)
+        _handle(session, shop, delivery_id, event, delivery["source"])
         if memo is not None and isinstance(event.resource, ct.AppUninstalled | ct.ShopRedaction):
             memo.shops.pop(shop.id, None)
         # Counted here, so the delivery gets one UPDATE (a failure is counted by _record_error);

@@ -5,6 +5,7 @@ Each entry enqueues a sweep job; the worker runs it. A sweep that runs twice doe
 
 from rq import cron
 
+from jobs.backfill import finish_backfills
 from jobs.codes import requeue_pending
 from jobs.deliveries import purge_delivery_bodies, requeue_stuck_deliveries
 from jobs.members import review_tiers, settle_referrals
@@ -23,6 +24,7 @@ cron.register(award_birthday_bonuses, queue_name="points", cron="5 * * * *")
 cron.register(check_woocommerce_webhooks, queue_name="codes", interval=600)
 cron.register(reconcile_all, queue_name="codes", interval=300)
 cron.register(purge_plugin_nonces, queue_name="webhooks", cron="20 * * * *")
+cron.register(finish_backfills, queue_name="points", interval=60)
 from jobs.reminders import sweep_reminders  # noqa: E402 - grouped with its registration
 
 cron.register(sweep_reminders, queue_name="reminders", interval=300)

@@ -86,6 +86,8 @@ class RefundFacts:
     platform_id: str
     merchandise: Decimal
     happened_at: datetime  # the platform's time, else when we stored it
+    # The refund's own lines gave `merchandise` (else it is an estimate from the order's totals).
+    detailed: bool = False
 
 
 @dataclass(frozen=True)
@@ -347,6 +349,14 @@ def needs_lots(order: OrderFacts, entries: tuple[EntryFacts, ...], gift_card_sou
     return has_award and (bool(order.refunds) or is_gone(order) or cancelled or gift_card_source is not None)
 
 
+def plan_history(order: OrderFacts) -> OrderPlan:
+    """Return the plan of a paid order from before the program that earns nothing (a backfill's
+    choice): one zero `earn` entry, so the order counts as handled and no later event awards it."""
+    return OrderPlan(entries=(NewEntry("earn", "order", str(order.id), delta=0, pending_delta=0, available_delta=0,
+                                       detail={"order": order.number, "history": True}),),
+                     skipped="history")
+
+
 def plan_order(
     order: OrderFacts,
     customer: CustomerFacts | None,
@@ -419,6 +429,23 @@ def plan_order(
 
     gone = is_gone(order)
     cancel = key.get(("order", str(order.id), "cancel"))
+    # A refund taken back on an estimate whose own lines arrived since (WooCommerce lists refund
+    # totals only, fact 32): the refunds' reversals move to the share of the exact figures, in
+    # one entry keyed by that refund (so once).
+    corrected = [r for r in order.refunds if r.detailed and ("refund", str(r.id), "refund") in key
+                 and ("refund_detail", str(r.id), "refund") not in key]
+    if corrected and not gone and cancel is None:
+        refunded_now = sum((r.merchandise for r in order.refunds), Decimal("0"))
+        move = earning.reversal_target(awarded, merchandise, refunded_now) - done
+        first = min(corrected, key=lambda r: (r.happened_at, r.id))
+        detail = {"order": order.number, "refund": first.platform_id, "refunded": str(first.merchandise),
+                  "of": str(merchandise), "detail": True}
+        if move > 0:
+            debit("refund", "refund_detail", str(first.id), move, detail)
+            done += move
+        elif move < 0:
+            credit("refund", "refund_detail", str(first.id), -move, detail)
+            done += move
     if gone and cancel is None and awarded - done > 0:
         why = "deleted" if order.deleted_at else (order.status or "cancelled")
         debit("cancel", "order", str(order.id), awarded - done, {"order": order.number, "why": why})

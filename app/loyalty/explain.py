@@ -76,6 +76,12 @@ def describe(entry: LedgerEntry, order_number: str | None, language: str | None 
         text += " " + gettext("(%(amount)s eligible)") % {
             "amount": f"{detail['base']} {detail.get('currency') or ''}".strip()
         }
+    if entry.reason == "earn" and detail.get("history"):
+        text = gettext("Order %(order)s from before the program: no points (brought in for tiers and spend)") % {
+            "order": order_number or detail.get("order") or "?"
+        }
+    if entry.reason == "refund" and detail.get("detail"):
+        text += gettext(": corrected to the refund's own lines")
     return text.strip()
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import bindparam, select
@@ -22,13 +24,14 @@ from app.messaging import reminders
 from app.loyalty.customers import customer_for_order
 from app.db import (
     LOCKED_ORDERS,
+    after_commit,
     dialect_insert,
     flush,
     insert_object,
     note,
     prebuilt_insert,
 )
-from app.models import Order, OrderRefund, OrderTransaction, Shop, utcnow
+from app.models import Backfill, Order, OrderRefund, OrderTransaction, Shop, utcnow
 from app.program import current_program
 from connectors import get_connector
 from connectors import types as ct
@@ -47,6 +50,25 @@ _READ_ORDER = (
     .with_for_update()
     .execution_options(populate_existing=True)
 )
+
+
+@dataclass(frozen=True)
+class History:
+    """An order from the shop's past, brought in by a backfill (`jobs.backfill`): it is stored and
+    counts for tiers and spend, earns points only if paid at or after `award_from` (None: never),
+    and starts nothing a live order starts (reminders, codes, e-mails, referrals, gifts)."""
+
+    award_from: datetime | None
+
+    def earns(self, paid_at: datetime | None) -> bool:
+        """Return True when an order paid at `paid_at` earns its points."""
+        return self.award_from is not None and paid_at is not None and paid_at >= self.award_from
+
+
+def history_for(session: Session, shop_id: int) -> History:
+    """Return what the shop's backfill chose (no backfill row: history earns nothing)."""
+    award_from = session.scalar(select(Backfill.award_from).where(Backfill.shop_id == shop_id))
+    return History(award_from=award_from)
 
 
 def lock_order(session: Session, shop: Shop, platform_id: str) -> tuple[Order, bool]:
@@ -72,8 +94,14 @@ def lock_order(session: Session, shop: Shop, platform_id: str) -> tuple[Order, b
 
 
 def add_refund(session: Session, shop: Shop, row: Order, refund: ct.Refund) -> None:
-    """Record a refund once (refunds/create and order snapshots may both report it)."""
-    stmt = dialect_insert(session, OrderRefund.__table__).values(
+    """Record a refund once (refunds/create and order snapshots may both report it).
+
+    A refund's own detail (`refund.detailed`) replaces an estimate stored before, once; an
+    estimate never replaces anything.
+    """
+    now = utcnow()
+    table = OrderRefund.__table__
+    stmt = dialect_insert(session, table).values(
         shop_id=shop.id,
         order_id=row.id,
         platform_id=refund.id,
@@ -81,9 +109,18 @@ def add_refund(session: Session, shop: Shop, row: Order, refund: ct.Refund) -> N
         total=refund.total,
         currency=refund.currency,
         platform_created_at=refund.created_at,
-        created_at=utcnow(),
+        created_at=now,
+        detailed_at=now if refund.detailed else None,
     )
-    session.execute(stmt.on_conflict_do_nothing(index_elements=["order_id", "platform_id"]))
+    if not refund.detailed:
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["order_id", "platform_id"]))
+        return
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["order_id", "platform_id"],
+        set_={"merchandise": stmt.excluded.merchandise, "total": stmt.excluded.total,
+              "platform_created_at": stmt.excluded.platform_created_at, "detailed_at": stmt.excluded.detailed_at},
+        where=table.c.detailed_at.is_(None),
+    ))
 
 
 def _copy_snapshot(row: Order, order: ct.Order) -> None:
@@ -111,9 +148,13 @@ def _copy_snapshot(row: Order, order: ct.Order) -> None:
 
 
 def apply_order(
-    session: Session, shop: Shop, order: ct.Order, *, delivery_id: int | None = None, restored: bool = False
+    session: Session, shop: Shop, order: ct.Order, *, delivery_id: int | None = None, restored: bool = False,
+    history: History | None = None,
 ) -> Order:
-    """Store an order snapshot and bring the customer's points in line with it."""
+    """Store an order snapshot and bring the customer's points in line with it.
+
+    `history`: the order comes from a backfill (see `History`).
+    """
     # Loaded first (once per session): the customer's consent rules need it, and a query between
     # the customer's changes would flush them as a second UPDATE.
     _, program = current_program(session, shop)
@@ -143,8 +184,17 @@ def apply_order(
     flush(session)
     if order.refunds:
         session.expire(row, ["refunds"])  # Core inserts above are not in the loaded collection
+        if any(not r.detailed for r in order.refunds) and any(r.detailed_at is None for r in row.refunds):
+            # The platform gave refund totals only: its API has the lines (jobs.reconcile).
+            after_commit(session, lambda: enqueue_refund_detail(shop.id, row.platform_id))
     points.reconcile_order(session, shop, row, delivery_id=delivery_id, new_order=new_order,
-                           new_customer=new_customer)
+                           new_customer=new_customer, history=history)
+    if history is not None:
+        # Nothing about the past: no cart, win-back or attribution; a customer first seen in the
+        # history is not asked for their opt-in (`jobs.backfill.finish` sets their last order).
+        if new_customer and customer is not None:
+            reminders.suppress_for_history(session, customer)
+        return row
     # What follows reads only rows already flushed above (orders, checkouts, reminders) and
     # changes the customer, the checkout and a reminder: one flush at commit writes them all.
     with session.no_autoflush:
@@ -174,6 +224,29 @@ def _track_checkout(session: Session, shop: Shop, row: Order, order: ct.Order, *
     unpaid = (ct.OrderStatus.DRAFT, ct.OrderStatus.PENDING, ct.OrderStatus.FAILED)
     if newer and _orders_are_checkouts(shop) and order.status in unpaid and order.email:
         checkouts.apply_checkout(session, shop, checkouts.checkout_from_order(shop, order))
+
+
+def enqueue_refund_detail(shop_id: int, order_platform_id: str) -> bool:
+    """Enqueue the job that reads an order's refunds with their lines from the platform."""
+    import hashlib
+
+    from app.queues import PLATFORM_RETRY, enqueue_once
+
+    tag = hashlib.sha256(order_platform_id.encode()).hexdigest()[:16]
+    return enqueue_once("codes", "jobs.reconcile.fetch_refund_detail", shop_id, order_platform_id,
+                        job_id=f"refund-detail-{shop_id}-{tag}", retry=PLATFORM_RETRY)
+
+
+def apply_refund_details(session: Session, shop: Shop, details: ct.RefundDetails, *,
+                         delivery_id: int | None = None) -> Order:
+    """Store each refund's exact merchandise (in place of the estimate) and move the points to it."""
+    row, new_order = lock_order(session, shop, details.order_id)
+    for refund in details.refunds:
+        add_refund(session, shop, row, refund)
+    flush(session)
+    session.expire(row, ["refunds"])
+    points.reconcile_order(session, shop, row, delivery_id=delivery_id, new_order=new_order)
+    return row
 
 
 def apply_refund(session: Session, shop: Shop, refund: ct.Refund, *, delivery_id: int | None = None) -> Order:

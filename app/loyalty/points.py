@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
@@ -66,7 +67,8 @@ def order_facts(order: Order) -> decide.OrderFacts:
         tags=tuple(order.tags or ()), status=order.status, cancelled_at=order.cancelled_at,
         deleted_at=order.deleted_at,
         refunds=tuple(
-            decide.RefundFacts(r.id, r.platform_id, r.merchandise, r.platform_created_at or r.created_at)
+            decide.RefundFacts(r.id, r.platform_id, r.merchandise, r.platform_created_at or r.created_at,
+                               detailed=r.detailed_at is not None)
             for r in order.refunds
         ),
     )
@@ -95,13 +97,16 @@ _UPDATE_LOT = (
 
 def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: int | None = None,
                     gift_card_source: str | None = None, new_order: bool = False,
-                    new_customer: bool = False) -> None:
+                    new_customer: bool = False, history: Any = None) -> None:
     """Append the entries that make this order's points match its current state.
 
     `gift_card_source`: the id of the gift-card transaction just stored (`app.loyalty.orders`).
     `new_order`: the caller inserted the order row in this transaction, so no entry refers to it
     yet (and if one did, the ledger's unique key would refuse the award). `new_customer`: the
-    caller created its customer for it (see `after_payment`).
+    caller created its customer for it (see `after_payment`). `history`: the order comes from a
+    backfill (`app.loyalty.orders.History`): it earns only if the backfill awards its payment date
+    (else a zero `earn` entry marks it as history, so no later event awards it), and nothing of
+    `after_payment` follows.
 
     Raises:
         PlanConflictError: an entry of the plan was written meanwhile by another transaction.
@@ -123,10 +128,12 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
                 _CUSTOMER_LOTS, {"customer_id": customer.id, "own_lot_id": own}))
         who = decide.CustomerFacts(customer.id, customer.tier, customer.banned_at is not None)
         plan = decide.plan_order(facts, who, entries, lots, program, version, now, gift_card_source=gift_card_source)
+        if history is not None and plan.award is not None and not history.earns(order.paid_at):
+            plan = decide.plan_history(facts)
         if plan.skipped:
-            logger.info("order earns nothing", extra={"shop": shop.id, "order_id": order.id, "why": plan.skipped})
+            logger.log(logging.DEBUG if plan.skipped == "history" else logging.INFO, "order earns nothing", extra={"shop": shop.id, "order_id": order.id, "why": plan.skipped})
         write_plan(session, shop.id, customer.id, order.id, delivery_id, plan, now, keys_are_new=new_order)
-        if plan.award is not None:
+        if plan.award is not None and history is None:
             after_payment(session, shop, customer, order, program, version, plan.award, new_customer=new_customer)
         if not plan.decide_again:
             return

@@ -169,12 +169,14 @@ def _perk_codes(session: Session, shop: Shop, customer: Customer, tier: Tier) ->
 
 def evaluate(session: Session, shop: Shop, customer: Customer, program: Program, version: int, *,
              now: datetime | None = None, allow_downgrade: bool = False,
-             only_order: Order | None = None) -> TierChange | None:
+             only_order: Order | None = None, reason: str = "upgrade") -> TierChange | None:
     """Move the customer up at once when they qualify higher; down only if `allow_downgrade`.
 
     With `allow_downgrade` (the period-end review) a customer who still qualifies for their tier
     starts a new period in it. `only_order`: the customer's only order, when the caller created
     the customer for it in this transaction (see `metric_value`; such a customer has no perks).
+    `reason`: what a move up is recorded as (`backfill` for the tier the history gives, which no
+    notice announces).
     """
     now = now or utcnow()
     if not program.tiers.levels:
@@ -183,7 +185,7 @@ def evaluate(session: Session, shop: Shop, customer: Customer, program: Program,
     target = qualifying_tier(program, value)
     current, wanted = _rank(program, customer.tier), _rank(program, target.name if target else None)
     if wanted > current:
-        return _change(session, shop, customer, target, value, "upgrade", version, program, now,
+        return _change(session, shop, customer, target, value, reason, version, program, now,
                        new_customer=only_order is not None)
     if allow_downgrade:
         if wanted < current:

@@ -37,6 +37,7 @@ from app.models import (
     Shop,
     ShopStatus,
     TierChange,
+    WebhookDelivery,
     utcnow,
 )
 from app.program import Program, Sending, current_program
@@ -115,6 +116,18 @@ def schedule_winback(session: Session, customer: Customer, program: Program, *, 
     else:
         wait = timedelta(days=rules.default_days)
     customer.next_winback_at = paid[-1] + wait
+
+
+def suppress_for_history(session: Session, customer: Customer) -> None:
+    """Keep the double opt-in request from a customer first seen in a shop's backfilled history:
+    its row is written `suppressed` (reason `backfill`), so no sweep schedules one."""
+    now = utcnow()
+    stmt = dialect_insert(session, ReminderMessage.__table__).values(
+        shop_id=customer.shop_id, customer_id=customer.id, campaign="doi", subject_key=str(customer.id), step=1,
+        marketing=MARKETING["doi"], email=None, status=MessageStatus.SUPPRESSED.value, reason="backfill",
+        due_at=now, attempts=0, context={}, created_at=now, updated_at=now,
+    )
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["shop_id", "campaign", "subject_key", "step"]))
 
 
 # ---- quiet hours and cap ---------------------------------------------------------------------
@@ -331,7 +344,9 @@ def sweep_notices(session: Session, at: datetime, programs: _Programs) -> dict[s
     for entry_id, shop_id, customer_id in [] if not shops_with_earned_notices else session.execute(
         select(LedgerEntry.id, LedgerEntry.shop_id, LedgerEntry.customer_id)
         .where(LedgerEntry.reason == "earn", LedgerEntry.created_at >= at - timedelta(days=2),
-               LedgerEntry.delta > 0, _no_message("points_earned", LedgerEntry.id))
+               LedgerEntry.delta > 0, _no_message("points_earned", LedgerEntry.id),
+               # Points a backfill gave for past orders are not news.
+               ~exists().where(WebhookDelivery.id == LedgerEntry.delivery_id, WebhookDelivery.source == "backfill"))
     ).all():
         _, program = programs(shop_id)
         if program.reminders.notices.points_earned:

@@ -234,6 +234,60 @@ def shops_plugin_secret(shop_domain: str, rotate: bool, push: bool | None) -> No
                "on WooCommerce → Stammkunde.")
 
 
+@shops_cli.command("backfill")
+@click.option("--shop", "shop_domain", required=True, help="the shop's domain")
+@click.option("--days", type=int, default=None,
+              help="read the orders of the last N days; without --tiers-only, those paid in them earn points")
+@click.option("--tiers-only", is_flag=True,
+              help="no points: the history only sets tiers and lifetime spend (all of it, or the last --days)")
+@_needs_redis
+def shops_backfill(shop_domain: str, days: int | None, tiers_only: bool) -> None:
+    """Bring the shop's order history in (resumes where a stopped run left off). Nothing is sent
+    to customers about the past; the worker processes the orders, then each customer's tier is set."""
+    from app.shops import get_shop
+    from connectors.errors import ConnectorError
+    from jobs import backfill
+
+    with session_scope() as session:
+        shop_id = get_shop(session, shop_domain).id
+    try:
+        row = backfill.start(shop_id, days=days, tiers_only=tiers_only)
+    except backfill.BackfillError as exc:
+        _fail(str(exc))
+    click.echo(f"{shop_domain}: backfill ({'tiers and spend only' if row.mode == 'tiers' else 'points'}) of orders "
+               f"created {'since ' + row.since.strftime('%Y-%m-%d %H:%M') + ' UTC' if row.since else 'ever'}"
+               + (f", resumed at {row.orders_read} orders read" if row.orders_read else ""))
+    bar_state: dict[str, Any] = {}
+
+    def on_page(progress: backfill.Progress) -> None:
+        bar = bar_state.get("bar")
+        if bar is None and progress.orders_total:
+            bar = bar_state["bar"] = click.progressbar(length=progress.orders_total, label="orders read",
+                                                       show_pos=True)
+            bar.__enter__()
+            bar.update(progress.orders_read)
+        elif bar is not None:
+            bar.update(progress.orders_read - bar.pos)
+        elif not progress.orders_total:
+            click.echo(f"  {progress.orders_read} orders read", err=True)
+
+    try:
+        progress = backfill.run(shop_id, on_page=on_page)
+    except ConnectorError as exc:
+        _fail(f"{shop_domain}: the shop refused or did not answer ({exc}); run the command again to go on "
+              "from where it stopped")
+    finally:
+        if "bar" in bar_state:
+            bar_state["bar"].__exit__(None, None, None)
+    from app.shop_health import backfill_line
+
+    with session_scope() as session:
+        click.echo(f"{shop_domain}: {backfill_line(session, shop_id)}")
+    if progress.status == "processing":
+        click.echo("  the worker is processing the orders; each customer's tier is set when it is done "
+                   "(flask shops status shows how far it is)")
+
+
 @shops_cli.command("status")
 @click.option("--shop", "shop_domain", default=None, help="one shop (default: every shop)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
@@ -277,6 +331,7 @@ def shops_status(shop_domain: str | None, as_json: bool, check: bool) -> None:
                    f"{health['reconciled_recovered']} events recovered")
         click.echo(f"  last delivery {health['last_delivery_at'] or 'never'}; codes waiting {health['codes_waiting']}, "
                    f"failed {health['codes_failed']}")
+        click.echo(f"  backfill: {health['backfill'] or 'none'}")
 
 
 @customers_cli.command("show")

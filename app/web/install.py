@@ -8,6 +8,11 @@ timestamp and that `state` (both copies, once), trades the code for an expiring 
 stores it encrypted, re-activates a shop that was installed before (its data stays), and
 enqueues the webhook subscription sync.
 https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/authorization-code-grant
+
+After an install (or a WooCommerce connect) the page asks the merchant what the shop's order
+history is for: points for the orders of the last N days, tiers and lifetime spend only, or
+nothing. The form carries a signed token naming the shop (valid a day); `POST /install/backfill`
+starts the backfill (`jobs.backfill`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import logging
 from typing import Any
 
 from flask import Blueprint, current_app, redirect, render_template, request, session
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from redis.exceptions import RedisError
 
 from app import shops, woo_plugin
@@ -34,11 +40,74 @@ bp = Blueprint("install", __name__)
 _STATE_KEY = "shopify_install_state"
 
 
-def _answer(message: str, status: int, *, ok: bool = False, hint: str | None = None) -> Any:
+def _answer(message: str, status: int, *, ok: bool = False, hint: str | None = None,
+            backfill_shop: int | None = None) -> Any:
+    backfill = None
+    if backfill_shop is not None:
+        backfill = {"token": _backfill_signer().dumps({"shop": backfill_shop}),
+                    "max_days": _max_backfill_days(backfill_shop)}
     response = current_app.make_response((render_template("install/result.html", message=message, hint=hint,
-                                                          ok=ok), status))
+                                                          ok=ok, backfill=backfill), status))
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+BACKFILL_TOKEN_MAX_AGE = 24 * 60 * 60
+
+
+def _backfill_signer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="stammkunde-install-backfill")
+
+
+def _max_backfill_days(shop_id: int) -> int | None:
+    """Days of history the shop lets us read (Shopify without read_all_orders: 60), None: all."""
+    from app.models import Shop
+
+    shop = request_session().get(Shop, shop_id)
+    if shop is None or shop.platform.value != "shopify":
+        return None
+    granted = set(filter(None, (shop.granted_scopes or "").split(",")))
+    return None if consts.BACKFILL_SCOPE in granted else 60
+
+
+@bp.post("/install/backfill")
+def install_backfill() -> Any:
+    """Start the backfill the merchant chose on the install page (token-bound to the shop)."""
+    from jobs import backfill
+
+    try:
+        data = _backfill_signer().loads(request.form.get("token", ""), max_age=BACKFILL_TOKEN_MAX_AGE)
+        shop_id = int(data["shop"])
+    except (BadSignature, KeyError, TypeError, ValueError):
+        return _answer("This page is too old or not ours.", 403,
+                       hint="Bring the history in with `flask shops backfill`, or install the app again.")
+    choice = request.form.get("choice")
+    if choice == "none":
+        return _answer("Fine: points start with the next order.", 200, ok=True,
+                       hint="You can bring the history in later with `flask shops backfill`.")
+    days: int | None = None
+    raw_days = (request.form.get("days") or "").strip() if choice == "points" else ""  # tiers: all we may read
+    if raw_days:
+        if not raw_days.isdigit():
+            return _answer("The number of days must be a whole number.", 400, backfill_shop=shop_id)
+        days = int(raw_days)
+    if choice not in ("points", "tiers"):
+        return _answer("Choose what the order history is for.", 400, backfill_shop=shop_id)
+    try:
+        backfill.start(shop_id, days=days, tiers_only=choice == "tiers")
+    except backfill.BackfillError as exc:
+        return _answer(str(exc).replace("--days", "days").replace("use days", "choose"), 400,
+                       backfill_shop=shop_id)
+    try:
+        backfill.enqueue(shop_id)
+    except (RedisError, RedisNotConfiguredError):
+        logger.warning("backfill not enqueued after install", extra={"shop": shop_id}, exc_info=True)
+        return _answer("Your choice is saved, but the queue did not answer.", 503, ok=False,
+                       hint="Support can start it with `flask shops backfill`; it goes on from where it is.")
+    what = ("Orders of the last " + str(days) + " days earn their points" if choice == "points"
+            else "Past orders count for tiers and lifetime spend, without points")
+    return _answer("Your order history is being brought in.", 200, ok=True,
+                   hint=what + ". Customers get no e-mail about the past.")
 
 
 def _app_credentials() -> tuple[str, str] | None:
@@ -121,7 +190,7 @@ def shopify_callback() -> Any:
     if missing:
         hint = "Some permissions were not granted: " + ", ".join(missing) + ". Install again to grant them."
     return _answer(f"Stammkunde is installed in {shop}." if created else f"Stammkunde is installed again in {shop}.",
-                   200, ok=True, hint=hint)
+                   200, ok=True, hint=hint, backfill_shop=shop_id)
 
 
 # ---- WooCommerce: connect through wc-auth, no keys to copy -----------------------------------
@@ -134,6 +203,7 @@ def woocommerce_connect() -> Any:
         # Our WordPress plugin's "Connect" button names the store (?store=<home URL>).
         return render_template("install/woocommerce.html", store=request.args.get("store") or None, error=None)
     store = (request.form.get("store") or "").strip()
+    session["woocommerce_connect_store"] = store
     callback_url = current_app.config["PUBLIC_URL"] + "/woocommerce/callback"
     if not callback_url.startswith("https://"):
         # WooCommerce refuses an http callback before anything else (live capture 116).
@@ -202,8 +272,27 @@ def woocommerce_connected() -> Any:
     """Where the store sends its admin back after approving (success=1) or denying (success=0)."""
     if request.args.get("success") == "1":
         return _answer("Your store is connected to Stammkunde.", 200, ok=True,
-                       hint="Its webhooks are being set up; points start with the next order.")
+                       hint="Its webhooks are being set up; points start with the next order.",
+                       backfill_shop=_connected_store())
     return _answer("The store was not connected: access was denied.", 200, hint="Start again to connect it.")
+
+
+def _connected_store() -> int | None:
+    """Return the id of the store this browser just connected (its key has arrived), else None."""
+    from sqlalchemy import select
+
+    from app.models import Shop, ShopStatus
+
+    store = session.get("woocommerce_connect_store")
+    try:
+        domain = woo_webhooks.normalize_shop(store) if isinstance(store, str) else None
+    except ValueError:
+        return None
+    if domain is None:
+        return None
+    return request_session().scalar(select(Shop.id).where(
+        Shop.platform == "woocommerce", Shop.domain == domain, Shop.status == ShopStatus.ACTIVE,
+        Shop.api_credentials_enc.is_not(None)))
 
 
 def init_app(app: Any) -> None:

@@ -205,7 +205,216 @@ mutation TagsAdd($id: ID!, $tags: [String!]!) {
   }
 }
 """,
+    # Orders changed (reconciliation) or created (backfill) in a window, oldest first, with what
+    # the order parser reads (`webhooks.parse_polled_order`). Lines and refunds come in
+    # bounded first pages; `list_orders` completes an order that has more with the two documents
+    # below. https://shopify.dev/docs/api/admin-graphql/2026-07/queries/orders
+    "orders": """\
+query Orders($first: Int!, $after: String, $query: String!, $sortKey: OrderSortKeys!) {
+  orders(first: $first, after: $after, query: $query, sortKey: $sortKey) {
+    nodes {
+      ...PolledOrder
+    }
+    pageInfo {
+      hasNextPage
+      endCursor
+    }
+  }
 }
+""" + "{ORDER}{LINE}{MONEY}",
+    # How many orders a backfill will read (its progress bar); cost 1.
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/queries/ordersCount
+    "ordersCount": """\
+query OrdersCount($query: String!) {
+  ordersCount(query: $query, limit: null) {
+    count
+    precision
+  }
+}
+""",
+    # The rest of an order's lines (more than the first page of `orders` holds).
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/queries/order
+    "order": """\
+query OrderLineItems($id: ID!, $after: String) {
+  order(id: $id) {
+    lineItems(first: 50, after: $after) {
+      nodes {
+        ...PolledLineItem
+      }
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+    }
+  }
+}
+""" + "{LINE}{MONEY}",
+    # An order with more refunds than the first page of `orders` holds, or a refund with more
+    # lines: its refunds again, each with up to 50 lines.
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/queries/order
+    "orderRefunds": """\
+query OrderRefunds($id: ID!) {
+  order(id: $id) {
+    refunds(first: 15) {
+      id
+      createdAt
+      totalRefundedSet {
+        ...ShopMoney
+      }
+      refundLineItems(first: 50) {
+        nodes {
+          subtotalSet {
+            ...ShopMoney
+          }
+          lineItem {
+            isGiftCard
+          }
+        }
+        pageInfo {
+          hasNextPage
+        }
+      }
+    }
+  }
+}
+""" + "{MONEY}",
+}
+
+# Fragments of the order documents (one definition of what we read of an order).
+_ORDER_FRAGMENTS = {
+    "{ORDER}": """\
+fragment PolledOrder on Order {
+  id
+  legacyResourceId
+  name
+  createdAt
+  updatedAt
+  processedAt
+  cancelledAt
+  displayFinancialStatus
+  currencyCode
+  presentmentCurrencyCode
+  taxesIncluded
+  test
+  email
+  customerLocale
+  tags
+  discountCodes
+  totalWeight
+  checkoutToken
+  subtotalPriceSet {
+    ...ShopMoney
+  }
+  totalPriceSet {
+    ...ShopMoney
+  }
+  totalShippingPriceSet {
+    ...ShopMoney
+  }
+  shippingAddress {
+    address1
+    zip
+    countryCodeV2
+  }
+  customer {
+    id
+    firstName
+    lastName
+    locale
+    createdAt
+    updatedAt
+    tags
+    defaultEmailAddress {
+      emailAddress
+      marketingState
+      marketingUpdatedAt
+    }
+  }
+  lineItems(first: %(lines)d) {
+    nodes {
+      ...PolledLineItem
+    }
+    pageInfo {
+      hasNextPage
+      endCursor
+    }
+  }
+  refunds(first: %(refunds)d) {
+    id
+    createdAt
+    totalRefundedSet {
+      ...ShopMoney
+    }
+    refundLineItems(first: %(refund_lines)d) {
+      nodes {
+        subtotalSet {
+          ...ShopMoney
+        }
+        lineItem {
+          isGiftCard
+        }
+      }
+      pageInfo {
+        hasNextPage
+      }
+    }
+  }
+}
+""",
+    "{LINE}": """\
+fragment PolledLineItem on LineItem {
+  id
+  quantity
+  isGiftCard
+  product {
+    id
+  }
+  variant {
+    id
+  }
+  originalUnitPriceSet {
+    ...ShopMoney
+  }
+  discountAllocations {
+    allocatedAmountSet {
+      ...ShopMoney
+    }
+  }
+  taxLines {
+    priceSet {
+      ...ShopMoney
+    }
+  }
+}
+""",
+    "{MONEY}": """\
+fragment ShopMoney on MoneyBag {
+  shopMoney {
+    amount
+    currencyCode
+  }
+}
+""",
+}
+
+# How many lines, refunds and refund lines the `orders` page asks for per order. Shopify
+# budgets a query by what it could return (a connection costs 2 + first x its node), and refuses
+# one over 1000 points; an order with more is completed by `order`/`orderRefunds` (rare). The
+# requested cost of a page is 3 + ORDERS_PAGE_SIZE x 271 points = 816 (bench/throttle_server.py's
+# `query_cost` computes it by those rules); its actual cost follows what came back (about 50
+# points for an order with three lines and no refund).
+# https://shopify.dev/docs/api/usage/rate-limits#cost-calculation
+ORDER_LINES_FIRST = 10
+ORDER_REFUNDS_FIRST = 3
+REFUND_LINES_FIRST = 10
+ORDERS_PAGE_SIZE = 3
+_fragment_values = {"lines": ORDER_LINES_FIRST, "refunds": ORDER_REFUNDS_FIRST, "refund_lines": REFUND_LINES_FIRST}
+for _name in ("orders", "order", "orderRefunds"):
+    _document = DOCUMENTS[_name]
+    for _placeholder, _fragment in _ORDER_FRAGMENTS.items():
+        _document = _document.replace(_placeholder, "\n" + (_fragment % _fragment_values if "%(" in _fragment else _fragment))
+    DOCUMENTS[_name] = _document
+del _name, _document, _placeholder, _fragment
 
 # What a reward code combines with (DiscountCombinesWithInput). A reward is an order or product
 # discount that must not stack with the shop's other order/product codes (one reward per order,
@@ -1060,3 +1269,135 @@ def check_credentials(credentials: Mapping[str, str]) -> None:
     data = graphql(credentials, DOCUMENTS[name], variables, cost_estimate=1)
     if not isinstance(data.get("shop"), Mapping):
         raise PermanentError("shop: no shop in the answer")
+
+
+# ---- orders: reconciliation and backfill ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrdersPage:
+    """One page of `orders`: the order nodes as Shopify sent them (each complete: every line and
+    refund), and where the next page starts (None after the last)."""
+
+    nodes: tuple[dict[str, Any], ...]
+    next_cursor: str | None
+
+
+def orders_query(*, updated_after: datetime | None = None, created_from: datetime | None = None,
+                 created_before: datetime | None = None) -> str:
+    """Return Shopify search syntax for orders updated after / created in a window (UTC, seconds).
+
+    `updated_at:>` is exclusive; the callers step back an overlap and dedupe.
+    https://shopify.dev/docs/api/usage/search-syntax
+    """
+    parts = []
+    if updated_after is not None:
+        parts.append(f"updated_at:>'{_datetime_text(updated_after)}'")
+    if created_from is not None:
+        parts.append(f"created_at:>='{_datetime_text(created_from)}'")
+    if created_before is not None:
+        parts.append(f"created_at:<'{_datetime_text(created_before)}'")
+    return " AND ".join(parts)
+
+
+def orders_page_variables(query: str, after: str | None, *, sort_key: str = "UPDATED_AT",
+                          first: int = ORDERS_PAGE_SIZE) -> tuple[str, dict[str, Any]]:
+    """Return the DOCUMENTS key and the variables of one page of orders, oldest first by `sort_key`
+    (`UPDATED_AT` for the reconciliation, `CREATED_AT` for a backfill)."""
+    return "orders", {"first": first, "after": after, "query": query, "sortKey": sort_key}
+
+
+def order_lines_variables(order_gid: str, after: str | None) -> tuple[str, dict[str, Any]]:
+    """Return the DOCUMENTS key and the variables of the next 50 lines of an order."""
+    return "order", {"id": _gid("Order", order_gid), "after": after}
+
+
+def order_refunds_variables(order_gid: str) -> tuple[str, dict[str, Any]]:
+    """Return the DOCUMENTS key and the variables of an order's refunds with up to 50 lines each."""
+    return "orderRefunds", {"id": _gid("Order", order_gid)}
+
+
+# What a page is budgeted at before its first answer tells the throttle the real requested cost.
+ORDERS_PAGE_COST_ESTIMATE = 1000.0
+
+
+def list_orders(credentials: Mapping[str, str], query: str, after: str | None, *,
+                sort_key: str = "UPDATED_AT", first: int = ORDERS_PAGE_SIZE) -> OrdersPage:
+    """Read one page of orders matching `query` after the page cursor `after`, every order complete.
+
+    Raises:
+        TransientError, RateLimitedError, PermanentError: see `graphql`; PermanentError also for a
+            malformed answer and for an order with more refunds than `orderRefunds` reads (15).
+    """
+    name, variables = orders_page_variables(query, after, sort_key=sort_key, first=first)
+    data = graphql(credentials, DOCUMENTS[name], variables, cost_estimate=ORDERS_PAGE_COST_ESTIMATE)
+    connection = data.get("orders")
+    if not isinstance(connection, Mapping) or not isinstance(connection.get("nodes"), list):
+        raise PermanentError("orders: malformed answer")
+    nodes = []
+    for node in connection["nodes"]:
+        if not isinstance(node, dict) or not isinstance(node.get("id"), str):
+            raise PermanentError("orders: malformed node")
+        nodes.append(_complete_order(credentials, node))
+    page = connection.get("pageInfo")
+    next_cursor = None
+    if isinstance(page, Mapping) and page.get("hasNextPage"):
+        next_cursor = page.get("endCursor")
+        if not isinstance(next_cursor, str):
+            raise PermanentError("orders: next page without a cursor")
+    return OrdersPage(nodes=tuple(nodes), next_cursor=next_cursor)
+
+
+def _complete_order(credentials: Mapping[str, str], node: dict[str, Any]) -> dict[str, Any]:
+    """Fetch what the page left out of an order (lines past the first page, more refunds or
+    refund lines) and put it in the node, so the stored node is the whole order."""
+    lines = node.get("lineItems")
+    if isinstance(lines, Mapping) and isinstance(lines.get("pageInfo"), Mapping) and lines["pageInfo"].get("hasNextPage"):
+        all_lines = list(lines.get("nodes") or [])
+        after = lines["pageInfo"].get("endCursor")
+        while True:
+            name, variables = order_lines_variables(node["id"], after)
+            more = graphql(credentials, DOCUMENTS[name], variables)
+            connection = (more.get("order") or {}).get("lineItems") if isinstance(more.get("order"), Mapping) else None
+            if not isinstance(connection, Mapping) or not isinstance(connection.get("nodes"), list):
+                raise PermanentError("order: malformed line items")
+            all_lines.extend(connection["nodes"])
+            info = connection.get("pageInfo") or {}
+            if not info.get("hasNextPage"):
+                break
+            after = info.get("endCursor")
+        node = {**node, "lineItems": {"nodes": all_lines, "pageInfo": {"hasNextPage": False, "endCursor": None}}}
+    refunds = node.get("refunds")
+    if isinstance(refunds, list) and (len(refunds) >= ORDER_REFUNDS_FIRST or any(
+            isinstance(r, Mapping) and ((r.get("refundLineItems") or {}).get("pageInfo") or {}).get("hasNextPage")
+            for r in refunds)):
+        name, variables = order_refunds_variables(node["id"])
+        more = graphql(credentials, DOCUMENTS[name], variables)
+        order = more.get("order")
+        again = order.get("refunds") if isinstance(order, Mapping) else None
+        if not isinstance(again, list):
+            raise PermanentError("orderRefunds: malformed answer")
+        if len(again) >= 15 or any(((r.get("refundLineItems") or {}).get("pageInfo") or {}).get("hasNextPage")
+                                   for r in again if isinstance(r, Mapping)):
+            raise PermanentError(f"orderRefunds: order {node['id']} has more refunds or refund lines than we read")
+        node = {**node, "refunds": again}
+    return node
+
+
+def orders_count_variables(query: str) -> tuple[str, dict[str, Any]]:
+    """Return the DOCUMENTS key and the variables that count the orders matching `query`."""
+    return "ordersCount", {"query": query}
+
+
+def count_orders(credentials: Mapping[str, str], query: str) -> int | None:
+    """Return how many orders match `query` (None when Shopify gives no exact count).
+
+    Raises:
+        TransientError, RateLimitedError, PermanentError: see `graphql`.
+    """
+    name, variables = orders_count_variables(query)
+    data = graphql(credentials, DOCUMENTS[name], variables, cost_estimate=1)
+    count = data.get(name)
+    if not isinstance(count, Mapping) or isinstance(count.get("count"), bool) or not isinstance(count.get("count"), int):
+        raise PermanentError(f"{name}: malformed answer")
+    return count["count"] if count.get("precision") == "EXACT" else None

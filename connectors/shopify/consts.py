@@ -36,6 +36,11 @@ CUSTOMERS_DATA_REQUEST = "customers/data_request"
 CUSTOMERS_REDACT = "customers/redact"
 SHOP_REDACT = "shop/redact"
 
+# Our own topic, never sent by Shopify: an order as the Admin GraphQL API reads it (our
+# reconciliation and backfill poll `orders`), stored in the inbox like a delivery. It is not in
+# SUPPORTED_TOPICS, so the webhook receiver never accepts it; only the parser knows it.
+POLLED_ORDER = "stammkunde/order"
+
 # OAuth (authorization code grant for a standalone app), with expiring offline tokens:
 # https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/authorization-code-grant
 # https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/offline-access-tokens

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -46,6 +46,7 @@ from connectors.shopify.consts import (
     ORDERS_UPDATED,
     ORDER_TRANSACTIONS_CREATE,
     PLATFORM,
+    POLLED_ORDER,
     REFUNDS_CREATE,
     SHOP_DOMAIN_HEADERS,
     SHOP_REDACT,
@@ -131,14 +132,22 @@ def verify(
 
 
 def delivery_key(headers: Mapping[str, str], body: bytes, payload: Any) -> str:
-    """Return the dedupe key: topic plus Event-Id, else Webhook-Id, else the body's sha256.
+    """Return the dedupe key: topic plus Event-Id, else Webhook-Id, else the body's sha256;
+    for `orders/updated` (and our polled orders) the order's state instead.
 
     `X-Shopify-Event-Id` is the same on every delivery of one event ("the same value across more
     than one webhook indicates a duplicate",
-    https://shopify.dev/docs/apps/build/webhooks/ignore-duplicates), so it comes first. `payload`
-    is unused: Shopify's headers are enough.
+    https://shopify.dev/docs/apps/build/webhooks/ignore-duplicates), so it comes first.
+
+    An `orders/updated` body is keyed by the order's id and `updated_at` (`order_state_key`),
+    which our reconciliation can compute from the same order read by API: a webhook and a poll
+    of one state are one delivery. A retry carries the body of trigger time, so it keys the same.
     """
     topic = topic_from_headers(headers) or ""
+    if topic in (ORDERS_UPDATED, POLLED_ORDER) and isinstance(payload, Mapping):
+        state = _order_state(payload, topic)
+        if state is not None:
+            return order_state_key(*state)
     event_id = _header_value(headers, EVENT_ID_HEADERS)
     webhook_id = _header_value(headers, WEBHOOK_ID_HEADERS)
     if event_id is not None:
@@ -148,6 +157,37 @@ def delivery_key(headers: Mapping[str, str], body: bytes, payload: Any) -> str:
     else:
         key = f"{topic}|body:{body_digest(body)}"
     return _bounded(key)
+
+
+def order_state_key(order_id: str, updated_at: datetime, financial_status: str, cancelled: bool,
+                    refunds: int) -> str:
+    """Return the dedupe key of one state of an order:
+    `orders/updated|order:<id>|<updated_at UTC>|<financial status>|<cancelled>|<refund count>`.
+
+    Shopify's `updated_at` has one-second resolution, so the facts that move points (paid,
+    cancelled, refunds) are part of the key too: two such changes within one second are two keys.
+    Both shapes of an order carry them (REST `financial_status`, GraphQL `displayFinancialStatus`).
+    """
+    moment = updated_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    flags = f"{financial_status.lower()}|{'cancelled' if cancelled else 'open'}|refunds:{refunds}"
+    return _bounded(f"{ORDERS_UPDATED}|order:{order_id}|{moment}|{flags}")
+
+
+def _order_state(payload: Payload, topic: str) -> tuple[str, datetime, str, bool, int] | None:
+    """Return the parts of `order_state_key` of a REST order body or a polled GraphQL node, or None."""
+    polled = topic == POLLED_ORDER
+    names = (("legacyResourceId", "updatedAt", "displayFinancialStatus", "cancelledAt") if polled
+             else ("id", "updated_at", "financial_status", "cancelled_at"))
+    refunds = payload.get("refunds") or []
+    status = payload.get(names[2]) or "pending"
+    if not isinstance(refunds, list) or not isinstance(status, str):
+        return None
+    try:
+        return (fields.to_id(payload.get(names[0]), topic, names[0]),
+                fields.to_datetime(payload.get(names[1]), topic, names[1]),
+                status, payload.get(names[3]) is not None, len(refunds))
+    except MalformedPayloadError:
+        return None  # keyed by its event id; the parser reports what is wrong with it
 
 
 def _bounded(key: str) -> str:
@@ -183,7 +223,7 @@ def parse_event(headers: Mapping[str, str], body: bytes) -> WebhookEvent:
     topic = topic_from_headers(headers)
     if topic is None:
         raise UnsupportedTopicError("shopify: topic header missing")
-    handler = TOPIC_HANDLERS.get(topic)
+    handler = PARSED_TOPICS.get(topic)
     if handler is None:
         raise UnsupportedTopicError(f"shopify: unsupported topic {topic!r}")
     shop = shop_from_headers(headers)
@@ -219,7 +259,7 @@ def _occurred_at(headers: Mapping[str, str], payload: Payload, topic: str) -> da
     triggered_at = _header_value(headers, TRIGGERED_AT_HEADERS)
     if triggered_at is not None:
         return fields.to_datetime(triggered_at, topic, TRIGGERED_AT_HEADERS[0])
-    for key in ("updated_at", "created_at"):
+    for key in ("updated_at", "created_at", "updatedAt", "createdAt"):
         if payload.get(key) is not None:
             return fields.to_datetime(payload[key], topic, key)
     return None
@@ -292,6 +332,201 @@ def parse_order(payload: Payload, topic: str, shop: str) -> Order:
         checkout_token=fields.optional_text(payload, "checkout_token", topic),
         test=fields.boolean(payload, "test", topic, default=False),
     )
+
+
+def parse_polled_order(payload: Payload, topic: str, shop: str) -> Order:
+    """Parse an order node of the Admin GraphQL `orders` query (our reconciliation and backfill,
+    `client.DOCUMENTS["orders"]`) into the same `Order` the REST webhook body gives.
+
+    Field by field, the GraphQL names of what `parse_order` reads: `displayFinancialStatus`
+    (upper case) is `financial_status`, `*Set.shopMoney` the shop-money amounts, `tags` a list,
+    `legacyResourceId` the numeric id, `defaultEmailAddress` the customer's e-mail and consent.
+    Not in the node: a line's weight (its `grams` stay 0; the order's `totalWeight` is read) and
+    the customer's legacy `accepts_marketing`.
+    https://shopify.dev/docs/api/admin-graphql/2026-07/objects/Order
+
+    Raises:
+        MalformedPayloadError: a field we use is missing or of the wrong type.
+    """
+    order_id = fields.to_id(payload.get("legacyResourceId"), topic, "legacyResourceId")
+    currency = fields.text(payload, "currencyCode", topic)
+    status_value = fields.optional_text(payload, "displayFinancialStatus", topic)
+    financial_status = (status_value or "pending").lower()
+    cancelled_at = fields.optional_timestamp(payload, "cancelledAt", topic)
+    is_paid = financial_status in _PAID_STATUSES
+    lines = [
+        _parse_polled_line(item, topic, f"lineItems.nodes[{i}].")
+        for i, item in enumerate(fields.objects(_connection(payload, "lineItems", topic), "nodes", topic,
+                                                "lineItems.", required=True))
+    ]
+    line_items = tuple(line for line, _tax in lines)
+    gift_card_lines = sum((line.total for line in line_items if line.is_gift_card), _ZERO)
+    merchandise = _shop_money(payload, "subtotalPriceSet", topic) - gift_card_lines
+    merchandise_tax = sum((tax for line, tax in lines if not line.is_gift_card), _ZERO)
+    email = normalize_email(payload.get("email"))
+    address = fields.optional_object(payload, "shippingAddress", topic)
+    return Order(
+        id=order_id,
+        number=fields.text(payload, "name", topic),
+        currency=currency,
+        presentment_currency=fields.optional_text(payload, "presentmentCurrencyCode", topic) or currency,
+        platform_status=financial_status,
+        status=_order_status(financial_status, cancelled_at),
+        is_paid=is_paid,
+        merchandise=merchandise,
+        merchandise_tax=merchandise_tax,
+        taxes_included=fields.boolean(payload, "taxesIncluded", topic),
+        gift_card_paid=None,  # as for the webhook: order_transactions/create tell it
+        shipping=_shop_money(payload, "totalShippingPriceSet", topic),
+        total=_shop_money(payload, "totalPriceSet", topic),
+        created_at=fields.timestamp(payload, "createdAt", topic),
+        updated_at=fields.timestamp(payload, "updatedAt", topic),
+        customer=_polled_customer(payload, topic, email),
+        email=email,
+        paid_at=fields.optional_timestamp(payload, "processedAt", topic) if is_paid else None,
+        cancelled_at=cancelled_at,
+        line_items=line_items,
+        refunds=tuple(
+            _parse_polled_refund(refund, topic, f"refunds[{i}].", order_id=order_id, currency=currency)
+            for i, refund in enumerate(fields.objects(payload, "refunds", topic))
+        ),
+        discount_codes=_text_list(payload, "discountCodes", topic),
+        tags=_text_list(payload, "tags", topic),
+        total_weight_grams=_unsigned(payload, "totalWeight", topic),
+        shipping_address_fingerprint=None if address is None else address_fingerprint(
+            address.get("address1"), address.get("zip"), address.get("countryCodeV2")),
+        checkout_token=fields.optional_text(payload, "checkoutToken", topic),
+        test=fields.boolean(payload, "test", topic, default=False),
+    )
+
+
+def _connection(payload: Payload, key: str, topic: str, prefix: str = "") -> Payload:
+    connection = fields.optional_object(payload, key, topic, prefix)
+    if connection is None:
+        raise MalformedPayloadError(f"{topic}: {prefix}{key} missing")
+    info = connection.get("pageInfo")
+    if isinstance(info, Mapping) and info.get("hasNextPage"):
+        # The client completes every order before it is stored; a partial one would under-count.
+        raise MalformedPayloadError(f"{topic}: {prefix}{key} is incomplete (more pages)")
+    return connection
+
+
+def _shop_money(payload: Payload, key: str, topic: str, prefix: str = "") -> Decimal:
+    money_set = fields.optional_object(payload, key, topic, prefix)
+    if money_set is None:
+        raise MalformedPayloadError(f"{topic}: {prefix}{key} missing")
+    shop_money = fields.optional_object(money_set, "shopMoney", topic, f"{prefix}{key}.")
+    if shop_money is None:
+        raise MalformedPayloadError(f"{topic}: {prefix}{key}.shopMoney missing")
+    return fields.money(shop_money, "amount", topic, f"{prefix}{key}.shopMoney.")
+
+
+def _gid_number(value: Any, topic: str, field_name: str) -> str:
+    """Return the numeric id of a `gid://shopify/<Type>/<id>` (the REST id)."""
+    text = fields.to_id(value, topic, field_name)
+    number = text.rsplit("/", 1)[-1]
+    if not number.isdigit():
+        raise MalformedPayloadError(f"{topic}: {field_name} is not a Shopify id")
+    return number
+
+
+def _optional_gid_number(payload: Payload, key: str, topic: str, prefix: str) -> str | None:
+    node = fields.optional_object(payload, key, topic, prefix)
+    return None if node is None else _gid_number(node.get("id"), topic, f"{prefix}{key}.id")
+
+
+def _parse_polled_line(item: Payload, topic: str, prefix: str) -> tuple[LineItem, Decimal]:
+    quantity = fields.integer(item, "quantity", topic, prefix)
+    unit_price = _shop_money(item, "originalUnitPriceSet", topic, prefix)
+    discount = sum((
+        _shop_money(allocation, "allocatedAmountSet", topic, f"{prefix}discountAllocations[{j}].")
+        for j, allocation in enumerate(fields.objects(item, "discountAllocations", topic, prefix))
+    ), _ZERO)
+    tax = sum((
+        _shop_money(tax_line, "priceSet", topic, f"{prefix}taxLines[{j}].")
+        for j, tax_line in enumerate(fields.objects(item, "taxLines", topic, prefix))
+    ), _ZERO)
+    line = LineItem(
+        id=_gid_number(item.get("id"), topic, f"{prefix}id"),
+        product_id=_optional_gid_number(item, "product", topic, prefix),
+        variant_id=_optional_gid_number(item, "variant", topic, prefix),
+        quantity=quantity,
+        unit_price=unit_price,
+        total=unit_price * quantity - discount,
+        is_gift_card=fields.boolean(item, "isGiftCard", topic, prefix, default=False),
+    )
+    return line, tax
+
+
+def _parse_polled_refund(data: Payload, topic: str, prefix: str, *, order_id: str, currency: str) -> Refund:
+    merchandise = _ZERO
+    lines = _connection(data, "refundLineItems", topic, prefix)
+    for j, line in enumerate(fields.objects(lines, "nodes", topic, f"{prefix}refundLineItems.")):
+        line_prefix = f"{prefix}refundLineItems.nodes[{j}]."
+        refunded_item = fields.optional_object(line, "lineItem", topic, line_prefix)
+        if refunded_item is not None and fields.boolean(refunded_item, "isGiftCard", topic,
+                                                        f"{line_prefix}lineItem.", default=False):
+            continue
+        merchandise += _shop_money(line, "subtotalSet", topic, line_prefix)
+    return Refund(
+        id=_gid_number(data.get("id"), topic, f"{prefix}id"),
+        order_id=order_id,
+        created_at=fields.timestamp(data, "createdAt", topic, prefix),
+        merchandise=merchandise,
+        total=_shop_money(data, "totalRefundedSet", topic, prefix),
+        currency=currency,
+    )
+
+
+def _polled_customer(payload: Payload, topic: str, email: str | None) -> Customer | None:
+    locale = fields.optional_text(payload, "customerLocale", topic)
+    raw = fields.optional_object(payload, "customer", topic)
+    if raw is None:
+        return None if email is None else Customer(id=None, email=email, locale=locale)
+    prefix = "customer."
+    address = fields.optional_object(raw, "defaultEmailAddress", topic, prefix)
+    accepts_marketing = consent_at = None
+    customer_email = None
+    if address is not None:
+        customer_email = normalize_email(address.get("emailAddress"))
+        state = fields.optional_text(address, "marketingState", topic, f"{prefix}defaultEmailAddress.")
+        if state is not None:
+            # As the webhook's email_marketing_consent.state: only SUBSCRIBED is consent.
+            accepts_marketing = state == "SUBSCRIBED"
+            consent_at = fields.optional_timestamp(address, "marketingUpdatedAt", topic,
+                                                   f"{prefix}defaultEmailAddress.")
+    return Customer(
+        id=_gid_number(raw.get("id"), topic, f"{prefix}id"),
+        email=customer_email or email,
+        first_name=fields.optional_text(raw, "firstName", topic, prefix),
+        last_name=fields.optional_text(raw, "lastName", topic, prefix),
+        locale=fields.optional_text(raw, "locale", topic, prefix) or locale,
+        accepts_marketing=accepts_marketing,
+        marketing_consent_at=consent_at,
+        created_at=fields.optional_timestamp(raw, "createdAt", topic, prefix),
+        updated_at=fields.optional_timestamp(raw, "updatedAt", topic, prefix),
+        tags=_text_list(raw, "tags", topic, prefix),
+    )
+
+
+def _text_list(payload: Payload, key: str, topic: str, prefix: str = "") -> tuple[str, ...]:
+    """Return a GraphQL `[String!]!` as stripped non-empty texts."""
+    items = fields.array(payload, key, topic, prefix)
+    if not all(isinstance(item, str) for item in items):
+        raise MalformedPayloadError(f"{topic}: {prefix}{key} holds a value that is not text")
+    return tuple(item.strip() for item in items if item.strip())
+
+
+def _unsigned(payload: Payload, key: str, topic: str) -> int:
+    """Return an `UnsignedInt64` (sent as a decimal string) as int; absent is 0."""
+    value = payload.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, str) and value.isdigit() and len(value) <= 12:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= fields.MAX_INTEGER:
+        return value
+    raise MalformedPayloadError(f"{topic}: {key} is not an unsigned integer")
 
 
 def parse_refund(payload: Payload, topic: str, shop: str) -> Refund:
@@ -443,6 +678,8 @@ TOPIC_HANDLERS: dict[str, Handler] = {
     SHOP_REDACT: parse_shop_redaction,
 }
 SUPPORTED_TOPICS = tuple(TOPIC_HANDLERS)
+# What the parser reads: the webhook topics and our own polled orders (never accepted from outside).
+PARSED_TOPICS: dict[str, Handler] = {**TOPIC_HANDLERS, POLLED_ORDER: parse_polled_order}
 
 
 # ---- pieces -----------------------------------------------------------------------------------

@@ -410,6 +410,60 @@ def list_orders_modified_after(credentials: Mapping[str, str], after: datetime, 
     return payload
 
 
+def list_orders_created(credentials: Mapping[str, str], *, after: datetime | None, before: datetime, page: int,
+                        per_page: int = 100) -> tuple[list[dict[str, Any]], int | None]:
+    """Return one page of the orders created in (`after`, `before`), oldest first, and the store's
+    count of them (`X-WP-Total`, None when absent) - the history a backfill reads.
+
+    Both bounds are sent in UTC with "Z" (as `modified_after`, live captures 109-112); `before`
+    fixes the end, so orders created meanwhile (they come by webhook) do not shift the pages.
+    Pages are asked for by number, each request signed anew (fact 30); a page past the end is `[]`.
+
+    Raises:
+        ValueError: a naive bound, or `page`/`per_page` out of range (1..100 per page).
+        TransientError, RateLimitedError, PermanentError: as for coupons; also an answer that
+            is not a list of orders.
+    """
+    for bound in (after, before):
+        if bound is not None and (bound.tzinfo is None or bound.utcoffset() is None):
+            raise ValueError("after and before must be timezone-aware")
+    if page < 1 or not 1 <= per_page <= 100:
+        raise ValueError("page must be 1 or more and per_page 1 to 100")
+    shop, api = _client(credentials)
+    operation = "list orders"
+    params = {"before": _utc_z(before), "orderby": "date", "order": "asc", "per_page": str(per_page),
+              "page": str(page), "status": "any"}
+    if after is not None:
+        params["after"] = _utc_z(after)
+    response = _send(api, shop, operation, "GET", "orders", params=params)
+    payload = _json(response, shop, operation)
+    if not isinstance(payload, list) or not all(isinstance(o, dict) and isinstance(o.get("id"), int) for o in payload):
+        raise PermanentError(f"WooCommerce {operation}: the answer is not a list of orders")
+    total = response.headers.get("X-WP-Total")
+    return payload, int(total) if isinstance(total, str) and total.isdigit() and payload else None
+
+
+def list_refunds(credentials: Mapping[str, str], order_id: str) -> list[dict[str, Any]]:
+    """Return the refunds of an order with their lines (`GET orders/<id>/refunds`, newest first).
+
+    The order body lists a refund only as {id, reason, total} (fact 32); here each refund has its
+    `line_items` (negative quantity and totals, `_refunded_item_id` naming the order's line) and
+    its shipping and fee lines (live captures 102-103).
+
+    Raises:
+        ValueError: `order_id` is not a number.
+        TransientError, RateLimitedError, PermanentError: as for coupons; also an answer that is
+            not a list of refunds.
+    """
+    shop, api = _client(credentials)
+    operation = "list refunds"
+    path = f"orders/{_numeric_id(order_id)}/refunds"
+    payload = _json(_send(api, shop, operation, "GET", path, params={"per_page": "100"}), shop, operation)
+    if not isinstance(payload, list) or not all(isinstance(r, dict) and isinstance(r.get("id"), int) for r in payload):
+        raise PermanentError(f"WooCommerce {operation}: the answer is not a list of refunds")
+    return payload
+
+
 def check_credentials(credentials: Mapping[str, str]) -> None:
     """Make a cheap authenticated call (`GET webhooks?per_page=1`); return when the key works.
 

@@ -21,6 +21,10 @@ ORDER_DELETED = "order.deleted"  # body is only {"id": N}
 ORDER_RESTORED = "order.restored"
 CUSTOMER_CREATED = "customer.created"
 CUSTOMER_UPDATED = "customer.updated"
+# Our own topic, never sent by a store: an order's refunds with their lines as `GET
+# orders/N/refunds` answers (jobs.reconcile.fetch_refund_detail), stored in the inbox like a
+# delivery. Not in SUPPORTED_TOPICS: the receiver never accepts it; only the parser knows it.
+REFUND_DETAILS = "stammkunde/order_refunds"
 
 # ---- delivery headers -------------------------------------------------------------------
 HEADER_SOURCE = "X-WC-Webhook-Source"  # home_url('/'), with a trailing slash

@@ -42,12 +42,14 @@ from connectors.types import (
     Order,
     OrderStatus,
     Refund,
+    RefundDetails,
     Resource,
     WebhookEvent,
 )
 from connectors.woocommerce.consts import (
     CUSTOMER_CREATED,
     CUSTOMER_UPDATED,
+    REFUND_DETAILS,
     HEADER_DELIVERY_ID,
     HEADER_EVENT,
     HEADER_RESOURCE,
@@ -247,7 +249,7 @@ def parse_event(headers: Mapping[str, str], body: bytes) -> WebhookEvent:
             field we use is missing or of the wrong type.
     """
     topic = topic_from_headers(headers)
-    handler = TOPIC_HANDLERS.get(topic) if topic else None
+    handler = PARSED_TOPICS.get(topic) if topic else None
     if topic is None or handler is None:
         raise UnsupportedTopicError(f"woocommerce: topic {topic!r} is not supported")
     shop = shop_from_headers(headers)
@@ -483,7 +485,44 @@ def _parse_refund(
         merchandise=share.quantize(quantum, rounding=ROUND_HALF_UP),
         total=refunded,
         currency=currency,
+        detailed=False,  # an estimate until `parse_refund_details` brings the refund's lines
     )
+
+
+def parse_refund_details(payload: Mapping[str, Any], topic: str) -> RefundDetails:
+    """Parse our stored answer of `GET orders/N/refunds` ({"order_id", "currency",
+    "prices_include_tax", "refunds": [...]}) into each refund's exact merchandise.
+
+    A refund line has negative `quantity`, `total` (after discounts, without tax) and `total_tax`,
+    and `_refunded_item_id` naming the order's line (live captures 102-103). Its merchandise is
+    minus the lines' totals, with their tax when the store's prices include tax (the basis of
+    `Order.merchandise`); shipping and fee lines are not merchandise. The refund's `amount` is what
+    went back, and `date_created_gmt` when.
+
+    Raises:
+        MalformedPayloadError: a field we use is missing or of the wrong type.
+    """
+    order_id = fields.platform_id(payload, "order_id", topic)
+    currency = fields.text(payload, "currency", topic)
+    taxes_included = fields.boolean(payload, "prices_include_tax", topic)
+    refunds = []
+    for index, raw in enumerate(fields.objects(payload, "refunds", topic)):
+        path = f"refunds[{index}]."
+        merchandise = Decimal("0")
+        for line_index, line in enumerate(fields.objects(raw, "line_items", topic, path)):
+            line_path = f"{path}line_items[{line_index}]."
+            merchandise -= fields.money(line, "total", topic, line_path)
+            if taxes_included:
+                merchandise -= fields.money(line, "total_tax", topic, line_path)
+        refunds.append(Refund(
+            id=fields.platform_id(raw, "id", topic, path),
+            order_id=order_id,
+            created_at=fields.timestamp(raw, "date_created_gmt", topic, path),
+            merchandise=max(merchandise, Decimal("0")),
+            total=abs(fields.money(raw, "amount", topic, path)),
+            currency=currency,
+        ))
+    return RefundDetails(order_id=order_id, refunds=tuple(refunds))
 
 
 def _exponent(value: Decimal) -> int:
@@ -619,3 +658,8 @@ def verify_plugin_request(signed: PluginSignedHeaders, method: str, path: str, b
         raise InvalidSignatureError("plugin request: signature does not match")
     if abs(now - signed.timestamp) > window:
         raise StalePluginRequestError("plugin request: timestamp outside the replay window")
+
+
+# What the parser reads: the webhook topics and our own refund details (never accepted from outside).
+PARSED_TOPICS: dict[str, Callable[[Mapping[str, Any], str], Resource]] = {
+    **TOPIC_HANDLERS, REFUND_DETAILS: parse_refund_details}

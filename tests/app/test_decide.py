@@ -144,6 +144,18 @@ def refund(n: int, amount: str) -> RefundFacts:
         (order(taxes_included=False, gift_card_paid=D("40"), refunds=(refund(1, "50"),)),
          (EARN, EntryFacts("refund", "refund", "1", -50, 0, 50)), (replace(OWN, remaining=50),), "900",
          [("gift_card", "900", -20, 0)], {50: (30, LotState.PENDING)}),
+        # a refund taken on an estimate (21.00) whose own lines say 25.00: 4 more, keyed by its detail
+        (order(taxes_included=False, refunds=(replace(refund(1, "25"), detailed=True),)),
+         (EARN, EntryFacts("refund", "refund", "1", -21, 0, 50)), (replace(OWN, remaining=79),), None,
+         [("refund", "1", -4, 0)], {50: (75, LotState.PENDING)}),
+        # ... or 18.00: 3 come back
+        (order(taxes_included=False, refunds=(replace(refund(1, "18"), detailed=True),)),
+         (EARN, EntryFacts("refund", "refund", "1", -21, 0, 50)), (replace(OWN, remaining=79),), None,
+         [("refund", "1", 3, 0)], {50: (82, LotState.PENDING)}),
+        # ... and once corrected, never again
+        (order(taxes_included=False, refunds=(replace(refund(1, "25"), detailed=True),)),
+         (EARN, EntryFacts("refund", "refund", "1", -21, 0, 50), EntryFacts("refund", "refund_detail", "1", -4, 0, 50)),
+         (replace(OWN, remaining=75),), None, [], {}),
         # a gift-card refund gives back
         (order(taxes_included=False, gift_card_paid=D("0")),
          (EARN, EntryFacts("gift_card", "transaction", "900", -40, 0, 50)), (replace(OWN, remaining=60),), "901",
@@ -197,3 +209,10 @@ def test_one_definition_of_an_order_that_counts(facts, counts):
     assert decide.still_counts(facts) is counts
     assert decide.still_counts(facts, since=PAID) is counts
     assert decide.still_counts(facts, since=PAID + timedelta(seconds=1)) is False
+
+
+def test_history_earns_nothing_but_is_marked_handled():
+    # a backfilled order outside the points window: one zero earn entry, so no later event awards it
+    plan = decide.plan_history(order())
+    assert [(e.reason, e.source_type, e.delta, e.detail["history"]) for e in plan.entries] == [("earn", "order", 0, True)]
+    assert plan.new_lot is None and plan.award is None and plan.skipped == "history"

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import responses
 import shopify
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app import config as app_config
 from app import shops
 from app.db import session_scope
-from app.models import Customer, OAuthState, PlatformWebhook, Shop, ShopStatus, utcnow
+from app.models import Backfill, Customer, OAuthState, PlatformWebhook, Shop, ShopStatus, utcnow
 from connectors.errors import AuthorizationExpiredError
 from connectors.shopify import client, consts
 from tests.conftest import TEST_ENCRYPTION_KEY
@@ -651,3 +651,64 @@ def test_admin_shops_list_shows_each_shops_health(client, session, make_shop):
     assert "webhooks not active" in health
     assert "webhooks 1 (1 not active)" in health
     assert "(2 recovered)" in health and "last delivery never" in health
+
+
+# ---- the order history, chosen at install ---------------------------------------------------------
+
+
+def _form_value(html: str, name: str) -> str:
+    import re
+
+    match = re.search(rf'name="{name}" value="([^"]+)"', html)
+    assert match, f"no {name} in the page"
+    return match.group(1)
+
+
+@responses.activate
+def test_the_install_page_asks_what_the_history_is_for_and_starts_it(shopify_app, redis_url):
+    # given a merchant who just installed (Shopify granted the default scopes)
+    web = shopify_app.test_client()
+    state = _start(web)
+    responses.post(TOKEN_URL, json=_grant_answer())
+    page = _callback(web, state).get_data(as_text=True)
+
+    # then the page asks what the past orders are for, at most 60 days without read_all_orders
+    assert "Your orders from before" in page and 'max="60"' in page
+
+    # when they choose points for the last 14 days
+    answer = web.post("/install/backfill", data={"csrf_token": _form_value(page, "csrf_token"),
+                                                 "token": _form_value(page, "token"), "choice": "points", "days": "14"})
+
+    # then the backfill is recorded with that choice and its job is queued
+    assert answer.status_code == 200, answer.text
+    assert "Orders of the last 14 days earn their points" in answer.text
+    with session_scope() as s:
+        shop_id = s.scalars(select(Shop.id).where(Shop.domain == SHOP)).one()
+        row = s.scalars(select(Backfill)).one()
+        assert (row.shop_id, row.mode, row.status) == (shop_id, "points", "running")
+        assert timedelta(days=13, hours=23) < row.until - row.since <= timedelta(days=14)
+    from app.queues import get_queue
+
+    jobs = get_queue("codes").get_jobs()
+    assert [job.func_name for job in jobs if job.id == f"backfill-{shop_id}"] == ["jobs.backfill.run"]
+
+
+@responses.activate
+def test_the_history_choice_needs_the_pages_token(shopify_app):
+    # given an installed shop's page, and a forged or missing token
+    web = shopify_app.test_client()
+    state = _start(web)
+    responses.post(TOKEN_URL, json=_grant_answer())
+    page = _callback(web, state).get_data(as_text=True)
+
+    # when the form is posted with another token, or beyond what Shopify lets us read
+    forged = web.post("/install/backfill", data={"csrf_token": _form_value(page, "csrf_token"),
+                                                 "token": "eyJzaG9wIjoxfQ.forged", "choice": "tiers"})
+    too_far = web.post("/install/backfill", data={"csrf_token": _form_value(page, "csrf_token"),
+                                                  "token": _form_value(page, "token"), "choice": "points", "days": "90"})
+
+    # then nothing starts, and the merchant is told why
+    assert forged.status_code == 403 and "too old or not ours" in forged.text
+    assert too_far.status_code == 400 and "read_all_orders" in too_far.text
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Backfill)) == 0

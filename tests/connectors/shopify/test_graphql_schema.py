@@ -63,9 +63,8 @@ def spec(**changes: Any) -> DiscountSpec:
 
 
 def operation(document: str) -> OperationDefinitionNode:
-    """Return the single operation of a document."""
-    (definition,) = parse(document).definitions
-    assert isinstance(definition, OperationDefinitionNode)
+    """Return the single operation of a document (the order documents add fragments)."""
+    (definition,) = [d for d in parse(document).definitions if isinstance(d, OperationDefinitionNode)]
     return definition
 
 
@@ -110,6 +109,18 @@ def deprecated_inputs(schema: GraphQLSchema, document: str, variables: dict[str,
 
 VARIABLE_CASES = [
     ("credentials check", client.shop_check_variables),
+    ("orders changed since, first page (reconciliation)", lambda: client.orders_page_variables(
+        client.orders_query(updated_after=datetime(2026, 11, 22, 11, 50, tzinfo=timezone.utc)), None)),
+    ("orders created in a window, next page (backfill)", lambda: client.orders_page_variables(
+        client.orders_query(created_from=datetime(2026, 9, 1, tzinfo=timezone.utc),
+                            created_before=datetime(2026, 11, 22, 12, tzinfo=timezone.utc)),
+        "eyJsYXN0X2lkIjo0NTA3ODk0Njl9", sort_key="CREATED_AT")),
+    ("the rest of an order's lines", lambda: client.order_lines_variables("gid://shopify/Order/450789469",
+                                                                          "eyJsYXN0X2lkIjoxMH0=")),
+    ("an order's refunds again", lambda: client.order_refunds_variables("450789469")),
+    ("orders of a backfill counted", lambda: client.orders_count_variables(
+        client.orders_query(created_from=datetime(2026, 9, 1, tzinfo=timezone.utc),
+                            created_before=datetime(2026, 11, 22, 12, tzinfo=timezone.utc)))),
     ("webhook subscriptions, first page", lambda: client.webhook_list_variables(None)),
     ("webhook subscriptions, next page", lambda: client.webhook_list_variables("eyJsYXN0X2lkIjoxfQ==")),
     ("webhook subscription deleted",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -1592,3 +1593,72 @@ def test_blank_or_wrong_typed_fields_are_named(_case: str, edit: Callable[[dict[
     with pytest.raises(MalformedPayloadError) as raised:
         parse_fixture("orders_paid", edited_body("orders_paid", edit))
     assert str(raised.value) == message
+
+
+# ---- orders read by API (reconciliation and backfill) ------------------------------------------
+
+API_FIXTURES = FIXTURES.parent / "shopify_admin_api"
+
+
+def polled_node(name: str) -> dict[str, Any]:
+    """The first order node of a captured-shape `orders` page in tests/fixtures/shopify_admin_api."""
+    return json.loads((API_FIXTURES / name).read_text(encoding="utf-8"))["data"]["orders"]["nodes"][0]
+
+
+@pytest.mark.parametrize(("_case", "rest", "page"), [
+    ("paid order with a customer", "orders_paid", "orders__paid.json"),
+    ("partially refunded order", "orders_updated__partially_refunded", "orders__partially_refunded.json"),
+])
+def test_an_order_read_by_api_parses_as_its_webhook_does(_case: str, rest: str, page: str):
+    # given the same order state as a webhook body and as an Admin API order node
+    from_webhook = webhooks.parse_order(json.loads(fixture_bytes(rest)), "orders/updated", SHOP)
+
+    # when the node is parsed
+    polled = webhooks.parse_polled_order(polled_node(page), consts.POLLED_ORDER, SHOP)
+
+    # then it is the same Order, but for what the node does not carry (a line's weight) and the
+    # customer's locale, which the Admin API always has and the webhook example leaves out
+    assert polled.customer is not None and polled.customer.locale == "en"
+    assert replace(polled, line_items=tuple(replace(li, grams=200) for li in polled.line_items),
+                   customer=replace(polled.customer, locale=None)) == from_webhook
+
+
+def test_a_webhook_and_a_poll_of_one_order_state_share_the_dedupe_key():
+    # given the orders/updated webhook of a state and the same state read by API
+    headers = {"X-Shopify-Topic": "orders/updated", "X-Shopify-Event-Id": EVENT_ID}
+    body = fixture_bytes("orders_paid")
+    node = polled_node("orders__paid.json")
+
+    # when both are keyed
+    webhook_key = webhooks.delivery_key(headers, body, json.loads(body))
+    poll_key = webhooks.delivery_key({"X-Shopify-Topic": consts.POLLED_ORDER}, b"", node)
+
+    # then the key is the order's state, not the event
+    assert webhook_key == poll_key == "orders/updated|order:450789469|2008-01-10T16:00:00Z|paid|open|refunds:0"
+    # and a later state of the order (refunded within the same second) is another key
+    refunded = webhooks.delivery_key(headers, b"", json.loads(fixture_bytes("orders_updated__partially_refunded")))
+    assert refunded != webhook_key
+    # and the other order topics keep their event-id keys
+    assert webhooks.delivery_key({**headers, "X-Shopify-Topic": "orders/paid"}, body, json.loads(body)) == \
+        f"orders/paid|event:{EVENT_ID}"
+
+
+def test_the_polled_topic_is_never_accepted_as_a_webhook():
+    # the receiver takes only SUPPORTED_TOPICS; our own topic is for the parser alone
+    assert consts.POLLED_ORDER not in connector.SUPPORTED_TOPICS
+    assert webhooks.PARSED_TOPICS[consts.POLLED_ORDER] is webhooks.parse_polled_order
+
+
+@pytest.mark.parametrize(("_case", "change", "message"), [
+    ("lines cut short", lambda n: n["lineItems"]["pageInfo"].update(hasNextPage=True),
+     "lineItems is incomplete"),
+    ("no shop money", lambda n: n["totalPriceSet"].pop("shopMoney"), "totalPriceSet.shopMoney missing"),
+    ("weight not a number", lambda n: n.update(totalWeight="heavy"), "totalWeight is not an unsigned integer"),
+    ("line id not a Shopify id", lambda n: n["lineItems"]["nodes"][0].update(id="gid://shopify/LineItem/x"),
+     "lineItems.nodes[0].id is not a Shopify id"),
+])
+def test_a_malformed_order_node_is_refused_by_name(_case: str, change: Callable[[dict[str, Any]], None], message: str):
+    node = polled_node("orders__paid.json")
+    change(node)
+    with pytest.raises(MalformedPayloadError, match=re.escape(message)):
+        webhooks.parse_polled_order(node, consts.POLLED_ORDER, SHOP)

@@ -684,6 +684,8 @@ def test_fixtures_are_the_captured_bytes():
         for name in sorted(p.name for p in FIXTURES.glob("*.json"))
     }
     assert digests == {
+        "refunds_list.json":
+            "391155868da12641dbe7fa7200397a808f0147b19ed0ad682f3ea13855ca0b27",
         "webhooks_create.json":
             "e8e888b2a8776b6181e06eb3341fa24c0c23e2e01f5d87b3f0062e4a9810a44b",
         "webhooks_get__disabled.json":
@@ -888,3 +890,27 @@ def test_deactivate_refuses_bad_arguments(mocked, _case, platform_id, now):
     # when / then nothing is sent
     with pytest.raises(ValueError):
         client.deactivate_discount_code(HTTPS_CREDENTIALS, platform_id, now=now)
+
+
+# ---- refunds with their lines (fact 32) ---------------------------------------------------
+
+
+def test_refunds_of_an_order_are_read_with_their_lines(mocked):
+    # given the store's real answer for order 31's refunds (live capture 103)
+    body = (FIXTURES / "refunds_list.json").read_bytes()
+    mocked.add(responses.GET, HTTP_STORE + API + "orders/31/refunds", body=body, status=200,
+               content_type="application/json; charset=UTF-8")
+
+    # when they are read
+    refunds = client.list_refunds(HTTP_CREDENTIALS, "31")
+
+    # then each comes with its lines, signed like every request over http
+    [refund] = refunds
+    assert (refund["id"], refund["amount"], refund["line_items"][0]["total"]) == (37, "20.00", "-20.00")
+    assert "oauth_signature" in mocked.calls[0].request.params
+
+
+def test_refunds_answer_that_is_not_a_list_is_permanent(mocked):
+    mocked.add(responses.GET, HTTP_STORE + API + "orders/31/refunds", json={"id": 37}, status=200)
+    with pytest.raises(PermanentError, match="not a list of refunds"):
+        client.list_refunds(HTTP_CREDENTIALS, "31")

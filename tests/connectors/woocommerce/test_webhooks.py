@@ -487,6 +487,7 @@ def test_partial_refund_is_proportional_to_order_total() -> None:
             merchandise=Decimal("5.00"),
             total=Decimal("5.00"),
             currency="USD",
+            detailed=False,
         ),
     )
 
@@ -507,6 +508,7 @@ def test_full_refund_lists_every_refund() -> None:
             merchandise=Decimal("20.00"),
             total=Decimal("20.00"),
             currency="USD",
+            detailed=False,
         ),
         Refund(
             id="13",
@@ -515,6 +517,7 @@ def test_full_refund_lists_every_refund() -> None:
             merchandise=Decimal("5.00"),
             total=Decimal("5.00"),
             currency="USD",
+            detailed=False,
         ),
     )
     assert sum(refund.merchandise for refund in order.refunds) == order.merchandise
@@ -1188,3 +1191,40 @@ def test_blank_or_wrong_typed_fields_are_named(_case: str, changes: dict[str, An
     with pytest.raises(MalformedPayloadError) as raised:
         parse_body("order_created__loyalty_coupon", edited_body("order_created__loyalty_coupon", **changes))
     assert str(raised.value) == message
+
+
+# ---- refunds with their lines (GET orders/N/refunds, fact 32) ----------------------------------
+
+
+def refund_details_state(*, prices_include_tax: bool = False) -> dict[str, Any]:
+    """What jobs.reconcile.fetch_refund_detail stores for order 31: the store's real refunds answer."""
+    refunds = json.loads((FIXTURES.parent / "woocommerce_api" / "refunds_list.json").read_bytes())
+    return {"order_id": 31, "currency": "USD", "prices_include_tax": prices_include_tax, "refunds": refunds}
+
+
+def test_an_order_body_gives_refund_estimates_only() -> None:
+    # the order body lists a refund as {id, reason, total}: its share is estimated
+    order = webhooks.parse_order(json.loads(fixture_bytes("order_updated__line_refund_with_shipping")),
+                                 "order.updated")
+    [refund] = order.refunds
+    assert (refund.id, refund.detailed, refund.merchandise) == ("37", False, Decimal("17.33"))  # 20 x 52/60
+
+
+def test_refund_details_give_each_refunds_own_merchandise() -> None:
+    # when the store's refunds of order 31 are parsed
+    details = webhooks.parse_refund_details(refund_details_state(), consts.REFUND_DETAILS)
+
+    # then refund 37 is its line's 20.00, dated when it was made
+    assert details.order_id == "31"
+    [refund] = details.refunds
+    assert (refund.id, refund.merchandise, refund.total, refund.detailed) == ("37", Decimal("20.00"),
+                                                                              Decimal("20.00"), True)
+    assert refund.created_at == datetime(2026, 12, 2, 1, 41, 31, tzinfo=timezone.utc)
+
+
+def test_refund_details_are_parsed_from_an_inbox_delivery_but_never_accepted_as_a_webhook() -> None:
+    body = json.dumps(refund_details_state()).encode()
+    event = webhooks.parse_event({consts.HEADER_TOPIC: consts.REFUND_DETAILS,
+                                  consts.HEADER_SOURCE: "http://127.0.0.1:8888/"}, body)
+    assert event.resource.refunds[0].merchandise == Decimal("20.00")
+    assert consts.REFUND_DETAILS not in webhooks.SUPPORTED_TOPICS
