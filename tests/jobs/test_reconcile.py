@@ -308,3 +308,20 @@ def test_every_callable_shop_is_reconciled_on_schedule(make_shop, redis_url):
     jobs = {job.id: job.func_name for job in get_queue("codes").get_jobs()}
     assert jobs == {f"reconcile-{shopify}": "jobs.reconcile.reconcile_shopify",
                     f"reconcile-{woo}": "jobs.reconcile.reconcile_woocommerce"}
+
+
+@pytest.mark.sqlite_only
+def test_a_clock_that_starts_after_the_app_was_down_reconciles_at_once(redis_url):
+    # given the clock's schedule, loaded as `rq cron` loads it when the app starts again
+    from redis import Redis
+    from rq.cron import CronScheduler
+
+    scheduler = CronScheduler(connection=Redis.from_url(redis_url))
+    scheduler.load_config_from_file("jobs/schedule.py")
+    jobs = {job.func.__name__: job for job in scheduler.get_jobs()}
+
+    # then the reconciliation and the WooCommerce webhook check are due at once, before any interval
+    # has passed (RQ runs an interval job that never ran immediately), and then every few minutes
+    for name in ("reconcile_all", "check_woocommerce_webhooks"):
+        assert jobs[name].should_run(), name
+        assert jobs[name].interval is not None and jobs[name].interval <= 600
