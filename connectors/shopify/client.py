@@ -424,7 +424,9 @@ def graphql(
         PermanentError: bad credentials, HTTP 401/403/404 or other 3xx/4xx, GraphQL errors.
     """
     shop, token = _credentials(credentials)
-    limiter = throttle or credentials.get("throttle") or THROTTLE
+    limiter = throttle if throttle is not None else credentials.get("throttle")
+    if limiter is None:
+        limiter = THROTTLE
     operation = _operation_name(document)
     extra = {"platform": PLATFORM, "shop": shop, "operation": operation}
     ticket = limiter.acquire(shop, operation, cost_estimate)
