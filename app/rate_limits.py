@@ -15,12 +15,17 @@ the server's own clock, `TIME`) do the arithmetic:
 - `acquire` refills the model to now, books the operation's expected cost (the last requested cost
   seen for it, else the caller's estimate) at the moment it fits, and returns the wait; the booking
   is also kept as a ticket "in flight" (a sorted set, scored by when it may be forgotten);
-- `settle` drops the ticket and, when the answer carried a `throttleStatus`, sets the model to
-  `currentlyAvailable − the cost of every other ticket still in flight`: the platform's figure
-  already holds what reached it, and the tickets still out may not have yet. A ticket that did reach
-  it is counted twice until its own answer comes in, which errs on the safe side (the model is never
-  above the platform's bucket; it is below by at most the cost in flight, and catches up with the
-  next answer).
+- `settle` drops the ticket and, when the answer carried a `throttleStatus`, sets the model to the
+  lower of (a) the model as booked, refilled to now, plus what the platform gave back of this
+  request (booked − actual cost; all of it for a THROTTLED answer, which takes nothing), and
+  (b) `currentlyAvailable − the cost of every other ticket still in flight`: the platform's figure
+  holds what reached it, and the tickets still out may not have yet. (b) corrects a model that
+  booked too little; (a) keeps an answer that was overtaken (its figure is older than one already
+  applied, so it misses a request settled since) from raising the model. A request that did reach
+  the platform before the answer is counted twice until its own answer comes in. So the model
+  stays at or below the platform's bucket: it errs on the safe side by about the cost in flight,
+  which costs no throughput while the bucket is in use (both restore at the same rate), and the
+  two meet again when the bucket is full.
 
 A shop never seen (or idle until its bucket is full again, when its key expires) is not paced: the
 first answer teaches the model. A ticket of a worker that died mid-call is forgotten after
@@ -88,7 +93,8 @@ return {1, tostring(delay), tostring(cost), member}
 """
 
 # KEYS: as for _ACQUIRE. ARGV: operation, member, requested ('' if unknown), maximum, available,
-# restore rate ('' when the answer had no throttleStatus), idle margin.
+# restore rate ('' when the answer had no throttleStatus), idle margin, booked cost, actual cost
+# ('' if none: a THROTTLED answer took nothing).
 _SETTLE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -103,10 +109,22 @@ if ARGV[4] ~= '' then
     others = others + tonumber(string.match(m, '|([^|]+)$'))
   end
   local maximum, rate = tonumber(ARGV[4]), tonumber(ARGV[6])
-  redis.call('HSET', KEYS[1], 'maximum', ARGV[4], 'available', tostring(tonumber(ARGV[5]) - others),
-             'rate', ARGV[6], 'at', tostring(now))
+  local available = tonumber(ARGV[5]) - others
+  local b = redis.call('HMGET', KEYS[1], 'maximum', 'available', 'rate', 'at')
+  if b[1] and b[2] and b[3] and b[4] then
+    -- The model as booked, refilled to now, with what the platform gave back of this request
+    -- (booked - actual); the answer's figure may be older than one already applied (answers
+    -- overtake each other), so it may lower the model but never raise it above that.
+    local spent = 0
+    if ARGV[9] ~= '' then spent = tonumber(ARGV[9]) end
+    local old_max, old_rate = tonumber(b[1]), tonumber(b[3])
+    local model = math.min(old_max, tonumber(b[2]) + old_rate * (now - tonumber(b[4])) + tonumber(ARGV[8]) - spent)
+    if model < available then available = model end
+  end
+  redis.call('HSET', KEYS[1], 'maximum', ARGV[4], 'available', tostring(available), 'rate', ARGV[6],
+             'at', tostring(now))
   if rate > 0 then
-    redis.call('EXPIRE', KEYS[1], math.ceil((maximum + others) / rate) + tonumber(ARGV[7]))
+    redis.call('EXPIRE', KEYS[1], math.ceil((maximum - available) / rate) + tonumber(ARGV[7]))
   end
 end
 return 1
@@ -179,7 +197,8 @@ class RedisThrottle:
         known = status is not None
         args = [ticket.operation, ticket.member, "" if requested is None else repr(float(requested)),
                 repr(float(status.maximum)) if known else "", repr(float(status.available)) if known else "",
-                repr(float(status.restore_rate)) if known else "", IDLE_MARGIN_SECONDS]
+                repr(float(status.restore_rate)) if known else "", IDLE_MARGIN_SECONDS, repr(ticket.cost),
+                "" if actual is None else repr(float(actual))]
         try:
             self._settle(keys=self._keys(ticket.shop), args=args)
         except RedisError as exc:

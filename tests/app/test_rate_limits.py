@@ -90,6 +90,36 @@ def test_requests_still_in_flight_are_taken_off_the_platforms_figure(redis_url):
     a.settle(a_ticket, requested=10, actual=10, status=status(5))
 
 
+def test_an_overtaken_answer_does_not_raise_the_model(redis_url):
+    # given 35 points known; A's request reached Shopify first (25 left), then B's (15 left)
+    a, b = worker(redis_url), worker(redis_url)
+    a.settle(a.acquire(SHOP, "Op", 10), requested=10, actual=10, status=status(35))
+    a_ticket, b_ticket = a.acquire(SHOP, "Op", 10), b.acquire(SHOP, "Op", 10)
+
+    # when B's answer (15 left) is settled before A's older one (25 left)
+    b.settle(b_ticket, requested=10, actual=10, status=status(15))
+    a.settle(a_ticket, requested=10, actual=10, status=status(25))
+
+    # then the model stays at what is really left (about 5: B's figure less A's cost, then out of
+    # flight), not the 25 of A's older figure, which does not know of B's request
+    model = a.status(SHOP)
+    assert model is not None and 5 <= model["available"] < 6 and model["in_flight"] == 0
+
+
+def test_what_the_platform_gives_back_returns_to_the_model(redis_url):
+    # given 100 points known, and a query booked at its last requested cost of 50
+    a = worker(redis_url)
+    a.settle(a.acquire(SHOP, "Op", 10), requested=50, actual=50, status=status(100))
+    ticket = a.acquire(SHOP, "Op", 10)
+
+    # when Shopify charges only 20 of the 50 (30 given back) and reports 80 left
+    a.settle(ticket, requested=50, actual=20, status=status(80))
+
+    # then the model holds 80, not the 50 it booked down to
+    model = a.status(SHOP)
+    assert model is not None and 80 <= model["available"] < 81
+
+
 def test_the_requested_cost_seen_once_is_what_every_worker_books_next(redis_url):
     # given worker A learnt that the query costs 752 points (requested), with 800 available
     a, b = worker(redis_url), worker(redis_url, sleep=(slept := Sleeps()))
