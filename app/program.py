@@ -42,6 +42,9 @@ class Earning(_Strict):
     first_order_bonus: int = Field(default=0, ge=0, le=1_000_000)
     # Only where the platform gives a birthday (neither Shopify nor WooCommerce core does).
     birthday_bonus: int = Field(default=0, ge=0, le=1_000_000)
+    # A sanity limit: an order that would earn more is held as a failed delivery with the reason,
+    # nothing awarded (a mistyped price or a test order of 10^9 €), until staff look at it.
+    max_points_per_order: int = Field(default=1_000_000, ge=1, le=1_000_000_000)
 
 
 # "store_credit": an amount credited to the customer's store credit account (Shopify only).

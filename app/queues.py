@@ -40,15 +40,15 @@ def configure(url: str | None) -> None:
     _url = url
 
 
-def get_queue(name: str) -> Queue:
-    """Return queue `name`: on the running job's connection inside a worker, else REDIS_URL.
+def connection() -> Redis:
+    """Return this process's Redis: the running job's connection inside a worker, else REDIS_URL's.
 
     Raises:
         RedisNotConfiguredError: outside a worker with no REDIS_URL configured.
     """
     job = get_current_job()
     if job is not None:
-        return Queue(name, connection=job.connection)
+        return job.connection
     global _url
     if _url is None:
         from app import config
@@ -56,7 +56,16 @@ def get_queue(name: str) -> Queue:
         _url = config.settings()["REDIS_URL"]
     if not _url:
         raise RedisNotConfiguredError("REDIS_URL is not set")
-    return Queue(name, connection=redis_connection(_url))
+    return redis_connection(_url)
+
+
+def get_queue(name: str) -> Queue:
+    """Return queue `name` on this process's Redis (`connection`).
+
+    Raises:
+        RedisNotConfiguredError: outside a worker with no REDIS_URL configured.
+    """
+    return Queue(name, connection=connection())
 
 
 def ping() -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app import crypto
 from app.models import OAuthState, Platform, Shop, ShopStatus, utcnow
+from app.rate_limits import shared_throttle
 from connectors import get_connector
 
 logger = logging.getLogger(__name__)
@@ -362,4 +363,6 @@ def api_credentials(shop: Shop, keys: str) -> tuple[dict[str, Any], str | None]:
     missing = missing_api_credentials(shop, keys)
     if missing is not None:
         return {}, missing
-    return get_connector(shop.platform.value).credentials(shop.domain, credentials(shop, keys)), None
+    platform = shop.platform.value
+    return get_connector(platform).credentials(shop.domain, credentials(shop, keys),
+                                               throttle=shared_throttle(platform)), None

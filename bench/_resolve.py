@@ -8,17 +8,13 @@ that name as SNI and verifies the server's certificate against it (the CA is tru
 REQUESTS_CA_BUNDLE). It is what an /etc/hosts line plus a port forward would do, inside the process.
 
 The worker gets it through a `sitecustomize.py` that bench/codes.py writes into a temp directory on
-PYTHONPATH; it reads BENCH_RESOLVE ("host:port=ip:port[,...]") and, if BENCH_CLIENT_STATS is set,
-writes the client throttle's counters (`THROTTLE.waits`, `waited_seconds`) there at exit.
+PYTHONPATH; it reads BENCH_RESOLVE ("host:port=ip:port[,...]").
 """
 
 from __future__ import annotations
 
-import atexit
-import json
 import os
 import socket
-import sys
 from typing import Any
 
 _original = socket.getaddrinfo
@@ -58,20 +54,7 @@ def install(routes: dict[str, tuple[str, int]]) -> None:
 
 
 def install_from_env() -> None:
-    """Called by the benchmark's sitecustomize: BENCH_RESOLVE routes, BENCH_CLIENT_STATS dump."""
+    """Called by the benchmark's sitecustomize: install the BENCH_RESOLVE routes."""
     spec = os.environ.get("BENCH_RESOLVE")
     if spec:
         install(parse(spec))
-    stats_path = os.environ.get("BENCH_CLIENT_STATS")
-    if stats_path:
-        atexit.register(_dump_client_stats, stats_path)
-
-
-def _dump_client_stats(path: str) -> None:
-    client = sys.modules.get("connectors.shopify.client")
-    if client is None:
-        return
-    throttle = client.THROTTLE
-    data = {"waits": throttle.waits, "waited_seconds": throttle.waited_seconds, "pid": os.getpid()}
-    with open(path, "w") as fh:
-        json.dump(data, fh)

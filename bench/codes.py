@@ -16,13 +16,15 @@ shop gets at most 10 codes/s after the bucket's initial `maximumAvailable` is sp
    pending code and, after its commit, enqueues `jobs.codes.issue_code`. Nothing is timed up to here.
 4. Timed: ONE worker process, exactly the Procfile's `rq worker --worker-class rq.worker.SimpleWorker
    --with-scheduler --url $REDIS_URL webhooks points codes reminders`, until every code row is
-   `created` in the database (polled every 0.2 s), bounded by --timeout. (--workers N and
-   --worker-class rq.worker.Worker exist to show what scaling out or forking does; the issue's
-   figure is one SimpleWorker.)
+   `created` in the database (polled every 0.2 s), bounded by --timeout. --workers N starts N such
+   processes on the one shop (issue 19: three workers stay under the throttle with zero refusals);
+   --worker-class rq.worker.Worker shows what forking does.
 
 The worker reaches the local server as if it were the shop: a `sitecustomize.py` on its PYTHONPATH
 (bench/_resolve.py) resolves `bench-shop.myshopify.com:443` to the server's loopback port, and
-REQUESTS_CA_BUNDLE trusts the throwaway CA. The client, its `THROTTLE` and the job run unchanged.
+REQUESTS_CA_BUNDLE trusts the throwaway CA. The client, the job and the throttle they pace by (the
+shop's cost bucket shared in Redis, `app.rate_limits.RedisThrottle`) run unchanged; with --workers N
+every worker process books from that one bucket.
 
 Afterwards it checks, and fails loudly otherwise: every code row is `created` with the node id the
 server gave for that code, every redemption is `created`, the server accepted exactly N creates of N
@@ -195,7 +197,6 @@ def run_worker(db: _infra.Database, redis_url: str, port: int, ca: Path, n: int,
     created_sql = "SELECT COUNT(*) FROM issued_codes WHERE status = 'created'"
     failed_sql = "SELECT COUNT(*) FROM issued_codes WHERE status = 'failed'"
     procs: list[subprocess.Popen[bytes]] = []
-    stats_files = [_infra.TMP / f"client-throttle-{i}.json" for i in range(workers)]
     with _infra.ForeignCpu() as foreign, log.open("wb") as log_file:
         t0 = time.monotonic()
         for i in range(workers):
@@ -203,7 +204,7 @@ def run_worker(db: _infra.Database, redis_url: str, port: int, ca: Path, n: int,
             if profile is not None and i == 0:
                 worker_cmd = [sys.executable, "-m", "cProfile", "-o", str(profile), *cmd]
             proc = subprocess.Popen(worker_cmd, cwd=str(_infra.PROJECT_ROOT),
-                                    env={**env, "BENCH_CLIENT_STATS": str(stats_files[i])},
+                                    env=env,
                                     stdout=log_file, stderr=subprocess.STDOUT)
             _started.append(proc)
             procs.append(proc)
@@ -229,11 +230,21 @@ def run_worker(db: _infra.Database, redis_url: str, port: int, ca: Path, n: int,
         worker_cpu = sum(_cpu_seconds(p.pid) for p in procs)
         for proc in procs:
             _infra.stop_process(proc, timeout=30)
-    client = [json.loads(f.read_text()) for f in stats_files if f.exists()]
-    throttle = {"waits": sum(c["waits"] for c in client),
-                "waited_seconds": sum(c["waited_seconds"] for c in client)} if client else None
+    throttle = shared_throttle_stats(redis_url)
     return {"t0": t0, "t_done": t_done, "wall_s": t_done - t0, "worker_cpu_s": worker_cpu, "workers": workers,
             "foreign_cpu_pct": round(foreign.percent, 1), "client_throttle": throttle, "worker_log": str(log)}
+
+
+def shared_throttle_stats(redis_url: str) -> dict[str, Any] | None:
+    """The shop's shared cost-bucket model in Redis: how often and how long workers waited for it."""
+    from app import queues
+    from app.rate_limits import RedisThrottle
+
+    model = RedisThrottle(queues.redis_connection(redis_url), platform="shopify").status(SHOP_DOMAIN)
+    if model is None:
+        return None
+    return {"waits": int(model.get("waits", 0)), "waited_seconds": model.get("waited", 0.0),
+            "in_flight_left": model["in_flight"]}
 
 
 # ---- analysis and checks ------------------------------------------------------------------
@@ -382,7 +393,8 @@ def print_report(result: dict[str, Any]) -> bool:
     print(f"refusals (THROTTLED)     {s['refusals']}")
     ct = r["client_throttle"]
     if ct:
-        print(f"client throttle          slept {ct['waits']} times, {ct['waited_seconds']:.1f} s in total")
+        print(f"shared throttle (Redis)  workers slept {ct['waits']} times, {ct['waited_seconds']:.1f} s in total; "
+              f"{ct['in_flight_left']} tickets left in flight")
     per_code_ms = 1000 * r["worker_cpu_s"] / v["codes_created"]
     print(f"worker cpu               {r['worker_cpu_s']:.1f} s = {per_code_ms:.1f} ms "
           f"per code; other processes {r['foreign_cpu_pct']:.0f}% of a core")
@@ -409,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="the server answers accepted requests this much later (default 0: loopback speed)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes (default 1, as the issue asks; >1 shows what a scaled worker does)")
+                        help="worker processes on the one shop (default 1; 3 is issue 19's shared-throttle figure)")
     parser.add_argument("--worker-class", default="rq.worker.SimpleWorker",
                         help="default rq.worker.SimpleWorker as in the Procfile; rq.worker.Worker forks per job")
     parser.add_argument("--profile", type=Path, default=None,
@@ -447,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         if queued != n:
             raise BenchError(f"{queued} jobs queued for {n} redemptions")
         _infra.warn_if_busy("the worker run")
-        print(f"timed: one worker until {n} codes are created (fastest possible {fastest:.0f}s after the "
+        print(f"timed: {args.workers} worker(s) until {n} codes are created (fastest possible {fastest:.0f}s after the "
               f"bucket's head start; timeout {timeout:.0f}s) ...", flush=True)
         run = run_worker(db, redis_url, port, ca, n, timeout, args.profile, args.workers, args.worker_class)
         stats = server_stats(port, ca, timeline=True)

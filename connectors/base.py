@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from connectors.errors import InvalidSignatureError, MissingSignatureError
+from connectors.throttle import Throttle
 from connectors.types import DiscountCode, DiscountSpec, WebhookEvent
 
 
@@ -86,9 +87,10 @@ class Connector(Protocol):
 
     # ---- outbound calls (connectors/<platform>/client.py) ---------------------------------------
 
-    def credentials(self, shop: str, stored: Mapping[str, Any]) -> dict[str, Any]:
+    def credentials(self, shop: str, stored: Mapping[str, Any], *, throttle: Throttle | None = None) -> dict[str, Any]:
         """Return what the client's calls take as `credentials`: the shop's stored API
-        credentials plus its address, in the client's shape."""
+        credentials plus its address, in the client's shape, and the `throttle` that paces the
+        calls to the platform's rate limit (a client whose platform meters none ignores it)."""
 
     def create_discount_code(self, credentials: Any, spec: DiscountSpec) -> DiscountCode:
         """Create `spec` in the shop, or find it when it already exists.

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from app import config, shops
 from app.db import dialect_insert, session_scope
 from app.models import PlatformWebhook, Shop, utcnow
+from app.rate_limits import shared_throttle
 from connectors import get_connector
 from connectors.errors import PermanentError
 from connectors.shopify import client as shopify_client
@@ -137,7 +138,7 @@ def api_credentials(shop_id: int, *, force_refresh: bool = False) -> dict[str, A
         stored = shops.credentials(shop, settings["ENCRYPTION_KEY"])
     if stored.get("refresh_token"):  # only Shopify's expiring offline tokens come with one
         stored = shopify_api_credentials(shop_id, force_refresh=force_refresh)
-    return get_connector(platform).credentials(domain, stored)
+    return get_connector(platform).credentials(domain, stored, throttle=shared_throttle(platform))
 
 
 def check_credentials(shop_id: int) -> None:

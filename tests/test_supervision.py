@@ -28,11 +28,11 @@ FIRST_ORDER = 7_000_000
 class _Run:
     """A `make run` on a free port with its own instance folder, and what it started."""
 
-    def __init__(self, instance: Path) -> None:
+    def __init__(self, instance: Path, env: dict[str, str] | None = None) -> None:
         self.instance = instance
         self.port = free_port()
         # The sweep re-enqueues deliveries whose enqueue failed while Redis was away after 3 s, not 60.
-        env = _second_terminal(instance) | {"PORT": str(self.port), "REQUEUE_AFTER_SECONDS": "3"}
+        env = _second_terminal(instance) | {"PORT": str(self.port), "REQUEUE_AFTER_SECONDS": "3"} | (env or {})
         self.proc = subprocess.Popen([sys.executable, "-m", "app.runner"], cwd=PROJECT, env=env, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         self.output = _Output(self.proc.stdout)

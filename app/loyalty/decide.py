@@ -9,7 +9,9 @@ The rules, in one place each:
 - `still_counts` (and its SQL twin `counts_clause`): whether an order still counts — paid and not
   cancelled, refunded or deleted. Points, tiers and referrals all ask this one question.
 - `award`: what a paid order earns (a new rule such as "double points on Sundays" goes here, and
-  into its table test in tests/app/test_decide.py).
+  into its table test in tests/app/test_decide.py); an order worth more than the shop's sanity
+  limit (`earning.max_points_per_order`) raises `PointsOverLimitError`, so its delivery ends
+  failed with the reason and nothing is written.
 - `plan_order`: the entries that move the order's award to what it deserves now:
   - `earn` (one per order): when the order is paid, from the rule in force then; the lot keeps the
     rule, base and merchandise so later reversals use the original award, not today's rule;
@@ -216,6 +218,12 @@ class OrderPlan:
 
 # --- Earning -----------------------------------------------------------------------------------
 
+class PointsOverLimitError(Exception):
+    """An order would earn more than the shop's sanity limit (`earning.max_points_per_order`).
+
+    The delivery that carried it ends failed with this text, and nothing of it is written.
+    """
+
 def add_months(when: datetime, months: int) -> datetime:
     """Return `when` plus calendar months (the 31st becomes the month's last day)."""
     month_index = when.month - 1 + months
@@ -247,7 +255,11 @@ def amounts_of(order: OrderFacts) -> earning.OrderAmounts:
 
 
 def award(order: OrderFacts, customer: CustomerFacts, program: Program, now: datetime) -> Award | str:
-    """Return what the paid `order` earns, or why it earns nothing ("banned", "excluded")."""
+    """Return what the paid `order` earns, or why it earns nothing ("banned", "excluded").
+
+    Raises:
+        PointsOverLimitError: the order would earn more than `earning.max_points_per_order`.
+    """
     if customer.banned:
         return "banned"
     amounts = amounts_of(order)
@@ -255,9 +267,16 @@ def award(order: OrderFacts, customer: CustomerFacts, program: Program, now: dat
         return "excluded"
     base = earning.eligible_base(amounts, program.earning)
     multiplier = tier_multiplier(program, customer.tier)
+    points = earning.points_for(base, program.earning, multiplier)
+    limit = program.earning.max_points_per_order
+    if points > limit:
+        raise PointsOverLimitError(
+            f"order {order.number or order.id} would earn {points} points, more than the shop's limit of "
+            f"{limit} per order (program: earning.max_points_per_order); nothing was awarded"
+        )
     earned_at = order.paid_at or now
     return Award(
-        points=earning.points_for(base, program.earning, multiplier),
+        points=points,
         base=base,
         multiplier=multiplier,
         earned_at=earned_at,
@@ -374,6 +393,9 @@ def plan_order(
     (the award's lot among them). `gift_card_source`: the id of the gift-card transaction just
     stored; an award earned before it moves to what the order deserves now, in one entry keyed
     by it.
+
+    Raises:
+        PointsOverLimitError: see `award`.
     """
     key = {(e.source_type, e.source_id, e.reason): e for e in entries}
     earn = key.get(("order", str(order.id), "earn"))

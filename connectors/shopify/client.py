@@ -18,8 +18,11 @@ Failures are typed (`connectors.errors`):
 Creating a discount code is idempotent (STYLE rule 14): the codes are deterministic, so when
 Shopify answers "code already taken" the code is looked up and returned with `created=False`.
 
-Before each request a per-shop model of Shopify's cost bucket (`THROTTLE`) sleeps just long
-enough for the request's expected cost to be available, so we slow down before being refused.
+Before each request a per-shop model of Shopify's cost bucket (a `connectors.throttle.Throttle`)
+sleeps just long enough for the request's expected cost to be available, so we slow down before
+being refused; after it, the model learns the answer's `extensions.cost`. The throttle comes with
+the credentials (`credentials(shop, stored, throttle=...)`: the app hands in one kept in Redis and
+shared by every worker); without one, the process's own `THROTTLE` paces the calls.
 https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits
 
 Nothing here logs the access token, a request or a response body.
@@ -58,6 +61,7 @@ from connectors.shopify.consts import (
     OAUTH_AUTHORIZE_URL,
     PLATFORM,
 )
+from connectors.throttle import BucketStatus, Throttle
 from connectors.types import DiscountCode, DiscountSpec
 
 logger = logging.getLogger(__name__)
@@ -452,10 +456,13 @@ class CostThrottle:
     restoreRate} is stored with the time it was read. Before a request, the points available now
     are estimated as `currentlyAvailable + restoreRate * elapsed` (capped at the maximum); when
     that is below the request's expected cost, the caller sleeps just long enough. The expected
-    cost is the last `requestedQueryCost` seen for that document (Shopify needs the requested cost
+    cost is the last `requestedQueryCost` seen for that operation (Shopify needs the requested cost
     available before it runs a query, and refunds the unused part afterwards), else its
     `actualQueryCost`, else the caller's estimate. Each admitted request books its cost in the
     model, so concurrent callers in this process queue up instead of all going at once.
+
+    It sees only this process's answers: with more than one process calling a shop, hand the
+    client a shared throttle instead (`app.rate_limits.RedisThrottle`).
     """
 
     def __init__(
@@ -474,10 +481,10 @@ class CostThrottle:
         self.waits = 0  # requests that had to wait
         self.waited_seconds = 0.0  # total time slept
 
-    def expected_cost(self, document: str, estimate: float) -> float:
-        """Return the cost to budget for `document`: the last one seen, else `estimate`."""
+    def expected_cost(self, operation: str, estimate: float) -> float:
+        """Return the cost to budget for `operation`: the last one seen, else `estimate`."""
         with self._lock:
-            return self._costs.get(document, float(estimate))
+            return self._costs.get(operation, float(estimate))
 
     def available(self, shop: str) -> float | None:
         """Return the estimated points available now for `shop`, or None before any response."""
@@ -521,13 +528,13 @@ class CostThrottle:
             bucket.read_at = now + delay
             return delay
 
-    def wait(self, shop: str, document: str, estimate: float) -> float:
-        """Sleep until a request of `document` fits the bucket; return the seconds slept.
+    def wait(self, shop: str, operation: str, estimate: float) -> float:
+        """Sleep until a request of `operation` fits the bucket; return the seconds slept.
 
         Raises:
             RateLimitedError: the wait would exceed `max_wait`.
         """
-        delay = self.reserve(shop, self.expected_cost(document, estimate))
+        delay = self.reserve(shop, self.expected_cost(operation, estimate))
         if delay > 0:
             with self._lock:
                 self.waits += 1
@@ -539,8 +546,8 @@ class CostThrottle:
             self._sleep(delay)
         return delay
 
-    def record(self, shop: str, document: str, cost: Any) -> None:
-        """Store a response's `extensions.cost` for `shop` and `document`; ignore junk."""
+    def record(self, shop: str, operation: str, cost: Any) -> None:
+        """Store a response's `extensions.cost` for `shop` and `operation`; ignore junk."""
         if not isinstance(cost, Mapping):
             return
         seen = _number(cost.get("requestedQueryCost"))
@@ -556,10 +563,30 @@ class CostThrottle:
                 bucket = _Bucket(maximum, available, rate, 0.0)
         with self._lock:
             if seen is not None:
-                self._costs[document] = seen
+                self._costs[operation] = seen
             if bucket is not None:
                 bucket.read_at = self._clock()
                 self._buckets[shop] = bucket
+
+    def acquire(self, shop: str, operation: str, estimate: float) -> tuple[str, str]:
+        """`connectors.throttle.Throttle.acquire` for this process: wait, return (shop, operation).
+
+        Raises:
+            RateLimitedError: the wait would exceed `max_wait`.
+        """
+        self.wait(shop, operation, estimate)
+        return shop, operation
+
+    def settle(self, ticket: tuple[str, str], *, requested: float | None, actual: float | None,
+               status: BucketStatus | None) -> None:
+        """`connectors.throttle.Throttle.settle`: store the answer's cost and bucket state."""
+        shop, operation = ticket
+        cost: dict[str, Any] = {"requestedQueryCost": requested, "actualQueryCost": actual}
+        if status is not None:
+            cost["throttleStatus"] = {"maximumAvailable": status.maximum,
+                                      "currentlyAvailable": status.available,
+                                      "restoreRate": status.restore_rate}
+        self.record(shop, operation, cost)
 
     def reset(self) -> None:
         """Forget every shop's bucket and every document's cost."""
@@ -570,7 +597,7 @@ class CostThrottle:
             self.waited_seconds = 0.0
 
 
-# The process-wide throttle every call goes through (read it from benchmarks).
+# The throttle of calls whose credentials carry none (a process without the app's shared one).
 THROTTLE = CostThrottle()
 
 _local = threading.local()
@@ -588,14 +615,17 @@ def _session() -> requests.Session:
 
 
 def graphql(
-    credentials: Mapping[str, str],
+    credentials: Mapping[str, Any],
     document: str,
     variables: Mapping[str, Any] | None,
     *,
     cost_estimate: float = DEFAULT_COST_ESTIMATE,
-    throttle: CostThrottle | None = None,
+    throttle: Throttle | None = None,
 ) -> dict[str, Any]:
     """POST one GraphQL document to the shop's Admin API and return its `data`.
+
+    The request is paced by `throttle`, else by the one in `credentials`, else by `THROTTLE`;
+    it is settled with the answer's cost, or with nothing when no answer came.
 
     Raises:
         TransientError: timeout, connection error, HTTP 5xx, unreadable body, internal error.
@@ -603,32 +633,24 @@ def graphql(
         PermanentError: bad credentials, HTTP 401/403/404 or other 3xx/4xx, GraphQL errors.
     """
     shop, token = _credentials(credentials)
-    throttle = THROTTLE if throttle is None else throttle
-    extra = {"platform": PLATFORM, "shop": shop, "operation": _operation_name(document)}
-    throttle.wait(shop, document, cost_estimate)
+    limiter = throttle if throttle is not None else credentials.get("throttle")
+    if limiter is None:
+        limiter = THROTTLE
+    operation = _operation_name(document)
+    extra = {"platform": PLATFORM, "shop": shop, "operation": operation}
+    ticket = limiter.acquire(shop, operation, cost_estimate)
+    payload: Any = None
     try:
-        response = _session().post(
-            ADMIN_GRAPHQL_URL.format(shop=shop, version=API_VERSION),
-            json={"query": document, "variables": dict(variables or {})},
-            headers={ACCESS_TOKEN_HEADER: token, "Accept": "application/json"},
-            timeout=TIMEOUT,
-            allow_redirects=False,
-        )
-    except requests.Timeout:
-        logger.warning("shopify graphql request timed out", extra=extra)
-        raise TransientError("shopify graphql: timeout") from None
-    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
-        logger.warning("shopify graphql connection failed", extra=extra)
-        raise TransientError("shopify graphql: connection failed") from None
-    except requests.RequestException as exc:
-        raise PermanentError(f"shopify graphql: request failed ({type(exc).__name__})") from None
+        response = _post(shop, token, document, variables, extra)
+        payload = _json_or_none(response) if response.status_code == 429 or 200 <= response.status_code < 300 \
+            else None
+    finally:
+        limiter.settle(ticket, **_cost_fields(_cost(payload)))
+    cost = _cost(payload)
 
     status = response.status_code
     extra["status"] = status
     if status == 429:
-        payload = _json_or_none(response)
-        cost = _cost(payload)
-        throttle.record(shop, document, cost)
         retry_after = _retry_after_header(response.headers.get("Retry-After"))
         if retry_after is None:
             retry_after = _throttle_retry_after(cost)
@@ -644,12 +666,9 @@ def graphql(
         logger.warning("shopify graphql request refused", extra=extra)
         raise PermanentError(f"shopify graphql: HTTP {status}")
 
-    payload = _json_or_none(response)
     if not isinstance(payload, Mapping):
         logger.warning("shopify graphql response unreadable", extra=extra)
         raise TransientError("shopify graphql: response is not a JSON object")
-    cost = _cost(payload)
-    throttle.record(shop, document, cost)
     errors = payload.get("errors")
     if errors:
         _raise_top_level_errors(errors, cost, extra)
@@ -657,6 +676,44 @@ def graphql(
     if not isinstance(data, dict):
         raise PermanentError("shopify graphql: response has no data")
     return data
+
+
+def _post(shop: str, token: str, document: str, variables: Mapping[str, Any] | None,
+          extra: dict[str, Any]) -> requests.Response:
+    """Send the request; translate transport failures (no answer) into typed errors."""
+    try:
+        return _session().post(
+            ADMIN_GRAPHQL_URL.format(shop=shop, version=API_VERSION),
+            json={"query": document, "variables": dict(variables or {})},
+            headers={ACCESS_TOKEN_HEADER: token, "Accept": "application/json"},
+            timeout=TIMEOUT,
+            allow_redirects=False,
+        )
+    except requests.Timeout:
+        logger.warning("shopify graphql request timed out", extra=extra)
+        raise TransientError("shopify graphql: timeout") from None
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+        logger.warning("shopify graphql connection failed", extra=extra)
+        raise TransientError("shopify graphql: connection failed") from None
+    except requests.RequestException as exc:
+        raise PermanentError(f"shopify graphql: request failed ({type(exc).__name__})") from None
+
+
+def _cost_fields(cost: Any) -> dict[str, Any]:
+    """Return `Throttle.settle`'s keywords from an `extensions.cost` block (None: no answer)."""
+    requested = actual = None
+    status = None
+    if isinstance(cost, Mapping):
+        requested = _number(cost.get("requestedQueryCost"))
+        actual = _number(cost.get("actualQueryCost"))
+        throttle_status = cost.get("throttleStatus")
+        if isinstance(throttle_status, Mapping):
+            maximum = _number(throttle_status.get("maximumAvailable"))
+            available = _number(throttle_status.get("currentlyAvailable"))
+            rate = _number(throttle_status.get("restoreRate"))
+            if maximum is not None and available is not None and rate is not None:
+                status = BucketStatus(maximum=maximum, available=available, restore_rate=rate)
+    return {"requested": requested, "actual": actual, "status": status}
 
 
 def _raise_top_level_errors(errors: Any, cost: Any, extra: dict[str, Any]) -> None:
@@ -689,10 +746,13 @@ def _raise_top_level_errors(errors: Any, cost: Any, extra: dict[str, Any]) -> No
 # ---- operations -----------------------------------------------------------------------------
 
 
-def credentials(shop: str, stored: Mapping[str, Any]) -> dict[str, Any]:
+def credentials(shop: str, stored: Mapping[str, Any], *, throttle: Throttle | None = None) -> dict[str, Any]:
     """Return what every call here takes as `credentials`: the stored `access_token` plus the
-    shop's domain as "shop"."""
-    return {**stored, "shop": shop}
+    shop's domain as "shop", and the `throttle` that paces calls to it (see `graphql`)."""
+    out = {**stored, "shop": shop}
+    if throttle is not None:
+        out["throttle"] = throttle
+    return out
 
 
 def create_discount_code(credentials: Mapping[str, str], spec: DiscountSpec) -> DiscountCode:

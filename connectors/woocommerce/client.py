@@ -31,6 +31,7 @@ import requests
 from woocommerce import API
 
 from connectors.errors import PermanentError, RateLimitedError, TransientError
+from connectors.throttle import Throttle
 from connectors.types import DiscountCode, DiscountSpec
 from connectors.woocommerce.consts import (
     API_VERSION,
@@ -59,9 +60,14 @@ _MAX_MESSAGE = 200
 # ---- public calls ------------------------------------------------------------------------
 
 
-def credentials(shop: str, stored: Mapping[str, Any]) -> dict[str, Any]:
+def credentials(shop: str, stored: Mapping[str, Any], *, throttle: Throttle | None = None) -> dict[str, Any]:
     """Return what every call here takes as `credentials`: the stored `consumer_key` and
-    `consumer_secret` plus the store base URL as "url"."""
+    `consumer_secret` plus the store base URL as "url".
+
+    `throttle` is not used: WooCommerce's REST API (v3) meters nothing (only its Store API, which
+    we do not call, has an opt-in limiter), so there is no bucket to share; a 429 from a host's
+    own limiter is raised as `RateLimitedError` with its Retry-After, and the job retries.
+    """
     return {**stored, "url": shop}
 
 

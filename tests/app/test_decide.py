@@ -12,7 +12,7 @@ import pytest
 from app.loyalty import decide
 from app.loyalty.decide import CustomerFacts, EntryFacts, LotFacts, OrderFacts, RefundFacts
 from app.models import LotState
-from app.program import Program
+from app.program import Program, ProgramError, validate_document
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PAID = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -90,6 +90,45 @@ def test_an_order_that_earns_nothing_says_why(facts, customer, why):
 )
 def test_an_unpaid_or_unknown_order_waits(facts):
     assert decide.plan_order(facts, CUSTOMER, (), (), program(), 1, NOW) == decide.OrderPlan()
+
+
+@pytest.mark.parametrize(
+    "_case, facts, customer, earning, outcome",
+    [
+        ("the default limit, 1 000 000 points, is allowed",
+         order(merchandise=D("1000000.00"), taxes_included=False), CUSTOMER, {}, 1_000_000),
+        ("one point over the default limit",
+         order(merchandise=D("1000001.00"), taxes_included=False), CUSTOMER, {},
+         "order #1001 would earn 1000001 points, more than the shop's limit of 1000000 per order"),
+        ("the tier's multiplier takes it over",
+         order(merchandise=D("900000.00"), taxes_included=False), replace(CUSTOMER, tier="Silber"), {},
+         "order #1001 would earn 1125000 points, more than the shop's limit of 1000000 per order"),
+        ("a shop's own lower limit",
+         order(), CUSTOMER, {"max_points_per_order": 50},
+         "order #1001 would earn 84 points, more than the shop's limit of 50 per order"),
+        ("a shop's own higher limit",
+         order(merchandise=D("5000000"), taxes_included=False), CUSTOMER, {"max_points_per_order": 10_000_000},
+         5_000_000),
+        ("an excluded order is not measured", order(merchandise=D("9E+9"), tags=("staff",)), CUSTOMER, {}, None),
+    ],
+)
+def test_an_order_over_the_shops_points_limit_is_refused_with_the_reason(_case, facts, customer, earning, outcome):
+    if isinstance(outcome, str):
+        with pytest.raises(decide.PointsOverLimitError) as refused:
+            decide.plan_order(facts, customer, (), (), program(**earning), 1, NOW)
+        assert str(refused.value) == outcome + " (program: earning.max_points_per_order); nothing was awarded"
+        return
+    plan = decide.plan_order(facts, customer, (), (), program(**earning), 1, NOW)
+    if outcome is None:
+        assert plan.empty and plan.skipped == "excluded"
+    else:
+        assert plan.award is not None and plan.award.points == outcome == plan.entries[0].delta
+
+
+@pytest.mark.parametrize("value", [0, -1, 1_000_000_001, "many"])
+def test_the_points_limit_must_be_a_sensible_number(value):
+    with pytest.raises(ProgramError, match="earning.max_points_per_order"):
+        validate_document({"earning": {"max_points_per_order": value}})
 
 
 def test_the_award_is_dated_by_the_payment_and_expires_by_the_program():

@@ -96,7 +96,7 @@ class FakeConnector:
 
     # ---- the shop's API, in memory -----------------------------------------------------------
 
-    def credentials(self, shop: str, stored: Mapping[str, Any]) -> dict[str, Any]:
+    def credentials(self, shop: str, stored: Mapping[str, Any], *, throttle: Any = None) -> dict[str, Any]:
         return {**stored, "shop": shop}
 
     def create_discount_code(self, credentials: Any, spec: DiscountSpec) -> DiscountCode:

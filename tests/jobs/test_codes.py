@@ -567,3 +567,44 @@ def test_code_the_shop_cannot_switch_off(_case, failure, answer, make_shop, runn
             assert s.get(IssuedCode, code_id).error == "could not switch the code off in the shop: rest_forbidden"
         assert deactivate_code(code_id) == "failed"
         assert [op for op, _c, _a in fake_woo.calls].count("deactivate_discount_code") == 1
+
+
+def test_shopify_code_jobs_pace_by_the_bucket_every_worker_shares(make_shop, runner, work, redis_url):
+    from redis import Redis
+
+    from app.rate_limits import RedisThrottle
+    from connectors.throttle import BucketStatus
+
+    # given a Shopify customer with points for two rewards, and one code created by the worker
+    shop = make_shop("shopify", credentials={"access_token": "shpat_test"})
+    program(shop, {"earning": {"return_window_days": 0}, "second_purchase": {"enabled": False},
+                   "referral": {"enabled": False}})
+    apply(shop, order("1", "1200.00", customer_id="207119551"))
+    redeem = ("rewards", "redeem", "--shop", "demo-laden.myshopify.com", "--email", EMAIL, "--reward", "5 € Rabatt")
+    cli(runner, *redeem)
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.POST, SHOPIFY_GRAPHQL, status=200, json={
+            "data": {"discountCodeBasicCreate": {"codeDiscountNode": {"id": "gid://shopify/DiscountCodeNode/1"},
+                                                 "userErrors": []}},
+            "extensions": {"cost": COST}})
+        work()
+
+    # then the worker's answer is the shop's model in Redis, for every worker to pace by
+    other_worker = RedisThrottle(Redis.from_url(redis_url), platform="shopify")
+    model = other_worker.status("demo-laden.myshopify.com")
+    assert model is not None and (model["maximum"], model["available"], model["rate"]) == (2000, 1990, 100)
+
+    # when another worker's answer leaves the bucket empty, restoring a point every 2 s, and a code is due
+    ticket = other_worker.acquire("demo-laden.myshopify.com", "DiscountCodeBasicCreate", 10)
+    other_worker.settle(ticket, requested=10, actual=10,
+                        status=BucketStatus(maximum=2000, available=0, restore_rate=0.5))
+    cli(runner, *redeem)
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        work()
+        calls = len(mock.calls)
+
+    # then this worker does not send it to be refused: no request, the code waits for a retry
+    assert calls == 0
+    statuses = sorted(row["status"] for row in cli(runner, "rewards", "show", "--shop", "demo-laden.myshopify.com",
+                                                       "--email", EMAIL))
+    assert statuses == ["created", "pending"]

@@ -9,8 +9,13 @@ import json
 import pytest
 from sqlalchemy import select
 
+from markupsafe import escape
+
 from app.db import session_scope
-from app.models import DeliveryStatus, LedgerEntry, WebhookDelivery
+from app.models import DeliveryStatus, LedgerEntry, Order, Shop, WebhookDelivery
+from app.program import current_program, save_program
+from jobs.deliveries import replay_delivery
+from tests.app.test_admin import _signed_in
 from tests.conftest import fixture_bytes
 
 
@@ -42,3 +47,48 @@ def test_out_of_range_fields_end_failed_with_the_reason(_case, changes, reason, 
         delivery = s.scalars(select(WebhookDelivery)).one()
         assert (delivery.status, delivery.error) == (DeliveryStatus.FAILED, reason)
         assert s.scalars(select(LedgerEntry)).all() == []
+
+
+
+def test_an_order_over_the_shops_points_limit_is_held_failed_with_the_reason(client, session, make_shop,
+                                                                              post_webhook, work):
+    # given a shop with the default program (at most 1 000 000 points per order), and a correctly
+    # signed paid order of 5 000 000 € (within what the connectors store, so the parser takes it)
+    shop_id = make_shop("shopify")
+    body = _order(subtotal_price="5000000.00", total_price="5000000.00")
+
+    # when it is delivered and the worker runs
+    assert post_webhook("shopify", "orders/paid", body).status_code == 200
+    work()
+
+    # then the delivery is failed with the reason, and nothing of the order is written
+    with session_scope() as s:
+        delivery = s.scalars(select(WebhookDelivery)).one()
+        assert delivery.status == DeliveryStatus.FAILED
+        assert delivery.error is not None
+        assert "more than the shop's limit of 1000000 per order (program: earning.max_points_per_order); " \
+               "nothing was awarded" in delivery.error
+        assert s.scalars(select(LedgerEntry)).all() == []
+        assert s.scalars(select(Order)).all() == []
+        delivery_id, reason = delivery.id, delivery.error
+
+    # and staff see the reason among the failed deliveries in the admin
+    _signed_in(client, session)
+    html = client.get("/admin/deliveries?status=failed").get_data(as_text=True)
+    assert f'id="delivery-{delivery_id}"' in html and str(escape(reason)) in html
+
+    # when the merchant confirms the order is real, raises the limit and the delivery is replayed
+    with session_scope() as s:
+        shop = s.get(Shop, shop_id)
+        assert shop is not None
+        document = current_program(s, shop)[1].model_dump(mode="json")
+        document["earning"]["max_points_per_order"] = 10_000_000
+        save_program(s, shop, document, created_by="test")
+    assert replay_delivery(delivery_id)
+    work()
+
+    # then it is awarded once, with the points the order is worth
+    with session_scope() as s:
+        assert s.get(WebhookDelivery, delivery_id).status == DeliveryStatus.PROCESSED
+        [earn] = s.scalars(select(LedgerEntry).where(LedgerEntry.reason == "earn")).all()
+        assert 1_000_000 < earn.delta <= 5_000_000

@@ -356,8 +356,7 @@ def test_throttled_error_computes_retry_after_from_throttle_status(
     assert throttle.status(SHOP) == {
         "maximumAvailable": 1000.0, "currentlyAvailable": 666.0, "restoreRate": 50.0,
     }
-    document = client.DOCUMENTS["discountCodeBasicCreate"]
-    assert throttle.expected_cost(document, 10) == 752.0
+    assert throttle.expected_cost("DiscountCodeBasicCreate", 10) == 752.0
     assert fake_time.sleeps == []
 
 
@@ -672,8 +671,7 @@ def test_throttle_waits_when_the_bucket_is_low(
     # given the last answer left 4 points, restoring 100 per second, and the mutation costs 10
     shopify.add(responses.POST, URL, json=created("discountCodeBasicCreate"))
     shopify.add(responses.POST, URL, json=created("discountCodeBasicCreate"))
-    client.THROTTLE.record(SHOP, client.DOCUMENTS["discountCodeBasicCreate"],
-                           cost(available=4, requested=10))
+    client.THROTTLE.record(SHOP, "DiscountCodeBasicCreate", cost(available=4, requested=10))
 
     # when two codes are created back to back
     client.create_discount_code(CREDENTIALS, spec(code="SK-1"))
