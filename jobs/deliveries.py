@@ -13,10 +13,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app.loyalty import customers, incentives, orders
-from app import driver_sql, privacy
+from app import privacy
 from app.loyalty.checkouts import apply_checkout
 from app.loyalty.points import PlanConflictError
-from app.db import after_commit, defer, dialect_insert, get_engine, session_scope
+from app.db import after_commit, dialect_insert, get_engine, session_scope
 from app.models import DeliveryStatus, JobCursor, Shop, ShopStatus, WebhookDelivery, utcnow
 from app.program import current_program, share_program_cache
 from connectors import get_connector
@@ -124,16 +124,15 @@ def _process_delivery(delivery_id: int, *, bind: Connection | None, memo: BatchM
     with the reason (visible and replayable); other errors propagate after the transaction
     rolled back.
 
-    The delivery row itself is read and finished with prebuilt Core statements (one each): the
-    handlers need only its id, and this runs once per webhook.
+    The delivery row itself is read and finished with a Core statement each: the handlers need
+    only its id.
     """
     with session_scope(bind) as session:
         conn = session.connection()
-        rows = driver_sql.execute(conn, _READ, {"id": delivery_id}).rows
-        if not rows or rows[0]["status"] != DeliveryStatus.RECEIVED:
+        delivery = conn.execute(_READ, {"id": delivery_id}).mappings().first()
+        if delivery is None or delivery["status"] != DeliveryStatus.RECEIVED:
             logger.debug("delivery already handled", extra={"delivery": delivery_id})
             return "skipped"
-        delivery = rows[0]
         if memo is None:
             shop = session.get(Shop, delivery["shop_id"])
         else:
@@ -161,10 +160,8 @@ def _process_delivery(delivery_id: int, *, bind: Connection | None, memo: BatchM
         _handle(session, shop, delivery_id, event)
         if memo is not None and isinstance(event.resource, ct.AppUninstalled | ct.ShopRedaction):
             memo.shops.pop(shop.id, None)
-        # Counted here, so the delivery gets one UPDATE (a failure is counted by _record_error);
-        # it goes out with the COMMIT (`defer`).
-        defer(session, _FINISH, {"delivery_id": delivery_id, "status": DeliveryStatus.PROCESSED, "error": None,
-                                 "processed_at": utcnow()})
+        session.execute(_FINISH, {"delivery_id": delivery_id, "status": DeliveryStatus.PROCESSED, "error": None,
+                                  "processed_at": utcnow()})
         after_commit(session, lambda: _count(delivery, "processed"))
         return DeliveryStatus.PROCESSED.value
 

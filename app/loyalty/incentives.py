@@ -69,8 +69,8 @@ def after_first_paid_order(session: Session, shop: Shop, customer: Customer, ord
     )
     offer = program.second_purchase
     if offer.enabled and customer.banned_at is None:
-        codes.record_code_at_commit(
-            session, shop, purpose="second_purchase", source_key=str(customer.id), customer_id=customer.id,
+        codes.record_code(
+            session, shop, enqueue=False, purpose="second_purchase", source_key=str(customer.id), customer_id=customer.id,
             title=translations(customer_language(customer, shop)).gettext(
                 "%(percent)s %% off your next order") % {"percent": offer.percent},
             kind="percentage", value=offer.percent,

@@ -13,21 +13,14 @@ import logging
 
 from decimal import Decimal
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.loyalty import checkouts, points
 from app.messaging import reminders
 from app.loyalty.customers import customer_for_order
-from app.db import (
-    LOCKED_ORDERS,
-    dialect_insert,
-    flush,
-    insert_object,
-    note,
-    prebuilt_insert,
-)
+from app.db import dialect_insert, insert_row
 from app.models import Order, OrderRefund, OrderTransaction, Shop, utcnow
 from app.program import current_program
 from connectors import get_connector
@@ -36,17 +29,7 @@ from connectors import types as ct
 logger = logging.getLogger(__name__)
 
 
-# A new row comes back from the INSERT itself (and is ours alone until we commit, so it has no
-# refunds yet: the collection is set empty instead of loaded); an existing one is read, locked
-# (PostgreSQL; SQLite's transactions hold the write lock, and its dialect leaves FOR UPDATE out),
-# and overwrites whatever the session held for it.
-_INSERT_ORDER = prebuilt_insert(Order.__table__, ["shop_id", "platform_id"])
-_READ_ORDER = (
-    select(Order)
-    .where(Order.shop_id == bindparam("shop_id"), Order.platform_id == bindparam("platform_id"))
-    .with_for_update()
-    .execution_options(populate_existing=True)
-)
+_ORDER_KEY = ["shop_id", "platform_id"]
 
 
 def lock_order(session: Session, shop: Shop, platform_id: str) -> tuple[Order, bool]:
@@ -54,21 +37,23 @@ def lock_order(session: Session, shop: Shop, platform_id: str) -> tuple[Order, b
     True when this call created it.
 
     The lock serializes every event of one order, so their ledger arithmetic never interleaves.
+    A new row comes back from the INSERT itself (and is ours alone until we commit, so it has no
+    refunds yet); an existing one is read afresh with FOR UPDATE (SQLAlchemy's SQLite dialect
+    leaves that out: its transactions hold the write lock).
     """
     now = utcnow()
-    row = insert_object(
-        session,
-        _INSERT_ORDER(session),
-        Order(shop_id=shop.id, platform_id=platform_id, is_paid=False, taxes_included=False, total_weight_grams=0,
-              tags=[], discount_codes=[], test=False, created_at=now, updated_at=now),
-    )
-    created = row is not None
-    if created:
+    row = insert_row(session, Order, dict(
+        shop_id=shop.id, platform_id=platform_id, is_paid=False, taxes_included=False, total_weight_grams=0,
+        tags=[], discount_codes=[], test=False, created_at=now, updated_at=now,
+    ), conflict_on=_ORDER_KEY)
+    if row is not None:
         set_committed_value(row, "refunds", [])
-    else:
-        row = session.scalars(_READ_ORDER, {"shop_id": shop.id, "platform_id": platform_id}).one()
-    note(session, LOCKED_ORDERS, row.id)
-    return row, created
+        return row, True
+    row = session.scalars(
+        select(Order).where(Order.shop_id == shop.id, Order.platform_id == platform_id)
+        .with_for_update().execution_options(populate_existing=True)
+    ).one()
+    return row, False
 
 
 def add_refund(session: Session, shop: Shop, row: Order, refund: ct.Refund) -> None:
@@ -140,11 +125,13 @@ def apply_order(
         row.deleted_at = None
     for refund in order.refunds:
         add_refund(session, shop, row, refund)
-    flush(session)
+    session.flush()
     if order.refunds:
         session.expire(row, ["refunds"])  # Core inserts above are not in the loaded collection
+    # customer_for_order holds the customer locked: passed on, not locked again.
+    locked = customer if customer is not None and customer.id == row.customer_id else None
     points.reconcile_order(session, shop, row, delivery_id=delivery_id, new_order=new_order,
-                           new_customer=new_customer)
+                           new_customer=new_customer, customer=locked)
     # What follows reads only rows already flushed above (orders, checkouts, reminders) and
     # changes the customer, the checkout and a reminder: one flush at commit writes them all.
     with session.no_autoflush:
@@ -180,7 +167,7 @@ def apply_refund(session: Session, shop: Shop, refund: ct.Refund, *, delivery_id
     """Record a refund (even before we have seen its order) and reverse points for it."""
     row, new_order = lock_order(session, shop, refund.order_id)
     add_refund(session, shop, row, refund)
-    flush(session)
+    session.flush()
     session.expire(row, ["refunds"])
     points.reconcile_order(session, shop, row, delivery_id=delivery_id, new_order=new_order)
     return row
@@ -252,7 +239,7 @@ def apply_transaction(
         logger.debug("gift-card transaction already recorded", extra={"shop": shop.id, "order_id": row.id})
         return row
     row.gift_card_paid = gift_card_paid(session, row)
-    flush(session)
+    session.flush()
     points.reconcile_order(session, shop, row, delivery_id=delivery_id, gift_card_source=str(stored),
                            new_order=new_order)
     return row
@@ -263,6 +250,6 @@ def apply_deletion(session: Session, shop: Shop, platform_id: str, *, delivery_i
     row, new_order = lock_order(session, shop, platform_id)
     if row.deleted_at is None:
         row.deleted_at = utcnow()
-    flush(session)
+    session.flush()
     points.reconcile_order(session, shop, row, delivery_id=delivery_id, new_order=new_order)
     return row

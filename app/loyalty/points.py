@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.loyalty import decide, incentives, ledger, referrals, tiers
+from app.db import insert_row
 from app.models import Customer, LedgerEntry, LotState, Order, PointLot, Shop, utcnow
 from app.program import Program, current_program
 
@@ -95,20 +96,22 @@ _UPDATE_LOT = (
 
 def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: int | None = None,
                     gift_card_source: str | None = None, new_order: bool = False,
-                    new_customer: bool = False) -> None:
+                    new_customer: bool = False, customer: Customer | None = None) -> None:
     """Append the entries that make this order's points match its current state.
 
     `gift_card_source`: the id of the gift-card transaction just stored (`app.loyalty.orders`).
     `new_order`: the caller inserted the order row in this transaction, so no entry refers to it
     yet (and if one did, the ledger's unique key would refuse the award). `new_customer`: the
-    caller created its customer for it (see `after_payment`).
+    caller created its customer for it (see `after_payment`). `customer`: the order's customer,
+    when the caller holds its row locked already (else it is locked here).
 
     Raises:
         PlanConflictError: an entry of the plan was written meanwhile by another transaction.
     """
     if order.customer_id is None:
         return
-    customer = ledger.lock_customer(session, order.customer_id)
+    if customer is None:
+        customer = ledger.lock_customer(session, order.customer_id)
     version, program = current_program(session, shop)
     while True:
         now = utcnow()
@@ -125,7 +128,7 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
         plan = decide.plan_order(facts, who, entries, lots, program, version, now, gift_card_source=gift_card_source)
         if plan.skipped:
             logger.info("order earns nothing", extra={"shop": shop.id, "order_id": order.id, "why": plan.skipped})
-        write_plan(session, shop.id, customer.id, order.id, delivery_id, plan, now, keys_are_new=new_order)
+        write_plan(session, shop.id, customer.id, order.id, delivery_id, plan, now)
         if plan.award is not None:
             after_payment(session, shop, customer, order, program, version, plan.award, new_customer=new_customer)
         if not plan.decide_again:
@@ -134,13 +137,9 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
 
 
 def write_plan(session: Session, shop_id: int, customer_id: int, order_id: int, delivery_id: int | None,
-               plan: decide.OrderPlan, now: datetime, *, keys_are_new: bool = False) -> None:
-    """Write `plan`: its new lot, its entries (in one statement), its lot changes (in one).
-
-    `keys_are_new`: the order's row was inserted by this transaction, so no entry can have the
-    plan's keys yet; its entries then go out with the transaction's next statement
-    (`ledger.insert_new_entries`), and should one exist after all, the unique key fails the
-    transaction.
+               plan: decide.OrderPlan, now: datetime) -> None:
+    """Write `plan`: its new lot (one INSERT returning its id), its entries (one INSERT of all of
+    them, skipping a natural key that exists), its lot changes (one UPDATE, executemany).
 
     Raises:
         PlanConflictError: the ledger's natural key refused an entry (written meanwhile).
@@ -151,19 +150,12 @@ def write_plan(session: Session, shop_id: int, customer_id: int, order_id: int, 
     new_lot_id = None
     if plan.new_lot is not None:
         lot = plan.new_lot
-        new_lot_id = ledger.insert_lot(session, PointLot(
+        new_lot_id = insert_row(session, PointLot, dict(
             shop_id=shop_id, customer_id=customer_id, order_id=order_id, points=lot.points,
             remaining=lot.points, state=lot.state, earned_at=lot.earned_at, available_at=lot.available_at,
             expires_at=lot.expires_at, rule=lot.rule, created_at=now, updated_at=now,
-        ))
-    if plan.entries and keys_are_new:
-        ledger.insert_new_entries(session, [LedgerEntry(
-            shop_id=shop_id, customer_id=customer_id, order_id=order_id, delivery_id=delivery_id,
-            lot_id=new_lot_id if e.on_new_lot else e.lot_id, delta=e.delta, pending_delta=e.pending_delta,
-            available_delta=e.available_delta, shortfall=e.shortfall, reason=e.reason,
-            source_type=e.source_type, source_id=e.source_id, detail=e.detail, created_at=now,
-        ) for e in plan.entries])
-    elif plan.entries:
+        )).id
+    if plan.entries:
         rows = [{
             "shop_id": shop_id, "customer_id": customer_id, "order_id": order_id, "delivery_id": delivery_id,
             "lot_id": new_lot_id if e.on_new_lot else e.lot_id, "delta": e.delta, "pending_delta": e.pending_delta,
@@ -180,4 +172,3 @@ def write_plan(session: Session, shop_id: int, customer_id: int, order_id: int, 
             for c in plan.lot_changes
         ])
         ledger.forget_lots(session, {c.lot_id for c in plan.lot_changes})
-

@@ -45,16 +45,16 @@ def ensure_referral_code(session: Session, shop: Shop, customer: Customer, progr
     if customer.referral_code:
         return customer.referral_code
     offer = program.referral
-    code = codes.record_code_at_commit(
-        session, shop, purpose="referral", source_key=str(customer.id), customer_id=customer.id,
+    row, _ = codes.record_code(
+        session, shop, enqueue=False, purpose="referral", source_key=str(customer.id), customer_id=customer.id,
         # For the friend, whose language nobody knows yet: the shop's.
         title=translations(customer_language(None, shop)).gettext(
             "Welcome: %(percent)s %% off your first order") % {"percent": offer.friend_discount_percent},
         kind="percentage", value=offer.friend_discount_percent, valid_days=None,
         minimum_amount=offer.friend_minimum_amount, usage_limit=None,
     )
-    customer.referral_code = code
-    return code
+    customer.referral_code = row.code
+    return row.code
 
 
 FRIEND_PATH = "/f/{shop_id}/{code}"

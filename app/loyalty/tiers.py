@@ -14,7 +14,6 @@ from decimal import Decimal
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app.db import defer_insert
 from app.loyalty import decide
 from app.loyalty.decide import add_months
 from app.models import (
@@ -106,7 +105,7 @@ def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None,
         program_version=version,
         created_at=now,
     )
-    defer_insert(session, change)  # history: nothing in this transaction reads it back
+    session.add(change)
     customer.tier = tier.name if tier else None
     customer.tier_since = now
     customer.tier_period_ends_at = add_months(now, program.tiers.period_months)
@@ -156,14 +155,14 @@ def _perk_codes(session: Session, shop: Shop, customer: Customer, tier: Tier) ->
               "customer_email": customer.email, "valid_days": None, "ends_at": ends_at,
               "usage_limit": None, "once_per_customer": False}
     if tier.member_discount_percent > 0:
-        codes.record_code_at_commit(
-            session, shop, purpose="tier_discount", source_key=f"{customer.id}:{tier.name}:{period}",
+        codes.record_code(
+            session, shop, enqueue=False, purpose="tier_discount", source_key=f"{customer.id}:{tier.name}:{period}",
             title=texts.gettext("%(tier)s: %(percent)s %% member discount")
             % {"tier": tier.name, "percent": f"{tier.member_discount_percent.normalize():f}"},
             kind="percentage", value=tier.member_discount_percent, **common)
     if tier.free_shipping:
-        codes.record_code_at_commit(
-            session, shop, purpose="tier_shipping", source_key=f"{customer.id}:{tier.name}:{period}",
+        codes.record_code(
+            session, shop, enqueue=False, purpose="tier_shipping", source_key=f"{customer.id}:{tier.name}:{period}",
             title=texts.gettext("%(tier)s: free shipping") % {"tier": tier.name}, kind="free_shipping", value=Decimal("0"), **common)
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.db import defer_insert, insert_object, prebuilt_insert
 from app.models import ConsentEvent, Customer, Shop, utcnow
 from connectors import types as ct
 
@@ -20,11 +19,8 @@ def _event(session: Session, customer: Customer, kind: str, source: str, detail:
            at: datetime | None = None) -> ConsentEvent:
     event = ConsentEvent(shop_id=customer.shop_id, customer_id=customer.id, kind=kind, source=source,
                          detail=detail or {}, created_at=at or utcnow())
-    insert_object(session, _INSERT_EVENT(session), event)
+    session.add(event)
     return event
-
-
-_INSERT_EVENT = prebuilt_insert(ConsentEvent.__table__)
 
 
 def platform_consent(shop: Shop, c: ct.Customer, meta_key: str, true_values: tuple[str, ...]) -> bool | None:
@@ -42,13 +38,9 @@ def platform_consent(shop: Shop, c: ct.Customer, meta_key: str, true_values: tup
     return None
 
 
-def apply_platform_consent(session: Session, shop: Shop, customer: Customer,
-                           c: ct.Customer) -> tuple[bool, datetime] | None:
-    """Set the customer's consent from the platform's when it changed; return (state, when) or None.
-
-    Writes nothing: the caller records the proof (`record_platform_proof`) once the customer has
-    a row, so a new customer's consent goes into its INSERT.
-    """
+def apply_platform_consent(session: Session, shop: Shop, customer: Customer, c: ct.Customer) -> bool | None:
+    """Set the customer's consent from the platform's when it changed, with its proof (a consent
+    event); return the new state, or None when nothing changed."""
     from app.program import current_program
 
     _, program = current_program(session, shop)
@@ -68,18 +60,8 @@ def apply_platform_consent(session: Session, shop: Shop, customer: Customer,
     customer.consent_at = at
     if state:
         customer.unsubscribed_at = None
-    return state, at
-
-
-def record_platform_proof(session: Session, shop: Shop, customer: Customer, change: tuple[bool, datetime]) -> None:
-    """Write the consent event for a change `apply_platform_consent` made (the customer has a row).
-
-    Written at commit (`defer_insert`): a webhook's transaction never reads its proof back.
-    """
-    state, at = change
-    defer_insert(session, ConsentEvent(shop_id=customer.shop_id, customer_id=customer.id,
-                                       kind="granted" if state else "revoked", source=shop.platform.value,
-                                       detail={}, created_at=at))
+    _event(session, customer, "granted" if state else "revoked", shop.platform.value, at=at)
+    return state
 
 
 def apply_checkout_consent(session: Session, shop: Shop, customer: Customer, checkout_id: str, at: datetime) -> bool:
