@@ -56,9 +56,9 @@ def test_gunicorn_access_log_holds_neither_the_token_nor_the_query(tmp_path):
         deadline = time.monotonic() + 30
         while True:
             try:
-                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still booting
                 assert time.monotonic() < deadline, "gunicorn did not start"
                 time.sleep(0.2)
 
