@@ -95,8 +95,9 @@ class BatchMemo:
             return shop
         shop = Shop(**values)  # every column is an immutable value (str, int, bytes, enum, datetime)
         make_transient_to_detached(shop)
-        session.add(shop)
-        return shop
+        # The copy joins the session as if loaded (no SELECT); a session that holds the shop
+        # already (an earlier delivery of the same group) returns its own instance.
+        return session.merge(shop, load=False)
 
 
 _SHOP_COLUMNS = Shop.__mapper__.column_attrs
