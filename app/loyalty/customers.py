@@ -7,14 +7,17 @@ the same new customer at once end with one row (no check-then-insert).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.messaging import consent
 from app.db import dialect_insert, insert_row
-from app.models import Checkout, Customer, LedgerEntry, Order, PointLot, Shop, utcnow
+from app.models import Checkout, ConsentEvent, Customer, LedgerEntry, Order, PointLot, Shop, utcnow
+from app.program import Consent
 from connectors import types as ct
 
 logger = logging.getLogger(__name__)
@@ -114,27 +117,62 @@ def merge_guest(session: Session, guest: Customer, account: Customer) -> None:
     logger.info("guest merged into account", extra={"shop": account.shop_id, "customer": account.id})
 
 
+@dataclass(frozen=True)
+class Unknown:
+    """What we hold of a customer we have not stored yet: nothing (for `profile_update`)."""
+
+    accepts_marketing: bool | None = None
+    consent_source: str | None = None
+    consent_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    platform_updated_at: datetime | None = None
+    redacted_at: datetime | None = None
+
+
+UNKNOWN = Unknown()
+
+
+def profile_update(shop: Shop, current: Any, c: ct.Customer, rules: Consent,
+                   now: datetime) -> tuple[dict[str, Any], consent.ConsentChange | None] | None:
+    """Return the columns a platform profile sets on what we hold (`current`: the row, or
+    `UNKNOWN` for a customer not stored yet) with the consent change it states, or None when the
+    profile is older than the one we hold or the customer was erased (`app.privacy`). Pure."""
+    newer = (current.platform_updated_at is None or c.updated_at is None
+             or c.updated_at >= current.platform_updated_at)
+    if not newer or current.redacted_at is not None:
+        return None
+    fields: dict[str, Any] = {}
+    if c.email:
+        fields["email"] = c.email
+    for attr in ("first_name", "last_name", "locale"):
+        value = getattr(c, attr)
+        if value:
+            fields[attr] = value
+    if c.birthday is not None:
+        fields["birthday"] = c.birthday
+    change = consent.platform_consent_change(shop, current, c, rules, now)
+    if change is not None:
+        fields.update(change.customer_fields())
+    if c.updated_at is not None:
+        fields["platform_updated_at"] = c.updated_at
+    return fields, change
+
+
 def _apply_profile(session: Session, shop: Shop, row: Customer, c: ct.Customer) -> None:
     """Copy a newer platform profile onto the row, with its consent (and the consent's proof)."""
-    newer = row.platform_updated_at is None or c.updated_at is None or c.updated_at >= row.platform_updated_at
-    if not newer or row.redacted_at is not None:
-        return
     # The program (which the consent rules read) is loaded before the row changes, so its query
     # does not flush them as an UPDATE of their own.
     from app.program import current_program
 
-    current_program(session, shop)
-    if c.email:
-        row.email = c.email
-    for attr in ("first_name", "last_name", "locale"):
-        value = getattr(c, attr)
-        if value:
-            setattr(row, attr, value)
-    if c.birthday is not None:
-        row.birthday = c.birthday
-    consent.apply_platform_consent(session, shop, row, c)
-    if c.updated_at is not None:
-        row.platform_updated_at = c.updated_at
+    _, program = current_program(session, shop)
+    changes = profile_update(shop, row, c, program.reminders.consent, utcnow())
+    if changes is None:
+        return
+    fields, change = changes
+    for name, value in fields.items():
+        setattr(row, name, value)
+    if change is not None:
+        session.add(ConsentEvent(**change.event_values(row.shop_id, row.id)))
 
 
 def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str | None = None) -> Customer | None:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db import dialect_insert
+from app.loyalty.decide import NewEntry, NewLot
 from app.models import Customer, LedgerEntry, LotState, PointLot, utcnow
 
 logger = logging.getLogger(__name__)
@@ -169,6 +170,29 @@ def insert_entries(session: Session) -> Any:
         dialect_insert(session, table)
         .on_conflict_do_nothing(index_elements=["shop_id", "source_type", "source_id", "reason"])
         .returning(table.c.id)
+    )
+
+
+def lot_values(lot: NewLot, *, shop_id: int, customer_id: int, order_id: int | None,
+               now: datetime) -> dict[str, Any]:
+    """Return the column values of a planned lot (`app.loyalty.decide.NewLot`)."""
+    return dict(
+        shop_id=shop_id, customer_id=customer_id, order_id=order_id, points=lot.points, remaining=lot.points,
+        state=lot.state, earned_at=lot.earned_at, available_at=lot.available_at, expires_at=lot.expires_at,
+        rule=lot.rule, created_at=now, updated_at=now,
+    )
+
+
+def entry_values(entry: NewEntry, *, shop_id: int, customer_id: int, order_id: int | None,
+                 delivery_id: int | None, lot_id: int | None, now: datetime) -> dict[str, Any]:
+    """Return the column values of a planned entry (`app.loyalty.decide.NewEntry`); `lot_id` is
+    the id of the plan's new lot when the entry is on it."""
+    return dict(
+        shop_id=shop_id, customer_id=customer_id, order_id=order_id, delivery_id=delivery_id,
+        lot_id=lot_id if entry.on_new_lot else entry.lot_id, delta=entry.delta,
+        pending_delta=entry.pending_delta, available_delta=entry.available_delta, shortfall=entry.shortfall,
+        reason=entry.reason, source_type=entry.source_type, source_id=entry.source_id, detail=entry.detail,
+        created_by=None, created_at=now,
     )
 
 

@@ -10,8 +10,8 @@ in the same balance.
 from __future__ import annotations
 
 import logging
-
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -71,28 +71,43 @@ def add_refund(session: Session, shop: Shop, row: Order, refund: ct.Refund) -> N
     session.execute(stmt.on_conflict_do_nothing(index_elements=["order_id", "platform_id"]))
 
 
-def _copy_snapshot(row: Order, order: ct.Order) -> None:
-    row.number = order.number
-    row.email = order.email
-    row.status = order.status.value
-    row.platform_status = order.platform_status
-    row.currency = order.currency
-    row.presentment_currency = order.presentment_currency
-    row.merchandise = order.merchandise
-    row.merchandise_tax = order.merchandise_tax
-    row.taxes_included = order.taxes_included
+def snapshot_fields(order: ct.Order) -> dict[str, Any]:
+    """Return the order row's columns that a snapshot sets, whenever it is the newest we hold.
+    Pure; the monotonic facts (paid, cancelled, refunds) are not among them."""
+    fields: dict[str, Any] = dict(
+        number=order.number,
+        email=order.email,
+        status=order.status.value,
+        platform_status=order.platform_status,
+        currency=order.currency,
+        presentment_currency=order.presentment_currency,
+        merchandise=order.merchandise,
+        merchandise_tax=order.merchandise_tax,
+        taxes_included=order.taxes_included,
+        shipping=order.shipping,
+        total=order.total,
+        total_weight_grams=order.total_weight_grams,
+        tags=list(order.tags),
+        discount_codes=list(order.discount_codes),
+        shipping_address_fingerprint=order.shipping_address_fingerprint,
+        platform_created_at=order.created_at,
+        platform_updated_at=order.updated_at,
+        recovery_url=order.recovery_url,
+        test=order.test,
+    )
     if order.gift_card_paid is not None:  # a Shopify order leaves it to its transactions
-        row.gift_card_paid = order.gift_card_paid
-    row.shipping = order.shipping
-    row.total = order.total
-    row.total_weight_grams = order.total_weight_grams
-    row.tags = list(order.tags)
-    row.discount_codes = list(order.discount_codes)
-    row.shipping_address_fingerprint = order.shipping_address_fingerprint
-    row.platform_created_at = order.created_at
-    row.platform_updated_at = order.updated_at
-    row.recovery_url = order.recovery_url
-    row.test = order.test
+        fields["gift_card_paid"] = order.gift_card_paid
+    return fields
+
+
+def paid_fields(order: ct.Order) -> dict[str, Any]:
+    """Return the columns that record an order's payment (once: paid never turns back). Pure."""
+    return {"is_paid": True, "paid_at": order.paid_at or order.updated_at}
+
+
+def _copy_snapshot(row: Order, order: ct.Order) -> None:
+    for name, value in snapshot_fields(order).items():
+        setattr(row, name, value)
 
 
 def apply_order(
@@ -117,8 +132,8 @@ def apply_order(
     became_paid = order.is_paid and not row.is_paid
     # Monotonic facts, whatever the age of the snapshot that carries them.
     if became_paid:
-        row.is_paid = True
-        row.paid_at = order.paid_at or order.updated_at
+        for name, value in paid_fields(order).items():
+            setattr(row, name, value)
     if order.cancelled_at and row.cancelled_at is None:
         row.cancelled_at = order.cancelled_at
     if restored:
@@ -148,15 +163,22 @@ def _orders_are_checkouts(shop: Shop) -> bool:
     return get_connector(shop.platform.value).ORDERS_ARE_CHECKOUTS
 
 
+def completed_checkouts(shop: Shop, platform_id: str, checkout_token: str | None) -> list[str]:
+    """Return the platform ids of the checkouts a paid (or ended) order completes: its own
+    where orders double as checkouts, and the checkout it came from. Pure."""
+    ids = [f"order-{platform_id}"] if _orders_are_checkouts(shop) else []
+    if checkout_token:
+        ids.append(checkout_token)
+    return ids
+
+
 def _track_checkout(session: Session, shop: Shop, row: Order, order: ct.Order, *, newer: bool) -> None:
     """Paid orders end their checkout's reminders; unpaid orders are checkouts where orders
     double as checkouts."""
     if row.is_paid or row.cancelled_at or row.deleted_at:
         when = row.paid_at or row.cancelled_at or row.deleted_at or utcnow()
-        if _orders_are_checkouts(shop):
-            checkouts.complete(session, shop, f"order-{row.platform_id}", when)
-        if order.checkout_token:
-            checkouts.complete(session, shop, order.checkout_token, when)
+        for checkout_id in completed_checkouts(shop, row.platform_id, order.checkout_token):
+            checkouts.complete(session, shop, checkout_id, when)
         return
     unpaid = (ct.OrderStatus.DRAFT, ct.OrderStatus.PENDING, ct.OrderStatus.FAILED)
     if newer and _orders_are_checkouts(shop) and order.status in unpaid and order.email:
