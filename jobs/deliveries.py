@@ -169,6 +169,108 @@ def _apply(session: Session, delivery_id: int, memo: BatchMemo | None) -> str:
     return DeliveryStatus.PROCESSED.value
 
 
+# A group's deliveries, read at once and locked (see _READ).
+_READ_GROUP = select(
+    _DELIVERIES.c.id, _DELIVERIES.c.shop_id, _DELIVERIES.c.platform, _DELIVERIES.c.topic, _DELIVERIES.c.headers,
+    _DELIVERIES.c.body, _DELIVERIES.c.status, _DELIVERIES.c.received_at,
+).where(_DELIVERIES.c.id.in_(bindparam("ids", expanding=True))).order_by(_DELIVERIES.c.id).with_for_update(
+    skip_locked=True)
+
+
+def _apply_group(session: Session, delivery_ids: list[int], memo: BatchMemo) -> Counter[str]:
+    """Process a group of deliveries in the session's transaction; returns their outcomes.
+
+    The group is read in one SELECT and parsed. The paid orders of new customers that no other
+    delivery of the group concerns are written together by `app.loyalty.writer` and marked
+    processed in one UPDATE; every other delivery goes through `_apply`, one after another in
+    the order of the ids (it reads its row again; a delivery that failed to parse is recorded
+    as failed there).
+    """
+    from app.loyalty import writer
+
+    rows = session.execute(_READ_GROUP, {"ids": delivery_ids}).mappings().all()
+    share_program_cache(session, memo.programs)
+    events: dict[int, tuple[Any, ct.WebhookEvent]] = {}
+    for row in rows:
+        if row["status"] != DeliveryStatus.RECEIVED:
+            continue
+        try:
+            events[row["id"]] = (row, get_connector(row["platform"]).parse_event(row["headers"], row["body"]))
+        except (MalformedPayloadError, UnsupportedTopicError):
+            continue  # recorded as failed by _apply
+    outcome: Counter[str] = Counter()
+    written: list[int] = []
+    for shop_id, candidates in _bulk_candidates(events).items():
+        shop = memo.shop(session, shop_id)
+        if shop is None:
+            continue
+        version, program = current_program(session, shop)
+        done, _ = writer.write_new_orders(session, shop, version, program, candidates)
+        written.extend(done)
+    if written:
+        now = utcnow()
+        session.execute(_FINISH, [{"delivery_id": delivery_id, "status": DeliveryStatus.PROCESSED, "error": None,
+                                   "processed_at": now} for delivery_id in written])
+        finished = [events[delivery_id][0] for delivery_id in written]
+        after_commit(session, lambda: [_count(delivery, "processed") for delivery in finished])
+        outcome["processed"] += len(written)
+    done_ids = set(written)
+    for delivery_id in delivery_ids:
+        if delivery_id not in done_ids:
+            outcome[_apply(session, delivery_id, memo)] += 1
+    return outcome
+
+
+def _concerns(resource: Any) -> set[tuple[str, str]] | None:
+    """Return what a delivery's resource names (orders, customers, e-mails, checkouts), or None
+    when it concerns the whole shop (uninstall, erasure, data request)."""
+    names: set[tuple[str, Any]] = set()
+    if isinstance(resource, ct.Order):
+        names |= {("order", resource.id), ("checkout", f"order-{resource.id}"),
+                  ("checkout", resource.checkout_token), ("email", resource.email)}
+        if resource.customer is not None:
+            names |= {("customer", resource.customer.id), ("email", resource.customer.email)}
+    elif isinstance(resource, ct.Refund | ct.OrderTransaction):
+        names.add(("order", resource.order_id))
+    elif isinstance(resource, ct.Customer):
+        names |= {("customer", resource.id), ("email", resource.email)}
+    elif isinstance(resource, ct.Checkout):
+        names |= {("checkout", resource.id), ("email", resource.email)}
+        if resource.customer is not None:
+            names |= {("customer", resource.customer.id), ("email", resource.customer.email)}
+    elif isinstance(resource, ct.Deleted):
+        names.add((resource.kind, resource.id))
+    else:
+        return None
+    return {(kind, value) for kind, value in names if value}
+
+
+def _bulk_candidates(events: dict[int, tuple[Any, ct.WebhookEvent]]) -> dict[int, list[Any]]:
+    """Return, by shop, the order snapshots the bulk writer may take: those whose order,
+    customer, e-mail and checkout no other delivery of the group names (in a shop none of whose
+    deliveries concerns the whole shop), so their order relative to the others cannot matter."""
+    from app.loyalty.writer import NewOrder
+
+    named: dict[int, Counter[tuple[str, str]]] = {}
+    whole_shop: set[int] = set()
+    concerns: dict[int, set[tuple[str, str]]] = {}
+    for delivery_id, (row, event) in events.items():
+        names = _concerns(event.resource)
+        if names is None:
+            whole_shop.add(row["shop_id"])
+            continue
+        concerns[delivery_id] = names
+        named.setdefault(row["shop_id"], Counter()).update(names)
+    candidates: dict[int, list[Any]] = {}
+    for delivery_id, names in concerns.items():
+        row, event = events[delivery_id]
+        shop_id = row["shop_id"]
+        if (isinstance(event.resource, ct.Order) and shop_id not in whole_shop
+                and all(named[shop_id][name] == 1 for name in names)):
+            candidates.setdefault(shop_id, []).append(NewOrder(delivery_id, event.resource))
+    return candidates
+
+
 def _count(delivery: Any, outcome: str) -> None:
     """Count a finished delivery and its lag (`app.telemetry`), once its transaction committed."""
     from app import telemetry
@@ -256,14 +358,14 @@ def _lane(delivery_ids: list[int]) -> Counter[str]:
     with get_engine().connect() as conn:
         for start in range(0, len(delivery_ids), WRITE_TOGETHER):
             group = delivery_ids[start:start + WRITE_TOGETHER]
-            if len(group) > 1:
-                try:
-                    with session_scope(conn) as session:
-                        outcome.update(_apply(session, delivery_id, memo) for delivery_id in group)
-                    continue
-                except Exception as exc:  # noqa: BLE001 - each delivery is processed again on its own below
-                    logger.info("a group of deliveries could not be written together; one by one instead",
-                                extra={"deliveries": len(group), "error_type": type(exc).__name__})
+            try:
+                with session_scope(conn) as session:
+                    counts = _apply_group(session, group, memo)
+                outcome.update(counts)
+                continue
+            except Exception as exc:  # noqa: BLE001 - each delivery is processed again on its own below
+                logger.info("a group of deliveries could not be written together; one by one instead",
+                            extra={"deliveries": len(group), "error_type": type(exc).__name__})
             for delivery_id in group:
                 outcome[_one(conn, delivery_id, memo)] += 1
     return outcome

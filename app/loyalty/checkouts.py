@@ -85,4 +85,11 @@ _COMPLETE = (
 
 def complete(session: Session, shop: Shop, platform_id: str, when: datetime) -> None:
     """Mark a checkout completed (its order was paid): its reminders stop."""
-    session.execute(_COMPLETE, {"b_shop_id": shop.id, "b_platform_id": platform_id, "when": when})
+    complete_many(session, shop, [(platform_id, when)])
+
+
+def complete_many(session: Session, shop: Shop, completed: list[tuple[str, datetime]]) -> None:
+    """Mark checkouts completed, each (platform id, when) (one UPDATE, executemany)."""
+    if completed:
+        session.execute(_COMPLETE, [{"b_shop_id": shop.id, "b_platform_id": platform_id, "when": when}
+                                    for platform_id, when in completed])

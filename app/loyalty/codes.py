@@ -97,7 +97,7 @@ _READ_CODE = select(IssuedCode).where(
 )
 
 
-def _code_row(
+def code_row(
     shop: Shop,
     *,
     purpose: str,
@@ -157,9 +157,9 @@ def record_code(session: Session, shop: Shop, *, enqueue: bool = True, **spec: A
     of one Redis round trip each in the order's job. A code recorded before keeps its row; its
     string is the same, as both derive from the key.
 
-    `spec`: the keywords of `_code_row`.
+    `spec`: the keywords of `code_row`.
     """
-    values = _code_row(shop, **spec)
+    values = code_row(shop, **spec)
     row = insert_row(session, IssuedCode, values, conflict_on=_CODE_KEY)
     created = row is not None
     if row is None:
