@@ -163,12 +163,14 @@ def write_new_orders(session: Session, shop: Shop, version: int, program: Progra
                         .returning(_CUSTOMERS.c.id, _CUSTOMERS.c.platform_id))
     customer_ids = {platform_id: id_ for id_, platform_id in session.execute(insert_customers, customer_rows)}
 
-    order_rows, placed = [], []
+    order_rows, placed, consent_rows = [], [], []
     for c, row, consent in zip(fresh, customer_rows, consents):
         customer_id = customer_ids.get(row["platform_id"])
         if customer_id is None:  # written meanwhile by another transaction
             left.append(c.delivery_id)
             continue
+        if consent is not None:  # the proof goes with the customer, whatever becomes of the order
+            consent_rows.append(consent.event_values(shop.id, customer_id))
         order_rows.append({
             "gift_card_paid": None, **orders.snapshot_fields(c.order), **orders.paid_fields(c.order),
             "shop_id": shop.id, "platform_id": c.order.id, "customer_id": customer_id, "cancelled_at": None,
@@ -183,7 +185,6 @@ def write_new_orders(session: Session, shop: Shop, version: int, program: Progra
 
     written: list[int] = []
     plans: list[tuple[int, int, int, decide.OrderPlan, points.FirstOrderSteps | None]] = []
-    consent_rows: list[dict[str, Any]] = []
     customer_updates: list[dict[str, Any]] = []
     completed: list[tuple[str, datetime]] = []
     for (c, row, consent, customer_id), values in zip(placed, order_rows):
@@ -192,8 +193,6 @@ def write_new_orders(session: Session, shop: Shop, version: int, program: Progra
             left.append(c.delivery_id)
             continue
         written.append(c.delivery_id)
-        if consent is not None:
-            consent_rows.append(consent.event_values(shop.id, customer_id))
         facts = decide.OrderFacts(
             id=order_id, number=values["number"], currency=values["currency"], is_paid=True,
             paid_at=values["paid_at"], merchandise=values["merchandise"], merchandise_tax=values["merchandise_tax"],

@@ -294,8 +294,10 @@ def test_a_row_written_meanwhile_sends_its_delivery_down_the_per_delivery_path(
     platform_ids = list(session.scalars(select(Customer.platform_id)))
     order_ids = list(session.scalars(select(Order.platform_id)))
     earns = list(session.scalars(select(LedgerEntry.delivery_id).where(LedgerEntry.reason == "earn")))
+    proofs = Counter(session.scalars(select(ConsentEvent.kind)))
     session.commit()
     assert sorted(platform_ids) == ["8000000000", "8000000001", "8000000002"]
+    assert proofs == {"revoked": 3}  # each customer's consent (the fixture: not subscribed) with its proof
     assert sorted(order_ids) == ["9000000000", "9000000001", "9000000002"]
     assert sorted(earns) == sorted(ids)
     assert seen.commits == 2  # the other transaction, and the group: nothing fell back to one by one
