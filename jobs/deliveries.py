@@ -319,8 +319,10 @@ def _record_error(delivery_id: int, exc: BaseException) -> str:
 # on SQLite, one hold of the write lock) for all of them instead of one each. A transaction that
 # fails for any of them (an error, a race on a natural key, a lock conflict) rolls back, and its
 # deliveries are then processed each in its own transaction, so one bad delivery never fails its
-# neighbours, and exactly-once rests on the database's unique keys either way. On SQLite the
-# receiver waits for the write lock while a group is written: 50 paid orders hold it ~0.2 s.
+# neighbours, and exactly-once rests on the database's unique keys either way. New customers'
+# paid orders of a group are written in bulk (`_apply_group`, `app.loyalty.writer`). On SQLite
+# the receiver waits for the write lock while a group is written: 50 such orders hold it about
+# 40 ms (0.8 ms of worker CPU each, bench/RESULTS.md); 50 that go one by one, ~0.2 s.
 WRITE_TOGETHER = 50
 
 # PostgreSQL: a batch is also worked through by lanes (threads, each with its own connection and
