@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import delete, false, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.db import dialect_insert, for_update
+from app.db import dialect_insert
 from app.models import (
     Checkout,
     ConsentEvent,
@@ -122,7 +122,7 @@ def redact_shop(session: Session, shop: Shop) -> None:
     """
     # Read from the row, locked on PostgreSQL: a worker's `shop` may be its batch's copy, taken
     # before another lane's transaction recorded the uninstall or a reinstall.
-    locked = for_update(session.get_bind().dialect.name, select(Shop.status).where(Shop.id == shop.id))
+    locked = select(Shop.status).where(Shop.id == shop.id).with_for_update()
     if session.scalar(locked) != ShopStatus.UNINSTALLED:
         raise ShopStillInstalledError(f"shop/redact: {shop.domain} is installed, so nothing was erased")
     shop_id = shop.id

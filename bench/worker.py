@@ -387,14 +387,11 @@ def _sum_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
 def explain(b: Bench, n: int) -> dict[str, Any]:
     """Process `n` orders (one job) while counting SQL statements, transactions and Redis commands.
 
-    On PostgreSQL the count is taken at the driver (psycopg's `Cursor.execute`, `pipeline` and
-    `commit`), where both SQLAlchemy's executor and `app.driver_sql` end, and it counts round
-    trips: BEGIN (psycopg sends it before a transaction's first statement, unless that goes in
-    a pipeline), each statement outside a pipeline, each pipeline (its closing sync), each COMMIT
-    outside one. On SQLite (in-process, no round trips) SQLAlchemy's statement events count.
+    Statements are counted by SQLAlchemy's events on the app's engine (an executemany counts
+    once: psycopg and sqlite3 send its rows together); on PostgreSQL each statement is a round
+    trip, and so are each transaction's BEGIN and COMMIT.
     """
     from collections import Counter
-    from contextlib import contextmanager
 
     from redis import Redis
     from redis.client import Pipeline
@@ -420,47 +417,15 @@ def explain(b: Bench, n: int) -> dict[str, Any]:
 
     def on_execute(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
         statements[name_of(statement)] += 1
+        trips["round trips"] += 1
+
+    def on_begin(conn: Any) -> None:
+        trips["round trips"] += 1
 
     def on_commit(conn: Any) -> None:
         commits["commit"] += 1
+        trips["round trips"] += 1
 
-    patches: list[tuple[Any, str, Any]] = []
-    if b.kind == "postgresql":
-        import psycopg
-
-        real_cursor_execute, real_pipeline, real_commit = (
-            psycopg.Cursor.execute, psycopg.Connection.pipeline, psycopg.Connection.commit)
-
-        def counted_cursor_execute(self: Any, query: Any, params: Any = None, **kw: Any) -> Any:
-            name = name_of(str(query))
-            if name == "COMMIT":
-                commits["commit"] += 1
-            if getattr(self.connection, "_pipeline", None) is not None:
-                name += " (pipelined)"
-                trips["pipelined statements"] += 1
-            else:
-                trips["round trips"] += 1
-                if self.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-                    trips["round trips"] += 1  # psycopg's BEGIN
-            statements[name] += 1
-            return real_cursor_execute(self, query, params, **kw)
-
-        @contextmanager
-        def counted_pipeline(self: Any) -> Any:
-            with real_pipeline(self) as pipeline:
-                yield pipeline
-            trips["round trips"] += 1
-
-        def counted_commit(self: Any) -> Any:
-            if self.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:  # else psycopg sends nothing
-                commits["commit"] += 1
-                if getattr(self, "_pipeline", None) is None:
-                    trips["round trips"] += 1
-            return real_commit(self)
-
-        patches = [(psycopg.Cursor, "execute", counted_cursor_execute),
-                   (psycopg.Connection, "pipeline", counted_pipeline),
-                   (psycopg.Connection, "commit", counted_commit)]
     real_execute = Redis.execute_command
     real_redis_pipeline = Pipeline.execute
 
@@ -478,12 +443,9 @@ def explain(b: Bench, n: int) -> dict[str, Any]:
     b.flush()
     ids = b.post_orders(n)
     b.enqueue_deliveries(ids)
-    originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in patches]
-    for owner, attr, spy in patches:
-        setattr(owner, attr, spy)
-    if not patches:
-        event.listen(engine, "before_cursor_execute", on_execute)
-        event.listen(engine, "commit", on_commit)
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine, "begin", on_begin)
+    event.listen(engine, "commit", on_commit)
     Redis.execute_command = counted_execute  # type: ignore[method-assign]
     Pipeline.execute = counted_redis_pipeline  # type: ignore[method-assign]
     try:
@@ -491,25 +453,21 @@ def explain(b: Bench, n: int) -> dict[str, Any]:
     finally:
         Redis.execute_command = real_execute  # type: ignore[method-assign]
         Pipeline.execute = real_redis_pipeline  # type: ignore[method-assign]
-        for owner, attr, original in originals:
-            setattr(owner, attr, original)
-        if not patches:
-            event.remove(engine, "before_cursor_execute", on_execute)
-            event.remove(engine, "commit", on_commit)
+        event.remove(engine, "before_cursor_execute", on_execute)
+        event.remove(engine, "begin", on_begin)
+        event.remove(engine, "commit", on_commit)
     b.check_orders_done(ids)
     jobs = -(-n // b.args.batch)
     print(f"\nper paid order on {b.kind} ({n} orders in {jobs} job(s); RQ's own commands included):")
     print(f"  SQL statements: {sum(statements.values()) / n:.1f}   commits: {commits['commit'] / n:.1f}   "
           f"Redis round trips: {redis_calls['round trips'] / n:.1f}")
     if b.kind == "postgresql":
-        print(f"  round trips to the server: {trips['round trips'] / n:.1f} (BEGIN, each statement outside a "
-              f"pipeline, each pipeline, COMMIT; {trips['pipelined statements'] / n:.1f} statements pipelined)")
+        print(f"  round trips to the server: {trips['round trips'] / n:.1f} (BEGIN, each statement, COMMIT)")
     for name, count in statements.most_common():
         print(f"    {count / n:5.2f}  {name}")
     print("  Redis commands (outside pipelines):",
           ", ".join(f"{k} {v / n:.2f}" for k, v in redis_calls.most_common() if k != "round trips"))
     return {"statements_per_order": sum(statements.values()) / n, "commits_per_order": commits["commit"] / n,
-            "pipelined_statements_per_order": trips["pipelined statements"] / n,
             "pg_round_trips_per_order": trips["round trips"] / n,
             "redis_round_trips_per_order": redis_calls["round trips"] / n,
             "statements": {k: v / n for k, v in statements.items()}}

@@ -13,10 +13,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app.loyalty import customers, incentives, orders
-from app import driver_sql, privacy
+from app import privacy
 from app.loyalty.checkouts import apply_checkout
 from app.loyalty.points import PlanConflictError
-from app.db import after_commit, defer, dialect_insert, get_engine, session_scope
+from app.db import after_commit, dialect_insert, get_engine, session_scope
 from app.models import DeliveryStatus, JobCursor, Shop, ShopStatus, WebhookDelivery, utcnow
 from app.program import current_program, share_program_cache
 from connectors import get_connector
@@ -100,8 +100,9 @@ class BatchMemo:
             return shop
         shop = Shop(**values)  # every column is an immutable value (str, int, bytes, enum, datetime)
         make_transient_to_detached(shop)
-        session.add(shop)
-        return shop
+        # The copy joins the session as if loaded (no SELECT); a session that holds the shop
+        # already (an earlier delivery of the same group) returns its own instance.
+        return session.merge(shop, load=False)
 
 
 _SHOP_COLUMNS = Shop.__mapper__.column_attrs
@@ -122,56 +123,159 @@ def process_delivery(delivery_id: int, *, bind: Connection | None = None, memo: 
 
 
 def _process_delivery(delivery_id: int, *, bind: Connection | None, memo: BatchMemo | None) -> str:
-    """Process one delivery in its own transaction (see `process_delivery`).
+    """Process one delivery in its own transaction (see `process_delivery` and `_apply`)."""
+    with session_scope(bind) as session:
+        return _apply(session, delivery_id, memo)
+
+
+def _apply(session: Session, delivery_id: int, memo: BatchMemo | None) -> str:
+    """Process one delivery in the session's transaction; returns its resulting status.
 
     A delivery that is no longer `received` (done, failed, or taken by another worker) is
     skipped; one whose shop was erased meanwhile is deleted. A malformed payload marks it failed
-    with the reason (visible and replayable); other errors propagate after the transaction
-    rolled back.
-
-    The delivery row itself is read and finished with prebuilt Core statements (one each): the
-    handlers need only its id, and this runs once per webhook.
+    with the reason (visible and replayable); other errors propagate (the caller's transaction
+    rolls back).
     """
-    with session_scope(bind) as session:
-        conn = session.connection()
-        rows = driver_sql.execute(conn, _READ, {"id": delivery_id}).rows
-        if not rows or rows[0]["status"] != DeliveryStatus.RECEIVED:
-            logger.debug("delivery already handled", extra={"delivery": delivery_id})
-            return "skipped"
-        delivery = rows[0]
-        if memo is None:
-            shop = session.get(Shop, delivery["shop_id"])
-        else:
-            shop = memo.shop(session, delivery["shop_id"])
-            share_program_cache(session, memo.programs)
-        if shop is None:
-            # Its shop is gone. The inbox's key to shops cascades and refuses such a row on every
-            # database (migration 0013), so this is a guard: the body holds that shop's
-            # customers' data, and nothing may be created for a shop that is not there.
-            conn.execute(delete(_DELIVERIES).where(_DELIVERIES.c.id == delivery_id))
-            logger.info("delivery of an erased shop deleted",
-                        extra={"delivery": delivery_id, "shop": delivery["shop_id"]})
-            return "deleted"
+    conn = session.connection()
+    delivery = conn.execute(_READ, {"id": delivery_id}).mappings().first()
+    if delivery is None or delivery["status"] != DeliveryStatus.RECEIVED:
+        logger.debug("delivery already handled", extra={"delivery": delivery_id})
+        return "skipped"
+    if memo is None:
+        shop = session.get(Shop, delivery["shop_id"])
+    else:
+        shop = memo.shop(session, delivery["shop_id"])
+        share_program_cache(session, memo.programs)
+    if shop is None:
+        # Its shop is gone. The inbox's key to shops cascades and refuses such a row on every
+        # database (migration 0013), so this is a guard: the body holds that shop's
+        # customers' data, and nothing may be created for a shop that is not there.
+        conn.execute(delete(_DELIVERIES).where(_DELIVERIES.c.id == delivery_id))
+        logger.info("delivery of an erased shop deleted",
+                    extra={"delivery": delivery_id, "shop": delivery["shop_id"]})
+        return "deleted"
+    try:
+        event = get_connector(delivery["platform"]).parse_event(delivery["headers"], delivery["body"])
+    except (MalformedPayloadError, UnsupportedTopicError) as exc:
+        conn.execute(_FINISH, {"delivery_id": delivery_id, "status": DeliveryStatus.FAILED, "error": str(exc),
+                               "processed_at": None})
+        logger.warning(
+            "delivery rejected by parser",
+            extra={"delivery": delivery_id, "shop": shop.id, "topic": delivery["topic"]},
+        )
+        after_commit(session, lambda: _count(delivery, "failed"))
+        return DeliveryStatus.FAILED.value
+    _handle(session, shop, delivery_id, event, delivery["source"])
+    if memo is not None and isinstance(event.resource, ct.AppUninstalled | ct.ShopRedaction):
+        memo.shops.pop(shop.id, None)
+    session.execute(_FINISH, {"delivery_id": delivery_id, "status": DeliveryStatus.PROCESSED, "error": None,
+                              "processed_at": utcnow()})
+    after_commit(session, lambda: _count(delivery, "processed"))
+    return DeliveryStatus.PROCESSED.value
+
+
+# A group's deliveries, read at once and locked (see _READ).
+_READ_GROUP = select(
+    _DELIVERIES.c.id, _DELIVERIES.c.shop_id, _DELIVERIES.c.platform, _DELIVERIES.c.topic, _DELIVERIES.c.headers,
+    _DELIVERIES.c.body, _DELIVERIES.c.status, _DELIVERIES.c.received_at, _DELIVERIES.c.source,
+).where(_DELIVERIES.c.id.in_(bindparam("ids", expanding=True))).order_by(_DELIVERIES.c.id).with_for_update(
+    skip_locked=True)
+
+
+def _apply_group(session: Session, delivery_ids: list[int], memo: BatchMemo) -> Counter[str]:
+    """Process a group of deliveries in the session's transaction; returns their outcomes.
+
+    The group is read in one SELECT and parsed. The paid orders of new customers that no other
+    delivery of the group concerns are written together by `app.loyalty.writer` and marked
+    processed in one UPDATE; every other delivery goes through `_apply`, one after another in
+    the order of the ids (it reads its row again; a delivery that failed to parse is recorded
+    as failed there).
+    """
+    from app.loyalty import writer
+
+    rows = session.execute(_READ_GROUP, {"ids": delivery_ids}).mappings().all()
+    share_program_cache(session, memo.programs)
+    events: dict[int, tuple[Any, ct.WebhookEvent]] = {}
+    for row in rows:
+        if row["status"] != DeliveryStatus.RECEIVED:
+            continue
         try:
-            event = get_connector(delivery["platform"]).parse_event(delivery["headers"], delivery["body"])
-        except (MalformedPayloadError, UnsupportedTopicError) as exc:
-            conn.execute(_FINISH, {"delivery_id": delivery_id, "status": DeliveryStatus.FAILED, "error": str(exc),
-                                   "processed_at": None})
-            logger.warning(
-                "delivery rejected by parser",
-                extra={"delivery": delivery_id, "shop": shop.id, "topic": delivery["topic"]},
-            )
-            after_commit(session, lambda: _count(delivery, "failed"))
-            return DeliveryStatus.FAILED.value
-        _handle(session, shop, delivery_id, event, delivery["source"])
-        if memo is not None and isinstance(event.resource, ct.AppUninstalled | ct.ShopRedaction):
-            memo.shops.pop(shop.id, None)
-        # Counted here, so the delivery gets one UPDATE (a failure is counted by _record_error);
-        # it goes out with the COMMIT (`defer`).
-        defer(session, _FINISH, {"delivery_id": delivery_id, "status": DeliveryStatus.PROCESSED, "error": None,
-                                 "processed_at": utcnow()})
-        after_commit(session, lambda: _count(delivery, "processed"))
-        return DeliveryStatus.PROCESSED.value
+            events[row["id"]] = (row, get_connector(row["platform"]).parse_event(row["headers"], row["body"]))
+        except (MalformedPayloadError, UnsupportedTopicError):
+            continue  # recorded as failed by _apply
+    outcome: Counter[str] = Counter()
+    written: list[int] = []
+    for shop_id, candidates in _bulk_candidates(events).items():
+        shop = memo.shop(session, shop_id)
+        if shop is None:
+            continue
+        version, program = current_program(session, shop)
+        done, _ = writer.write_new_orders(session, shop, version, program, candidates)
+        written.extend(done)
+    if written:
+        now = utcnow()
+        session.execute(_FINISH, [{"delivery_id": delivery_id, "status": DeliveryStatus.PROCESSED, "error": None,
+                                   "processed_at": now} for delivery_id in written])
+        finished = [events[delivery_id][0] for delivery_id in written]
+        after_commit(session, lambda: [_count(delivery, "processed") for delivery in finished])
+        outcome["processed"] += len(written)
+    done_ids = set(written)
+    for delivery_id in delivery_ids:
+        if delivery_id not in done_ids:
+            outcome[_apply(session, delivery_id, memo)] += 1
+    return outcome
+
+
+def _concerns(resource: Any) -> set[tuple[str, str]] | None:
+    """Return what a delivery's resource names (orders, customers, e-mails, checkouts), or None
+    when it concerns the whole shop (uninstall, erasure, data request)."""
+    names: set[tuple[str, Any]] = set()
+    if isinstance(resource, ct.Order):
+        names |= {("order", resource.id), ("checkout", f"order-{resource.id}"),
+                  ("checkout", resource.checkout_token), ("email", resource.email)}
+        if resource.customer is not None:
+            names |= {("customer", resource.customer.id), ("email", resource.customer.email)}
+    elif isinstance(resource, ct.Refund | ct.OrderTransaction | ct.RefundDetails):
+        names.add(("order", resource.order_id))
+    elif isinstance(resource, ct.Customer):
+        names |= {("customer", resource.id), ("email", resource.email)}
+    elif isinstance(resource, ct.Checkout):
+        names |= {("checkout", resource.id), ("email", resource.email)}
+        if resource.customer is not None:
+            names |= {("customer", resource.customer.id), ("email", resource.customer.email)}
+    elif isinstance(resource, ct.Deleted):
+        names.add((resource.kind, resource.id))
+    else:
+        return None
+    return {(kind, value) for kind, value in names if value}
+
+
+def _bulk_candidates(events: dict[int, tuple[Any, ct.WebhookEvent]]) -> dict[int, list[Any]]:
+    """Return, by shop, the order snapshots the bulk writer may take: those whose order,
+    customer, e-mail and checkout no other delivery of the group names (in a shop none of whose
+    deliveries concerns the whole shop), so their order relative to the others cannot matter,
+    and that are not history brought by a backfill."""
+    from app.loyalty.writer import NewOrder
+
+    named: dict[int, Counter[tuple[str, str]]] = {}
+    whole_shop: set[int] = set()
+    concerns: dict[int, set[tuple[str, str]]] = {}
+    for delivery_id, (row, event) in events.items():
+        names = _concerns(event.resource)
+        if names is None:
+            whole_shop.add(row["shop_id"])
+            continue
+        concerns[delivery_id] = names
+        named.setdefault(row["shop_id"], Counter()).update(names)
+    candidates: dict[int, list[Any]] = {}
+    for delivery_id, names in concerns.items():
+        row, event = events[delivery_id]
+        shop_id = row["shop_id"]
+        # A backfilled order is history (`orders.History`), handled by the per-delivery path.
+        if (isinstance(event.resource, ct.Order) and shop_id not in whole_shop and row["source"] != "backfill"
+                and all(named[shop_id][name] == 1 for name in names)):
+            candidates.setdefault(shop_id, []).append(NewOrder(delivery_id, event.resource))
+    return candidates
 
 
 def _count(delivery: Any, outcome: str) -> None:
@@ -218,22 +322,32 @@ def _record_error(delivery_id: int, exc: BaseException) -> str:
         return delivery.status.value
 
 
-# PostgreSQL: a batch is worked through by lanes (threads, each with its own connection and its
-# own transactions), so that some compute while the others wait for the server; a lane is as
-# safe as a second worker process, and the rows the transactions lock settle any overlap.
-# A lane spends ~78 % of its time waiting for PostgreSQL (six round trips per paid order, the
-# last one the commit's flush). Measured on two cores: two lanes +24 % orders/s over one; four
-# +15 % over two (bench/RESULTS.md before issue 15, in git). SQLite lets one writer in at a time, so it keeps one lane.
+# A job's deliveries are written WRITE_TOGETHER at a time in one transaction: one COMMIT (and,
+# on SQLite, one hold of the write lock) for all of them instead of one each. A transaction that
+# fails for any of them (an error, a race on a natural key, a lock conflict) rolls back, and its
+# deliveries are then processed each in its own transaction, so one bad delivery never fails its
+# neighbours, and exactly-once rests on the database's unique keys either way. New customers'
+# paid orders of a group are written in bulk (`_apply_group`, `app.loyalty.writer`). On SQLite
+# the receiver waits for the write lock while a group is written: 50 such orders hold it about
+# 40 ms (0.8 ms of worker CPU each, bench/RESULTS.md); 50 that go one by one, ~0.2 s.
+WRITE_TOGETHER = 50
+
+# PostgreSQL: a batch is also worked through by lanes (threads, each with its own connection and
+# its own transactions), so that some compute while the others wait for the server; a lane is as
+# safe as a second worker process, and the rows the transactions lock settle any overlap (a
+# deadlock between two lanes fails one group, whose deliveries then go one by one). SQLite lets
+# one writer in at a time, so it keeps one lane.
 POSTGRES_LANES = 4
 
 
 def process_deliveries(delivery_ids: list[int]) -> dict[str, int]:
-    """Process a batch, each delivery in its own transaction; one failure never fails the rest.
+    """Process a batch; one failure never fails the rest.
 
-    A failure is recorded on its delivery (status, reason) for the admin to show and replay;
-    a transient database error leaves it `received` for the requeue sweep, up to MAX_ATTEMPTS.
-    On PostgreSQL the batch is dealt out to `POSTGRES_LANES` lanes, alternately in the order
-    of the ids.
+    Deliveries are written in groups (`WRITE_TOGETHER`, one transaction each), falling back to
+    one transaction per delivery for a group that fails. A failure is recorded on its delivery
+    (status, reason) for the admin to show and replay; a transient database error leaves it
+    `received` for the requeue sweep, up to MAX_ATTEMPTS. On PostgreSQL the batch is dealt out
+    to `POSTGRES_LANES` lanes, alternately in the order of the ids.
     """
     lanes = min(POSTGRES_LANES, len(delivery_ids)) if get_engine().dialect.name == "postgresql" else 1
     if lanes <= 1:
@@ -244,23 +358,35 @@ def process_deliveries(delivery_ids: list[int]) -> dict[str, int]:
 
 
 def _lane(delivery_ids: list[int]) -> Counter[str]:
-    """Process `delivery_ids` one after another on one connection."""
+    """Process `delivery_ids` in groups, one after another, on one connection."""
     outcome: Counter[str] = Counter()
-    # One connection serves the lane (each delivery still commits or rolls back on its own), so
-    # the pool's checkout, pre-ping and reset-on-return happen once per batch, not per delivery.
-    # A connection that broke is invalidated by SQLAlchemy and reconnects on its next use.
+    # One connection serves the lane, so the pool's checkout, pre-ping and reset-on-return happen
+    # once per batch. A connection that broke is invalidated by SQLAlchemy and reconnects on its
+    # next use.
     memo = BatchMemo()
     with get_engine().connect() as conn:
-        for delivery_id in delivery_ids:
+        for start in range(0, len(delivery_ids), WRITE_TOGETHER):
+            group = delivery_ids[start:start + WRITE_TOGETHER]
             try:
-                outcome[process_delivery(delivery_id, bind=conn, memo=memo)] += 1
-            except Exception as exc:  # noqa: BLE001 - recorded on the delivery and logged, not hidden
-                logger.error(
-                    "delivery processing failed",
-                    extra={"delivery": delivery_id, "error_type": type(exc).__name__},
-                )
-                outcome[_record_error(delivery_id, exc)] += 1
+                with session_scope(conn) as session:
+                    counts = _apply_group(session, group, memo)
+                outcome.update(counts)
+                continue
+            except Exception as exc:  # noqa: BLE001 - each delivery is processed again on its own below
+                logger.info("a group of deliveries could not be written together; one by one instead",
+                            extra={"deliveries": len(group), "error_type": type(exc).__name__})
+            for delivery_id in group:
+                outcome[_one(conn, delivery_id, memo)] += 1
     return outcome
+
+
+def _one(conn: Connection, delivery_id: int, memo: BatchMemo) -> str:
+    """Process one delivery in its own transaction, recording a failure on it."""
+    try:
+        return process_delivery(delivery_id, bind=conn, memo=memo)
+    except Exception as exc:  # noqa: BLE001 - recorded on the delivery and logged, not hidden
+        logger.error("delivery processing failed", extra={"delivery": delivery_id, "error_type": type(exc).__name__})
+        return _record_error(delivery_id, exc)
 
 
 def requeue_stuck_deliveries(older_than_seconds: int | None = None, batch_size: int = 200) -> int:

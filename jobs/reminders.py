@@ -24,7 +24,7 @@ from sqlalchemy import select
 from app.loyalty import codes, ledger
 from app import config
 from app.messaging import links
-from app.db import is_postgres, session_scope
+from app.db import session_scope
 from app.models import (
     Checkout,
     CodeStatus,
@@ -181,9 +181,9 @@ def build_context(session, message: ReminderMessage, shop: Shop, customer: Custo
 
 
 def _claim(session, message_id: int):  # type: ignore[no-untyped-def]
-    query = select(ReminderMessage).where(ReminderMessage.id == message_id)
-    if is_postgres(session):
-        query = query.with_for_update(skip_locked=True)
+    # Locked on PostgreSQL, skipping a message another worker holds (SQLAlchemy's SQLite dialect
+    # leaves FOR UPDATE out: its transactions hold the write lock).
+    query = select(ReminderMessage).where(ReminderMessage.id == message_id).with_for_update(skip_locked=True)
     return session.scalars(query).first()
 
 

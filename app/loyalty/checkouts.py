@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.messaging import consent, reminders
 from app.loyalty.customers import upsert_customer
-from app.db import defer, dialect_insert
+from app.db import dialect_insert
 from app.models import Checkout, Shop, utcnow
 from app.program import current_program
 from connectors import types as ct
@@ -85,5 +85,11 @@ _COMPLETE = (
 
 def complete(session: Session, shop: Shop, platform_id: str, when: datetime) -> None:
     """Mark a checkout completed (its order was paid): its reminders stop."""
-    # At commit (`defer`): nothing later in an order's transaction reads its checkout.
-    defer(session, _COMPLETE, {"b_shop_id": shop.id, "b_platform_id": platform_id, "when": when})
+    complete_many(session, shop, [(platform_id, when)])
+
+
+def complete_many(session: Session, shop: Shop, completed: list[tuple[str, datetime]]) -> None:
+    """Mark checkouts completed, each (platform id, when) (one UPDATE, executemany)."""
+    if completed:
+        session.execute(_COMPLETE, [{"b_shop_id": shop.id, "b_platform_id": platform_id, "when": when}
+                                    for platform_id, when in completed])

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from app.db import after_commit, defer_insert, insert_object, prebuilt_insert
+from app.db import after_commit, insert_row
 from app.models import CodeStatus, IssuedCode, Shop, utcnow
 from connectors.types import DiscountSpec
 
@@ -89,8 +89,7 @@ def spec_from_json(data: dict[str, Any]) -> DiscountSpec:
     )
 
 
-_CODE_KEY = ("shop_id", "purpose", "source_key")  # one code per purpose and source
-_INSERT_CODE = prebuilt_insert(IssuedCode.__table__, list(_CODE_KEY))
+_CODE_KEY = ["shop_id", "purpose", "source_key"]  # one code per purpose and source
 _READ_CODE = select(IssuedCode).where(
     IssuedCode.shop_id == bindparam("shop_id"),
     IssuedCode.purpose == bindparam("purpose"),
@@ -98,7 +97,7 @@ _READ_CODE = select(IssuedCode).where(
 )
 
 
-def _code_row(
+def code_row(
     shop: Shop,
     *,
     purpose: str,
@@ -117,8 +116,8 @@ def _code_row(
     once_per_customer: bool = True,
     ends_at: datetime | None = None,
     now: datetime | None = None,
-) -> IssuedCode:
-    """Return the new pending row of a code (not yet in a session).
+) -> dict[str, Any]:
+    """Return the column values of a code's new pending row.
 
     The code ends `valid_days` from now, or at `ends_at` (a tier perk: its tier period's end).
     """
@@ -142,45 +141,34 @@ def _code_row(
         usage_limit=usage_limit,
         once_per_customer=once_per_customer,
     )
-    return IssuedCode(
+    return dict(
         shop_id=shop.id, customer_id=customer_id, purpose=purpose, source_key=source_key, code=code,
         spec=spec_to_json(spec), status=CodeStatus.PENDING, attempts=0, expires_at=ends_at,
         created_at=now, updated_at=now,
     )
 
 
-def record_code(session: Session, shop: Shop, **spec: Any) -> tuple[IssuedCode, bool]:
-    """Write the pending code row of a code a customer is waiting for, once per (purpose,
-    source_key); returns (row, created_now). A new code's job is enqueued after the surrounding
-    transaction commits. (Codes that are not urgent: `record_code_at_commit`.)
+def record_code(session: Session, shop: Shop, *, enqueue: bool = True, **spec: Any) -> tuple[IssuedCode, bool]:
+    """Write the pending code row, once per (purpose, source_key); returns (row, created_now).
 
-    `spec`: the keywords of `_code_row`.
+    A new code's job is enqueued after the surrounding transaction commits. `enqueue=False` for a
+    code nobody waits for (a referral code, a second-purchase or tier perk code): the
+    `jobs.codes.requeue_pending` sweep (every minute) hands those to the worker in bulk, instead
+    of one Redis round trip each in the order's job. A code recorded before keeps its row; its
+    string is the same, as both derive from the key.
+
+    `spec`: the keywords of `code_row`.
     """
-    new = _code_row(shop, **spec)
-    # One statement for a new row (the upsert returns it); only a row that existed is read back.
-    row = insert_object(session, _INSERT_CODE(session), new)
+    values = code_row(shop, **spec)
+    row = insert_row(session, IssuedCode, values, conflict_on=_CODE_KEY)
     created = row is not None
     if row is None:
         row = session.scalars(
-            _READ_CODE, {"shop_id": shop.id, "purpose": new.purpose, "source_key": new.source_key}
+            _READ_CODE, {"shop_id": shop.id, "purpose": values["purpose"], "source_key": values["source_key"]}
         ).one()
-    if created:
+    if created and enqueue:
         enqueue_code_after_commit(session, row.id)
     return row, created
-
-
-def record_code_at_commit(session: Session, shop: Shop, **spec: Any) -> str:
-    """Write a code that is not urgent and that nothing in this transaction reads back, once per
-    (purpose, source_key), when the transaction commits (`app.db.defer_insert`); returns the code.
-
-    `spec`: the keywords of `_code_row`. The `jobs.codes.requeue_pending` sweep (every minute)
-    hands such codes to the worker in bulk instead of costing the order's job a Redis round
-    trip. A code recorded before keeps its row (the INSERT does nothing); its string is the
-    same, as both derive from the key.
-    """
-    row = _code_row(shop, **spec)
-    defer_insert(session, row, conflict_on=_CODE_KEY)
-    return row.code
 
 
 def enqueue_code_after_commit(session: Session, code_id: int) -> None:

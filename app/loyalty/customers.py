@@ -7,21 +7,17 @@ the same new customer at once end with one row (no check-then-insert).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.messaging import consent
-from app.db import (
-    LOCKED_CUSTOMERS,
-    dialect_insert,
-    insert_object,
-    load_objects,
-    note,
-    prebuilt_insert,
-)
-from app.models import Checkout, Customer, LedgerEntry, Order, PointLot, Shop, utcnow
+from app.db import dialect_insert, insert_row
+from app.models import Checkout, ConsentEvent, Customer, LedgerEntry, Order, PointLot, Shop, utcnow
+from app.program import Consent
 from connectors import types as ct
 
 logger = logging.getLogger(__name__)
@@ -39,17 +35,17 @@ def find_by_email(session: Session, shop_id: int, email: str) -> Customer | None
     return rows[0] if rows else None
 
 
-# Every order looks its customer up, locked (PostgreSQL; on SQLite the transaction holds the
-# write lock, and the dialect leaves FOR UPDATE out).
+# Every order looks its customer up, locked and read afresh (PostgreSQL; on SQLite the
+# transaction holds the write lock, and the dialect leaves FOR UPDATE out).
 _BY_PLATFORM_ID = select(Customer).where(
     Customer.shop_id == bindparam("shop_id"), Customer.platform_id == bindparam("platform_id")
-).with_for_update()
+).with_for_update().execution_options(populate_existing=True)
 _GUEST = select(Customer).where(
     Customer.shop_id == bindparam("shop_id"),
     Customer.email == bindparam("email"),
     Customer.platform_id.is_(None),
     Customer.merged_into_id.is_(None),
-).with_for_update()
+).with_for_update().execution_options(populate_existing=True)
 _ACCOUNT_OR_GUEST = select(Customer).where(
     Customer.shop_id == bindparam("shop_id"),
     or_(
@@ -60,8 +56,7 @@ _ACCOUNT_OR_GUEST = select(Customer).where(
             Customer.merged_into_id.is_(None),
         ),
     ),
-).with_for_update()
-_INSERT_ACCOUNT = prebuilt_insert(Customer.__table__, ["shop_id", "platform_id"])
+).with_for_update().execution_options(populate_existing=True)
 
 
 def _by_platform_id(session: Session, shop_id: int, platform_id: str) -> Customer | None:
@@ -73,20 +68,17 @@ def _guest(session: Session, shop_id: int, email: str) -> Customer | None:
 
 
 def _insert_account(session: Session, shop: Shop, c: ct.Customer, email: str | None) -> tuple[Customer, bool]:
-    """Insert the account with its profile (the new row comes back from the INSERT), or read the
-    one that won a race and apply the profile to it; True when this call inserted it."""
+    """Insert the account (the new row comes back from the INSERT), or read the one that won a
+    race, and apply the profile to it; True when this call inserted it."""
     now = utcnow()
-    new = Customer(shop_id=shop.id, platform_id=c.id, email=email, created_at=now, updated_at=now)
-    consent_change = _copy_profile(session, shop, new, c)  # into the INSERT: no UPDATE after it
-    row = insert_object(session, _INSERT_ACCOUNT(session), new)
+    row = insert_row(session, Customer, dict(shop_id=shop.id, platform_id=c.id, email=email, created_at=now,
+                                             updated_at=now), conflict_on=["shop_id", "platform_id"])
+    inserted = row is not None
     if row is None:
         row = _by_platform_id(session, shop.id, c.id)
         assert row is not None
-        _apply_profile(session, shop, row, c)
-        return row, False
-    if consent_change is not None:
-        consent.record_platform_proof(session, shop, row, consent_change)
-    return row, True
+    _apply_profile(session, shop, row, c)
+    return row, inserted
 
 
 def _insert_guest(session: Session, shop_id: int, email: str) -> Customer:
@@ -125,30 +117,62 @@ def merge_guest(session: Session, guest: Customer, account: Customer) -> None:
     logger.info("guest merged into account", extra={"shop": account.shop_id, "customer": account.id})
 
 
-def _copy_profile(session: Session, shop: Shop, row: Customer, c: ct.Customer) -> tuple[bool, datetime] | None:
-    """Copy a newer platform profile onto the row; return the consent change, whose proof the
-    caller writes (`consent.record_platform_proof`) once the row exists."""
-    newer = row.platform_updated_at is None or c.updated_at is None or c.updated_at >= row.platform_updated_at
-    if not newer or row.redacted_at is not None:
+@dataclass(frozen=True)
+class Unknown:
+    """What we hold of a customer we have not stored yet: nothing (for `profile_update`)."""
+
+    accepts_marketing: bool | None = None
+    consent_source: str | None = None
+    consent_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    platform_updated_at: datetime | None = None
+    redacted_at: datetime | None = None
+
+
+UNKNOWN = Unknown()
+
+
+def profile_update(shop: Shop, current: Any, c: ct.Customer, rules: Consent,
+                   now: datetime) -> tuple[dict[str, Any], consent.ConsentChange | None] | None:
+    """Return the columns a platform profile sets on what we hold (`current`: the row, or
+    `UNKNOWN` for a customer not stored yet) with the consent change it states, or None when the
+    profile is older than the one we hold or the customer was erased (`app.privacy`). Pure."""
+    newer = (current.platform_updated_at is None or c.updated_at is None
+             or c.updated_at >= current.platform_updated_at)
+    if not newer or current.redacted_at is not None:
         return None
+    fields: dict[str, Any] = {}
     if c.email:
-        row.email = c.email
+        fields["email"] = c.email
     for attr in ("first_name", "last_name", "locale"):
         value = getattr(c, attr)
         if value:
-            setattr(row, attr, value)
+            fields[attr] = value
     if c.birthday is not None:
-        row.birthday = c.birthday
-    change = consent.apply_platform_consent(session, shop, row, c)
+        fields["birthday"] = c.birthday
+    change = consent.platform_consent_change(shop, current, c, rules, now)
+    if change is not None:
+        fields.update(change.customer_fields())
     if c.updated_at is not None:
-        row.platform_updated_at = c.updated_at
-    return change
+        fields["platform_updated_at"] = c.updated_at
+    return fields, change
 
 
 def _apply_profile(session: Session, shop: Shop, row: Customer, c: ct.Customer) -> None:
-    change = _copy_profile(session, shop, row, c)
+    """Copy a newer platform profile onto the row, with its consent (and the consent's proof)."""
+    # The program (which the consent rules read) is loaded before the row changes, so its query
+    # does not flush them as an UPDATE of their own.
+    from app.program import current_program
+
+    _, program = current_program(session, shop)
+    changes = profile_update(shop, row, c, program.reminders.consent, utcnow())
+    if changes is None:
+        return
+    fields, change = changes
+    for name, value in fields.items():
+        setattr(row, name, value)
     if change is not None:
-        consent.record_platform_proof(session, shop, row, change)
+        session.add(ConsentEvent(**change.event_values(row.shop_id, row.id)))
 
 
 def upsert_customer(session: Session, shop: Shop, c: ct.Customer, *, email: str | None = None) -> Customer | None:
@@ -167,8 +191,7 @@ def _upsert(session: Session, shop: Shop, c: ct.Customer, email: str | None) -> 
     email = c.email or email
     if c.id is not None:
         # One query finds both the account and a guest with its e-mail (locked on PostgreSQL).
-        found = load_objects(session, Customer, _ACCOUNT_OR_GUEST,
-                             {"shop_id": shop.id, "platform_id": c.id, "email": email})
+        found = session.scalars(_ACCOUNT_OR_GUEST, {"shop_id": shop.id, "platform_id": c.id, "email": email}).all()
         row = next((r for r in found if r.platform_id == c.id), None)
         guest = next((r for r in found if r.platform_id is None), None)
         inserted = new = False
@@ -195,7 +218,6 @@ def _upsert(session: Session, shop: Shop, c: ct.Customer, email: str | None) -> 
             merge_guest(session, guest, row)
             new = False  # it has the guest's history now
         # Inserted, adopted by an UPDATE, or read FOR UPDATE: the row is locked (PostgreSQL).
-        note(session, LOCKED_CUSTOMERS, row.id)
         return row, new
     if not email:
         return None, False

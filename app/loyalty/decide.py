@@ -110,6 +110,7 @@ class OrderFacts:
     cancelled_at: datetime | None
     deleted_at: datetime | None
     refunds: tuple[RefundFacts, ...] = ()
+    total_weight_grams: int = 0
 
 
 @dataclass(frozen=True)

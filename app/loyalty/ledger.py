@@ -20,16 +20,8 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import (
-    LOCKED_CUSTOMERS,
-    dialect_insert,
-    insert_behind,
-    insert_object,
-    is_postgres,
-    note,
-    noted,
-    prebuilt_insert,
-)
+from app.db import dialect_insert
+from app.loyalty.decide import NewEntry, NewLot
 from app.models import Customer, LedgerEntry, LotState, PointLot, utcnow
 
 logger = logging.getLogger(__name__)
@@ -58,22 +50,18 @@ class Taken:
     lots: tuple[tuple[int, int], ...]  # (lot id, points taken)
 
 
-_LOCK_CUSTOMER = select(Customer).where(Customer.id == bindparam("id")).with_for_update()
-
-
 def lock_customer(session: Session, customer_id: int) -> Customer:
-    """Return the customer row, locked for the rest of the transaction on PostgreSQL.
+    """Return the customer row, read afresh and locked for the rest of the transaction.
 
-    On SQLite every transaction already holds the database's write lock (BEGIN IMMEDIATE), so the
-    row comes from the session when it is loaded already; so does a row this transaction locked.
+    PostgreSQL: SELECT ... FOR UPDATE. SQLite: every transaction already holds the database's
+    write lock (BEGIN IMMEDIATE), and SQLAlchemy's dialect leaves FOR UPDATE out. A caller that
+    holds the customer locked already (read FOR UPDATE or inserted in this transaction) passes
+    the row on instead of calling this again.
     """
-    if not is_postgres(session) or noted(session, LOCKED_CUSTOMERS, customer_id):
-        customer = session.get(Customer, customer_id)
-        assert customer is not None
-        return customer
-    customer = session.scalars(_LOCK_CUSTOMER, {"id": customer_id}).one()
-    note(session, LOCKED_CUSTOMERS, customer_id)
-    return customer
+    return session.scalars(
+        select(Customer).where(Customer.id == customer_id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
 
 
 def balance(session: Session, customer_id: int) -> Balance:
@@ -149,23 +137,20 @@ class InsufficientPointsError(ValueError):
     """Fewer available points than asked for."""
 
 
-# Appending is one INSERT each for the lot and the entry (see app.db.insert_object).
-_INSERT_LOT = prebuilt_insert(PointLot.__table__)
-_INSERT_ENTRY = prebuilt_insert(LedgerEntry.__table__)
-
-
 def append(session: Session, entry: LedgerEntry, *, lot: PointLot | None = None) -> LedgerEntry | None:
     """Insert `entry` (and a new `lot`) unless an entry with its natural key already exists.
 
     Runs in a savepoint so a duplicate leaves the surrounding transaction usable; returns None for
     a duplicate (the database decided: it was already recorded).
     """
+    session.flush()  # what is pending goes out before the savepoint, which a duplicate rolls back
     try:
         with session.begin_nested():
             if lot is not None:
-                insert_object(session, _INSERT_LOT(session), lot)
+                session.add(lot)
+                session.flush()
                 entry.lot_id = lot.id
-            insert_object(session, _INSERT_ENTRY(session), entry)
+            session.add(entry)
     except IntegrityError:
         if lot is not None and lot in session:
             session.expunge(lot)  # its row went with the savepoint
@@ -177,35 +162,38 @@ def append(session: Session, entry: LedgerEntry, *, lot: PointLot | None = None)
     return entry
 
 
-def insert_lot(session: Session, lot: PointLot) -> int:
-    """Insert a new lot (one statement, which returns its id) and return its id."""
-    insert_object(session, _INSERT_LOT(session), lot)
-    return lot.id
-
-
-def insert_new_entries(session: Session, entries: list[LedgerEntry]) -> None:
-    """Insert entries whose natural keys cannot exist yet (they name a row this transaction
-    inserted): they go out with the transaction's next statement (`app.db.insert_behind`)."""
-    for entry in entries:
-        insert_behind(session, entry)
-
-
 def insert_entries(session: Session) -> Any:
     """Return the INSERT of ledger entries (executemany) that skips an entry whose natural key
     exists and returns the ids of those written: fewer ids than rows means a key existed."""
-    name = session.get_bind().dialect.name
-    stmt = _ENTRY_INSERTS.get(name)
-    if stmt is None:
-        table = LedgerEntry.__table__
-        stmt = _ENTRY_INSERTS[name] = (
-            dialect_insert(session, table)
-            .on_conflict_do_nothing(index_elements=["shop_id", "source_type", "source_id", "reason"])
-            .returning(table.c.id)
-        )
-    return stmt
+    table = LedgerEntry.__table__
+    return (
+        dialect_insert(session, table)
+        .on_conflict_do_nothing(index_elements=["shop_id", "source_type", "source_id", "reason"])
+        .returning(table.c.id)
+    )
 
 
-_ENTRY_INSERTS: dict[str, Any] = {}
+def lot_values(lot: NewLot, *, shop_id: int, customer_id: int, order_id: int | None,
+               now: datetime) -> dict[str, Any]:
+    """Return the column values of a planned lot (`app.loyalty.decide.NewLot`)."""
+    return dict(
+        shop_id=shop_id, customer_id=customer_id, order_id=order_id, points=lot.points, remaining=lot.points,
+        state=lot.state, earned_at=lot.earned_at, available_at=lot.available_at, expires_at=lot.expires_at,
+        rule=lot.rule, created_at=now, updated_at=now,
+    )
+
+
+def entry_values(entry: NewEntry, *, shop_id: int, customer_id: int, order_id: int | None,
+                 delivery_id: int | None, lot_id: int | None, now: datetime) -> dict[str, Any]:
+    """Return the column values of a planned entry (`app.loyalty.decide.NewEntry`); `lot_id` is
+    the id of the plan's new lot when the entry is on it."""
+    return dict(
+        shop_id=shop_id, customer_id=customer_id, order_id=order_id, delivery_id=delivery_id,
+        lot_id=lot_id if entry.on_new_lot else entry.lot_id, delta=entry.delta,
+        pending_delta=entry.pending_delta, available_delta=entry.available_delta, shortfall=entry.shortfall,
+        reason=entry.reason, source_type=entry.source_type, source_id=entry.source_id, detail=entry.detail,
+        created_by=None, created_at=now,
+    )
 
 
 def forget_lots(session: Session, lot_ids: set[int]) -> None:

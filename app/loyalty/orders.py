@@ -10,27 +10,19 @@ in the same balance.
 from __future__ import annotations
 
 import logging
-
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.loyalty import checkouts, points
 from app.messaging import reminders
 from app.loyalty.customers import customer_for_order
-from app.db import (
-    LOCKED_ORDERS,
-    after_commit,
-    dialect_insert,
-    flush,
-    insert_object,
-    note,
-    prebuilt_insert,
-)
+from app.db import after_commit, dialect_insert, insert_row
 from app.models import Backfill, Order, OrderRefund, OrderTransaction, Shop, utcnow
 from app.program import current_program
 from connectors import get_connector
@@ -39,17 +31,7 @@ from connectors import types as ct
 logger = logging.getLogger(__name__)
 
 
-# A new row comes back from the INSERT itself (and is ours alone until we commit, so it has no
-# refunds yet: the collection is set empty instead of loaded); an existing one is read, locked
-# (PostgreSQL; SQLite's transactions hold the write lock, and its dialect leaves FOR UPDATE out),
-# and overwrites whatever the session held for it.
-_INSERT_ORDER = prebuilt_insert(Order.__table__, ["shop_id", "platform_id"])
-_READ_ORDER = (
-    select(Order)
-    .where(Order.shop_id == bindparam("shop_id"), Order.platform_id == bindparam("platform_id"))
-    .with_for_update()
-    .execution_options(populate_existing=True)
-)
+_ORDER_KEY = ["shop_id", "platform_id"]
 
 
 @dataclass(frozen=True)
@@ -76,21 +58,23 @@ def lock_order(session: Session, shop: Shop, platform_id: str) -> tuple[Order, b
     True when this call created it.
 
     The lock serializes every event of one order, so their ledger arithmetic never interleaves.
+    A new row comes back from the INSERT itself (and is ours alone until we commit, so it has no
+    refunds yet); an existing one is read afresh with FOR UPDATE (SQLAlchemy's SQLite dialect
+    leaves that out: its transactions hold the write lock).
     """
     now = utcnow()
-    row = insert_object(
-        session,
-        _INSERT_ORDER(session),
-        Order(shop_id=shop.id, platform_id=platform_id, is_paid=False, taxes_included=False, total_weight_grams=0,
-              tags=[], discount_codes=[], test=False, created_at=now, updated_at=now),
-    )
-    created = row is not None
-    if created:
+    row = insert_row(session, Order, dict(
+        shop_id=shop.id, platform_id=platform_id, is_paid=False, taxes_included=False, total_weight_grams=0,
+        tags=[], discount_codes=[], test=False, created_at=now, updated_at=now,
+    ), conflict_on=_ORDER_KEY)
+    if row is not None:
         set_committed_value(row, "refunds", [])
-    else:
-        row = session.scalars(_READ_ORDER, {"shop_id": shop.id, "platform_id": platform_id}).one()
-    note(session, LOCKED_ORDERS, row.id)
-    return row, created
+        return row, True
+    row = session.scalars(
+        select(Order).where(Order.shop_id == shop.id, Order.platform_id == platform_id)
+        .with_for_update().execution_options(populate_existing=True)
+    ).one()
+    return row, False
 
 
 def add_refund(session: Session, shop: Shop, row: Order, refund: ct.Refund) -> None:
@@ -123,28 +107,43 @@ def add_refund(session: Session, shop: Shop, row: Order, refund: ct.Refund) -> N
     ))
 
 
-def _copy_snapshot(row: Order, order: ct.Order) -> None:
-    row.number = order.number
-    row.email = order.email
-    row.status = order.status.value
-    row.platform_status = order.platform_status
-    row.currency = order.currency
-    row.presentment_currency = order.presentment_currency
-    row.merchandise = order.merchandise
-    row.merchandise_tax = order.merchandise_tax
-    row.taxes_included = order.taxes_included
+def snapshot_fields(order: ct.Order) -> dict[str, Any]:
+    """Return the order row's columns that a snapshot sets, whenever it is the newest we hold.
+    Pure; the monotonic facts (paid, cancelled, refunds) are not among them."""
+    fields: dict[str, Any] = dict(
+        number=order.number,
+        email=order.email,
+        status=order.status.value,
+        platform_status=order.platform_status,
+        currency=order.currency,
+        presentment_currency=order.presentment_currency,
+        merchandise=order.merchandise,
+        merchandise_tax=order.merchandise_tax,
+        taxes_included=order.taxes_included,
+        shipping=order.shipping,
+        total=order.total,
+        total_weight_grams=order.total_weight_grams,
+        tags=list(order.tags),
+        discount_codes=list(order.discount_codes),
+        shipping_address_fingerprint=order.shipping_address_fingerprint,
+        platform_created_at=order.created_at,
+        platform_updated_at=order.updated_at,
+        recovery_url=order.recovery_url,
+        test=order.test,
+    )
     if order.gift_card_paid is not None:  # a Shopify order leaves it to its transactions
-        row.gift_card_paid = order.gift_card_paid
-    row.shipping = order.shipping
-    row.total = order.total
-    row.total_weight_grams = order.total_weight_grams
-    row.tags = list(order.tags)
-    row.discount_codes = list(order.discount_codes)
-    row.shipping_address_fingerprint = order.shipping_address_fingerprint
-    row.platform_created_at = order.created_at
-    row.platform_updated_at = order.updated_at
-    row.recovery_url = order.recovery_url
-    row.test = order.test
+        fields["gift_card_paid"] = order.gift_card_paid
+    return fields
+
+
+def paid_fields(order: ct.Order) -> dict[str, Any]:
+    """Return the columns that record an order's payment (once: paid never turns back). Pure."""
+    return {"is_paid": True, "paid_at": order.paid_at or order.updated_at}
+
+
+def _copy_snapshot(row: Order, order: ct.Order) -> None:
+    for name, value in snapshot_fields(order).items():
+        setattr(row, name, value)
 
 
 def apply_order(
@@ -173,22 +172,24 @@ def apply_order(
     became_paid = order.is_paid and not row.is_paid
     # Monotonic facts, whatever the age of the snapshot that carries them.
     if became_paid:
-        row.is_paid = True
-        row.paid_at = order.paid_at or order.updated_at
+        for name, value in paid_fields(order).items():
+            setattr(row, name, value)
     if order.cancelled_at and row.cancelled_at is None:
         row.cancelled_at = order.cancelled_at
     if restored:
         row.deleted_at = None
     for refund in order.refunds:
         add_refund(session, shop, row, refund)
-    flush(session)
+    session.flush()
     if order.refunds:
         session.expire(row, ["refunds"])  # Core inserts above are not in the loaded collection
         if any(not r.detailed for r in order.refunds) and any(r.detailed_at is None for r in row.refunds):
             # The platform gave refund totals only: its API has the lines (jobs.reconcile).
             after_commit(session, lambda: enqueue_refund_detail(shop.id, row.platform_id))
+    # customer_for_order holds the customer locked: passed on, not locked again.
+    locked = customer if customer is not None and customer.id == row.customer_id else None
     points.reconcile_order(session, shop, row, delivery_id=delivery_id, new_order=new_order,
-                           new_customer=new_customer, history=history)
+                           new_customer=new_customer, customer=locked, history=history)
     if history is not None:
         # Nothing about the past: no cart, win-back or attribution; a customer first seen in the
         # history is not asked for their opt-in (`jobs.backfill.finish` sets their last order).
@@ -211,15 +212,22 @@ def _orders_are_checkouts(shop: Shop) -> bool:
     return get_connector(shop.platform.value).ORDERS_ARE_CHECKOUTS
 
 
+def completed_checkouts(shop: Shop, platform_id: str, checkout_token: str | None) -> list[str]:
+    """Return the platform ids of the checkouts a paid (or ended) order completes: its own
+    where orders double as checkouts, and the checkout it came from. Pure."""
+    ids = [f"order-{platform_id}"] if _orders_are_checkouts(shop) else []
+    if checkout_token:
+        ids.append(checkout_token)
+    return ids
+
+
 def _track_checkout(session: Session, shop: Shop, row: Order, order: ct.Order, *, newer: bool) -> None:
     """Paid orders end their checkout's reminders; unpaid orders are checkouts where orders
     double as checkouts."""
     if row.is_paid or row.cancelled_at or row.deleted_at:
         when = row.paid_at or row.cancelled_at or row.deleted_at or utcnow()
-        if _orders_are_checkouts(shop):
-            checkouts.complete(session, shop, f"order-{row.platform_id}", when)
-        if order.checkout_token:
-            checkouts.complete(session, shop, order.checkout_token, when)
+        for checkout_id in completed_checkouts(shop, row.platform_id, order.checkout_token):
+            checkouts.complete(session, shop, checkout_id, when)
         return
     unpaid = (ct.OrderStatus.DRAFT, ct.OrderStatus.PENDING, ct.OrderStatus.FAILED)
     if newer and _orders_are_checkouts(shop) and order.status in unpaid and order.email:
@@ -243,7 +251,7 @@ def apply_refund_details(session: Session, shop: Shop, details: ct.RefundDetails
     row, new_order = lock_order(session, shop, details.order_id)
     for refund in details.refunds:
         add_refund(session, shop, row, refund)
-    flush(session)
+    session.flush()
     session.expire(row, ["refunds"])
     points.reconcile_order(session, shop, row, delivery_id=delivery_id, new_order=new_order)
     return row
@@ -253,7 +261,7 @@ def apply_refund(session: Session, shop: Shop, refund: ct.Refund, *, delivery_id
     """Record a refund (even before we have seen its order) and reverse points for it."""
     row, new_order = lock_order(session, shop, refund.order_id)
     add_refund(session, shop, row, refund)
-    flush(session)
+    session.flush()
     session.expire(row, ["refunds"])
     points.reconcile_order(session, shop, row, delivery_id=delivery_id, new_order=new_order)
     return row
@@ -325,7 +333,7 @@ def apply_transaction(
         logger.debug("gift-card transaction already recorded", extra={"shop": shop.id, "order_id": row.id})
         return row
     row.gift_card_paid = gift_card_paid(session, row)
-    flush(session)
+    session.flush()
     points.reconcile_order(session, shop, row, delivery_id=delivery_id, gift_card_source=str(stored),
                            new_order=new_order)
     return row
@@ -336,6 +344,6 @@ def apply_deletion(session: Session, shop: Shop, platform_id: str, *, delivery_i
     row, new_order = lock_order(session, shop, platform_id)
     if row.deleted_at is None:
         row.deleted_at = utcnow()
-    flush(session)
+    session.flush()
     points.reconcile_order(session, shop, row, delivery_id=delivery_id, new_order=new_order)
     return row

@@ -9,14 +9,16 @@ customer's lock from the entries the order already has, and the ledger's natural
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from app.loyalty import decide, incentives, ledger, referrals, tiers
-from app.models import Customer, LedgerEntry, LotState, Order, PointLot, Shop, utcnow
+from app.loyalty import codes, decide, incentives, ledger, referrals, tiers
+from app.db import insert_row
+from app.models import Customer, LedgerEntry, LotState, Order, PointLot, Shop, TierChange, utcnow
 from app.program import Program, current_program
 
 logger = logging.getLogger(__name__)
@@ -27,31 +29,98 @@ class PlanConflictError(RuntimeError):
     delivery is decided again in a transaction of its own (`jobs.deliveries`)."""
 
 
+@dataclass(frozen=True)
+class FirstOrderSteps:
+    """What follows the first award of a customer created for this order, decided (see
+    `first_order_steps`); the writers only write it."""
+
+    bonus: incentives.Bonus | None
+    codes: tuple[dict[str, Any], ...]  # `codes.record_code` keywords; none enqueued (the sweep hands them on)
+    gifts: tuple[dict[str, Any], ...]  # order tasks' column values
+    tier_change: dict[str, Any] | None  # a tier change's column values
+    customer_fields: dict[str, Any]  # the customer's columns after the steps
+
+
+def first_order_steps(shop: Shop, customer: Any, order: decide.OrderFacts, program: Program, version: int,
+                      won: decide.Award, now: datetime) -> FirstOrderSteps:
+    """Return everything that follows the first award of a customer created for this order (it
+    is their first paid order; they have no codes, entries or tier yet): the first-order bonus
+    and the second-purchase code, the member's own referral code, gifts with purchase and the
+    tier the order reaches, with its perk codes. Pure: the same rules `after_payment` applies to
+    any customer, decided without reading what a new customer cannot have.
+
+    `customer`: the row, or any object with its columns (`app.loyalty.writer`).
+    """
+    bonus = incentives.first_order_bonus(customer, program, version, available_at=won.available_at,
+                                         expires_at=won.expires_at, now=now)
+    specs: list[dict[str, Any]] = []
+    fields: dict[str, Any] = {}
+    second = incentives.second_purchase_code(shop, customer, program)
+    if second is not None:
+        specs.append(second)
+    referral = referrals.referral_code(shop, customer, program)
+    if referral is not None:
+        specs.append(referral)
+        fields["referral_code"] = codes.derive_code(shop.id, referral["purpose"], referral["source_key"])
+    gifts = incentives.gift_tasks(shop.id, order.id, order.merchandise, order.total_weight_grams, program, now)
+    change = None
+    if program.tiers.levels:
+        value = tiers.first_order_metric(program, order, max(won.points, 0), now)
+        tier = tiers.upgrade_to(program, customer.tier, value)
+        if tier is not None:
+            change, tier_fields = tiers.tier_change(customer, tier, value, "upgrade", version, program, now)
+            fields.update(tier_fields)
+            specs.extend(tiers.perk_codes(shop, customer, tier, tier_fields["tier_period_ends_at"]))
+    return FirstOrderSteps(bonus=bonus, codes=tuple(specs), gifts=tuple(gifts), tier_change=change,
+                           customer_fields=fields)
+
+
+def write_first_order_steps(session: Session, shop: Shop, customer: Customer, order_id: int,
+                            steps: FirstOrderSteps, now: datetime) -> None:
+    """Write `steps` row by row (the per-delivery path; `app.loyalty.writer` writes them in bulk)."""
+    if steps.bonus is not None:
+        incentives.write_bonus(session, shop.id, customer.id, steps.bonus, order_id=order_id, now=now)
+    for spec in steps.codes:
+        codes.record_code(session, shop, enqueue=False, **spec)
+    incentives.record_gift_tasks(session, list(steps.gifts))
+    if steps.tier_change is not None:
+        session.add(TierChange(**steps.tier_change))
+        logger.info("tier changed", extra={"shop": shop.id, "customer": customer.id, "reason": "upgrade"})
+    for name, value in steps.customer_fields.items():
+        setattr(customer, name, value)
+
+
 def after_payment(session: Session, shop: Shop, customer: Customer, order: Order, program: Program,
-                  version: int, won: decide.Award, *, new_customer: bool = False) -> None:
+                  version: int, won: decide.Award, *, facts: decide.OrderFacts, new_customer: bool = False) -> None:
     """Everything that follows an order's first award, in this order (each step is keyed, so it
     happens once): the first-order bonus and second-purchase code, the referral the order's code
     names, the member's own referral code, gifts with purchase, a tier upgrade, and auto-redeem
     once points are available.
 
     `new_customer`: the caller created the customer for this order in this transaction (it is
-    their only order; they have no codes or tier yet), which saves the steps their reads.
+    their only order; they have no codes or tier yet): the steps are `first_order_steps`.
     """
     now = utcnow()
     # The steps change the customer (referral code, tier) and add rows by their own INSERTs, so one
     # flush later writes the customer once instead of once per step.
     with session.no_autoflush:
-        if incentives.is_first_paid_order(session, customer.id, order, new_customer=new_customer):
-            incentives.after_first_paid_order(
-                session, shop, customer, order, program, version, available_at=won.available_at,
-                expires_at=won.expires_at,
-            )
-        # Any paid order that used a member's code is recorded (a repeat buyer is rejected as such).
-        referrals.record_referral(session, shop, order, customer, program, qualifies_at=won.available_at, now=now)
-        referrals.ensure_referral_code(session, shop, customer, program)
-        incentives.gifts_for(session, shop, order, program)
-        tiers.evaluate(session, shop, customer, program, version, now=now,
-                       only_order=order if new_customer else None)
+        if new_customer:
+            write_first_order_steps(session, shop, customer, order.id,
+                                    first_order_steps(shop, customer, facts, program, version, won, now), now)
+            referrals.record_referral(session, shop, order, customer, program, qualifies_at=won.available_at,
+                                      now=now)
+        else:
+            if incentives.is_first_paid_order(session, customer.id, order):
+                incentives.after_first_paid_order(
+                    session, shop, customer, order, program, version, available_at=won.available_at,
+                    expires_at=won.expires_at,
+                )
+            # Any paid order that used a member's code is recorded (a repeat buyer is rejected as such).
+            referrals.record_referral(session, shop, order, customer, program, qualifies_at=won.available_at,
+                                      now=now)
+            referrals.ensure_referral_code(session, shop, customer, program)
+            incentives.gifts_for(session, shop, order, program)
+            tiers.evaluate(session, shop, customer, program, version, now=now)
     if won.available_at <= now:
         from app.loyalty.redemptions import maybe_auto_redeem
 
@@ -65,7 +134,7 @@ def order_facts(order: Order) -> decide.OrderFacts:
         paid_at=order.paid_at, merchandise=order.merchandise, merchandise_tax=order.merchandise_tax,
         taxes_included=bool(order.taxes_included), gift_card_paid=order.gift_card_paid,
         tags=tuple(order.tags or ()), status=order.status, cancelled_at=order.cancelled_at,
-        deleted_at=order.deleted_at,
+        deleted_at=order.deleted_at, total_weight_grams=order.total_weight_grams or 0,
         refunds=tuple(
             decide.RefundFacts(r.id, r.platform_id, r.merchandise, r.platform_created_at or r.created_at,
                                detailed=r.detailed_at is not None)
@@ -97,23 +166,25 @@ _UPDATE_LOT = (
 
 def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: int | None = None,
                     gift_card_source: str | None = None, new_order: bool = False,
-                    new_customer: bool = False, history: Any = None) -> None:
+                    new_customer: bool = False, customer: Customer | None = None, history: Any = None) -> None:
     """Append the entries that make this order's points match its current state.
 
     `gift_card_source`: the id of the gift-card transaction just stored (`app.loyalty.orders`).
     `new_order`: the caller inserted the order row in this transaction, so no entry refers to it
     yet (and if one did, the ledger's unique key would refuse the award). `new_customer`: the
-    caller created its customer for it (see `after_payment`). `history`: the order comes from a
-    backfill (`app.loyalty.orders.History`): it earns only if the backfill awards its payment date
-    (else a zero `earn` entry marks it as history, so no later event awards it), and nothing of
-    `after_payment` follows.
+    caller created its customer for it (see `after_payment`). `customer`: the order's customer,
+    when the caller holds its row locked already (else it is locked here). `history`: the order
+    comes from a backfill (`app.loyalty.orders.History`): it earns only if the backfill awards its
+    payment date (else a zero `earn` entry marks it as history, so no later event awards it), and
+    nothing of `after_payment` follows.
 
     Raises:
         PlanConflictError: an entry of the plan was written meanwhile by another transaction.
     """
     if order.customer_id is None:
         return
-    customer = ledger.lock_customer(session, order.customer_id)
+    if customer is None:
+        customer = ledger.lock_customer(session, order.customer_id)
     version, program = current_program(session, shop)
     while True:
         now = utcnow()
@@ -131,23 +202,21 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
         if history is not None and plan.award is not None and not history.earns(order.paid_at):
             plan = decide.plan_history(facts)
         if plan.skipped:
-            logger.log(logging.DEBUG if plan.skipped == "history" else logging.INFO, "order earns nothing", extra={"shop": shop.id, "order_id": order.id, "why": plan.skipped})
-        write_plan(session, shop.id, customer.id, order.id, delivery_id, plan, now, keys_are_new=new_order)
+            logger.log(logging.DEBUG if plan.skipped == "history" else logging.INFO, "order earns nothing",
+                       extra={"shop": shop.id, "order_id": order.id, "why": plan.skipped})
+        write_plan(session, shop.id, customer.id, order.id, delivery_id, plan, now)
         if plan.award is not None and history is None:
-            after_payment(session, shop, customer, order, program, version, plan.award, new_customer=new_customer)
+            after_payment(session, shop, customer, order, program, version, plan.award, facts=facts,
+                          new_customer=new_customer)
         if not plan.decide_again:
             return
         new_order = False
 
 
 def write_plan(session: Session, shop_id: int, customer_id: int, order_id: int, delivery_id: int | None,
-               plan: decide.OrderPlan, now: datetime, *, keys_are_new: bool = False) -> None:
-    """Write `plan`: its new lot, its entries (in one statement), its lot changes (in one).
-
-    `keys_are_new`: the order's row was inserted by this transaction, so no entry can have the
-    plan's keys yet; its entries then go out with the transaction's next statement
-    (`ledger.insert_new_entries`), and should one exist after all, the unique key fails the
-    transaction.
+               plan: decide.OrderPlan, now: datetime) -> None:
+    """Write `plan`: its new lot (one INSERT returning its id), its entries (one INSERT of all of
+    them, skipping a natural key that exists), its lot changes (one UPDATE, executemany).
 
     Raises:
         PlanConflictError: the ledger's natural key refused an entry (written meanwhile).
@@ -157,27 +226,11 @@ def write_plan(session: Session, shop_id: int, customer_id: int, order_id: int, 
     session.flush()  # the order's snapshot goes before the rows that refer to it
     new_lot_id = None
     if plan.new_lot is not None:
-        lot = plan.new_lot
-        new_lot_id = ledger.insert_lot(session, PointLot(
-            shop_id=shop_id, customer_id=customer_id, order_id=order_id, points=lot.points,
-            remaining=lot.points, state=lot.state, earned_at=lot.earned_at, available_at=lot.available_at,
-            expires_at=lot.expires_at, rule=lot.rule, created_at=now, updated_at=now,
-        ))
-    if plan.entries and keys_are_new:
-        ledger.insert_new_entries(session, [LedgerEntry(
-            shop_id=shop_id, customer_id=customer_id, order_id=order_id, delivery_id=delivery_id,
-            lot_id=new_lot_id if e.on_new_lot else e.lot_id, delta=e.delta, pending_delta=e.pending_delta,
-            available_delta=e.available_delta, shortfall=e.shortfall, reason=e.reason,
-            source_type=e.source_type, source_id=e.source_id, detail=e.detail, created_at=now,
-        ) for e in plan.entries])
-    elif plan.entries:
-        rows = [{
-            "shop_id": shop_id, "customer_id": customer_id, "order_id": order_id, "delivery_id": delivery_id,
-            "lot_id": new_lot_id if e.on_new_lot else e.lot_id, "delta": e.delta, "pending_delta": e.pending_delta,
-            "available_delta": e.available_delta, "shortfall": e.shortfall, "reason": e.reason,
-            "source_type": e.source_type, "source_id": e.source_id, "detail": e.detail, "created_by": None,
-            "created_at": now,
-        } for e in plan.entries]
+        new_lot_id = insert_row(session, PointLot, ledger.lot_values(
+            plan.new_lot, shop_id=shop_id, customer_id=customer_id, order_id=order_id, now=now)).id
+    if plan.entries:
+        rows = [ledger.entry_values(e, shop_id=shop_id, customer_id=customer_id, order_id=order_id,
+                                    delivery_id=delivery_id, lot_id=new_lot_id, now=now) for e in plan.entries]
         written = session.execute(ledger.insert_entries(session), rows).all()
         if len(written) != len(rows):
             raise PlanConflictError(f"order {order_id}: a ledger entry of the plan exists already")
@@ -187,4 +240,3 @@ def write_plan(session: Session, shop_id: int, customer_id: int, order_id: int, 
             for c in plan.lot_changes
         ])
         ledger.forget_lots(session, {c.lot_id for c in plan.lot_changes})
-

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import bindparam, func, select
@@ -38,23 +39,31 @@ from connectors import get_connector
 logger = logging.getLogger(__name__)
 
 
-def ensure_referral_code(session: Session, shop: Shop, customer: Customer, program: Program) -> str | None:
-    """Give a member their referral code (a real code in the shop for the friend's discount)."""
-    if not program.referral.enabled or customer.banned_at is not None:
-        return customer.referral_code
-    if customer.referral_code:
-        return customer.referral_code
+def referral_code(shop: Shop, customer: Any, program: Program) -> dict[str, Any] | None:
+    """Return the member's referral code to create (`codes.record_code` keywords: a real code in
+    the shop for the friend's discount), or None when the program is off, the customer banned,
+    or they have one. Pure."""
+    if not program.referral.enabled or customer.banned_at is not None or customer.referral_code:
+        return None
     offer = program.referral
-    code = codes.record_code_at_commit(
-        session, shop, purpose="referral", source_key=str(customer.id), customer_id=customer.id,
+    return dict(
+        purpose="referral", source_key=str(customer.id), customer_id=customer.id,
         # For the friend, whose language nobody knows yet: the shop's.
         title=translations(customer_language(None, shop)).gettext(
             "Welcome: %(percent)s %% off your first order") % {"percent": offer.friend_discount_percent},
         kind="percentage", value=offer.friend_discount_percent, valid_days=None,
         minimum_amount=offer.friend_minimum_amount, usage_limit=None,
     )
-    customer.referral_code = code
-    return code
+
+
+def ensure_referral_code(session: Session, shop: Shop, customer: Customer, program: Program) -> str | None:
+    """Give a member their referral code (a real code in the shop for the friend's discount)."""
+    spec = referral_code(shop, customer, program)
+    if spec is None:
+        return customer.referral_code
+    row, _ = codes.record_code(session, shop, enqueue=False, **spec)
+    customer.referral_code = row.code
+    return row.code
 
 
 FRIEND_PATH = "/f/{shop_id}/{code}"

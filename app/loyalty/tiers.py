@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app.db import defer_insert
 from app.loyalty import decide
 from app.loyalty.decide import add_months
 from app.models import (
@@ -47,20 +47,13 @@ _REFUNDED = select(OrderRefund.order_id, OrderRefund.merchandise).where(
 )
 
 
-def metric_value(session: Session, program: Program, customer: Customer, now: datetime,
-                 only_order: Order | None = None) -> Decimal:
-    """Return the customer's spend (shop currency, net of refunds) or points earned in the window.
+def _since(program: Program, now: datetime) -> datetime | None:
+    return None if program.tiers.window == "lifetime" else now - timedelta(days=365)
 
-    `only_order`: the customer's only order, when the caller created the customer for it in this
-    transaction; their spend is then read from it instead of from the database.
-    """
-    since = None if program.tiers.window == "lifetime" else now - timedelta(days=365)
-    if program.tiers.metric == "spend" and only_order is not None and only_order.customer_id == customer.id:
-        order = only_order
-        if not decide.still_counts(order, since):
-            return Decimal("0")
-        refunded = sum((r.merchandise for r in order.refunds), Decimal("0"))
-        return max((order.merchandise or Decimal("0")) - refunded, Decimal("0"))
+
+def metric_value(session: Session, program: Program, customer: Customer, now: datetime) -> Decimal:
+    """Return the customer's spend (shop currency, net of refunds) or points earned in the window."""
+    since = _since(program, now)
     if program.tiers.metric == "points":
         query = select(func.coalesce(func.sum(LedgerEntry.delta), 0)).where(
             LedgerEntry.customer_id == customer.id, LedgerEntry.reason.in_(EARNING_REASONS)
@@ -83,6 +76,17 @@ def metric_value(session: Session, program: Program, customer: Customer, now: da
     return total
 
 
+def first_order_metric(program: Program, order: decide.OrderFacts, earned: int, now: datetime) -> Decimal:
+    """Return `metric_value` of a customer whose only order is `order`, which just earned `earned`
+    points (its `earn` entry is their only earning entry). Pure: what the database would sum."""
+    if program.tiers.metric == "points":
+        return Decimal(earned)
+    if not decide.still_counts(order, _since(program, now)):
+        return Decimal("0")
+    refunded = sum((r.merchandise for r in order.refunds), Decimal("0"))
+    return max((order.merchandise or Decimal("0")) - refunded, Decimal("0"))
+
+
 def qualifying_tier(program: Program, value: Decimal) -> Tier | None:
     """Return the highest tier whose threshold `value` reaches (exactly at it counts)."""
     reached = [t for t in program.tiers.levels if value >= t.threshold]
@@ -94,23 +98,34 @@ def _rank(program: Program, name: str | None) -> int:
     return names.index(name) if name in names else -1
 
 
+def upgrade_to(program: Program, current: str | None, value: Decimal) -> Tier | None:
+    """Return the tier a customer in tier `current` moves up to at `value`, or None. Pure."""
+    target = qualifying_tier(program, value)
+    if target is not None and _rank(program, target.name) > _rank(program, current):
+        return target
+    return None
+
+
+def tier_change(customer: Any, tier: Tier | None, value: Decimal, reason: str, version: int, program: Program,
+                now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return the tier change (column values) of a customer entering `tier` (None: no tier) and
+    the customer's columns after it: a new tier period starts now. Pure."""
+    change = dict(shop_id=customer.shop_id, customer_id=customer.id, from_tier=customer.tier,
+                  to_tier=tier.name if tier else None, metric_value=value, reason=reason, program_version=version,
+                  created_at=now)
+    fields = {"tier": tier.name if tier else None, "tier_since": now,
+              "tier_period_ends_at": add_months(now, program.tiers.period_months)}
+    return change, fields
+
+
 def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None, value: Decimal,
-            reason: str, version: int, program: Program, now: datetime, *, new_customer: bool = False) -> TierChange:
-    change = TierChange(
-        shop_id=shop.id,
-        customer_id=customer.id,
-        from_tier=customer.tier,
-        to_tier=tier.name if tier else None,
-        metric_value=value,
-        reason=reason,
-        program_version=version,
-        created_at=now,
-    )
-    defer_insert(session, change)  # history: nothing in this transaction reads it back
-    customer.tier = tier.name if tier else None
-    customer.tier_since = now
-    customer.tier_period_ends_at = add_months(now, program.tiers.period_months)
-    _renew_perks(session, shop, customer, tier, now, new_customer=new_customer)
+            reason: str, version: int, program: Program, now: datetime) -> TierChange:
+    values, fields = tier_change(customer, tier, value, reason, version, program, now)
+    change = TierChange(**values)
+    session.add(change)
+    for name, field_value in fields.items():
+        setattr(customer, name, field_value)
+    _renew_perks(session, shop, customer, tier, now)
     logger.info("tier changed", extra={"shop": shop.id, "customer": customer.id, "reason": reason})
     return change
 
@@ -118,8 +133,7 @@ def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None,
 PERK_PURPOSES = ("tier_discount", "tier_shipping")
 
 
-def _renew_perks(session: Session, shop: Shop, customer: Customer, tier: Tier | None, now: datetime, *,
-                 new_customer: bool = False) -> None:
+def _renew_perks(session: Session, shop: Shop, customer: Customer, tier: Tier | None, now: datetime) -> None:
     """Switch off the member's perk codes and give those of `tier` for the period now starting.
 
     Called when the member enters, leaves or changes tier, and when a review keeps them in their
@@ -129,64 +143,64 @@ def _renew_perks(session: Session, shop: Shop, customer: Customer, tier: Tier | 
     """
     from app.loyalty import codes
 
-    if not new_customer:  # a customer the caller created in this transaction has none
-        live = list(session.scalars(select(IssuedCode).where(
-            IssuedCode.customer_id == customer.id,
-            IssuedCode.purpose.in_(PERK_PURPOSES),
-            IssuedCode.ends_early_at.is_(None),
-            IssuedCode.status != CodeStatus.FAILED,
-        )))
-        codes.end_codes_early(session, live, now)
-    if tier is not None and customer.banned_at is None:
-        _perk_codes(session, shop, customer, tier)
+    live = list(session.scalars(select(IssuedCode).where(
+        IssuedCode.customer_id == customer.id,
+        IssuedCode.purpose.in_(PERK_PURPOSES),
+        IssuedCode.ends_early_at.is_(None),
+        IssuedCode.status != CodeStatus.FAILED,
+    )))
+    codes.end_codes_early(session, live, now)
+    if tier is not None:
+        for spec in perk_codes(shop, customer, tier, customer.tier_period_ends_at):
+            codes.record_code(session, shop, enqueue=False, **spec)
 
 
-def _perk_codes(session: Session, shop: Shop, customer: Customer, tier: Tier) -> None:
-    """Give the tier's lasting perks as codes restricted to the member, for one tier period.
+def perk_codes(shop: Shop, customer: Any, tier: Tier, ends_at: datetime | None) -> list[dict[str, Any]]:
+    """Return the tier's lasting perks as codes (`codes.record_code` keywords) restricted to the
+    member, for the tier period ending `ends_at`; none for a banned customer. Pure.
 
-    A perk code has no use limits (the member uses it on every order) and ends with the period
-    (`customer.tier_period_ends_at`); one code per tier and period.
+    A perk code has no use limits (the member uses it on every order) and ends with the period;
+    one code per tier and period.
     """
-    from app.loyalty import codes
-
+    if customer.banned_at is not None:
+        return []
     texts = translations(customer_language(customer, shop))
-    ends_at = customer.tier_period_ends_at
     period = ends_at.isoformat(timespec="seconds") if ends_at else "open"
     common = {"customer_id": customer.id, "platform_customer_id": customer.platform_id,
               "customer_email": customer.email, "valid_days": None, "ends_at": ends_at,
               "usage_limit": None, "once_per_customer": False}
+    specs = []
     if tier.member_discount_percent > 0:
-        codes.record_code_at_commit(
-            session, shop, purpose="tier_discount", source_key=f"{customer.id}:{tier.name}:{period}",
+        specs.append(dict(
+            purpose="tier_discount", source_key=f"{customer.id}:{tier.name}:{period}",
             title=texts.gettext("%(tier)s: %(percent)s %% member discount")
             % {"tier": tier.name, "percent": f"{tier.member_discount_percent.normalize():f}"},
-            kind="percentage", value=tier.member_discount_percent, **common)
+            kind="percentage", value=tier.member_discount_percent, **common))
     if tier.free_shipping:
-        codes.record_code_at_commit(
-            session, shop, purpose="tier_shipping", source_key=f"{customer.id}:{tier.name}:{period}",
-            title=texts.gettext("%(tier)s: free shipping") % {"tier": tier.name}, kind="free_shipping", value=Decimal("0"), **common)
+        specs.append(dict(
+            purpose="tier_shipping", source_key=f"{customer.id}:{tier.name}:{period}",
+            title=texts.gettext("%(tier)s: free shipping") % {"tier": tier.name}, kind="free_shipping",
+            value=Decimal("0"), **common))
+    return specs
 
 
 def evaluate(session: Session, shop: Shop, customer: Customer, program: Program, version: int, *,
              now: datetime | None = None, allow_downgrade: bool = False,
-             only_order: Order | None = None, reason: str = "upgrade") -> TierChange | None:
+             reason: str = "upgrade") -> TierChange | None:
     """Move the customer up at once when they qualify higher; down only if `allow_downgrade`.
 
     With `allow_downgrade` (the period-end review) a customer who still qualifies for their tier
-    starts a new period in it. `only_order`: the customer's only order, when the caller created
-    the customer for it in this transaction (see `metric_value`; such a customer has no perks).
-    `reason`: what a move up is recorded as (`backfill` for the tier the history gives, which no
-    notice announces).
+    starts a new period in it. `reason`: what a move up is recorded as (`backfill` for the tier
+    the history gives, which no notice announces).
     """
     now = now or utcnow()
     if not program.tiers.levels:
         return None
-    value = metric_value(session, program, customer, now, only_order)
+    value = metric_value(session, program, customer, now)
     target = qualifying_tier(program, value)
     current, wanted = _rank(program, customer.tier), _rank(program, target.name if target else None)
     if wanted > current:
-        return _change(session, shop, customer, target, value, reason, version, program, now,
-                       new_customer=only_order is not None)
+        return _change(session, shop, customer, target, value, reason, version, program, now)
     if allow_downgrade:
         if wanted < current:
             return _change(session, shop, customer, target, value, "downgrade", version, program, now)

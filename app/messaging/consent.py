@@ -6,13 +6,14 @@ the current state and its source.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.db import defer_insert, insert_object, prebuilt_insert
 from app.models import ConsentEvent, Customer, Shop, utcnow
+from app.program import Consent
 from connectors import types as ct
 
 
@@ -20,11 +21,8 @@ def _event(session: Session, customer: Customer, kind: str, source: str, detail:
            at: datetime | None = None) -> ConsentEvent:
     event = ConsentEvent(shop_id=customer.shop_id, customer_id=customer.id, kind=kind, source=source,
                          detail=detail or {}, created_at=at or utcnow())
-    insert_object(session, _INSERT_EVENT(session), event)
+    session.add(event)
     return event
-
-
-_INSERT_EVENT = prebuilt_insert(ConsentEvent.__table__)
 
 
 def platform_consent(shop: Shop, c: ct.Customer, meta_key: str, true_values: tuple[str, ...]) -> bool | None:
@@ -42,44 +40,60 @@ def platform_consent(shop: Shop, c: ct.Customer, meta_key: str, true_values: tup
     return None
 
 
-def apply_platform_consent(session: Session, shop: Shop, customer: Customer,
-                           c: ct.Customer) -> tuple[bool, datetime] | None:
-    """Set the customer's consent from the platform's when it changed; return (state, when) or None.
+@dataclass(frozen=True)
+class ConsentChange:
+    """A consent the platform states that differs from what we hold: the customer's new state
+    and its proof (a consent event)."""
 
-    Writes nothing: the caller records the proof (`record_platform_proof`) once the customer has
-    a row, so a new customer's consent goes into its INSERT.
-    """
-    from app.program import current_program
+    state: bool
+    source: str
+    at: datetime
 
-    _, program = current_program(session, shop)
-    rules = program.reminders.consent
+    def customer_fields(self) -> dict[str, Any]:
+        """Return the customer's columns after the change (a grant ends an unsubscribe)."""
+        fields: dict[str, Any] = {"accepts_marketing": self.state, "consent_source": self.source,
+                                  "consent_at": self.at}
+        if self.state:
+            fields["unsubscribed_at"] = None
+        return fields
+
+    def event_values(self, shop_id: int, customer_id: int) -> dict[str, Any]:
+        """Return the column values of the consent event that proves the change."""
+        return dict(shop_id=shop_id, customer_id=customer_id, kind="granted" if self.state else "revoked",
+                    source=self.source, detail={}, created_at=self.at)
+
+
+def platform_consent_change(shop: Shop, current: Any, c: ct.Customer, rules: Consent,
+                            now: datetime) -> ConsentChange | None:
+    """Return the change the platform's statement about `c` makes to what we hold (`current`:
+    any object with `accepts_marketing`, `consent_source`, `consent_at` and `unsubscribed_at`,
+    e.g. a `Customer` row), or None when it changes nothing. Pure."""
     state = platform_consent(shop, c, rules.woocommerce_meta_key, rules.woocommerce_meta_true_values)
     if state is None:
         return None
-    at = c.marketing_consent_at or c.updated_at or utcnow()
-    if customer.accepts_marketing == state and customer.consent_source == shop.platform.value:
+    at = c.marketing_consent_at or c.updated_at or now
+    if current.accepts_marketing == state and current.consent_source == shop.platform.value:
         return None
-    if customer.consent_at is not None and at < customer.consent_at:
+    if current.consent_at is not None and at < current.consent_at:
         return None  # an older statement than the one we hold
-    if state and customer.unsubscribed_at is not None and at <= customer.unsubscribed_at:
+    if state and current.unsubscribed_at is not None and at <= current.unsubscribed_at:
         return None  # they unsubscribed with us after the platform recorded this opt-in
-    customer.accepts_marketing = state
-    customer.consent_source = shop.platform.value
-    customer.consent_at = at
-    if state:
-        customer.unsubscribed_at = None
-    return state, at
+    return ConsentChange(state=state, source=shop.platform.value, at=at)
 
 
-def record_platform_proof(session: Session, shop: Shop, customer: Customer, change: tuple[bool, datetime]) -> None:
-    """Write the consent event for a change `apply_platform_consent` made (the customer has a row).
+def apply_platform_consent(session: Session, shop: Shop, customer: Customer, c: ct.Customer) -> bool | None:
+    """Set the customer's consent from the platform's when it changed, with its proof (a consent
+    event); return the new state, or None when nothing changed."""
+    from app.program import current_program
 
-    Written at commit (`defer_insert`): a webhook's transaction never reads its proof back.
-    """
-    state, at = change
-    defer_insert(session, ConsentEvent(shop_id=customer.shop_id, customer_id=customer.id,
-                                       kind="granted" if state else "revoked", source=shop.platform.value,
-                                       detail={}, created_at=at))
+    _, program = current_program(session, shop)
+    change = platform_consent_change(shop, customer, c, program.reminders.consent, utcnow())
+    if change is None:
+        return None
+    for name, value in change.customer_fields().items():
+        setattr(customer, name, value)
+    session.add(ConsentEvent(**change.event_values(customer.shop_id, customer.id)))
+    return change.state
 
 
 def apply_checkout_consent(session: Session, shop: Shop, customer: Customer, checkout_id: str, at: datetime) -> bool:

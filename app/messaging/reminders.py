@@ -40,7 +40,7 @@ from app.models import (
     WebhookDelivery,
     utcnow,
 )
-from app.program import Program, Sending, current_program
+from app.program import Program, Sending, WinBack, current_program
 from connectors import types as ct
 
 logger = logging.getLogger(__name__)
@@ -90,12 +90,27 @@ _PAID_AT = select(Order.paid_at).where(
 )
 
 
-def schedule_winback(session: Session, customer: Customer, program: Program, *, paid_now: Order | None = None,
-                     new_customer: bool = False) -> None:
-    """Refresh last_order_at and next_winback_at from the customer's paid orders.
+def winback_fields(paid: list[datetime], rules: WinBack) -> dict[str, datetime | None]:
+    """Return the customer's `last_order_at` and `next_winback_at` from the times of their paid
+    orders (ascending, at least one). Pure.
 
     With 3+ orders the expected gap is the median gap between them, and the win-back is due when
     overdue by `factor` x that gap (at least `min_days`); with fewer, `default_days` after the last.
+    """
+    if not rules.enabled:
+        return {"last_order_at": paid[-1], "next_winback_at": None}
+    if len(paid) >= 3:
+        gaps = [(b - a).total_seconds() for a, b in zip(paid, paid[1:])]
+        wait = max(timedelta(seconds=float(rules.factor) * statistics.median(gaps)), timedelta(days=rules.min_days))
+    else:
+        wait = timedelta(days=rules.default_days)
+    return {"last_order_at": paid[-1], "next_winback_at": paid[-1] + wait}
+
+
+def schedule_winback(session: Session, customer: Customer, program: Program, *, paid_now: Order | None = None,
+                     new_customer: bool = False) -> None:
+    """Refresh last_order_at and next_winback_at from the customer's paid orders (`winback_fields`).
+
     `paid_now` is the order whose payment calls this; with `new_customer` (the caller created the
     customer for it in this transaction) it is their only one.
     """
@@ -105,17 +120,8 @@ def schedule_winback(session: Session, customer: Customer, program: Program, *, 
         paid = sorted(t for t in session.scalars(_PAID_AT, {"customer_id": customer.id}) if t is not None)
     if not paid:
         return
-    rules = program.reminders.winback
-    customer.last_order_at = paid[-1]
-    if not rules.enabled:
-        customer.next_winback_at = None
-        return
-    if len(paid) >= 3:
-        gaps = [(b - a).total_seconds() for a, b in zip(paid, paid[1:])]
-        wait = max(timedelta(seconds=float(rules.factor) * statistics.median(gaps)), timedelta(days=rules.min_days))
-    else:
-        wait = timedelta(days=rules.default_days)
-    customer.next_winback_at = paid[-1] + wait
+    for name, value in winback_fields(paid, program.reminders.winback).items():
+        setattr(customer, name, value)
 
 
 def suppress_for_history(session: Session, customer: Customer) -> None:

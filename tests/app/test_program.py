@@ -81,26 +81,32 @@ def test_a_first_order_already_partly_refunded_counts_net_toward_the_tier(make_s
 
 
 @pytest.mark.parametrize(
-    "_case, window, kw",
+    "_case, metric, window, kw",
     [
-        ("paid", "lifetime", {}),
-        ("partly refunded", "lifetime", {"refunds": (("r1", "120.00"),)}),
-        ("refunded beyond merchandise", "lifetime", {"refunds": (("r1", "200.00"), ("r2", "200.00"))}),
-        ("cancelled", "lifetime", {"status": ct.OrderStatus.CANCELLED}),
-        ("paid before the rolling window", "rolling_12_months", {"paid_at": T0 - timedelta(days=400)}),
-        ("paid inside the rolling window", "rolling_12_months", {"paid_at": T0 - timedelta(days=30)}),
+        ("paid", "spend", "lifetime", {}),
+        ("partly refunded", "spend", "lifetime", {"refunds": (("r1", "120.00"),)}),
+        ("refunded beyond merchandise", "spend", "lifetime", {"refunds": (("r1", "200.00"), ("r2", "200.00"))}),
+        ("cancelled", "spend", "lifetime", {"status": ct.OrderStatus.CANCELLED}),
+        ("paid before the rolling window", "spend", "rolling_12_months", {"paid_at": T0 - timedelta(days=400)}),
+        ("paid inside the rolling window", "spend", "rolling_12_months", {"paid_at": T0 - timedelta(days=30)}),
+        # Points: what the order's earn entry brought (refunds come after the tier is evaluated).
+        ("points, paid", "points", "lifetime", {}),
+        ("points, paid before the rolling window", "points", "rolling_12_months",
+         {"paid_at": T0 - timedelta(days=400)}),
     ],
 )
-def test_a_new_customers_spend_read_from_their_order_matches_the_database(_case, window, kw, make_shop,
-                                                                          time_machine):
-    # given a spend program and a customer created by this transaction for their first order
+def test_a_new_customers_metric_read_from_their_order_matches_the_database(_case, metric, window, kw, make_shop,
+                                                                           time_machine):
+    # given a program and a customer created by this transaction for their first order
     from app.loyalty import tiers
     from app.loyalty.orders import apply_order
+    from app.loyalty.points import order_facts
+    from app.models import LedgerEntry
     from app.program import current_program
 
     time_machine.move_to(T0 + timedelta(days=5), tick=False)
     shop_id = make_shop("shopify")
-    program(shop_id, {**NO_EXTRAS, "earning": INSTANT, "tiers": {**TWO_TIERS, "window": window}})
+    program(shop_id, {**NO_EXTRAS, "earning": INSTANT, "tiers": {**TWO_TIERS, "metric": metric, "window": window}})
     with session_scope() as s:
         shop = s.get(Shop, shop_id)
         kw.setdefault("updated_at", T0 + timedelta(days=2))
@@ -108,9 +114,11 @@ def test_a_new_customers_spend_read_from_their_order_matches_the_database(_case,
         customer = s.get(Customer, row.customer_id)
         _, prog = current_program(s, shop)
         now = T0 + timedelta(days=5)
+        earned = s.scalar(select(func.coalesce(func.sum(LedgerEntry.delta), 0))
+                          .where(LedgerEntry.order_id == row.id, LedgerEntry.reason == "earn"))
 
-        # when the spend is read from the order, and from the database
-        from_order = tiers.metric_value(s, prog, customer, now, row)
+        # when the metric is read from the order (as the first-payment steps do), and from the database
+        from_order = tiers.first_order_metric(prog, order_facts(row), earned, now)
         from_database = tiers.metric_value(s, prog, customer, now)
 
     # then both agree

@@ -376,7 +376,7 @@ def test_shopify_gift_tags_the_order(make_shop, work):
     assert sent["variables"] == {"id": "gid://shopify/Order/450789469", "tags": ["geschenk"]}
 
 
-def test_a_code_recorded_at_commit_is_written_once_and_only_by_a_commit(make_shop):
+def test_a_code_nobody_waits_for_is_written_once_with_its_transaction_and_left_to_the_sweep(make_shop, monkeypatch):
     # given a shop
     from decimal import Decimal
 
@@ -386,6 +386,8 @@ def test_a_code_recorded_at_commit_is_written_once_and_only_by_a_commit(make_sho
     shop_id = make_shop("shopify")
     spec = {"purpose": "second_purchase", "source_key": "c-1", "customer_id": None, "title": "15 %",
             "kind": "percentage", "value": Decimal(15), "valid_days": 7}
+    enqueued: list[int] = []
+    monkeypatch.setattr(codes, "enqueue_code", enqueued.append)
 
     def rows() -> list[tuple[str, str]]:
         with session_scope() as s:
@@ -393,22 +395,24 @@ def test_a_code_recorded_at_commit_is_written_once_and_only_by_a_commit(make_sho
 
     # when a transaction records the code and rolls back, then one records it and commits
     with pytest.raises(RuntimeError), session_scope() as s:
-        codes.record_code_at_commit(s, s.get(Shop, shop_id), **spec)
+        codes.record_code(s, s.get(Shop, shop_id), enqueue=False, **spec)
         raise RuntimeError("the order failed")
     assert rows() == []
     with session_scope() as s:
-        code = codes.record_code_at_commit(s, s.get(Shop, shop_id), **spec)
-        # (nothing is written before the commit)
-        assert s.scalar(select(IssuedCode.id)) is None
+        row, created = codes.record_code(s, s.get(Shop, shop_id), enqueue=False, **spec)
+        code = row.code
 
-    # then one pending row holds the code the call returned
+    # then one pending row holds the code the call returned, and no job was enqueued for it
+    # (`jobs.codes.requeue_pending` hands it to the worker)
+    assert created
     assert rows() == [(code, "15 %")]
     assert code == codes.derive_code(shop_id, "second_purchase", "c-1")
+    assert enqueued == []
 
     # and recording it again keeps the first row (same code, first spec)
     with session_scope() as s:
-        again = codes.record_code_at_commit(s, s.get(Shop, shop_id), **{**spec, "title": "20 %"})
-    assert again == code
+        again, created = codes.record_code(s, s.get(Shop, shop_id), enqueue=False, **{**spec, "title": "20 %"})
+        assert (again.code, created) == (code, False)
     assert rows() == [(code, "15 %")]
     with session_scope() as s:
         assert s.scalar(select(IssuedCode.status)) == CodeStatus.PENDING

@@ -297,27 +297,38 @@ def test_a_broken_connection_fails_only_its_delivery(make_shop, post_webhook, se
     ids = list(session.scalars(select(WebhookDelivery.id).order_by(WebhookDelivery.id)))
     session.commit()
 
-    # and the connection the batch runs on breaks while the first order is processed
-    # (PostgreSQL: the server ends the backend; SQLite: the connection is invalidated). On
-    # PostgreSQL lanes share the batch, so "first" means the first delivery's order, not
-    # whichever lane gets there first.
-    from app.loyalty import orders
+    # and the connection the batch runs on breaks whenever the first order is processed (in its
+    # group's transaction, and again in its own) (PostgreSQL: the server ends the backend; SQLite:
+    # the connection is invalidated). On PostgreSQL lanes share the batch, so "first" means the
+    # first delivery's order, not whichever lane gets there first.
+    # (The group's transaction writes new customers' paid orders in bulk, `app.loyalty.writer`;
+    # one delivery at a time they go through `orders.apply_order`.)
+    from app.loyalty import orders, writer
     from jobs.deliveries import process_deliveries
 
-    real_apply = orders.apply_order
+    real_apply, real_write = orders.apply_order, writer.write_new_orders
     broken = []
 
+    def break_connection(session):  # type: ignore[no-untyped-def]
+        broken.append(str(base["id"]))
+        conn = session.connection()
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
+        else:
+            conn.invalidate()
+
     def apply_order(session, shop, order, **kw):  # type: ignore[no-untyped-def]
-        if order.id == str(base["id"]) and not broken:
-            broken.append(order.id)
-            conn = session.connection()
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
-            else:
-                conn.invalidate()
+        if order.id == str(base["id"]):
+            break_connection(session)
         return real_apply(session, shop, order, **kw)
 
+    def write_new_orders(session, shop, version, program, candidates):  # type: ignore[no-untyped-def]
+        if any(c.order.id == str(base["id"]) for c in candidates):
+            break_connection(session)
+        return real_write(session, shop, version, program, candidates)
+
     monkeypatch.setattr(orders, "apply_order", apply_order)
+    monkeypatch.setattr(writer, "write_new_orders", write_new_orders)
 
     # when one job processes the batch
     outcome = process_deliveries(ids)
@@ -344,12 +355,10 @@ def test_a_customer_is_locked_again_in_each_transaction(make_shop, session, data
 
     shop = session.get(Shop, make_shop("shopify"))
     customer = customers.upsert_customer(session, shop, ct.Customer(id="42", email="kunde@example.test"))
+    session.commit()
     statements: list[str] = []
     event.listen(session.get_bind(), "before_cursor_execute",
                  lambda conn, cursor, sql, *rest: statements.append(sql))
-    ledger.lock_customer(session, customer.id)
-    assert not any("FOR UPDATE" in sql for sql in statements)  # still ours: no second lock
-    session.commit()
 
     # when the next transaction of the same session wants the customer locked
     ledger.lock_customer(session, customer.id)
@@ -634,24 +643,27 @@ def test_a_90_order_with_30_paid_by_gift_card_earns_60(_case, transaction_first,
 
 
 def test_a_plan_refused_by_the_ledgers_key_is_decided_again(make_shop, post_webhook, work, runner, monkeypatch):
-    # given a paid order whose first ledger write meets an entry another transaction wrote meanwhile
+    # given a known customer (so their order goes through the per-delivery path, not the bulk
+    # writer of new customers' orders) and a paid order whose ledger writes meet an entry another
+    # transaction wrote meanwhile, in its group's transaction and in its own first one
     from app.loyalty import points
 
     make_shop("shopify")
+    deliver(post_webhook, work, "shopify", ("customers/create", "customers_create.json"))
     real_write, calls = points.write_plan, []
 
-    def refused_once(*args, **kw):  # type: ignore[no-untyped-def]
+    def refused_twice(*args, **kw):  # type: ignore[no-untyped-def]
         calls.append(1)
-        if len(calls) == 1:
+        if len(calls) <= 2:
             raise points.PlanConflictError("a ledger entry of the plan exists already")
         return real_write(*args, **kw)
 
-    monkeypatch.setattr(points, "write_plan", refused_once)
+    monkeypatch.setattr(points, "write_plan", refused_twice)
 
     # when it is processed
     deliver(post_webhook, work, "shopify", ("orders/paid", "orders_paid.json"))
 
-    # then the first transaction rolled back, the delivery was decided again, and earned once
-    assert len(calls) == 2
+    # then both transactions rolled back, the delivery was decided again, and earned once
+    assert len(calls) == 3
     customer = show(runner, "demo-laden.myshopify.com", SHOPIFY_EMAIL)
     assert [(e["reason"], e["delta"]) for e in customer["ledger"]] == [("earn", 587)]
