@@ -10,7 +10,7 @@ from flask import Flask
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: configuration, database, queues, dispatcher, blueprints, CLI."""
     from app import config, db, dispatch, logs, queues
-    from app.web import admin, cli, customer_page, health, install, public, webhooks
+    from app.web import admin, cli, customer_page, health, install, proxy, public, webhooks, widget
 
     settings = config.settings(reload=True)
     app = Flask(__name__, instance_path=settings["INSTANCE_PATH"])
@@ -27,6 +27,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     customer_page.init_app(app)
     public.init_app(app)
     install.init_app(app)
+    proxy.init_app(app)
+    widget.init_app(app)
     health.init_app(app)
     cli.init_app(app)
     webhooks.init_app(app)  # last: a WSGI layer in front of everything above
