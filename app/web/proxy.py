@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 
 from app import db
 from app.loyalty import storefront
-from app.messaging.render import format_date, format_number
+from app.messaging.render import format_date, format_money, format_number
 from app.models import Customer, Shop, ShopStatus, utcnow
 from app.shops import find_shop, webhook_secrets
 from app.web import widget
@@ -203,6 +203,7 @@ def page() -> Any:
         context["tier_percent"] = _tier_percent(view.tier)
     context["fmt"] = lambda n, places=0: format_number(n, language, places)
     context["date"] = lambda d: format_date(d, language, shop.timezone)
+    context["money"] = lambda m: format_money(m.amount, m.currency, language)
     session.commit()
     html = render_template("proxy/page.html", **context)
     return Response(_liquid_safe(html), mimetype="application/liquid")

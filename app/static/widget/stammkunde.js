@@ -168,8 +168,8 @@
     var first = button(T("apply"), "sk-apply", box, function () {
       first.disabled = true;
       rewards().then(function (rs) {
-        var list = el("ul", "sk-rewards", null, box);
         el("p", "sk-note", T("choose"), box).id = "sk-choose";
+        var list = el("ul", "sk-rewards", null, box);
         list.setAttribute("aria-labelledby", "sk-choose");
         rs.filter(function (r) { return r.affordable && r.kind !== "store_credit"; }).forEach(function (r) {
           var li = el("li", null, null, list);
