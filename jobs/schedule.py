@@ -8,6 +8,7 @@ from rq import cron
 from jobs.codes import requeue_pending
 from jobs.deliveries import purge_delivery_bodies, requeue_stuck_deliveries
 from jobs.members import review_tiers, settle_referrals
+from jobs.metafields import sweep_metafields
 from jobs.points import award_birthday_bonuses, expire_points, mature_points
 from jobs.reconcile import reconcile_all
 from jobs.shops import check_woocommerce_webhooks
@@ -22,6 +23,7 @@ cron.register(settle_referrals, queue_name="points", cron="45 * * * *")
 cron.register(award_birthday_bonuses, queue_name="points", cron="5 * * * *")
 cron.register(check_woocommerce_webhooks, queue_name="codes", interval=600)
 cron.register(reconcile_all, queue_name="codes", interval=300)
+cron.register(sweep_metafields, queue_name="codes", interval=60)
 from jobs.reminders import sweep_reminders  # noqa: E402 - grouped with its registration
 
 cron.register(sweep_reminders, queue_name="reminders", interval=300)

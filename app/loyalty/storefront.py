@@ -608,6 +608,38 @@ def balance_summary(session: Session, shop: Shop, customer: Customer | None, *,
     )
 
 
+# --- customer metafields (Shopify) -------------------------------------------------------------
+
+# The namespace a theme reads: `customer.metafields.stammkunde.points` (not app-reserved, so any
+# theme's Liquid can show it).
+METAFIELD_NAMESPACE = "stammkunde"
+METAFIELD_TYPES = {
+    "points": "number_integer",
+    "pending_points": "number_integer",
+    "tier": "single_line_text_field",
+    "next_reward": "single_line_text_field",
+    "next_reward_points": "number_integer",  # points still needed for it
+}
+
+
+def metafield_values(session: Session, shop: Shop, customer: Customer) -> dict[str, str]:
+    """Return the member's loyalty metafields as Shopify stores them (text). A tier or next
+    reward the member does not have is left out (Shopify keeps no empty text metafield)."""
+    summary = balance_summary(session, shop, customer, locale=shop.language)
+    values = {"points": str(summary.available), "pending_points": str(summary.pending)}
+    if summary.tier:
+        values["tier"] = summary.tier
+    if summary.next_reward is not None:
+        values["next_reward"] = summary.next_reward.name
+        values["next_reward_points"] = str(summary.next_reward.missing)
+    return values
+
+
+def metafield_changes(written: dict[str, str], values: dict[str, str]) -> dict[str, str]:
+    """Return the values that differ from what the shop holds (only those are written)."""
+    return {key: value for key, value in values.items() if written.get(key) != value}
+
+
 # --- the cart ----------------------------------------------------------------------------------
 
 
