@@ -11,6 +11,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: configuration, database, queues, dispatcher, blueprints, CLI."""
     from app import config, db, dispatch, logs, queues
     from app.web import admin, cli, customer_page, health, install, proxy, public, webhooks, widget
+    from app.web.sessions import CookieSessionInterface
 
     settings = config.settings(reload=True)
     app = Flask(__name__, instance_path=settings["INSTANCE_PATH"])
@@ -19,6 +20,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    app.session_interface = CookieSessionInterface()
 
     db.init_app(app)
     queues.init_app(app)

@@ -12,7 +12,7 @@ https://shopify.dev/docs/apps/build/online-store/app-proxies
 |---|---|
 | `GET /` | the loyalty page, `application/liquid` (rendered in the shop's layout) |
 | `POST /redeem` | the page's redeem form; 303 back to the page saying what happened |
-| `GET /api/balance` | the launcher's facts and texts (JSON) |
+| `GET /api/balance` | the launcher's facts and texts (JSON; `BalanceAnswer`, in front of Flask) |
 | `GET /api/member` | everything the page shows (JSON; logged out: the program) |
 | `GET /api/rewards` | the rewards, and which the member can afford |
 | `POST /api/redeem` | `{"reward": id, "request_key": uuid}` (JSON only) -> the redemption |
@@ -31,24 +31,33 @@ styles come from the widget's stylesheet, so it has no inline CSS either.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import orjson
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, redirect, render_template, request
-from flask_babel import gettext, ngettext, refresh
+from flask_babel import gettext, refresh
 from itsdangerous import BadData, URLSafeTimedSerializer
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.orm import Session
 
 from app import db
+from app.i18n import translations
 from app.loyalty import storefront
 from app.messaging.render import format_date, format_money, format_number
 from app.models import Customer, Shop, ShopStatus, utcnow
 from app.shops import find_shop, webhook_secrets
 from app.web import widget
+from app.web.webhooks import cached_shop
 from connectors.errors import InvalidSignatureError, MissingSignatureError
 from connectors.shopify.client import is_shop_domain
 from connectors.shopify.webhooks import verify_proxy
@@ -76,27 +85,30 @@ class ProxyError(Exception):
 
 def _query() -> list[tuple[str, str]]:
     """The decoded query parameters in order, blank values kept (what Shopify signed)."""
-    return parse_qsl(request.query_string.decode("utf-8", "replace"), keep_blank_values=True)
+    if "proxy_query" not in g:
+        g.proxy_query = parse_qsl(request.query_string.decode("utf-8", "replace"), keep_blank_values=True)
+    return g.proxy_query
 
 
-def _verified_shop(session: Session) -> Shop:
-    """Return the shop of a correctly signed, fresh proxy request.
+def verified_shop(query: list[tuple[str, str]], config: Any, session: Session | None = None) -> Shop:
+    """Return the shop of a correctly signed, fresh proxy request (`query`: its decoded
+    parameters): with `session`, the shop row of that session (to write with); without, a copy at
+    most SHOP_CACHE_SECONDS old (to read).
 
     Raises:
         ProxyError: 400 without a signature or shop, 401 when the signature or timestamp is
             refused, 404 for a shop we do not serve.
     """
-    query = _query()
     shops = [v for k, v in query if k == "shop"]
     if not any(k == "signature" for k, _ in query):
         raise ProxyError(400, "missing signature")
     if len(shops) != 1 or not is_shop_domain(shops[0]):
         raise ProxyError(400, "missing or malformed shop")
-    shop = find_shop(session, "shopify", shops[0])
-    cfg = current_app.config
-    secrets = [cfg.get("SHOPIFY_API_SECRET"), cfg.get("SHOPIFY_API_SECRET_OLD")]
-    if shop is not None:
-        own = webhook_secrets(shop, cfg["ENCRYPTION_KEY"], None, None, utcnow())
+    shop = (find_shop(session, "shopify", shops[0]) if session is not None
+            else cached_shop("shopify", shops[0], config["SHOP_CACHE_SECONDS"]))
+    secrets = [config.get("SHOPIFY_API_SECRET"), config.get("SHOPIFY_API_SECRET_OLD")]
+    if shop is not None and shop.webhook_secret_enc is not None:
+        own = webhook_secrets(shop, config["ENCRYPTION_KEY"], None, None, utcnow())
         secrets += [own.current, own.old]  # a shop's own custom app signs with its own secret
     try:
         verify_proxy(query, secrets=secrets, now=time.time())
@@ -111,9 +123,86 @@ def _verified_shop(session: Session) -> Shop:
     return shop
 
 
+def _verified_shop(session: Session | None = None) -> Shop:
+    return verified_shop(_query(), current_app.config, session)
+
+
+def _param(query: list[tuple[str, str]], name: str) -> str:
+    return next((v for k, v in query if k == name), "")
+
+
+class _ReadConnections:
+    """Autocommit connections kept checked out for the read-only answers (a checkout is a list
+    pop, no pool events or reset per request), closed when their engine is disposed."""
+
+    MAX_IDLE = 8
+
+    def __init__(self) -> None:
+        self._idle: list[Connection] = []
+        self._engine: Engine | None = None
+        self._pid = os.getpid()
+
+    def acquire(self, engine: Engine) -> Connection:
+        """Return an idle connection to `engine`, or a new one."""
+        if engine is not self._engine or self._pid != os.getpid():
+            if self._pid == os.getpid():
+                self._close_idle()
+            self._idle, self._engine, self._pid = [], engine, os.getpid()
+            if not event.contains(engine, "engine_disposed", self._disposed):
+                event.listen(engine, "engine_disposed", self._disposed)
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def release(self, conn: Connection) -> None:
+        """Keep a healthy connection for the next request (close it when it broke or too many wait)."""
+        if conn.engine is not self._engine:
+            self._close(conn)
+        elif conn.invalidated or conn.closed or len(self._idle) >= self.MAX_IDLE:
+            conn.close()
+        else:
+            self._idle.append(conn)
+
+    def _disposed(self, engine: Engine) -> None:
+        if engine is self._engine:
+            self._close_idle()
+
+    def _close_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._close(conn)
+
+    @staticmethod
+    def _close(conn: Connection) -> None:
+        # Its engine's pool was replaced (disposed): close the driver connection itself rather
+        # than hand it back to a pool nobody holds.
+        if not conn.closed:
+            conn.invalidate()
+            conn.close()
+
+
+_readers = _ReadConnections()
+
+
+@contextmanager
+def _reading() -> Iterator[Session]:
+    """A session for the read-only answers on a kept autocommit connection: no transaction, so a
+    read never waits for (or holds) SQLite's write lock and each statement sees what is committed;
+    and no pool checkout per request (the widget asks on every page view). A connection that
+    broke is closed, and the next request opens another."""
+    conn = _readers.acquire(db.get_engine())
+    session = db.new_session(conn)
+    try:
+        yield session
+    finally:
+        session.close()
+        _readers.release(conn)
+
+
 def _customer_id() -> str:
     """The logged-in customer's id as Shopify signed it ("" when logged out)."""
-    return next((v for k, v in _query() if k == "logged_in_customer_id"), "").strip()
+    return _param(_query(), "logged_in_customer_id").strip()
 
 
 def _path_prefix() -> str:
@@ -123,7 +212,7 @@ def _path_prefix() -> str:
 
 
 def _locale() -> str | None:
-    return request.args.get("locale") or None
+    return _param(_query(), "locale") or None
 
 
 def _speak(shop: Shop, customer: Customer | None) -> str:
@@ -142,7 +231,6 @@ def _member(session: Session, shop: Shop) -> tuple[str, Customer | None]:
 
 @bp.errorhandler(ProxyError)
 def _refused(exc: ProxyError) -> Any:
-    db.request_session().rollback()
     if request.path.startswith(f"{bp.url_prefix}/api/"):
         response = jsonify(error=exc.message)
     else:
@@ -176,8 +264,12 @@ def _liquid_safe(html: str) -> str:
 @bp.get("")
 def page() -> Any:
     """The loyalty page in the shop's theme: the member's points, or the program and a log-in."""
-    session = db.request_session()
-    shop = _verified_shop(session)
+    shop = _verified_shop()
+    with _reading() as session:
+        return _page(session, shop)
+
+
+def _page(session: Session, shop: Shop) -> Response:
     platform_id, customer = _member(session, shop)
     language = _speak(shop, customer)
     prefix = _path_prefix()
@@ -204,7 +296,6 @@ def page() -> Any:
     context["fmt"] = lambda n, places=0: format_number(n, language, places)
     context["date"] = lambda d: format_date(d, language, shop.timezone)
     context["money"] = lambda m: format_money(m.amount, m.currency, language)
-    session.commit()
     html = render_template("proxy/page.html", **context)
     return Response(_liquid_safe(html), mimetype="application/liquid")
 
@@ -267,89 +358,136 @@ def redeem_form() -> Any:
 # --- the JSON API ------------------------------------------------------------------------------
 
 
-def _widget_texts(shop: Shop, language: str) -> dict[str, str]:
-    return {
-        "title": gettext("Loyalty points"),
-        "available": gettext("Available"),
-        "pending": gettext("Pending"),
-        "tier": gettext("Tier"),
-        "redeem": gettext("Redeem"),
-        "rewards": gettext("Rewards you can redeem now"),
-        "details": gettext("All details"),
-        "login": gettext("Log in to see your points"),
-        "join": gettext("Collect points with every order"),
-        "apply": gettext("Apply my reward"),
-        "choose": gettext("Choose a reward for this cart"),
-        "creating": gettext("Your code is being created …"),
-        "applied": gettext("Your code is applied to the cart."),
-        "credited": gettext("Credited to your store credit."),
-        "failed": gettext("The shop could not create this code; your points were given back."),
-        "slow": gettext("Your code is still being created. You will find it on your points page."),
-        "close": gettext("Close"),
-        "code": gettext("Code:"),
-    }
+def N_(message: str) -> str:  # noqa: N802 - babel's marker for "translate later"
+    """Mark `message` for the catalog; `_texts` translates it."""
+    return message
 
 
-@bp.get("/api/balance")
-def api_balance() -> Any:
-    """The launcher's facts: balance, tier, next reward, a point's value, and its texts."""
-    session = db.request_session()
-    shop = _verified_shop(session)
-    platform_id, customer = _member(session, shop)
-    language = _speak(shop, customer)
-    summary = storefront.balance_summary(session, shop, customer, locale=language)
-    session.commit()
+WIDGET_TEXTS = {
+    "title": N_("Loyalty points"),
+    "available": N_("Available"),
+    "pending": N_("Pending"),
+    "tier": N_("Tier"),
+    "redeem": N_("Redeem"),
+    "rewards": N_("Rewards you can redeem now"),
+    "details": N_("All details"),
+    "login": N_("Log in to see your points"),
+    "join": N_("Collect points with every order"),
+    "apply": N_("Apply my reward"),
+    "choose": N_("Choose a reward for this cart"),
+    "creating": N_("Your code is being created …"),
+    "applied": N_("Your code is applied to the cart."),
+    "credited": N_("Credited to your store credit."),
+    "failed": N_("The shop could not create this code; your points were given back."),
+    "slow": N_("Your code is still being created. You will find it on your points page."),
+    "close": N_("Close"),
+    "code": N_("Code:"),
+}
+
+
+@lru_cache(maxsize=8)
+def _texts(language: str) -> dict[str, str]:
+    """The widget's texts in `language`, translated once per process."""
+    t = translations(language)
+    return {key: t.gettext(text) for key, text in WIDGET_TEXTS.items()}
+
+
+def balance_answer(query: list[tuple[str, str]], config: Any) -> dict[str, Any]:
+    """The launcher's facts for a signed proxy request: balance, tier, next reward, a point's
+    value, and the widget's texts (`GET /api/balance`, answered by `BalanceAnswer`).
+
+    Raises:
+        ProxyError: see `verified_shop`.
+    """
+    shop = verified_shop(query, config)
+    platform_id = _param(query, "logged_in_customer_id").strip()
+    with _reading() as session:
+        found = storefront.launcher(session, shop, platform_id, locale=_param(query, "locale") or None)
+    summary, language = found.summary, found.language
+    t = translations(language)
     data = storefront.as_json(summary)
     data.update(
         logged_in=bool(platform_id),
-        member=customer is not None,
+        member=found.member,
         currency=shop.currency,
-        balance_text=ngettext("%(num)s point", "%(num)s points", summary.available),
-        pending_text=(gettext("%(num)s pending, available from %(date)s",
-                              num=format_number(summary.pending, language),
-                              date=format_date(summary.next_available_at, language, shop.timezone))
-                      if summary.pending and summary.next_available_at else None),
-        next_text=(gettext("%(num)s more points for “%(reward)s”",
-                           num=format_number(summary.next_reward.missing, language), reward=summary.next_reward.name)
-                   if summary.next_reward is not None else None),
-        texts=_widget_texts(shop, language),
+        balance_text=t.ngettext("%(num)s point", "%(num)s points", summary.available) % {
+            "num": format_number(summary.available, language)},
+        pending_text=(t.gettext("%(num)s pending, available from %(date)s") % {
+            "num": format_number(summary.pending, language),
+            "date": format_date(summary.next_available_at, language, shop.timezone)}
+            if summary.pending and summary.next_available_at else None),
+        next_text=(t.gettext("%(num)s more points for “%(reward)s”") % {
+            "num": format_number(summary.next_reward.missing, language), "reward": summary.next_reward.name}
+            if summary.next_reward is not None else None),
+        texts=_texts(language),
     )
-    return jsonify(data)
+    return data
+
+
+BALANCE_PATH = f"{bp.url_prefix}/api/balance"
+_PRIVATE_HEADERS = [("Cache-Control", "private, no-store"), ("X-Robots-Tag", "noindex")]
+
+
+class BalanceAnswer:
+    """WSGI layer: `GET /proxy/shopify/api/balance` is answered here, everything else by `fallback`.
+
+    The widget asks on every page view of every visitor, so this answer skips Flask's request
+    machinery (context, routing, session, response object): `balance_answer` and orjson only,
+    as the webhook receiver does for deliveries. It reads the app's config on every request.
+    """
+
+    def __init__(self, app: Flask, fallback: Any) -> None:
+        self.app = app
+        self.fallback = fallback
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") != BALANCE_PATH:
+            return self.fallback(environ, start_response)
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            status, data = 405, {"error": "method not allowed"}
+        else:
+            query = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+            try:
+                status, data = 200, balance_answer(query, self.app.config)
+            except ProxyError as exc:
+                status, data = exc.status, {"error": exc.message}
+        body = orjson.dumps(data)
+        start_response(f"{status} {HTTPStatus(status).phrase}", [
+            ("Content-Type", "application/json"), ("Content-Length", str(len(body))), *_PRIVATE_HEADERS])
+        return [body]
 
 
 @bp.get("/api/member")
 def api_member() -> Any:
     """Everything the page shows, as JSON (the program for a visitor)."""
-    session = db.request_session()
-    shop = _verified_shop(session)
-    platform_id, customer = _member(session, shop)
-    language = _speak(shop, customer)
-    if customer is None:
-        data = {"logged_in": bool(platform_id), "member": False,
-                "program": storefront.as_json(storefront.program_view(session, shop, locale=language))}
-    else:
-        view = storefront.member_view(session, shop, customer, locale=language,
-                                      public_url=current_app.config["PUBLIC_URL"])
-        data = {"logged_in": True, "member": True, **storefront.as_json(view)}
-    session.commit()
+    shop = _verified_shop()
+    with _reading() as session:
+        platform_id, customer = _member(session, shop)
+        language = storefront.language_for(shop, customer, _locale())
+        if customer is None:
+            data = {"logged_in": bool(platform_id), "member": False,
+                    "program": storefront.as_json(storefront.program_view(session, shop, locale=language))}
+        else:
+            view = storefront.member_view(session, shop, customer, locale=language,
+                                          public_url=current_app.config["PUBLIC_URL"])
+            data = {"logged_in": True, "member": True, **storefront.as_json(view)}
     return jsonify(data)
 
 
 @bp.get("/api/rewards")
 def api_rewards() -> Any:
     """The rewards open to the member (or the program's, for a visitor), cheapest first."""
-    session = db.request_session()
-    shop = _verified_shop(session)
-    platform_id, customer = _member(session, shop)
-    language = _speak(shop, customer)
-    if customer is None:
-        rewards = storefront.program_view(session, shop, locale=language).rewards
-        available, banned = 0, False
-    else:
-        view = storefront.member_view(session, shop, customer, locale=language,
-                                      public_url=current_app.config["PUBLIC_URL"])
-        rewards, available, banned = view.rewards, view.balance.available, view.banned
-    session.commit()
+    shop = _verified_shop()
+    with _reading() as session:
+        _, customer = _member(session, shop)
+        language = storefront.language_for(shop, customer, _locale())
+        if customer is None:
+            rewards = storefront.program_view(session, shop, locale=language).rewards
+            available, banned = 0, False
+        else:
+            view = storefront.member_view(session, shop, customer, locale=language,
+                                          public_url=current_app.config["PUBLIC_URL"])
+            rewards, available, banned = view.rewards, view.balance.available, view.banned
     return jsonify(available=available, banned=banned,
                    rewards=[{**storefront.as_json(r), "affordable": r.affordable and not banned} for r in rewards])
 
@@ -391,11 +529,10 @@ def api_redeem() -> Any:
 @bp.get("/api/redemptions/<int:redemption_id>")
 def api_redemption(redemption_id: int) -> Any:
     """One of the member's redemptions as it stands (its code once the shop holds it)."""
-    session = db.request_session()
-    shop = _verified_shop(session)
-    customer = _logged_in_member(session, shop)
-    result = storefront.redemption_state(session, shop, customer, redemption_id)
-    session.commit()
+    shop = _verified_shop()
+    with _reading() as session:
+        customer = _logged_in_member(session, shop)
+        result = storefront.redemption_state(session, shop, customer, redemption_id)
     if result is None:
         raise ProxyError(404, "no such redemption")
     return jsonify(storefront.as_json(result))
@@ -418,22 +555,21 @@ def _amount(name: str, *, required: bool) -> Decimal | None:
 @bp.get("/api/cart-points")
 def api_cart_points() -> Any:
     """The points a cart earns: `subtotal` (after discounts, without shipping) in `currency`."""
-    session = db.request_session()
-    shop = _verified_shop(session)
+    shop = _verified_shop()
     subtotal = _amount("subtotal", required=True)
     tax = _amount("tax", required=False)
     currency = request.args.get("currency", shop.currency).strip().upper()
-    _, customer = _member(session, shop)
-    language = _speak(shop, customer)
     assert subtotal is not None
-    try:
-        points = storefront.cart_points(session, shop, customer, subtotal, currency, tax=tax)
-    except storefront.StorefrontError as exc:
-        session.rollback()
-        return jsonify(error=exc.reason, message=exc.message), 422
-    session.commit()
-    return jsonify(points=points, currency=shop.currency, text=ngettext(
-        "You earn %(num)s point with this cart.", "You earn %(num)s points with this cart.", points))
+    with _reading() as session:
+        _, customer = _member(session, shop)
+        language = storefront.language_for(shop, customer, _locale())
+        try:
+            points = storefront.cart_points(session, shop, customer, subtotal, currency, tax=tax)
+        except storefront.StorefrontError as exc:
+            return jsonify(error=exc.reason, message=exc.message), 422
+    text = translations(language).ngettext(
+        "You earn %(num)s point with this cart.", "You earn %(num)s points with this cart.", points)
+    return jsonify(points=points, currency=shop.currency, text=text % {"num": format_number(points, language)})
 
 
 def init_app(app: Flask) -> None:
@@ -443,3 +579,4 @@ def init_app(app: Flask) -> None:
 
     csrf.exempt(bp)
     app.register_blueprint(bp)
+    app.wsgi_app = BalanceAnswer(app, app.wsgi_app)  # type: ignore[method-assign]
