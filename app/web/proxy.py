@@ -48,6 +48,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, redirect,
 from flask_babel import gettext, refresh
 from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import Connection, Engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from app import db
@@ -451,10 +452,15 @@ class BalanceAnswer:
                 status, data = 200, balance_answer(query, self.app.config)
             except ProxyError as exc:
                 status, data = exc.status, {"error": exc.message}
+            except (OperationalError, DBAPIError):
+                if self.app.testing:
+                    raise
+                logger.exception("database unavailable", extra={"platform": "shopify"})
+                status, data = 503, {"error": "database unavailable, try again"}
         body = orjson.dumps(data)
         start_response(f"{status} {HTTPStatus(status).phrase}", [
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))), *_PRIVATE_HEADERS])
-        return [body]
+        return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else body]
 
 
 @bp.get("/api/member")

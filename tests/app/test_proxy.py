@@ -278,3 +278,22 @@ def test_widget_is_versioned_cached_for_a_year_and_within_its_budget(client):
     assert old.status_code == 302
     # and script plus stylesheet are at most 10 KB gzipped
     assert len(js.data) + len(css.data) == widget.gzipped_size() <= widget.BUDGET_GZIPPED_BYTES
+
+
+@pytest.mark.sqlite_only
+def test_logged_in_customer_without_points_yet_sees_the_program(client, shop_id):
+    # when a logged-in customer we have no orders of opens the page and the launcher asks
+    page = _text(client.get(signed("/", "5550001")).get_data(as_text=True))
+    balance = client.get(signed("/api/balance", "5550001")).get_json()
+
+    # then the page shows the program and says points come with the first order; no log-in link
+    assert "Ihre Punkte erscheinen hier nach Ihrer ersten Bestellung." in page
+    assert "/account/login" not in page
+    assert (balance["logged_in"], balance["member"], balance["available"]) == (True, False, 0)
+
+
+@pytest.mark.sqlite_only
+def test_balance_endpoint_answers_only_get(client, shop_id):
+    # when the balance URL is posted to, then it is refused without reading anything
+    response = client.post(signed("/api/balance", "c1"))
+    assert response.status_code == 405 and response.get_json() == {"error": "method not allowed"}
