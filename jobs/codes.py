@@ -109,18 +109,11 @@ def _once_more_after_401(shop_id: int, credentials: dict[str, Any], call: Callab
 
 def _create(platform: str, credentials: dict[str, Any], spec: Any) -> Any:
     """Create the code in the shop (or, for a "store credit" reward, credit the customer's
-    account), counting a failed call (`stammkunde_platform_api_errors`).
-
-    Raises:
-        PermanentError: a store credit reward on a platform without store credit.
-    """
+    account), counting a failed call (`stammkunde_platform_api_errors`)."""
     connector = get_connector(platform)
     if spec.kind == "store_credit":
-        credit = getattr(connector, "credit_store_credit", None)
-        if credit is None:
-            raise PermanentError(f"{platform} has no store credit")
         with platform_call(platform, "credit_store_credit"):
-            return credit(credentials, spec)
+            return connector.credit_store_credit(credentials, spec)
     with platform_call(platform, "create_discount_code"):
         return connector.create_discount_code(credentials, spec)
 

@@ -40,9 +40,7 @@ class ShopifyConnector:
     find_discount_code = staticmethod(client.find_discount_code)
     deactivate_discount_code = staticmethod(client.deactivate_discount_code)
     mark_gift = staticmethod(client.mark_gift)
-    # Shopify only: a "store credit" reward, and the customer metafields a theme reads.
     credit_store_credit = staticmethod(client.credit_store_credit)
-    set_metafields = staticmethod(client.set_metafields)
     check_credentials = staticmethod(client.check_credentials)
 
     @staticmethod

@@ -240,3 +240,25 @@ def test_store_credit_the_shop_refuses_gives_the_points_back(make_shop, work):
         shop = s.get(Shop, shop_id)
         view = storefront.member_view(s, shop, storefront.find_member(s, shop, "207119551"))
         assert [c.state for c in view.codes] == ["failed"]
+
+
+def test_store_credit_reward_in_a_woocommerce_shop_is_refused_and_the_points_go_back(make_shop, work):
+    # given a WooCommerce shop whose program (wrongly) offers store credit, redeemed by staff
+    from app.loyalty import redemptions
+    from app.loyalty.customers import find_by_email
+
+    shop_id = make_shop("woocommerce", credentials={"consumer_key": "ck_test", "consumer_secret": "cs_test"})
+    program(shop_id, {"second_purchase": {"enabled": False}, "referral": {"enabled": False},
+                      "earning": {"return_window_days": 0}, "rewards": REWARDS})
+    apply(shop_id, order("1", "600.00", customer_id="31"))
+    with session_scope() as s:
+        redemptions.redeem(s, s.get(Shop, shop_id), find_by_email(s, shop_id, KUNDIN), "5 € Guthaben",
+                           source="staff", actor="support@example.test")
+
+    # when the worker runs (no call reaches the store)
+    with responses.RequestsMock(assert_all_requests_are_fired=False):
+        work()
+
+    # then the reward failed with the reason and the points are back
+    assert report(shop_id, KUNDIN)["available"] == 600
+    assert "WooCommerce has no store credit" in report(shop_id, KUNDIN)["ledger"][-1]["why"]
