@@ -10,7 +10,8 @@ from flask import Flask
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: configuration, database, queues, dispatcher, blueprints, CLI."""
     from app import config, db, dispatch, logs, queues
-    from app.web import admin, cli, customer_page, health, install, plugin_api, public, webhooks
+    from app.web import admin, cli, customer_page, health, install, plugin_api, proxy, public, webhooks, widget
+    from app.web.sessions import CookieSessionInterface
 
     settings = config.settings(reload=True)
     app = Flask(__name__, instance_path=settings["INSTANCE_PATH"])
@@ -19,6 +20,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    app.session_interface = CookieSessionInterface()
 
     db.init_app(app)
     queues.init_app(app)
@@ -28,6 +30,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     public.init_app(app)
     install.init_app(app)
     plugin_api.init_app(app)
+    proxy.init_app(app)
+    widget.init_app(app)
     health.init_app(app)
     cli.init_app(app)
     webhooks.init_app(app)  # last: a WSGI layer in front of everything above

@@ -714,6 +714,24 @@ class Referral(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class CustomerMetafields(Base):
+    """The loyalty metafields a Shopify shop holds for one customer, as we last wrote them.
+
+    `dirty_since` is set when something they show may have changed (a sweep marks it from new
+    ledger entries and tier changes) and cleared once the shop holds the current values; a write
+    happens only for values that differ from `written`.
+    """
+
+    __tablename__ = "customer_metafields"
+    __table_args__ = (Index("ix_customer_metafields_shop_id_dirty_since", "shop_id", "dirty_since"),)
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    written: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    dirty_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    written_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class TierChange(Base):
     """Every tier a customer entered or left, and why (input of the tier-change notice)."""
 

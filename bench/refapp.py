@@ -106,3 +106,17 @@ def create_floor() -> Flask:
 def noop_job(*args: Any) -> None:
     """An RQ job that does nothing (RQ's per-job overhead)."""
     return
+
+
+def create_bare_json() -> Flask:
+    """Reference for the storefront: a bare Flask endpoint answering any GET with a small JSON."""
+    from flask import jsonify
+
+    app = Flask(__name__)
+
+    @app.get("/", defaults={"path": ""})
+    @app.get("/<path:path>")
+    def answer(path: str) -> Any:
+        return jsonify(available=0, pending=0)
+
+    return app

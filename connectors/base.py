@@ -101,6 +101,16 @@ class Connector(Protocol):
             PermanentError: the shop refused; retrying cannot help.
         """
 
+    def credit_store_credit(self, credentials: Any, spec: DiscountSpec) -> DiscountCode:
+        """Credit a "store credit" reward (`spec.value` in `spec.currency`) to the customer's
+        account, once per `spec.code`; `platform_id` of the answer names the transaction.
+
+        Raises:
+            ValueError: the client cannot express `spec`.
+            TransientError, RateLimitedError: retry later.
+            PermanentError: the shop refused, or the platform has no store credit.
+        """
+
     def find_discount_code(self, credentials: Any, code: str) -> DiscountCode | None:
         """Return the shop's discount code `code`, or None when the shop has no such code.
 

@@ -108,9 +108,14 @@ def _once_more_after_401(shop_id: int, credentials: dict[str, Any], call: Callab
 
 
 def _create(platform: str, credentials: dict[str, Any], spec: Any) -> Any:
-    """Create the code in the shop, counting a failed call (`stammkunde_platform_api_errors`)."""
+    """Create the code in the shop (or, for a "store credit" reward, credit the customer's
+    account), counting a failed call (`stammkunde_platform_api_errors`)."""
+    connector = get_connector(platform)
+    if spec.kind == "store_credit":
+        with platform_call(platform, "credit_store_credit"):
+            return connector.credit_store_credit(credentials, spec)
     with platform_call(platform, "create_discount_code"):
-        return get_connector(platform).create_discount_code(credentials, spec)
+        return connector.create_discount_code(credentials, spec)
 
 
 def _fail_code(code_id: int, reason: str, *, why: str = "the shop refused the code") -> str:

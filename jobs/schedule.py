@@ -9,6 +9,7 @@ from jobs.backfill import finish_backfills
 from jobs.codes import requeue_pending
 from jobs.deliveries import purge_delivery_bodies, requeue_stuck_deliveries
 from jobs.members import review_tiers, settle_referrals
+from jobs.metafields import sweep_metafields
 from jobs.points import award_birthday_bonuses, expire_points, mature_points
 from jobs.reconcile import reconcile_all
 from jobs.shops import check_woocommerce_webhooks, purge_plugin_nonces
@@ -25,6 +26,7 @@ cron.register(check_woocommerce_webhooks, queue_name="codes", interval=600)
 cron.register(reconcile_all, queue_name="codes", interval=300)
 cron.register(purge_plugin_nonces, queue_name="webhooks", cron="20 * * * *")
 cron.register(finish_backfills, queue_name="points", interval=60)
+cron.register(sweep_metafields, queue_name="codes", interval=60)
 from jobs.reminders import sweep_reminders  # noqa: E402 - grouped with its registration
 
 cron.register(sweep_reminders, queue_name="reminders", interval=300)

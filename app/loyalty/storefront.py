@@ -16,13 +16,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import and_, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.i18n import translations
@@ -255,6 +256,42 @@ class RedeemResult:
     repeated: bool
 
 
+# --- reads -------------------------------------------------------------------------------------
+
+# Programs in force by (shop, its program version): saving a program stores version n + 1 and sets
+# the shop's `program_version` to it, so the key of a saved version never goes stale. A shop still
+# on the defaults (version 0) has the same key before and after its first save, so that entry
+# lives DEFAULTS_CACHE_SECONDS only. (The shop's `created_at` is in the key too: a restored or test
+# database may reuse shop ids.)
+DEFAULTS_CACHE_SECONDS = 5.0
+_PROGRAMS: dict[tuple[int, Any, int], tuple[float, Program]] = {}
+_PROGRAMS_MAX = 512
+
+
+def _program(session: Session, shop: Shop) -> Program:
+    """Return the program in force for `shop`: a saved version read once per process, the
+    defaults once per DEFAULTS_CACHE_SECONDS."""
+    key = (shop.id, shop.created_at, shop.program_version)
+    now = time.monotonic()
+    hit = _PROGRAMS.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    version, program = current_program(session, shop)
+    if version == shop.program_version or version == 0:
+        if len(_PROGRAMS) >= _PROGRAMS_MAX:
+            _PROGRAMS.clear()
+        _PROGRAMS[key] = (float("inf") if version else now + DEFAULTS_CACHE_SECONDS, program)
+    return program
+
+
+_BALANCE = (
+    select(PointLot.state, func.coalesce(func.sum(PointLot.remaining), 0))
+    .where(PointLot.customer_id == bindparam("customer_id"),
+           or_(PointLot.state == LotState.PENDING, PointLot.state == LotState.AVAILABLE))
+    .group_by(PointLot.state)
+)
+
+
 # --- looking members up ------------------------------------------------------------------------
 
 
@@ -401,7 +438,7 @@ def _program_view(shop: Shop, program: Program, language: str) -> ProgramView:
 
 def program_view(session: Session, shop: Shop, *, locale: str | None = None) -> ProgramView:
     """Return what the shop's program offers, for a visitor who is not logged in."""
-    _, program = current_program(session, shop)
+    program = _program(session, shop)
     return _program_view(shop, program, language_for(shop, None, locale))
 
 
@@ -418,15 +455,18 @@ _MATURING = (
 )
 
 
-def _balance(session: Session, customer: Customer, *, with_maturing: bool = True) -> BalanceView:
-    bal = ledger.balance(session, customer.id)
+def _balance(session: Session, customer: Customer) -> BalanceView:
+    """The member's balance by lot state (what `ledger.balance` sums, as one prebuilt statement),
+    and when pending points mature."""
+    by_state = {state: int(total) for state, total in session.execute(_BALANCE, {"customer_id": customer.id})}
+    pending, available = by_state.get(LotState.PENDING, 0), by_state.get(LotState.AVAILABLE, 0)
     maturing: tuple[Maturing, ...] = ()
-    if with_maturing and bal.pending:
+    if pending:
         maturing = tuple(
             Maturing(points=int(points), available_at=at)
             for at, points in session.execute(_MATURING, {"customer_id": customer.id}).all()
         )
-    return BalanceView(available=bal.available, pending=bal.pending, maturing=maturing)
+    return BalanceView(available=available, pending=pending, maturing=maturing)
 
 
 def _open_rewards(shop: Shop, program: Program, customer: Customer) -> list[Reward]:
@@ -553,7 +593,7 @@ def member_view(session: Session, shop: Shop, customer: Customer, *, locale: str
 
         public_url = config.settings()["PUBLIC_URL"]
     language = language_for(shop, customer, locale)
-    _, program = current_program(session, shop)
+    program = _program(session, shop)
     balance = _balance(session, customer)
     banned = customer.banned_at is not None
     open_rewards = [_reward_view(shop, r, balance.available) for r in _open_rewards(shop, program, customer)]
@@ -584,7 +624,7 @@ def balance_summary(session: Session, shop: Shop, customer: Customer | None, *,
     Two indexed reads beyond the program (the balance by lot state, the earliest pending date).
     """
     language = language_for(shop, customer, locale)
-    _, program = current_program(session, shop)
+    program = _program(session, shop)
     if customer is None:
         balance = BalanceView(available=0, pending=0, maturing=())
         rewards = [r for r in _offered(shop, program) if not r.tiers]
@@ -606,6 +646,101 @@ def balance_summary(session: Session, shop: Shop, customer: Customer | None, *,
         affordable_count=len(affordable),
         point_value=point_value(shop, program, language),
     )
+
+
+@dataclass(frozen=True)
+class Launcher:
+    """What the launcher shows a visitor or member, and in which language."""
+
+    member: bool
+    language: str
+    summary: BalanceSummary
+
+
+_AVAILABLE = case((PointLot.state == LotState.AVAILABLE, PointLot.remaining), else_=0)
+_PENDING = case((PointLot.state == LotState.PENDING, PointLot.remaining), else_=0)
+# The member and their balance in one indexed read: the customer by (shop, platform id), their
+# open lots by (customer, state).
+_LAUNCHER = (
+    select(Customer.id, Customer.tier, Customer.banned_at, Customer.locale, Customer.merged_into_id,
+           Customer.redacted_at,
+           func.coalesce(func.sum(_AVAILABLE), 0).label("available"),
+           func.coalesce(func.sum(_PENDING), 0).label("pending"),
+           func.min(case((and_(PointLot.state == LotState.PENDING, PointLot.remaining > 0), PointLot.available_at)))
+           .label("next_available_at"))
+    .select_from(Customer)
+    # (two equalities rather than IN: an IN list is re-rendered on every execution)
+    .outerjoin(PointLot, and_(PointLot.customer_id == Customer.id,
+                              or_(PointLot.state == LotState.PENDING, PointLot.state == LotState.AVAILABLE)))
+    .where(Customer.shop_id == bindparam("shop_id"), Customer.platform_id == bindparam("platform_id"))
+    .group_by(Customer.id, Customer.tier, Customer.banned_at, Customer.locale, Customer.merged_into_id,
+              Customer.redacted_at)
+)
+
+
+def launcher(session: Session, shop: Shop, platform_customer_id: str, *, locale: str | None = None) -> Launcher:
+    """Return `balance_summary` for the customer with this platform id ("" = a visitor), with the
+    member and their balance read in one statement (the widget asks on every page view)."""
+    row = None
+    if platform_customer_id:
+        # On the session's connection as a Core statement: the ORM adds nothing to a row of columns.
+        row = session.connection().execute(
+            _LAUNCHER, {"shop_id": shop.id, "platform_id": platform_customer_id}).first()
+    if row is not None and (row.merged_into_id is not None or row.redacted_at is not None):
+        member = find_member(session, shop, platform_customer_id)  # merged: the account's balance
+        language = language_for(shop, member, locale)
+        return Launcher(member is not None, language, balance_summary(session, shop, member, locale=language))
+    if row is None:
+        language = language_for(shop, None, locale)
+        return Launcher(False, language, balance_summary(session, shop, None, locale=language))
+    language = spoken_language(locale) or spoken_language(row.locale) or customer_language(None, shop)
+    program = _program(session, shop)
+    available, pending = int(row.available), int(row.pending)
+    rewards = [r for r in _offered(shop, program) if not r.tiers or row.tier in r.tiers]
+    nxt = next((r for r in rewards if r.points > available), None)
+    banned = row.banned_at is not None
+    return Launcher(True, language, BalanceSummary(
+        language=language,
+        available=available,
+        pending=pending,
+        next_available_at=row.next_available_at if pending else None,
+        tier=row.tier,
+        next_reward=_reward_view(shop, nxt, available) if nxt is not None else None,
+        affordable_count=0 if banned else sum(1 for r in rewards if r.points <= available),
+        point_value=point_value(shop, program, language),
+    ))
+
+
+# --- customer metafields (Shopify) -------------------------------------------------------------
+
+# The namespace a theme reads: `customer.metafields.stammkunde.points` (not app-reserved, so any
+# theme's Liquid can show it).
+METAFIELD_NAMESPACE = "stammkunde"
+METAFIELD_TYPES = {
+    "points": "number_integer",
+    "pending_points": "number_integer",
+    "tier": "single_line_text_field",
+    "next_reward": "single_line_text_field",
+    "next_reward_points": "number_integer",  # points still needed for it
+}
+
+
+def metafield_values(session: Session, shop: Shop, customer: Customer) -> dict[str, str]:
+    """Return the member's loyalty metafields as Shopify stores them (text). A tier or next
+    reward the member does not have is left out (Shopify keeps no empty text metafield)."""
+    summary = balance_summary(session, shop, customer, locale=shop.language)
+    values = {"points": str(summary.available), "pending_points": str(summary.pending)}
+    if summary.tier:
+        values["tier"] = summary.tier
+    if summary.next_reward is not None:
+        values["next_reward"] = summary.next_reward.name
+        values["next_reward_points"] = str(summary.next_reward.missing)
+    return values
+
+
+def metafield_changes(written: dict[str, str], values: dict[str, str]) -> dict[str, str]:
+    """Return the values that differ from what the shop holds (only those are written)."""
+    return {key: value for key, value in values.items() if written.get(key) != value}
 
 
 # --- the cart ----------------------------------------------------------------------------------
@@ -640,7 +775,7 @@ def cart_points(session: Session, shop: Shop, customer: Customer | None, subtota
         raise StorefrontError("amount", translations(language).gettext("The cart amount is not valid."))
     if customer is not None and customer.banned_at is not None:
         return 0
-    _, program = current_program(session, shop)
+    program = _program(session, shop)
     taxes_included = tax is not None
     if tax is None and not program.earning.earn_on_gross:
         latest = session.execute(_LATEST_TAXED_ORDER, {"shop_id": shop.id}).first()
@@ -766,9 +901,15 @@ def redemption_state(session: Session, shop: Shop, customer: Customer, redemptio
 # --- JSON --------------------------------------------------------------------------------------
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    names = _FIELD_NAMES.get(type(value))
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        out = {name: _plain(getattr(value, name)) for name in names}
         if isinstance(value, BalanceView):
             out["next_available_at"] = _plain(value.next_available_at)
         return out

@@ -140,6 +140,12 @@ class _ShopCache:
 
 _shops = _ShopCache()
 
+
+def cached_shop(platform: str, domain: str, ttl: float) -> Shop | None:
+    """Return the shop row (a detached copy, at most `ttl` seconds old) for a hot read path: the
+    webhook receiver and the app proxy's reads."""
+    return _shops.get(platform, domain, ttl)
+
 def _read_body(environ: dict[str, Any], limit: int) -> bytes:
     """Return the raw body; a body over `limit` bytes, declared or streamed, raises 413."""
     if get_content_length(environ) is not None or "wsgi.input_terminated" not in environ:

@@ -282,6 +282,40 @@ query OrderRefunds($id: ID!) {
   }
 }
 """ + "{MONEY}",
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/mutations/storeCreditAccountCredit
+    # (a "store credit" reward; needs write_store_credit_account_transactions). `@idempotent`
+    # makes a retry with the same key (the reward's derived code) credit once.
+    # https://shopify.dev/docs/api/usage/idempotent-requests
+    "storeCreditAccountCredit": """\
+mutation StoreCreditAccountCredit($id: ID!, $creditInput: StoreCreditAccountCreditInput!, $idempotencyKey: String!) {
+  storeCreditAccountCredit(id: $id, creditInput: $creditInput) @idempotent(key: $idempotencyKey) {
+    storeCreditAccountTransaction {
+      id
+    }
+    userErrors {
+      field
+      message
+      code
+    }
+  }
+}
+""",
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/mutations/metafieldsSet
+    # (customer metafields a theme reads; at most 25 per call; needs write_customers).
+    "metafieldsSet": """\
+mutation MetafieldsSet($metafields: [MetafieldsSetInput!]!) {
+  metafieldsSet(metafields: $metafields) {
+    metafields {
+      id
+    }
+    userErrors {
+      field
+      message
+      code
+    }
+  }
+}
+""",
 }
 
 # Fragments of the order documents (one definition of what we read of an order).
@@ -419,6 +453,9 @@ for _name in ("orders", "order", "orderRefunds"):
         _document = _document.replace(_placeholder, "\n" + (_fragment % _fragment_values if "%(" in _fragment else _fragment))
     DOCUMENTS[_name] = _document
 del _name, _document, _placeholder, _fragment
+
+# metafieldsSet takes at most this many metafields per call.
+METAFIELDS_PER_CALL = 25
 
 # What a reward code combines with (DiscountCombinesWithInput). A reward is an order or product
 # discount that must not stack with the shop's other order/product codes (one reward per order,
@@ -854,6 +891,100 @@ def mark_gift(credentials: Mapping[str, str], order_id: str, *, tag: str, note: 
 
 
 # ---- variables (the schema test calls these directly) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class MetafieldValue:
+    """One metafield to write on a resource: `owner` is its gid, `type` a Shopify metafield type."""
+
+    owner: str
+    namespace: str
+    key: str
+    type: str
+    value: str
+
+
+def store_credit_variables(spec: DiscountSpec) -> tuple[str, dict[str, Any]]:
+    """Return the DOCUMENTS key and the variables that credit `spec.value` (in `spec.currency`) to
+    the customer's store credit account, once per `spec.code` (the idempotency key).
+
+    Raises:
+        ValueError: no customer, a value that is not a positive amount, or a naive expiry.
+    """
+    if not spec.customer_id:
+        raise ValueError("store credit needs the customer's Shopify id")
+    credit: dict[str, Any] = {
+        "creditAmount": {"amount": _money_text(spec.value), "currencyCode": spec.currency.upper()},
+        "notify": True,
+    }
+    if spec.ends_at is not None:
+        credit["expiresAt"] = _datetime_text(spec.ends_at)
+    return "storeCreditAccountCredit", {
+        "id": _gid("Customer", spec.customer_id), "creditInput": credit, "idempotencyKey": spec.code,
+    }
+
+
+def credit_store_credit(credentials: Mapping[str, str], spec: DiscountSpec) -> DiscountCode:
+    """Credit a "store credit" reward to the customer's account (created if they have none);
+    returns the transaction's id as `platform_id`. A retry with the same code credits once.
+
+    Raises:
+        ValueError: see `store_credit_variables`.
+        TransientError, RateLimitedError: see `graphql`.
+        PermanentError: see `graphql`; also any `userErrors` (a currency the shop does not take,
+            a customer who is gone, store credit not enabled).
+    """
+    name, variables = store_credit_variables(spec)
+    data = graphql(credentials, DOCUMENTS[name], variables)
+    payload = _payload(data, name)
+    user_errors = _user_errors(payload)
+    if user_errors:
+        raise PermanentError(_user_errors_message(name, user_errors))
+    transaction = payload.get("storeCreditAccountTransaction")
+    if not isinstance(transaction, Mapping) or not isinstance(transaction.get("id"), str):
+        raise PermanentError(f"{name}: no transaction in the answer")
+    return DiscountCode(code=spec.code, platform_id=transaction["id"], created=True)
+
+
+def metafields_variables(values: Sequence[MetafieldValue]) -> tuple[str, dict[str, Any]]:
+    """Return the DOCUMENTS key and the variables that set `values` (at most 25).
+
+    Raises:
+        ValueError: none or more than 25 values, or an owner that is not a Shopify gid.
+    """
+    if not values or len(values) > METAFIELDS_PER_CALL:
+        raise ValueError(f"metafieldsSet takes 1 to {METAFIELDS_PER_CALL} metafields, got {len(values)}")
+    for value in values:
+        if not value.owner.startswith("gid://shopify/"):
+            raise ValueError("metafield owner must be a Shopify gid")
+    return "metafieldsSet", {"metafields": [
+        {"ownerId": v.owner, "namespace": v.namespace, "key": v.key, "type": v.type, "value": v.value}
+        for v in values
+    ]}
+
+
+def set_metafields(credentials: Mapping[str, str], values: Sequence[MetafieldValue]) -> None:
+    """Write up to 25 metafields in one call (all or nothing: Shopify applies none on an error).
+
+    Raises:
+        ValueError: see `metafields_variables`.
+        TransientError, RateLimitedError: see `graphql` (the throttle waits before the call).
+        PermanentError: see `graphql`; also any `userErrors`.
+    """
+    name, variables = metafields_variables(values)
+    data = graphql(credentials, DOCUMENTS[name], variables)
+    user_errors = _user_errors(_payload(data, name))
+    if user_errors:
+        raise PermanentError(_user_errors_message(name, user_errors))
+
+
+def customer_gid(customer_id: str) -> str:
+    """Return the gid of a Shopify customer id (numeric or gid).
+
+    Raises:
+        ValueError: not a Shopify customer id.
+    """
+    return _gid("Customer", customer_id)
 
 
 def discount_code_variables(spec: DiscountSpec) -> tuple[str, dict[str, Any]]:

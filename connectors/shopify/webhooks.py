@@ -14,6 +14,7 @@ money.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -28,7 +29,12 @@ from connectors.base import (
     normalize_email,
     verify_hmac_base64,
 )
-from connectors.errors import MalformedPayloadError, UnsupportedTopicError
+from connectors.errors import (
+    InvalidSignatureError,
+    MalformedPayloadError,
+    MissingSignatureError,
+    UnsupportedTopicError,
+)
 from connectors.shopify.consts import (
     APP_UNINSTALLED,
     CHECKOUTS_CREATE,
@@ -943,3 +949,54 @@ def _money(data: Payload, key: str, topic: str, prefix: str = "") -> Decimal:
     if not isinstance(shop_money, Mapping):
         raise MalformedPayloadError(f"{topic}: {set_field}.shop_money missing")
     return fields.money(shop_money, "amount", topic, f"{set_field}.shop_money.")
+
+
+# ---- app proxy ------------------------------------------------------------------------------
+
+# Shopify signs each app proxy request it forwards; one older than this (or this far in the
+# future: clocks drift) is refused, so a copied URL cannot be replayed for long.
+PROXY_MAX_AGE_SECONDS = 300
+
+
+def proxy_message(query: Sequence[tuple[str, str]]) -> str:
+    """Return what Shopify signs for an app proxy request: every query parameter but `signature`,
+    as `key=value` with the values of a repeated key joined by ",", sorted, joined with nothing.
+
+    https://shopify.dev/docs/apps/build/online-store/app-proxies/authenticate-app-proxies
+    """
+    values: dict[str, list[str]] = {}
+    for key, value in query:
+        if key != "signature":
+            values.setdefault(key, []).append(value)
+    return "".join(sorted(f"{key}={','.join(items)}" for key, items in values.items()))
+
+
+def verify_proxy(query: Sequence[tuple[str, str]], *, secrets: Sequence[str | None], now: float,
+                 max_age: int = PROXY_MAX_AGE_SECONDS) -> None:
+    """Check an app proxy request's `signature` (hex HMAC-SHA256 of `proxy_message` with one of
+    `secrets`: the app's secret, the previous one during a rotation) and that its `timestamp` is
+    fresh.
+
+    `query`: the decoded query parameters in their order, repeated keys included.
+
+    Raises:
+        MissingSignatureError: no `signature`, or no usable secret.
+        InvalidSignatureError: the signature matches no secret, or the timestamp is missing,
+            malformed or more than `max_age` seconds away from `now`.
+    """
+    signatures = [value for key, value in query if key == "signature"]
+    if len(signatures) != 1 or not signatures[0]:
+        raise MissingSignatureError("app proxy request without a signature")
+    message = proxy_message(query).encode()
+    given = signatures[0].strip().lower().encode()
+    candidates = [s for s in secrets if s]
+    if not candidates:
+        raise MissingSignatureError("no secret to check the app proxy signature with")
+    expected = [hmac.new(s.encode(), message, hashlib.sha256).hexdigest().encode() for s in candidates]
+    if not any(hmac.compare_digest(given, e) for e in expected):
+        raise InvalidSignatureError("app proxy signature does not match")
+    stamps = [value for key, value in query if key == "timestamp"]
+    if len(stamps) != 1 or not stamps[0].isdigit():
+        raise InvalidSignatureError("app proxy request without a valid timestamp")
+    if abs(now - int(stamps[0])) > max_age:
+        raise InvalidSignatureError("app proxy request is stale")

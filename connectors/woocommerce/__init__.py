@@ -7,6 +7,10 @@ and the REST v3 client (`client`).
 
 from __future__ import annotations
 
+from typing import Any
+
+from connectors.errors import PermanentError
+from connectors.types import DiscountCode, DiscountSpec
 from connectors.woocommerce import client, webhooks
 from connectors.woocommerce.consts import PLATFORM
 
@@ -35,6 +39,15 @@ class WooCommerceConnector:
 
     credentials = staticmethod(client.credentials)
     create_discount_code = staticmethod(client.create_discount_code)
+
+    @staticmethod
+    def credit_store_credit(credentials: Any, spec: DiscountSpec) -> DiscountCode:
+        """WooCommerce's core has no store credit: always refused (the points go back).
+
+        Raises:
+            PermanentError: always.
+        """
+        raise PermanentError("WooCommerce has no store credit; offer a fixed amount instead")
     find_discount_code = staticmethod(client.find_discount_code)
     deactivate_discount_code = staticmethod(client.deactivate_discount_code)
     mark_gift = staticmethod(client.mark_gift)

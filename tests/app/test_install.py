@@ -53,7 +53,8 @@ def shopify_app(app):  # type: ignore[no-untyped-def]
 
 def _grant_answer(token: str = "shpat_first", refresh: str = "shprt_first") -> dict[str, object]:
     # The shape of Shopify's answer with `expiring=1` (offline-access-tokens doc).
-    return {"access_token": token, "scope": "write_orders,read_customers,write_discounts,read_orders",
+    return {"access_token": token, "scope": "write_orders,read_customers,write_discounts,read_orders,write_customers,"
+            "write_store_credit_account_transactions",
             "expires_in": 3600, "refresh_token": refresh, "refresh_token_expires_in": 7776000}
 
 
@@ -329,7 +330,8 @@ def test_refresh_answer_is_read_into_a_grant():
 
     # then the new pair and its expiries are there
     assert grant == client.TokenGrant(
-        access_token="shpat_b", scopes=("read_customers", "read_orders", "write_discounts", "write_orders"),
+        access_token="shpat_b", scopes=("read_customers", "read_orders", "write_customers", "write_discounts",
+                                        "write_orders", "write_store_credit_account_transactions"),
         expires_at=now + timedelta(hours=1), refresh_token="shprt_b", refresh_expires_at=now + timedelta(days=90))
     # and a refused refresh token is an expired grant, not a retryable failure
     responses.replace(responses.POST, TOKEN_URL, status=401, json={"errors": "unauthorized"})

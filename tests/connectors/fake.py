@@ -38,6 +38,8 @@ class FakeConnector:
         self.ORDERS_ARE_CHECKOUTS = real.ORDERS_ARE_CHECKOUTS
         # code -> the spec it was created with (what the shop holds)
         self.codes: dict[str, DiscountSpec] = {}
+        # code -> the store credit spec it credited (Shopify's storeCreditAccountCredit)
+        self.credits: dict[str, DiscountSpec] = {}
         # platform id -> the `now` it was switched off at
         self.deactivated: dict[str, datetime] = {}
         # (order id, tag, note) per gift marked
@@ -104,6 +106,11 @@ class FakeConnector:
         created = spec.code not in self.codes
         self.codes.setdefault(spec.code, spec)
         return DiscountCode(code=spec.code, platform_id=f"fake-{spec.code}", created=created)
+
+    def credit_store_credit(self, credentials: Any, spec: DiscountSpec) -> DiscountCode:
+        self._call("credit_store_credit", credentials, spec)
+        self.credits.setdefault(spec.code, spec)  # idempotent on the code, as Shopify's @idempotent
+        return DiscountCode(code=spec.code, platform_id=f"fake-credit-{spec.code}", created=True)
 
     def find_discount_code(self, credentials: Any, code: str) -> DiscountCode | None:
         self._call("find_discount_code", credentials, code)

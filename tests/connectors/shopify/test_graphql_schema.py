@@ -197,6 +197,28 @@ VARIABLE_CASES = [
         "tags on an order",
         lambda: client.order_tags_variables("450789469", ["stammkunde", "reward"]),
     ),
+    (
+        "store credit reward with an expiry",
+        lambda: client.store_credit_variables(spec(kind="store_credit", value=Decimal("5.00"), customer_id="207119551",
+                                                   ends_at=datetime(2026, 8, 1, tzinfo=timezone.utc))),
+    ),
+    (
+        "store credit reward without an expiry",
+        lambda: client.store_credit_variables(spec(kind="store_credit", value=Decimal("10"),
+                                                   customer_id="gid://shopify/Customer/207119551")),
+    ),
+    (
+        "25 customer metafields",
+        lambda: client.metafields_variables([
+            client.MetafieldValue(owner=f"gid://shopify/Customer/{n}", namespace="stammkunde", key=key,
+                                  type=kind, value=value)
+            for n in range(5)
+            for key, kind, value in (("points", "number_integer", "600"), ("pending_points", "number_integer", "0"),
+                                     ("tier", "single_line_text_field", "Silber"),
+                                     ("next_reward", "single_line_text_field", "5 € Rabatt"),
+                                     ("next_reward_points", "number_integer", "120"))
+        ]),
+    ),
 ]
 
 
