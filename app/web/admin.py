@@ -119,11 +119,34 @@ def _newest_first(session: Any, query: Any, id_column: Any, before: int | None, 
 _OPEN_ENDPOINTS = frozenset({"admin.login", "admin.login_code", "admin.set_password"})
 
 
+# URL parts that name a shop's object, and how to find the shop it belongs to.
+_SHOP_OF: dict[str, tuple[Any, Any]] = {
+    "customer_id": (Customer, Customer.shop_id),
+    "delivery_id": (WebhookDelivery, WebhookDelivery.shop_id),
+    "request_id": (DataRequest, DataRequest.shop_id),
+    "redemption_id": (Redemption, Redemption.shop_id),
+}
+
+
 @bp.before_request
 def _require_login() -> Any:
-    if request.endpoint in _OPEN_ENDPOINTS or current_user.is_authenticated:
+    if request.endpoint in _OPEN_ENDPOINTS:
         return None
-    return login_manager.unauthorized()
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    # Before any form is read: an object of a shop the user was not given is 404, whatever the
+    # request (each view checks again where it loads the object).
+    args = request.view_args or {}
+    if "shop_id" in args and not can_see(args["shop_id"]):
+        abort(404)
+    for name, (model, shop_column) in _SHOP_OF.items():
+        if name in args:
+            session = db.request_session()
+            shop_id = session.scalar(select(shop_column).where(model.id == args[name]))
+            session.rollback()
+            if not can_see(shop_id):
+                abort(404)
+    return None
 
 
 @bp.errorhandler(403)
@@ -456,8 +479,8 @@ def adjust_points(customer_id: int) -> Any:
             limit = _adjust_limit(shop.id)
             if abs(points) > limit:
                 raise _ActionRefusedError(
-                    f"your role allows at most {limit:,} points either way per adjustment, got {points:+,}; "
-                    "ask an owner of the shop".replace(",", " ")
+                    f"your role allows at most {limit:_} points either way per adjustment, got {points:+_}"
+                    .replace("_", " ") + "; ask an owner of the shop"
                 )
             state = _customer_state(session, row)
             entry = ledger.adjust(

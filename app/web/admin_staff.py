@@ -81,13 +81,11 @@ def add_staff(shop_id: int) -> Any:
     except ValueError as exc:
         return _staff_page(shop_id, error=f"Not saved: {exc}.", status=400, form=form)
     link = None
+    if email == current_user.email:
+        return _staff_page(shop_id, status=400, form=form, error="You cannot change your own role; ask another owner.")
     with db.session_scope() as session:
         shop_or_404(session, shop_id)
         user, created = staff.invite_staff(session, email)
-        if user.id == current_user.staff_id:
-            session.rollback()
-            return _staff_page(shop_id, status=400, form=form,
-                               error="You cannot change your own role; ask another owner.")
         before = _grant_snapshot(session, shop_id, user.id)
         staff.grant_role(session, shop_id=shop_id, staff_id=user.id, role=role,
                          adjust_limit=0 if role == StaffRole.OWNER else limit, granted_by=current_user.email)
@@ -140,13 +138,16 @@ def new_password_link(shop_id: int, staff_id: int) -> Any:
         user = _member(session, shop_id, staff_id)
         their_shops = set(session.scalars(select(StaffShopRole.shop_id).where(StaffShopRole.staff_id == staff_id)))
         owned = current_access().owned_shop_ids()
-        if user.is_admin or user.last_login_at is not None or (owned is not None and not their_shops <= owned):
-            session.rollback()
-            return _staff_page(shop_id, status=403, error=(
-                f"No link made: {user.email} has signed in before or also works for shops you do not own. "
-                "They can ask an administrator to set a password (flask staff create)."))
-        audit(session, shop_id=shop_id, action="staff.password_link", subject=f"staff {user.id} ({user.email})")
-        link = {"email": user.email, "url": password_link(user)}
+        refused = user.is_admin or user.last_login_at is not None or (owned is not None and not their_shops <= owned)
+        email = user.email
+        link = None
+        if not refused:
+            audit(session, shop_id=shop_id, action="staff.password_link", subject=f"staff {user.id} ({user.email})")
+            link = {"email": user.email, "url": password_link(user)}
+    if link is None:
+        return _staff_page(shop_id, status=403, error=(
+            f"No link made: {email} has signed in before or also works for shops you do not own. "
+            "They can ask an administrator to set a password (flask staff create)."))
     return _staff_page(shop_id, link=link)
 
 

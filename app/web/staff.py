@@ -164,8 +164,8 @@ def invite_staff(session: Session, email: str) -> tuple[StaffUser, bool]:
     unusable = _hasher.hash(secrets.token_urlsafe(32))
     stmt = dialect_insert(session, StaffUser.__table__).values(
         email=email, password_hash=unusable, active=True, created_at=utcnow(), is_admin=False
-    ).on_conflict_do_nothing(index_elements=["email"])
-    created = session.execute(stmt).rowcount == 1
+    ).on_conflict_do_nothing(index_elements=["email"]).returning(StaffUser.__table__.c.id)
+    created = session.execute(stmt).first() is not None
     user = session.scalars(select(StaffUser).where(StaffUser.email == email)).one()
     return user, created
 
