@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,13 +27,19 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     make_response,
     redirect,
     render_template,
     request,
     url_for,
 )
+from babel.dates import format_datetime
+from flask_babel import get_locale, refresh
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from markupsafe import Markup
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
@@ -76,11 +83,24 @@ csrf = CSRFProtect()
 PAGE_SIZE = 100
 SEARCH_LIMIT = 100
 # The dashboard's periods: query value -> (label, days back from now; None = all time).
-PERIODS: dict[str, tuple[str, int | None]] = {
-    "30d": ("Last 30 days", 30),
-    "90d": ("Last 90 days", 90),
-    "all": ("All time", None),
+PERIODS: dict[str, tuple[Any, int | None]] = {
+    "30d": (_l("Last 30 days"), 30),
+    "90d": (_l("Last 90 days"), 90),
+    "all": (_l("All time"), None),
 }
+# Words for the states rows are in, as the admin shows them.
+STATUS_TEXTS = {
+    "received": _l("received"), "processed": _l("processed"), "failed": _l("failed"), "pending": _l("pending"),
+    "created": _l("created"), "available": _l("available"), "spent": _l("spent"), "expired": _l("expired"),
+    "reversed": _l("reversed"), "scheduled": _l("scheduled"), "sending": _l("sending"), "sent": _l("sent"),
+    "suppressed": _l("suppressed"), "active": _l("active"), "uninstalled": _l("uninstalled"),
+    "owner": _l("owner"), "support": _l("support"),
+}
+
+
+def status_text(value: str | None) -> Any:
+    """Return the admin's word for a state (the value itself when it has none)."""
+    return STATUS_TEXTS.get(value or "", value or "")
 DEFAULT_PERIOD = "30d"
 # The one admin response that is shown inside a frame of our own pages: the e-mail preview HTML.
 # It gets a CSP of its own (sandboxed, no scripts, inline styles only) instead of the admin's.
@@ -128,6 +148,29 @@ _SHOP_OF: dict[str, tuple[Any, Any]] = {
 }
 
 
+ADMIN_LANGUAGES = ("de", "en")
+
+
+def admin_language() -> str:
+    """Return the language the admin speaks to this request's user: their choice; else German
+    when any of their shops is German, English when none is; before sign-in, the browser's
+    preference (English when it states none)."""
+    if current_user.is_authenticated:
+        if current_user.language in ADMIN_LANGUAGES:
+            return current_user.language
+        if "de" in current_user.shop_languages:
+            return "de"
+        if current_user.shop_languages:
+            return "en"
+    return request.accept_languages.best_match(ADMIN_LANGUAGES) or "en"
+
+
+@bp.before_request
+def _speak() -> None:
+    g.admin_language = admin_language()
+    refresh()
+
+
 @bp.before_request
 def _require_login() -> Any:
     if request.endpoint in _OPEN_ENDPOINTS:
@@ -151,13 +194,13 @@ def _require_login() -> Any:
 
 @bp.errorhandler(403)
 def _forbidden(_error: Any) -> Any:
-    message = "Your role in this shop does not allow this. An owner of the shop can do it, or change your role."
+    message = _("Your role in this shop does not allow this. An owner of the shop can do it, or change your role.")
     return render_template("admin/error.html", code=403, message=message), 403
 
 
 @bp.errorhandler(404)
 def _not_found(_error: Any) -> Any:
-    return render_template("admin/error.html", code=404, message="There is no such page, or it is not yours to see."), 404
+    return render_template("admin/error.html", code=404, message=_("There is no such page, or it is not yours to see.")), 404
 
 
 @bp.after_request
@@ -260,14 +303,14 @@ def replay(delivery_id: int) -> Any:
     try:
         found = replay_delivery(delivery_id)
     except DeliveryPurgedError:
-        flash(f"Delivery {delivery_id} cannot be replayed: the retention sweep removed its body "
-              "(DELIVERY_RETENTION_DAYS).", "error")
+        flash(_("Delivery %(id)s cannot be replayed: the retention sweep removed its body "
+                "(DELIVERY_RETENTION_DAYS).", id=delivery_id), "error")
     except (RedisError, RedisNotConfiguredError):
         logger.warning("replay could not be enqueued", extra={"delivery": delivery_id}, exc_info=True)
         flash(
-            f"Delivery {delivery_id} is marked as received again, but the job queue (Redis) is not "
-            "reachable, so it was not queued now. The requeue sweep will process it once the queue "
-            "is back; there is no need to replay it again.",
+            _("Delivery %(id)s is marked as received again, but the job queue (Redis) is not "
+              "reachable, so it was not queued now. The requeue sweep will process it once the queue "
+              "is back; there is no need to replay it again.", id=delivery_id),
             "error",
         )
     else:
@@ -276,9 +319,9 @@ def replay(delivery_id: int) -> Any:
                 audit(write, shop_id=shop_id, action="delivery.replay", subject=f"delivery {delivery_id}",
                       before=before_state, after={"status": DeliveryStatus.RECEIVED.value})
             logger.info("delivery replayed", extra={"delivery": delivery_id, "staff": current_user.staff_id})
-            flash(f"Delivery {delivery_id} was queued for processing again.", "success")
+            flash(_("Delivery %(id)s was queued for processing again.", id=delivery_id), "success")
         else:
-            flash(f"Delivery {delivery_id} does not exist.", "error")
+            flash(_("Delivery %(id)s does not exist.", id=delivery_id), "error")
     back = {k: request.form[k] for k in ("status", "shop", "id") if request.form.get(k)}
     return redirect(url_for("admin.deliveries", **back))
 
@@ -399,7 +442,7 @@ def _live_customer(session: Any, customer_id: int) -> tuple[Shop, Customer]:
         abort(404)
     if row.merged_into_id is not None:
         raise _ActionRefusedError(
-            f"This guest record was merged into customer {row.merged_into_id}; act on that record."
+            _("This guest record was merged into customer %(id)s; act on that record.", id=row.merged_into_id)
         )
     shop = session.get(Shop, row.shop_id)
     assert shop is not None
@@ -429,7 +472,7 @@ def redeem_reward(customer_id: int) -> Any:
     reward_name = request.form.get("reward", "").strip()
     key = _form_key()
     if not reward_name or key is None:
-        flash("Choose a reward. (Reload the page if this form came from an old tab.)", "error")
+        flash(_("Choose a reward. (Reload the page if this form came from an old tab.)"), "error")
         return _back_to(customer_id)
     try:
         with db.session_scope() as session:
@@ -440,20 +483,21 @@ def redeem_reward(customer_id: int) -> Any:
                 idempotency_key=f"staff-{row.id}-{key}",
             )
             if redemption.customer_id != row.id:
-                raise _ActionRefusedError("That form belongs to another customer. Reload the page.")
+                raise _ActionRefusedError(_("That form belongs to another customer. Reload the page."))
             redemption_id, reward, points = redemption.id, redemption.reward_name, redemption.points
             audit(session, shop_id=shop.id, action="customer.redeem", subject=f"customer {row.id}",
                   before=state, after={**_customer_state(session, row), "reward": reward, "points": points,
                                        "redemption": redemption_id})
     except (RedemptionError, _ActionRefusedError) as exc:
-        flash(f"Not redeemed: {exc}", "error")
+        flash(_("Not redeemed: %(reason)s", reason=exc), "error")
         return _back_to(customer_id)
     logger.info(
         "staff redeemed a reward",
         extra={"customer": customer_id, "redemption": redemption_id, "staff": current_user.staff_id},
     )
     flash(
-        f"Redeemed {reward} for {points} points (redemption {redemption_id}); the code is being created.",
+        _("Redeemed %(reward)s for %(points)s points (redemption %(id)s); the code is being created.",
+          reward=reward, points=points, id=redemption_id),
         "success",
     )
     return _back_to(customer_id)
@@ -468,20 +512,20 @@ def adjust_points(customer_id: int) -> Any:
     try:
         points = int(raw_points)
     except ValueError:
-        flash("Points must be a whole number such as 50 or -50.", "error")
+        flash(_("Points must be a whole number such as 50 or -50."), "error")
         return _back_to(customer_id)
     if key is None:
-        flash("The form is incomplete. Reload the page and try again.", "error")
+        flash(_("The form is incomplete. Reload the page and try again."), "error")
         return _back_to(customer_id)
     try:
         with db.session_scope() as session:
             shop, row = _live_customer(session, customer_id)
             limit = _adjust_limit(shop.id)
             if abs(points) > limit:
-                raise _ActionRefusedError(
-                    f"your role allows at most {limit:_} points either way per adjustment, got {points:+_}"
-                    .replace("_", " ") + "; ask an owner of the shop"
-                )
+                raise _ActionRefusedError(_(
+                    "your role allows at most %(limit)s points either way per adjustment, got %(points)s; "
+                    "ask an owner of the shop", limit=f"{limit:_}".replace("_", " "),
+                    points=f"{points:+_}".replace("_", " ")))
             state = _customer_state(session, row)
             entry = ledger.adjust(
                 session, shop_id=shop.id, customer_id=row.id, points=points, note=reason,
@@ -491,13 +535,13 @@ def adjust_points(customer_id: int) -> Any:
                 audit(session, shop_id=shop.id, action="customer.adjust", subject=f"customer {row.id}",
                       before=state, after={**_customer_state(session, row), "points": points, "reason": reason})
     except (ledger.AdjustmentError, _ActionRefusedError) as exc:
-        flash(f"Not adjusted: {exc}", "error")
+        flash(_("Not adjusted: %(reason)s", reason=exc), "error")
         return _back_to(customer_id)
     if entry is None:
-        flash("This adjustment was already recorded (the form was sent twice).", "info")
+        flash(_("This adjustment was already recorded (the form was sent twice)."), "info")
     else:
         logger.info("staff adjusted points", extra={"customer": customer_id, "staff": current_user.staff_id})
-        flash(f"Adjusted by {points:+d} points.", "success")
+        flash(_("Adjusted by %(points)s points.", points=f"{points:+d}"), "success")
     return _back_to(customer_id)
 
 
@@ -507,7 +551,7 @@ def ban(customer_id: int) -> Any:
     lift = request.form.get("action") == "lift"
     reason = request.form.get("reason", "").strip()
     if not lift and not reason:
-        flash("Give a reason for the ban; support staff will see it.", "error")
+        flash(_("Give a reason for the ban; support staff will see it."), "error")
         return _back_to(customer_id)
     try:
         with db.session_scope() as session:
@@ -518,13 +562,13 @@ def ban(customer_id: int) -> Any:
             audit(session, shop_id=shop.id, action="customer.unban" if lift else "customer.ban",
                   subject=f"customer {row.id}", before=state, after=_customer_state(session, row))
     except _ActionRefusedError as exc:
-        flash(f"Not changed: {exc}", "error")
+        flash(_("Not changed: %(reason)s", reason=exc), "error")
         return _back_to(customer_id)
     logger.info(
         "staff lifted a ban" if lift else "staff banned a customer",
         extra={"customer": customer_id, "staff": current_user.staff_id},
     )
-    flash("Ban lifted." if lift else "Customer banned: no earning, redeeming or codes.", "success")
+    flash(_("Ban lifted.") if lift else _("Customer banned: no earning, redeeming or codes."), "success")
     return _back_to(customer_id)
 
 
@@ -539,16 +583,13 @@ def unsubscribe_customer(customer_id: int) -> Any:
                 audit(session, shop_id=shop.id, action="customer.unsubscribe", subject=f"customer {row.id}",
                       before={"subscribed": True}, after={"subscribed": False})
     except _ActionRefusedError as exc:
-        flash(f"Not unsubscribed: {exc}", "error")
+        flash(_("Not unsubscribed: %(reason)s", reason=exc), "error")
         return _back_to(customer_id)
     if not changed:
-        flash("This customer was already unsubscribed; nothing changed.", "info")
+        flash(_("This customer was already unsubscribed; nothing changed."), "info")
         return _back_to(customer_id)
     logger.info("staff unsubscribed a customer", extra={"customer": customer_id, "staff": current_user.staff_id})
-    flash(
-        "Unsubscribed: no more reminders or notices. The consent event below is the proof.",
-        "success",
-    )
+    flash(_("Unsubscribed: no more reminders or notices. The consent event below is the proof."), "success")
     return _back_to(customer_id)
 
 
@@ -590,17 +631,17 @@ def _reward_code_message(session: Any, customer_id: int, redemption_id: int,
     if row is None or redemption is None or redemption.customer_id != row.id or not can_see(row.shop_id):
         abort(404)
     if row.merged_into_id is not None:
-        raise _ActionRefusedError(f"this guest record was merged into customer {row.merged_into_id}")
+        raise _ActionRefusedError(_("this guest record was merged into customer %(id)s", id=row.merged_into_id))
     if row.banned_at is not None:
-        raise _ActionRefusedError("the customer is banned, and banned customers get no codes")
+        raise _ActionRefusedError(_("the customer is banned, and banned customers get no codes"))
     if not row.email:
-        raise _ActionRefusedError("the customer has no e-mail address")
+        raise _ActionRefusedError(_("the customer has no e-mail address"))
     code = session.get(IssuedCode, redemption.issued_code_id) if redemption.issued_code_id else None
     if code is None or code.status != CodeStatus.CREATED:
         state = code.status.value if code is not None else "missing"
-        raise _ActionRefusedError(f"the code does not exist in the shop (its status is {state})")
+        raise _ActionRefusedError(_("the code does not exist in the shop (its status is %(state)s)", state=state))
     if code.expires_at is not None and code.expires_at <= utcnow():
-        raise _ActionRefusedError(f"the code expired on {_when(code.expires_at)}")
+        raise _ActionRefusedError(_("the code expired on %(when)s", when=f"{code.expires_at:%Y-%m-%d %H:%M} UTC"))
     shop = session.get(Shop, row.shop_id)
     assert shop is not None
     language = emails.customer_language(row, shop)
@@ -639,7 +680,7 @@ def resend_code(customer_id: int, redemption_id: int) -> Any:
     try:
         outgoing, code, address = _reward_code_message(session, customer_id, redemption_id, cfg)
     except _ActionRefusedError as exc:
-        flash(f"Code not sent: {exc}.", "error")
+        flash(_("Code not sent: %(reason)s.", reason=exc), "error")
         return _back_to(customer_id)
     finally:
         session.rollback()
@@ -652,8 +693,8 @@ def resend_code(customer_id: int, redemption_id: int) -> Any:
                    "error_class": type(exc).__name__},
         )
         flash(
-            f"The code was NOT sent: the mail server could not be reached or refused the message ({exc}). "
-            "Try again later; if it keeps failing, check the SMTP settings.",
+            _("The code was NOT sent: the mail server could not be reached or refused the message (%(error)s). "
+              "Try again later; if it keeps failing, check the SMTP settings.", error=exc),
             "error",
         )
         return _back_to(customer_id)
@@ -666,7 +707,7 @@ def resend_code(customer_id: int, redemption_id: int) -> Any:
         shop_id = write.get(Customer, customer_id).shop_id
         audit(write, shop_id=shop_id, action="customer.resend_code", subject=f"customer {customer_id}",
               before=None, after={"redemption": redemption_id, "code": code})
-    flash(f"Code {code} was e-mailed to {address}.", "success")
+    flash(_("Code %(code)s was e-mailed to %(address)s.", code=code, address=address), "success")
     return _back_to(customer_id)
 
 
@@ -823,14 +864,14 @@ def program(shop_id: int) -> Any:
         document = json.loads(text)
     except ValueError as exc:
         return _program_page(
-            shop_id, text=text, base=base, error=f"Not valid JSON: {exc}. Nothing was applied.", status=400
+            shop_id, text=text, base=base, error=_("Not valid JSON: %(error)s. Nothing was applied.", error=exc), status=400
         )
     if isinstance(document, dict) and set(document) == {"version", "program"}:
         document = document["program"]  # accept what `flask program show` prints
     try:
         with db.session_scope() as session:
             shop = _shop_or_404(session, shop_id)
-            in_force, _ = current_program(session, shop)
+            in_force, _in_force_program = current_program(session, shop)
             if base is not None and base != in_force:
                 raise _StaleVersionError(in_force)
             row = save_program(session, shop, document, created_by=current_user.email)
@@ -838,15 +879,15 @@ def program(shop_id: int) -> Any:
             audit(session, shop_id=shop.id, action="program.save", subject=f"program of shop {shop.id}",
                   before={"version": in_force}, after={"version": saved})
     except ProgramError as exc:
-        return _program_page(shop_id, text=text, base=base, error=f"Program not applied: {exc}", status=400)
+        return _program_page(shop_id, text=text, base=base, error=_("Program not applied: %(error)s", error=exc), status=400)
     except (_StaleVersionError, IntegrityError):
         return _program_page(
             shop_id, text=text, status=409,
-            error="Another version was saved since you opened this page; nothing was applied. "
-            "Compare with the version in force (listed below), then save again.",
+            error=_("Another version was saved since you opened this page; nothing was applied. "
+                    "Compare with the version in force (listed below), then save again."),
         )
     logger.info("program saved", extra={"shop": shop_id, "version": saved, "staff": current_user.staff_id})
-    flash(f"Program version {saved} is in force.", "success")
+    flash(_("Program version %(version)s is in force.", version=saved), "success")
     return redirect(url_for("admin.program", shop_id=shop_id))
 
 
@@ -856,7 +897,7 @@ def program_version(shop_id: int, version: int) -> Any:
     session = db.request_session()
     shop = _shop_or_404(session, shop_id)
     rows = {row.version: row for row in program_versions(session, shop)}
-    in_force, _ = current_program(session, shop)
+    in_force, _in_force_program = current_program(session, shop)
     session.commit()
     row = rows.get(version)
     if row is None:
@@ -866,12 +907,23 @@ def program_version(shop_id: int, version: int) -> Any:
     )
 
 
-def _when(value: str | datetime | None) -> str:
-    """Render a timestamp (datetime or ISO string) as 'YYYY-MM-DD HH:MM UTC'."""
+def _when(value: str | datetime | None, zone: str | None = None) -> Markup | str:
+    """Render a timestamp (datetime or ISO string) in the time zone `zone` (a shop's; None: UTC),
+    with the zone shown: "02.10.2026 12:00 MESZ" in German, "2026-10-02 12:00 CEST" in English.
+
+    Wrapped in <time> with the exact instant and the zone's name, for screen readers and tooltips.
+    """
     if value is None or value == "":
         return ""
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+    tz = ZoneInfo(zone) if zone else timezone.utc
+    local = moment.astimezone(tz)
+    if str(get_locale() or "en").startswith("de"):
+        text = format_datetime(local, "dd.MM.yyyy HH:mm z", tzinfo=tz, locale="de")
+    else:
+        text = f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        moment.astimezone(timezone.utc).isoformat(), zone or "UTC", text)
 
 
 def _signed(value: int) -> str:
@@ -907,10 +959,11 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(_when, "when")
     app.add_template_filter(_signed, "signed")
     app.add_template_filter(_percent, "percent")
+    app.add_template_global(status_text, "status_text")
     app.add_url_rule("/", "index", _index)
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError) -> Any:
         logger.info("request without a valid CSRF token", extra={"endpoint": request.endpoint})
-        message = "The form has expired or was not sent from this site. Reload the page and try again."
+        message = _("The form has expired or was not sent from this site. Reload the page and try again.")
         return render_template("admin/error.html", code=400, message=message), 400

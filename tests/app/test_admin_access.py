@@ -67,6 +67,7 @@ class Shops:
 def _staff(email: str, grants: dict[int, tuple[StaffRole, int]]) -> int:
     with session_scope() as s:
         user = create_staff(s, email, STAFF_PASSWORD)
+        user.language = "en"
         for shop_id, (role, limit) in grants.items():
             grant_role(s, shop_id=shop_id, staff_id=user.id, role=role, adjust_limit=limit, granted_by="test")
         return user.id
