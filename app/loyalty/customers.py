@@ -21,7 +21,7 @@ from app.db import (
     note,
     prebuilt_insert,
 )
-from app.models import Checkout, Customer, LedgerEntry, Order, PointLot, Shop, utcnow
+from app.models import Checkout, Customer, IssuedCode, LedgerEntry, Order, PointLot, Shop, utcnow
 from connectors import types as ct
 
 logger = logging.getLogger(__name__)
@@ -216,8 +216,10 @@ def search_customers(session: Session, query: str, limit: int, *,
     """Return up to `limit` live customers (with their shop) that staff may mean by `query`,
     in the shops `shop_ids` (None: every shop).
 
-    Matches any part of the e-mail or the name (case-insensitive), and an order number as the
-    customer knows it ("#1001" or "1001") or the platform's order id. Ordered by e-mail.
+    Matches any part of the e-mail or the name (case-insensitive), an order number as the
+    customer knows it ("#1001" or "1001") or the platform's order id, and a code made for the
+    customer (reward, second-purchase, tier, reminder) or their referral code, as typed or in
+    capitals. Ordered by e-mail.
     """
     text_query = query.strip()
     if not text_query:
@@ -228,6 +230,10 @@ def search_customers(session: Session, query: str, limit: int, *,
     order_customers = select(Order.customer_id).where(
         Order.customer_id.is_not(None),
         or_(Order.number.in_({text_query, bare, f"#{bare}"}), Order.platform_id == bare),
+    )
+    codes = {text_query, text_query.upper()}
+    code_customers = select(IssuedCode.customer_id).where(
+        IssuedCode.customer_id.is_not(None), IssuedCode.code.in_(codes)
     )
     statement = select(Customer, Shop).join(Shop, Shop.id == Customer.shop_id)
     if shop_ids is not None:
@@ -240,6 +246,8 @@ def search_customers(session: Session, query: str, limit: int, *,
                 func.lower(Customer.email).contains(needle, autoescape=True),
                 func.lower(full_name).contains(needle, autoescape=True),
                 Customer.id.in_(order_customers),
+                Customer.id.in_(code_customers),
+                Customer.referral_code.in_(codes),
             ),
         )
         .order_by(func.lower(Customer.email), Shop.domain, Customer.id)

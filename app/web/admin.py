@@ -35,6 +35,7 @@ from flask import (
     url_for,
 )
 from babel.dates import format_datetime
+from babel.numbers import format_currency
 from flask_babel import get_locale, refresh
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -47,7 +48,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.messaging import consent, render as emails, links
 from app import db
-from app.loyalty import explain, ledger, metrics
+from app.loyalty import explain, ledger, metrics, support
 from app.web import staff
 from app.web.access import audit, can_see, current_access, login_manager, only_visible, require_owner, shop_or_404
 from app.web.customer_page import customer_link
@@ -96,6 +97,32 @@ STATUS_TEXTS = {
     "suppressed": _l("suppressed"), "active": _l("active"), "uninstalled": _l("uninstalled"),
     "owner": _l("owner"), "support": _l("support"),
 }
+
+
+# What a code is for, and its state as support needs to read it (a failed code is never usable).
+PURPOSE_TEXTS = {
+    "reward": _l("reward"), "second_purchase": _l("second purchase"), "referral": _l("referral"),
+    "tier_discount": _l("tier discount"),
+    "tier_shipping": _l("tier free shipping"), "cart": _l("cart reminder"), "winback": _l("win-back"),
+}
+CODE_STATE_TEXTS = {"created": _l("usable"), "pending": _l("being created"), "failed": _l("failed")}
+
+
+def purpose_text(value: str | None) -> Any:
+    """Return the admin's words for a code's purpose."""
+    return PURPOSE_TEXTS.get(value or "", value or "")
+
+
+def code_state_text(value: str | None) -> Any:
+    """Return the admin's words for a code's state in the shop."""
+    return CODE_STATE_TEXTS.get(value or "", value or "")
+
+
+def _money(value: Decimal | None, currency: str | None) -> str:
+    """Render an amount with its currency in the admin's language ("1.450,00 €", "€1,450.00")."""
+    if value is None:
+        return ""
+    return format_currency(value, currency or "EUR", locale=str(get_locale() or "en"))
 
 
 def status_text(value: str | None) -> Any:
@@ -358,21 +385,54 @@ def export_data_request(request_id: int) -> Any:
         "Content-Disposition": f'attachment; filename="data-request-{request_id}.json"'})
 
 
+def _flag_arg(name: str) -> bool | None:
+    """Read a yes/no filter: "1" yes, "0" no, anything else (or nothing) any."""
+    return {"1": True, "0": False}.get(request.args.get(name, ""))
+
+
+CUSTOMER_PAGE_SIZE = 50
+
+
 @bp.get("/customers")
 def customers() -> Any:
-    """Find customers across shops by any part of the e-mail or name, or by an order number."""
+    """Find customers by any part of the e-mail or name, an order number, a reward or referral
+    code; without a search, list them with filters (shop, tier, banned, balance, failed codes),
+    sortable by e-mail, name, balance, last order or sign-up, 50 a page."""
     q = request.args.get("q", "").strip()
+    session = db.request_session()
+    shop_ids = current_access().shop_ids()
     results: list[dict[str, Any]] = []
     truncated = False
     if q:
-        session = db.request_session()
-        rows = search_customers(session, q, SEARCH_LIMIT + 1, shop_ids=current_access().shop_ids())
+        rows = search_customers(session, q, SEARCH_LIMIT + 1, shop_ids=shop_ids)
         truncated = len(rows) > SEARCH_LIMIT
         for customer, shop in rows[:SEARCH_LIMIT]:
             results.append(
                 {"customer": customer, "shop": shop, "balance": ledger.balance(session, customer.id)}
             )
-    return render_template("admin/customers.html", q=q, results=results, truncated=truncated, limit=SEARCH_LIMIT)
+    sort = request.args.get("sort", "email")
+    if sort not in support.SORTS:
+        sort = "email"
+    descending = request.args.get("dir") == "desc"
+    page = _int_arg("page") or 1
+    tier = request.args.get("tier")
+    filters = support.CustomerFilters(
+        shop_id=_int_arg("shop"), tier=tier if tier else None, banned=_flag_arg("banned"),
+        has_balance=_flag_arg("balance"), failed_codes=_flag_arg("failed"),
+    )
+    listing, more = ([], False) if q else support.list_customers(
+        session, filters, shop_ids=shop_ids, sort=sort, descending=descending,
+        offset=(page - 1) * CUSTOMER_PAGE_SIZE, limit=CUSTOMER_PAGE_SIZE,
+    )
+    shops = session.scalars(only_visible(select(Shop), Shop.id).order_by(Shop.platform, Shop.domain)).all()
+    tiers = support.tiers_in_use(session, shop_ids)
+    session.commit()
+    args = {k: v for k, v in request.args.items() if k not in ("page", "q") and v}
+    return render_template(
+        "admin/customers.html", q=q, results=results, truncated=truncated, limit=SEARCH_LIMIT,
+        listing=listing, more=more, page=page, sort=sort, descending=descending, args=args,
+        shops=shops, tiers=tiers, filters=filters,
+    )
 
 
 @bp.get("/customers/<int:customer_id>")
@@ -383,8 +443,10 @@ def customer(customer_id: int) -> Any:
     if row is None or not can_see(row.shop_id):
         abort(404)
     shop = session.get(Shop, row.shop_id)
-    report = explain.customer_report(session, row, public_url=current_app.config["PUBLIC_URL"])
+    language = g.admin_language if g.admin_language != "en" else None
+    report = explain.customer_report(session, row, public_url=current_app.config["PUBLIC_URL"], language=language)
     version, program = current_program(session, shop)
+    now = utcnow()
     can_afford = {r.name for r in affordable(program, row, report["available"])}
     rewards = [
         {"name": r.name, "points": r.points, "tiers": r.tiers, "affordable": r.name in can_afford}
@@ -405,6 +467,12 @@ def customer(customer_id: int) -> Any:
         "redemptions": redemptions_of(session, row),
         "consent_events": consent_events,
         "reminders": reminder_history(session, row),
+        "ledger": list(reversed(support.with_running_balance(report["ledger"]))),
+        "codes": explain.codes_of(session, row),
+        "orders": support.orders_of(session, row),
+        "bans": support.ban_history(session, row),
+        "spend": support.lifetime_spend(session, program, row, now),
+        "progress": support.tier_progress(session, program, row, now),
         # Re-sending a code the customer already owns is transactional: allowed when they are
         # unsubscribed, refused when they are banned (no codes while banned) or have no e-mail.
         "can_resend": row.merged_into_id is None and row.banned_at is None and bool(row.email),
@@ -946,7 +1014,7 @@ def init_app(app: Flask) -> None:
     """Register the admin blueprint, staff login, CSRF protection and `/`."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from app.web import admin_account, admin_staff  # noqa: F401  (their routes join the blueprint)
+    from app.web import admin_account, admin_ops, admin_staff  # noqa: F401  (their routes join the blueprint)
 
     csrf.init_app(app)
     login_manager.init_app(app)
@@ -960,6 +1028,9 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(_signed, "signed")
     app.add_template_filter(_percent, "percent")
     app.add_template_global(status_text, "status_text")
+    app.add_template_global(purpose_text, "purpose_text")
+    app.add_template_global(code_state_text, "code_state_text")
+    app.add_template_filter(_money, "money")
     app.add_url_rule("/", "index", _index)
 
     @app.errorhandler(CSRFError)

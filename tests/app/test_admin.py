@@ -312,7 +312,7 @@ def test_customer_page_explains_the_balance(client, session, make_shop, post_web
     assert f"<dd>{report['available']}</dd>" in page
     for entry in report["ledger"]:
         assert str(escape(entry["why"])) in page
-        assert f'href="/admin/deliveries?id={entry["delivery"]}"' in page
+        assert f'href="/admin/deliveries/{entry["delivery"]}"' in page
     for lot in report["lots"]:
         assert f"version {lot['rule']['program_version']}" in page
 

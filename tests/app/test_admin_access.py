@@ -107,6 +107,8 @@ def _as(client, email: str) -> str:  # type: ignore[no-untyped-def]
 NOT_SHOP_DATA = {
     "admin.login", "admin.login_code", "admin.set_password", "admin.logout", "admin.account",
     "admin.account_language", "admin.totp_setup", "admin.totp_enable", "admin.totp_disable",
+    # RQ's jobs belong to no shop: administrators only (test_jobs_are_for_administrators_only)
+    "admin.jobs", "admin.retry_job",
 }
 
 
