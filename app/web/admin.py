@@ -35,7 +35,7 @@ from flask import (
     url_for,
 )
 from babel.dates import format_datetime
-from babel.numbers import format_currency
+from babel.numbers import format_currency, format_decimal
 from flask_babel import get_locale, refresh
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -123,6 +123,11 @@ def _money(value: Decimal | None, currency: str | None) -> str:
     if value is None:
         return ""
     return format_currency(value, currency or "EUR", locale=str(get_locale() or "en"))
+
+
+def _number(value: int | Decimal) -> str:
+    """Render a number with the admin language's grouping ("1.000.000", "1,000,000")."""
+    return format_decimal(value, locale=str(get_locale() or "en"))
 
 
 def status_text(value: str | None) -> Any:
@@ -1031,6 +1036,7 @@ def init_app(app: Flask) -> None:
     app.add_template_global(purpose_text, "purpose_text")
     app.add_template_global(code_state_text, "code_state_text")
     app.add_template_filter(_money, "money")
+    app.add_template_filter(_number, "number")
     app.add_url_rule("/", "index", _index)
 
     @app.errorhandler(CSRFError)
