@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.messaging import consent
 from app.db import dialect_insert, insert_row
-from app.models import Checkout, ConsentEvent, Customer, LedgerEntry, Order, PointLot, Shop, utcnow
+from app.models import Checkout, ConsentEvent, Customer, IssuedCode, LedgerEntry, Order, PointLot, Shop, utcnow
 from app.program import Consent
 from connectors import types as ct
 
@@ -233,11 +233,15 @@ def customer_for_order(session: Session, shop: Shop, order: ct.Order) -> tuple[C
     return _upsert(session, shop, customer, order.email)
 
 
-def search_customers(session: Session, query: str, limit: int) -> list[tuple[Customer, Shop]]:
-    """Return up to `limit` live customers (with their shop) that staff may mean by `query`.
+def search_customers(session: Session, query: str, limit: int, *,
+                     shop_ids: frozenset[int] | None = None) -> list[tuple[Customer, Shop]]:
+    """Return up to `limit` live customers (with their shop) that staff may mean by `query`,
+    in the shops `shop_ids` (None: every shop).
 
-    Matches any part of the e-mail or the name (case-insensitive), and an order number as the
-    customer knows it ("#1001" or "1001") or the platform's order id. Ordered by e-mail.
+    Matches any part of the e-mail or the name (case-insensitive), an order number as the
+    customer knows it ("#1001" or "1001") or the platform's order id, and a code made for the
+    customer (reward, second-purchase, tier, reminder) or their referral code, as typed or in
+    capitals. Ordered by e-mail.
     """
     text_query = query.strip()
     if not text_query:
@@ -249,15 +253,23 @@ def search_customers(session: Session, query: str, limit: int) -> list[tuple[Cus
         Order.customer_id.is_not(None),
         or_(Order.number.in_({text_query, bare, f"#{bare}"}), Order.platform_id == bare),
     )
+    codes = {text_query, text_query.upper()}
+    code_customers = select(IssuedCode.customer_id).where(
+        IssuedCode.customer_id.is_not(None), IssuedCode.code.in_(codes)
+    )
+    statement = select(Customer, Shop).join(Shop, Shop.id == Customer.shop_id)
+    if shop_ids is not None:
+        statement = statement.where(Customer.shop_id.in_(shop_ids))
     rows = session.execute(
-        select(Customer, Shop)
-        .join(Shop, Shop.id == Customer.shop_id)
+        statement
         .where(
             Customer.merged_into_id.is_(None),
             or_(
                 func.lower(Customer.email).contains(needle, autoescape=True),
                 func.lower(full_name).contains(needle, autoescape=True),
                 Customer.id.in_(order_customers),
+                Customer.id.in_(code_customers),
+                Customer.referral_code.in_(codes),
             ),
         )
         .order_by(func.lower(Customer.email), Shop.domain, Customer.id)

@@ -11,11 +11,11 @@ record (e.g. a reward's code) are enqueued after the commit.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,13 +27,20 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     make_response,
     redirect,
     render_template,
     request,
     url_for,
 )
-from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from babel.dates import format_datetime
+from babel.numbers import format_currency, format_decimal
+from flask_babel import get_locale, refresh
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from markupsafe import Markup
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
@@ -41,8 +48,8 @@ from sqlalchemy.exc import IntegrityError
 
 from app.messaging import consent, render as emails, links
 from app import db
-from app.loyalty import explain, ledger, metrics
-from app.web import staff
+from app.loyalty import explain, ledger, metrics, support
+from app.web.access import audit, can_see, current_access, login_manager, only_visible, require_owner, shop_or_404
 from app.web.customer_page import customer_link
 from app.loyalty.customers import search_customers
 from app.messaging.send import MailError, OutgoingMessage, format_address, mailer_from_config
@@ -58,7 +65,6 @@ from app.models import (
     Redemption,
     ReminderMessage,
     Shop,
-    StaffUser,
     WebhookDelivery,
     utcnow,
 )
@@ -72,19 +78,59 @@ logger = logging.getLogger(__name__)
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 csrf = CSRFProtect()
-login_manager = LoginManager()
-login_manager.login_view = "admin.login"
-login_manager.login_message = "Please sign in to see this page."
-login_manager.login_message_category = "info"
 
 PAGE_SIZE = 100
 SEARCH_LIMIT = 100
 # The dashboard's periods: query value -> (label, days back from now; None = all time).
-PERIODS: dict[str, tuple[str, int | None]] = {
-    "30d": ("Last 30 days", 30),
-    "90d": ("Last 90 days", 90),
-    "all": ("All time", None),
+PERIODS: dict[str, tuple[Any, int | None]] = {
+    "30d": (_l("Last 30 days"), 30),
+    "90d": (_l("Last 90 days"), 90),
+    "all": (_l("All time"), None),
 }
+# Words for the states rows are in, as the admin shows them.
+STATUS_TEXTS = {
+    "received": _l("received"), "processed": _l("processed"), "failed": _l("failed"), "pending": _l("pending"),
+    "created": _l("created"), "available": _l("available"), "spent": _l("spent"), "expired": _l("expired"),
+    "reversed": _l("reversed"), "scheduled": _l("scheduled"), "sending": _l("sending"), "sent": _l("sent"),
+    "suppressed": _l("suppressed"), "active": _l("active"), "uninstalled": _l("uninstalled"),
+    "owner": _l("owner"), "support": _l("support"),
+}
+
+
+# What a code is for, and its state as support needs to read it (a failed code is never usable).
+PURPOSE_TEXTS = {
+    "reward": _l("reward"), "second_purchase": _l("second purchase"), "referral": _l("referral"),
+    "tier_discount": _l("tier discount"),
+    "tier_shipping": _l("tier free shipping"), "cart": _l("cart reminder"), "winback": _l("win-back"),
+}
+CODE_STATE_TEXTS = {"created": _l("usable"), "pending": _l("being created"), "failed": _l("failed")}
+
+
+def purpose_text(value: str | None) -> Any:
+    """Return the admin's words for a code's purpose."""
+    return PURPOSE_TEXTS.get(value or "", value or "")
+
+
+def code_state_text(value: str | None) -> Any:
+    """Return the admin's words for a code's state in the shop."""
+    return CODE_STATE_TEXTS.get(value or "", value or "")
+
+
+def _money(value: Decimal | None, currency: str | None) -> str:
+    """Render an amount with its currency in the admin's language ("1.450,00 €", "€1,450.00")."""
+    if value is None:
+        return ""
+    return format_currency(value, currency or "EUR", locale=str(get_locale() or "en"))
+
+
+def _number(value: int | Decimal) -> str:
+    """Render a number with the admin language's grouping ("1.000.000", "1,000,000")."""
+    return format_decimal(value, locale=str(get_locale() or "en"))
+
+
+def status_text(value: str | None) -> Any:
+    """Return the admin's word for a state (the value itself when it has none)."""
+    return STATUS_TEXTS.get(value or "", value or "")
 DEFAULT_PERIOD = "30d"
 # The one admin response that is shown inside a frame of our own pages: the e-mail preview HTML.
 # It gets a CSP of its own (sandboxed, no scripts, inline styles only) instead of the admin's.
@@ -93,51 +139,6 @@ _PREVIEW_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; frame-ancestors 'self'; "
     "form-action 'none'; base-uri 'none'"
 )
-
-
-class StaffSession(UserMixin):
-    """The signed-in staff user as Flask-Login sees it (detached from any DB session).
-
-    The cookie's id names the staff user, a digest of the password hash (a new password, `flask
-    staff create` again, signs out every session of that account) and a sign-in the server keeps
-    (`staff_sign_ins`): signing out deletes it, so a copy of the cookie signs nobody in.
-    """
-
-    def __init__(self, user: StaffUser, sign_in: str) -> None:
-        self.staff_id = user.id
-        self.email = user.email
-        self.active = user.active
-        self.token = _password_digest(user.password_hash)
-        self.sign_in = sign_in
-
-    @property
-    def is_active(self) -> bool:
-        return self.active
-
-    def get_id(self) -> str:
-        return f"{self.staff_id}-{self.token}-{self.sign_in}"
-
-
-def _password_digest(password_hash: str) -> str:
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
-
-
-@login_manager.user_loader
-def _load_staff(session_id: str) -> StaffSession | None:
-    staff_id, _, rest = session_id.partition("-")
-    token, _, sign_in = rest.partition("-")
-    if not staff_id.isdigit() or not sign_in:
-        return None
-    session = db.request_session()
-    user = session.get(StaffUser, int(staff_id))
-    staff_session = None
-    if (user is not None and user.active and _password_digest(user.password_hash) == token
-            and staff.sign_in_is_open(session, user.id, sign_in)):
-        staff_session = StaffSession(user, sign_in)
-    # End the read at once: on SQLite every transaction holds the write lock (BEGIN IMMEDIATE),
-    # and views such as replay write through their own session.
-    session.rollback()
-    return staff_session
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -164,11 +165,72 @@ def _newest_first(session: Any, query: Any, id_column: Any, before: int | None, 
     kept = {k: v for k, v in filters.items() if v is not None}
     return rows, (url_for(endpoint, before=rows[-1][0].id, **kept) if more else None)
 
+# The pages a visitor reaches before signing in: the form, its second step, a set-password link.
+_OPEN_ENDPOINTS = frozenset({"admin.login", "admin.login_code", "admin.set_password"})
+
+
+# URL parts that name a shop's object, and how to find the shop it belongs to.
+_SHOP_OF: dict[str, tuple[Any, Any]] = {
+    "customer_id": (Customer, Customer.shop_id),
+    "delivery_id": (WebhookDelivery, WebhookDelivery.shop_id),
+    "request_id": (DataRequest, DataRequest.shop_id),
+    "redemption_id": (Redemption, Redemption.shop_id),
+}
+
+
+ADMIN_LANGUAGES = ("de", "en")
+
+
+def admin_language() -> str:
+    """Return the language the admin speaks to this request's user: their choice; else German
+    when any of their shops is German, English when none is; before sign-in, the browser's
+    preference (English when it states none)."""
+    if current_user.is_authenticated:
+        if current_user.language in ADMIN_LANGUAGES:
+            return current_user.language
+        if "de" in current_user.shop_languages:
+            return "de"
+        if current_user.shop_languages:
+            return "en"
+    return request.accept_languages.best_match(ADMIN_LANGUAGES) or "en"
+
+
+@bp.before_request
+def _speak() -> None:
+    g.admin_language = admin_language()
+    refresh()
+
+
 @bp.before_request
 def _require_login() -> Any:
-    if request.endpoint == "admin.login" or current_user.is_authenticated:
+    if request.endpoint in _OPEN_ENDPOINTS:
         return None
-    return login_manager.unauthorized()
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    # Before any form is read: an object of a shop the user was not given is 404, whatever the
+    # request (each view checks again where it loads the object).
+    args = request.view_args or {}
+    if "shop_id" in args and not can_see(args["shop_id"]):
+        abort(404)
+    for name, (model, shop_column) in _SHOP_OF.items():
+        if name in args:
+            session = db.request_session()
+            shop_id = session.scalar(select(shop_column).where(model.id == args[name]))
+            session.rollback()
+            if not can_see(shop_id):
+                abort(404)
+    return None
+
+
+@bp.errorhandler(403)
+def _forbidden(_error: Any) -> Any:
+    message = _("Your role in this shop does not allow this. An owner of the shop can do it, or change your role.")
+    return render_template("admin/error.html", code=403, message=message), 403
+
+
+@bp.errorhandler(404)
+def _not_found(_error: Any) -> Any:
+    return render_template("admin/error.html", code=404, message=_("There is no such page, or it is not yours to see.")), 404
 
 
 @bp.after_request
@@ -186,53 +248,14 @@ def _no_store(response: Any) -> Any:
     return response
 
 
-@bp.route("/login", methods=["GET", "POST"])
-def login() -> Any:
-    """Show the sign-in form; sign in on POST (one generic error for any wrong credential)."""
-    if request.method == "GET":
-        if current_user.is_authenticated:
-            return redirect(url_for("admin.dashboard"))
-        return render_template("admin/login.html", next=_safe_next(request.args.get("next")))
-    email = request.form.get("email", "")
-    password = request.form.get("password", "")
-    session = db.request_session()
-    user = staff.authenticate(session, email, password) if email and password else None
-    if user is None:
-        session.rollback()
-        logger.info("staff sign-in failed")
-        return render_template(
-            "admin/login.html",
-            next=_safe_next(request.form.get("next")),
-            email=email,
-            error="Wrong e-mail or password.",
-        )
-    sign_in = staff.open_sign_in(session, user)
-    session.commit()
-    login_user(StaffSession(user, sign_in))
-    logger.info("staff signed in", extra={"staff": user.id})
-    return redirect(_safe_next(request.form.get("next")) or url_for("admin.dashboard"))
-
-
-@bp.post("/logout")
-def logout() -> Any:
-    """Sign out: the server forgets the sign-in, so a copy of the cookie stops working too."""
-    if current_user.is_authenticated:
-        session = db.request_session()
-        staff.close_sign_in(session, current_user.sign_in)
-        session.commit()
-    logout_user()
-    flash("You have been signed out.", "info")
-    return redirect(url_for("admin.login"))
-
-
 @bp.get("/")
 def dashboard() -> Any:
     """List the shops with their delivery counts by status."""
     session = db.request_session()
-    shops = session.scalars(select(Shop).order_by(Shop.platform, Shop.domain)).all()
+    shops = session.scalars(only_visible(select(Shop), Shop.id).order_by(Shop.platform, Shop.domain)).all()
     counts: dict[int, dict[str, int]] = {}
     for shop_id, status, n in session.execute(
-        select(WebhookDelivery.shop_id, WebhookDelivery.status, func.count())
+        only_visible(select(WebhookDelivery.shop_id, WebhookDelivery.status, func.count()), WebhookDelivery.shop_id)
         .group_by(WebhookDelivery.shop_id, WebhookDelivery.status)
     ):
         counts.setdefault(shop_id, {})[DeliveryStatus(status).value] = n
@@ -242,7 +265,8 @@ def dashboard() -> Any:
     keys = current_app.config["ENCRYPTION_KEY"]
     no_api = {shop.id: reason for shop in shops if (reason := missing_api_credentials(shop, keys))}
     failed_codes = dict(session.execute(
-        select(IssuedCode.shop_id, func.count()).where(IssuedCode.status == CodeStatus.FAILED)
+        only_visible(select(IssuedCode.shop_id, func.count()), IssuedCode.shop_id)
+        .where(IssuedCode.status == CodeStatus.FAILED)
         .group_by(IssuedCode.shop_id)
     ).all())
     from app.shop_health import shop_health
@@ -271,7 +295,8 @@ def deliveries() -> Any:
     delivery_id = _int_arg("id")
     before = _int_arg("before")
 
-    query = select(WebhookDelivery, Shop).join(Shop, Shop.id == WebhookDelivery.shop_id)
+    query = only_visible(select(WebhookDelivery, Shop).join(Shop, Shop.id == WebhookDelivery.shop_id),
+                         WebhookDelivery.shop_id)
     if status is not None:
         query = query.where(WebhookDelivery.status == DeliveryStatus(status))
     if shop_id is not None:
@@ -280,7 +305,7 @@ def deliveries() -> Any:
         query = query.where(WebhookDelivery.id == delivery_id)
     filters = {"status": status, "shop": shop_id, "id": delivery_id}
     rows, older = _newest_first(session, query, WebhookDelivery.id, before, "admin.deliveries", filters)
-    shops = session.scalars(select(Shop).order_by(Shop.platform, Shop.domain)).all()
+    shops = session.scalars(only_visible(select(Shop), Shop.id).order_by(Shop.platform, Shop.domain)).all()
     return render_template(
         "admin/deliveries.html",
         rows=rows,
@@ -297,25 +322,36 @@ def replay(delivery_id: int) -> Any:
     """Put a delivery back to `received` and enqueue it again (jobs.deliveries.replay_delivery)."""
     from jobs.deliveries import DeliveryPurgedError, replay_delivery
 
+    session = db.request_session()
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None or not can_see(delivery.shop_id):
+        session.rollback()
+        abort(404)
+    before_state = {"status": delivery.status.value, "attempts": delivery.attempts}
+    shop_id = delivery.shop_id
+    session.rollback()
     try:
         found = replay_delivery(delivery_id)
     except DeliveryPurgedError:
-        flash(f"Delivery {delivery_id} cannot be replayed: the retention sweep removed its body "
-              "(DELIVERY_RETENTION_DAYS).", "error")
+        flash(_("Delivery %(id)s cannot be replayed: the retention sweep removed its body "
+                "(DELIVERY_RETENTION_DAYS).", id=delivery_id), "error")
     except (RedisError, RedisNotConfiguredError):
         logger.warning("replay could not be enqueued", extra={"delivery": delivery_id}, exc_info=True)
         flash(
-            f"Delivery {delivery_id} is marked as received again, but the job queue (Redis) is not "
-            "reachable, so it was not queued now. The requeue sweep will process it once the queue "
-            "is back; there is no need to replay it again.",
+            _("Delivery %(id)s is marked as received again, but the job queue (Redis) is not "
+              "reachable, so it was not queued now. The requeue sweep will process it once the queue "
+              "is back; there is no need to replay it again.", id=delivery_id),
             "error",
         )
     else:
         if found:
+            with db.session_scope() as write:
+                audit(write, shop_id=shop_id, action="delivery.replay", subject=f"delivery {delivery_id}",
+                      before=before_state, after={"status": DeliveryStatus.RECEIVED.value})
             logger.info("delivery replayed", extra={"delivery": delivery_id, "staff": current_user.staff_id})
-            flash(f"Delivery {delivery_id} was queued for processing again.", "success")
+            flash(_("Delivery %(id)s was queued for processing again.", id=delivery_id), "success")
         else:
-            flash(f"Delivery {delivery_id} does not exist.", "error")
+            flash(_("Delivery %(id)s does not exist.", id=delivery_id), "error")
     back = {k: request.form[k] for k in ("status", "shop", "id") if request.form.get(k)}
     return redirect(url_for("admin.deliveries", **back))
 
@@ -324,7 +360,7 @@ def replay(delivery_id: int) -> Any:
 def data_requests() -> Any:
     """List the shops' requests for a customer's data: open ones first, then the last exported."""
     session = db.request_session()
-    query = select(DataRequest, Shop).join(Shop, Shop.id == DataRequest.shop_id)
+    query = only_visible(select(DataRequest, Shop).join(Shop, Shop.id == DataRequest.shop_id), DataRequest.shop_id)
     open_rows = session.execute(
         query.where(DataRequest.exported_at.is_(None)).order_by(DataRequest.received_at)).all()
     done_rows = session.execute(
@@ -339,32 +375,67 @@ def export_data_request(request_id: int) -> Any:
 
     with db.session_scope() as session:
         data_request = session.get(DataRequest, request_id)
-        if data_request is None:
+        if data_request is None or not can_see(data_request.shop_id):
             abort(404)
         export = export_data(session, data_request)
         data_request.exported_at = utcnow()
         data_request.exported_by = current_user.email
+        audit(session, shop_id=data_request.shop_id, action="data_request.export",
+              subject=f"data request {request_id}", before=None, after={"exported": True})
     logger.info("data request exported", extra={"request": request_id, "staff": current_user.staff_id})
     body = json.dumps(export, indent=2, ensure_ascii=False, default=str)
     return Response(body, mimetype="application/json", headers={
         "Content-Disposition": f'attachment; filename="data-request-{request_id}.json"'})
 
 
+def _flag_arg(name: str) -> bool | None:
+    """Read a yes/no filter: "1" yes, "0" no, anything else (or nothing) any."""
+    return {"1": True, "0": False}.get(request.args.get(name, ""))
+
+
+CUSTOMER_PAGE_SIZE = 50
+
+
 @bp.get("/customers")
 def customers() -> Any:
-    """Find customers across shops by any part of the e-mail or name, or by an order number."""
+    """Find customers by any part of the e-mail or name, an order number, a reward or referral
+    code; without a search, list them with filters (shop, tier, banned, balance, failed codes),
+    sortable by e-mail, name, balance, last order or sign-up, 50 a page."""
     q = request.args.get("q", "").strip()
+    session = db.request_session()
+    shop_ids = current_access().shop_ids()
     results: list[dict[str, Any]] = []
     truncated = False
     if q:
-        session = db.request_session()
-        rows = search_customers(session, q, SEARCH_LIMIT + 1)
+        rows = search_customers(session, q, SEARCH_LIMIT + 1, shop_ids=shop_ids)
         truncated = len(rows) > SEARCH_LIMIT
         for customer, shop in rows[:SEARCH_LIMIT]:
             results.append(
                 {"customer": customer, "shop": shop, "balance": ledger.balance(session, customer.id)}
             )
-    return render_template("admin/customers.html", q=q, results=results, truncated=truncated, limit=SEARCH_LIMIT)
+    sort = request.args.get("sort", "email")
+    if sort not in support.SORTS:
+        sort = "email"
+    descending = request.args.get("dir") == "desc"
+    page = _int_arg("page") or 1
+    tier = request.args.get("tier")
+    filters = support.CustomerFilters(
+        shop_id=_int_arg("shop"), tier=tier if tier else None, banned=_flag_arg("banned"),
+        has_balance=_flag_arg("balance"), failed_codes=_flag_arg("failed"),
+    )
+    listing, more = ([], False) if q else support.list_customers(
+        session, filters, shop_ids=shop_ids, sort=sort, descending=descending,
+        offset=(page - 1) * CUSTOMER_PAGE_SIZE, limit=CUSTOMER_PAGE_SIZE,
+    )
+    shops = session.scalars(only_visible(select(Shop), Shop.id).order_by(Shop.platform, Shop.domain)).all()
+    tiers = support.tiers_in_use(session, shop_ids)
+    session.commit()
+    args = {k: v for k, v in request.args.items() if k not in ("page", "q") and v}
+    return render_template(
+        "admin/customers.html", q=q, results=results, truncated=truncated, limit=SEARCH_LIMIT,
+        listing=listing, more=more, page=page, sort=sort, descending=descending, args=args,
+        shops=shops, tiers=tiers, filters=filters,
+    )
 
 
 @bp.get("/customers/<int:customer_id>")
@@ -372,11 +443,13 @@ def customer(customer_id: int) -> Any:
     """Show one customer: balance, tier, referral and page links, redemptions, ledger, actions."""
     session = db.request_session()
     row = session.get(Customer, customer_id)
-    if row is None:
+    if row is None or not can_see(row.shop_id):
         abort(404)
     shop = session.get(Shop, row.shop_id)
-    report = explain.customer_report(session, row, public_url=current_app.config["PUBLIC_URL"])
+    language = g.admin_language if g.admin_language != "en" else None
+    report = explain.customer_report(session, row, public_url=current_app.config["PUBLIC_URL"], language=language)
     version, program = current_program(session, shop)
+    now = utcnow()
     can_afford = {r.name for r in affordable(program, row, report["available"])}
     rewards = [
         {"name": r.name, "points": r.points, "tiers": r.tiers, "affordable": r.name in can_afford}
@@ -397,6 +470,12 @@ def customer(customer_id: int) -> Any:
         "redemptions": redemptions_of(session, row),
         "consent_events": consent_events,
         "reminders": reminder_history(session, row),
+        "ledger": list(reversed(support.with_running_balance(report["ledger"]))),
+        "codes": explain.codes_of(session, row),
+        "orders": support.orders_of(session, row),
+        "bans": support.ban_history(session, row),
+        "spend": support.lifetime_spend(session, program, row, now),
+        "progress": support.tier_progress(session, program, row, now),
         # Re-sending a code the customer already owns is transactional: allowed when they are
         # unsubscribed, refused when they are banned (no codes while banned) or have no e-mail.
         "can_resend": row.merged_into_id is None and row.banned_at is None and bool(row.email),
@@ -404,7 +483,7 @@ def customer(customer_id: int) -> Any:
         # Fresh per render: posting the same form twice redeems or adjusts once.
         "redeem_key": uuid.uuid4().hex,
         "adjust_key": uuid.uuid4().hex,
-        "max_adjustment": ledger.MAX_ADJUSTMENT,
+        "max_adjustment": _adjust_limit(row.shop_id),
     }
     session.commit()
     return render_template("admin/customer.html", **context)
@@ -430,15 +509,28 @@ def _live_customer(session: Any, customer_id: int) -> tuple[Shop, Customer]:
         _ActionRefusedError: the customer was merged into another record.
     """
     row = session.get(Customer, customer_id)
-    if row is None:
+    if row is None or not can_see(row.shop_id):
         abort(404)
     if row.merged_into_id is not None:
         raise _ActionRefusedError(
-            f"This guest record was merged into customer {row.merged_into_id}; act on that record."
+            _("This guest record was merged into customer %(id)s; act on that record.", id=row.merged_into_id)
         )
     shop = session.get(Shop, row.shop_id)
     assert shop is not None
     return shop, row
+
+
+def _adjust_limit(shop_id: int) -> int:
+    """Return the most points the signed-in user may add or remove at once in this shop."""
+    grant = current_access().grant(shop_id)
+    limit = grant.adjust_limit if grant is not None else 0
+    return ledger.MAX_ADJUSTMENT if limit is None else min(limit, ledger.MAX_ADJUSTMENT)
+
+
+def _customer_state(session: Any, row: Customer) -> dict[str, Any]:
+    """Return what an audit entry keeps of a customer: balance and ban state."""
+    return {"available": ledger.balance(session, row.id).available,
+            "banned": row.banned_at is not None, "ban_reason": row.ban_reason}
 
 
 def _back_to(customer_id: int) -> Any:
@@ -451,27 +543,32 @@ def redeem_reward(customer_id: int) -> Any:
     reward_name = request.form.get("reward", "").strip()
     key = _form_key()
     if not reward_name or key is None:
-        flash("Choose a reward. (Reload the page if this form came from an old tab.)", "error")
+        flash(_("Choose a reward. (Reload the page if this form came from an old tab.)"), "error")
         return _back_to(customer_id)
     try:
         with db.session_scope() as session:
             shop, row = _live_customer(session, customer_id)
+            state = _customer_state(session, row)
             redemption = redeem(
                 session, shop, row, reward_name, source="staff", actor=current_user.email,
                 idempotency_key=f"staff-{row.id}-{key}",
             )
             if redemption.customer_id != row.id:
-                raise _ActionRefusedError("That form belongs to another customer. Reload the page.")
+                raise _ActionRefusedError(_("That form belongs to another customer. Reload the page."))
             redemption_id, reward, points = redemption.id, redemption.reward_name, redemption.points
+            audit(session, shop_id=shop.id, action="customer.redeem", subject=f"customer {row.id}",
+                  before=state, after={**_customer_state(session, row), "reward": reward, "points": points,
+                                       "redemption": redemption_id})
     except (RedemptionError, _ActionRefusedError) as exc:
-        flash(f"Not redeemed: {exc}", "error")
+        flash(_("Not redeemed: %(reason)s", reason=exc), "error")
         return _back_to(customer_id)
     logger.info(
         "staff redeemed a reward",
         extra={"customer": customer_id, "redemption": redemption_id, "staff": current_user.staff_id},
     )
     flash(
-        f"Redeemed {reward} for {points} points (redemption {redemption_id}); the code is being created.",
+        _("Redeemed %(reward)s for %(points)s points (redemption %(id)s); the code is being created.",
+          reward=reward, points=points, id=redemption_id),
         "success",
     )
     return _back_to(customer_id)
@@ -486,26 +583,36 @@ def adjust_points(customer_id: int) -> Any:
     try:
         points = int(raw_points)
     except ValueError:
-        flash("Points must be a whole number such as 50 or -50.", "error")
+        flash(_("Points must be a whole number such as 50 or -50."), "error")
         return _back_to(customer_id)
     if key is None:
-        flash("The form is incomplete. Reload the page and try again.", "error")
+        flash(_("The form is incomplete. Reload the page and try again."), "error")
         return _back_to(customer_id)
     try:
         with db.session_scope() as session:
             shop, row = _live_customer(session, customer_id)
+            limit = _adjust_limit(shop.id)
+            if abs(points) > limit:
+                raise _ActionRefusedError(_(
+                    "your role allows at most %(limit)s points either way per adjustment, got %(points)s; "
+                    "ask an owner of the shop", limit=f"{limit:_}".replace("_", " "),
+                    points=f"{points:+_}".replace("_", " ")))
+            state = _customer_state(session, row)
             entry = ledger.adjust(
                 session, shop_id=shop.id, customer_id=row.id, points=points, note=reason,
                 actor=current_user.email, key=f"{row.id}-{key}",
             )
+            if entry is not None:
+                audit(session, shop_id=shop.id, action="customer.adjust", subject=f"customer {row.id}",
+                      before=state, after={**_customer_state(session, row), "points": points, "reason": reason})
     except (ledger.AdjustmentError, _ActionRefusedError) as exc:
-        flash(f"Not adjusted: {exc}", "error")
+        flash(_("Not adjusted: %(reason)s", reason=exc), "error")
         return _back_to(customer_id)
     if entry is None:
-        flash("This adjustment was already recorded (the form was sent twice).", "info")
+        flash(_("This adjustment was already recorded (the form was sent twice)."), "info")
     else:
         logger.info("staff adjusted points", extra={"customer": customer_id, "staff": current_user.staff_id})
-        flash(f"Adjusted by {points:+d} points.", "success")
+        flash(_("Adjusted by %(points)s points.", points=f"{points:+d}"), "success")
     return _back_to(customer_id)
 
 
@@ -515,21 +622,24 @@ def ban(customer_id: int) -> Any:
     lift = request.form.get("action") == "lift"
     reason = request.form.get("reason", "").strip()
     if not lift and not reason:
-        flash("Give a reason for the ban; support staff will see it.", "error")
+        flash(_("Give a reason for the ban; support staff will see it."), "error")
         return _back_to(customer_id)
     try:
         with db.session_scope() as session:
-            _shop, row = _live_customer(session, customer_id)
+            shop, row = _live_customer(session, customer_id)
+            state = _customer_state(session, row)
             row.banned_at = None if lift else utcnow()
             row.ban_reason = None if lift else reason
+            audit(session, shop_id=shop.id, action="customer.unban" if lift else "customer.ban",
+                  subject=f"customer {row.id}", before=state, after=_customer_state(session, row))
     except _ActionRefusedError as exc:
-        flash(f"Not changed: {exc}", "error")
+        flash(_("Not changed: %(reason)s", reason=exc), "error")
         return _back_to(customer_id)
     logger.info(
         "staff lifted a ban" if lift else "staff banned a customer",
         extra={"customer": customer_id, "staff": current_user.staff_id},
     )
-    flash("Ban lifted." if lift else "Customer banned: no earning, redeeming or codes.", "success")
+    flash(_("Ban lifted.") if lift else _("Customer banned: no earning, redeeming or codes."), "success")
     return _back_to(customer_id)
 
 
@@ -538,19 +648,19 @@ def unsubscribe_customer(customer_id: int) -> Any:
     """Unsubscribe the customer from every reminder and notice at once, with proof (source "staff")."""
     try:
         with db.session_scope() as session:
-            _shop, row = _live_customer(session, customer_id)
+            shop, row = _live_customer(session, customer_id)
             changed = consent.unsubscribe(session, row, source="staff", detail={"by": current_user.email})
+            if changed:
+                audit(session, shop_id=shop.id, action="customer.unsubscribe", subject=f"customer {row.id}",
+                      before={"subscribed": True}, after={"subscribed": False})
     except _ActionRefusedError as exc:
-        flash(f"Not unsubscribed: {exc}", "error")
+        flash(_("Not unsubscribed: %(reason)s", reason=exc), "error")
         return _back_to(customer_id)
     if not changed:
-        flash("This customer was already unsubscribed; nothing changed.", "info")
+        flash(_("This customer was already unsubscribed; nothing changed."), "info")
         return _back_to(customer_id)
     logger.info("staff unsubscribed a customer", extra={"customer": customer_id, "staff": current_user.staff_id})
-    flash(
-        "Unsubscribed: no more reminders or notices. The consent event below is the proof.",
-        "success",
-    )
+    flash(_("Unsubscribed: no more reminders or notices. The consent event below is the proof."), "success")
     return _back_to(customer_id)
 
 
@@ -589,20 +699,20 @@ def _reward_code_message(session: Any, customer_id: int, redemption_id: int,
     """
     row = session.get(Customer, customer_id)
     redemption = session.get(Redemption, redemption_id)
-    if row is None or redemption is None or redemption.customer_id != row.id:
+    if row is None or redemption is None or redemption.customer_id != row.id or not can_see(row.shop_id):
         abort(404)
     if row.merged_into_id is not None:
-        raise _ActionRefusedError(f"this guest record was merged into customer {row.merged_into_id}")
+        raise _ActionRefusedError(_("this guest record was merged into customer %(id)s", id=row.merged_into_id))
     if row.banned_at is not None:
-        raise _ActionRefusedError("the customer is banned, and banned customers get no codes")
+        raise _ActionRefusedError(_("the customer is banned, and banned customers get no codes"))
     if not row.email:
-        raise _ActionRefusedError("the customer has no e-mail address")
+        raise _ActionRefusedError(_("the customer has no e-mail address"))
     code = session.get(IssuedCode, redemption.issued_code_id) if redemption.issued_code_id else None
     if code is None or code.status != CodeStatus.CREATED:
         state = code.status.value if code is not None else "missing"
-        raise _ActionRefusedError(f"the code does not exist in the shop (its status is {state})")
+        raise _ActionRefusedError(_("the code does not exist in the shop (its status is %(state)s)", state=state))
     if code.expires_at is not None and code.expires_at <= utcnow():
-        raise _ActionRefusedError(f"the code expired on {_when(code.expires_at)}")
+        raise _ActionRefusedError(_("the code expired on %(when)s", when=f"{code.expires_at:%Y-%m-%d %H:%M} UTC"))
     shop = session.get(Shop, row.shop_id)
     assert shop is not None
     language = emails.customer_language(row, shop)
@@ -641,7 +751,7 @@ def resend_code(customer_id: int, redemption_id: int) -> Any:
     try:
         outgoing, code, address = _reward_code_message(session, customer_id, redemption_id, cfg)
     except _ActionRefusedError as exc:
-        flash(f"Code not sent: {exc}.", "error")
+        flash(_("Code not sent: %(reason)s.", reason=exc), "error")
         return _back_to(customer_id)
     finally:
         session.rollback()
@@ -654,8 +764,8 @@ def resend_code(customer_id: int, redemption_id: int) -> Any:
                    "error_class": type(exc).__name__},
         )
         flash(
-            f"The code was NOT sent: the mail server could not be reached or refused the message ({exc}). "
-            "Try again later; if it keeps failing, check the SMTP settings.",
+            _("The code was NOT sent: the mail server could not be reached or refused the message (%(error)s). "
+              "Try again later; if it keeps failing, check the SMTP settings.", error=exc),
             "error",
         )
         return _back_to(customer_id)
@@ -664,7 +774,11 @@ def resend_code(customer_id: int, redemption_id: int) -> Any:
         extra={"customer": customer_id, "redemption": redemption_id, "staff": current_user.staff_id,
                "message_id": message_id},
     )
-    flash(f"Code {code} was e-mailed to {address}.", "success")
+    with db.session_scope() as write:
+        shop_id = write.get(Customer, customer_id).shop_id
+        audit(write, shop_id=shop_id, action="customer.resend_code", subject=f"customer {customer_id}",
+              before=None, after={"redemption": redemption_id, "code": code})
+    flash(_("Code %(code)s was e-mailed to %(address)s.", code=code, address=address), "success")
     return _back_to(customer_id)
 
 
@@ -681,12 +795,13 @@ def reminders() -> Any:
     shop_id = _int_arg("shop")
     before = _int_arg("before")
 
-    query = (
+    query = only_visible(
         select(ReminderMessage, Shop, Customer, Order.number, IssuedCode.code)
         .join(Shop, Shop.id == ReminderMessage.shop_id)
         .outerjoin(Customer, Customer.id == ReminderMessage.customer_id)
         .outerjoin(Order, Order.id == ReminderMessage.attributed_order_id)
-        .outerjoin(IssuedCode, IssuedCode.id == ReminderMessage.code_id)
+        .outerjoin(IssuedCode, IssuedCode.id == ReminderMessage.code_id),
+        ReminderMessage.shop_id,
     )
     if status is not None:
         query = query.where(ReminderMessage.status == MessageStatus(status))
@@ -696,7 +811,7 @@ def reminders() -> Any:
         query = query.where(ReminderMessage.shop_id == shop_id)
     filters = {"status": status, "shop": shop_id, "campaign": campaign}
     rows, older = _newest_first(session, query, ReminderMessage.id, before, "admin.reminders", filters)
-    shops = session.scalars(select(Shop).order_by(Shop.platform, Shop.domain)).all()
+    shops = session.scalars(only_visible(select(Shop), Shop.id).order_by(Shop.platform, Shop.domain)).all()
     session.commit()
     return render_template(
         "admin/reminders.html",
@@ -782,10 +897,7 @@ def _pretty(document: Any) -> str:
 
 
 def _shop_or_404(session: Any, shop_id: int) -> Shop:
-    shop = session.get(Shop, shop_id)
-    if shop is None:
-        abort(404)
-    return shop
+    return shop_or_404(session, shop_id)
 
 
 def _program_page(shop_id: int, *, text: str | None = None, base: int | None = None, error: str | None = None,
@@ -815,6 +927,7 @@ def program(shop_id: int) -> Any:
     """Show the program in force and its versions; on POST save the text as a new version."""
     if request.method == "GET":
         return _program_page(shop_id)
+    require_owner(shop_id)
     text = request.form.get("document", "")
     base_raw = request.form.get("base", "")
     base = int(base_raw) if base_raw.isdigit() else None
@@ -822,28 +935,30 @@ def program(shop_id: int) -> Any:
         document = json.loads(text)
     except ValueError as exc:
         return _program_page(
-            shop_id, text=text, base=base, error=f"Not valid JSON: {exc}. Nothing was applied.", status=400
+            shop_id, text=text, base=base, error=_("Not valid JSON: %(error)s. Nothing was applied.", error=exc), status=400
         )
     if isinstance(document, dict) and set(document) == {"version", "program"}:
         document = document["program"]  # accept what `flask program show` prints
     try:
         with db.session_scope() as session:
             shop = _shop_or_404(session, shop_id)
-            in_force, _ = current_program(session, shop)
+            in_force, _in_force_program = current_program(session, shop)
             if base is not None and base != in_force:
                 raise _StaleVersionError(in_force)
             row = save_program(session, shop, document, created_by=current_user.email)
             saved = row.version
+            audit(session, shop_id=shop.id, action="program.save", subject=f"program of shop {shop.id}",
+                  before={"version": in_force}, after={"version": saved})
     except ProgramError as exc:
-        return _program_page(shop_id, text=text, base=base, error=f"Program not applied: {exc}", status=400)
+        return _program_page(shop_id, text=text, base=base, error=_("Program not applied: %(error)s", error=exc), status=400)
     except (_StaleVersionError, IntegrityError):
         return _program_page(
             shop_id, text=text, status=409,
-            error="Another version was saved since you opened this page; nothing was applied. "
-            "Compare with the version in force (listed below), then save again.",
+            error=_("Another version was saved since you opened this page; nothing was applied. "
+                    "Compare with the version in force (listed below), then save again."),
         )
     logger.info("program saved", extra={"shop": shop_id, "version": saved, "staff": current_user.staff_id})
-    flash(f"Program version {saved} is in force.", "success")
+    flash(_("Program version %(version)s is in force.", version=saved), "success")
     return redirect(url_for("admin.program", shop_id=shop_id))
 
 
@@ -853,7 +968,7 @@ def program_version(shop_id: int, version: int) -> Any:
     session = db.request_session()
     shop = _shop_or_404(session, shop_id)
     rows = {row.version: row for row in program_versions(session, shop)}
-    in_force, _ = current_program(session, shop)
+    in_force, _in_force_program = current_program(session, shop)
     session.commit()
     row = rows.get(version)
     if row is None:
@@ -863,12 +978,23 @@ def program_version(shop_id: int, version: int) -> Any:
     )
 
 
-def _when(value: str | datetime | None) -> str:
-    """Render a timestamp (datetime or ISO string) as 'YYYY-MM-DD HH:MM UTC'."""
+def _when(value: str | datetime | None, zone: str | None = None) -> Markup | str:
+    """Render a timestamp (datetime or ISO string) in the time zone `zone` (a shop's; None: UTC),
+    with the zone shown: "02.10.2026 12:00 MESZ" in German, "2026-10-02 12:00 CEST" in English.
+
+    Wrapped in <time> with the exact instant and the zone's name, for screen readers and tooltips.
+    """
     if value is None or value == "":
         return ""
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+    tz = ZoneInfo(zone) if zone else timezone.utc
+    local = moment.astimezone(tz)
+    if str(get_locale() or "en").startswith("de"):
+        text = format_datetime(local, "dd.MM.yyyy HH:mm z", tzinfo=tz, locale="de")
+    else:
+        text = f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        moment.astimezone(timezone.utc).isoformat(), zone or "UTC", text)
 
 
 def _signed(value: int) -> str:
@@ -889,16 +1015,30 @@ def _index() -> Any:
 
 def init_app(app: Flask) -> None:
     """Register the admin blueprint, staff login, CSRF protection and `/`."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from app.web import admin_account, admin_ops, admin_staff  # noqa: F401  (their routes join the blueprint)
+
     csrf.init_app(app)
     login_manager.init_app(app)
+    if app.config.get("TRUSTED_PROXIES"):
+        # The client's address (sign-in throttling) from X-Forwarded-For, as many hops deep as
+        # there are proxies of our own in front; never trusted without them (anyone can send it).
+        proxies = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     app.register_blueprint(bp)
     app.add_template_filter(_when, "when")
     app.add_template_filter(_signed, "signed")
     app.add_template_filter(_percent, "percent")
+    app.add_template_global(status_text, "status_text")
+    app.add_template_global(purpose_text, "purpose_text")
+    app.add_template_global(code_state_text, "code_state_text")
+    app.add_template_filter(_money, "money")
+    app.add_template_filter(_number, "number")
     app.add_url_rule("/", "index", _index)
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError) -> Any:
         logger.info("request without a valid CSRF token", extra={"endpoint": request.endpoint})
-        message = "The form has expired or was not sent from this site. Reload the page and try again."
+        message = _("The form has expired or was not sent from this site. Reload the page and try again.")
         return render_template("admin/error.html", code=400, message=message), 400
