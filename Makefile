@@ -41,7 +41,7 @@ demo: install
 
 ## make staff EMAIL=you@example.com: create an admin log-in (asks for the password)
 staff: install
-	$(BIN)/flask --app app staff create --email "$(EMAIL)"
+	$(BIN)/flask --app app staff create --admin --email "$(EMAIL)"
 
 ## make plugin: build the WordPress plugin for WooCommerce stores into dist/stammkunde-woocommerce.zip
 plugin: install

@@ -196,6 +196,9 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Never from a process's own PORT (honcho gives web, worker and clock different ones):
         # `make run` passes one PUBLIC_URL to every process and records it for other terminals.
         "PUBLIC_URL": (env.get("PUBLIC_URL") or running.get("public_url") or DEFAULT_PUBLIC_URL).rstrip("/"),
+        # Reverse proxies of our own in front of `web` that append X-Forwarded-For (0: none, and
+        # the header is ignored): the admin throttles sign-ins per client address.
+        "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), mode == "production"),

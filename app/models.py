@@ -580,6 +580,72 @@ class StaffUser(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The installation's administrator: owner of every shop, present and future (`flask staff
+    # create --admin`). Everyone else sees only the shops `staff_shop_roles` gives them.
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # The admin's language for this user ("de", "en"); None: the language of their shops.
+    language: Mapped[str | None] = mapped_column(String(8))
+    # The optional second factor: a TOTP secret (Fernet token, app.crypto) once confirmed, and the
+    # last time step a code was accepted for, so each code signs in once.
+    totp_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class StaffRole(enum.StrEnum):
+    OWNER = "owner"  # the program, the shop's staff and settings, the audit log; and all of support
+    SUPPORT = "support"  # view, adjust within the limit, redeem, resend, ban, unsubscribe, replay
+
+
+class StaffShopRole(Base):
+    """What one staff user may do in one shop. No row: the shop does not exist for them (404)."""
+
+    __tablename__ = "staff_shop_roles"
+    __table_args__ = (Index("ix_staff_shop_roles_shop_id", "shop_id"),)
+
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[StaffRole] = mapped_column(_enum(StaffRole, "staff_role"))
+    # Support: the most points one manual adjustment may add or remove (the owner sets it).
+    adjust_limit: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    granted_by: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StaffAuditEntry(Base):
+    """One staff action: who, what, on which subject, and the state before and after.
+
+    Written in the same transaction as the action it records. `shop_id` is None for actions on
+    a staff account itself (second factor, language).
+    """
+
+    __tablename__ = "staff_audit_log"
+    __table_args__ = (Index("ix_staff_audit_log_shop_id_id", "shop_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int | None] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    staff_email: Mapped[str] = mapped_column(String(320))  # kept when the account is deleted
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(128))  # "customer 12", "delivery 5", "staff 3"
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StaffLoginFailure(Base):
+    """A failed sign-in (password or second factor), counted per account and per address.
+
+    `key_digest` is an HMAC of the normalised e-mail or the client address (no personal data in
+    clear); rows older than the throttling window are deleted as new failures are recorded.
+    """
+
+    __tablename__ = "staff_login_failures"
+    __table_args__ = (Index("ix_staff_login_failures_scope_key_digest_failed_at", "scope", "key_digest", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))  # "account" | "address"
+    key_digest: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class StaffSignIn(Base):

@@ -211,8 +211,10 @@ def customer_for_order(session: Session, shop: Shop, order: ct.Order) -> tuple[C
     return _upsert(session, shop, customer, order.email)
 
 
-def search_customers(session: Session, query: str, limit: int) -> list[tuple[Customer, Shop]]:
-    """Return up to `limit` live customers (with their shop) that staff may mean by `query`.
+def search_customers(session: Session, query: str, limit: int, *,
+                     shop_ids: frozenset[int] | None = None) -> list[tuple[Customer, Shop]]:
+    """Return up to `limit` live customers (with their shop) that staff may mean by `query`,
+    in the shops `shop_ids` (None: every shop).
 
     Matches any part of the e-mail or the name (case-insensitive), and an order number as the
     customer knows it ("#1001" or "1001") or the platform's order id. Ordered by e-mail.
@@ -227,9 +229,11 @@ def search_customers(session: Session, query: str, limit: int) -> list[tuple[Cus
         Order.customer_id.is_not(None),
         or_(Order.number.in_({text_query, bare, f"#{bare}"}), Order.platform_id == bare),
     )
+    statement = select(Customer, Shop).join(Shop, Shop.id == Customer.shop_id)
+    if shop_ids is not None:
+        statement = statement.where(Customer.shop_id.in_(shop_ids))
     rows = session.execute(
-        select(Customer, Shop)
-        .join(Shop, Shop.id == Customer.shop_id)
+        statement
         .where(
             Customer.merged_into_id.is_(None),
             or_(

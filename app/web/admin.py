@@ -11,7 +11,6 @@ record (e.g. a reward's code) are enqueued after the commit.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import uuid
@@ -33,7 +32,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
@@ -43,6 +42,7 @@ from app.messaging import consent, render as emails, links
 from app import db
 from app.loyalty import explain, ledger, metrics
 from app.web import staff
+from app.web.access import audit, can_see, current_access, login_manager, only_visible, require_owner, shop_or_404
 from app.web.customer_page import customer_link
 from app.loyalty.customers import search_customers
 from app.messaging.send import MailError, OutgoingMessage, format_address, mailer_from_config
@@ -72,10 +72,6 @@ logger = logging.getLogger(__name__)
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 csrf = CSRFProtect()
-login_manager = LoginManager()
-login_manager.login_view = "admin.login"
-login_manager.login_message = "Please sign in to see this page."
-login_manager.login_message_category = "info"
 
 PAGE_SIZE = 100
 SEARCH_LIMIT = 100
@@ -93,51 +89,6 @@ _PREVIEW_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; frame-ancestors 'self'; "
     "form-action 'none'; base-uri 'none'"
 )
-
-
-class StaffSession(UserMixin):
-    """The signed-in staff user as Flask-Login sees it (detached from any DB session).
-
-    The cookie's id names the staff user, a digest of the password hash (a new password, `flask
-    staff create` again, signs out every session of that account) and a sign-in the server keeps
-    (`staff_sign_ins`): signing out deletes it, so a copy of the cookie signs nobody in.
-    """
-
-    def __init__(self, user: StaffUser, sign_in: str) -> None:
-        self.staff_id = user.id
-        self.email = user.email
-        self.active = user.active
-        self.token = _password_digest(user.password_hash)
-        self.sign_in = sign_in
-
-    @property
-    def is_active(self) -> bool:
-        return self.active
-
-    def get_id(self) -> str:
-        return f"{self.staff_id}-{self.token}-{self.sign_in}"
-
-
-def _password_digest(password_hash: str) -> str:
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
-
-
-@login_manager.user_loader
-def _load_staff(session_id: str) -> StaffSession | None:
-    staff_id, _, rest = session_id.partition("-")
-    token, _, sign_in = rest.partition("-")
-    if not staff_id.isdigit() or not sign_in:
-        return None
-    session = db.request_session()
-    user = session.get(StaffUser, int(staff_id))
-    staff_session = None
-    if (user is not None and user.active and _password_digest(user.password_hash) == token
-            and staff.sign_in_is_open(session, user.id, sign_in)):
-        staff_session = StaffSession(user, sign_in)
-    # End the read at once: on SQLite every transaction holds the write lock (BEGIN IMMEDIATE),
-    # and views such as replay write through their own session.
-    session.rollback()
-    return staff_session
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -164,11 +115,49 @@ def _newest_first(session: Any, query: Any, id_column: Any, before: int | None, 
     kept = {k: v for k, v in filters.items() if v is not None}
     return rows, (url_for(endpoint, before=rows[-1][0].id, **kept) if more else None)
 
+# The pages a visitor reaches before signing in: the form, its second step, a set-password link.
+_OPEN_ENDPOINTS = frozenset({"admin.login", "admin.login_code", "admin.set_password"})
+
+
+# URL parts that name a shop's object, and how to find the shop it belongs to.
+_SHOP_OF: dict[str, tuple[Any, Any]] = {
+    "customer_id": (Customer, Customer.shop_id),
+    "delivery_id": (WebhookDelivery, WebhookDelivery.shop_id),
+    "request_id": (DataRequest, DataRequest.shop_id),
+    "redemption_id": (Redemption, Redemption.shop_id),
+}
+
+
 @bp.before_request
 def _require_login() -> Any:
-    if request.endpoint == "admin.login" or current_user.is_authenticated:
+    if request.endpoint in _OPEN_ENDPOINTS:
         return None
-    return login_manager.unauthorized()
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    # Before any form is read: an object of a shop the user was not given is 404, whatever the
+    # request (each view checks again where it loads the object).
+    args = request.view_args or {}
+    if "shop_id" in args and not can_see(args["shop_id"]):
+        abort(404)
+    for name, (model, shop_column) in _SHOP_OF.items():
+        if name in args:
+            session = db.request_session()
+            shop_id = session.scalar(select(shop_column).where(model.id == args[name]))
+            session.rollback()
+            if not can_see(shop_id):
+                abort(404)
+    return None
+
+
+@bp.errorhandler(403)
+def _forbidden(_error: Any) -> Any:
+    message = "Your role in this shop does not allow this. An owner of the shop can do it, or change your role."
+    return render_template("admin/error.html", code=403, message=message), 403
+
+
+@bp.errorhandler(404)
+def _not_found(_error: Any) -> Any:
+    return render_template("admin/error.html", code=404, message="There is no such page, or it is not yours to see."), 404
 
 
 @bp.after_request
@@ -186,53 +175,14 @@ def _no_store(response: Any) -> Any:
     return response
 
 
-@bp.route("/login", methods=["GET", "POST"])
-def login() -> Any:
-    """Show the sign-in form; sign in on POST (one generic error for any wrong credential)."""
-    if request.method == "GET":
-        if current_user.is_authenticated:
-            return redirect(url_for("admin.dashboard"))
-        return render_template("admin/login.html", next=_safe_next(request.args.get("next")))
-    email = request.form.get("email", "")
-    password = request.form.get("password", "")
-    session = db.request_session()
-    user = staff.authenticate(session, email, password) if email and password else None
-    if user is None:
-        session.rollback()
-        logger.info("staff sign-in failed")
-        return render_template(
-            "admin/login.html",
-            next=_safe_next(request.form.get("next")),
-            email=email,
-            error="Wrong e-mail or password.",
-        )
-    sign_in = staff.open_sign_in(session, user)
-    session.commit()
-    login_user(StaffSession(user, sign_in))
-    logger.info("staff signed in", extra={"staff": user.id})
-    return redirect(_safe_next(request.form.get("next")) or url_for("admin.dashboard"))
-
-
-@bp.post("/logout")
-def logout() -> Any:
-    """Sign out: the server forgets the sign-in, so a copy of the cookie stops working too."""
-    if current_user.is_authenticated:
-        session = db.request_session()
-        staff.close_sign_in(session, current_user.sign_in)
-        session.commit()
-    logout_user()
-    flash("You have been signed out.", "info")
-    return redirect(url_for("admin.login"))
-
-
 @bp.get("/")
 def dashboard() -> Any:
     """List the shops with their delivery counts by status."""
     session = db.request_session()
-    shops = session.scalars(select(Shop).order_by(Shop.platform, Shop.domain)).all()
+    shops = session.scalars(only_visible(select(Shop), Shop.id).order_by(Shop.platform, Shop.domain)).all()
     counts: dict[int, dict[str, int]] = {}
     for shop_id, status, n in session.execute(
-        select(WebhookDelivery.shop_id, WebhookDelivery.status, func.count())
+        only_visible(select(WebhookDelivery.shop_id, WebhookDelivery.status, func.count()), WebhookDelivery.shop_id)
         .group_by(WebhookDelivery.shop_id, WebhookDelivery.status)
     ):
         counts.setdefault(shop_id, {})[DeliveryStatus(status).value] = n
@@ -242,7 +192,8 @@ def dashboard() -> Any:
     keys = current_app.config["ENCRYPTION_KEY"]
     no_api = {shop.id: reason for shop in shops if (reason := missing_api_credentials(shop, keys))}
     failed_codes = dict(session.execute(
-        select(IssuedCode.shop_id, func.count()).where(IssuedCode.status == CodeStatus.FAILED)
+        only_visible(select(IssuedCode.shop_id, func.count()), IssuedCode.shop_id)
+        .where(IssuedCode.status == CodeStatus.FAILED)
         .group_by(IssuedCode.shop_id)
     ).all())
     from app.shop_health import shop_health
@@ -271,7 +222,8 @@ def deliveries() -> Any:
     delivery_id = _int_arg("id")
     before = _int_arg("before")
 
-    query = select(WebhookDelivery, Shop).join(Shop, Shop.id == WebhookDelivery.shop_id)
+    query = only_visible(select(WebhookDelivery, Shop).join(Shop, Shop.id == WebhookDelivery.shop_id),
+                         WebhookDelivery.shop_id)
     if status is not None:
         query = query.where(WebhookDelivery.status == DeliveryStatus(status))
     if shop_id is not None:
@@ -280,7 +232,7 @@ def deliveries() -> Any:
         query = query.where(WebhookDelivery.id == delivery_id)
     filters = {"status": status, "shop": shop_id, "id": delivery_id}
     rows, older = _newest_first(session, query, WebhookDelivery.id, before, "admin.deliveries", filters)
-    shops = session.scalars(select(Shop).order_by(Shop.platform, Shop.domain)).all()
+    shops = session.scalars(only_visible(select(Shop), Shop.id).order_by(Shop.platform, Shop.domain)).all()
     return render_template(
         "admin/deliveries.html",
         rows=rows,
@@ -297,6 +249,14 @@ def replay(delivery_id: int) -> Any:
     """Put a delivery back to `received` and enqueue it again (jobs.deliveries.replay_delivery)."""
     from jobs.deliveries import DeliveryPurgedError, replay_delivery
 
+    session = db.request_session()
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None or not can_see(delivery.shop_id):
+        session.rollback()
+        abort(404)
+    before_state = {"status": delivery.status.value, "attempts": delivery.attempts}
+    shop_id = delivery.shop_id
+    session.rollback()
     try:
         found = replay_delivery(delivery_id)
     except DeliveryPurgedError:
@@ -312,6 +272,9 @@ def replay(delivery_id: int) -> Any:
         )
     else:
         if found:
+            with db.session_scope() as write:
+                audit(write, shop_id=shop_id, action="delivery.replay", subject=f"delivery {delivery_id}",
+                      before=before_state, after={"status": DeliveryStatus.RECEIVED.value})
             logger.info("delivery replayed", extra={"delivery": delivery_id, "staff": current_user.staff_id})
             flash(f"Delivery {delivery_id} was queued for processing again.", "success")
         else:
@@ -324,7 +287,7 @@ def replay(delivery_id: int) -> Any:
 def data_requests() -> Any:
     """List the shops' requests for a customer's data: open ones first, then the last exported."""
     session = db.request_session()
-    query = select(DataRequest, Shop).join(Shop, Shop.id == DataRequest.shop_id)
+    query = only_visible(select(DataRequest, Shop).join(Shop, Shop.id == DataRequest.shop_id), DataRequest.shop_id)
     open_rows = session.execute(
         query.where(DataRequest.exported_at.is_(None)).order_by(DataRequest.received_at)).all()
     done_rows = session.execute(
@@ -339,11 +302,13 @@ def export_data_request(request_id: int) -> Any:
 
     with db.session_scope() as session:
         data_request = session.get(DataRequest, request_id)
-        if data_request is None:
+        if data_request is None or not can_see(data_request.shop_id):
             abort(404)
         export = export_data(session, data_request)
         data_request.exported_at = utcnow()
         data_request.exported_by = current_user.email
+        audit(session, shop_id=data_request.shop_id, action="data_request.export",
+              subject=f"data request {request_id}", before=None, after={"exported": True})
     logger.info("data request exported", extra={"request": request_id, "staff": current_user.staff_id})
     body = json.dumps(export, indent=2, ensure_ascii=False, default=str)
     return Response(body, mimetype="application/json", headers={
@@ -358,7 +323,7 @@ def customers() -> Any:
     truncated = False
     if q:
         session = db.request_session()
-        rows = search_customers(session, q, SEARCH_LIMIT + 1)
+        rows = search_customers(session, q, SEARCH_LIMIT + 1, shop_ids=current_access().shop_ids())
         truncated = len(rows) > SEARCH_LIMIT
         for customer, shop in rows[:SEARCH_LIMIT]:
             results.append(
@@ -372,7 +337,7 @@ def customer(customer_id: int) -> Any:
     """Show one customer: balance, tier, referral and page links, redemptions, ledger, actions."""
     session = db.request_session()
     row = session.get(Customer, customer_id)
-    if row is None:
+    if row is None or not can_see(row.shop_id):
         abort(404)
     shop = session.get(Shop, row.shop_id)
     report = explain.customer_report(session, row, public_url=current_app.config["PUBLIC_URL"])
@@ -404,7 +369,7 @@ def customer(customer_id: int) -> Any:
         # Fresh per render: posting the same form twice redeems or adjusts once.
         "redeem_key": uuid.uuid4().hex,
         "adjust_key": uuid.uuid4().hex,
-        "max_adjustment": ledger.MAX_ADJUSTMENT,
+        "max_adjustment": _adjust_limit(row.shop_id),
     }
     session.commit()
     return render_template("admin/customer.html", **context)
@@ -430,7 +395,7 @@ def _live_customer(session: Any, customer_id: int) -> tuple[Shop, Customer]:
         _ActionRefusedError: the customer was merged into another record.
     """
     row = session.get(Customer, customer_id)
-    if row is None:
+    if row is None or not can_see(row.shop_id):
         abort(404)
     if row.merged_into_id is not None:
         raise _ActionRefusedError(
@@ -439,6 +404,19 @@ def _live_customer(session: Any, customer_id: int) -> tuple[Shop, Customer]:
     shop = session.get(Shop, row.shop_id)
     assert shop is not None
     return shop, row
+
+
+def _adjust_limit(shop_id: int) -> int:
+    """Return the most points the signed-in user may add or remove at once in this shop."""
+    grant = current_access().grant(shop_id)
+    limit = grant.adjust_limit if grant is not None else 0
+    return ledger.MAX_ADJUSTMENT if limit is None else min(limit, ledger.MAX_ADJUSTMENT)
+
+
+def _customer_state(session: Any, row: Customer) -> dict[str, Any]:
+    """Return what an audit entry keeps of a customer: balance and ban state."""
+    return {"available": ledger.balance(session, row.id).available,
+            "banned": row.banned_at is not None, "ban_reason": row.ban_reason}
 
 
 def _back_to(customer_id: int) -> Any:
@@ -456,6 +434,7 @@ def redeem_reward(customer_id: int) -> Any:
     try:
         with db.session_scope() as session:
             shop, row = _live_customer(session, customer_id)
+            state = _customer_state(session, row)
             redemption = redeem(
                 session, shop, row, reward_name, source="staff", actor=current_user.email,
                 idempotency_key=f"staff-{row.id}-{key}",
@@ -463,6 +442,9 @@ def redeem_reward(customer_id: int) -> Any:
             if redemption.customer_id != row.id:
                 raise _ActionRefusedError("That form belongs to another customer. Reload the page.")
             redemption_id, reward, points = redemption.id, redemption.reward_name, redemption.points
+            audit(session, shop_id=shop.id, action="customer.redeem", subject=f"customer {row.id}",
+                  before=state, after={**_customer_state(session, row), "reward": reward, "points": points,
+                                       "redemption": redemption_id})
     except (RedemptionError, _ActionRefusedError) as exc:
         flash(f"Not redeemed: {exc}", "error")
         return _back_to(customer_id)
@@ -494,10 +476,20 @@ def adjust_points(customer_id: int) -> Any:
     try:
         with db.session_scope() as session:
             shop, row = _live_customer(session, customer_id)
+            limit = _adjust_limit(shop.id)
+            if abs(points) > limit:
+                raise _ActionRefusedError(
+                    f"your role allows at most {limit:_} points either way per adjustment, got {points:+_}"
+                    .replace("_", " ") + "; ask an owner of the shop"
+                )
+            state = _customer_state(session, row)
             entry = ledger.adjust(
                 session, shop_id=shop.id, customer_id=row.id, points=points, note=reason,
                 actor=current_user.email, key=f"{row.id}-{key}",
             )
+            if entry is not None:
+                audit(session, shop_id=shop.id, action="customer.adjust", subject=f"customer {row.id}",
+                      before=state, after={**_customer_state(session, row), "points": points, "reason": reason})
     except (ledger.AdjustmentError, _ActionRefusedError) as exc:
         flash(f"Not adjusted: {exc}", "error")
         return _back_to(customer_id)
@@ -519,9 +511,12 @@ def ban(customer_id: int) -> Any:
         return _back_to(customer_id)
     try:
         with db.session_scope() as session:
-            _shop, row = _live_customer(session, customer_id)
+            shop, row = _live_customer(session, customer_id)
+            state = _customer_state(session, row)
             row.banned_at = None if lift else utcnow()
             row.ban_reason = None if lift else reason
+            audit(session, shop_id=shop.id, action="customer.unban" if lift else "customer.ban",
+                  subject=f"customer {row.id}", before=state, after=_customer_state(session, row))
     except _ActionRefusedError as exc:
         flash(f"Not changed: {exc}", "error")
         return _back_to(customer_id)
@@ -538,8 +533,11 @@ def unsubscribe_customer(customer_id: int) -> Any:
     """Unsubscribe the customer from every reminder and notice at once, with proof (source "staff")."""
     try:
         with db.session_scope() as session:
-            _shop, row = _live_customer(session, customer_id)
+            shop, row = _live_customer(session, customer_id)
             changed = consent.unsubscribe(session, row, source="staff", detail={"by": current_user.email})
+            if changed:
+                audit(session, shop_id=shop.id, action="customer.unsubscribe", subject=f"customer {row.id}",
+                      before={"subscribed": True}, after={"subscribed": False})
     except _ActionRefusedError as exc:
         flash(f"Not unsubscribed: {exc}", "error")
         return _back_to(customer_id)
@@ -589,7 +587,7 @@ def _reward_code_message(session: Any, customer_id: int, redemption_id: int,
     """
     row = session.get(Customer, customer_id)
     redemption = session.get(Redemption, redemption_id)
-    if row is None or redemption is None or redemption.customer_id != row.id:
+    if row is None or redemption is None or redemption.customer_id != row.id or not can_see(row.shop_id):
         abort(404)
     if row.merged_into_id is not None:
         raise _ActionRefusedError(f"this guest record was merged into customer {row.merged_into_id}")
@@ -664,6 +662,10 @@ def resend_code(customer_id: int, redemption_id: int) -> Any:
         extra={"customer": customer_id, "redemption": redemption_id, "staff": current_user.staff_id,
                "message_id": message_id},
     )
+    with db.session_scope() as write:
+        shop_id = write.get(Customer, customer_id).shop_id
+        audit(write, shop_id=shop_id, action="customer.resend_code", subject=f"customer {customer_id}",
+              before=None, after={"redemption": redemption_id, "code": code})
     flash(f"Code {code} was e-mailed to {address}.", "success")
     return _back_to(customer_id)
 
@@ -681,12 +683,13 @@ def reminders() -> Any:
     shop_id = _int_arg("shop")
     before = _int_arg("before")
 
-    query = (
+    query = only_visible(
         select(ReminderMessage, Shop, Customer, Order.number, IssuedCode.code)
         .join(Shop, Shop.id == ReminderMessage.shop_id)
         .outerjoin(Customer, Customer.id == ReminderMessage.customer_id)
         .outerjoin(Order, Order.id == ReminderMessage.attributed_order_id)
-        .outerjoin(IssuedCode, IssuedCode.id == ReminderMessage.code_id)
+        .outerjoin(IssuedCode, IssuedCode.id == ReminderMessage.code_id),
+        ReminderMessage.shop_id,
     )
     if status is not None:
         query = query.where(ReminderMessage.status == MessageStatus(status))
@@ -696,7 +699,7 @@ def reminders() -> Any:
         query = query.where(ReminderMessage.shop_id == shop_id)
     filters = {"status": status, "shop": shop_id, "campaign": campaign}
     rows, older = _newest_first(session, query, ReminderMessage.id, before, "admin.reminders", filters)
-    shops = session.scalars(select(Shop).order_by(Shop.platform, Shop.domain)).all()
+    shops = session.scalars(only_visible(select(Shop), Shop.id).order_by(Shop.platform, Shop.domain)).all()
     session.commit()
     return render_template(
         "admin/reminders.html",
@@ -782,10 +785,7 @@ def _pretty(document: Any) -> str:
 
 
 def _shop_or_404(session: Any, shop_id: int) -> Shop:
-    shop = session.get(Shop, shop_id)
-    if shop is None:
-        abort(404)
-    return shop
+    return shop_or_404(session, shop_id)
 
 
 def _program_page(shop_id: int, *, text: str | None = None, base: int | None = None, error: str | None = None,
@@ -815,6 +815,7 @@ def program(shop_id: int) -> Any:
     """Show the program in force and its versions; on POST save the text as a new version."""
     if request.method == "GET":
         return _program_page(shop_id)
+    require_owner(shop_id)
     text = request.form.get("document", "")
     base_raw = request.form.get("base", "")
     base = int(base_raw) if base_raw.isdigit() else None
@@ -834,6 +835,8 @@ def program(shop_id: int) -> Any:
                 raise _StaleVersionError(in_force)
             row = save_program(session, shop, document, created_by=current_user.email)
             saved = row.version
+            audit(session, shop_id=shop.id, action="program.save", subject=f"program of shop {shop.id}",
+                  before={"version": in_force}, after={"version": saved})
     except ProgramError as exc:
         return _program_page(shop_id, text=text, base=base, error=f"Program not applied: {exc}", status=400)
     except (_StaleVersionError, IntegrityError):
@@ -889,8 +892,17 @@ def _index() -> Any:
 
 def init_app(app: Flask) -> None:
     """Register the admin blueprint, staff login, CSRF protection and `/`."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from app.web import admin_account, admin_staff  # noqa: F401  (their routes join the blueprint)
+
     csrf.init_app(app)
     login_manager.init_app(app)
+    if app.config.get("TRUSTED_PROXIES"):
+        # The client's address (sign-in throttling) from X-Forwarded-For, as many hops deep as
+        # there are proxies of our own in front; never trusted without them (anyone can send it).
+        proxies = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     app.register_blueprint(bp)
     app.add_template_filter(_when, "when")
     app.add_template_filter(_signed, "signed")

@@ -530,17 +530,33 @@ def rewards_show(shop_domain: str, email: str, as_json: bool) -> None:
 @staff_cli.command("create")
 @click.option("--email", required=True)
 @click.password_option(help="at least 12 characters (prompted when not given)")
-def staff_create(email: str, password: str) -> None:
-    """Create a staff log-in for the admin page (or set a new password)."""
-    from app.web.staff import create_staff
+@click.option("--admin", is_flag=True, help="administrator: owner of every shop, present and future")
+@click.option("--shop", "shop_domain", default=None, help="give the account a role in this shop")
+@click.option("--role", type=click.Choice(["owner", "support"]), default="support", show_default=True)
+@click.option("--adjust-limit", type=click.IntRange(min=0), default=500, show_default=True,
+              help="support: the most points one adjustment may add or remove")
+def staff_create(email: str, password: str, admin: bool, shop_domain: str | None, role: str,
+                 adjust_limit: int) -> None:
+    """Create a staff log-in for the admin page (or set a new password), with a role in a shop or as administrator."""
+    from app.models import StaffRole
+    from app.web.staff import create_staff, grant_role
 
+    if not admin and shop_domain is None:
+        _fail("say what the account may do: --admin (every shop) or --shop S [--role owner|support]")
+        return
     with session_scope() as session:
         try:
-            user = create_staff(session, email, password)
+            user = create_staff(session, email, password, admin=admin)
         except ValueError as exc:
             _fail(str(exc))
             return
-        click.echo(f"staff user {user.email} can log in at /admin/")
+        if shop_domain is not None:
+            shop, _ = _shop_and_customer(session, shop_domain, None)
+            grant_role(session, shop_id=shop.id, staff_id=user.id, role=StaffRole(role),
+                       adjust_limit=adjust_limit if role == "support" else 0, granted_by="flask staff create")
+            click.echo(f"staff user {user.email} is {role} of {shop.domain} and can log in at /admin/")
+        else:
+            click.echo(f"staff user {user.email} is an administrator (every shop) and can log in at /admin/")
 
 
 @deliveries_cli.command("replay")

@@ -57,8 +57,8 @@ def _csrf_token(html: str) -> str:
     return match.group(1)
 
 
-def _add_staff(session, email: str = STAFF_EMAIL, password: str = STAFF_PASSWORD) -> StaffUser:  # type: ignore[no-untyped-def]
-    user = create_staff(session, email, password)
+def _add_staff(session, email: str = STAFF_EMAIL, password: str = STAFF_PASSWORD, *, admin: bool = True) -> StaffUser:  # type: ignore[no-untyped-def]
+    user = create_staff(session, email, password, admin=admin)
     session.commit()
     return user
 

@@ -196,3 +196,30 @@ def test_postgresql_inbox_keeps_a_compressed_body_in_its_row(fresh_postgresql):
     with psycopg.connect(libpq) as conn:
         options = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'webhook_deliveries'").fetchone()[0]
     assert options == ["toast_tuple_target=4080"]
+
+
+def test_staff_accounts_from_before_roles_keep_seeing_every_shop(tmp_path):
+    # given a database at 0019 with a staff account (which then saw every shop)
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from app.migrate import PYPROJECT
+
+    url = f"sqlite:///{tmp_path / 'staff.db'}"
+    cfg = Config(toml_file=str(PYPROJECT))
+    cfg.attributes["database_url"] = url
+    command.upgrade(cfg, "0019")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO staff_users (email, password_hash, active, created_at) "
+                             "VALUES ('old@stammkunde.example', 'x', 1, '2026-01-01 00:00:00')"))
+
+    # when it is upgraded to 0020
+    command.upgrade(cfg, "0020")
+
+    # then the account is an administrator (every shop, as before), without a second factor
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT is_admin, totp_secret_enc, language FROM staff_users")).one()
+    engine.dispose()
+    assert (bool(row[0]), row[1], row[2]) == (True, None, None)
