@@ -66,3 +66,8 @@ def to_csv(rows: Iterable[StaffAuditEntry]) -> str:
             _cell(_json(row.before)), _cell(_json(row.after)),
         ])
     return out.getvalue()
+
+
+def formula_safe(value: str) -> str:
+    """Return `value` as a CSV cell a spreadsheet will not run as a formula (for every CSV export)."""
+    return _cell(value)
