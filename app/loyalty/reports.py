@@ -306,6 +306,14 @@ def liability_rows(report: Liability) -> list[list[str]]:
     return rows
 
 
+def _is_number(cell: str) -> bool:
+    try:
+        Decimal(cell)
+    except ArithmeticError:
+        return False
+    return cell.strip() == cell and cell not in ("NaN", "Infinity", "-Infinity", "sNaN")
+
+
 def liability_csv(report: Liability) -> str:
     """Return the report as CSV text (a header line, then `liability_rows`)."""
     from app.audit import formula_safe
@@ -314,7 +322,7 @@ def liability_csv(report: Liability) -> str:
     writer = csv.writer(out)
     writer.writerow(["section", "item", "points", "value", "currency"])
     for row in liability_rows(report):
-        writer.writerow([formula_safe(cell) for cell in row])
+        writer.writerow([cell if _is_number(cell) else formula_safe(cell) for cell in row])
     return out.getvalue()
 
 

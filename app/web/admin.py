@@ -895,6 +895,7 @@ def init_app(app: Flask) -> None:
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     from app.web import admin_account, admin_staff  # noqa: F401  (their routes join the blueprint)
+    from app.web import admin_reports  # noqa: F401  (owner reports: analytics, liability, exports)
 
     csrf.init_app(app)
     login_manager.init_app(app)
