@@ -214,35 +214,9 @@ def customer_for_order(session: Session, shop: Shop, order: ct.Order) -> tuple[C
 def search_customers(session: Session, query: str, limit: int, *,
                      shop_ids: frozenset[int] | None = None) -> list[tuple[Customer, Shop]]:
     """Return up to `limit` live customers (with their shop) that staff may mean by `query`,
-    in the shops `shop_ids` (None: every shop).
-
-    Matches any part of the e-mail or the name (case-insensitive), and an order number as the
-    customer knows it ("#1001" or "1001") or the platform's order id. Ordered by e-mail.
+    in the shops `shop_ids` (None: every shop): `app.loyalty.directory.search_customers` (any
+    part of the e-mail or name, an order number or id, a code the program made), ordered by e-mail.
     """
-    text_query = query.strip()
-    if not text_query:
-        return []
-    needle = text_query.lower()
-    full_name = func.coalesce(Customer.first_name, "") + " " + func.coalesce(Customer.last_name, "")
-    bare = text_query.lstrip("#").strip()
-    order_customers = select(Order.customer_id).where(
-        Order.customer_id.is_not(None),
-        or_(Order.number.in_({text_query, bare, f"#{bare}"}), Order.platform_id == bare),
-    )
-    statement = select(Customer, Shop).join(Shop, Shop.id == Customer.shop_id)
-    if shop_ids is not None:
-        statement = statement.where(Customer.shop_id.in_(shop_ids))
-    rows = session.execute(
-        statement
-        .where(
-            Customer.merged_into_id.is_(None),
-            or_(
-                func.lower(Customer.email).contains(needle, autoescape=True),
-                func.lower(full_name).contains(needle, autoescape=True),
-                Customer.id.in_(order_customers),
-            ),
-        )
-        .order_by(func.lower(Customer.email), Shop.domain, Customer.id)
-        .limit(limit)
-    ).all()
-    return [(customer, shop) for customer, shop in rows]
+    from app.loyalty import directory
+
+    return [(found.customer, found.shop) for found in directory.search_customers(session, query, limit, shop_ids=shop_ids)]
