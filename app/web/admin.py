@@ -44,7 +44,6 @@ from app.loyalty import explain, ledger, metrics
 from app.web import staff
 from app.web.access import audit, can_see, current_access, login_manager, only_visible, require_owner, shop_or_404
 from app.web.customer_page import customer_link
-from app.loyalty.customers import search_customers
 from app.messaging.send import MailError, OutgoingMessage, format_address, mailer_from_config
 from app.models import (
     CodeStatus,
@@ -323,12 +322,14 @@ def customers() -> Any:
     truncated = False
     if q:
         session = db.request_session()
-        rows = search_customers(session, q, SEARCH_LIMIT + 1, shop_ids=current_access().shop_ids())
-        truncated = len(rows) > SEARCH_LIMIT
-        for customer, shop in rows[:SEARCH_LIMIT]:
-            results.append(
-                {"customer": customer, "shop": shop, "balance": ledger.balance(session, customer.id)}
-            )
+        from app.loyalty import directory
+
+        # One grouped read gives the page's balances (directory.search_customers).
+        found = directory.search_customers(session, q, SEARCH_LIMIT + 1, shop_ids=current_access().shop_ids())
+        truncated = len(found) > SEARCH_LIMIT
+        for row in found[:SEARCH_LIMIT]:
+            results.append({"customer": row.customer, "shop": row.shop,
+                            "balance": ledger.Balance(pending=row.pending, available=row.available)})
     return render_template("admin/customers.html", q=q, results=results, truncated=truncated, limit=SEARCH_LIMIT)
 
 

@@ -30,9 +30,14 @@ class Series:
 
 
 def _nice_max(value: float) -> float:
-    """Return a round axis maximum at or above `value` (1, 2, 2.5 or 5 times a power of ten)."""
+    """Return a round axis maximum at or above `value` (1, 2, 2.5 or 5 times a power of ten;
+    below 20 a multiple of 4, so the four grid steps are whole numbers)."""
     if value <= 0:
         return 1.0
+    if value <= 1:
+        return 1.0
+    if value < 20:
+        return float(4 * -(-int(value + 0.999999) // 4))
     power = 10 ** len(str(int(value))) / 10
     for step in (1, 2, 2.5, 5, 10):
         if value <= step * power:
