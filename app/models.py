@@ -224,6 +224,7 @@ class Customer(Base):
               postgresql_ops={"last_name": "gin_trgm_ops"}),
         # The admin's customer list filtered by tier, or to banned customers, in e-mail order.
         Index("ix_customers_shop_id_tier_email", "shop_id", "tier", "email"),
+        Index("ix_customers_shop_id_referral_code", "shop_id", "referral_code"),  # search by referral code
         Index("ix_customers_banned_shop_id_email", "shop_id", "email",
               sqlite_where=text("banned_at IS NOT NULL"), postgresql_where=text("banned_at IS NOT NULL")),
     )

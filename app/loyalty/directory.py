@@ -2,7 +2,8 @@
 
 - `search_customers`: every word of the query must appear in the e-mail, the first or the last
   name (any part, any case); or the whole query is an order number ("#1001", "1001", or the
-  platform's order id) or a code the program made (reward, referral, tier, reminder code).
+  platform's order id), a code the program made (reward, referral, tier, reminder code) or the
+  customer's referral code (as typed or in capitals).
   On PostgreSQL the words are served by trigram GIN indexes (pg_trgm, migration 0021), which
   answer `LIKE '%part%'` without reading the table; the order and code look-ups by B-tree indexes.
 - `list_customers`: one shop's customers in e-mail order (or newest / oldest first), filtered by
@@ -96,7 +97,8 @@ def search_customers(session: Session, query: str, limit: int, *,
     by_code = select(IssuedCode.customer_id.label("id")).where(
         IssuedCode.shop_id.in_(shop_ids), IssuedCode.customer_id.is_not(None),
         IssuedCode.code.in_({text, text.upper()}))
-    ids = union(select(by_words.c.id), by_order, by_code).subquery()
+    by_referral = select(Customer.id.label("id")).where(in_shops, Customer.referral_code.in_({text, text.upper()}))
+    ids = union(select(by_words.c.id), by_order, by_code, by_referral).subquery()
     rows = session.execute(
         select(Customer, Shop)
         .join(Shop, Shop.id == Customer.shop_id)

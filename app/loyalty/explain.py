@@ -86,8 +86,10 @@ def describe(entry: LedgerEntry, order_number: str | None, language: str | None 
 
 
 def customer_report(session: Session, customer: Customer, shop: Shop | None = None,
-                    public_url: str | None = None) -> dict[str, Any]:
+                    public_url: str | None = None, language: str | None = None) -> dict[str, Any]:
     """Return balance, tier, referral code, lots and the explained ledger (newest entry last).
+
+    `language`: the ledger's sentences in it ("de"); None gives the English ids.
 
     The referral code and link are given only once the code exists in the shop; until then
     `referral_code_status` says "pending" (being created) or "failed" (with `referral_code_error`).
@@ -151,7 +153,8 @@ def customer_report(session: Session, customer: Customer, shop: Shop | None = No
                 "available_delta": e.available_delta,
                 "shortfall": e.shortfall,
                 "reason": e.reason,
-                "why": describe(e, numbers.get(e.order_id) if e.order_id else None),
+                "why": describe(e, numbers.get(e.order_id) if e.order_id else None, language),
+                "by": e.created_by,
                 "order": numbers.get(e.order_id) if e.order_id else None,
                 "delivery": e.delivery_id,
                 "lot": e.lot_id,

@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import abort
 from flask_login import LoginManager, UserMixin, current_user
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import audit as audit_log
@@ -37,7 +38,7 @@ class StaffSession(UserMixin):
     signing out deletes it, so a copy of the cookie signs nobody in.
     """
 
-    def __init__(self, user: StaffUser, sign_in: str, access: Access) -> None:
+    def __init__(self, user: StaffUser, sign_in: str, access: Access, shop_languages: frozenset[str] = frozenset()) -> None:
         self.staff_id = user.id
         self.email = user.email
         self.active = user.active
@@ -46,6 +47,8 @@ class StaffSession(UserMixin):
         self.token = staff.password_digest(user.password_hash)
         self.sign_in = sign_in
         self.access = access
+        # The admin's language when the user chose none: German for German shops (app.web.admin).
+        self.shop_languages = shop_languages
 
     @property
     def is_active(self) -> bool:
@@ -66,11 +69,21 @@ def _load_staff(session_id: str) -> StaffSession | None:
     staff_session = None
     if (user is not None and user.active and staff.password_digest(user.password_hash) == token
             and staff.sign_in_is_open(session, user.id, sign_in)):
-        staff_session = StaffSession(user, sign_in, staff.access_of(session, user))
+        access = staff.access_of(session, user)
+        staff_session = StaffSession(user, sign_in, access, shop_languages(session, access))
     # End the read at once: on SQLite every transaction holds the write lock (BEGIN IMMEDIATE),
     # and views such as replay write through their own session.
     session.rollback()
     return staff_session
+
+
+def shop_languages(session: Session, access: Access) -> frozenset[str]:
+    """Return the languages of the shops `access` sees ("de", "en", ...)."""
+    query = select(Shop.language).distinct()
+    ids = access.shop_ids()
+    if ids is not None:
+        query = query.where(Shop.id.in_(ids))
+    return frozenset((language or "")[:2].lower() for language in session.scalars(query))
 
 
 def current_access() -> Access:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,13 +27,20 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     make_response,
     redirect,
     render_template,
     request,
     url_for,
 )
+from babel.dates import format_datetime
+from babel.numbers import format_currency, format_decimal
+from flask_babel import get_locale, refresh
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from markupsafe import Markup
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
@@ -40,7 +48,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.messaging import consent, render as emails, links
 from app import db
-from app.loyalty import explain, ledger, metrics
+from app.loyalty import explain, ledger, metrics, support
 from app.web import staff
 from app.web.access import audit, can_see, current_access, login_manager, only_visible, require_owner, shop_or_404
 from app.web.customer_page import customer_link
@@ -75,11 +83,55 @@ csrf = CSRFProtect()
 PAGE_SIZE = 100
 SEARCH_LIMIT = 100
 # The dashboard's periods: query value -> (label, days back from now; None = all time).
-PERIODS: dict[str, tuple[str, int | None]] = {
-    "30d": ("Last 30 days", 30),
-    "90d": ("Last 90 days", 90),
-    "all": ("All time", None),
+PERIODS: dict[str, tuple[Any, int | None]] = {
+    "30d": (_l("Last 30 days"), 30),
+    "90d": (_l("Last 90 days"), 90),
+    "all": (_l("All time"), None),
 }
+# Words for the states rows are in, as the admin shows them.
+STATUS_TEXTS = {
+    "received": _l("received"), "processed": _l("processed"), "failed": _l("failed"), "pending": _l("pending"),
+    "created": _l("created"), "available": _l("available"), "spent": _l("spent"), "expired": _l("expired"),
+    "reversed": _l("reversed"), "scheduled": _l("scheduled"), "sending": _l("sending"), "sent": _l("sent"),
+    "suppressed": _l("suppressed"), "active": _l("active"), "uninstalled": _l("uninstalled"),
+    "owner": _l("owner"), "support": _l("support"),
+}
+
+
+# What a code is for, and its state as support needs to read it (a failed code is never usable).
+PURPOSE_TEXTS = {
+    "reward": _l("reward"), "second_purchase": _l("second purchase"), "referral": _l("referral"),
+    "tier_discount": _l("tier discount"),
+    "tier_shipping": _l("tier free shipping"), "cart": _l("cart reminder"), "winback": _l("win-back"),
+}
+CODE_STATE_TEXTS = {"created": _l("usable"), "pending": _l("being created"), "failed": _l("failed")}
+
+
+def purpose_text(value: str | None) -> Any:
+    """Return the admin's words for a code's purpose."""
+    return PURPOSE_TEXTS.get(value or "", value or "")
+
+
+def code_state_text(value: str | None) -> Any:
+    """Return the admin's words for a code's state in the shop."""
+    return CODE_STATE_TEXTS.get(value or "", value or "")
+
+
+def _money(value: Decimal | None, currency: str | None) -> str:
+    """Render an amount with its currency in the admin's language ("1.450,00 €", "€1,450.00")."""
+    if value is None:
+        return ""
+    return format_currency(value, currency or "EUR", locale=str(get_locale() or "en"))
+
+
+def _number(value: int | Decimal) -> str:
+    """Render a number with the admin language's grouping ("1.000.000", "1,000,000")."""
+    return format_decimal(value, locale=str(get_locale() or "en"))
+
+
+def status_text(value: str | None) -> Any:
+    """Return the admin's word for a state (the value itself when it has none)."""
+    return STATUS_TEXTS.get(value or "", value or "")
 DEFAULT_PERIOD = "30d"
 # The one admin response that is shown inside a frame of our own pages: the e-mail preview HTML.
 # It gets a CSP of its own (sandboxed, no scripts, inline styles only) instead of the admin's.
@@ -127,6 +179,29 @@ _SHOP_OF: dict[str, tuple[Any, Any]] = {
 }
 
 
+ADMIN_LANGUAGES = ("de", "en")
+
+
+def admin_language() -> str:
+    """Return the language the admin speaks to this request's user: their choice; else German
+    when any of their shops is German, English when none is; before sign-in, the browser's
+    preference (English when it states none)."""
+    if current_user.is_authenticated:
+        if current_user.language in ADMIN_LANGUAGES:
+            return current_user.language
+        if "de" in current_user.shop_languages:
+            return "de"
+        if current_user.shop_languages:
+            return "en"
+    return request.accept_languages.best_match(ADMIN_LANGUAGES) or "en"
+
+
+@bp.before_request
+def _speak() -> None:
+    g.admin_language = admin_language()
+    refresh()
+
+
 @bp.before_request
 def _require_login() -> Any:
     if request.endpoint in _OPEN_ENDPOINTS:
@@ -150,13 +225,13 @@ def _require_login() -> Any:
 
 @bp.errorhandler(403)
 def _forbidden(_error: Any) -> Any:
-    message = "Your role in this shop does not allow this. An owner of the shop can do it, or change your role."
+    message = _("Your role in this shop does not allow this. An owner of the shop can do it, or change your role.")
     return render_template("admin/error.html", code=403, message=message), 403
 
 
 @bp.errorhandler(404)
 def _not_found(_error: Any) -> Any:
-    return render_template("admin/error.html", code=404, message="There is no such page, or it is not yours to see."), 404
+    return render_template("admin/error.html", code=404, message=_("There is no such page, or it is not yours to see.")), 404
 
 
 @bp.after_request
@@ -259,14 +334,14 @@ def replay(delivery_id: int) -> Any:
     try:
         found = replay_delivery(delivery_id)
     except DeliveryPurgedError:
-        flash(f"Delivery {delivery_id} cannot be replayed: the retention sweep removed its body "
-              "(DELIVERY_RETENTION_DAYS).", "error")
+        flash(_("Delivery %(id)s cannot be replayed: the retention sweep removed its body "
+                "(DELIVERY_RETENTION_DAYS).", id=delivery_id), "error")
     except (RedisError, RedisNotConfiguredError):
         logger.warning("replay could not be enqueued", extra={"delivery": delivery_id}, exc_info=True)
         flash(
-            f"Delivery {delivery_id} is marked as received again, but the job queue (Redis) is not "
-            "reachable, so it was not queued now. The requeue sweep will process it once the queue "
-            "is back; there is no need to replay it again.",
+            _("Delivery %(id)s is marked as received again, but the job queue (Redis) is not "
+              "reachable, so it was not queued now. The requeue sweep will process it once the queue "
+              "is back; there is no need to replay it again.", id=delivery_id),
             "error",
         )
     else:
@@ -275,9 +350,9 @@ def replay(delivery_id: int) -> Any:
                 audit(write, shop_id=shop_id, action="delivery.replay", subject=f"delivery {delivery_id}",
                       before=before_state, after={"status": DeliveryStatus.RECEIVED.value})
             logger.info("delivery replayed", extra={"delivery": delivery_id, "staff": current_user.staff_id})
-            flash(f"Delivery {delivery_id} was queued for processing again.", "success")
+            flash(_("Delivery %(id)s was queued for processing again.", id=delivery_id), "success")
         else:
-            flash(f"Delivery {delivery_id} does not exist.", "error")
+            flash(_("Delivery %(id)s does not exist.", id=delivery_id), "error")
     back = {k: request.form[k] for k in ("status", "shop", "id") if request.form.get(k)}
     return redirect(url_for("admin.deliveries", **back))
 
@@ -314,23 +389,56 @@ def export_data_request(request_id: int) -> Any:
         "Content-Disposition": f'attachment; filename="data-request-{request_id}.json"'})
 
 
+def _flag_arg(name: str) -> bool | None:
+    """Read a yes/no filter: "1" yes, "0" no, anything else (or nothing) any."""
+    return {"1": True, "0": False}.get(request.args.get(name, ""))
+
+
+CUSTOMER_PAGE_SIZE = 50
+
+
 @bp.get("/customers")
 def customers() -> Any:
-    """Find customers across shops by any part of the e-mail or name, or by an order number."""
+    """Find customers by any part of the e-mail or name, an order number, a reward or referral
+    code; without a search, list them with filters (shop, tier, banned, balance, failed codes),
+    sortable by e-mail, name, balance, last order or sign-up, 50 a page."""
     q = request.args.get("q", "").strip()
+    session = db.request_session()
+    shop_ids = current_access().shop_ids()
     results: list[dict[str, Any]] = []
     truncated = False
     if q:
-        session = db.request_session()
         from app.loyalty import directory
 
-        # One grouped read gives the page's balances (directory.search_customers).
-        found = directory.search_customers(session, q, SEARCH_LIMIT + 1, shop_ids=current_access().shop_ids())
+        # Trigram-indexed on PostgreSQL; one grouped read gives the page's balances.
+        found = directory.search_customers(session, q, SEARCH_LIMIT + 1, shop_ids=shop_ids)
         truncated = len(found) > SEARCH_LIMIT
         for row in found[:SEARCH_LIMIT]:
             results.append({"customer": row.customer, "shop": row.shop,
                             "balance": ledger.Balance(pending=row.pending, available=row.available)})
-    return render_template("admin/customers.html", q=q, results=results, truncated=truncated, limit=SEARCH_LIMIT)
+    sort = request.args.get("sort", "email")
+    if sort not in support.SORTS:
+        sort = "email"
+    descending = request.args.get("dir") == "desc"
+    page = _int_arg("page") or 1
+    tier = request.args.get("tier")
+    filters = support.CustomerFilters(
+        shop_id=_int_arg("shop"), tier=tier if tier else None, banned=_flag_arg("banned"),
+        has_balance=_flag_arg("balance"), failed_codes=_flag_arg("failed"),
+    )
+    listing, more = ([], False) if q else support.list_customers(
+        session, filters, shop_ids=shop_ids, sort=sort, descending=descending,
+        offset=(page - 1) * CUSTOMER_PAGE_SIZE, limit=CUSTOMER_PAGE_SIZE,
+    )
+    shops = session.scalars(only_visible(select(Shop), Shop.id).order_by(Shop.platform, Shop.domain)).all()
+    tiers = support.tiers_in_use(session, shop_ids)
+    session.commit()
+    args = {k: v for k, v in request.args.items() if k not in ("page", "q") and v}
+    return render_template(
+        "admin/customers.html", q=q, results=results, truncated=truncated, limit=SEARCH_LIMIT,
+        listing=listing, more=more, page=page, sort=sort, descending=descending, args=args,
+        shops=shops, tiers=tiers, filters=filters,
+    )
 
 
 @bp.get("/customers/<int:customer_id>")
@@ -341,8 +449,10 @@ def customer(customer_id: int) -> Any:
     if row is None or not can_see(row.shop_id):
         abort(404)
     shop = session.get(Shop, row.shop_id)
-    report = explain.customer_report(session, row, public_url=current_app.config["PUBLIC_URL"])
+    language = g.admin_language if g.admin_language != "en" else None
+    report = explain.customer_report(session, row, public_url=current_app.config["PUBLIC_URL"], language=language)
     version, program = current_program(session, shop)
+    now = utcnow()
     can_afford = {r.name for r in affordable(program, row, report["available"])}
     rewards = [
         {"name": r.name, "points": r.points, "tiers": r.tiers, "affordable": r.name in can_afford}
@@ -363,6 +473,12 @@ def customer(customer_id: int) -> Any:
         "redemptions": redemptions_of(session, row),
         "consent_events": consent_events,
         "reminders": reminder_history(session, row),
+        "ledger": list(reversed(support.with_running_balance(report["ledger"]))),
+        "codes": explain.codes_of(session, row),
+        "orders": support.orders_of(session, row),
+        "bans": support.ban_history(session, row),
+        "spend": support.lifetime_spend(session, program, row, now),
+        "progress": support.tier_progress(session, program, row, now),
         # Re-sending a code the customer already owns is transactional: allowed when they are
         # unsubscribed, refused when they are banned (no codes while banned) or have no e-mail.
         "can_resend": row.merged_into_id is None and row.banned_at is None and bool(row.email),
@@ -400,7 +516,7 @@ def _live_customer(session: Any, customer_id: int) -> tuple[Shop, Customer]:
         abort(404)
     if row.merged_into_id is not None:
         raise _ActionRefusedError(
-            f"This guest record was merged into customer {row.merged_into_id}; act on that record."
+            _("This guest record was merged into customer %(id)s; act on that record.", id=row.merged_into_id)
         )
     shop = session.get(Shop, row.shop_id)
     assert shop is not None
@@ -430,7 +546,7 @@ def redeem_reward(customer_id: int) -> Any:
     reward_name = request.form.get("reward", "").strip()
     key = _form_key()
     if not reward_name or key is None:
-        flash("Choose a reward. (Reload the page if this form came from an old tab.)", "error")
+        flash(_("Choose a reward. (Reload the page if this form came from an old tab.)"), "error")
         return _back_to(customer_id)
     try:
         with db.session_scope() as session:
@@ -441,20 +557,21 @@ def redeem_reward(customer_id: int) -> Any:
                 idempotency_key=f"staff-{row.id}-{key}",
             )
             if redemption.customer_id != row.id:
-                raise _ActionRefusedError("That form belongs to another customer. Reload the page.")
+                raise _ActionRefusedError(_("That form belongs to another customer. Reload the page."))
             redemption_id, reward, points = redemption.id, redemption.reward_name, redemption.points
             audit(session, shop_id=shop.id, action="customer.redeem", subject=f"customer {row.id}",
                   before=state, after={**_customer_state(session, row), "reward": reward, "points": points,
                                        "redemption": redemption_id})
     except (RedemptionError, _ActionRefusedError) as exc:
-        flash(f"Not redeemed: {exc}", "error")
+        flash(_("Not redeemed: %(reason)s", reason=exc), "error")
         return _back_to(customer_id)
     logger.info(
         "staff redeemed a reward",
         extra={"customer": customer_id, "redemption": redemption_id, "staff": current_user.staff_id},
     )
     flash(
-        f"Redeemed {reward} for {points} points (redemption {redemption_id}); the code is being created.",
+        _("Redeemed %(reward)s for %(points)s points (redemption %(id)s); the code is being created.",
+          reward=reward, points=points, id=redemption_id),
         "success",
     )
     return _back_to(customer_id)
@@ -469,20 +586,20 @@ def adjust_points(customer_id: int) -> Any:
     try:
         points = int(raw_points)
     except ValueError:
-        flash("Points must be a whole number such as 50 or -50.", "error")
+        flash(_("Points must be a whole number such as 50 or -50."), "error")
         return _back_to(customer_id)
     if key is None:
-        flash("The form is incomplete. Reload the page and try again.", "error")
+        flash(_("The form is incomplete. Reload the page and try again."), "error")
         return _back_to(customer_id)
     try:
         with db.session_scope() as session:
             shop, row = _live_customer(session, customer_id)
             limit = _adjust_limit(shop.id)
             if abs(points) > limit:
-                raise _ActionRefusedError(
-                    f"your role allows at most {limit:_} points either way per adjustment, got {points:+_}"
-                    .replace("_", " ") + "; ask an owner of the shop"
-                )
+                raise _ActionRefusedError(_(
+                    "your role allows at most %(limit)s points either way per adjustment, got %(points)s; "
+                    "ask an owner of the shop", limit=f"{limit:_}".replace("_", " "),
+                    points=f"{points:+_}".replace("_", " ")))
             state = _customer_state(session, row)
             entry = ledger.adjust(
                 session, shop_id=shop.id, customer_id=row.id, points=points, note=reason,
@@ -492,13 +609,13 @@ def adjust_points(customer_id: int) -> Any:
                 audit(session, shop_id=shop.id, action="customer.adjust", subject=f"customer {row.id}",
                       before=state, after={**_customer_state(session, row), "points": points, "reason": reason})
     except (ledger.AdjustmentError, _ActionRefusedError) as exc:
-        flash(f"Not adjusted: {exc}", "error")
+        flash(_("Not adjusted: %(reason)s", reason=exc), "error")
         return _back_to(customer_id)
     if entry is None:
-        flash("This adjustment was already recorded (the form was sent twice).", "info")
+        flash(_("This adjustment was already recorded (the form was sent twice)."), "info")
     else:
         logger.info("staff adjusted points", extra={"customer": customer_id, "staff": current_user.staff_id})
-        flash(f"Adjusted by {points:+d} points.", "success")
+        flash(_("Adjusted by %(points)s points.", points=f"{points:+d}"), "success")
     return _back_to(customer_id)
 
 
@@ -508,7 +625,7 @@ def ban(customer_id: int) -> Any:
     lift = request.form.get("action") == "lift"
     reason = request.form.get("reason", "").strip()
     if not lift and not reason:
-        flash("Give a reason for the ban; support staff will see it.", "error")
+        flash(_("Give a reason for the ban; support staff will see it."), "error")
         return _back_to(customer_id)
     try:
         with db.session_scope() as session:
@@ -519,13 +636,13 @@ def ban(customer_id: int) -> Any:
             audit(session, shop_id=shop.id, action="customer.unban" if lift else "customer.ban",
                   subject=f"customer {row.id}", before=state, after=_customer_state(session, row))
     except _ActionRefusedError as exc:
-        flash(f"Not changed: {exc}", "error")
+        flash(_("Not changed: %(reason)s", reason=exc), "error")
         return _back_to(customer_id)
     logger.info(
         "staff lifted a ban" if lift else "staff banned a customer",
         extra={"customer": customer_id, "staff": current_user.staff_id},
     )
-    flash("Ban lifted." if lift else "Customer banned: no earning, redeeming or codes.", "success")
+    flash(_("Ban lifted.") if lift else _("Customer banned: no earning, redeeming or codes."), "success")
     return _back_to(customer_id)
 
 
@@ -540,16 +657,13 @@ def unsubscribe_customer(customer_id: int) -> Any:
                 audit(session, shop_id=shop.id, action="customer.unsubscribe", subject=f"customer {row.id}",
                       before={"subscribed": True}, after={"subscribed": False})
     except _ActionRefusedError as exc:
-        flash(f"Not unsubscribed: {exc}", "error")
+        flash(_("Not unsubscribed: %(reason)s", reason=exc), "error")
         return _back_to(customer_id)
     if not changed:
-        flash("This customer was already unsubscribed; nothing changed.", "info")
+        flash(_("This customer was already unsubscribed; nothing changed."), "info")
         return _back_to(customer_id)
     logger.info("staff unsubscribed a customer", extra={"customer": customer_id, "staff": current_user.staff_id})
-    flash(
-        "Unsubscribed: no more reminders or notices. The consent event below is the proof.",
-        "success",
-    )
+    flash(_("Unsubscribed: no more reminders or notices. The consent event below is the proof."), "success")
     return _back_to(customer_id)
 
 
@@ -591,17 +705,17 @@ def _reward_code_message(session: Any, customer_id: int, redemption_id: int,
     if row is None or redemption is None or redemption.customer_id != row.id or not can_see(row.shop_id):
         abort(404)
     if row.merged_into_id is not None:
-        raise _ActionRefusedError(f"this guest record was merged into customer {row.merged_into_id}")
+        raise _ActionRefusedError(_("this guest record was merged into customer %(id)s", id=row.merged_into_id))
     if row.banned_at is not None:
-        raise _ActionRefusedError("the customer is banned, and banned customers get no codes")
+        raise _ActionRefusedError(_("the customer is banned, and banned customers get no codes"))
     if not row.email:
-        raise _ActionRefusedError("the customer has no e-mail address")
+        raise _ActionRefusedError(_("the customer has no e-mail address"))
     code = session.get(IssuedCode, redemption.issued_code_id) if redemption.issued_code_id else None
     if code is None or code.status != CodeStatus.CREATED:
         state = code.status.value if code is not None else "missing"
-        raise _ActionRefusedError(f"the code does not exist in the shop (its status is {state})")
+        raise _ActionRefusedError(_("the code does not exist in the shop (its status is %(state)s)", state=state))
     if code.expires_at is not None and code.expires_at <= utcnow():
-        raise _ActionRefusedError(f"the code expired on {_when(code.expires_at)}")
+        raise _ActionRefusedError(_("the code expired on %(when)s", when=f"{code.expires_at:%Y-%m-%d %H:%M} UTC"))
     shop = session.get(Shop, row.shop_id)
     assert shop is not None
     language = emails.customer_language(row, shop)
@@ -640,7 +754,7 @@ def resend_code(customer_id: int, redemption_id: int) -> Any:
     try:
         outgoing, code, address = _reward_code_message(session, customer_id, redemption_id, cfg)
     except _ActionRefusedError as exc:
-        flash(f"Code not sent: {exc}.", "error")
+        flash(_("Code not sent: %(reason)s.", reason=exc), "error")
         return _back_to(customer_id)
     finally:
         session.rollback()
@@ -653,8 +767,8 @@ def resend_code(customer_id: int, redemption_id: int) -> Any:
                    "error_class": type(exc).__name__},
         )
         flash(
-            f"The code was NOT sent: the mail server could not be reached or refused the message ({exc}). "
-            "Try again later; if it keeps failing, check the SMTP settings.",
+            _("The code was NOT sent: the mail server could not be reached or refused the message (%(error)s). "
+              "Try again later; if it keeps failing, check the SMTP settings.", error=exc),
             "error",
         )
         return _back_to(customer_id)
@@ -667,7 +781,7 @@ def resend_code(customer_id: int, redemption_id: int) -> Any:
         shop_id = write.get(Customer, customer_id).shop_id
         audit(write, shop_id=shop_id, action="customer.resend_code", subject=f"customer {customer_id}",
               before=None, after={"redemption": redemption_id, "code": code})
-    flash(f"Code {code} was e-mailed to {address}.", "success")
+    flash(_("Code %(code)s was e-mailed to %(address)s.", code=code, address=address), "success")
     return _back_to(customer_id)
 
 
@@ -824,14 +938,14 @@ def program(shop_id: int) -> Any:
         document = json.loads(text)
     except ValueError as exc:
         return _program_page(
-            shop_id, text=text, base=base, error=f"Not valid JSON: {exc}. Nothing was applied.", status=400
+            shop_id, text=text, base=base, error=_("Not valid JSON: %(error)s. Nothing was applied.", error=exc), status=400
         )
     if isinstance(document, dict) and set(document) == {"version", "program"}:
         document = document["program"]  # accept what `flask program show` prints
     try:
         with db.session_scope() as session:
             shop = _shop_or_404(session, shop_id)
-            in_force, _ = current_program(session, shop)
+            in_force, _in_force_program = current_program(session, shop)
             if base is not None and base != in_force:
                 raise _StaleVersionError(in_force)
             row = save_program(session, shop, document, created_by=current_user.email)
@@ -839,15 +953,15 @@ def program(shop_id: int) -> Any:
             audit(session, shop_id=shop.id, action="program.save", subject=f"program of shop {shop.id}",
                   before={"version": in_force}, after={"version": saved})
     except ProgramError as exc:
-        return _program_page(shop_id, text=text, base=base, error=f"Program not applied: {exc}", status=400)
+        return _program_page(shop_id, text=text, base=base, error=_("Program not applied: %(error)s", error=exc), status=400)
     except (_StaleVersionError, IntegrityError):
         return _program_page(
             shop_id, text=text, status=409,
-            error="Another version was saved since you opened this page; nothing was applied. "
-            "Compare with the version in force (listed below), then save again.",
+            error=_("Another version was saved since you opened this page; nothing was applied. "
+                    "Compare with the version in force (listed below), then save again."),
         )
     logger.info("program saved", extra={"shop": shop_id, "version": saved, "staff": current_user.staff_id})
-    flash(f"Program version {saved} is in force.", "success")
+    flash(_("Program version %(version)s is in force.", version=saved), "success")
     return redirect(url_for("admin.program", shop_id=shop_id))
 
 
@@ -857,7 +971,7 @@ def program_version(shop_id: int, version: int) -> Any:
     session = db.request_session()
     shop = _shop_or_404(session, shop_id)
     rows = {row.version: row for row in program_versions(session, shop)}
-    in_force, _ = current_program(session, shop)
+    in_force, _in_force_program = current_program(session, shop)
     session.commit()
     row = rows.get(version)
     if row is None:
@@ -867,12 +981,23 @@ def program_version(shop_id: int, version: int) -> Any:
     )
 
 
-def _when(value: str | datetime | None) -> str:
-    """Render a timestamp (datetime or ISO string) as 'YYYY-MM-DD HH:MM UTC'."""
+def _when(value: str | datetime | None, zone: str | None = None) -> Markup | str:
+    """Render a timestamp (datetime or ISO string) in the time zone `zone` (a shop's; None: UTC),
+    with the zone shown: "02.10.2026 12:00 MESZ" in German, "2026-10-02 12:00 CEST" in English.
+
+    Wrapped in <time> with the exact instant and the zone's name, for screen readers and tooltips.
+    """
     if value is None or value == "":
         return ""
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+    tz = ZoneInfo(zone) if zone else timezone.utc
+    local = moment.astimezone(tz)
+    if str(get_locale() or "en").startswith("de"):
+        text = format_datetime(local, "dd.MM.yyyy HH:mm z", tzinfo=tz, locale="de")
+    else:
+        text = f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        moment.astimezone(timezone.utc).isoformat(), zone or "UTC", text)
 
 
 def _signed(value: int) -> str:
@@ -895,7 +1020,7 @@ def init_app(app: Flask) -> None:
     """Register the admin blueprint, staff login, CSRF protection and `/`."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from app.web import admin_account, admin_staff  # noqa: F401  (their routes join the blueprint)
+    from app.web import admin_account, admin_ops, admin_staff  # noqa: F401  (their routes join the blueprint)
     from app.web import admin_reports  # noqa: F401  (owner reports: analytics, liability, exports)
 
     csrf.init_app(app)
@@ -909,10 +1034,15 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(_when, "when")
     app.add_template_filter(_signed, "signed")
     app.add_template_filter(_percent, "percent")
+    app.add_template_global(status_text, "status_text")
+    app.add_template_global(purpose_text, "purpose_text")
+    app.add_template_global(code_state_text, "code_state_text")
+    app.add_template_filter(_money, "money")
+    app.add_template_filter(_number, "number")
     app.add_url_rule("/", "index", _index)
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError) -> Any:
         logger.info("request without a valid CSRF token", extra={"endpoint": request.endpoint})
-        message = "The form has expired or was not sent from this site. Reload the page and try again."
+        message = _("The form has expired or was not sent from this site. Reload the page and try again.")
         return render_template("admin/error.html", code=400, message=message), 400

@@ -11,7 +11,9 @@ from datetime import datetime
 from typing import Any
 
 import segno
-from flask import current_app, flash, redirect, render_template, request, session as cookie, url_for
+from flask import current_app, flash, g, redirect, render_template, request, session as cookie, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext, refresh
 from flask_login import current_user, login_user, logout_user
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
@@ -19,8 +21,8 @@ from sqlalchemy import select
 from app import db
 from app.models import StaffUser, utcnow
 from app.web import staff, throttle
-from app.web.access import StaffSession, audit
-from app.web.admin import _safe_next, bp
+from app.web.access import StaffSession, audit, shop_languages
+from app.web.admin import _safe_next, admin_language, bp
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +39,10 @@ def _keys(email: str) -> throttle.Keys:
 
 def _blocked_page(until: datetime, email: str, template: str = "admin/login.html", **extra: Any) -> Any:
     minutes = max(1, int((until - utcnow()).total_seconds() + 59) // 60)
-    error = (f"Too many failed sign-ins. For your safety, sign-ins for this account or from this network "
-             f"are paused; try again in {minutes} minute{'s' if minutes != 1 else ''}.")
+    error = ngettext("Too many failed sign-ins. For your safety, sign-ins for this account or from this network "
+                     "are paused; try again in %(num)s minute.",
+                     "Too many failed sign-ins. For your safety, sign-ins for this account or from this network "
+                     "are paused; try again in %(num)s minutes.", minutes)
     return render_template(template, email=email, error=error, **extra), 429
 
 
@@ -47,8 +51,9 @@ def _complete_sign_in(session: Any, user: StaffUser, keys: throttle.Keys, next_p
     user.last_login_at = utcnow()
     sign_in = staff.open_sign_in(session, user)
     access = staff.access_of(session, user)
+    languages = shop_languages(session, access)
     session.commit()
-    login_user(StaffSession(user, sign_in, access))
+    login_user(StaffSession(user, sign_in, access, languages))
     logger.info("staff signed in", extra={"staff": user.id})
     return redirect(next_page or url_for("admin.dashboard"))
 
@@ -80,7 +85,7 @@ def login() -> Any:
         throttle.record_failure(session, keys)
         session.commit()
         logger.info("staff sign-in failed")
-        return render_template("admin/login.html", next=next_page, email=email, error="Wrong e-mail or password.")
+        return render_template("admin/login.html", next=next_page, email=email, error=_("Wrong e-mail or password."))
     if staff.has_totp(user):
         cookie[_PENDING] = {"id": user.id, "token": staff.password_digest(user.password_hash),
                             "at": int(time.time()), "next": next_page}
@@ -107,7 +112,7 @@ def login_code() -> Any:
     if found is None:
         session.rollback()
         cookie.pop(_PENDING, None)
-        flash("Please sign in again (the second step has to follow the password within 5 minutes).", "info")
+        flash(_("Please sign in again (the second step has to follow the password within 5 minutes)."), "info")
         return redirect(url_for("admin.login"))
     user, next_page = found
     if request.method == "GET":
@@ -123,8 +128,8 @@ def login_code() -> Any:
         throttle.record_failure(session, keys)
         session.commit()
         logger.info("staff second factor failed", extra={"staff": user.id})
-        return render_template("admin/login_code.html", error="That code is not right (or was used already). "
-                               "Enter the current 6-digit code from your authenticator app."), 200
+        return render_template("admin/login_code.html", error=_("That code is not right (or was used already). "
+                                       "Enter the current 6-digit code from your authenticator app.")), 200
     cookie.pop(_PENDING, None)
     return _complete_sign_in(session, user, keys, next_page)
 
@@ -137,7 +142,7 @@ def logout() -> Any:
         staff.close_sign_in(session, current_user.sign_in)
         session.commit()
     logout_user()
-    flash("You have been signed out.", "info")
+    flash(_("You have been signed out."), "info")
     return redirect(url_for("admin.login"))
 
 
@@ -149,7 +154,7 @@ def _account_page(*, setup_secret: str | None = None, error: str | None = None, 
         uri = staff.totp_uri(setup_secret, current_user.email)
         setup = {"secret": setup_secret, "uri": uri,
                  "qr": segno.make(uri, error="m").svg_inline(scale=4, dark="#1a1a1a", light="#ffffff",
-                                                             title="QR code for the authenticator app")}
+                                                             title=_("QR code for the authenticator app"))}
     return render_template("admin/account.html", setup=setup, error=error, languages=LANGUAGES), status
 
 
@@ -170,7 +175,7 @@ def account_language() -> Any:
     """Set the language the admin speaks to this user (empty: that of their shops)."""
     language = request.form.get("language", "")
     if language not in (*LANGUAGES, ""):
-        flash("Choose German or English.", "error")
+        flash(_("Choose German or English."), "error")
         return redirect(url_for("admin.account"))
     with db.session_scope() as session:
         user = _me(session)
@@ -178,7 +183,11 @@ def account_language() -> Any:
         user.language = language or None
         audit(session, shop_id=None, action="account.language", subject=f"staff {user.id}",
               before={"language": before}, after={"language": user.language})
-    flash("Language saved.", "success")
+    # Say it in the language just chosen (this request started in the old one).
+    current_user.language = language or None
+    g.admin_language = admin_language()
+    refresh()
+    flash(_("Language saved."), "success")
     return redirect(url_for("admin.account"))
 
 
@@ -186,7 +195,7 @@ def account_language() -> Any:
 def totp_setup() -> Any:
     """Start turning the second factor on: show a new secret as a QR code and as text."""
     if current_user.has_totp:
-        flash("Two-step sign-in is on already.", "info")
+        flash(_("Two-step sign-in is on already."), "info")
         return redirect(url_for("admin.account"))
     return _account_page(setup_secret=staff.new_totp_secret())
 
@@ -200,22 +209,22 @@ def totp_enable() -> Any:
     """Turn the second factor on once the password and a code from the app are right."""
     secret = request.form.get("secret", "")
     if len(secret) != 32 or not secret.isalnum():
-        flash("The set-up form is incomplete. Start again.", "error")
+        flash(_("The set-up form is incomplete. Start again."), "error")
         return redirect(url_for("admin.account"))
     with db.session_scope() as session:
         user = _me(session)
         if not _password_ok(session, user):
             session.rollback()
-            return _account_page(setup_secret=secret, error="Your password is not right.", status=400)
+            return _account_page(setup_secret=secret, error=_("Your password is not right."), status=400)
         if not staff.enable_totp(session, user, secret, request.form.get("code", ""),
                                  keys=current_app.config["ENCRYPTION_KEY"]):
             session.rollback()
             return _account_page(setup_secret=secret, status=400,
-                                 error="That code is not right. Check the time on your phone and enter the current code.")
+                                 error=_("That code is not right. Check the time on your phone and enter the current code."))
         audit(session, shop_id=None, action="account.totp_on", subject=f"staff {user.id}",
               before={"totp": False}, after={"totp": True})
     logger.info("staff turned on the second factor", extra={"staff": current_user.staff_id})
-    flash("Two-step sign-in is on: from now on you enter a code from your app after your password.", "success")
+    flash(_("Two-step sign-in is on: from now on you enter a code from your app after your password."), "success")
     return redirect(url_for("admin.account"))
 
 
@@ -227,12 +236,12 @@ def totp_disable() -> Any:
         user = _me(session)
         if not (_password_ok(session, user) and staff.check_totp(session, user, request.form.get("code", ""), keys=keys)):
             session.rollback()
-            return _account_page(error="Password or code not right; two-step sign-in stays on.", status=400)
+            return _account_page(error=_("Password or code not right; two-step sign-in stays on."), status=400)
         staff.disable_totp(session, user)
         audit(session, shop_id=None, action="account.totp_off", subject=f"staff {user.id}",
               before={"totp": True}, after={"totp": False})
     logger.info("staff turned off the second factor", extra={"staff": current_user.staff_id})
-    flash("Two-step sign-in is off.", "success")
+    flash(_("Two-step sign-in is off."), "success")
     return redirect(url_for("admin.account"))
 
 
@@ -269,7 +278,7 @@ def set_password(token: str) -> Any:
     user = _link_user(session, token)
     if user is None:
         session.rollback()
-        return render_template("admin/error.html", code=404, message=(
+        return render_template("admin/error.html", code=404, message=_(
             "This link is not valid any more: it was used, it expired (after 7 days), or a newer one "
             "was made. Ask the shop owner for a new link.")), 404
     if request.method == "GET":
@@ -279,17 +288,17 @@ def set_password(token: str) -> Any:
     if password != request.form.get("repeat", ""):
         session.rollback()
         return render_template("admin/set_password.html", email=user.email, min_length=staff.MIN_PASSWORD_LENGTH,
-                               error="The two passwords differ."), 400
+                               error=_("The two passwords differ.")), 400
     try:
         staff.set_password(session, user, password)
     except ValueError as exc:
         session.rollback()
         return render_template("admin/set_password.html", email=user.email, min_length=staff.MIN_PASSWORD_LENGTH,
-                               error=f"Not saved: {exc}."), 400
+                               error=_("Not saved: %(reason)s.", reason=exc)), 400
     from app import audit as audit_log
 
     audit_log.record(session, shop_id=None, staff_id=user.id, staff_email=user.email, action="account.password_set",
                      subject=f"staff {user.id}")
     session.commit()
-    flash("Your password is set. Sign in with it now.", "success")
+    flash(_("Your password is set. Sign in with it now."), "success")
     return redirect(url_for("admin.login"))

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -17,7 +18,7 @@ from app import db
 from app.models import Shop, StaffAuditEntry, StaffRole, StaffShopRole, StaffUser
 from app.web import staff
 from app.web.access import audit, current_access, require_owner, shop_or_404
-from app.web.admin import PAGE_SIZE, _int_arg, bp
+from app.web.admin import PAGE_SIZE, _int_arg, bp, status_text
 from app.web.admin_account import password_link
 
 logger = logging.getLogger(__name__)
@@ -52,15 +53,15 @@ def _role_and_limit() -> tuple[StaffRole, int]:
     """
     raw_role = request.form.get("role", "")
     if raw_role not in {r.value for r in StaffRole}:
-        raise ValueError("choose the role owner or support")
+        raise ValueError(_("choose the role owner or support"))
     raw_limit = request.form.get("adjust_limit", "").strip() or "0"
     if not raw_limit.isdigit():
-        raise ValueError("the adjustment limit must be a whole number of points, 0 or more")
+        raise ValueError(_("the adjustment limit must be a whole number of points, 0 or more"))
     from app.loyalty.ledger import MAX_ADJUSTMENT
 
     limit = int(raw_limit)
     if limit > MAX_ADJUSTMENT:
-        raise ValueError(f"the adjustment limit is at most {MAX_ADJUSTMENT:,} points".replace(",", " "))
+        raise ValueError(_("the adjustment limit is at most %(limit)s points", limit=f"{MAX_ADJUSTMENT:_}".replace("_", " ")))
     return StaffRole(raw_role), limit
 
 
@@ -78,11 +79,13 @@ def add_staff(shop_id: int) -> Any:
     try:
         role, limit = _role_and_limit()
         email = staff.check_email(form["email"])
-    except ValueError as exc:
-        return _staff_page(shop_id, error=f"Not saved: {exc}.", status=400, form=form)
+    except ValueError as exc:  # check_email's text is English: say it in the admin's words
+        if "e-mail" in str(exc):
+            exc = ValueError(_("the e-mail is not an e-mail address"))
+        return _staff_page(shop_id, error=_("Not saved: %(reason)s.", reason=exc), status=400, form=form)
     link = None
     if email == current_user.email:
-        return _staff_page(shop_id, status=400, form=form, error="You cannot change your own role; ask another owner.")
+        return _staff_page(shop_id, status=400, form=form, error=_("You cannot change your own role; ask another owner."))
     with db.session_scope() as session:
         shop_or_404(session, shop_id)
         user, created = staff.invite_staff(session, email)
@@ -97,7 +100,7 @@ def add_staff(shop_id: int) -> Any:
     logger.info("staff role granted", extra={"shop": shop_id, "staff": current_user.staff_id})
     if link is not None:
         return _staff_page(shop_id, link=link)
-    flash(f"{email} is now {role.value} of this shop.", "success")
+    flash(_("%(email)s is now %(role)s of this shop.", email=email, role=status_text(role.value)), "success")
     return redirect(url_for("admin.shop_staff", shop_id=shop_id))
 
 
@@ -113,7 +116,7 @@ def remove_staff(shop_id: int, staff_id: int) -> Any:
     """Take a staff user's access to the shop away (their other shops stay)."""
     require_owner(shop_id)
     if staff_id == current_user.staff_id:
-        flash("You cannot remove yourself; ask another owner.", "error")
+        flash(_("You cannot remove yourself; ask another owner."), "error")
         return redirect(url_for("admin.shop_staff", shop_id=shop_id))
     with db.session_scope() as session:
         user = _member(session, shop_id, staff_id)
@@ -122,7 +125,7 @@ def remove_staff(shop_id: int, staff_id: int) -> Any:
         audit(session, shop_id=shop_id, action="staff.revoke", subject=f"staff {user.id} ({user.email})",
               before=before, after=None)
         email = user.email
-    flash(f"{email} no longer has access to this shop.", "success")
+    flash(_("%(email)s no longer has access to this shop.", email=email), "success")
     return redirect(url_for("admin.shop_staff", shop_id=shop_id))
 
 
@@ -145,9 +148,9 @@ def new_password_link(shop_id: int, staff_id: int) -> Any:
             audit(session, shop_id=shop_id, action="staff.password_link", subject=f"staff {user.id} ({user.email})")
             link = {"email": user.email, "url": password_link(user)}
     if link is None:
-        return _staff_page(shop_id, status=403, error=(
-            f"No link made: {email} has signed in before or also works for shops you do not own. "
-            "They can ask an administrator to set a password (flask staff create)."))
+        return _staff_page(shop_id, status=403, error=_(
+            "No link made: %(email)s has signed in before or also works for shops you do not own. "
+            "They can ask an administrator to set a password (flask staff create).", email=email))
     return _staff_page(shop_id, link=link)
 
 
@@ -185,8 +188,9 @@ def audit_page() -> Any:
     more, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE]
     older = url_for("admin.audit_page", shop=shop_id, before=rows[-1].id) if more else None
     shop_names = {s.id: s.name or s.domain for s in shops}
+    shop_zones = {s.id: s.timezone for s in shops}
     return render_template("admin/audit.html", rows=rows, shops=shops, shop_id=shop_id, older=older,
-                           shop_names=shop_names)
+                           shop_names=shop_names, shop_zones=shop_zones)
 
 
 @bp.get("/audit.csv")

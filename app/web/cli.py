@@ -369,12 +369,18 @@ def customers_show(shop_domain: str, email: str, as_json: bool) -> None:
 @click.option("--lift", is_flag=True, help="lift the ban instead")
 def customers_ban(shop_domain: str, email: str, reason: str, lift: bool) -> None:
     """Ban a customer from earning, redeeming and codes (or lift the ban)."""
+    from app import audit
     from app.models import utcnow
 
     with session_scope() as session:
-        _shop, customer = _shop_and_customer(session, shop_domain, email)
+        shop, customer = _shop_and_customer(session, shop_domain, email)
+        before = {"banned": customer.banned_at is not None, "ban_reason": customer.ban_reason}
         customer.banned_at = None if lift else utcnow()
         customer.ban_reason = None if lift else reason
+        # The ban history on the admin's customer page reads the audit log.
+        audit.record(session, shop_id=shop.id, staff_id=None, staff_email="flask customers ban",
+                     action="customer.unban" if lift else "customer.ban", subject=f"customer {customer.id}",
+                     before=before, after={"banned": not lift, "ban_reason": customer.ban_reason})
     click.echo(f"{email}: {'ban lifted' if lift else 'banned'}")
 
 

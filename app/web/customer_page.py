@@ -143,7 +143,8 @@ def _use_shop(shop: Shop | None, customer: Customer | None = None) -> None:
 
 
 def _select_locale() -> str | None:
-    return g.get("customer_page_language")
+    # The customer page speaks the customer's language; the admin its staff user's (app.web.admin).
+    return g.get("customer_page_language") or g.get("admin_language")
 
 
 def _select_timezone() -> str | None:
@@ -365,7 +366,10 @@ def init_app(app: Flask) -> None:
     Babel().init_app(
         app,
         default_locale=DEFAULT_LANGUAGE,
-        default_translation_directories=str(compiled),
+        # Two catalogs from one folder, paired by position: messages (the customer page and the
+        # domain's texts) and admin (the admin's pages).
+        default_translation_directories=f"{compiled};{compiled}",
+        default_domain="messages;admin",
         default_timezone="Europe/Berlin",
         locale_selector=_select_locale,
         timezone_selector=_select_timezone,

@@ -32,6 +32,7 @@ def upgrade() -> None:
         else:
             op.create_index(f'ix_customers_{column}_search', 'customers', [column], unique=False)
     op.create_index('ix_customers_shop_id_tier_email', 'customers', ['shop_id', 'tier', 'email'], unique=False)
+    op.create_index('ix_customers_shop_id_referral_code', 'customers', ['shop_id', 'referral_code'], unique=False)
     op.create_index('ix_customers_banned_shop_id_email', 'customers', ['shop_id', 'email'], unique=False,
                     sqlite_where=sa.text('banned_at IS NOT NULL'), postgresql_where=sa.text('banned_at IS NOT NULL'))
     op.create_index('ix_orders_shop_id_number', 'orders', ['shop_id', 'number'], unique=False)
@@ -40,6 +41,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index('ix_orders_shop_id_number', table_name='orders')
     op.drop_index('ix_customers_banned_shop_id_email', table_name='customers')
+    op.drop_index('ix_customers_shop_id_referral_code', table_name='customers')
     op.drop_index('ix_customers_shop_id_tier_email', table_name='customers')
     for column in reversed(_TRIGRAM):
         op.drop_index(f'ix_customers_{column}_search', table_name='customers')
