@@ -219,6 +219,14 @@ def main() -> None:
         results["search_page"][label] = timing
         print(f"page    /admin/customers?q={q!r:<24} {timing}", flush=True)
 
+    for label, params in {"customers page (no search, default sort)": {},
+                          "customers page, sorted by balance": {"sort": "available"},
+                          "customers page 2000 (offset)": {"page": "2000"}}.items():
+        timing = _timed(lambda params=params: client.get("/admin/customers", query_string=params).status_code,
+                        args.repeat)
+        results["search_page"][label] = timing
+        print(f"page    {label:<36} {timing}", flush=True)
+
     lists = {
         "first page (e-mail order)": {},
         "deep page (keyset, the middle)": {"after": middle_cursor},

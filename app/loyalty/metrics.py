@@ -516,10 +516,15 @@ def analytics_kpis(session: Session, shop: Shop, since: datetime, until: datetim
         .join(IssuedCode, IssuedCode.id == used.c.code_id)
         .where(*reward_codes)
     ) or 0)
-    loyalty = select(used.c.order_id).scalar_subquery()
-    split = _spend_groups(session, shop, orders, case((orders.c.id.in_(loyalty), 1), else_=0))
-    with_code = split.get(1, _empty_group())
-    total_revenue = sum((g["revenue"] for g in split.values()), Decimal("0.00"))
+    # Orders of the period that used a program code: few, so they are summed on their own.
+    loyalty = (
+        select(orders.c.id, orders.c.total)
+        .where(orders.c.id.in_(select(used.c.order_id).where(used.c.order_id.is_not(None))))
+        .subquery()
+    )
+    loyalty_orders, loyalty_revenue = session.execute(
+        select(func.count(), _money_sum(session, loyalty.c.total)).select_from(loyalty)).one()
+    with_code = {"orders": int(loyalty_orders), "revenue": _money(session, loyalty_revenue)}
 
     member = case((Customer.platform_id.is_not(None), 1), else_=0)
     member_rows = (
@@ -528,6 +533,7 @@ def analytics_kpis(session: Session, shop: Shop, since: datetime, until: datetim
         .subquery()
     )
     members = _spend_groups(session, shop, member_rows, member_rows.c.member)
+    total_revenue = sum((g["revenue"] for g in members.values()), Decimal("0.00"))
     redeemed = (
         select(Redemption.id).where(Redemption.customer_id == orders.c.customer_id, Redemption.created_at < until,
                                     Redemption.status != RedemptionStatus.FAILED)
