@@ -44,10 +44,18 @@ def entries_query(shop_ids: frozenset[int] | None, shop_id: int | None = None) -
     return query.order_by(StaffAuditEntry.id.desc())
 
 
-def _cell(value: str) -> str:
-    # A cell a spreadsheet would read as a formula is prefixed with an apostrophe (OWASP CSV
-    # injection): staff-typed reasons end up in the before/after texts.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+def safe_cell(value: object) -> str:
+    """Return `value` as CSV cell text that a spreadsheet shows rather than runs: text starting
+    like a formula gets an apostrophe (OWASP CSV injection). Numbers stay numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+_cell = safe_cell
 
 
 def _json(value: dict[str, Any] | None) -> str:
@@ -66,8 +74,3 @@ def to_csv(rows: Iterable[StaffAuditEntry]) -> str:
             _cell(_json(row.before)), _cell(_json(row.after)),
         ])
     return out.getvalue()
-
-
-def formula_safe(value: str) -> str:
-    """Return `value` as a CSV cell a spreadsheet will not run as a formula (for every CSV export)."""
-    return _cell(value)

@@ -316,13 +316,13 @@ def _is_number(cell: str) -> bool:
 
 def liability_csv(report: Liability) -> str:
     """Return the report as CSV text (a header line, then `liability_rows`)."""
-    from app.audit import formula_safe
+    from app.audit import safe_cell
 
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["section", "item", "points", "value", "currency"])
     for row in liability_rows(report):
-        writer.writerow([cell if _is_number(cell) else formula_safe(cell) for cell in row])
+        writer.writerow([cell if _is_number(cell) else safe_cell(cell) for cell in row])
     return out.getvalue()
 
 

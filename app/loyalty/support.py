@@ -189,3 +189,60 @@ def ban_history(session: Session, customer: Customer) -> list[StaffAuditEntry]:
     ))
 
 
+
+
+CUSTOMER_CSV_COLUMNS = ("customer_id", "platform_id", "email", "first_name", "last_name", "tier", "available",
+                        "pending", "banned", "accepts_marketing", "last_order_at", "created_at")
+LEDGER_CSV_COLUMNS = ("entry_id", "time", "customer_id", "email", "reason", "change", "pending_change",
+                      "available_change", "order", "by", "why")
+
+
+def customer_export_rows(session: Session, shop_id: int, zone: str) -> Any:
+    """Yield one row per live customer of the shop with their balances (times in `zone`, ISO 8601)."""
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(zone)
+    available = (
+        select(PointLot.customer_id, func.sum(PointLot.remaining).label("points"))
+        .where(PointLot.state == LotState.AVAILABLE).group_by(PointLot.customer_id).subquery()
+    )
+    pending = (
+        select(PointLot.customer_id, func.sum(PointLot.remaining).label("points"))
+        .where(PointLot.state == LotState.PENDING).group_by(PointLot.customer_id).subquery()
+    )
+    query = (
+        select(Customer, func.coalesce(available.c.points, 0), func.coalesce(pending.c.points, 0))
+        .outerjoin(available, available.c.customer_id == Customer.id)
+        .outerjoin(pending, pending.c.customer_id == Customer.id)
+        .where(Customer.shop_id == shop_id, Customer.merged_into_id.is_(None))
+        .order_by(Customer.id)
+        .execution_options(yield_per=1000)
+    )
+    for c, points, waiting in session.execute(query):
+        yield (c.id, c.platform_id, c.email, c.first_name, c.last_name, c.tier, int(points), int(waiting),
+               "yes" if c.banned_at else "no",
+               "" if c.accepts_marketing is None else ("yes" if c.accepts_marketing else "no"),
+               c.last_order_at.astimezone(tz).isoformat() if c.last_order_at else "",
+               c.created_at.astimezone(tz).isoformat())
+
+
+def ledger_export_rows(session: Session, shop_id: int, start: datetime, end: datetime, zone: str,
+                       language: str | None = None) -> Any:
+    """Yield the shop's ledger entries from `start` (inclusive) to `end` (exclusive), oldest first."""
+    from zoneinfo import ZoneInfo
+
+    from app.loyalty.explain import describe
+
+    tz = ZoneInfo(zone)
+    query = (
+        select(LedgerEntry, Customer.email, Order.number)
+        .outerjoin(Customer, Customer.id == LedgerEntry.customer_id)
+        .outerjoin(Order, Order.id == LedgerEntry.order_id)
+        .where(LedgerEntry.shop_id == shop_id, LedgerEntry.created_at >= start, LedgerEntry.created_at < end)
+        .order_by(LedgerEntry.id)
+        .execution_options(yield_per=1000)
+    )
+    for entry, email, number in session.execute(query):
+        yield (entry.id, entry.created_at.astimezone(tz).isoformat(), entry.customer_id, email, entry.reason,
+               entry.delta, entry.pending_delta, entry.available_delta, number or "", entry.created_by or "",
+               describe(entry, number, language))

@@ -49,7 +49,6 @@ from sqlalchemy.exc import IntegrityError
 from app.messaging import consent, render as emails, links
 from app import db
 from app.loyalty import explain, ledger, metrics, support
-from app.web import staff
 from app.web.access import audit, can_see, current_access, login_manager, only_visible, require_owner, shop_or_404
 from app.web.customer_page import customer_link
 from app.messaging.send import MailError, OutgoingMessage, format_address, mailer_from_config
@@ -65,7 +64,6 @@ from app.models import (
     Redemption,
     ReminderMessage,
     Shop,
-    StaffUser,
     WebhookDelivery,
     utcnow,
 )

@@ -1,8 +1,7 @@
-"""Owner reports in the admin: analytics with charts, outstanding points at a date (page and CSV),
-and CSV exports of customers with balances and of the ledger of a period.
+"""Owner reports in the admin: analytics with charts, outstanding points at a date (page and CSV).
 
 Routes of the "admin" blueprint (app.web.admin). All of it is owner work: support staff get 403,
-staff of other shops 404. Exports of customer data are recorded in the audit log.
+staff of other shops 404. (The CSV exports of customers and of the ledger are in app.web.admin_staff.)
 """
 
 from __future__ import annotations
@@ -11,14 +10,13 @@ import logging
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from flask import Response, render_template, request, stream_with_context
-from flask_login import current_user
+from flask import Response, render_template, request
 
 from app import db
-from app.loyalty import exports, metrics, reports
+from app.loyalty import metrics, reports
 from app.models import Shop, utcnow
 from app.program import current_program
-from app.web.access import audit, require_owner, shop_or_404
+from app.web.access import require_owner, shop_or_404
 from app.web.admin import bp
 from app.web.charts import Series, bar_chart, hbar_chart, line_chart
 
@@ -115,55 +113,3 @@ def liability(shop_id: int) -> Any:
         return Response(reports.liability_csv(report), mimetype="text/csv", headers={
             "Content-Disposition": f'attachment; filename="outstanding-points-{shop.id}-{day.isoformat()}.csv"'})
     return render_template("admin/liability.html", shop=shop, r=report, day=day, error=error), (400 if error else 200)
-
-
-@bp.get("/shops/<int:shop_id>/exports")
-def exports_page(shop_id: int) -> Any:
-    """Offer the CSV exports: customers with balances, the ledger of a period."""
-    shop = _owner_shop(shop_id)
-    today = _local_today(shop)
-    return render_template("admin/exports.html", shop=shop, since=today.replace(day=1), until=today)
-
-
-def _csv_download(lines: Any, filename: str) -> Response:
-    return Response(stream_with_context(lines), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
-
-@bp.get("/shops/<int:shop_id>/exports/customers.csv")
-def export_customers(shop_id: int) -> Any:
-    """Download the shop's customers with their balances as CSV (recorded in the audit log)."""
-    require_owner(shop_id)
-    with db.session_scope() as write:
-        shop = shop_or_404(write, shop_id)
-        audit(write, shop_id=shop.id, action="export.customers", subject=f"customers of shop {shop.id}")
-    logger.info("customers exported", extra={"shop": shop_id, "staff": current_user.staff_id})
-    session = db.request_session()
-    shop = shop_or_404(session, shop_id)
-    return _csv_download(exports.customers_csv(session, shop), f"customers-{shop_id}-{utcnow():%Y%m%d}.csv")
-
-
-@bp.get("/shops/<int:shop_id>/exports/ledger.csv")
-def export_ledger(shop_id: int) -> Any:
-    """Download the ledger entries recorded from `from` to `to` (days, shop time, both included) as CSV."""
-    shop = _owner_shop(shop_id)
-    today = _local_today(shop)
-    since_day, since_error = _day_arg("from", today.replace(day=1))
-    until_day, until_error = _day_arg("to", today)
-    error = since_error or until_error
-    if error is None and until_day < since_day:
-        error = f"The period ends ({until_day}) before it starts ({since_day})."
-    if error is not None:
-        db.request_session().commit()
-        return render_template("admin/exports.html", shop=shop, since=since_day, until=until_day, error=error), 400
-    since = reports.end_of_day(shop, since_day - timedelta(days=1))
-    until = reports.end_of_day(shop, until_day)
-    db.request_session().commit()
-    with db.session_scope() as write:
-        audit(write, shop_id=shop_id, action="export.ledger", subject=f"ledger of shop {shop_id}",
-              after={"from": since_day.isoformat(), "to": until_day.isoformat()})
-    logger.info("ledger exported", extra={"shop": shop_id, "staff": current_user.staff_id})
-    session = db.request_session()
-    shop = shop_or_404(session, shop_id)
-    return _csv_download(exports.ledger_csv(session, shop, since, until),
-                         f"ledger-{shop_id}-{since_day.isoformat()}-{until_day.isoformat()}.csv")

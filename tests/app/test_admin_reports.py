@@ -1,21 +1,19 @@
-"""The owner's report pages (analytics with charts, outstanding points, CSV exports) and
-`flask report liability`: who may open them, what they show, what the files hold."""
+"""The owner's report pages (analytics with charts, outstanding points at a date) and
+`flask report liability`: who may open them and what they show."""
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from html import unescape
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from app.db import session_scope
 from app.models import Customer, StaffAuditEntry, StaffRole
 from app.web.staff import create_staff, grant_role
 from tests.app.test_admin import STAFF_PASSWORD, _sign_in
-from tests.app.test_analytics import ANNA, GINA, shop  # noqa: F401  (the analytics history)
+from tests.app.test_analytics import shop  # noqa: F401  (the analytics history)
 from tests.app.test_liability import shop as liability_shop  # noqa: F401
 
 pytestmark = pytest.mark.sqlite_only  # pages, files and output; the figures are tested on both databases
@@ -100,53 +98,6 @@ def test_report_pages_are_owner_work(client, shop):
     # and nothing was exported
     with session_scope() as s:
         assert s.scalars(select(StaffAuditEntry).where(StaffAuditEntry.action.like("export.%"))).all() == []
-
-
-def test_customers_csv_has_balances_and_neutralised_cells_and_is_audited(owner, shop):
-    # given a customer whose name a spreadsheet would run as a formula
-    with session_scope() as s:
-        s.execute(update(Customer).where(Customer.email == GINA).values(first_name="=HYPERLINK(\"http://x\")"))
-
-    # when the owner downloads the customers
-    response = owner.get(f"/admin/shops/{shop}/exports/customers.csv")
-
-    # then every customer of the shop is there with their balance
-    assert response.status_code == 200 and response.mimetype == "text/csv"
-    assert "attachment" in response.headers["Content-Disposition"]
-    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
-    by_email = {row["email"]: row for row in rows}
-    assert len(rows) == 5  # ivy, anna, gina, hugo, ben; the other shop's anna is not here
-    assert (by_email[ANNA]["available_points"], by_email[ANNA]["pending_points"]) == ("160", "0")  # 600 + 60 - 500
-    assert by_email[GINA]["available_points"] == "40"
-    assert by_email[GINA]["first_name"] == "'=HYPERLINK(\"http://x\")"
-    # and the export is in the audit log
-    with session_scope() as s:
-        entry = s.scalars(select(StaffAuditEntry).where(StaffAuditEntry.action == "export.customers")).one()
-        assert (entry.staff_email, entry.shop_id) == (OWNER, shop)
-
-
-def test_ledger_csv_of_a_period(owner, shop):
-    # when the owner downloads the ledger of 2 to 8 November 2026 (shop time)
-    response = owner.get(f"/admin/shops/{shop}/exports/ledger.csv?from=2026-11-02&to=2026-11-08")
-
-    # then it holds the entries recorded in those days: gina's 40, the redemption, anna's 60
-    assert response.status_code == 200
-    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
-    assert [(r["reason"], r["points"], r["email"]) for r in rows] == [
-        ("earn", "40", GINA), ("redeem", "-500", ANNA), ("earn", "60", ANNA)]
-    assert rows[0]["order"] == "#2" and rows[0]["explanation"].startswith("Earned for order #2")
-    assert rows[0]["time_local"].endswith("+01:00")
-    with session_scope() as s:
-        entry = s.scalars(select(StaffAuditEntry).where(StaffAuditEntry.action == "export.ledger")).one()
-        assert entry.after == {"from": "2026-11-02", "to": "2026-11-08"}
-
-
-def test_ledger_csv_refuses_a_period_that_ends_before_it_starts(owner, shop):
-    response = owner.get(f"/admin/shops/{shop}/exports/ledger.csv?from=2026-11-08&to=2026-11-02")
-
-    assert response.status_code == 400
-    assert "The period ends (2026-11-02) before it starts (2026-11-08). Nothing was exported." in _text(
-        response.get_data(as_text=True))
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ def live_admin(app, make_shop, session) -> Iterator[dict[str, Any]]:  # type: ig
     from connectors import types as ct
 
     shop_id = make_shop("shopify")
+    factories.program(shop_id, {**NO_EXTRAS, "earning": {**INSTANT, "points_per_unit": "2"}})
     factories.program(shop_id, {**NO_EXTRAS, "earning": INSTANT})
     people = [(ANNA, "612.40", "Anna", "Beispiel"), ("ben@mail.example", "89.90", "Ben", "Mustermann"),
               ("clara@shop.example", "1450.00", "Clara", "Zeller")]
@@ -216,6 +217,8 @@ def test_support_flows_in_a_real_browser(live_admin, browser, tmp_path):
         ("customer-list", "/admin/customers?sort=available&dir=desc"),
         ("shop", f"/admin/shops/{shop_id}?period=all"),
         ("program", f"/admin/shops/{shop_id}/program"),
+        ("program-diff", f"/admin/shops/{shop_id}/program/diff?a=1&b=2"),
+        ("exports", f"/admin/shops/{shop_id}/exports"),
         ("staff", f"/admin/shops/{shop_id}/staff"),
         ("emails", f"/admin/shops/{shop_id}/emails"),
         ("deliveries", "/admin/deliveries"),
@@ -235,4 +238,4 @@ def test_support_flows_in_a_real_browser(live_admin, browser, tmp_path):
 
     # then nothing on any page was wrong
     assert check.problems == [], "\n".join(check.problems)
-    assert len(check.checked) == 17
+    assert len(check.checked) == 19
