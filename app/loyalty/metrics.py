@@ -516,10 +516,15 @@ def analytics_kpis(session: Session, shop: Shop, since: datetime, until: datetim
         .join(IssuedCode, IssuedCode.id == used.c.code_id)
         .where(*reward_codes)
     ) or 0)
-    # Orders of the period that used a program code: few, so they are summed on their own.
+    # Orders of the period that used a program code, each once, read in one pass over the period's
+    # orders and their codes.
     loyalty = (
-        select(orders.c.id, orders.c.total)
-        .where(orders.c.id.in_(select(used.c.order_id).where(used.c.order_id.is_not(None))))
+        select(Order.id, Order.total)
+        .select_from(Order)
+        .join(codes, true())
+        .join(IssuedCode, and_(IssuedCode.shop_id == shop.id, func.upper(IssuedCode.code) == code))
+        .where(*in_period, func.coalesce(Order.currency, shop.currency) == shop.currency)
+        .distinct()
         .subquery()
     )
     loyalty_orders, loyalty_revenue = session.execute(
