@@ -215,6 +215,18 @@ class Customer(Base):
         Index("ix_customers_shop_id_email", "shop_id", "email"),
         Index("ix_customers_shop_id_created_at", "shop_id", "created_at"),
         Index("ix_customers_next_winback_at_id", "next_winback_at", "id"),
+        # Admin search by any part of the e-mail or name (migration 0021): trigram GIN indexes on
+        # PostgreSQL (pg_trgm), which serve LIKE/ILIKE '%part%'; plain indexes on SQLite.
+        Index("ix_customers_email_search", "email", postgresql_using="gin", postgresql_ops={"email": "gin_trgm_ops"}),
+        Index("ix_customers_first_name_search", "first_name", postgresql_using="gin",
+              postgresql_ops={"first_name": "gin_trgm_ops"}),
+        Index("ix_customers_last_name_search", "last_name", postgresql_using="gin",
+              postgresql_ops={"last_name": "gin_trgm_ops"}),
+        # The admin's customer list filtered by tier, or to banned customers, in e-mail order.
+        Index("ix_customers_shop_id_tier_email", "shop_id", "tier", "email"),
+        Index("ix_customers_shop_id_referral_code", "shop_id", "referral_code"),  # search by referral code
+        Index("ix_customers_banned_shop_id_email", "shop_id", "email",
+              sqlite_where=text("banned_at IS NOT NULL"), postgresql_where=text("banned_at IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -263,6 +275,7 @@ class Order(Base):
         UniqueConstraint("shop_id", "platform_id"),
         Index("ix_orders_customer_id_paid_at", "customer_id", "paid_at"),
         Index("ix_orders_shop_id_paid_at", "shop_id", "paid_at"),
+        Index("ix_orders_shop_id_number", "shop_id", "number"),  # admin search by order number
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

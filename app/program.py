@@ -157,6 +157,9 @@ class Redemption(_Strict):
 
     # Redeem the cheapest reward by itself once the available balance reaches it.
     auto: bool = False
+    # What one point is worth in the shop's currency, for the outstanding-points report (the
+    # provision for unredeemed points). None: the value of the cheapest amount reward per point.
+    point_value: Decimal | None = Field(default=None, gt=0, le=1000)
 
 
 class CartReminders(_Strict):

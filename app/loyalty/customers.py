@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.messaging import consent
 from app.db import dialect_insert, insert_row
-from app.models import Checkout, ConsentEvent, Customer, IssuedCode, LedgerEntry, Order, PointLot, Shop, utcnow
+from app.models import Checkout, ConsentEvent, Customer, LedgerEntry, Order, PointLot, Shop, utcnow
 from app.program import Consent
 from connectors import types as ct
 
@@ -236,43 +236,9 @@ def customer_for_order(session: Session, shop: Shop, order: ct.Order) -> tuple[C
 def search_customers(session: Session, query: str, limit: int, *,
                      shop_ids: frozenset[int] | None = None) -> list[tuple[Customer, Shop]]:
     """Return up to `limit` live customers (with their shop) that staff may mean by `query`,
-    in the shops `shop_ids` (None: every shop).
-
-    Matches any part of the e-mail or the name (case-insensitive), an order number as the
-    customer knows it ("#1001" or "1001") or the platform's order id, and a code made for the
-    customer (reward, second-purchase, tier, reminder) or their referral code, as typed or in
-    capitals. Ordered by e-mail.
+    in the shops `shop_ids` (None: every shop): `app.loyalty.directory.search_customers` (any
+    part of the e-mail or name, an order number or id, a code the program made), ordered by e-mail.
     """
-    text_query = query.strip()
-    if not text_query:
-        return []
-    needle = text_query.lower()
-    full_name = func.coalesce(Customer.first_name, "") + " " + func.coalesce(Customer.last_name, "")
-    bare = text_query.lstrip("#").strip()
-    order_customers = select(Order.customer_id).where(
-        Order.customer_id.is_not(None),
-        or_(Order.number.in_({text_query, bare, f"#{bare}"}), Order.platform_id == bare),
-    )
-    codes = {text_query, text_query.upper()}
-    code_customers = select(IssuedCode.customer_id).where(
-        IssuedCode.customer_id.is_not(None), IssuedCode.code.in_(codes)
-    )
-    statement = select(Customer, Shop).join(Shop, Shop.id == Customer.shop_id)
-    if shop_ids is not None:
-        statement = statement.where(Customer.shop_id.in_(shop_ids))
-    rows = session.execute(
-        statement
-        .where(
-            Customer.merged_into_id.is_(None),
-            or_(
-                func.lower(Customer.email).contains(needle, autoescape=True),
-                func.lower(full_name).contains(needle, autoescape=True),
-                Customer.id.in_(order_customers),
-                Customer.id.in_(code_customers),
-                Customer.referral_code.in_(codes),
-            ),
-        )
-        .order_by(func.lower(Customer.email), Shop.domain, Customer.id)
-        .limit(limit)
-    ).all()
-    return [(customer, shop) for customer, shop in rows]
+    from app.loyalty import directory
+
+    return [(found.customer, found.shop) for found in directory.search_customers(session, query, limit, shop_ids=shop_ids)]

@@ -51,7 +51,6 @@ from app import db
 from app.loyalty import explain, ledger, metrics, support
 from app.web.access import audit, can_see, current_access, login_manager, only_visible, require_owner, shop_or_404
 from app.web.customer_page import customer_link
-from app.loyalty.customers import search_customers
 from app.messaging.send import MailError, OutgoingMessage, format_address, mailer_from_config
 from app.models import (
     CodeStatus,
@@ -407,12 +406,14 @@ def customers() -> Any:
     results: list[dict[str, Any]] = []
     truncated = False
     if q:
-        rows = search_customers(session, q, SEARCH_LIMIT + 1, shop_ids=shop_ids)
-        truncated = len(rows) > SEARCH_LIMIT
-        for customer, shop in rows[:SEARCH_LIMIT]:
-            results.append(
-                {"customer": customer, "shop": shop, "balance": ledger.balance(session, customer.id)}
-            )
+        from app.loyalty import directory
+
+        # Trigram-indexed on PostgreSQL; one grouped read gives the page's balances.
+        found = directory.search_customers(session, q, SEARCH_LIMIT + 1, shop_ids=shop_ids)
+        truncated = len(found) > SEARCH_LIMIT
+        for row in found[:SEARCH_LIMIT]:
+            results.append({"customer": row.customer, "shop": row.shop,
+                            "balance": ledger.Balance(pending=row.pending, available=row.available)})
     sort = request.args.get("sort", "email")
     if sort not in support.SORTS:
         sort = "email"
@@ -1018,6 +1019,7 @@ def init_app(app: Flask) -> None:
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     from app.web import admin_account, admin_ops, admin_staff  # noqa: F401  (their routes join the blueprint)
+    from app.web import admin_reports  # noqa: F401  (owner reports: analytics, liability, exports)
 
     csrf.init_app(app)
     login_manager.init_app(app)

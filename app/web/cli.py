@@ -676,8 +676,10 @@ def backup(target: Path) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the command groups."""
+    from app.web.cli_reports import report_cli
     from app.web.demo import demo
 
+    app.cli.add_command(report_cli)
     for command in (shops_cli, customers_cli, staff_cli, deliveries_cli, db_cli, program_cli, rewards_cli,
                     points_cli, reminders_cli, sweep, demo, backup):
         app.cli.add_command(command)

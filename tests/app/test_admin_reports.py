@@ -1,0 +1,157 @@
+"""The owner's report pages (analytics with charts, outstanding points at a date) and
+`flask report liability`: who may open them and what they show."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import pytest
+from sqlalchemy import select
+
+from app.db import session_scope
+from app.models import Customer, StaffAuditEntry, StaffRole
+from app.web.staff import create_staff, grant_role
+from tests.app.test_admin import STAFF_PASSWORD, _sign_in
+from tests.app.test_analytics import shop  # noqa: F401  (the analytics history)
+from tests.app.test_liability import shop as liability_shop  # noqa: F401
+
+pytestmark = pytest.mark.sqlite_only  # pages, files and output; the figures are tested on both databases
+
+OWNER, SUPPORT, OTHER_OWNER = "owner@stammkunde.example", "support@stammkunde.example", "other@stammkunde.example"
+
+
+def _staff(email: str, grants: dict[int, StaffRole]) -> None:
+    with session_scope() as s:
+        user = create_staff(s, email, STAFF_PASSWORD)
+        for shop_id, role in grants.items():
+            grant_role(s, shop_id=shop_id, staff_id=user.id, role=role, adjust_limit=0, granted_by="test")
+
+
+def _as(client, email: str) -> None:  # type: ignore[no-untyped-def]
+    assert _sign_in(client, email).status_code == 302
+
+
+def _text(html: str) -> str:
+    return unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)))
+
+
+@pytest.fixture
+def owner(client, shop):  # type: ignore[no-untyped-def]
+    _staff(OWNER, {shop: StaffRole.OWNER})
+    _as(client, OWNER)
+    return client
+
+
+def test_analytics_page_shows_kpis_with_definitions_and_charts_with_tables(owner, shop, time_machine):
+    # when the owner opens the analytics page (12 weeks to day 10; period: the last 30 days)
+    response = owner.get(f"/admin/shops/{shop}/analytics")
+
+    # then it answers with the KPIs, each with its definition
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    text = _text(html)
+    assert re.search(r'id="order-earning-rate">\s*83.3 %', html)
+    assert "Paid orders that earned points ÷ paid orders (5 of 6)" in text
+    assert re.search(r'id="reward-usage-rate">\s*100.0 %', html)
+    assert re.search(r'id="loyalty-revenue">\s*60.00 EUR', html)
+    assert "Members 5 4 795.00 EUR 159.00 EUR 1.25 198.75 EUR" in text
+    assert "Guests 1 1 40.00 EUR 40.00 EUR 1.00 40.00 EUR" in text
+    assert "Redeemers 2 1 660.00 EUR 330.00 EUR 2.00 660.00 EUR" in text
+    # and five charts, each an image named by its title and described (every value) for screen readers
+    charts = re.findall(r'<svg class="chart"[^>]*role="img" aria-labelledby="(chart\d+-t) (chart\d+-d)"', html)
+    assert len(charts) == 5
+    for title_id, desc_id in charts:
+        assert f'<title id="{title_id}">' in html and f'<desc id="{desc_id}">' in html
+    assert "19.10.: 0, 26.10.: 600, 02.11.: 100, 09.11.: 35. Redeemed: " in html
+    # with the same figures as tables
+    assert "09.11. 35 0 0" in _text(html.split('id="points-per-week"')[1].split("</table>")[0])
+    assert "09.11. 5 2 1 50.0 %" in _text(html.split('id="members-per-week"')[1].split("</table>")[0])
+    # no inline style or script (the admin's CSP allows neither)
+    assert "style=" not in html and "<script" not in html
+
+
+def test_report_pages_are_owner_work(client, shop):
+    # given a support user of the shop and the owner of another shop
+    _staff(SUPPORT, {shop: StaffRole.SUPPORT})
+    from app.db import session_scope as scope
+    from app.shops import register_shop
+    from tests.conftest import TEST_ENCRYPTION_KEY
+
+    with scope() as s:
+        other_shop, _ = register_shop(s, keys=TEST_ENCRYPTION_KEY, platform="shopify", domain="anderer.myshopify.com",
+                                      webhook_secret="x")
+        other = other_shop.id
+    _staff(OTHER_OWNER, {other: StaffRole.OWNER})
+    urls = [f"/admin/shops/{shop}/analytics", f"/admin/shops/{shop}/liability", f"/admin/shops/{shop}/exports",
+            f"/admin/shops/{shop}/exports/customers.csv", f"/admin/shops/{shop}/exports/ledger.csv",
+            f"/admin/shops/{shop}/liability?format=csv"]
+
+    # then support gets 403 everywhere
+    _as(client, SUPPORT)
+    assert [client.get(url).status_code for url in urls] == [403] * len(urls)
+    # and the owner of another shop 404: this shop does not exist for them
+    client.post("/admin/logout", data={"csrf_token": re.search(r'name="csrf_token" value="([^"]+)"',
+                                                               client.get("/admin/").get_data(as_text=True)).group(1)})
+    _as(client, OTHER_OWNER)
+    assert [client.get(url).status_code for url in urls] == [404] * len(urls)
+    # and nothing was exported
+    with session_scope() as s:
+        assert s.scalars(select(StaffAuditEntry).where(StaffAuditEntry.action.like("export.%"))).all() == []
+
+
+@pytest.fixture
+def liability_owner(client, liability_shop):  # type: ignore[no-untyped-def]
+    _staff(OWNER, {liability_shop: StaffRole.OWNER})
+    _as(client, OWNER)
+    return client
+
+
+def test_liability_page_and_csv(liability_owner, liability_shop):
+    # when the owner asks for the end of July 2027
+    response = liability_owner.get(f"/admin/shops/{liability_shop}/liability?at=2027-07-31")
+
+    # then the page shows the total, its value, how the value was found, ages and expiry
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    text = _text(html)
+    assert re.search(r'id="total">\s*175', html) and re.search(r'id="value">\s*3.50 EUR', html)
+    assert "145 available, 30 pending" in text and "held by 4 customers" in text
+    assert "1 point = 0.02 EUR, as the program (version 2) states." in text
+    assert "over 12 months before 70 1.40 EUR" in text
+    assert "Already past their expiry (the expiry sweep takes them) 25 0.50 EUR" in text
+    assert "2027-08 50 1.00 EUR" in text
+    # and the CSV has the same figures
+    csv_response = liability_owner.get(f"/admin/shops/{liability_shop}/liability?at=2027-07-31&format=csv")
+    assert csv_response.status_code == 200 and csv_response.mimetype == "text/csv"
+    assert "outstanding,total,175,3.50,EUR" in csv_response.get_data(as_text=True).splitlines()
+
+
+def test_liability_page_with_a_bad_date_says_so(liability_owner, liability_shop):
+    response = liability_owner.get(f"/admin/shops/{liability_shop}/liability?at=31.07.2027")
+
+    assert response.status_code == 400
+    assert "'31.07.2027' is not a date (YYYY-MM-DD)" in _text(response.get_data(as_text=True))
+
+
+def test_flask_report_liability(runner, liability_shop):
+    from tests.conftest import SHOPIFY_DOMAIN
+
+    # when the report is asked for from the shell, as a table and as CSV
+    table = runner.invoke(args=["report", "liability", "--shop", SHOPIFY_DOMAIN, "--at", "2027-07-31"])
+    as_csv = runner.invoke(args=["report", "liability", "--shop", SHOPIFY_DOMAIN, "--at", "2027-07-31",
+                                 "--format", "csv"])
+
+    assert table.exit_code == 0, table.output
+    assert "1 point = 0.02 EUR, as the program (version 2) states." in table.output
+    assert re.search(r"total\s+175\s+3.50 EUR", table.output)
+    assert re.search(r"over 12 months\s+70\s+1.40 EUR", table.output)
+    assert as_csv.exit_code == 0 and "outstanding,total,175,3.50,EUR" in as_csv.output.splitlines()
+
+
+def test_flask_report_liability_refuses_an_unknown_shop_and_a_bad_date(runner, liability_shop):
+    unknown = runner.invoke(args=["report", "liability", "--shop", "nope.myshopify.com", "--at", "2027-07-31"])
+    bad_day = runner.invoke(args=["report", "liability", "--shop", "nope.myshopify.com", "--at", "July"])
+
+    assert unknown.exit_code == 1 and "no shop registered for 'nope.myshopify.com'" in unknown.output
+    assert bad_day.exit_code == 2 and "'July' is not a date; write YYYY-MM-DD" in bad_day.output
