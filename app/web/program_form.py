@@ -16,10 +16,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-Kind = Literal["value", "number", "optional", "flag", "list"]
+Kind = Literal["value", "choice", "number", "optional", "flag", "list"]
 
 # Single fields of the forms by path, and how a posted string becomes a document value:
-# "value" as posted (the model converts or refuses it), "number" the same but "1,5" is read as
+# "value" as posted (the model converts or refuses it), "choice" likewise from a select (a browser
+# always posts one of its options, so it does not make a row count as filled in), "number" the same but "1,5" is read as
 # "1.5", "optional" likewise but blank means none, "flag" a checkbox (absent means off),
 # "list" comma-separated ("staff, b2b").
 FIELDS: dict[str, Kind] = {
@@ -32,8 +33,8 @@ FIELDS: dict[str, Kind] = {
     "earning.birthday_bonus": "value",
     "earning.max_points_per_order": "value",
     "redemption.auto": "flag",
-    "tiers.metric": "value",
-    "tiers.window": "value",
+    "tiers.metric": "choice",
+    "tiers.window": "choice",
     "tiers.period_months": "value",
     "expiry.months": "optional",
     "expiry.notice_days": "value",
@@ -72,7 +73,7 @@ FIELDS: dict[str, Kind] = {
 # page offers for adding (no JavaScript needed: fill one in; tick "remove" to drop a row).
 ROWS: dict[str, dict[str, Kind]] = {
     "rewards": {
-        "name": "value", "points": "value", "kind": "value", "value": "optional", "minimum_amount": "optional",
+        "name": "value", "points": "value", "kind": "choice", "value": "optional", "minimum_amount": "optional",
         "valid_days": "value", "product_id": "optional", "variant_id": "optional", "tiers": "list", "active": "flag",
     },
     "tiers.levels": {
@@ -195,11 +196,12 @@ def document_from_form(form: FormData, base: dict[str, Any]) -> Posted:
         origins: list[int] = []
         for i in range(_row_count(form, path)):
             prefix = f"{path}.{i}."
-            texts = [str(form.get(prefix + c, "")).strip() for c, kind in columns.items() if kind != "flag"]
+            texts = [str(form.get(prefix + c, "")).strip() for c, kind in columns.items() if kind not in ("flag", "choice")]
             if f"{prefix}remove" in form or not any(texts):
                 continue
-            items.append({c: _parsed(str(form.get(prefix + c, "")), kind, prefix + c in form)
-                          for c, kind in columns.items()})
+            # a blank field of a row is left out: the model's default applies, or it says the field is required
+            row = {c: _parsed(str(form.get(prefix + c, "")), kind, prefix + c in form) for c, kind in columns.items()}
+            items.append({c: v for c, v in row.items() if not (columns[c] == "value" and v == "")})
             origins.append(i)
         _set(document, path, items)
         posted.rows[path] = origins
