@@ -20,7 +20,16 @@ from app.models import ProgramVersion, Shop
 
 
 class ProgramError(ValueError):
-    """The document is invalid; the message names each bad field."""
+    """The document is invalid; the message names each bad field.
+
+    `problems` holds each one as (location, message), the location as pydantic gives it
+    (("earning", "points_per_unit"), ("rewards", 0), () for the whole document), so a form can
+    show each message beside the field it names.
+    """
+
+    def __init__(self, message: str, problems: tuple[tuple[tuple[str | int, ...], str], ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 class _Strict(BaseModel):
@@ -286,10 +295,9 @@ def validate_document(document: Any) -> Program:
     try:
         return Program.model_validate(document)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc']) or 'document'}: {err['msg']}" for err in exc.errors()
-        ]
-        raise ProgramError("; ".join(problems)) from None
+        problems = tuple((tuple(err["loc"]), str(err["msg"])) for err in exc.errors())
+        message = "; ".join(f"{'.'.join(str(p) for p in loc) or 'document'}: {msg}" for loc, msg in problems)
+        raise ProgramError(message, problems) from None
 
 
 _DEFAULT = Program()

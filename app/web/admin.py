@@ -51,6 +51,7 @@ from app import db
 from app.loyalty import explain, ledger, metrics, support
 from app.web.access import audit, can_see, current_access, login_manager, only_visible, require_owner, shop_or_404
 from app.web.customer_page import customer_link
+from app.web import program_form
 from app.messaging.send import MailError, OutgoingMessage, format_address, mailer_from_config
 from app.models import (
     CodeStatus,
@@ -67,7 +68,7 @@ from app.models import (
     WebhookDelivery,
     utcnow,
 )
-from app.program import ProgramError, current_program, program_versions, save_program
+from app.program import Program, ProgramError, current_program, program_versions, save_program
 from app.queues import RedisNotConfiguredError
 from app.loyalty.redemptions import RedemptionError, affordable, redeem, redemptions_of
 from app.messaging.reminders import history as reminder_history
@@ -902,25 +903,59 @@ def _shop_or_404(session: Any, shop_id: int) -> Shop:
 
 
 def _program_page(shop_id: int, *, text: str | None = None, base: int | None = None, error: str | None = None,
-                  status: int = 200) -> Any:
+                  status: int = 200, values: dict[str, Any] | None = None,
+                  field_errors: dict[str, list[str]] | None = None) -> Any:
     session = db.request_session()
     shop = _shop_or_404(session, shop_id)
     version, program = current_program(session, shop)
     versions = program_versions(session, shop)
     session.commit()
+    document = program.model_dump(mode="json")
     return render_template(
         "admin/program.html",
         shop=shop,
         version=version,
-        text=text if text is not None else _pretty(program.model_dump(mode="json")),
+        text=text if text is not None else _pretty(document),
         base=base if base is not None else version,
         versions=versions,
         error=error,
+        values=values if values is not None else program_form.values_from_document(document),
+        field_errors=field_errors or {},
+        field_id=program_form.field_id,
     ), status
 
 
 class _StaleVersionError(Exception):
     """Another version was saved since the form was rendered."""
+
+
+def _save_program_document(shop_id: int, document: Any, base: int | None) -> int:
+    """Save `document` as the shop's next program version, audited; return its number.
+
+    The one save path of the program page, for the forms and the JSON document alike.
+
+    Raises:
+        ProgramError: the document is invalid (nothing saved).
+        _StaleVersionError: another version was saved since the page was rendered.
+        IntegrityError: another version was saved at the same moment.
+    """
+    with db.session_scope() as session:
+        shop = _shop_or_404(session, shop_id)
+        in_force, _in_force_program = current_program(session, shop)
+        if base is not None and base != in_force:
+            raise _StaleVersionError(in_force)
+        row = save_program(session, shop, document, created_by=current_user.email)
+        saved = row.version
+        audit(session, shop_id=shop.id, action="program.save", subject=f"program of shop {shop.id}",
+              before={"version": in_force}, after={"version": saved})
+    logger.info("program saved", extra={"shop": shop_id, "version": saved, "staff": current_user.staff_id})
+    flash(_("Program version %(version)s is in force.", version=saved), "success")
+    return saved
+
+
+def _stale_message() -> str:
+    return _("Another version was saved since you opened this page; nothing was applied. "
+             "Compare with the version in force (listed below), then save again.")
 
 
 @bp.route("/shops/<int:shop_id>/program", methods=["GET", "POST"])
@@ -941,25 +976,40 @@ def program(shop_id: int) -> Any:
     if isinstance(document, dict) and set(document) == {"version", "program"}:
         document = document["program"]  # accept what `flask program show` prints
     try:
-        with db.session_scope() as session:
-            shop = _shop_or_404(session, shop_id)
-            in_force, _in_force_program = current_program(session, shop)
-            if base is not None and base != in_force:
-                raise _StaleVersionError(in_force)
-            row = save_program(session, shop, document, created_by=current_user.email)
-            saved = row.version
-            audit(session, shop_id=shop.id, action="program.save", subject=f"program of shop {shop.id}",
-                  before={"version": in_force}, after={"version": saved})
+        _save_program_document(shop_id, document, base)
     except ProgramError as exc:
         return _program_page(shop_id, text=text, base=base, error=_("Program not applied: %(error)s", error=exc), status=400)
     except (_StaleVersionError, IntegrityError):
+        return _program_page(shop_id, text=text, status=409, error=_stale_message())
+    return redirect(url_for("admin.program", shop_id=shop_id))
+
+
+@bp.post("/shops/<int:shop_id>/program/forms")
+def program_forms(shop_id: int) -> Any:
+    """Save the program as edited in the page's forms, laid over the version they showed."""
+    require_owner(shop_id)
+    base_raw = request.form.get("base", "")
+    base = int(base_raw) if base_raw.isdigit() else None
+    session = db.request_session()
+    shop = _shop_or_404(session, shop_id)
+    rows = {row.version: row.document for row in program_versions(session, shop)}
+    session.commit()
+    shown = rows.get(base) if base else Program().model_dump(mode="json")
+    values = program_form.values_from_form(request.form)
+    if base is None or shown is None:
+        return _program_page(shop_id, values=values, status=409, error=_stale_message())
+    posted = program_form.document_from_form(request.form, shown)
+    try:
+        _save_program_document(shop_id, posted.document, base)
+    except ProgramError as exc:
+        placed = program_form.field_errors(exc.problems, posted)
         return _program_page(
-            shop_id, text=text, status=409,
-            error=_("Another version was saved since you opened this page; nothing was applied. "
-                    "Compare with the version in force (listed below), then save again."),
+            shop_id, base=base, values=values, field_errors=placed, status=400,
+            error=_("Program not applied: %(count)s problems, each shown beside its field. Nothing was saved.",
+                    count=sum(len(messages) for messages in placed.values())),
         )
-    logger.info("program saved", extra={"shop": shop_id, "version": saved, "staff": current_user.staff_id})
-    flash(_("Program version %(version)s is in force.", version=saved), "success")
+    except (_StaleVersionError, IntegrityError):
+        return _program_page(shop_id, values=values, status=409, error=_stale_message())
     return redirect(url_for("admin.program", shop_id=shop_id))
 
 

@@ -231,11 +231,29 @@ def test_support_flows_in_a_real_browser(live_admin, browser, tmp_path):
         browser.get(base + path)
         assert "Error" not in browser.find_element(By.TAG_NAME, "h1").text, path
         check.page(name)
+    # edit the program through the forms: a bad value is named beside its field, a good one saved
+    browser.get(f"{base}/admin/shops/{shop_id}/program")
+    submit("program-forms", **{"earning.points_per_unit": "-1"})
+    assert "greater than or equal to 0" in browser.find_element(By.ID, "f-earning-points_per_unit-error").text
+    # the refusal is a 400, which Chromium logs as a failed load: that one entry is expected, nothing else
+    assert [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"] == [
+        f"{base}/admin/shops/{shop_id}/program/forms - Failed to load resource: "
+        "the server responded with a status of 400 (BAD REQUEST)"]
+    check.page("program-forms-error")
+    submit("program-forms", **{"earning.points_per_unit": "3"})
+    assert "Program version 3 is in force." in _text(browser)
+    assert browser.find_element(By.ID, "f-earning-points_per_unit").get_attribute("value") == "3"
+    # and put version 2 in force again
+    browser.get(f"{base}/admin/shops/{shop_id}/program/2")
+    submit("restore-form")
+    assert "Version 2 is in force again, as version 4." in _text(browser)
+    assert browser.find_element(By.ID, "f-earning-points_per_unit").get_attribute("value") == "1"
+
     browser.get(f"{base}/admin/audit")
     audit = _text(browser)
-    for action in ("customer.adjust", "customer.redeem", "customer.ban", "customer.unban"):
+    for action in ("customer.adjust", "customer.redeem", "customer.ban", "customer.unban", "program.save", "program.restore"):
         assert action in audit
 
     # then nothing on any page was wrong
     assert check.problems == [], "\n".join(check.problems)
-    assert len(check.checked) == 19
+    assert len(check.checked) == 20
