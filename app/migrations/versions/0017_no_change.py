@@ -1,4 +1,4 @@
-"""placeholder (reserved for a change in progress; does nothing)
+"""no change (the number was reserved for work that turned out to need no schema change)
 
 Revision ID: 0017
 Revises: 0016
