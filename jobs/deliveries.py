@@ -16,12 +16,13 @@ from app.loyalty import customers, incentives, orders
 from app import privacy
 from app.loyalty.checkouts import apply_checkout
 from app.loyalty.points import PlanConflictError
-from app.db import after_commit, dialect_insert, get_engine, session_scope
-from app.models import DeliveryStatus, JobCursor, Shop, ShopStatus, WebhookDelivery, utcnow
+from app.db import after_commit, get_engine, session_scope
+from app.models import DeliveryStatus, Shop, ShopStatus, WebhookDelivery, utcnow
 from app.program import current_program, share_program_cache
 from connectors import get_connector
 from connectors import types as ct
 from connectors.errors import MalformedPayloadError, UnsupportedTopicError
+from jobs.sweeps import advance_cursor, cursor_position
 
 logger = logging.getLogger(__name__)
 
@@ -470,7 +471,7 @@ def purge_delivery_bodies(now: datetime | None = None, batch_size: int = 1000) -
     purged = 0
     while True:
         with session_scope() as session:
-            after = session.scalar(select(JobCursor.position).where(JobCursor.name == PURGE_CURSOR)) or 0
+            after = cursor_position(session, PURGE_CURSOR)
             # Locked (PostgreSQL), so a replay cannot turn a row back to `received` meanwhile.
             rows = session.execute(
                 select(_DELIVERIES.c.id, _DELIVERIES.c.status, _DELIVERIES.c.received_at)
@@ -497,20 +498,9 @@ def purge_delivery_bodies(now: datetime | None = None, batch_size: int = 1000) -
                     .where(_DELIVERIES.c.id.in_(ids), _DELIVERIES.c.purged_at.is_(None))
                     .values(body=b"", headers={}, error=None, purged_at=now)
                 ).rowcount
-                _advance_cursor(session, PURGE_CURSOR, ids[-1])
+                advance_cursor(session, PURGE_CURSOR, ids[-1])
         if blocked or len(rows) < batch_size:
             break
     if purged:
         logger.info("delivery bodies purged", extra={"count": purged, "retention_days": days})
     return purged
-
-
-def _advance_cursor(session: Session, name: str, position: int) -> None:
-    """Move cursor `name` forward to `position` (never back: two runs at once both end right)."""
-    table = JobCursor.__table__
-    stmt = dialect_insert(session, table).values(name=name, position=position, updated_at=utcnow())
-    session.execute(stmt.on_conflict_do_update(
-        index_elements=[table.c.name],
-        set_={"position": stmt.excluded.position, "updated_at": stmt.excluded.updated_at},
-        where=table.c.position < stmt.excluded.position,
-    ))

@@ -25,7 +25,6 @@ from app.loyalty import storefront
 from app.models import (
     Customer,
     CustomerMetafields,
-    JobCursor,
     LedgerEntry,
     Platform,
     Shop,
@@ -36,6 +35,7 @@ from app.models import (
 from app.telemetry import platform_call
 from connectors.shopify import client as shopify
 from connectors.shopify.consts import METAFIELDS_SCOPE
+from jobs.sweeps import advance_cursor, cursor_position
 
 logger = logging.getLogger(__name__)
 
@@ -43,20 +43,6 @@ LEDGER_CURSOR = "metafields-ledger"
 TIERS_CURSOR = "metafields-tiers"
 SWEEP_LIMIT = 5000
 SYNC_BATCH = 500
-
-
-def _position(session: Session, name: str) -> int:
-    return session.scalar(select(JobCursor.position).where(JobCursor.name == name)) or 0
-
-
-def _advance(session: Session, name: str, position: int) -> None:
-    table = JobCursor.__table__
-    stmt = dialect_insert(session, table).values(name=name, position=position, updated_at=utcnow())
-    session.execute(stmt.on_conflict_do_update(
-        index_elements=[table.c.name],
-        set_={"position": stmt.excluded.position, "updated_at": stmt.excluded.updated_at},
-        where=table.c.position < stmt.excluded.position,
-    ))
 
 
 def mark_changed(session: Session, customer_ids: set[int], now: datetime) -> set[int]:
@@ -87,7 +73,7 @@ def sweep_metafields(limit: int = SWEEP_LIMIT) -> int:
     marked customers; returns how many syncs were enqueued."""
     now = utcnow()
     with session_scope() as session:
-        after_entry, after_tier = _position(session, LEDGER_CURSOR), _position(session, TIERS_CURSOR)
+        after_entry, after_tier = cursor_position(session, LEDGER_CURSOR), cursor_position(session, TIERS_CURSOR)
         entries = session.execute(
             select(LedgerEntry.id, LedgerEntry.customer_id).where(LedgerEntry.id > after_entry)
             .order_by(LedgerEntry.id).limit(limit)
@@ -98,9 +84,9 @@ def sweep_metafields(limit: int = SWEEP_LIMIT) -> int:
         ).all()
         mark_changed(session, {c for _, c in entries} | {c for _, c in tiers}, now)
         if entries:
-            _advance(session, LEDGER_CURSOR, entries[-1][0])
+            advance_cursor(session, LEDGER_CURSOR, entries[-1][0])
         if tiers:
-            _advance(session, TIERS_CURSOR, tiers[-1][0])
+            advance_cursor(session, TIERS_CURSOR, tiers[-1][0])
         shop_ids = set(session.scalars(
             select(CustomerMetafields.shop_id).where(CustomerMetafields.dirty_since.is_not(None)).distinct()))
     return sum(1 for shop_id in sorted(shop_ids) if enqueue_sync(shop_id))

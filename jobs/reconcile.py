@@ -37,6 +37,7 @@ from connectors.shopify import webhooks as shopify_webhooks
 from connectors.woocommerce import client as woo_client
 from connectors.woocommerce import consts as woo_consts
 from jobs.shops import api_credentials
+from jobs.sweeps import advance_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +122,7 @@ def reconcile_woocommerce(shop_id: int, *, now: datetime | None = None) -> dict[
 
 def _save(shop_id: int, newest: datetime, *, recovered_now: int, finished: bool, now: datetime) -> None:
     with session_scope() as session:
-        cursor = session.get(JobCursor, _cursor_name(shop_id))
-        position = int(newest.timestamp())
-        if cursor is None:
-            session.add(JobCursor(name=_cursor_name(shop_id), position=position, updated_at=now))
-        elif position > cursor.position:
-            cursor.position = position
+        advance_cursor(session, _cursor_name(shop_id), int(newest.timestamp()))
         shop = session.get(Shop, shop_id)
         if shop is not None:
             shop.reconciled_recovered = (shop.reconciled_recovered or 0) + recovered_now

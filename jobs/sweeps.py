@@ -10,9 +10,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db import session_scope
+from app.db import dialect_insert, session_scope
+from app.models import JobCursor, utcnow
+
+
+def cursor_position(session: Session, name: str) -> int:
+    """Return where the resumable job `name` got to (0 before its first run)."""
+    return session.scalar(select(JobCursor.position).where(JobCursor.name == name)) or 0
+
+
+def advance_cursor(session: Session, name: str, position: int) -> None:
+    """Move cursor `name` forward to `position`, creating it on first use; never back, so two runs
+    at once both end right (the database settles it: one upsert, no read first)."""
+    table = JobCursor.__table__
+    stmt = dialect_insert(session, table).values(name=name, position=position, updated_at=utcnow())
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=[table.c.name],
+        set_={"position": stmt.excluded.position, "updated_at": stmt.excluded.updated_at},
+        where=table.c.position < stmt.excluded.position,
+    ))
 
 
 def handle_each_due(

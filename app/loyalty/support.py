@@ -49,19 +49,20 @@ class CustomerRow:
     failed_codes: int
 
 
+def _points_by_customer(state: LotState) -> Any:
+    """Return a subquery of each customer's points in lots of `state` (customer_id, points)."""
+    return (
+        select(PointLot.customer_id, func.sum(PointLot.remaining).label("points"))
+        .where(PointLot.state == state).group_by(PointLot.customer_id).subquery()
+    )
+
+
 def list_customers(session: Session, filters: CustomerFilters, *, shop_ids: frozenset[int] | None,
                    sort: str = "email", descending: bool = False, offset: int = 0,
                    limit: int = 50) -> tuple[list[CustomerRow], bool]:
     """Return one page of live customers of `shop_ids` (None: every shop) matching `filters`,
     sorted by `sort` (one of SORTS), and whether more follow."""
-    available = (
-        select(PointLot.customer_id, func.sum(PointLot.remaining).label("points"))
-        .where(PointLot.state == LotState.AVAILABLE).group_by(PointLot.customer_id).subquery()
-    )
-    pending = (
-        select(PointLot.customer_id, func.sum(PointLot.remaining).label("points"))
-        .where(PointLot.state == LotState.PENDING).group_by(PointLot.customer_id).subquery()
-    )
+    available, pending = _points_by_customer(LotState.AVAILABLE), _points_by_customer(LotState.PENDING)
     failed = (
         select(IssuedCode.customer_id, func.count().label("n"))
         .where(IssuedCode.status == CodeStatus.FAILED).group_by(IssuedCode.customer_id).subquery()
@@ -202,14 +203,7 @@ def customer_export_rows(session: Session, shop_id: int, zone: str) -> Any:
     from zoneinfo import ZoneInfo
 
     tz = ZoneInfo(zone)
-    available = (
-        select(PointLot.customer_id, func.sum(PointLot.remaining).label("points"))
-        .where(PointLot.state == LotState.AVAILABLE).group_by(PointLot.customer_id).subquery()
-    )
-    pending = (
-        select(PointLot.customer_id, func.sum(PointLot.remaining).label("points"))
-        .where(PointLot.state == LotState.PENDING).group_by(PointLot.customer_id).subquery()
-    )
+    available, pending = _points_by_customer(LotState.AVAILABLE), _points_by_customer(LotState.PENDING)
     query = (
         select(Customer, func.coalesce(available.c.points, 0), func.coalesce(pending.c.points, 0))
         .outerjoin(available, available.c.customer_id == Customer.id)
