@@ -1,0 +1,25 @@
+"""placeholder (reserved number; filled in or renamed to "no change" when merged)
+
+Revision ID: 0023
+Revises: 0022
+
+Compatibility: this migration runs in the `release` phase while the previous release is still
+serving. It must leave the schema usable by that release: add nullable columns or columns with
+server defaults, add tables and indexes; drop or rename only in a later release.
+"""
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+
+
+revision = '0023'
+down_revision = '0022'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
