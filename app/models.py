@@ -227,6 +227,9 @@ class Customer(Base):
         Index("ix_customers_shop_id_referral_code", "shop_id", "referral_code"),  # search by referral code
         Index("ix_customers_banned_shop_id_email", "shop_id", "email",
               sqlite_where=text("banned_at IS NOT NULL"), postgresql_where=text("banned_at IS NOT NULL")),
+        # The customer list sorted by last name or last order, one page after another (migration 0028).
+        Index("ix_customers_shop_id_last_name_id", "shop_id", "last_name", "id"),
+        Index("ix_customers_shop_id_last_order_at_id", "shop_id", "last_order_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -265,6 +268,27 @@ class Customer(Base):
         """Return the name support staff see (e-mail when there is no name)."""
         name = " ".join(p for p in (self.first_name, self.last_name) if p)
         return name or self.email or f"customer {self.id}"
+
+
+class CustomerBalance(Base):
+    """A customer's points by bucket, kept by the database: the sums of `point_lots.remaining` of
+    the customer's available and pending lots, so the admin can sort and filter a million customers
+    by balance from an index (migration 0028).
+
+    Nothing in the application writes this table. Triggers in migration 0028 do, in the same
+    statement as the change they follow: a row (0, 0) for every new customer, and for every lot
+    inserted, deleted or changed (remaining, state or customer) the difference to both buckets.
+    Read it; to change a balance, change lots as always (`app.loyalty.ledger`).
+    """
+
+    __tablename__ = "customer_balances"
+    __table_args__ = (Index("ix_customer_balances_shop_id_available_customer_id", "shop_id", "available",
+                            "customer_id"),)
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    available: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    pending: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
 
 class Order(Base):

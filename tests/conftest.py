@@ -185,6 +185,29 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     url = request.getfixturevalue(f"{request.param}_url")
     _clean(url)
     yield url
+    _check_balances(url)
+
+
+def _check_balances(url: str) -> None:
+    """After every test on a database: each customer's kept balance (`customer_balances`, filled by
+    the triggers of migration 0028) equals the sum of their lots, whatever the test did to them."""
+    from sqlalchemy import text
+
+    from app import db
+
+    with db.configure(url).connect() as conn:
+        wrong = conn.execute(text("""
+        SELECT c.id, b.available, b.pending, COALESCE(l.available, 0), COALESCE(l.pending, 0)
+          FROM customers c
+          LEFT JOIN customer_balances b ON b.customer_id = c.id
+          LEFT JOIN (SELECT customer_id,
+                            SUM(CASE WHEN state = 'available' THEN remaining ELSE 0 END) AS available,
+                            SUM(CASE WHEN state = 'pending' THEN remaining ELSE 0 END) AS pending
+                       FROM point_lots GROUP BY customer_id) l ON l.customer_id = c.id
+         WHERE b.customer_id IS NULL OR b.available != COALESCE(l.available, 0)
+            OR b.pending != COALESCE(l.pending, 0)""")).all()
+    assert not wrong, ("kept balances differ from the lots (customer, kept available and pending, "
+                       f"the lots' available and pending): {wrong}")
 
 
 @pytest.fixture

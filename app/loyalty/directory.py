@@ -6,24 +6,24 @@
   customer's referral code (as typed or in capitals).
   On PostgreSQL the words are served by trigram GIN indexes (pg_trgm, migration 0021), which
   answer `LIKE '%part%'` without reading the table; the order and code look-ups by B-tree indexes.
-- `list_customers`: one shop's customers in e-mail order (or newest / oldest first), filtered by
-  tier, banned, having points, having a failed code; one page at a time by keyset (the position
-  after the last row), so every page costs the same however deep.
-Both return each customer's balance (one grouped read for the page).
+- `list_customers`: one shop's customers sorted by e-mail, last name, available points, last
+  order or sign-up, either way, filtered by tier, banned, having points, having a failed code;
+  one page at a time by keyset (the position after the last row or before the first), so every
+  page costs the same however deep.
+Both return each customer's balance from `customer_balances` (kept by the database from the lots,
+migration 0028) and the number of their codes the shop refused.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, union
+from sqlalchemy import func, literal, or_, select, tuple_, union
 from sqlalchemy.orm import Session
 
-from app.models import CodeStatus, Customer, IssuedCode, LotState, Order, PointLot, Shop
-
-SORTS = ("email", "newest", "oldest")
+from app.models import CodeStatus, Customer, CustomerBalance, IssuedCode, Order, Shop
 
 
 @dataclass(frozen=True)
@@ -34,27 +34,7 @@ class Found:
     shop: Shop
     available: int
     pending: int
-
-
-def balances(session: Session, customer_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """Return (available, pending) points per customer id (one grouped read; absent ids have none)."""
-    if not customer_ids:
-        return {}
-    rows = session.execute(
-        select(
-            PointLot.customer_id,
-            func.sum(case((PointLot.state == LotState.AVAILABLE, PointLot.remaining), else_=0)),
-            func.sum(case((PointLot.state == LotState.PENDING, PointLot.remaining), else_=0)),
-        )
-        .where(PointLot.customer_id.in_(customer_ids), PointLot.state.in_([LotState.PENDING, LotState.AVAILABLE]))
-        .group_by(PointLot.customer_id)
-    ).all()
-    return {customer_id: (int(available), int(pending)) for customer_id, available, pending in rows}
-
-
-def _found(session: Session, rows: list[tuple[Customer, Shop]]) -> list[Found]:
-    points = balances(session, [customer.id for customer, _ in rows])
-    return [Found(customer, shop, *points.get(customer.id, (0, 0))) for customer, shop in rows]
+    failed_codes: int = 0
 
 
 def _escape(word: str) -> str:
@@ -96,84 +76,160 @@ def search_customers(session: Session, query: str, limit: int, *,
     by_referral = select(Customer.id.label("id")).where(in_shops, Customer.referral_code.in_({text, text.upper()}))
     ids = union(select(by_words.c.id), by_order, by_code, by_referral).subquery()
     rows = session.execute(
-        select(Customer, Shop)
+        select(Customer, Shop, CustomerBalance.available, CustomerBalance.pending)
         .join(Shop, Shop.id == Customer.shop_id)
+        .join(CustomerBalance, CustomerBalance.customer_id == Customer.id)
         .where(Customer.id.in_(select(ids.c.id)), live)
         .order_by(Customer.email, Customer.id)
         .limit(limit)
     ).all()
-    return _found(session, [(customer, shop) for customer, shop in rows])
+    return _with_failed_codes(session, [Found(c, s, int(a), int(p)) for c, s, a, p in rows])
 
 
 @dataclass(frozen=True)
 class Page:
-    """One page of the customer list, and the cursor of the next (None on the last page)."""
+    """One page of the customer list, with the cursors of the next and previous pages (None at an end)."""
 
     rows: list[Found]
     next_after: str | None
+    previous_before: str | None
 
 
-def _cursor(customer: Customer, sort: str) -> str:
-    if sort == "email":
-        return f"{customer.id}:{customer.email or ''}"
-    return f"{customer.id}:{customer.created_at.isoformat()}"
+@dataclass(frozen=True)
+class _Sort:
+    """A sort of the list: its column and whether the column can be empty (NULL)."""
+
+    column: Any
+    nullable: bool
+    parse: Any  # the cursor's text back to a column value
+    id: Any  # the customer id as the column's index holds it (ties are broken by it)
 
 
-def _after(sort: str, after: str) -> Any:
-    """SQL: rows after the cursor `after` ("<id>:<email>" or "<id>:<created_at>") in `sort` order.
+def _datetime(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+# Every sort is served by an index that starts (shop_id, column, id), so a page reads about as
+# many index entries as it shows, on the first page and the ten-thousandth.
+_SORTS = {
+    "email": _Sort(Customer.email, True, str, Customer.id),
+    "name": _Sort(Customer.last_name, True, str, Customer.id),
+    "available": _Sort(CustomerBalance.available, False, int, CustomerBalance.customer_id),
+    "last_order": _Sort(Customer.last_order_at, True, _datetime, Customer.id),
+    "created": _Sort(Customer.created_at, False, _datetime, Customer.id),
+}
+SORTS = tuple(_SORTS)
+
+
+def _position(row: Found, sort: _Sort) -> str:
+    """The cursor of `row`: "<part>:<id>:<value>", part 0 for rows with a value, 1 for those without."""
+    value = {"email": row.customer.email, "name": row.customer.last_name, "available": row.available,
+             "last_order": row.customer.last_order_at, "created": row.customer.created_at}[
+        next(name for name, s in _SORTS.items() if s is sort)]
+    if value is None:
+        return f"1:{row.customer.id}:"
+    return f"0:{row.customer.id}:{value.isoformat() if isinstance(value, datetime) else value}"
+
+
+def _parse(cursor: str, sort: _Sort) -> tuple[int, int, Any]:
+    """Return (part, id, value) of a cursor this list made.
 
     Raises:
         ValueError: a cursor this list did not make.
     """
-    raw_id, _, key = after.partition(":")
-    if not raw_id.isdigit():
+    part, _, rest = cursor.partition(":")
+    raw_id, _, raw_value = rest.partition(":")
+    if part not in ("0", "1") or not raw_id.isdigit() or (part == "1" and raw_value):
         raise ValueError("not a cursor of this list")
-    last_id = int(raw_id)
-    if sort == "email":
-        if key == "":  # in the rows without an e-mail, which come last
-            return and_(Customer.email.is_(None), Customer.id > last_id)
-        return or_(Customer.email > key, and_(Customer.email == key, Customer.id > last_id), Customer.email.is_(None))
-    moment = datetime.fromisoformat(key)
-    if sort == "newest":
-        return or_(Customer.created_at < moment, and_(Customer.created_at == moment, Customer.id < last_id))
-    return or_(Customer.created_at > moment, and_(Customer.created_at == moment, Customer.id > last_id))
+    try:
+        value = sort.parse(raw_value) if part == "0" else None
+    except ValueError:
+        raise ValueError("not a cursor of this list") from None
+    return int(part), int(raw_id), value
 
 
-def list_customers(session: Session, shop_id: int, *, limit: int = 100, sort: str = "email",
-                   tier: str | None = None, banned: bool = False, has_points: bool = False,
-                   failed_codes: bool = False, after: str | None = None) -> Page:
-    """Return one page of a shop's live customers in `sort` order ("email", "newest", "oldest").
+def list_customers(session: Session, shop_id: int, *, limit: int = 50, sort: str = "email",
+                   descending: bool = False, tier: str | None = None, banned: bool | None = None,
+                   has_points: bool | None = None, failed_codes: bool | None = None,
+                   after: str | None = None, before: str | None = None) -> Page:
+    """Return one page of a shop's live customers sorted by `sort` (one of SORTS) and `id`.
 
-    Filters: `tier` (a tier name), `banned`, `has_points` (pending or available points),
-    `failed_codes` (a code the shop refused). `after` is the previous page's `next_after`.
+    Customers without a value for the sort (no e-mail, no name, no order yet) come after all others
+    in either direction. Filters, None meaning "any": `tier` (a tier name; "" for none),
+    `banned`, `has_points` (available points), `failed_codes` (a code the shop refused).
+    `after` is a page's `next_after`, `before` its `previous_before` (keyset pages: each reads
+    about as much as it shows, however deep).
 
     Raises:
         ValueError: an unknown sort or a cursor this list did not make.
     """
-    if sort not in SORTS:
+    if sort not in _SORTS:
         raise ValueError(f"unknown sort {sort!r}; one of {', '.join(SORTS)}")
+    order = _SORTS[sort]
     conditions: list[Any] = [Customer.shop_id == shop_id, Customer.merged_into_id.is_(None)]
     if tier is not None:
-        conditions.append(Customer.tier == tier)
-    if banned:
-        conditions.append(Customer.banned_at.is_not(None))
-    if has_points:
-        conditions.append(select(PointLot.id).where(
-            PointLot.customer_id == Customer.id, PointLot.state.in_([LotState.PENDING, LotState.AVAILABLE]),
-            PointLot.remaining > 0).exists())
-    if failed_codes:
-        conditions.append(Customer.id.in_(select(IssuedCode.customer_id).where(
-            IssuedCode.shop_id == shop_id, IssuedCode.status == CodeStatus.FAILED)))
-    if after:
-        conditions.append(_after(sort, after))
-    order = {
-        "email": (Customer.email.asc().nulls_last(), Customer.id.asc()),
-        "newest": (Customer.created_at.desc(), Customer.id.desc()),
-        "oldest": (Customer.created_at.asc(), Customer.id.asc()),
-    }[sort]
-    rows = session.execute(
-        select(Customer, Shop).join(Shop, Shop.id == Customer.shop_id).where(*conditions).order_by(*order).limit(limit + 1)
-    ).all()
+        conditions.append(Customer.tier == tier if tier else Customer.tier.is_(None))
+    if banned is not None:
+        conditions.append(Customer.banned_at.is_not(None) if banned else Customer.banned_at.is_(None))
+    if has_points is not None:
+        conditions.append(CustomerBalance.available > 0 if has_points else CustomerBalance.available == 0)
+    if failed_codes is not None:
+        failed = Customer.id.in_(select(IssuedCode.customer_id).where(
+            IssuedCode.shop_id == shop_id, IssuedCode.status == CodeStatus.FAILED, IssuedCode.customer_id.is_not(None)))
+        conditions.append(failed if failed_codes else ~failed)
+    if order.column is CustomerBalance.available:
+        conditions.append(CustomerBalance.shop_id == shop_id)  # the balance index leads with the shop
+    cursor = _parse(after or before or "", order) if (after or before) else None
+    backwards = before is not None and after is None
+    # The list is two parts walked one after the other: rows with a value by (value, id), then
+    # rows without one by id; walking backwards reverses both the parts and the order in each.
+    parts = [1, 0] if backwards else [0, 1]
+    if not order.nullable:
+        parts = [0]
+    rows: list[tuple[Customer, Shop, int, int]] = []
+    for part in parts:
+        if cursor is not None and (part < cursor[0] if not backwards else part > cursor[0]):
+            continue
+        up = descending == backwards  # the direction this part is read in
+        query = (select(Customer, Shop, CustomerBalance.available, CustomerBalance.pending)
+                 .join(Shop, Shop.id == Customer.shop_id)
+                 .join(CustomerBalance, CustomerBalance.customer_id == Customer.id)
+                 .where(*conditions))
+        if part == 0:
+            key = tuple_(order.column, order.id)
+            if order.nullable:
+                query = query.where(order.column.is_not(None))
+            if cursor is not None and cursor[0] == 0:
+                position = tuple_(literal(cursor[2]), literal(cursor[1]))
+                query = query.where(key > position if up else key < position)
+            query = query.order_by(*(c.asc() if up else c.desc() for c in (order.column, order.id)))
+        else:
+            query = query.where(order.column.is_(None))
+            if cursor is not None and cursor[0] == 1:
+                query = query.where(Customer.id > cursor[1] if up else Customer.id < cursor[1])
+            query = query.order_by(Customer.id.asc() if up else Customer.id.desc())
+        rows += session.execute(query.limit(limit + 1 - len(rows))).all()
+        if len(rows) > limit:
+            break
     more, rows = len(rows) > limit, rows[:limit]
-    page = _found(session, [(customer, shop) for customer, shop in rows])
-    return Page(page, _cursor(rows[-1][0], sort) if more and rows else None)
+    if backwards:
+        rows.reverse()
+    found = _with_failed_codes(session, [Found(c, s, int(a), int(p)) for c, s, a, p in rows])
+    if not found:
+        return Page(found, None, None)
+    first, last = _position(found[0], order), _position(found[-1], order)
+    if backwards:
+        return Page(found, last if after or before else None, first if more else None)
+    return Page(found, last if more else None, first if cursor is not None else None)
+
+
+def _with_failed_codes(session: Session, rows: list[Found]) -> list[Found]:
+    """Return `rows` with each customer's number of codes the shop refused (one grouped read)."""
+    ids = [row.customer.id for row in rows]
+    if not ids:
+        return rows
+    counts = dict(session.execute(
+        select(IssuedCode.customer_id, func.count())
+        .where(IssuedCode.customer_id.in_(ids), IssuedCode.status == CodeStatus.FAILED)
+        .group_by(IssuedCode.customer_id)).all())
+    return [replace(row, failed_codes=int(counts.get(row.customer.id, 0))) for row in rows]

@@ -1,10 +1,9 @@
-"""What support staff look at (reads only, no Flask): the customer list with its filters and
-sorting, a customer's orders, spend and progress to the next tier, the running balance of the
-ledger, and their ban history (from the staff audit log)."""
+"""What support staff look at (reads only, no Flask): a customer's orders, spend and progress to
+the next tier, the running balance of the ledger, their ban history (from the staff audit log),
+and the CSV exports. Finding customers (search and the list) is `app.loyalty.directory`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,104 +11,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import (
-    CodeStatus,
-    Customer,
-    IssuedCode,
-    LedgerEntry,
-    LotState,
-    Order,
-    PointLot,
-    Shop,
-    StaffAuditEntry,
-)
+from app.models import Customer, CustomerBalance, LedgerEntry, Order, StaffAuditEntry
 from app.program import Program
 
-SORTS = ("email", "name", "available", "last_order", "created")
 BAN_ACTIONS = ("customer.ban", "customer.unban")
-
-
-@dataclass(frozen=True)
-class CustomerFilters:
-    """The customer list's filters; None means "any"."""
-
-    shop_id: int | None = None
-    tier: str | None = None
-    banned: bool | None = None
-    has_balance: bool | None = None
-    failed_codes: bool | None = None
-
-
-@dataclass(frozen=True)
-class CustomerRow:
-    customer: Customer
-    shop: Shop
-    available: int
-    pending: int
-    failed_codes: int
-
-
-def _points_by_customer(state: LotState) -> Any:
-    """Return a subquery of each customer's points in lots of `state` (customer_id, points)."""
-    return (
-        select(PointLot.customer_id, func.sum(PointLot.remaining).label("points"))
-        .where(PointLot.state == state).group_by(PointLot.customer_id).subquery()
-    )
-
-
-def list_customers(session: Session, filters: CustomerFilters, *, shop_ids: frozenset[int] | None,
-                   sort: str = "email", descending: bool = False, offset: int = 0,
-                   limit: int = 50) -> tuple[list[CustomerRow], bool]:
-    """Return one page of live customers of `shop_ids` (None: every shop) matching `filters`,
-    sorted by `sort` (one of SORTS), and whether more follow."""
-    available, pending = _points_by_customer(LotState.AVAILABLE), _points_by_customer(LotState.PENDING)
-    failed = (
-        select(IssuedCode.customer_id, func.count().label("n"))
-        .where(IssuedCode.status == CodeStatus.FAILED).group_by(IssuedCode.customer_id).subquery()
-    )
-    available_points = func.coalesce(available.c.points, 0)
-    query = (
-        select(Customer, Shop, available_points, func.coalesce(pending.c.points, 0), func.coalesce(failed.c.n, 0))
-        .join(Shop, Shop.id == Customer.shop_id)
-        .outerjoin(available, available.c.customer_id == Customer.id)
-        .outerjoin(pending, pending.c.customer_id == Customer.id)
-        .outerjoin(failed, failed.c.customer_id == Customer.id)
-        .where(Customer.merged_into_id.is_(None))
-    )
-    if shop_ids is not None:
-        query = query.where(Customer.shop_id.in_(shop_ids))
-    if filters.shop_id is not None:
-        query = query.where(Customer.shop_id == filters.shop_id)
-    if filters.tier is not None:
-        query = query.where(Customer.tier == filters.tier) if filters.tier else query.where(Customer.tier.is_(None))
-    if filters.banned is not None:
-        query = query.where(Customer.banned_at.is_not(None) if filters.banned else Customer.banned_at.is_(None))
-    if filters.has_balance is not None:
-        query = query.where(available_points > 0 if filters.has_balance else available_points == 0)
-    if filters.failed_codes is not None:
-        has_failed = func.coalesce(failed.c.n, 0) > 0
-        query = query.where(has_failed if filters.failed_codes else ~has_failed)
-    name = func.lower(func.coalesce(Customer.last_name, "") + " " + func.coalesce(Customer.first_name, ""))
-    keys = {
-        "email": func.lower(func.coalesce(Customer.email, "")),
-        "name": name,
-        "available": available_points,
-        "last_order": func.coalesce(Customer.last_order_at, Customer.created_at),
-        "created": Customer.created_at,
-    }
-    key = keys.get(sort, keys["email"])
-    query = query.order_by(key.desc() if descending else key.asc(), Customer.id.desc() if descending else Customer.id)
-    rows = session.execute(query.offset(offset).limit(limit + 1)).all()
-    page = [CustomerRow(c, s, int(a), int(p), int(f)) for c, s, a, p, f in rows[:limit]]
-    return page, len(rows) > limit
-
-
-def tiers_in_use(session: Session, shop_ids: frozenset[int] | None) -> list[str]:
-    """Return the tier names customers of these shops hold, sorted."""
-    query = select(Customer.tier).where(Customer.tier.is_not(None)).distinct()
-    if shop_ids is not None:
-        query = query.where(Customer.shop_id.in_(shop_ids))
-    return sorted(t for t in session.scalars(query) if t)
 
 
 def lifetime_spend(session: Session, program: Program, customer: Customer, now: datetime) -> Decimal:
@@ -203,11 +108,9 @@ def customer_export_rows(session: Session, shop_id: int, zone: str) -> Any:
     from zoneinfo import ZoneInfo
 
     tz = ZoneInfo(zone)
-    available, pending = _points_by_customer(LotState.AVAILABLE), _points_by_customer(LotState.PENDING)
     query = (
-        select(Customer, func.coalesce(available.c.points, 0), func.coalesce(pending.c.points, 0))
-        .outerjoin(available, available.c.customer_id == Customer.id)
-        .outerjoin(pending, pending.c.customer_id == Customer.id)
+        select(Customer, CustomerBalance.available, CustomerBalance.pending)
+        .join(CustomerBalance, CustomerBalance.customer_id == Customer.id)
         .where(Customer.shop_id == shop_id, Customer.merged_into_id.is_(None))
         .order_by(Customer.id)
         .execution_options(yield_per=1000)

@@ -399,44 +399,49 @@ CUSTOMER_PAGE_SIZE = 50
 @bp.get("/customers")
 def customers() -> Any:
     """Find customers by any part of the e-mail or name, an order number, a reward or referral
-    code; without a search, list them with filters (shop, tier, banned, balance, failed codes),
-    sortable by e-mail, name, balance, last order or sign-up, 50 a page."""
+    code (in every shop the user may see); without a search, list one shop's customers with
+    filters (tier, banned, balance, failed codes), sortable by e-mail, name, balance, last order
+    or sign-up, 50 a page (keyset pages: `after`/`before` cursors)."""
+    from app.loyalty import directory
+
     q = request.args.get("q", "").strip()
     session = db.request_session()
     shop_ids = current_access().shop_ids()
+    shops = session.scalars(only_visible(select(Shop), Shop.id).order_by(Shop.platform, Shop.domain)).all()
     results: list[dict[str, Any]] = []
     truncated = False
     if q:
-        from app.loyalty import directory
-
-        # Trigram-indexed on PostgreSQL; one grouped read gives the page's balances.
+        # Trigram-indexed on PostgreSQL; balances come with the rows.
         found = directory.search_customers(session, q, SEARCH_LIMIT + 1, shop_ids=shop_ids)
         truncated = len(found) > SEARCH_LIMIT
         for row in found[:SEARCH_LIMIT]:
             results.append({"customer": row.customer, "shop": row.shop,
                             "balance": ledger.Balance(pending=row.pending, available=row.available)})
     sort = request.args.get("sort", "email")
-    if sort not in support.SORTS:
+    if sort not in directory.SORTS:
         sort = "email"
     descending = request.args.get("dir") == "desc"
-    page = _int_arg("page") or 1
+    # The list shows one shop at a time (the first the user may see unless one is chosen).
+    shop = next((s for s in shops if s.id == _int_arg("shop")), shops[0] if shops else None)
     tier = request.args.get("tier")
-    filters = support.CustomerFilters(
-        shop_id=_int_arg("shop"), tier=tier if tier else None, banned=_flag_arg("banned"),
-        has_balance=_flag_arg("balance"), failed_codes=_flag_arg("failed"),
-    )
-    listing, more = ([], False) if q else support.list_customers(
-        session, filters, shop_ids=shop_ids, sort=sort, descending=descending,
-        offset=(page - 1) * CUSTOMER_PAGE_SIZE, limit=CUSTOMER_PAGE_SIZE,
-    )
-    shops = session.scalars(only_visible(select(Shop), Shop.id).order_by(Shop.platform, Shop.domain)).all()
-    tiers = support.tiers_in_use(session, shop_ids)
+    filters = {"tier": tier if tier else None, "banned": _flag_arg("banned"), "has_points": _flag_arg("balance"),
+               "failed_codes": _flag_arg("failed")}
+    listing = directory.Page([], None, None)
+    if shop is not None and not q:
+        try:
+            listing = directory.list_customers(
+                session, shop.id, limit=CUSTOMER_PAGE_SIZE, sort=sort, descending=descending,
+                after=request.args.get("after") or None, before=request.args.get("before") or None, **filters)
+        except ValueError:
+            abort(400, description=_("This page link is out of date. Start again from the first page."))
+    program = current_program(session, shop)[1] if shop is not None else None
+    tiers = [t.name for t in program.tiers.levels] if program is not None else []
     session.commit()
-    args = {k: v for k, v in request.args.items() if k not in ("page", "q") and v}
+    args = {k: v for k, v in request.args.items() if k not in ("after", "before", "q") and v}
     return render_template(
         "admin/customers.html", q=q, results=results, truncated=truncated, limit=SEARCH_LIMIT,
-        listing=listing, more=more, page=page, sort=sort, descending=descending, args=args,
-        shops=shops, tiers=tiers, filters=filters,
+        listing=listing, sort=sort, descending=descending, args=args, shops=shops, shop=shop, tiers=tiers,
+        filters=filters,
     )
 
 

@@ -243,3 +243,25 @@ def test_jobs_are_for_administrators_only(client, make_shop):
     # then both are refused, and the menu does not offer it
     assert (page.status_code, retry.status_code) == (403, 403)
     assert 'href="/admin/jobs"' not in client.get("/admin/").get_data(as_text=True)
+
+
+def test_customer_list_pages_forward_and_back_and_refuses_a_stale_link(client, session, make_shop, monkeypatch):
+    # given three customers and pages of two
+    _shop_with_three(make_shop)
+    monkeypatch.setattr("app.web.admin.CUSTOMER_PAGE_SIZE", 2)
+    _signed_in(client, session)
+
+    # when staff page through the list by balance, highest first, and back
+    first = client.get("/admin/customers?sort=available&dir=desc").get_data(as_text=True)
+    next_link = unescape(re.search(r'href="([^"]+)" rel="next"', first).group(1))
+    second = client.get(next_link).get_data(as_text=True)
+    back_link = unescape(re.search(r'href="([^"]+)" rel="prev"', second).group(1))
+    back = client.get(back_link).get_data(as_text=True)
+
+    # then the pages follow the sort, the last has no next link, and going back shows the first again
+    assert _listed(first) == [CLARA, ANNA] and 'rel="prev"' not in first
+    assert _listed(second) == [BEN] and 'rel="next"' not in second
+    assert _listed(back) == [CLARA, ANNA]
+    # and a link this list did not make is refused with a way back
+    stale = client.get("/admin/customers?after=7:x")
+    assert stale.status_code == 400 and "first page" in stale.get_data(as_text=True)

@@ -97,9 +97,9 @@ def test_customer_list_pages_by_keyset_in_email_order(shop):
 
 def test_customer_list_newest_and_oldest_first(shop):
     with session_scope() as s:
-        newest = directory.list_customers(s, shop, sort="newest", limit=2)
-        older = directory.list_customers(s, shop, sort="newest", limit=10, after=newest.next_after)
-        oldest = directory.list_customers(s, shop, sort="oldest", limit=1)
+        newest = directory.list_customers(s, shop, sort="created", descending=True, limit=2)
+        older = directory.list_customers(s, shop, sort="created", descending=True, limit=10, after=newest.next_after)
+        oldest = directory.list_customers(s, shop, sort="created", limit=1)
 
     assert _emails(newest) == ["emil@example.test", "dora_x@example.test"]
     assert _emails(older) == ["cora@example.test", "ben@shop.example", "anna.schmidt@example.test"]
@@ -134,3 +134,40 @@ def test_customer_list_refuses_a_foreign_cursor_and_sort(shop):
             directory.list_customers(s, shop, after="abc")
         with pytest.raises(ValueError, match="unknown sort"):
             directory.list_customers(s, shop, sort="balance")
+        with pytest.raises(ValueError, match="not a cursor"):
+            directory.list_customers(s, shop, sort="created", after="0:5:yesterday")
+
+
+def test_customer_list_pages_forward_and_back_in_every_sort_with_empty_values_last(shop):
+    # given Dora without a name and Emil without points (the sort's empty values)
+    every: dict[tuple[str, bool], list[str]] = {}
+    with session_scope() as s:
+        for sort in directory.SORTS:
+            for descending in (False, True):
+                # when the list is read two rows a page to the end, then back to the start
+                forward, page = [], directory.list_customers(s, shop, sort=sort, descending=descending, limit=2)
+                pages = [page]
+                while page.next_after:
+                    page = directory.list_customers(s, shop, sort=sort, descending=descending, limit=2,
+                                                    after=page.next_after)
+                    pages.append(page)
+                forward = [e for p in pages for e in _emails(p)]
+                back = [_emails(page)]
+                while page.previous_before:
+                    page = directory.list_customers(s, shop, sort=sort, descending=descending, limit=2,
+                                                    before=page.previous_before)
+                    back.insert(0, _emails(page))
+                # then every customer is listed once, and walking back gives the same pages
+                assert sorted(forward) == sorted(p[1] for p in PEOPLE), (sort, descending)
+                assert back == [_emails(p) for p in pages], (sort, descending)
+                assert pages[0].previous_before is None
+                every[(sort, descending)] = forward
+
+    assert every[("name", False)] == ["emil@example.test", "ben@shop.example", "anna.schmidt@example.test",
+                                      "cora@example.test", "dora_x@example.test"]
+    assert every[("name", True)] == ["cora@example.test", "anna.schmidt@example.test", "ben@shop.example",
+                                     "emil@example.test", "dora_x@example.test"]
+    # balances 600, 20, 30, 5 and 0 points (Emil's 0.50 € earned nothing)
+    assert every[("available", True)] == ["anna.schmidt@example.test", "cora@example.test", "ben@shop.example",
+                                          "dora_x@example.test", "emil@example.test"]
+    assert every[("available", False)] == list(reversed(every[("available", True)]))
