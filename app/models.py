@@ -291,6 +291,21 @@ class CustomerBalance(Base):
     pending: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
 
+class AnalyticsReport(Base):
+    """The analytics page's newest report of a shop and period, computed by the worker
+    (`app.loyalty.analytics`): the figures as tagged JSON, when and how fast they were computed."""
+
+    __tablename__ = "analytics_reports"
+    __table_args__ = (UniqueConstraint("shop_id", "period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    period: Mapped[str] = mapped_column(String(16))
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class Order(Base):
     """The newest normalized snapshot of a platform order plus what we derived from it."""
 

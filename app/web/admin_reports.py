@@ -10,23 +10,24 @@ import logging
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from flask import Response, render_template, request
+from flask import Response, flash, redirect, render_template, request, url_for
+from redis.exceptions import RedisError
 
-from app import db
-from app.loyalty import metrics, reports
+from app import db, queues
+from app.loyalty import analytics as analytics_reports
+from app.loyalty import reports
 from app.models import Shop, utcnow
-from app.program import current_program
+from app.queues import RedisNotConfiguredError
 from app.web.access import require_owner, shop_or_404
 from app.web.admin import bp
 from app.web.charts import Series, bar_chart, hbar_chart, line_chart
 
 logger = logging.getLogger(__name__)
 
-# The analytics page's periods: query value -> (label, days back from now).
+# The analytics page's periods (app.loyalty.analytics.PERIODS) as the page names them.
 PERIODS: dict[str, tuple[str, int]] = {"30d": ("Last 30 days", 30), "90d": ("Last 90 days", 90),
                                        "365d": ("Last 12 months", 365)}
 DEFAULT_PERIOD = "30d"
-WEEKS = 12
 
 
 def _owner_shop(shop_id: int) -> Shop:
@@ -40,25 +41,38 @@ def _week_label(moment: datetime, shop: Shop) -> str:
     return moment.astimezone(ZoneInfo(shop.timezone)).strftime("%d.%m.")
 
 
+def _ask_for_report(shop_id: int, period: str) -> str | None:
+    """Ask the worker to compute the report (once, however often the page is opened meanwhile);
+    return why that failed, or None."""
+    try:
+        queues.enqueue_once("reminders", "jobs.reports.refresh_analytics", shop_id, period,
+                            job_id=queues.job_id("analytics", shop_id, period))
+    except (RedisError, RedisNotConfiguredError) as exc:
+        logger.error("analytics report not queued", extra={"shop": shop_id, "error": type(exc).__name__})
+        return "The worker's queue cannot be reached, so the figures cannot be computed now. Try again later."
+    return None
+
+
 @bp.get("/shops/<int:shop_id>/analytics")
 def analytics(shop_id: int) -> Any:
-    """Show the program's trends as charts (with tables) and the KPIs of the chosen period."""
+    """Show the program's trends as charts (with tables) and the KPIs of the chosen period, from
+    the newest report the worker computed (a new one is asked for when it is older than
+    `analytics.FRESH`, or when there is none yet)."""
     shop = _owner_shop(shop_id)
     period = request.args.get("period", DEFAULT_PERIOD)
     if period not in PERIODS:
         period = DEFAULT_PERIOD
     session = db.request_session()
-    now = utcnow()
-    since = now - timedelta(days=PERIODS[period][1])
-    figures = metrics.program_metrics(session, shop.id, since=since, until=now)
-    kpis = metrics.analytics_kpis(session, shop, since, now, figures=figures)
-    bounds = metrics.week_starts(shop.timezone, now, WEEKS)
-    points = metrics.weekly_points(session, shop.id, bounds)
-    members = metrics.member_series(session, shop.id, bounds)
-    _, program = current_program(session, shop)
-    tiers = metrics.tier_distribution(session, shop.id, [t.name for t in program.tiers.levels])
+    kept = analytics_reports.latest(session, shop.id, period)
     session.commit()
-
+    now = utcnow()
+    problem = _ask_for_report(shop.id, period) if kept is None or kept.stale(now) else None
+    page = {"shop": shop, "period": period, "periods": PERIODS, "kept": kept, "problem": problem,
+            "fresh_minutes": int(analytics_reports.FRESH.total_seconds() // 60)}
+    if kept is None:
+        return render_template("admin/analytics.html", **page)
+    report = kept.report
+    figures, points, members, tiers = report["figures"], report["points"], report["members"], report["tiers"]
     labels = [_week_label(w["week"], shop) for w in points]
     campaigns = [(name, c) for name, c in figures["campaigns"].items()]
     charts = {
@@ -80,9 +94,24 @@ def analytics(shop_id: int) -> Any:
         "tiers": hbar_chart("Customers per tier", [name or "No tier" for name, _ in tiers], [n for _, n in tiers]),
     }
     return render_template(
-        "admin/analytics.html", shop=shop, period=period, periods=PERIODS, k=kpis, m=figures, points=points,
-        members=members, labels=labels, tiers=tiers, campaigns=campaigns, charts=charts, weeks=WEEKS,
+        "admin/analytics.html", **page, k=report["kpis"], m=figures, points=points, members=members,
+        labels=labels, tiers=tiers, campaigns=campaigns, charts=charts, weeks=analytics_reports.WEEKS,
     )
+
+
+@bp.post("/shops/<int:shop_id>/analytics/refresh")
+def refresh_analytics(shop_id: int) -> Any:
+    """Ask the worker for a new report of the period now (the owner's "compute again")."""
+    shop = _owner_shop(shop_id)
+    period = request.form.get("period", DEFAULT_PERIOD)
+    if period not in PERIODS:
+        period = DEFAULT_PERIOD
+    problem = _ask_for_report(shop.id, period)
+    if problem:
+        flash(problem, "error")
+    else:
+        flash("The figures are being computed; reload the page in a moment.", "success")
+    return redirect(url_for("admin.analytics", shop_id=shop.id, period=period))
 
 
 def _day_arg(name: str, default: date) -> tuple[date, str | None]:

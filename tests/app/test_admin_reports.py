@@ -7,12 +7,15 @@ import re
 from html import unescape
 
 import pytest
-from sqlalchemy import select
+from datetime import timedelta
+
+from sqlalchemy import func, select
 
 from app.db import session_scope
-from app.models import Customer, StaffAuditEntry, StaffRole
+from app.loyalty import analytics
+from app.models import AnalyticsReport, Customer, StaffAuditEntry, StaffRole
 from app.web.staff import create_staff, grant_role
-from tests.app.test_admin import STAFF_PASSWORD, _sign_in
+from tests.app.test_admin import STAFF_PASSWORD, _csrf_token, _sign_in
 from tests.app.test_analytics import shop  # noqa: F401  (the analytics history)
 from tests.app.test_liability import shop as liability_shop  # noqa: F401
 
@@ -43,11 +46,17 @@ def owner(client, shop):  # type: ignore[no-untyped-def]
     return client
 
 
-def test_analytics_page_shows_kpis_with_definitions_and_charts_with_tables(owner, shop, time_machine):
-    # when the owner opens the analytics page (12 weeks to day 10; period: the last 30 days)
+def test_analytics_page_shows_kpis_with_definitions_and_charts_with_tables(owner, shop, time_machine, work):
+    # when the owner opens the analytics page (12 weeks to day 10; period: the last 30 days), the
+    # worker computes its report, and the owner opens the page again
+    work()  # (the history's own jobs)
+    first = owner.get(f"/admin/shops/{shop}/analytics").get_data(as_text=True)
+    assert work() == 1
     response = owner.get(f"/admin/shops/{shop}/analytics")
 
-    # then it answers with the KPIs, each with its definition
+    # then the first visit said the figures are being computed, and the page now answers with
+    # the KPIs, each with its definition, and when they were computed (in the shop's zone)
+    assert 'id="report-computing"' in first and 'id="order-earning-rate"' not in first
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     text = _text(html)
@@ -69,6 +78,55 @@ def test_analytics_page_shows_kpis_with_definitions_and_charts_with_tables(owner
     assert "09.11. 5 2 1 50.0 %" in _text(html.split('id="members-per-week"')[1].split("</table>")[0])
     # no inline style or script (the admin's CSP allows neither)
     assert "style=" not in html and "<script" not in html
+    assert re.search(r'id="computed-at">Computed \S+', html)
+    # and nothing more is asked of the worker while the report is fresh
+    assert work() == 0
+
+
+def test_a_stale_analytics_report_is_shown_and_computed_again(owner, shop, time_machine, work):
+    # given a report computed when the page was first opened
+    work()  # (the history's own jobs)
+    owner.get(f"/admin/shops/{shop}/analytics")
+    work()
+    with session_scope() as s:
+        first = analytics.latest(s, shop, "30d")
+
+    # when the page is opened again after the report got stale, and the worker has run
+    time_machine.shift(analytics.FRESH + timedelta(minutes=1))
+    stale = owner.get(f"/admin/shops/{shop}/analytics").get_data(as_text=True)
+    assert work() == 1
+
+    # then the stale figures were shown meanwhile, and one newer report replaced them
+    assert 'id="order-earning-rate"' in stale
+    with session_scope() as s:
+        second = analytics.latest(s, shop, "30d")
+        rows = s.scalar(select(func.count()).select_from(AnalyticsReport))
+    assert second.computed_at > first.computed_at and rows == 1
+    assert second.report["kpis"]["paid_orders"] == first.report["kpis"]["paid_orders"]
+
+
+def test_the_owner_asks_for_new_figures_and_a_missing_queue_is_said(owner, shop, work, monkeypatch):
+    # when the owner, on the page of 30 days, asks for new figures of 12 months
+    work()  # (the history's own jobs)
+    owner.get(f"/admin/shops/{shop}/analytics")
+    work()
+    token = _csrf_token(owner.get(f"/admin/shops/{shop}/analytics").get_data(as_text=True))
+    response = owner.post(f"/admin/shops/{shop}/analytics/refresh", data={"period": "365d", "csrf_token": token})
+
+    # then one job computes them and the page shows them
+    assert response.status_code == 302 and "period=365d" in response.headers["Location"]
+    assert work() == 1
+    assert 'id="order-earning-rate"' in owner.get(f"/admin/shops/{shop}/analytics?period=365d").get_data(as_text=True)
+
+    # and when the queue cannot be reached, the page says so instead of waiting for nothing
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    def unreachable(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RedisConnectionError("refused")
+
+    monkeypatch.setattr("app.queues.enqueue_once", unreachable)
+    html = owner.get(f"/admin/shops/{shop}/analytics?period=90d").get_data(as_text=True)
+    assert "queue cannot be reached" in html and 'id="report-computing"' in html
 
 
 def test_report_pages_are_owner_work(client, shop):

@@ -156,3 +156,28 @@ def test_tier_distribution(shop):
 
     # the other shop's anna has no tier and is not counted here
     assert tiers == [("Bronze", 0), ("Silber", 2), ("Legacy", 1), (None, 2)]
+
+
+def test_a_kept_report_comes_back_as_computed_and_one_row_per_shop_and_period(shop):
+    from app.loyalty import analytics
+    from app.models import AnalyticsReport
+    from sqlalchemy import func, select
+
+    with session_scope() as s:
+        computed = analytics.compute(s, s.get(Shop, shop), "30d", day(10))
+    # when the report is kept twice (a later one, then one computed earlier arriving late)
+    with session_scope() as s:
+        analytics.refresh(s, shop, "30d", now=day(10))
+    with session_scope() as s:
+        analytics.refresh(s, shop, "30d", now=day(9))
+    with session_scope() as s:
+        kept = analytics.latest(s, shop, "30d")
+        rows = s.scalar(select(func.count()).select_from(AnalyticsReport))
+
+    # then one row holds the later report, with its money, rates and times as they were computed
+    assert rows == 1 and kept.computed_at == day(10)
+    assert kept.report == computed
+    assert isinstance(kept.report["kpis"]["loyalty_revenue"], Decimal)
+    assert kept.report["points"][0]["week"].tzinfo is not None
+    with session_scope() as s, pytest.raises(ValueError, match="unknown period"):
+        analytics.refresh(s, shop, "7d")

@@ -1,4 +1,4 @@
-"""customer balances kept by the database (for the admin's list at a million customers); list sort indexes
+"""customer balances kept by the database and list sort indexes (the admin's customer list at a million customers); kept analytics reports
 
 Revision ID: 0028
 Revises: 0027
@@ -14,6 +14,9 @@ Only the states `available` and `pending` are counted (spent, expired, reversed 
 that can be spent). The customer row is already locked by whoever changes its lots
 (`app.loyalty.ledger.lock_customer`), so the balance row is changed under the same lock.
 
+`analytics_reports` keeps the analytics page's newest report per shop and period
+(`app.loyalty.analytics`), computed by the worker.
+
 Compatibility: this migration runs in the `release` phase while the previous release is still
 serving. It must leave the schema usable by that release: add nullable columns or columns with
 server defaults, add tables and indexes; drop or rename only in a later release.
@@ -22,6 +25,7 @@ and the triggers follow. The rows of existing customers are filled in one statem
 triggers exist, inside the migration's transaction.)
 """
 from alembic import op
+import app.models
 import sqlalchemy as sa
 
 
@@ -99,6 +103,19 @@ SELECT c.id, c.shop_id, COALESCE(l.available, 0), COALESCE(l.pending, 0)
 
 def upgrade() -> None:
     op.create_table(
+        'analytics_reports',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('shop_id', sa.Integer(), nullable=False),
+        sa.Column('period', sa.String(length=16), nullable=False),
+        sa.Column('computed_at', app.models.UTCDateTime(), nullable=False),
+        sa.Column('duration_ms', sa.Integer(), nullable=False),
+        sa.Column('report', sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_analytics_reports_shop_id_shops'),
+                                ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_analytics_reports')),
+        sa.UniqueConstraint('shop_id', 'period', name=op.f('uq_analytics_reports_shop_id_period')),
+    )
+    op.create_table(
         'customer_balances',
         sa.Column('customer_id', sa.Integer(), nullable=False),
         sa.Column('shop_id', sa.Integer(), nullable=False),
@@ -142,3 +159,4 @@ def downgrade() -> None:
             op.execute(sa.text(f"DROP TRIGGER customer_balances_{name}"))
     op.drop_index('ix_customer_balances_shop_id_available_customer_id', table_name='customer_balances')
     op.drop_table('customer_balances')
+    op.drop_table('analytics_reports')
