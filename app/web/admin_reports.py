@@ -43,7 +43,7 @@ DEFAULT_PERIOD = "30d"
 CAMPAIGN_TEXTS: dict[str, Any] = {
     "cart": _l("Cart reminder"), "winback": _l("Win-back"), "second_purchase": _l("Second purchase"),
     "tier_change": _l("Tier change notice"), "expiry": _l("Expiry notice"), "points_earned": _l("Points earned notice"),
-    "doi": _l("Consent confirmation (double opt-in)"),
+    "doi": _l("Double opt-in"),
 }
 
 

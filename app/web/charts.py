@@ -146,7 +146,8 @@ def hbar_chart(title: str, labels: Sequence[str], values: Sequence[int | Decimal
     top = _nice_max(max((float(v) for v in values), default=0.0))
     row = 24
     height = TOP + row * max(len(labels), 1) + 8
-    label_w = 150
+    # room for the longest label (tier names are the owner's, campaign names the reader's language)
+    label_w = min(max(150, 12 + 7 * max((len(label) for label in labels), default=0)), 280)
     plot_w = WIDTH - label_w - RIGHT - 90
     n = next(_ids)
     desc = "; ".join(f"{label}: {v} {unit}".strip() for label, v in zip(labels, values)) + "."
