@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
@@ -24,12 +25,16 @@ class ProgramError(ValueError):
 
     `problems` holds each one as (location, message), the location as pydantic gives it
     (("earning", "points_per_unit"), ("rewards", 0), () for the whole document), so a form can
-    show each message beside the field it names.
+    show each message beside the field it names. `errors` holds pydantic's own account of the
+    same problems, in the same order (each with its `type` and `ctx`), so the admin can word them
+    in its user's language (app.web.program_errors).
     """
 
-    def __init__(self, message: str, problems: tuple[tuple[tuple[str | int, ...], str], ...] = ()) -> None:
+    def __init__(self, message: str, problems: tuple[tuple[tuple[str | int, ...], str], ...] = (),
+                 errors: tuple[ErrorDetails, ...] = ()) -> None:
         super().__init__(message)
         self.problems = problems
+        self.errors = errors
 
 
 class _Strict(BaseModel):
@@ -77,11 +82,11 @@ class Reward(_Strict):
     @model_validator(mode="after")
     def _kind_needs(self) -> Reward:
         if self.kind in ("fixed_amount", "percentage", "store_credit") and self.value is None:
-            raise ValueError(f"value is required for {self.kind}")
+            raise PydanticCustomError("value_required", "value is required for {kind}", {"kind": self.kind})
         if self.kind == "percentage" and self.value is not None and self.value > 100:
-            raise ValueError("value of a percentage reward is at most 100")
+            raise PydanticCustomError("percentage_over_100", "value of a percentage reward is at most 100")
         if self.kind == "free_product" and not (self.product_id or self.variant_id):
-            raise ValueError("free_product needs product_id or variant_id")
+            raise PydanticCustomError("product_missing", "free_product needs product_id or variant_id")
         return self
 
 
@@ -113,10 +118,10 @@ class Tiers(_Strict):
     def _ascending(self) -> Tiers:
         names = [t.name for t in self.levels]
         if len(set(names)) != len(names):
-            raise ValueError("tier names must be unique")
+            raise PydanticCustomError("tier_names_not_unique", "tier names must be unique")
         thresholds = [t.threshold for t in self.levels]
         if thresholds != sorted(thresholds) or len(set(thresholds)) != len(thresholds):
-            raise ValueError("tier thresholds must strictly increase")
+            raise PydanticCustomError("tier_thresholds_not_increasing", "tier thresholds must strictly increase")
         return self
 
 
@@ -157,7 +162,7 @@ class Gift(_Strict):
     @model_validator(mode="after")
     def _one_threshold(self) -> Gift:
         if (self.min_amount is None) == (self.min_grams is None):
-            raise ValueError("give exactly one of min_amount and min_grams")
+            raise PydanticCustomError("gift_threshold", "give exactly one of min_amount and min_grams")
         return self
 
 
@@ -184,11 +189,12 @@ class CartReminders(_Strict):
     @model_validator(mode="after")
     def _steps(self) -> CartReminders:
         if not self.steps_hours or list(self.steps_hours) != sorted(set(self.steps_hours)):
-            raise ValueError("steps_hours must be increasing and not empty")
+            raise PydanticCustomError("steps_not_increasing", "steps_hours must be increasing and not empty")
         if self.steps_hours[0] * 60 < self.idle_minutes:
-            raise ValueError("the first step cannot come before the cart counts as abandoned (idle_minutes)")
+            raise PydanticCustomError("first_step_too_early",
+                                      "the first step cannot come before the cart counts as abandoned (idle_minutes)")
         if self.incentive_step > len(self.steps_hours):
-            raise ValueError("incentive_step is after the last step")
+            raise PydanticCustomError("incentive_step_after_last", "incentive_step is after the last step")
         return self
 
 
@@ -268,12 +274,13 @@ class Program(_Strict):
     def _consistent(self) -> Program:
         names = [r.name for r in self.rewards]
         if len(set(names)) != len(names):
-            raise ValueError("reward names must be unique")
+            raise PydanticCustomError("reward_names_not_unique", "reward names must be unique")
         tier_names = {t.name for t in self.tiers.levels}
         for reward in self.rewards:
             unknown = set(reward.tiers) - tier_names
             if unknown:
-                raise ValueError(f"reward {reward.name!r} names unknown tiers {sorted(unknown)}")
+                raise PydanticCustomError("reward_tiers_unknown", "reward {name} names unknown tiers {tiers}",
+                                          {"name": repr(reward.name), "tiers": str(sorted(unknown))})
         return self
 
     def reward(self, name: str) -> Reward | None:
@@ -295,9 +302,10 @@ def validate_document(document: Any) -> Program:
     try:
         return Program.model_validate(document)
     except ValidationError as exc:
-        problems = tuple((tuple(err["loc"]), str(err["msg"])) for err in exc.errors())
+        errors = tuple(exc.errors(include_url=False, include_input=False))
+        problems = tuple((tuple(err["loc"]), str(err["msg"])) for err in errors)
         message = "; ".join(f"{'.'.join(str(p) for p in loc) or 'document'}: {msg}" for loc, msg in problems)
-        raise ProgramError(message, problems) from None
+        raise ProgramError(message, problems, errors) from None
 
 
 _DEFAULT = Program()

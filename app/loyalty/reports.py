@@ -68,7 +68,8 @@ class PointValue:
         return (self.amount * points).quantize(_CENTS, rounding=ROUND_HALF_UP)
 
     def explain(self) -> str:
-        """Return one sentence saying how the value was found."""
+        """Return one sentence saying how the value was found (English: the CLI, CSV and JSON;
+        the admin words the same fields in its user's language)."""
         if self.source == "program":
             return f"1 point = {self.amount} {self.currency}, as the program (version {self.program_version}) states."
         if self.source == "reward":
@@ -82,11 +83,21 @@ class PointValue:
 
 @dataclass(frozen=True)
 class Bucket:
-    """Points in one group (an age or an expiry month) and their value."""
+    """Points in one group (an age or an expiry month) and their value.
+
+    `label` is the group's English name, as the CSV, the JSON and `flask report liability` print
+    it (stable); a page words the group from the other fields in its reader's language.
+    """
 
     label: str
     points: int
     value: Decimal | None
+    # an age: earned between `months_from` and `months_to` months before the instant (None: no limit)
+    months_from: int | None = None
+    months_to: int | None = None
+    # an expiry: expires in the calendar month `month` ("YYYY-MM", shop time), or after it (`later`)
+    month: str | None = None
+    later: bool = False
 
 
 @dataclass(frozen=True)
@@ -265,13 +276,15 @@ def outstanding_points(session: Session, shop: Shop, at: datetime, *, months_ahe
             by_month[expiry_index] += points
     zone = ZoneInfo(shop.timezone)
     month_labels = [(start - timedelta(days=1)).astimezone(zone).strftime("%Y-%m") for start in month_starts]
-    expiring = [Bucket(label, by_month[i], value.of(by_month[i])) for i, label in enumerate(month_labels)]
-    expiring.append(Bucket(f"after {month_labels[-1]}", by_month[-1], value.of(by_month[-1])))
+    expiring = [Bucket(label, by_month[i], value.of(by_month[i]), month=label) for i, label in enumerate(month_labels)]
+    expiring.append(Bucket(f"after {month_labels[-1]}", by_month[-1], value.of(by_month[-1]),
+                           month=month_labels[-1], later=True))
     total = int(pending) + int(available)
     return Liability(
         shop_id=shop.id, shop_domain=shop.domain, at=at, timezone=shop.timezone, currency=shop.currency,
         pending=int(pending), available=int(available), customers=customers, point_value=value,
-        ages=tuple(Bucket(label, by_age[i], value.of(by_age[i])) for i, (label, _, _) in enumerate(AGE_BUCKETS)),
+        ages=tuple(Bucket(label, by_age[i], value.of(by_age[i]), months_from=start, months_to=end)
+                   for i, (label, start, end) in enumerate(AGE_BUCKETS)),
         expiring=tuple(expiring),
         expiry_overdue=overdue, no_expiry=no_expiry, unplaced=total - placed,
     )

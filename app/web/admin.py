@@ -51,7 +51,7 @@ from app import db
 from app.loyalty import explain, ledger, metrics, support
 from app.web.access import audit, can_see, current_access, login_manager, only_visible, require_owner, shop_or_404
 from app.web.customer_page import customer_link
-from app.web import program_form
+from app.web import program_errors, program_form
 from app.messaging.send import MailError, OutgoingMessage, format_address, mailer_from_config
 from app.models import (
     CodeStatus,
@@ -983,7 +983,8 @@ def program(shop_id: int) -> Any:
     try:
         _save_program_document(shop_id, document, base)
     except ProgramError as exc:
-        return _program_page(shop_id, text=text, base=base, error=_("Program not applied: %(error)s", error=exc), status=400)
+        return _program_page(shop_id, text=text, base=base, status=400,
+                             error=_("Program not applied: %(error)s", error=program_errors.summary(exc)))
     except (_StaleVersionError, IntegrityError):
         return _program_page(shop_id, text=text, status=409, error=_stale_message())
     return redirect(url_for("admin.program", shop_id=shop_id))
@@ -1007,7 +1008,7 @@ def program_forms(shop_id: int) -> Any:
     try:
         _save_program_document(shop_id, posted.document, base)
     except ProgramError as exc:
-        placed = program_form.field_errors(exc.problems, posted)
+        placed = program_form.field_errors(program_errors.problems(exc), posted)
         return _program_page(
             shop_id, base=base, values=values, field_errors=placed, status=400,
             error=_("Program not applied: %(count)s problems, each shown beside its field. Nothing was saved.",

@@ -264,7 +264,10 @@ def program_restore(shop_id: int, version: int) -> Any:
                   before={"version": in_force}, after={"version": saved, "restored": version})
     except ProgramError as exc:
         # A version saved under an older schema may not validate any more: say so, change nothing.
-        flash(_("Version %(version)s cannot be restored as it is: %(error)s", version=version, error=exc), "error")
+        from app.web import program_errors
+
+        flash(_("Version %(version)s cannot be restored as it is: %(error)s", version=version,
+                error=program_errors.summary(exc)), "error")
         return redirect(url_for("admin.program_version", shop_id=shop_id, version=version))
     except IntegrityError:
         flash(_("Another version was saved at the same moment; nothing was restored. Try again."), "error")

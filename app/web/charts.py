@@ -3,7 +3,8 @@
 Each chart is an `<svg role="img">` named by its `<title>` and described by its `<desc>` (which
 states every value, for screen readers); the page shows the same figures in a table beside it.
 Colours come from presentation attributes and classes in `reports.css`, so the admin's CSP
-(no inline styles) holds.
+(no inline styles) holds. The charts have no words of their own: titles, series names and the word
+for a missing value (`none`) come from the caller, in the reader's language.
 """
 
 from __future__ import annotations
@@ -80,16 +81,18 @@ def _axis(top: float, percent: bool) -> list[str]:
     return lines
 
 
-def _describe(labels: Sequence[str], series: Sequence[Series], percent: bool) -> str:
+def _describe(labels: Sequence[str], series: Sequence[Series], percent: bool, none: str) -> str:
     parts = []
     for s in series:
-        values = ", ".join(f"{label}: {'none' if v is None else _fmt(float(v), percent)}" for label, v in zip(labels, s.values))
+        values = ", ".join(f"{label}: {none if v is None else _fmt(float(v), percent)}" for label, v in zip(labels, s.values))
         parts.append(f"{s.name}: {values}.")
     return " ".join(parts)
 
 
-def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series], *, percent: bool = False) -> Markup:
-    """Return grouped vertical bars: one group per label, one bar per series."""
+def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series], *, percent: bool = False,
+              none: str = "none") -> Markup:
+    """Return grouped vertical bars: one group per label, one bar per series (`none`: the word for
+    a missing value in the description)."""
     values = [float(v) for s in series for v in s.values if v is not None]
     top = _nice_max(max(values, default=0.0)) if not percent else max(1.0, _nice_max(max(values, default=0.0)))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -110,11 +113,12 @@ def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series], *, pe
         if i % every == 0:
             body.append(f'<text x="{LEFT + i * group + group / 2:.1f}" y="{TOP + plot_h + 14}" class="tick" '
                         f'text-anchor="middle">{escape(label)}</text>')
-    return _frame(title, _describe(labels, series, percent), body, series)
+    return _frame(title, _describe(labels, series, percent, none), body, series)
 
 
-def line_chart(title: str, labels: Sequence[str], series: Sequence[Series], *, percent: bool = False) -> Markup:
-    """Return one line per series over the labels, with a dot at each value."""
+def line_chart(title: str, labels: Sequence[str], series: Sequence[Series], *, percent: bool = False,
+               none: str = "none") -> Markup:
+    """Return one line per series over the labels, with a dot at each value (`none`: as in `bar_chart`)."""
     values = [float(v) for s in series for v in s.values if v is not None]
     top = _nice_max(max(values, default=0.0))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -134,7 +138,7 @@ def line_chart(title: str, labels: Sequence[str], series: Sequence[Series], *, p
         for x, y, label, v in points:
             body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" class="{s.css}"><title>{escape(s.name)}, '
                         f'{escape(label)}: {_fmt(float(v), percent)}</title></circle>')
-    return _frame(title, _describe(labels, series, percent), body, series)
+    return _frame(title, _describe(labels, series, percent, none), body, series)
 
 
 def hbar_chart(title: str, labels: Sequence[str], values: Sequence[int | Decimal], *, unit: str = "") -> Markup:
@@ -142,7 +146,8 @@ def hbar_chart(title: str, labels: Sequence[str], values: Sequence[int | Decimal
     top = _nice_max(max((float(v) for v in values), default=0.0))
     row = 24
     height = TOP + row * max(len(labels), 1) + 8
-    label_w = 150
+    # room for the longest label (tier names are the owner's, campaign names the reader's language)
+    label_w = min(max(150, 12 + 7 * max((len(label) for label in labels), default=0)), 280)
     plot_w = WIDTH - label_w - RIGHT - 90
     n = next(_ids)
     desc = "; ".join(f"{label}: {v} {unit}".strip() for label, v in zip(labels, values)) + "."

@@ -45,7 +45,8 @@ def _shop_with_customer(make_shop, **shop) -> tuple[int, int]:  # type: ignore[n
 def test_every_admin_text_has_a_german_translation():
     # given the admin's texts (found as babel-admin.cfg says, with the lazy `_l` too) and its German catalog
     method_map = [("app/web/admin.py", "python"), ("app/web/admin_account.py", "python"),
-                  ("app/web/admin_staff.py", "python"), ("app/templates/admin/**.html", "jinja2")]
+                  ("app/web/admin_staff.py", "python"), ("app/web/admin_reports.py", "python"),
+                  ("app/web/program_errors.py", "python"), ("app/templates/admin/**.html", "jinja2")]
     keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "_l": None, "lazy_gettext": None}
     found = {msg[2] if isinstance(msg[2], str) else msg[2][0]
              for msg in extract_from_dir(str(ROOT), method_map, keywords=keywords)}
@@ -147,3 +148,85 @@ def test_the_sign_in_page_speaks_the_browsers_language(_case, header, expected, 
 
     # then it is in their browser's language
     assert f"<h1>{expected}</h1>" in html
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("_case, change, field, message", [
+    ("negative rate", {"earning.points_per_unit": "-1"}, "earning.points_per_unit", "Der Wert muss mindestens 0 sein."),
+    ("not a whole number", {"expiry.notice_days": "zwei"}, "expiry.notice_days", "Bitte geben Sie eine ganze Zahl ein."),
+    ("over the limit, grouped as German writes it", {"referral.referrer_points": "20000000"}, "referral.referrer_points",
+     "Der Wert darf höchstens 10.000.000 sein."),
+    ("a new reward without its name", {"rewards.{new}.points": "10", "rewards.{new}.kind": "free_shipping"},
+     "rewards.{new}.name", "Bitte füllen Sie dieses Feld aus."),
+    ("percent reward without its value", {"rewards.{new}.name": "X", "rewards.{new}.points": "10",
+                                          "rewards.{new}.kind": "percentage"},
+     "rewards.{new}", "Für die Art „Prozent Rabatt“ ist ein Wert nötig."),
+    ("steps out of order", {"reminders.cart.steps_hours": "24, 1"}, "reminders.cart",
+     "Die Erinnerungen (Stunden) müssen aufsteigend angegeben werden, mindestens eine."),
+    ("quiet hours not a time", {"reminders.sending.quiet_start": "9 Uhr"}, "reminders.sending.quiet_start",
+     "Die Eingabe hat nicht das erwartete Format"),
+])
+def test_a_german_owner_reads_program_errors_in_german(client, make_shop, _case, change, field, message):
+    from html import unescape
+
+    from app.web import program_form
+    from tests.app.test_admin_program_forms import _blank_row, _fill, _forms
+
+    # given a German shop on the default program, and its owner on the program page
+    shop_id = make_shop("shopify")
+    with session_scope() as s:
+        s.execute(update(Shop).where(Shop.id == shop_id).values(language="de"))
+    _owner_of(shop_id)
+    _sign_in(client, OWNER)
+    fields = _forms(client, shop_id)
+    new = _blank_row(fields, "rewards")
+    _fill(fields, {k.format(new=new): v for k, v in change.items()})
+
+    # when they save a bad value
+    response = client.post(f"/admin/shops/{shop_id}/program/forms", data=fields)
+
+    # then the message beside the field is German, and so is the page's summary
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    beside = re.search(rf'<p class="field-error" id="{program_form.field_id(field.format(new=new))}-error">(.*?)</p>',
+                       html, re.S)
+    assert beside and message in unescape(beside.group(1))
+    assert "Input should" not in html and "Value error" not in html and "Field required" not in html
+    assert "Programm nicht übernommen" in html and "Nichts wurde gespeichert." in html
+
+
+@pytest.mark.sqlite_only
+def test_a_german_owner_reads_the_program_documents_errors_in_german(client, make_shop):
+    import json
+
+    # given a German shop and its owner on the program page
+    shop_id = make_shop("shopify")
+    with session_scope() as s:
+        s.execute(update(Shop).where(Shop.id == shop_id).values(language="de"))
+    _owner_of(shop_id)
+    _sign_in(client, OWNER)
+    token = _csrf_token(client.get(f"/admin/shops/{shop_id}/program").get_data(as_text=True))
+
+    # when they save a document (the "advanced" editor) with two bad values
+    document = {"earning": {"points_per_unit": "-1"}, "tiers": {"metric": "visits"}}
+    response = client.post(f"/admin/shops/{shop_id}/program",
+                           data={"csrf_token": token, "document": json.dumps(document), "base": "0"})
+
+    # then each problem is named by its field, in German
+    from html import unescape
+
+    html = unescape(response.get_data(as_text=True))
+    assert response.status_code == 400
+    assert "earning.points_per_unit: Der Wert muss mindestens 0 sein." in html
+    assert "tiers.metric: Erlaubt ist nur 'spend' oder 'points'." in html
+
+
+@pytest.mark.sqlite_only
+def test_every_check_of_the_program_has_admin_words():
+    # given the error types the program's own checks raise (app/program.py)
+    from app.web import program_errors
+
+    raised = set(re.findall(r'PydanticCustomError\(\s*"(\w+)"', (ROOT / "app" / "program.py").read_text()))
+
+    # then the admin words each of them (and so the German catalog has them: see the test above)
+    assert raised and sorted(raised - set(program_errors.TEXTS) - {"value_required"}) == []

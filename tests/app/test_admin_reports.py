@@ -24,9 +24,11 @@ pytestmark = pytest.mark.sqlite_only  # pages, files and output; the figures are
 OWNER, SUPPORT, OTHER_OWNER = "owner@stammkunde.example", "support@stammkunde.example", "other@stammkunde.example"
 
 
-def _staff(email: str, grants: dict[int, StaffRole]) -> None:
+def _staff(email: str, grants: dict[int, StaffRole], language: str | None = "en") -> None:
+    # (the shops of these tests are German: their staff would get German pages unless they chose English)
     with session_scope() as s:
         user = create_staff(s, email, STAFF_PASSWORD)
+        user.language = language
         for shop_id, role in grants.items():
             grant_role(s, shop_id=shop_id, staff_id=user.id, role=role, adjust_limit=0, granted_by="test")
 
@@ -213,3 +215,118 @@ def test_flask_report_liability_refuses_an_unknown_shop_and_a_bad_date(runner, l
 
     assert unknown.exit_code == 1 and "no shop registered for 'nope.myshopify.com'" in unknown.output
     assert bad_day.exit_code == 2 and "'July' is not a date; write YYYY-MM-DD" in bad_day.output
+
+
+GERMAN_OWNER = "inhaberin@stammkunde.example"
+
+
+@pytest.fixture
+def german_owner(client, shop):  # type: ignore[no-untyped-def]
+    _staff(GERMAN_OWNER, {shop: StaffRole.OWNER}, language="de")
+    _as(client, GERMAN_OWNER)
+    return client
+
+
+def test_a_german_owner_reads_the_analytics_page_in_german(german_owner, shop, time_machine, work):
+    # when an owner who chose German opens the analytics page, and again after the worker computed it
+    work()  # (the history's own jobs)
+    first = german_owner.get(f"/admin/shops/{shop}/analytics").get_data(as_text=True)
+    assert work() == 1
+    html = german_owner.get(f"/admin/shops/{shop}/analytics").get_data(as_text=True)
+    text = _text(html)
+
+    # then the "being computed" card was German
+    assert "Die Zahlen dieses Zeitraums werden im Hintergrund berechnet" in _text(first)
+    assert "Neu laden" in first and "The figures of this period" not in first
+    # and the page is German: KPIs with their definitions, the computed line, tables and captions
+    assert '<html lang="de">' in html
+    assert re.search(r'id="computed-at">Berechnet am <time[^>]*>\d\d\.\d\d\.\d{4} \d\d:\d\d ME', html)
+    assert "Jetzt neu berechnen" in text and "Letzte 12 Monate" in text
+    for words in ("Kennzahlen", "Einlösequote", "Anteil der Bestellungen mit Punkten",
+                  "Bezahlte Bestellungen, die Punkte gebracht haben ÷ bezahlte Bestellungen (5 von 6)",
+                  "Nutzungsquote der Prämiencodes", "Umsatz durch das Treueprogramm", "Verfallsquote",
+                  "Mitglieder und Gäste", "Durchschnittlicher Bestellwert", "Kunden mit und ohne Einlösung",
+                  "Mitglieder 5 4 795.00 EUR 159.00 EUR 1.25 198.75 EUR", "Gäste 1 1 40.00 EUR",
+                  "Tabelle: Punkte pro Woche", "Woche ab", "Wiederkaufrate", "Wiederkehrende Käufer",
+                  "Verteilung auf die Stufen", "Warenkorb-Erinnerung"):
+        assert words in text, words
+    assert re.search(r'id="order-earning-rate">\s*83.3 %', html)
+    assert 'aria-label="Punkte pro Woche"' in html and 'aria-label="Zeitraum"' in html
+    # and so are the charts: titles, series and the descriptions screen readers read
+    titles = re.findall(r'<title id="chart\d+-t">([^<]*)</title>', html)
+    assert titles == ["Punkte pro Woche", "Mitglieder pro Woche", "Wiederkaufrate pro Woche",
+                      "Zurückgewonnener Umsatz je Kampagne (letzte 30 Tage)", "Kunden je Stufe"]
+    assert "Gesammelt: 24.08.: 0, 31.08.: 0," in html and "26.10.: 600, 02.11.: 100, 09.11.: 35. Eingelöst: 24.08.: 0" in html
+    assert "Wiederkehrende Käufer: " in html
+    # with no English left in the visible text
+    for english in ("Key figures", "Redemption rate", "Computed", "Points per week", "Members and guests",
+                    "Week from", "No tier", "Customers per tier", "Returning buyers", "Revenue won back"):
+        assert english not in text, english
+
+
+def test_a_german_owner_is_told_in_german_when_the_figures_cannot_be_computed(german_owner, shop, work, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    # given the analytics page, computed once
+    work()  # (the history's own jobs)
+    german_owner.get(f"/admin/shops/{shop}/analytics")
+    work()
+    token = _csrf_token(german_owner.get(f"/admin/shops/{shop}/analytics").get_data(as_text=True))
+
+    # when the owner asks for new figures, and later the queue cannot be reached
+    asked = german_owner.post(f"/admin/shops/{shop}/analytics/refresh", data={"period": "30d", "csrf_token": token})
+    said = german_owner.get(asked.headers["Location"]).get_data(as_text=True)
+
+    def unreachable(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RedisConnectionError("refused")
+
+    monkeypatch.setattr("app.queues.enqueue_once", unreachable)
+    failed = german_owner.post(f"/admin/shops/{shop}/analytics/refresh", data={"period": "30d", "csrf_token": token})
+    problem = german_owner.get(failed.headers["Location"]).get_data(as_text=True)
+
+    # then both answers are German
+    assert "Die Zahlen werden berechnet; laden Sie die Seite gleich neu." in said
+    assert "Die Warteschlange der Hintergrundverarbeitung ist nicht erreichbar" in problem
+
+
+@pytest.fixture
+def german_liability_owner(client, liability_shop):  # type: ignore[no-untyped-def]
+    _staff(GERMAN_OWNER, {liability_shop: StaffRole.OWNER}, language="de")
+    _as(client, GERMAN_OWNER)
+    return client
+
+
+def test_a_german_owner_reads_the_liability_page_in_german_and_the_csv_stays_as_it_is(german_liability_owner,
+                                                                                      liability_shop):
+    # when an owner who chose German asks for the end of July 2027
+    response = german_liability_owner.get(f"/admin/shops/{liability_shop}/liability?at=2027-07-31")
+
+    # then the page is German: how the point was valued, the cards, the ages and the months of expiry
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    text = _text(html)
+    assert "Offene Punkte (vorgemerkt und verfügbar) zum Ende des 31.07.2027 in der Zeitzone des Shops" in text
+    assert "1 Punkt = 0.02 EUR, wie im Programm (Version 2) festgelegt." in text
+    assert re.search(r'id="total">\s*175', html) and re.search(r'id="value">\s*3.50 EUR', html)
+    assert "145 verfügbar, 30 vorgemerkt (innerhalb der Rückgabefrist), bei 4 Kunden." in text
+    assert "Rückstellung für nicht eingelöste Punkte" in text
+    assert "vor mehr als 12 Monaten 70 1.40 EUR" in text and "vor 0–3 Monaten" in text
+    assert "Bereits abgelaufen (der Verfallslauf bucht sie noch aus) 25 0.50 EUR" in text
+    assert "August 2027 50 1.00 EUR" in text and "Januar 2028 30 0.60 EUR" in text and "nach August 2028 0" in text
+    assert "Nie (kein Verfall)" in text and "CSV herunterladen" in text
+    assert 'aria-label="Was wann verfällt"' in html
+    for english in ("Outstanding points", "months before", "as the program", "Already past", "Never", "available,"):
+        assert english not in text, english
+    # and the CSV keeps its English keys and labels, whoever downloads it
+    csv_text = german_liability_owner.get(
+        f"/admin/shops/{liability_shop}/liability?at=2027-07-31&format=csv").get_data(as_text=True)
+    assert csv_text.splitlines()[0] == "section,item,points,value,currency"
+    assert "outstanding,total,175,3.50,EUR" in csv_text.splitlines()
+    assert "age,over 12 months,70,1.40,EUR" in csv_text.splitlines()
+
+
+def test_a_german_owner_is_told_in_german_about_a_bad_date(german_liability_owner, liability_shop):
+    response = german_liability_owner.get(f"/admin/shops/{liability_shop}/liability?at=31.07.2027")
+
+    assert response.status_code == 400
+    assert "'31.07.2027' ist kein Datum (JJJJ-MM-TT); angezeigt wird stattdessen der" in _text(response.get_data(as_text=True))

@@ -270,6 +270,18 @@ def test_support_flows_in_a_real_browser(live_admin, browser, tmp_path, work):
     # back when the worker (above) could not create the code in a shop without API credentials
     assert browser.find_element(By.ID, "total").text == "2201"
     check.page("liability")
+    # the same report pages in German (longer words, the same widths)
+    browser.get(f"{base}/admin/account")
+    submit("language-form", language="de")
+    browser.get(f"{base}/admin/shops/{shop_id}/analytics")
+    assert browser.find_element(By.ID, "computed-at").text.startswith("Berechnet am")
+    assert "Einlösequote" in _text(browser) and "Punkte pro Woche" in _text(browser)
+    check.page("analytics-de")
+    browser.get(f"{base}/admin/shops/{shop_id}/liability?at={today.isoformat()}")
+    assert "Was wann verfällt" in _text(browser)
+    check.page("liability-de")
+    browser.get(f"{base}/admin/account")
+    submit("language-form", language="en")
 
     browser.get(f"{base}/admin/audit")
     audit = _text(browser)
@@ -278,4 +290,4 @@ def test_support_flows_in_a_real_browser(live_admin, browser, tmp_path, work):
 
     # then nothing on any page was wrong
     assert check.problems == [], "\n".join(check.problems)
-    assert len(check.checked) == 23
+    assert len(check.checked) == 25
