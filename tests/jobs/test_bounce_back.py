@@ -410,3 +410,154 @@ def test_woocommerce_coupon_is_restricted_and_deleted_with_force_on_full_refund(
     assert (get, delete) == ("GET", "DELETE") and "force=true" in url
     [row] = codes(shop)
     assert row.deactivated_at is not None and row.end_reason == "refunded"
+
+
+# ---- the e-mail ------------------------------------------------------------------------------
+
+EMAIL = "kundin@example.test"
+MONDAY = T0.replace(day=2, hour=9)  # Monday 2 November 2026, 10:00 in Berlin
+
+
+def consent(shop: int, *, granted: bool = True) -> None:
+    from app.loyalty.customers import upsert_customer
+    from app.models import Shop
+
+    with session_scope() as s:
+        upsert_customer(s, s.get(Shop, shop), ct.Customer(id="c1", email=EMAIL, first_name="Erika",
+                                                          accepts_marketing=granted,
+                                                          marketing_consent_at=MONDAY - timedelta(days=30)))
+
+
+def sweep(work, at) -> dict:  # type: ignore[no-untyped-def]
+    from jobs.reminders import sweep_reminders
+
+    result = sweep_reminders(at.isoformat())
+    work()
+    return result
+
+
+def messages() -> list[tuple[str, str, str | None]]:
+    from app.models import ReminderMessage
+
+    with session_scope() as s:
+        return [(m.campaign, m.status.value, m.reason)
+                for m in s.scalars(select(ReminderMessage).order_by(ReminderMessage.id))]
+
+
+def mail_shop(make_shop, monkeypatch, language: str, **program_changes: Any) -> int:  # type: ignore[no-untyped-def]
+    install_fake_connector(monkeypatch, "shopify")
+    shop = make_shop("shopify", name="Demo Laden", timezone="Europe/Berlin", language=language,
+                     credentials={"access_token": "shpat_test"})
+    program(shop, {**PROGRAM, **program_changes})
+    return shop
+
+
+@pytest.mark.parametrize(("language", "words"), [
+    ("de", ("Rabatt auf Ihre nächste Bestellung", "ab einem Bestellwert von 20,00 €", "5,00 €", "bis 02.12.2026")),
+    ("en", ("off your next order", "on an order of at least €20.00", "€5.00", "until 2 December 2026")),
+])
+def test_the_code_gets_its_own_email_when_the_points_notice_is_off(make_shop, smtp_server, work, monkeypatch,
+                                                                   time_machine, language, words):
+    # given a customer with marketing consent, and no points-earned notice
+    time_machine.move_to(MONDAY, tick=False)
+    shop = mail_shop(make_shop, monkeypatch, language)
+    consent(shop)
+
+    # when an 80 € order earns its code, it is created in the shop, and the sweep runs (twice)
+    apply(shop, order("1042", "80.00", customer_id="c1", email=EMAIL, paid_at=MONDAY))
+    run(work)
+    sweep(work, MONDAY + timedelta(minutes=5))
+    sweep(work, MONDAY + timedelta(hours=3))
+
+    # then one e-mail of its own carries the code, in the shop's language, with the order that earned it
+    [row] = codes(shop)
+    [mail] = smtp_server.messages
+    text = mail.get_body(("plain",)).get_content()
+    html = mail.get_body(("html",)).get_content()
+    assert row.code in text and row.code in html and "#1042" in mail["Subject"] and "#1042" in text
+    assert all(w in text for w in words), text
+    assert mail["List-Unsubscribe"]  # an offer: a marketing e-mail
+    assert messages() == [("bounce_back", "sent", None)]
+
+
+@pytest.mark.parametrize(("language", "intro"), [("de", "Dafür haben Sie"), ("en", "It earned you")])
+def test_the_code_rides_with_the_points_email_when_that_notice_is_on(make_shop, smtp_server, work, monkeypatch,
+                                                                     time_machine, language, intro):
+    # given the points-earned notice is on and the customer may get offers
+    time_machine.move_to(MONDAY, tick=False)
+    shop = mail_shop(make_shop, monkeypatch, language, reminders={"notices": {"points_earned": True}})
+    consent(shop)
+
+    # when an 80 € order earns points and its code, the points notice is swept before the code
+    # exists (it waits for it), then after
+    apply(shop, order("1042", "80.00", customer_id="c1", email=EMAIL, paid_at=MONDAY))
+    sweep(work, MONDAY + timedelta(minutes=1))
+    assert messages() == [("points_earned", "scheduled", "code_pending")]
+    run(work)
+    time_machine.move_to(MONDAY + timedelta(minutes=5), tick=False)
+    sweep(work, MONDAY + timedelta(minutes=5))
+
+    # then one e-mail: the points notice, with the code in it
+    [row] = codes(shop)
+    [mail] = smtp_server.messages
+    text = mail.get_body(("plain",)).get_content()
+    assert intro in text and row.code in text and row.code in mail.get_body(("html",)).get_content()
+    assert messages() == [("points_earned", "sent", None)]
+
+
+def test_without_marketing_consent_the_points_email_goes_without_the_code(make_shop, smtp_server, work,
+                                                                          monkeypatch, time_machine):
+    # given the points-earned notice is on, and the customer has no marketing consent
+    time_machine.move_to(MONDAY, tick=False)
+    shop = mail_shop(make_shop, monkeypatch, "de", reminders={"notices": {"points_earned": True}})
+    consent(shop, granted=False)
+
+    # when an 80 € order earns points and its code, and the sweep runs
+    apply(shop, order("1042", "80.00", customer_id="c1", email=EMAIL, paid_at=MONDAY))
+    run(work)
+    sweep(work, MONDAY + timedelta(minutes=5))
+
+    # then the (transactional) points notice goes, without the offer; no e-mail of its own either
+    [row] = codes(shop)
+    [mail] = smtp_server.messages
+    assert row.code not in mail.get_body(("plain",)).get_content()
+    assert messages() == [("points_earned", "sent", "without_code")]
+
+
+def test_a_code_taken_back_before_its_email_is_not_sent(make_shop, smtp_server, work, monkeypatch, time_machine):
+    # given a code whose own e-mail is due
+    time_machine.move_to(MONDAY, tick=False)
+    shop = mail_shop(make_shop, monkeypatch, "de")
+    consent(shop)
+    paid = order("1042", "80.00", customer_id="c1", email=EMAIL, paid_at=MONDAY)
+    apply(shop, paid)
+    run(work)
+    from jobs.reminders import sweep_reminders
+
+    sweep_reminders((MONDAY + timedelta(minutes=5)).isoformat())  # created, not sent yet
+
+    # when the order is cancelled first, then the send job runs
+    apply(shop, cancelled(paid, days=0))
+    work()
+
+    # then nothing is sent, and why is recorded
+    assert smtp_server.messages == []
+    assert messages() == [("bounce_back", "suppressed", "code_withdrawn")]
+
+
+def test_the_codes_email_waits_for_the_end_of_quiet_hours(make_shop, smtp_server, work, monkeypatch, time_machine):
+    # given a code that exists at 22:30 in Berlin
+    late = MONDAY.replace(hour=21, minute=30)
+    time_machine.move_to(late, tick=False)
+    shop = mail_shop(make_shop, monkeypatch, "de")
+    consent(shop)
+    apply(shop, order("1042", "80.00", customer_id="c1", email=EMAIL, paid_at=late))
+    run(work)
+
+    # when the sweep runs in quiet hours
+    sweep(work, late + timedelta(minutes=5))
+
+    # then the e-mail is held until 08:00 Berlin, not dropped
+    assert smtp_server.messages == [] and messages() == [("bounce_back", "scheduled", "quiet_hours")]
+    sweep(work, MONDAY.replace(day=3, hour=7, minute=1))
+    assert len(smtp_server.messages) == 1
