@@ -749,7 +749,7 @@ class IssuedCode(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
-    # reward | second_purchase | referral | tier_discount | cart | winback
+    # reward | second_purchase | bounce_back | referral | tier_discount | cart | winback
     purpose: Mapped[str] = mapped_column(String(32))
     source_key: Mapped[str] = mapped_column(String(128))
     code: Mapped[str] = mapped_column(String(64))
@@ -764,6 +764,12 @@ class IssuedCode(Base):
     ends_early_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # ... and the shop confirmed it at this time.
     deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why a bounce-back code is taken back (its order "cancelled", "refunded" or "deleted"); set
+    # with `ends_early_at`, in the same UPDATE.
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    # When we learned the code was used (an order of ours named it, or the shop counted a use):
+    # a used bounce-back code is never taken back.
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

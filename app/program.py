@@ -12,7 +12,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -140,6 +140,37 @@ class SecondPurchase(_Strict):
     valid_days: int = Field(default=7, ge=1, le=365)
 
 
+class BounceBack(_Strict):
+    """Bounce-back coupon: a paid order at or over `threshold` earns a code for the customer's
+    next purchase (once per order; taken back if the order is cancelled or fully refunded
+    before the code is used).
+
+    The threshold is measured on the same base as points (`earning`): merchandise after
+    discounts, without shipping, tips, gift cards and value paid by gift card, and without tax
+    unless `earning.earn_on_gross` is on; so "from 50 €" means what the order earns points on.
+    It is judged once, when the order is paid: a later partial refund does not take the code
+    back, even below the threshold (only cancellation or a full refund does).
+    """
+
+    enabled: bool = False
+    threshold: Decimal = Field(default=Decimal("50"), gt=0, le=1_000_000)
+    kind: Literal["fixed_amount", "percentage"] = "fixed_amount"
+    value: Decimal = Field(default=Decimal("5"), gt=0, le=1_000_000)  # amount off, or percent off
+    # The order the code is used on must reach this (the shop checks it); None = no minimum.
+    minimum_amount: Decimal | None = Field(default=None, ge=0, le=1_000_000)
+    valid_days: int = Field(default=30, ge=1, le=365)
+    # E-mail the code: inside the order's points-earned e-mail when that notice is on
+    # (`reminders.notices.points_earned`), else in an e-mail of its own.
+    send_email: bool = True
+
+    @field_validator("value")
+    @classmethod
+    def _percent_at_most_100(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        if info.data.get("kind") == "percentage" and value > 100:
+            raise ValueError("a percentage is at most 100")
+        return value
+
+
 class Referral(_Strict):
     """Members' referral codes: a welcome discount for the friend, points for the member."""
 
@@ -265,6 +296,7 @@ class Program(_Strict):
     tiers: Tiers = Tiers()
     expiry: Expiry = Expiry()
     second_purchase: SecondPurchase = SecondPurchase()
+    bounce_back: BounceBack = BounceBack()
     referral: Referral = Referral()
     gifts: tuple[Gift, ...] = ()
     redemption: Redemption = Redemption()

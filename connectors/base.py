@@ -129,6 +129,17 @@ class Connector(Protocol):
             PermanentError: the shop refused; retrying cannot help.
         """
 
+    def withdraw_discount_code(self, credentials: Any, platform_id: str) -> bool:
+        """Remove the code `platform_id` (as `DiscountCode.platform_id`) from the shop unless it
+        was used: True when it is gone (removed now, or before), False when the shop counts a use
+        (the code stays). Idempotent.
+
+        Raises:
+            ValueError: `platform_id` is not a code id of the platform.
+            TransientError, RateLimitedError: retry later.
+            PermanentError: the shop refused; retrying cannot help.
+        """
+
     def check_credentials(self, credentials: Any) -> None:
         """Make the platform's cheapest authenticated call; return when the credentials work.
 

@@ -19,6 +19,7 @@ from app import config, shops
 from app.telemetry import platform_call
 from app.loyalty import redemptions
 from app.loyalty.codes import enqueue_code, enqueue_deactivation, spec_from_json
+from app.loyalty.decide import BOUNCE_BACK
 from app.db import after_commit, session_scope
 from app.loyalty.incentives import enqueue_order_task
 from app.models import CodeStatus, IssuedCode, OrderTask, Redemption, RedemptionStatus, Shop, ShopStatus, utcnow
@@ -178,12 +179,14 @@ def issue_code(code_id: int) -> str:
 
 
 def deactivate_code(code_id: int) -> str:
-    """Switch off in its shop a code marked to end early (a tier perk the member no longer has).
+    """Switch off in its shop a code marked to end early (a tier perk the member no longer has),
+    or take back a bounce-back code whose order stopped counting (removed from the shop unless
+    the shop counts a use: then it stays, and is recorded as used).
 
-    Returns "deactivated", or the reason nothing was sent: "missing", "not ending" (not marked),
-    "pending" (not created yet: `issue_code` hands it over once it is), "failed" (never created,
-    or switching it off failed for good, with the reason in `error`). Transient failures raise,
-    and RQ retries.
+    Returns "deactivated" (a bounce-back code: "withdrawn" or "used"), or the reason nothing was
+    sent: "missing", "not ending" (not marked), "pending" (not created yet: `issue_code` hands it
+    over once it is), "failed" (never created, or switching it off failed for good, with the
+    reason in `error`). Transient failures raise, and RQ retries.
     """
     with session_scope() as session:
         row = session.get(IssuedCode, code_id)
@@ -202,12 +205,17 @@ def deactivate_code(code_id: int) -> str:
         assert shop is not None
         platform, platform_id, ends_at = shop.platform.value, row.platform_id, row.ends_early_at
         shop_id, paused = shop.id, _paused(shop)
+        withdraw = row.purpose == BOUNCE_BACK
         credentials, missing = _credentials(shop)
     if (credentials := _callable_credentials(shop_id, paused, credentials, missing)) is None:
         return "paused"
     try:
         if missing is not None:
             raise PermanentError(missing)
+        if withdraw:
+            with platform_call(platform, "withdraw_discount_code"):
+                gone = get_connector(platform).withdraw_discount_code(credentials, platform_id)
+            return _withdrawn(code_id, gone)
         with platform_call(platform, "deactivate_discount_code"):
             get_connector(platform).deactivate_discount_code(credentials, platform_id, now=ends_at)
     except (PermanentError, ValueError) as exc:
@@ -224,6 +232,23 @@ def deactivate_code(code_id: int) -> str:
         if row.deactivated_at is None:
             row.deactivated_at = utcnow()
     return "deactivated"
+
+
+def _withdrawn(code_id: int, gone: bool) -> str:
+    """Record what the shop did with a bounce-back code taken back: removed ("withdrawn"), or
+    kept because it counts a use ("used": the code stays, no longer marked to end)."""
+    with session_scope() as session:
+        row = session.get(IssuedCode, code_id)
+        assert row is not None
+        now = utcnow()
+        if gone:
+            if row.deactivated_at is None:
+                row.deactivated_at = now
+            return "withdrawn"
+        row.used_at = row.used_at or now
+        row.ends_early_at = None
+        logger.info("bounce-back code was used; it stays", extra={"code_row": code_id})
+    return "used"
 
 
 def _fail_task(task_id: int, reason: str) -> str:

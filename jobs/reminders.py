@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from app.loyalty import codes, ledger
 from app import config
-from app.messaging import links
+from app.messaging import consent, links
 from app.db import session_scope
 from app.models import (
     Checkout,
@@ -48,12 +48,12 @@ logger = logging.getLogger(__name__)
 
 KIND = {"cart": "cart_reminder", "winback": "winback", "second_purchase": "second_purchase",
         "expiry": "expiry_notice", "tier_change": "tier_change", "points_earned": "points_earned",
-        "doi": "doi_confirm"}
+        "doi": "doi_confirm", "bounce_back": "bounce_back"}
 RETRY_DELAYS = (60, 300, 1800, 7200)  # seconds; a send failing this often more is marked failed
 # How long a message waits for its code to be created in the shop; after that (or when the shop
 # refused the code) it goes without it, or not at all when the code is what it is about.
 CODE_WAIT = timedelta(hours=2)
-CODE_IS_THE_MESSAGE = frozenset({"second_purchase"})
+CODE_IS_THE_MESSAGE = frozenset({"second_purchase", "bounce_back"})
 
 
 def _now(at: str | None) -> datetime:
@@ -84,6 +84,8 @@ def _code_context(row: IssuedCode | None, language: str) -> dict[str, Any] | Non
 
     if row is None or row.status != CodeStatus.CREATED:
         return None  # a code that does not exist in the shop is never put in an e-mail
+    if row.ends_early_at is not None or row.used_at is not None:
+        return None  # nor one being switched off or taken back, or one already used
     value = Decimal(row.spec["value"])
     kind = row.spec["kind"]
     if kind == "percentage":
@@ -92,15 +94,21 @@ def _code_context(row: IssuedCode | None, language: str) -> dict[str, Any] | Non
         value_text = format_money(value, row.spec["currency"], language)
     else:
         value_text = row.spec["title"]
-    return {"code": row.code, "value_text": value_text, "expires_at": row.expires_at}
+    minimum = row.spec.get("minimum_amount")
+    return {"code": row.code, "value_text": value_text, "expires_at": row.expires_at,
+            "minimum": format_money(Decimal(minimum), row.spec["currency"], language) if minimum else None}
 
 
 def _incentive(session, message: ReminderMessage, shop: Shop, customer: Customer, program: Program):  # type: ignore[no-untyped-def]
     """Return the message's incentive code row (recorded once), or None when it has none."""
     if message.code_id is not None:
         return session.get(IssuedCode, message.code_id)
-    if message.campaign == "second_purchase":
+    if message.campaign in ("second_purchase", "bounce_back"):
         row = session.get(IssuedCode, message.context.get("code_id"))
+        message.code_id = row.id if row else None
+        return row
+    if message.campaign == "points_earned":
+        row = _bounce_back_of_entry(session, message, program)
         message.code_id = row.id if row else None
         return row
     cart, winback = program.reminders.cart, program.reminders.winback
@@ -119,6 +127,26 @@ def _incentive(session, message: ReminderMessage, shop: Shop, customer: Customer
     )
     message.code_id = row.id
     return row
+
+
+def _bounce_back_of_entry(session, message: ReminderMessage, program: Program) -> IssuedCode | None:  # type: ignore[no-untyped-def]
+    """Return the bounce-back code of the order a points-earned e-mail is about, when it goes
+    with that e-mail (`program.bounce_back.send_email`; see `reminders.sweep_bounce_back`)."""
+    from app.loyalty.decide import BOUNCE_BACK
+
+    entry = session.get(LedgerEntry, message.context.get("entry_id"))
+    if entry is None or entry.order_id is None or not program.bounce_back.send_email:
+        return None
+    return session.scalars(select(IssuedCode).where(
+        IssuedCode.shop_id == entry.shop_id, IssuedCode.purpose == BOUNCE_BACK,
+        IssuedCode.source_key == str(entry.order_id))).first()
+
+
+def _order_number_of_code(session, row: IssuedCode | None) -> str:  # type: ignore[no-untyped-def]
+    """Return the number of the order that earned a bounce-back code ("" when unknown)."""
+    if row is None or not row.source_key.isdigit():
+        return ""
+    return session.scalar(select(Order.number).where(Order.id == int(row.source_key))) or ""
 
 
 def build_context(session, message: ReminderMessage, shop: Shop, customer: Customer, program: Program,
@@ -177,6 +205,8 @@ def build_context(session, message: ReminderMessage, shop: Shop, customer: Custo
         entry = session.get(LedgerEntry, message.context.get("entry_id"))
         order = session.get(Order, entry.order_id) if entry and entry.order_id else None
         context.update(points=entry.delta if entry else 0, order_number=order.number if order else "")
+    elif message.campaign == "bounce_back":
+        context["order_number"] = _order_number_of_code(session, code)
     return context
 
 
@@ -218,6 +248,11 @@ def send_reminder(message_id: int, at: str | None = None) -> str:
         assert customer is not None
         code = _incentive(session, message, shop, customer, program)
         without_code = False
+        if (message.campaign == "points_earned" and code is not None
+                and consent.may_receive(customer, marketing=True, transactional_without_consent=False)):
+            # A points notice is transactional; a code in it is an offer, so it rides along only
+            # for customers who may get marketing e-mails (else the notice goes without it).
+            code, without_code = None, True
         if code is not None and code.status != CodeStatus.CREATED:
             # A code that does not exist in the shop is never shown. While it is being created
             # (the code job retries for about 80 minutes), the message waits for it.

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db import after_commit, insert_row
@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 PREFIXES = {
     "reward": "SK",
     "second_purchase": "WIEDER",
+    "bounce_back": "DANKE",
     "referral": "FREUND",
     "tier_discount": "MITGLIED",
     "tier_shipping": "VERSAND",
@@ -198,3 +199,46 @@ def enqueue_code(code_id: int) -> bool:
     from app.queues import PLATFORM_RETRY, enqueue_once
 
     return enqueue_once("codes", "jobs.codes.issue_code", code_id, job_id=f"issue-code-{code_id}", retry=PLATFORM_RETRY)
+
+
+_BOUNCE_BACK = "bounce_back"  # `app.loyalty.decide.BOUNCE_BACK`
+
+
+def withdraw_order_codes(session: Session, shop_id: int, order_id: int, reason: str, now: datetime) -> list[int]:
+    """Take back the bounce-back code an order earned, now that the order was cancelled, fully
+    refunded or deleted (`reason`): unless it was used or refused, it is marked to be removed
+    from the shop (`ends_early_at`, an outbox like a new code) and the job is handed over after
+    the commit. One UPDATE; the `ends_early_at IS NULL` condition makes repeats (duplicate
+    deliveries, a second reason) change nothing. Returns the ids marked now.
+    """
+    table = IssuedCode.__table__
+    stmt = (
+        update(table)
+        .where(table.c.shop_id == shop_id, table.c.purpose == _BOUNCE_BACK, table.c.source_key == str(order_id),
+               table.c.ends_early_at.is_(None), table.c.used_at.is_(None), table.c.status != CodeStatus.FAILED)
+        .values(ends_early_at=now, end_reason=reason, updated_at=now)
+        .returning(table.c.id)
+    )
+    marked = list(session.scalars(stmt))
+    for code_id in marked:
+        logger.info("bounce-back code taken back", extra={"shop": shop_id, "order_id": order_id, "code_row": code_id,
+                                                            "why": reason})
+        after_commit(session, lambda code_id=code_id: enqueue_deactivation(code_id))
+    return marked
+
+
+def note_used_codes(session: Session, shop_id: int, customer_id: int, order_codes: Any, now: datetime) -> int:
+    """Record that the customer's bounce-back codes named by a paid order's discount codes were
+    used (compared case-insensitively: WooCommerce lower-cases codes), so they are never taken
+    back. One UPDATE; returns how many were marked now."""
+    wanted = sorted({c.strip().upper() for c in order_codes if isinstance(c, str) and c.strip()})
+    if not wanted:
+        return 0
+    table = IssuedCode.__table__
+    result = session.execute(
+        update(table)
+        .where(table.c.shop_id == shop_id, table.c.customer_id == customer_id, table.c.purpose == _BOUNCE_BACK,
+               func.upper(table.c.code).in_(wanted), table.c.used_at.is_(None))
+        .values(used_at=now, updated_at=now)
+    )
+    return int(result.rowcount or 0)

@@ -488,3 +488,29 @@ def plan_order(
 
     changes = tuple(LotChange(lot.id, lot.remaining, lot.state) for lot in state.changed.values())
     return OrderPlan(entries=tuple(planned), lot_changes=changes)
+
+
+# --- Bounce-back coupon ------------------------------------------------------------------------
+
+BOUNCE_BACK = "bounce_back"  # the code's purpose; its source key is the order's id
+
+
+def earns_bounce_back(order: OrderFacts, won: Award, program: Program) -> bool:
+    """Return True when the paid `order`, just awarded `won`, earns a bounce-back code: the offer
+    is on and the order reaches the threshold on the base it earns points on (`won.base`), and it
+    still counts (an order that arrives cancelled or refunded earns no code to take back).
+
+    Any paid order qualifies, not only a first one; once per order (the code's unique key).
+    """
+    offer = program.bounce_back
+    return offer.enabled and not is_gone(order) and won.base >= offer.threshold
+
+
+def gone_reason(order: OrderFacts) -> str:
+    """Return why an order that no longer counts stopped counting: "deleted", "cancelled" or
+    "refunded" (shown with a bounce-back code taken back for it)."""
+    if order.deleted_at is not None:
+        return "deleted"
+    if order.cancelled_at is not None or order.status == OrderStatus.CANCELLED.value:
+        return "cancelled"
+    return "refunded"

@@ -165,22 +165,84 @@ def customer_report(session: Session, customer: Customer, shop: Shop | None = No
     }
 
 
+def code_state(row: IssuedCode) -> str:
+    """Return a code's state as the customer and support read it: its status ("pending",
+    "created", "failed"), or for a bounce-back code also "used", "withdrawing" (taken back, the
+    shop not confirmed yet) or "withdrawn" (removed from the shop). A used code is never taken
+    back, so "used" wins."""
+    if row.purpose != "bounce_back" or row.status != CodeStatus.CREATED:
+        return row.status.value
+    if row.used_at is not None:
+        return "used"
+    if row.ends_early_at is not None:
+        return "withdrawn" if row.deactivated_at is not None else "withdrawing"
+    return row.status.value
+
+
+def _earning_orders(session: Session, rows: Any) -> dict[int, str | None]:
+    """Return the numbers of the orders that earned the bounce-back codes among `rows`, by id."""
+    ids = {int(r.source_key) for r in rows if r.purpose == "bounce_back" and r.source_key.isdigit()}
+    if not ids:
+        return {}
+    return dict(session.execute(select(Order.id, Order.number).where(Order.id.in_(ids))).all())
+
+
 def codes_of(session: Session, customer: Customer) -> list[dict[str, Any]]:
     """Return every code made for the customer with its status, and why it failed (oldest first).
 
-    Only a code with status "created" exists in the shop; "pending" is being created.
+    Only a code with status "created" exists in the shop; "pending" is being created. `state`
+    adds what became of a bounce-back code (`code_state`), `order` the number of the order that
+    earned it and `end_reason` why it was taken back ("cancelled", "refunded", "deleted").
     """
     rows = session.scalars(
         select(IssuedCode).where(IssuedCode.customer_id == customer.id).order_by(IssuedCode.id)
     ).all()
+    numbers = _earning_orders(session, rows)
     return [
         {
             "code": row.code,
             "purpose": row.purpose,
             "status": row.status.value,
+            "state": code_state(row),
+            "order": numbers.get(int(row.source_key)) if row.purpose == "bounce_back" and row.source_key.isdigit()
+            else None,
+            "end_reason": row.end_reason,
             "error": row.error,
             "expires_at": row.expires_at.isoformat() if row.expires_at else None,
             "created_at": row.created_at.isoformat(),
         }
         for row in rows
     ]
+
+
+def bounce_back_codes(session: Session, customer: Customer) -> list[dict[str, Any]]:
+    """Return the customer's bounce-back codes, newest first, as their own page explains them:
+    the order that earned each, its state (`code_state`; an unused code past its end is
+    "expired"), what it gives and from which order amount, until when, why one was taken back.
+    The code itself only while it is usable in the shop."""
+    from app.models import utcnow
+
+    now = utcnow()
+    rows = session.scalars(
+        select(IssuedCode).where(IssuedCode.customer_id == customer.id, IssuedCode.purpose == "bounce_back")
+        .order_by(IssuedCode.id.desc()).limit(50)
+    ).all()
+    numbers = _earning_orders(session, rows)
+    result = []
+    for row in rows:
+        state = code_state(row)
+        if state == "created" and row.expires_at is not None and row.expires_at <= now:
+            state = "expired"
+        spec = row.spec or {}
+        result.append({
+            "code": row.code if state == "created" else None,
+            "state": state,
+            "order": numbers.get(int(row.source_key)) if row.source_key.isdigit() else None,
+            "kind": spec.get("kind"),
+            "value": spec.get("value"),
+            "minimum": spec.get("minimum_amount"),
+            "currency": spec.get("currency"),
+            "expires_at": row.expires_at,
+            "end_reason": row.end_reason,
+        })
+    return result

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from app.loyalty import codes, decide, ledger
 from app.db import after_commit, dialect_insert
-from app.models import Customer, LedgerEntry, LotState, Order, OrderTask, PointLot, Shop, utcnow
+from app.models import Customer, IssuedCode, LedgerEntry, LotState, Order, OrderTask, PointLot, Shop, utcnow
 from app.i18n import translations
-from app.messaging.render import customer_language
+from app.messaging.render import customer_language, format_money
 from app.program import Program
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,45 @@ def second_purchase_code(shop: Shop, customer: Any, program: Program) -> dict[st
         kind="percentage", value=offer.percent,
         valid_days=offer.valid_days, platform_customer_id=customer.platform_id, customer_email=customer.email,
     )
+
+
+def bounce_back_code(shop: Shop, customer: Any, order: decide.OrderFacts, program: Program,
+                     won: decide.Award) -> dict[str, Any] | None:
+    """Return the bounce-back code (`codes.record_code` keywords) the paid `order` earns for the
+    customer's next purchase, or None (offer off, under the threshold, order gone, customer banned,
+    or no customer account in the shop to restrict the code to). Pure.
+
+    The code is keyed by the order (purpose "bounce_back", source key the order's id), so
+    duplicate and out-of-order deliveries of the order record it once: the database's unique key
+    decides. It is restricted to the customer (Shopify: the customer's context; WooCommerce: their
+    e-mail), usable once, for `valid_days`, from `minimum_amount`.
+    """
+    offer = program.bounce_back
+    if customer.banned_at is not None or not customer.platform_id or not decide.earns_bounce_back(order, won, program):
+        return None
+    language = customer_language(customer, shop)
+    if offer.kind == "percentage":
+        amount = f"{offer.value.normalize():f} %" if language == "de" else f"{offer.value.normalize():f}%"
+    else:
+        amount = format_money(offer.value, shop.currency, language)
+    return dict(
+        purpose=decide.BOUNCE_BACK, source_key=str(order.id), customer_id=customer.id,
+        title=translations(language).gettext("%(amount)s off your next order") % {"amount": amount},
+        kind=offer.kind, value=offer.value, valid_days=offer.valid_days, minimum_amount=offer.minimum_amount,
+        platform_customer_id=customer.platform_id, customer_email=customer.email, usage_limit=1,
+        once_per_customer=True,
+    )
+
+
+def bounce_back_for(session: Session, shop: Shop, customer: Customer, order: decide.OrderFacts, program: Program,
+                    won: decide.Award) -> IssuedCode | None:
+    """Record the order's bounce-back code once (see `bounce_back_code`); the code sweep creates
+    it in the shop. Returns the row when one was written now."""
+    spec = bounce_back_code(shop, customer, order, program, won)
+    if spec is None:
+        return None
+    row, created = codes.record_code(session, shop, enqueue=False, **spec)
+    return row if created else None
 
 
 def after_first_paid_order(session: Session, shop: Shop, customer: Customer, order: Order, program: Program,

@@ -45,8 +45,8 @@ def first_order_steps(shop: Shop, customer: Any, order: decide.OrderFacts, progr
                       won: decide.Award, now: datetime) -> FirstOrderSteps:
     """Return everything that follows the first award of a customer created for this order (it
     is their first paid order; they have no codes, entries or tier yet): the first-order bonus
-    and the second-purchase code, the member's own referral code, gifts with purchase and the
-    tier the order reaches, with its perk codes. Pure: the same rules `after_payment` applies to
+    and the second-purchase code, the order's bounce-back code, the member's own referral code,
+    gifts with purchase and the tier the order reaches, with its perk codes. Pure: the same rules `after_payment` applies to
     any customer, decided without reading what a new customer cannot have.
 
     `customer`: the row, or any object with its columns (`app.loyalty.writer`).
@@ -58,6 +58,9 @@ def first_order_steps(shop: Shop, customer: Any, order: decide.OrderFacts, progr
     second = incentives.second_purchase_code(shop, customer, program)
     if second is not None:
         specs.append(second)
+    bounce = incentives.bounce_back_code(shop, customer, order, program, won)
+    if bounce is not None:
+        specs.append(bounce)
     referral = referrals.referral_code(shop, customer, program)
     if referral is not None:
         specs.append(referral)
@@ -93,8 +96,8 @@ def write_first_order_steps(session: Session, shop: Shop, customer: Customer, or
 def after_payment(session: Session, shop: Shop, customer: Customer, order: Order, program: Program,
                   version: int, won: decide.Award, *, facts: decide.OrderFacts, new_customer: bool = False) -> None:
     """Everything that follows an order's first award, in this order (each step is keyed, so it
-    happens once): the first-order bonus and second-purchase code, the referral the order's code
-    names, the member's own referral code, gifts with purchase, a tier upgrade, and auto-redeem
+    happens once): the first-order bonus and second-purchase code, the order's bounce-back code,
+    the referral the order's code names, the member's own referral code, gifts with purchase, a tier upgrade, and auto-redeem
     once points are available.
 
     `new_customer`: the caller created the customer for this order in this transaction (it is
@@ -115,6 +118,7 @@ def after_payment(session: Session, shop: Shop, customer: Customer, order: Order
                     session, shop, customer, order, program, version, available_at=won.available_at,
                     expires_at=won.expires_at,
                 )
+            incentives.bounce_back_for(session, shop, customer, facts, program, won)
             # Any paid order that used a member's code is recorded (a repeat buyer is rejected as such).
             referrals.record_referral(session, shop, order, customer, program, qualifies_at=won.available_at,
                                       now=now)
@@ -205,6 +209,10 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
             logger.log(logging.DEBUG if plan.skipped == "history" else logging.INFO, "order earns nothing",
                        extra={"shop": shop.id, "order_id": order.id, "why": plan.skipped})
         write_plan(session, shop.id, customer.id, order.id, delivery_id, plan, now)
+        if decide.is_gone(facts):
+            codes.withdraw_order_codes(session, shop.id, order.id, decide.gone_reason(facts), now)
+        elif plan.award is not None and order.discount_codes:
+            codes.note_used_codes(session, shop.id, customer.id, order.discount_codes, now)
         if plan.award is not None and history is None:
             after_payment(session, shop, customer, order, program, version, plan.award, facts=facts,
                           new_customer=new_customer)

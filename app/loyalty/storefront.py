@@ -504,6 +504,8 @@ def _code_state(row: IssuedCode, kind: str, now: datetime) -> str:
         return "credited"
     if row.deactivated_at is not None or (row.ends_early_at is not None and row.ends_early_at <= now):
         return "ended"
+    if row.used_at is not None:
+        return "ended"  # a used bounce-back code (once only): no longer valid
     if row.expires_at is not None and row.expires_at <= now:
         return "expired"
     return "usable"

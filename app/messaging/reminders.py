@@ -46,7 +46,7 @@ from connectors import types as ct
 logger = logging.getLogger(__name__)
 
 MARKETING = {"cart": True, "winback": True, "second_purchase": True, "tier_change": True,
-             "expiry": False, "points_earned": False, "doi": False}
+             "expiry": False, "points_earned": False, "doi": False, "bounce_back": True}
 BATCH = 1000
 STALE_CLAIM = timedelta(minutes=10)
 
@@ -293,7 +293,8 @@ def _no_message(campaign: str, subject) -> object:  # type: ignore[no-untyped-de
 
 
 def sweep_notices(session: Session, at: datetime, programs: _Programs) -> dict[str, int]:
-    """Second-purchase nudges, expiry notices, tier-change and points-earned notices.
+    """Second-purchase nudges, expiry notices, tier-change and points-earned notices, and the
+    bounce-back codes' own e-mails.
 
     Each reads only recent or soon-expiring rows that have no message yet (indexed), so a sweep's
     cost follows what is new, not the size of the shop.
@@ -359,6 +360,7 @@ def sweep_notices(session: Session, at: datetime, programs: _Programs) -> dict[s
             created["points_earned"] += _add_message(
                 session, shop_id=shop_id, campaign="points_earned", subject_key=str(entry_id), step=1,
                 customer_id=customer_id, email=None, due_at=at, context={"entry_id": entry_id})
+    created["bounce_back"] = sweep_bounce_back(session, at, programs)
     created["doi"] = 0
     for shop_id in session.scalars(select(Shop.id)):
         _, program = programs(shop_id)
@@ -374,6 +376,44 @@ def sweep_notices(session: Session, at: datetime, programs: _Programs) -> dict[s
                 session, shop_id=shop_id, campaign="doi", subject_key=str(customer_id), step=1,
                 customer_id=customer_id, email=email, due_at=at)
     session.commit()
+    return created
+
+
+def bounce_back_goes_with_points(program: Program, earned: int | None, earned_by_backfill: bool) -> bool:
+    """Return True when an order's bounce-back code goes inside the order's points-earned e-mail
+    (that notice is on, and the order earned points it is sent for), else it gets an e-mail of
+    its own. Pure."""
+    return program.reminders.notices.points_earned and bool(earned) and earned > 0 and not earned_by_backfill
+
+
+def sweep_bounce_back(session: Session, at: datetime, programs: _Programs) -> int:
+    """Create the own e-mail of each new bounce-back code that exists in the shop, is not taken
+    back or used, and does not go with its order's points-earned e-mail (see
+    `bounce_back_goes_with_points`); the code's id is the message's subject, so once per code."""
+    from app.loyalty.decide import BOUNCE_BACK
+
+    created = 0
+    rows = session.execute(
+        select(IssuedCode.id, IssuedCode.shop_id, IssuedCode.customer_id, IssuedCode.source_key)
+        .where(IssuedCode.purpose == BOUNCE_BACK, IssuedCode.status == CodeStatus.CREATED,
+               IssuedCode.created_at >= at - timedelta(days=7), IssuedCode.ends_early_at.is_(None),
+               IssuedCode.used_at.is_(None), _no_message("bounce_back", IssuedCode.id))
+    ).all()
+    for code_id, shop_id, customer_id, order_id in rows:
+        _, program = programs(shop_id)
+        if not program.bounce_back.send_email:
+            continue
+        # The order's award (its natural key), and whether a backfill brought it.
+        earned = session.execute(
+            select(LedgerEntry.delta, WebhookDelivery.source)
+            .outerjoin(WebhookDelivery, WebhookDelivery.id == LedgerEntry.delivery_id)
+            .where(LedgerEntry.shop_id == shop_id, LedgerEntry.source_type == "order",
+                   LedgerEntry.source_id == order_id, LedgerEntry.reason == "earn")
+        ).first()
+        if earned is not None and bounce_back_goes_with_points(program, earned[0], earned[1] == "backfill"):
+            continue
+        created += _add_message(session, shop_id=shop_id, campaign="bounce_back", subject_key=str(code_id), step=1,
+                                customer_id=customer_id, email=None, due_at=at, context={"code_id": code_id})
     return created
 
 
@@ -454,6 +494,12 @@ def stop_reason(session: Session, message: ReminderMessage, customer: Customer |
             Order.customer_id == customer.id, Order.is_paid.is_(True)))
         if paid and paid >= 2:
             return "ordered"
+    elif message.campaign == "bounce_back":
+        code = session.get(IssuedCode, message.context.get("code_id"))
+        if code is None or code.ends_early_at is not None:
+            return "code_withdrawn"
+        if code.used_at is not None:
+            return "code_used"
     elif message.campaign == "expiry" and customer is not None:
         expiring = session.scalar(select(func.coalesce(func.sum(PointLot.remaining), 0)).where(
             PointLot.customer_id == customer.id, PointLot.remaining > 0,

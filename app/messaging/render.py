@@ -29,12 +29,16 @@ float; points are `int`):
     tier_change      new_tier, perks (list of str, may be empty), rewards_url, unsubscribe_url,
                      old_tier=None, upgrade=True (False words it as a step down)
     points_earned    points, order_number (as the shop shows it, e.g. "#1001"),
-                     balance_available, balance_pending, rewards_url, unsubscribe_url=None
+                     balance_available, balance_pending, rewards_url, unsubscribe_url=None,
+                     code=None (the order's bounce-back code, when it goes with this e-mail)
+    bounce_back      code (the bounce-back code the order earned), order_number, shop_url,
+                     unsubscribe_url
     doi_confirm      confirm_url
     reward_code      reward (the reward's name), code, rewards_url, unsubscribe_url=None
                      (a redeemed reward's code, e.g. re-sent by support staff)
 
-`code` is {code, value_text (already formatted, e.g. "15 %" or "5,00 €"), expires_at=None}.
+`code` is {code, value_text (already formatted, e.g. "15 %" or "5,00 €"), expires_at=None,
+minimum=None (the least order it applies to, formatted, e.g. "20,00 €")}.
 
 Marketing kinds (MARKETING_KINDS) always show the unsubscribe link in the footer, so their
 `unsubscribe_url` is required; the others show it only when given. Every kind shows the shop's
@@ -67,7 +71,7 @@ DEFAULT_LANGUAGE = "de"
 DEFAULT_COLOUR = "#2f6f4f"
 DEFAULT_TIMEZONE = "Europe/Berlin"
 
-MARKETING_KINDS: tuple[str, ...] = ("cart_reminder", "winback", "second_purchase", "tier_change")
+MARKETING_KINDS: tuple[str, ...] = ("cart_reminder", "winback", "second_purchase", "tier_change", "bounce_back")
 TRANSACTIONAL_KINDS: tuple[str, ...] = ("expiry_notice", "points_earned", "doi_confirm", "reward_code")
 KINDS: tuple[str, ...] = MARKETING_KINDS + TRANSACTIONAL_KINDS
 
@@ -79,7 +83,8 @@ _OPTIONAL: dict[str, dict[str, Any]] = {
     "second_purchase": {},
     "expiry_notice": {"unsubscribe_url": None},
     "tier_change": {"old_tier": None, "upgrade": True},
-    "points_earned": {"unsubscribe_url": None},
+    "points_earned": {"unsubscribe_url": None, "code": None},
+    "bounce_back": {},
     "doi_confirm": {"unsubscribe_url": None},
     "reward_code": {"unsubscribe_url": None},
 }
@@ -294,7 +299,7 @@ def _prepare(kind: str, language: str, context: Mapping[str, Any]) -> dict[str, 
         )
         ctx["customer"] = customer
     if isinstance(ctx.get("code"), Mapping):
-        ctx["code"] = {"expires_at": None, **ctx["code"]}
+        ctx["code"] = {"expires_at": None, "minimum": None, **ctx["code"]}
     ctx["kind"] = kind
     ctx["language"] = language
     ctx["is_marketing"] = kind in MARKETING_KINDS
@@ -408,6 +413,12 @@ def sample_context(kind: str, language: str | None) -> dict[str, Any]:
             "balance_available": 450,
             "balance_pending": 42,
             "rewards_url": rewards_url,
+        },
+        "bounce_back": {
+            "code": {**code, "code": "DANKE-4TB7K2M9QX", "value_text": "5,00 €" if lang == "de" else "€5.00",
+                     "minimum": "20,00 €" if lang == "de" else "€20.00"},
+            "order_number": "#1042",
+            "shop_url": base,
         },
         "doi_confirm": {"confirm_url": f"{base}/apps/stammkunde/confirm/{token}"},
         "reward_code": {

@@ -99,11 +99,17 @@ STATUS_TEXTS = {
 
 # What a code is for, and its state as support needs to read it (a failed code is never usable).
 PURPOSE_TEXTS = {
-    "reward": _l("reward"), "second_purchase": _l("second purchase"), "referral": _l("referral"),
+    "reward": _l("reward"), "second_purchase": _l("second purchase"), "bounce_back": _l("bounce-back"),
+    "referral": _l("referral"),
     "tier_discount": _l("tier discount"),
     "tier_shipping": _l("tier free shipping"), "cart": _l("cart reminder"), "winback": _l("win-back"),
 }
-CODE_STATE_TEXTS = {"created": _l("usable"), "pending": _l("being created"), "failed": _l("failed")}
+CODE_STATE_TEXTS = {"created": _l("usable"), "pending": _l("being created"), "failed": _l("failed"),
+                    # a bounce-back code (app.loyalty.explain.code_state)
+                    "used": _l("used"), "withdrawing": _l("being taken back"), "withdrawn": _l("taken back")}
+# Why a bounce-back code was taken back: what became of the order that earned it.
+END_REASON_TEXTS = {"cancelled": _l("order cancelled"), "refunded": _l("order refunded in full"),
+                    "deleted": _l("order deleted")}
 
 
 def purpose_text(value: str | None) -> Any:
@@ -114,6 +120,11 @@ def purpose_text(value: str | None) -> Any:
 def code_state_text(value: str | None) -> Any:
     """Return the admin's words for a code's state in the shop."""
     return CODE_STATE_TEXTS.get(value or "", value or "")
+
+
+def end_reason_text(value: str | None) -> Any:
+    """Return the admin's words for why a bounce-back code was taken back."""
+    return END_REASON_TEXTS.get(value or "", value or "")
 
 
 def _money(value: Decimal | None, currency: str | None) -> str:
@@ -1090,6 +1101,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(_percent, "percent")
     app.add_template_global(status_text, "status_text")
     app.add_template_global(purpose_text, "purpose_text")
+    app.add_template_global(end_reason_text, "end_reason_text")
     app.add_template_global(code_state_text, "code_state_text")
     app.add_template_filter(_money, "money")
     app.add_template_filter(_number, "number")

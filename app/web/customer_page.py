@@ -19,11 +19,13 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_currency
 from flask import Blueprint, Flask, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import Babel, gettext, refresh
 from flask_wtf.csrf import CSRFError
@@ -31,7 +33,7 @@ from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from app import db
-from app.loyalty import ledger, storefront
+from app.loyalty import explain, ledger, storefront
 from app.messaging.render import customer_language
 from app.models import Customer, Shop, ShopStatus
 from app.program import Program, current_program
@@ -210,11 +212,40 @@ def page(token: str) -> Any:
         "offers": offers,
         "next_points": cheapest if not offers and not banned and cheapest is not None else None,
         "history": history,
+        "bounce_back": _bounce_back(session, shop, customer, program),
+        "bounce_back_offer": _bounce_back_offer(shop, program),
         "token": token,
     }
     # End the read before rendering: on SQLite a transaction holds the write lock.
     session.commit()
     return render_template("customer/page.html", language=g.customer_page_language, **context)
+
+
+def _amount_off(kind: str | None, value: Any, currency: str | None) -> str:
+    """Return what a code takes off, in the page's language ("5,00 €", "10 %")."""
+    if kind == "percentage":
+        number = f"{Decimal(str(value)).normalize():f}"
+        return f"{number} %" if g.customer_page_language == "de" else f"{number}%"
+    return format_currency(Decimal(str(value)), currency or "EUR", locale=g.customer_page_language)
+
+
+def _bounce_back(session: Session, shop: Shop, customer: Customer, program: Program) -> list[dict[str, Any]]:
+    """Return the customer's bounce-back codes as the page shows them (`explain.bounce_back_codes`)."""
+    rows = explain.bounce_back_codes(session, customer)
+    for row in rows:
+        row["amount"] = _amount_off(row["kind"], row["value"], row["currency"] or shop.currency)
+        row["minimum_text"] = (format_currency(Decimal(row["minimum"]), row["currency"] or shop.currency,
+                                               locale=g.customer_page_language) if row["minimum"] else None)
+    return rows
+
+
+def _bounce_back_offer(shop: Shop, program: Program) -> dict[str, str] | None:
+    """Return the program's bounce-back offer in words, or None when it is off."""
+    offer = program.bounce_back
+    if not offer.enabled:
+        return None
+    return {"amount": _amount_off(offer.kind, offer.value, shop.currency),
+            "threshold": format_currency(offer.threshold, shop.currency, locale=g.customer_page_language)}
 
 
 def _referral(session: Session, shop: Shop, customer: Customer, program: Program) -> dict[str, Any] | None:

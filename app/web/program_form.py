@@ -41,6 +41,13 @@ FIELDS: dict[str, Kind] = {
     "second_purchase.enabled": "flag",
     "second_purchase.percent": "number",
     "second_purchase.valid_days": "value",
+    "bounce_back.enabled": "flag",
+    "bounce_back.threshold": "number",
+    "bounce_back.kind": "choice",
+    "bounce_back.value": "number",
+    "bounce_back.minimum_amount": "optional",
+    "bounce_back.valid_days": "value",
+    "bounce_back.send_email": "flag",
     "referral.enabled": "flag",
     "referral.friend_discount_percent": "number",
     "referral.friend_minimum_amount": "optional",
@@ -84,7 +91,7 @@ ROWS: dict[str, dict[str, Kind]] = {
 }
 BLANK_ROWS = 2
 # Sections whose own checks (across fields) report at the section: shown at the top of its fieldset.
-SECTIONS = ("earning", "rewards", "tiers", "expiry", "second_purchase", "referral", "gifts", "redemption",
+SECTIONS = ("earning", "rewards", "tiers", "expiry", "second_purchase", "bounce_back", "referral", "gifts", "redemption",
             "reminders", "reminders.cart", "reminders.winback", "reminders.notices", "reminders.sending")
 
 _DECIMAL_COMMA = re.compile(r"^\s*-?\d+,\d+\s*$")

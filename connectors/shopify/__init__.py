@@ -39,6 +39,7 @@ class ShopifyConnector:
     create_discount_code = staticmethod(client.create_discount_code)
     find_discount_code = staticmethod(client.find_discount_code)
     deactivate_discount_code = staticmethod(client.deactivate_discount_code)
+    withdraw_discount_code = staticmethod(client.withdraw_discount_code)
     mark_gift = staticmethod(client.mark_gift)
     credit_store_credit = staticmethod(client.credit_store_credit)
     check_credentials = staticmethod(client.check_credentials)

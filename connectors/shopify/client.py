@@ -195,6 +195,48 @@ mutation DiscountCodeDeactivate($id: ID!) {
   }
 }
 """,
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/queries/node (a code discount's uses;
+    # `codeDiscountNode(id:)` is deprecated in 2026-07). `asyncUsageCount` is counted
+    # asynchronously: a use seconds old may not show yet.
+    "discountCodeUsage": """\
+query DiscountCodeUsage($id: ID!) {
+  node(id: $id) {
+    id
+    ... on DiscountCodeNode {
+      codeDiscount {
+        __typename
+        ... on DiscountCodeBasic {
+          asyncUsageCount
+        }
+        ... on DiscountCodeFreeShipping {
+          asyncUsageCount
+        }
+        ... on DiscountCodeBxgy {
+          asyncUsageCount
+        }
+        ... on DiscountCodeApp {
+          asyncUsageCount
+        }
+      }
+    }
+  }
+}
+""",
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/mutations/discountCodeDelete
+    # (a bounce-back code whose order was cancelled or refunded before it was used: deleted,
+    # so no customer can use it; deactivation would leave it to be switched on again).
+    "discountCodeDelete": """\
+mutation DiscountCodeDelete($id: ID!) {
+  discountCodeDelete(id: $id) {
+    deletedCodeDiscountId
+    userErrors {
+      field
+      message
+      code
+    }
+  }
+}
+""",
     # https://shopify.dev/docs/api/admin-graphql/2026-07/mutations/tagsAdd
     "tagsAdd": """\
 mutation TagsAdd($id: ID!, $tags: [String!]!) {
@@ -864,6 +906,41 @@ def deactivate_discount_code(
         raise PermanentError(f"{name}: no codeDiscountNode in the answer")
 
 
+def withdraw_discount_code(credentials: Mapping[str, str], platform_id: str) -> bool:
+    """Delete a code discount unless it was used; True when it is gone, False when used.
+
+    First `node(id:)` reads the discount's `asyncUsageCount`: no node means it is gone already
+    (a retry after a lost answer), a count above 0 means it was used and stays. Otherwise
+    `discountCodeDelete` removes it, and the answer must name the deleted id.
+
+    Raises:
+        ValueError: `platform_id` is not a DiscountCodeNode id.
+        TransientError, RateLimitedError: see `graphql`.
+        PermanentError: see `graphql`; also `userErrors`, a node that is not a code discount, or
+            an answer without the deleted id.
+    """
+    name, variables = discount_usage_variables(platform_id)
+    data = graphql(credentials, DOCUMENTS[name], variables)
+    node = data.get("node")
+    if node is None:
+        return True
+    discount = node.get("codeDiscount") if isinstance(node, Mapping) else None
+    uses = discount.get("asyncUsageCount") if isinstance(discount, Mapping) else None
+    if not isinstance(uses, int) or isinstance(uses, bool):
+        raise PermanentError(f"{name}: the node is not a code discount with a usage count")
+    if uses > 0:
+        return False
+    name, variables = discount_delete_variables(platform_id)
+    data = graphql(credentials, DOCUMENTS[name], variables)
+    payload = _payload(data, name)
+    user_errors = _user_errors(payload)
+    if user_errors:
+        raise PermanentError(_user_errors_message(name, user_errors))
+    if payload.get("deletedCodeDiscountId") != variables["id"]:
+        raise PermanentError(f"{name}: no deletedCodeDiscountId in the answer")
+    return True
+
+
 def add_order_tags(credentials: Mapping[str, str], order_id: str, tags: Sequence[str]) -> None:
     """Add `tags` to the order (existing tags are kept); no request when `tags` is empty.
 
@@ -1037,6 +1114,24 @@ def discount_deactivate_variables(platform_id: str) -> tuple[str, dict[str, Any]
         ValueError: `platform_id` is not a DiscountCodeNode id (gid or number).
     """
     return "discountCodeDeactivate", {"id": _gid("DiscountCodeNode", platform_id)}
+
+
+def discount_usage_variables(platform_id: str) -> tuple[str, dict[str, Any]]:
+    """Return the DOCUMENTS key and the variables that read a code discount's uses.
+
+    Raises:
+        ValueError: `platform_id` is not a DiscountCodeNode id (gid or number).
+    """
+    return "discountCodeUsage", {"id": _gid("DiscountCodeNode", platform_id)}
+
+
+def discount_delete_variables(platform_id: str) -> tuple[str, dict[str, Any]]:
+    """Return the DOCUMENTS key and the variables that delete the code discount.
+
+    Raises:
+        ValueError: `platform_id` is not a DiscountCodeNode id (gid or number).
+    """
+    return "discountCodeDelete", {"id": _gid("DiscountCodeNode", platform_id)}
 
 
 def discount_lookup_variables(code: str) -> tuple[str, dict[str, Any]]:

@@ -50,6 +50,7 @@ class WooCommerceConnector:
         raise PermanentError("WooCommerce has no store credit; offer a fixed amount instead")
     find_discount_code = staticmethod(client.find_discount_code)
     deactivate_discount_code = staticmethod(client.deactivate_discount_code)
+    withdraw_discount_code = staticmethod(client.withdraw_discount_code)
     mark_gift = staticmethod(client.mark_gift)
     check_credentials = staticmethod(client.check_credentials)
 

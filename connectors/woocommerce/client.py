@@ -1,4 +1,4 @@
-"""Outbound WooCommerce REST v3 calls: create, find or deactivate a coupon, add an order note (rule 12).
+"""Outbound WooCommerce REST v3 calls: create, find, deactivate or delete a coupon, add an order note (rule 12).
 
 The only module that imports the `woocommerce` package (wc-api-python). Its `API` answers raw
 `requests` responses; every one is translated here into data or into one of
@@ -165,6 +165,41 @@ def deactivate_discount_code(credentials: Mapping[str, str], platform_id: str, *
     if not isinstance(payload, Mapping):
         raise TransientError(f"WooCommerce {operation}: unexpected response (not a coupon)")
     _check_fields(payload, {"date_expires_gmt": _utc_seconds(now)}, shop, operation)
+
+
+def withdraw_discount_code(credentials: Mapping[str, str], platform_id: str) -> bool:
+    """Delete a coupon unless it was used; True when it is gone, False when the store counts a use.
+
+    `GET coupons/<id>` first: a 404 `woocommerce_rest_shop_coupon_invalid_id` means it is gone
+    already (a retry after a lost answer), a `usage_count` above 0 that it was used, and it
+    stays. Otherwise `DELETE coupons/<id>?force=true`: deleted for good (live capture 045; a
+    later GET answers 404, capture 046). Without `force` the store only moves the coupon to the
+    trash, from where it can be restored and used (captures 047 and 049), so `force` is always
+    sent. The DELETE answers the coupon as it was: if it counts a use by then (used between the
+    two calls), False. A 404 to the DELETE means another attempt deleted it: True.
+
+    Raises:
+        ValueError: `platform_id` is not a WooCommerce coupon id.
+        TransientError: timeout, connection failure, 5xx, or an unreadable 2xx body.
+        RateLimitedError: 429; `retry_after` in seconds.
+        PermanentError: bad credentials or URL, 401/403, other 4xx, or a redirect.
+    """
+    coupon = str(platform_id) if not isinstance(platform_id, bool) else ""
+    if not _DIGITS.fullmatch(coupon) or int(coupon) == 0:
+        raise ValueError("platform_id is not a WooCommerce coupon id")
+    shop, api = _client(credentials)
+    for method, operation, params in (("GET", "read coupon", {}), ("DELETE", "delete coupon", {"force": "true"})):
+        response = _send(api, shop, operation, method, f"coupons/{int(coupon)}", params=params)
+        if response.status_code == 404 and _error_fields(response)[0] == ERROR_COUPON_INVALID_ID:
+            logger.info("woocommerce coupon to withdraw is gone", extra=_extra(shop, operation, 404))
+            return True
+        payload = _json(response, shop, operation)
+        uses = payload.get("usage_count") if isinstance(payload, Mapping) else None
+        if not isinstance(uses, int) or isinstance(uses, bool):
+            raise TransientError(f"WooCommerce {operation}: unexpected response (no coupon usage_count)")
+        if uses > 0:
+            return False
+    return True
 
 
 def add_order_note(
@@ -702,6 +737,8 @@ def _send(
             return api.get(endpoint, params=dict(params or {}), allow_redirects=False)
         if method == "PUT":
             return api.put(endpoint, dict(data or {}), allow_redirects=False)
+        if method == "DELETE":
+            return api.delete(endpoint, params=dict(params or {}), allow_redirects=False)
         return api.post(endpoint, dict(data or {}), allow_redirects=False)
     # `from None`: the requests exception's text holds the URL, and over http the URL holds
     # the consumer key. Only the exception's class name is kept.

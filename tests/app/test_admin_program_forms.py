@@ -125,6 +125,13 @@ def test_saving_the_forms_puts_a_new_version_in_force_and_changes_what_an_order_
                                               "rewards.{new}.kind": "percentage"}, "rewards.{new}", "value is required"),
         ("bad step in a list", {"reminders.cart.steps_hours": "1, soon"}, "reminders.cart.steps_hours", "valid integer"),
         ("steps out of order", {"reminders.cart.steps_hours": "24, 1"}, "reminders.cart", "increasing"),
+        ("bounce-back percent over 100", {"bounce_back.kind": "percentage", "bounce_back.value": "150"},
+         "bounce_back.value", "a percentage is at most 100"),
+        ("bounce-back threshold zero", {"bounce_back.threshold": "0"}, "bounce_back.threshold", "greater than 0"),
+        ("bounce-back valid for no days", {"bounce_back.valid_days": "0"}, "bounce_back.valid_days",
+         "greater than or equal to 1"),
+        ("bounce-back minimum not a number", {"bounce_back.minimum_amount": "zwanzig"}, "bounce_back.minimum_amount",
+         "valid decimal"),
     ],
 )
 def test_a_bad_value_is_shown_beside_its_field_and_nothing_is_saved(client, session, make_shop, _case, change, field, message):
@@ -148,6 +155,40 @@ def test_a_bad_value_is_shown_beside_its_field_and_nothing_is_saved(client, sess
         assert re.search(rf'id="{program_form.field_id(field)}" name="{field}" value="{re.escape(change[field])}"[^>]*aria-invalid="true"', html)
     assert "Nothing was saved." in html
     assert _versions(session, shop_id) == []
+
+
+def test_the_bounce_back_section_saves_and_then_orders_earn_their_code(client, session, make_shop):
+    # given a shop on the default program (bounce-back off), and its owner on the program page
+    shop_id = make_shop("shopify")
+    factories.program(shop_id, {**NO_EXTRAS, "earning": INSTANT})
+    _signed_in(client, session)
+    fields = _forms(client, shop_id)
+    assert "bounce_back.enabled" not in fields and fields["bounce_back.threshold"] == "50"
+
+    # when they switch it on: from 60 €, 10 % off, from 25 € ("25,00" typed the German way), 14 days
+    _fill(fields, {"bounce_back.enabled": "on", "bounce_back.threshold": "60", "bounce_back.kind": "percentage",
+                   "bounce_back.value": "10", "bounce_back.minimum_amount": "25,00", "bounce_back.valid_days": "14"})
+    response = client.post(f"/admin/shops/{shop_id}/program/forms", data=fields)
+
+    # then the new version holds the section as typed, the e-mail still on
+    assert response.status_code == 302, re.findall(r'class="field-error"[^>]*>(.*?)<', response.get_data(as_text=True))
+    [_, (_, second)] = _versions(session, shop_id)
+    assert second["bounce_back"] == {"enabled": True, "threshold": "60", "kind": "percentage", "value": "10",
+                                     "minimum_amount": "25.00", "valid_days": 14, "send_email": True}
+    # and a 60 € order earns the code, a 59 € one does not
+    factories.apply(shop_id, factories.order("1001", "59.00", email=KUNDIN))
+    factories.apply(shop_id, factories.order("1002", "60.00", email=KUNDIN))
+    [code] = [c for c in _codes(shop_id) if c.purpose == "bounce_back"]
+    assert code.spec["kind"] == "percentage" and code.spec["minimum_amount"] == "25.00"
+
+
+def _codes(shop_id: int) -> list:  # type: ignore[type-arg]
+    from app.models import IssuedCode
+
+    with session_scope() as s:
+        rows = list(s.scalars(select(IssuedCode).where(IssuedCode.shop_id == shop_id)))
+        s.expunge_all()
+        return rows
 
 
 @pytest.mark.sqlite_only

@@ -255,3 +255,66 @@ def test_history_earns_nothing_but_is_marked_handled():
     plan = decide.plan_history(order())
     assert [(e.reason, e.source_type, e.delta, e.detail["history"]) for e in plan.entries] == [("earn", "order", 0, True)]
     assert plan.new_lot is None and plan.award is None and plan.skipped == "history"
+
+
+# --- the bounce-back coupon (issue 20, rule 1) ---------------------------------------------------
+
+BOUNCE = {"enabled": True, "threshold": "50"}
+
+
+def net(**kw) -> OrderFacts:  # type: ignore[no-untyped-def]
+    """An order without tax (unless given)."""
+    return order(**{"merchandise_tax": D("0"), **kw})
+
+
+@pytest.mark.parametrize(
+    ("_case", "facts", "document", "earns"),
+    [
+        ("off by default", net(merchandise=D("80")), {}, False),
+        ("under the threshold", net(merchandise=D("49.99")), {"bounce_back": BOUNCE}, False),
+        ("at the threshold", net(merchandise=D("50")), {"bounce_back": BOUNCE}, True),
+        ("tax left out (net 50.00 of 59.50 gross)",
+         net(merchandise=D("59.50"), merchandise_tax=D("9.50"), taxes_included=True), {"bounce_back": BOUNCE}, True),
+        ("tax left out (net 49.99)",
+         net(merchandise=D("59.49"), merchandise_tax=D("9.50"), taxes_included=True), {"bounce_back": BOUNCE}, False),
+        ("gross when points are earned on gross",
+         net(merchandise=D("59.49"), merchandise_tax=D("9.50"), taxes_included=True),
+         {"bounce_back": BOUNCE, "earning": {"earn_on_gross": True}}, True),
+        ("value paid by gift card left out", net(merchandise=D("60"), gift_card_paid=D("15")),
+         {"bounce_back": BOUNCE}, False),
+        ("arrives cancelled", net(merchandise=D("80"), cancelled_at=PAID, status="cancelled"),
+         {"bounce_back": BOUNCE}, False),
+        ("arrives refunded in full", net(merchandise=D("80"), status="refunded"), {"bounce_back": BOUNCE}, False),
+    ],
+)
+def test_which_paid_orders_earn_a_bounce_back_code(_case, facts, document, earns):
+    # given the program and the paid order's award
+    rules = validate_document(document)
+    won = decide.award(facts, CUSTOMER, rules, NOW)
+    assert isinstance(won, decide.Award)
+
+    # then the order earns a code exactly when the offer is on and its points base reaches the threshold
+    assert decide.earns_bounce_back(facts, won, rules) is earns
+
+
+@pytest.mark.parametrize(("_case", "facts", "reason"), [
+    ("cancelled", order(cancelled_at=PAID, status="cancelled"), "cancelled"),
+    ("refunded in full", order(status="refunded"), "refunded"),
+    ("deleted", order(deleted_at=PAID), "deleted"),
+])
+def test_why_a_bounce_back_code_is_taken_back(_case, facts, reason):
+    assert decide.is_gone(facts) and decide.gone_reason(facts) == reason
+
+
+@pytest.mark.parametrize(("_case", "document", "field", "message"), [
+    ("percent over 100", {"kind": "percentage", "value": "101"}, ("bounce_back", "value"), "at most 100"),
+    ("no threshold", {"threshold": "0"}, ("bounce_back", "threshold"), "greater than 0"),
+    ("unknown kind", {"kind": "free_shipping"}, ("bounce_back", "kind"), "Input should be"),
+    ("negative minimum", {"minimum_amount": "-1"}, ("bounce_back", "minimum_amount"), "greater than or equal to 0"),
+    ("a year and a day", {"valid_days": 366}, ("bounce_back", "valid_days"), "less than or equal to 365"),
+])
+def test_bounce_back_errors_name_the_field(_case, document, field, message):
+    with pytest.raises(ProgramError) as caught:
+        validate_document({"bounce_back": document})
+    assert [loc for loc, _ in caught.value.problems] == [field]
+    assert message in caught.value.problems[0][1]

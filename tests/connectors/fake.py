@@ -42,6 +42,10 @@ class FakeConnector:
         self.credits: dict[str, DiscountSpec] = {}
         # platform id -> the `now` it was switched off at
         self.deactivated: dict[str, datetime] = {}
+        # platform ids removed from the shop (`withdraw_discount_code`) ...
+        self.withdrawn: set[str] = set()
+        # ... and those the shop counts a use of (a test says so), which it keeps
+        self.used: set[str] = set()
         # (order id, tag, note) per gift marked
         self.gifts: list[tuple[str, str, str]] = []
         # every outbound call: (operation, credentials, argument)
@@ -119,6 +123,13 @@ class FakeConnector:
     def deactivate_discount_code(self, credentials: Any, platform_id: str, *, now: datetime) -> None:
         self._call("deactivate_discount_code", credentials, platform_id)
         self.deactivated.setdefault(platform_id, now)
+
+    def withdraw_discount_code(self, credentials: Any, platform_id: str) -> bool:
+        self._call("withdraw_discount_code", credentials, platform_id)
+        if platform_id in self.used:
+            return False
+        self.withdrawn.add(platform_id)
+        return True
 
     def mark_gift(self, credentials: Any, order_id: str, *, tag: str, note: str) -> None:
         self._call("mark_gift", credentials, order_id)

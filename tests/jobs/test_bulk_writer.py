@@ -34,10 +34,12 @@ from tests.conftest import fixture_bytes
 from tests.factories import program
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
-# Every step that follows a first payment is on: bonus, second-purchase and referral codes, a
-# gift, a tier with both perks (the fixture's 587.00 reach Gold).
+# Every step that follows a first payment is on: bonus, second-purchase, bounce-back and referral
+# codes, a gift, a tier with both perks (the fixture's 587.00 reach Gold).
 EVERYTHING = {
     "earning": {"first_order_bonus": 50},
+    "bounce_back": {"enabled": True, "threshold": "100", "kind": "fixed_amount", "value": "5",
+                    "minimum_amount": "30", "valid_days": 30},
     "gifts": [{"name": "Tasche", "min_amount": "100"}],
     "tiers": {"levels": [
         {"name": "Bronze", "threshold": "0"},
@@ -140,8 +142,10 @@ def dump(session, shop_id: int) -> dict[str, list[Any]]:  # type: ignore[no-unty
     for r in rows(IssuedCode):
         assert r["code"] == derive_code(shop_id, r["purpose"], r["source_key"]) == r["spec"]["code"]
         owner, _, rest = r["source_key"].partition(":")
+        # a bounce-back code is keyed by its order, the others by their customer
+        source = orders[int(owner)] if r["purpose"] == "bounce_back" else customers[int(owner)]
         codes.append(plain(r, ("id", "created_at", "updated_at", "code"))
-                     | {"source_key": f"{customers[int(owner)]}:{rest}",
+                     | {"source_key": f"{source}:{rest}",
                         "spec": {k: v for k, v in r["spec"].items() if k != "code"}})
     result["codes"] = codes
     result["tier_changes"] = [plain(r) for r in rows(TierChange)]
@@ -194,7 +198,12 @@ def test_bulk_and_per_delivery_paths_leave_the_same_rows(make_shop, post_webhook
     assert len(together["customers"]) == 4 and len(together["orders"]) == 4
     assert Counter(e["reason"] for e in together["entries"]) == {"earn": 3, "first_order_bonus": 3}
     assert Counter(c["purpose"] for c in together["codes"]) == {
-        "second_purchase": 3, "referral": 3, "tier_discount": 3, "tier_shipping": 3}
+        "second_purchase": 3, "bounce_back": 3, "referral": 3, "tier_discount": 3, "tier_shipping": 3}
+    # (each order's bounce-back code is for its own customer only, once, from a 30 € order)
+    for code in (c for c in together["codes"] if c["purpose"] == "bounce_back"):
+        assert code["spec"]["customer_id"] and code["spec"]["customer_email"]
+        assert (code["spec"]["kind"], code["spec"]["value"], code["spec"]["minimum_amount"],
+                code["spec"]["usage_limit"]) == ("fixed_amount", "5", "30", 1)
     assert len(together["tier_changes"]) == 3 and len(together["order_tasks"]) == 3
     assert Counter(e["kind"] for e in together["consent_events"]) == {"revoked": 3, "granted": 1}
     [checkout] = together["checkouts"]

@@ -607,6 +607,73 @@ def test_deactivate_refuses_an_id_that_is_not_a_discount_node(shopify: responses
         client.deactivate_discount_code(CREDENTIALS, "gid://shopify/Order/1", now=ENDS_AT)
 
 
+# ---- taking a bounce-back code back: read its uses, then delete it --------------------------
+
+# The answers (their `data`), as the pinned schema shapes them: test_graphql_schema.py executes the
+# documents against the schema with these and gets them back unchanged.
+UNUSED = {"node": {"id": NODE_ID, "codeDiscount": {"__typename": "DiscountCodeBasic", "asyncUsageCount": 0}}}
+USED = {"node": {"id": NODE_ID, "codeDiscount": {"__typename": "DiscountCodeBasic", "asyncUsageCount": 1}}}
+GONE = {"node": None}
+DELETED = {"discountCodeDelete": {"deletedCodeDiscountId": NODE_ID, "userErrors": []}}
+
+
+def test_withdraw_reads_the_uses_then_deletes_the_discount(shopify: responses.RequestsMock):
+    # given an unused discount that Shopify deletes
+    shopify.add(responses.POST, URL, json=answer(UNUSED))
+    shopify.add(responses.POST, URL, json=answer(DELETED))
+
+    # when the code is taken back
+    gone = client.withdraw_discount_code(CREDENTIALS, NODE_ID)
+
+    # then both pinned documents went out with the node's id, and it is gone
+    assert gone is True
+    assert sent(shopify, 0) == {"query": client.DOCUMENTS["discountCodeUsage"], "variables": {"id": NODE_ID}}
+    assert sent(shopify, 1) == {"query": client.DOCUMENTS["discountCodeDelete"], "variables": {"id": NODE_ID}}
+
+
+def test_withdraw_leaves_a_used_discount_alone(shopify: responses.RequestsMock):
+    # given Shopify counts a use
+    shopify.add(responses.POST, URL, json=answer(USED))
+
+    # when / then it is not deleted (only one request went out)
+    assert client.withdraw_discount_code(CREDENTIALS, "1057371231") is False
+    assert len(shopify.calls) == 1
+
+
+def test_withdraw_of_a_deleted_discount_is_done(shopify: responses.RequestsMock):
+    # given the discount no longer exists (an attempt whose answer was lost deleted it)
+    shopify.add(responses.POST, URL, json=answer(GONE))
+
+    # when / then
+    assert client.withdraw_discount_code(CREDENTIALS, NODE_ID) is True
+
+
+@pytest.mark.parametrize(
+    ("_case", "payload", "message"),
+    [
+        ("user error", {"deletedCodeDiscountId": None, "userErrors": [
+            {"field": ["id"], "message": "Discount does not exist", "code": None}]},
+         "discountCodeDelete: id: Discount does not exist"),
+        ("no id", {"deletedCodeDiscountId": None, "userErrors": []}, "no deletedCodeDiscountId"),
+    ],
+)
+def test_withdraw_refusal_is_permanent(shopify: responses.RequestsMock, _case: str, payload: dict[str, Any],
+                                       message: str):
+    # given Shopify does not delete it
+    shopify.add(responses.POST, URL, json=answer(UNUSED))
+    shopify.add(responses.POST, URL, json=answer({"discountCodeDelete": payload}))
+
+    # when / then
+    with pytest.raises(PermanentError, match=message):
+        client.withdraw_discount_code(CREDENTIALS, NODE_ID)
+
+
+def test_withdraw_refuses_an_id_that_is_not_a_discount_node(shopify: responses.RequestsMock):
+    # when / then (nothing registered: no request may be sent)
+    with pytest.raises(ValueError):
+        client.withdraw_discount_code(CREDENTIALS, "gid://shopify/Order/1")
+
+
 # ---- order tags ----------------------------------------------------------------------------
 
 
@@ -834,4 +901,5 @@ def test_connector_delegates_to_the_client():
     assert connector.mark_gift is client.mark_gift
     assert connector.credentials is client.credentials
     assert connector.deactivate_discount_code is client.deactivate_discount_code
+    assert connector.withdraw_discount_code is client.withdraw_discount_code
     assert connector.platform == "shopify"

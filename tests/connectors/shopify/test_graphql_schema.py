@@ -194,6 +194,22 @@ VARIABLE_CASES = [
         lambda: client.discount_deactivate_variables("gid://shopify/DiscountCodeNode/1057371231"),
     ),
     (
+        "read a code discount's uses (bounce-back withdrawal)",
+        lambda: client.discount_usage_variables("gid://shopify/DiscountCodeNode/1057371231"),
+    ),
+    (
+        "delete a code discount (bounce-back withdrawal)",
+        lambda: client.discount_delete_variables("1057371231"),
+    ),
+    (
+        "bounce-back code: fixed amount for one customer, once, with a minimum order and an end",
+        lambda: client.discount_code_variables(
+            spec(code="DANKE-7K2M9QX4TB", kind="fixed_amount", value=Decimal("5"), customer_id="207119551",
+                 minimum_amount=Decimal("20"), usage_limit=1, once_per_customer=True,
+                 ends_at=datetime(2026, 8, 1, 9, 30, tzinfo=timezone.utc))
+        ),
+    ),
+    (
         "tags on an order",
         lambda: client.order_tags_variables("450789469", ["stammkunde", "reward"]),
     ),
@@ -331,3 +347,28 @@ def test_deprecated_input_in_variables_is_caught(schema: GraphQLSchema):
     # then only the deprecation check catches it
     assert errors == []
     assert deprecated == ["basicCodeDiscount.customerSelection"]
+
+
+@pytest.mark.parametrize(("_case", "name", "data"), [
+    ("unused code discount", "discountCodeUsage", "UNUSED"),
+    ("used code discount", "discountCodeUsage", "USED"),
+    ("no such node", "discountCodeUsage", "GONE"),
+    ("deleted", "discountCodeDelete", "DELETED"),
+])
+def test_withdraw_answers_are_what_the_schema_gives(schema: GraphQLSchema, _case: str, name: str, data: str):
+    # given the answer test_client.py mocks for a bounce-back withdrawal
+    from graphql import graphql_sync
+
+    from tests.connectors.shopify import test_client
+
+    answer = getattr(test_client, data)
+    # (the node's type is not in the answer, as the document does not ask for it: told here)
+    root = {**answer, "node": {**answer["node"], "__typename": "DiscountCodeNode"}} if answer.get("node") else answer
+
+    # when the document is executed against the pinned schema with that answer as its data
+    result = graphql_sync(schema, client.DOCUMENTS[name], root_value=root, variable_values={"id": test_client.NODE_ID},
+                          type_resolver=lambda value, _info, _type: value["__typename"])
+
+    # then the schema accepts and returns exactly that shape
+    assert result.errors is None
+    assert result.data == answer

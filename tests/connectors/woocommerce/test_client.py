@@ -673,6 +673,7 @@ def test_connector_delegates_to_the_client():
     assert connector.create_discount_code is client.create_discount_code
     assert connector.find_discount_code is client.find_discount_code
     assert connector.deactivate_discount_code is client.deactivate_discount_code
+    assert connector.withdraw_discount_code is client.withdraw_discount_code
     assert connector.mark_gift is client.mark_gift
     assert connector.credentials is client.credentials
 
@@ -722,6 +723,10 @@ def test_fixtures_are_the_captured_bytes():
             "b9a34d3cec695763591d47834682a5462c7e3b7af94ad25d685cd0763de76481",
         "coupons_get__invalid_id.json":
             "c24f1cf0ffd89cc97e3bb30528377aab4de3b0d16e5d0cf95ccea1cbe47d6eb0",
+        "coupons_delete__force.json":
+            "a02366edc13d77c9f520bf519ab343d337373ff947a9a4d5cb8a977e9e8596ef",
+        "coupons_get__trashed.json":
+            "dd5724c23b5b82aaea2029cba91ad72c12762060dd8405b04805713cb48a553c",
     }
 
 
@@ -890,6 +895,91 @@ def test_deactivate_refuses_bad_arguments(mocked, _case, platform_id, now):
     # when / then nothing is sent
     with pytest.raises(ValueError):
         client.deactivate_discount_code(HTTPS_CREDENTIALS, platform_id, now=now)
+
+
+# ---- taking a bounce-back code back: DELETE coupon (captures 045-049) ------------------------
+
+
+def test_withdraw_reads_the_coupon_then_deletes_it_for_good(mocked):
+    # given the store holds the unused coupon 15 and deletes it when asked (the real 200 of 045)
+    mocked.add(responses.GET, HTTPS_STORE + API + "coupons/15", body=fixture_bytes("coupons_delete__force.json"))
+    mocked.add(responses.DELETE, HTTPS_STORE + API + "coupons/15", body=fixture_bytes("coupons_delete__force.json"))
+
+    # when the code is taken back
+    gone = client.withdraw_discount_code(HTTPS_CREDENTIALS, "15")
+
+    # then it is gone, deleted with force (not to the trash, from where it could be restored)
+    assert gone is True
+    assert [c.request.method for c in mocked.calls] == ["GET", "DELETE"]
+    assert dict(parse_qsl(urlsplit(mocked.calls[1].request.url).query)) == {"force": "true"}
+
+
+def test_withdraw_over_http_signs_the_force_parameter_with_oauth(mocked):
+    # given the plain-http test store the captures come from
+    mocked.add(responses.GET, HTTP_STORE + API + "coupons/15", body=fixture_bytes("coupons_delete__force.json"))
+    mocked.add(responses.DELETE, HTTP_STORE + API + "coupons/15", body=fixture_bytes("coupons_delete__force.json"))
+
+    # when the code is taken back
+    assert client.withdraw_discount_code(HTTP_CREDENTIALS, "15") is True
+
+    # then the DELETE carries force=true inside the OAuth 1.0a query, as in capture 045
+    query = dict(parse_qsl(urlsplit(mocked.calls[1].request.url).query))
+    assert query["force"] == "true" and query["oauth_signature_method"] == "HMAC-SHA256"
+    assert query["oauth_consumer_key"] == HTTP_CREDENTIALS["consumer_key"]
+
+
+def test_a_trashed_coupon_is_not_gone_so_force_is_needed():
+    # given what the store answers for a coupon deleted without force (049)
+    trashed = fixture_json("coupons_get__trashed.json")
+
+    # then it still exists, in the trash (which is why the client always sends force=true)
+    assert trashed["status"] == "trash" and trashed["code"] == "sk-exp-gmtonly"
+
+
+def test_withdraw_leaves_a_used_coupon_alone(mocked):
+    # given the store counts a use of the coupon (no capture has one: 045's body with usage_count 1)
+    used = {**fixture_json("coupons_delete__force.json"), "usage_count": 1, "used_by": ["7"]}
+    mocked.add(responses.GET, HTTPS_STORE + API + "coupons/15", json=used)
+
+    # when / then it is not deleted, and the answer says it was used
+    assert client.withdraw_discount_code(HTTPS_CREDENTIALS, "15") is False
+    assert [c.request.method for c in mocked.calls] == ["GET"]
+
+
+def test_withdraw_of_a_coupon_used_meanwhile_says_so(mocked):
+    # given the coupon is unused when read, and the DELETE answers it with a use (used in between)
+    mocked.add(responses.GET, HTTPS_STORE + API + "coupons/15", body=fixture_bytes("coupons_delete__force.json"))
+    mocked.add(responses.DELETE, HTTPS_STORE + API + "coupons/15",
+               json={**fixture_json("coupons_delete__force.json"), "usage_count": 1})
+
+    # when / then the use is reported
+    assert client.withdraw_discount_code(HTTPS_CREDENTIALS, "15") is False
+
+
+@pytest.mark.parametrize("_case", ["gone before the read", "gone before the delete"])
+def test_withdraw_of_a_deleted_coupon_is_done(mocked, _case):
+    # given the coupon was deleted already (the real 404 of 046), e.g. by an attempt whose answer was lost
+    if _case == "gone before the delete":
+        mocked.add(responses.GET, HTTPS_STORE + API + "coupons/15", body=fixture_bytes("coupons_delete__force.json"))
+    mocked.add(responses.GET if _case == "gone before the read" else responses.DELETE,
+               HTTPS_STORE + API + "coupons/15", status=404, body=fixture_bytes("coupons_get__invalid_id.json"))
+
+    # when / then it counts as taken back
+    assert client.withdraw_discount_code(HTTPS_CREDENTIALS, "15") is True
+
+
+def test_withdraw_failures_are_typed(mocked):
+    # given the store fails, then refuses the key
+    mocked.add(responses.GET, HTTPS_STORE + API + "coupons/15", status=503)
+    mocked.add(responses.GET, HTTPS_STORE + API + "coupons/16", status=401, json=UNAUTHORIZED)
+
+    # when / then
+    with pytest.raises(TransientError):
+        client.withdraw_discount_code(HTTPS_CREDENTIALS, "15")
+    with pytest.raises(PermanentError, match="401"):
+        client.withdraw_discount_code(HTTPS_CREDENTIALS, "16")
+    with pytest.raises(ValueError):
+        client.withdraw_discount_code(HTTPS_CREDENTIALS, "gid://shopify/DiscountCodeNode/1")
 
 
 # ---- refunds with their lines (fact 32) ---------------------------------------------------

@@ -72,6 +72,7 @@ class Stammkunde_Format {
 			'tier_discount'   => __( 'Member discount of your tier', 'stammkunde' ),
 			'tier_shipping'   => __( 'Free shipping of your tier', 'stammkunde' ),
 			'second_purchase' => __( 'Thank-you discount', 'stammkunde' ),
+			'bounce_back'     => __( 'Discount for your next order', 'stammkunde' ),
 			'cart'            => __( 'Discount for your cart', 'stammkunde' ),
 			'winback'         => __( 'Welcome-back discount', 'stammkunde' ),
 		);
