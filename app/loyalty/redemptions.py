@@ -144,7 +144,8 @@ def redeem(
         title=translations(customer_language(customer, shop)).gettext("Loyalty points: %(reward)s")
         % {"reward": reward.name},
         kind=reward.kind,
-        value=reward.value if reward.value is not None else Decimal("0"),
+        value=reward.percent_off if reward.kind == "buy_x_get_y" else (
+            reward.value if reward.value is not None else Decimal("0")),
         valid_days=reward.valid_days,
         platform_customer_id=customer.platform_id,
         customer_email=customer.email,
@@ -152,11 +153,21 @@ def redeem(
         product_ids=(reward.product_id,) if reward.product_id else (),
         variant_ids=(reward.variant_id,) if reward.variant_id else (),
         now=now,
+        **_combination(reward),
     )
     redemption.issued_code_id = code.id
     session.flush()
     logger.info("reward redeemed", extra={"shop": shop.id, "customer": customer.id, "redemption": redemption.id})
     return redemption
+
+
+def _combination(reward: Reward) -> dict[str, object]:
+    """The code keywords of a combination offer (buy_x_get_y): what must be bought, how many, and
+    how many of the product it gives (1 unless the reward says)."""
+    if reward.kind != "buy_x_get_y":
+        return {}
+    return {"buys_product_ids": reward.buys_product_ids, "buys_variant_ids": reward.buys_variant_ids,
+            "buys_quantity": reward.buys_quantity, "gets_quantity": reward.gets_quantity or 1}
 
 
 def _by_key(session: Session, shop_id: int, key: str) -> Redemption | None:
