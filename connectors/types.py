@@ -240,6 +240,7 @@ class DiscountSpec:
     buys_variant_ids: tuple[str, ...] = ()
     buys_quantity: int | None = None
     gets_quantity: int | None = None
+    buys_label: str | None = None  # what must be bought, as the customer reads it
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,7 +68,7 @@ def spec_to_json(spec: DiscountSpec) -> dict[str, Any]:
         "once_per_customer": spec.once_per_customer,
         # a combination offer's condition (only on such codes, so other rows stay as they were)
         **({"buys_product_ids": list(spec.buys_product_ids), "buys_variant_ids": list(spec.buys_variant_ids),
-            "buys_quantity": spec.buys_quantity, "gets_quantity": spec.gets_quantity}
+            "buys_quantity": spec.buys_quantity, "gets_quantity": spec.gets_quantity, "buys_label": spec.buys_label}
            if spec.kind == "buy_x_get_y" else {}),
     }
 
@@ -94,6 +94,7 @@ def spec_from_json(data: dict[str, Any]) -> DiscountSpec:
         buys_variant_ids=tuple(data.get("buys_variant_ids") or ()),
         buys_quantity=data.get("buys_quantity"),
         gets_quantity=data.get("gets_quantity"),
+        buys_label=data.get("buys_label"),
     )
 
 
@@ -128,6 +129,7 @@ def code_row(
     buys_variant_ids: tuple[str, ...] = (),
     buys_quantity: int | None = None,
     gets_quantity: int | None = None,
+    buys_label: str | None = None,
 ) -> dict[str, Any]:
     """Return the column values of a code's new pending row.
 
@@ -156,6 +158,7 @@ def code_row(
         buys_variant_ids=buys_variant_ids,
         buys_quantity=buys_quantity,
         gets_quantity=gets_quantity,
+        buys_label=buys_label,
     )
     return dict(
         shop_id=shop.id, customer_id=customer_id, purpose=purpose, source_key=source_key, code=code,

@@ -167,7 +167,8 @@ def _combination(reward: Reward) -> dict[str, object]:
     if reward.kind != "buy_x_get_y":
         return {}
     return {"buys_product_ids": reward.buys_product_ids, "buys_variant_ids": reward.buys_variant_ids,
-            "buys_quantity": reward.buys_quantity, "gets_quantity": reward.gets_quantity or 1}
+            "buys_quantity": reward.buys_quantity, "gets_quantity": reward.gets_quantity or 1,
+            "buys_label": reward.buys_label}
 
 
 def _by_key(session: Session, shop_id: int, key: str) -> Redemption | None:
