@@ -486,9 +486,27 @@ def customer(customer_id: int) -> Any:
         "redeem_key": uuid.uuid4().hex,
         "adjust_key": uuid.uuid4().hex,
         "max_adjustment": _adjust_limit(row.shop_id),
+        **_points_worth(shop, program, report["available"], report["pending"]),
     }
     session.commit()
     return render_template("admin/customer.html", **context)
+
+
+def _points_worth(shop: Shop, program: Program, available: int, pending: int) -> dict[str, Any]:
+    """What the customer's points are worth ("1.250 Punkte ≈ 12,50 €", in the admin's language),
+    and where a point's value comes from (`Program.point_worth`)."""
+    from app.loyalty.storefront import point_value, points_value
+
+    language = "de" if g.admin_language == "de" else "en"
+    available_worth = points_value(shop, program, available, language)
+    pending_worth = points_value(shop, program, pending, language) if pending else None
+    worth = program.point_worth(shop.platform.value)
+    return {
+        "available_worth": available_worth[1] if available_worth else None,
+        "pending_worth": pending_worth[1] if pending_worth else None,
+        "point_value": point_value(shop, program, language),
+        "point_value_reward": worth.reward.name if worth is not None and worth.reward is not None else None,
+    }
 
 
 def _form_key() -> str | None:

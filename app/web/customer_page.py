@@ -211,10 +211,18 @@ def page(token: str) -> Any:
         "next_points": cheapest if not offers and not banned and cheapest is not None else None,
         "history": history,
         "token": token,
+        # what the available points are worth ("1.250 Punkte ≈ 12,50 €"), and a point
+        "available_worth": _worth(shop, program, balance.available, g.customer_page_language),
+        "point_value": storefront.point_value(shop, program, g.customer_page_language),
     }
     # End the read before rendering: on SQLite a transaction holds the write lock.
     session.commit()
     return render_template("customer/page.html", language=g.customer_page_language, **context)
+
+
+def _worth(shop: Shop, program: Program, points: int, language: str) -> str | None:
+    worth = storefront.points_value(shop, program, points, language)
+    return worth[1] if worth is not None else None
 
 
 def _referral(session: Session, shop: Shop, customer: Customer, program: Program) -> dict[str, Any] | None:

@@ -1308,3 +1308,23 @@ def test_unsubscribe_and_resend_without_csrf_token_are_rejected(smtp_server, cli
     assert session.scalar(select(func.count()).select_from(ConsentEvent)) == 0
     session.commit()
     assert smtp_server.messages == []
+
+
+@pytest.mark.sqlite_only
+def test_customer_page_says_what_the_points_are_worth_derived_or_stated(client, session, make_shop):
+    # given a customer with 1250 points (1 point per euro), the default rewards ("5 € Rabatt" for 500 points)
+    shop_id, customer_id = _customer_with_points(make_shop, "1250.00")
+    _signed_in(client, session)
+
+    # when staff open the customer's page
+    html = unescape(_customer_page(client, customer_id))
+
+    # then the balance is shown with its worth (the staff user's English), and where a point's value comes from
+    assert '<p id="points-worth">1,250 points ≈ €12.50</p>' in html
+    assert "1 point = 1 cent · derived from the reward “5 € Rabatt” (the cheapest amount reward)" in " ".join(html.split())
+
+    # and when the program states 2 cents a point, that value is used
+    factories.program(shop_id, {**NO_EXTRAS, "earning": INSTANT, "redemption": {"point_value": "0.02"}})
+    html = unescape(_customer_page(client, customer_id))
+    assert '<p id="points-worth">1,250 points ≈ €25.00</p>' in html
+    assert "1 point = 2 cents · as the program states" in " ".join(html.split())
