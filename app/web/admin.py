@@ -940,7 +940,22 @@ def _program_page(shop_id: int, *, text: str | None = None, base: int | None = N
         values=values if values is not None else program_form.values_from_document(document),
         field_errors=field_errors or {},
         field_id=program_form.field_id,
+        point_value_shown=_point_value_shown(shop, program),
     ), status
+
+
+def _point_value_shown(shop: Shop, program: Program) -> str:
+    """Say what a point is worth under the program in force, and why (the program page's hint)."""
+    from app.loyalty.storefront import point_value
+
+    language = "de" if g.admin_language == "de" else "en"
+    worth, shown = program.point_worth(shop.platform.value), point_value(shop, program, language)
+    if worth is None or shown is None:
+        return _("Now: no value (no amount reward). Customers see no money value until you state one.")
+    if worth.reward is None:
+        return _("Now: %(value)s, as stated here.", value=shown.text)
+    return _("Now: %(value)s, derived from the reward “%(reward)s”; leave empty to keep deriving it.",
+             value=shown.text, reward=worth.reward.name)
 
 
 class _StaleVersionError(Exception):
