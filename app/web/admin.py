@@ -698,6 +698,15 @@ def _value_text(spec: dict[str, Any], language: str) -> str:
     return "Gratisartikel" if german else "Free item"
 
 
+def _offer_text(reward: dict[str, Any] | None, language: str) -> str | None:
+    """Return what a combination offer gives ("Kaufe 2 × X, erhalte 1 × Y gratis"), else None."""
+    from app.loyalty.storefront import combination_text
+
+    if not isinstance(reward, dict) or reward.get("kind") != "buy_x_get_y":
+        return None
+    return combination_text(reward, emails.normalize_language(language))
+
+
 def _shop_mail_context(shop: Shop) -> dict[str, Any]:
     """Return the `shop` part of an e-mail context for this shop (as the reminder jobs build it)."""
     shop_url = get_connector(shop.platform.value).storefront_url(shop.domain)
@@ -742,7 +751,7 @@ def _reward_code_message(session: Any, customer_id: int, redemption_id: int,
         "reward": redemption.reward_name,
         "code": {
             "code": code.code,
-            "value_text": _value_text(code.spec, language),
+            "value_text": _offer_text(redemption.reward, language) or _value_text(code.spec, language),
             "expires_at": code.expires_at,
         },
         "rewards_url": links.url(cfg["PUBLIC_URL"], cfg["SECRET_KEY"], "customer-page", shop.id, row.id),
