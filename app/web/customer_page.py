@@ -164,6 +164,7 @@ class _Offer:
     name: str
     points: int
     key: str
+    description: str | None = None  # a combination offer: what it gives
 
 
 @bp.after_request
@@ -194,7 +195,8 @@ def page(token: str) -> Any:
     banned = customer.banned_at is not None
     # One idempotency key per form: a double click on one button redeems once.
     offers = [] if banned else [
-        _Offer(name=r.name, points=r.points, key=uuid.uuid4().hex)
+        _Offer(name=r.name, points=r.points, key=uuid.uuid4().hex,
+               description=storefront.combination_text(r, g.customer_page_language) if r.kind == "buy_x_get_y" else None)
         for r in affordable(program, customer, balance.available)
     ]
     # The cheapest reward open to their tier, however many points they have.
