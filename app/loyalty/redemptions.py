@@ -48,6 +48,19 @@ def affordable(program: Program, customer: Customer, available: int) -> list[Rew
     )
 
 
+def shop_cannot_give(shop: Shop, reward: Reward) -> str | None:
+    """Return why this shop cannot give `reward` now, or None when it can.
+
+    A combination offer in a WooCommerce store relies on the Stammkunde plugin to refuse the
+    coupon until the cart holds what must be bought (core WooCommerce has no such condition): a
+    store that never connected the plugin (no plugin secret) would give the product without the
+    purchase, so the offer is not given there.
+    """
+    if reward.kind == "buy_x_get_y" and shop.platform.value == "woocommerce" and shop.plugin_secret_enc is None:
+        return "combination offers in WooCommerce need the Stammkunde plugin connected (it checks what must be bought)"
+    return None
+
+
 def _tier_allows(reward: Reward, customer: Customer) -> bool:
     return not reward.tiers or customer.tier in reward.tiers
 
@@ -88,6 +101,9 @@ def redeem(
         raise RedemptionError(f"no active reward called {reward_name!r}")
     if not _tier_allows(reward, customer):
         raise RedemptionError(f"{reward.name!r} is only for tiers {', '.join(reward.tiers)}")
+    why_not = shop_cannot_give(shop, reward)
+    if why_not is not None:
+        raise RedemptionError(why_not)
     available = ledger.balance(session, customer.id).available
     if available < reward.points:
         raise RedemptionError(f"not enough points: {available} available, {reward.name!r} costs {reward.points}")

@@ -353,7 +353,8 @@ def _offered(shop: Shop, program: Program) -> list[Reward]:
     """Return the active rewards this shop's platform can give, cheapest first."""
     platform = shop.platform.value
     return sorted(
-        (r for r in program.rewards if r.active and platform in PLATFORM_KINDS.get(r.kind, {platform})),
+        (r for r in program.rewards if r.active and platform in PLATFORM_KINDS.get(r.kind, {platform})
+         and redemptions.shop_cannot_give(shop, r) is None),
         key=lambda r: (r.points, r.name),
     )
 

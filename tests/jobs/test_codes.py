@@ -366,10 +366,17 @@ COMBINATION = {"name": "Kaffee-Kombi", "points": 400, "kind": "buy_x_get_y", "bu
 
 
 def test_combination_offer_is_redeemed_as_a_woocommerce_coupon_with_its_condition(make_shop, runner, work):
-    # given a customer with 600 points and a "buy 2 × Espresso-Bohnen, get a cup free" offer
+    # given a customer with 600 points, a "buy 2 × Espresso-Bohnen, get a cup free" offer, and
+    # a store that connected the plugin (which checks what must be bought)
+    from app import woo_plugin
+    from app.models import Shop
+    from tests.conftest import TEST_ENCRYPTION_KEY
+
     shop = _woo_shop_with_points(make_shop)
     program(shop, {"earning": {"return_window_days": 0}, "second_purchase": {"enabled": False},
                    "referral": {"enabled": False}, "rewards": [COMBINATION]})
+    with session_scope() as s:
+        woo_plugin.new_plugin_secret(s.get(Shop, shop), TEST_ENCRYPTION_KEY)
 
     # when support redeems it and the worker runs against the store
     pending = cli(runner, "rewards", "redeem", "--shop", WOO_DOMAIN, "--email", EMAIL, "--reward", "Kaffee-Kombi")
@@ -390,6 +397,22 @@ def test_combination_offer_is_redeemed_as_a_woocommerce_coupon_with_its_conditio
                                  {"key": "_stammkunde_buys_label", "value": "Espresso-Bohnen"}]
     [row] = cli(runner, "rewards", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)
     assert row["status"] == "created" and row["code"] == sent["code"]
+
+
+def test_combination_offer_is_refused_in_a_woocommerce_store_without_the_plugin(make_shop, runner):
+    # given a store that never connected the plugin, and a customer with 600 points
+    shop = _woo_shop_with_points(make_shop)
+    program(shop, {"earning": {"return_window_days": 0}, "second_purchase": {"enabled": False},
+                   "referral": {"enabled": False}, "rewards": [COMBINATION]})
+
+    # when support tries to redeem the offer
+    result = runner.invoke(args=["rewards", "redeem", "--shop", WOO_DOMAIN, "--email", EMAIL, "--reward",
+                                 "Kaffee-Kombi", "--json"])
+
+    # then it is refused with the reason, and no points are spent
+    assert result.exit_code != 0
+    assert "need the Stammkunde plugin" in result.output
+    assert cli(runner, "customers", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)["available"] == 600
 
 
 def test_combination_offer_is_redeemed_as_a_shopify_bxgy_code_valid_for_the_schema(make_shop, runner, work):
