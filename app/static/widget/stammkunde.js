@@ -159,7 +159,10 @@
         var box = cartBox(), rate = Number((S.currency && S.currency.rate) || 1) || 1;
         var shopMoney = c.currency && state.bal.currency !== c.currency ? c.total_price / 100 / rate : c.total_price / 100;
         api("cart-points?subtotal=" + shopMoney.toFixed(2) + "&currency=" + encodeURIComponent(state.bal.currency))
-          .then(function (p) { el("p", "sk-earn", p.text, box); offer(box); })
+          .then(function (p) {
+            el("p", "sk-earn", p.text + (p.value_text ? " (" + p.value_text + ")" : ""), box);
+            offer(box);
+          })
           .catch(function () { offer(box); });
       });
   }
