@@ -8,10 +8,12 @@ German shop would accept out of the box.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Any, Literal
 
+from babel.numbers import get_currency_precision
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 from sqlalchemy import bindparam, select
@@ -62,7 +64,14 @@ class Earning(_Strict):
 
 
 # "store_credit": an amount credited to the customer's store credit account (Shopify only).
-RewardKind = Literal["fixed_amount", "percentage", "free_shipping", "free_product", "store_credit"]
+# "buy_x_get_y": a combination offer ("Kombination"): buy `buys_quantity` of the products or variants
+# `buys_product_ids`/`buys_variant_ids`, get `gets_quantity` of `product_id`/`variant_id` `value`
+# percent cheaper (100 or none = free).
+RewardKind = Literal["fixed_amount", "percentage", "free_shipping", "free_product", "store_credit", "buy_x_get_y"]
+# Reward kinds only some platforms can give.
+PLATFORM_KINDS: dict[str, frozenset[str]] = {"store_credit": frozenset({"shopify"})}
+# Rewards paid in money: what a point is worth is derived from the cheapest of them.
+AMOUNT_KINDS = ("fixed_amount", "store_credit")
 
 
 class Reward(_Strict):
@@ -73,21 +82,92 @@ class Reward(_Strict):
     kind: RewardKind
     value: Decimal | None = Field(default=None, gt=0)  # amount off or credited, or percent off
     product_id: str | None = None
-    variant_id: str | None = None
+    variant_id: str | None = Field(default=None, validate_default=True)
     minimum_amount: Decimal | None = Field(default=None, ge=0)
     valid_days: int = Field(default=30, ge=1, le=3650)
     tiers: tuple[str, ...] = ()  # member-only: redeemable only in these tiers
     active: bool = True
+    # buy_x_get_y only (validated with the field's name below): what must be bought, and the
+    # names the customer reads ("Kaufe 2 × Espresso-Bohnen, erhalte 1 × Tasse gratis").
+    buys_product_ids: tuple[str, ...] = Field(default=(), validate_default=True)
+    buys_variant_ids: tuple[str, ...] = Field(default=(), validate_default=True)
+    buys_quantity: int | None = Field(default=None, ge=1, le=100, validate_default=True)
+    buys_label: str | None = Field(default=None, max_length=80, validate_default=True)
+    gets_quantity: int | None = Field(default=None, ge=1, le=100, validate_default=True)
+    gets_label: str | None = Field(default=None, max_length=80, validate_default=True)
 
     @model_validator(mode="after")
     def _kind_needs(self) -> Reward:
         if self.kind in ("fixed_amount", "percentage", "store_credit") and self.value is None:
             raise PydanticCustomError("value_required", "value is required for {kind}", {"kind": self.kind})
-        if self.kind == "percentage" and self.value is not None and self.value > 100:
+        if self.kind in ("percentage", "buy_x_get_y") and self.value is not None and self.value > 100:
             raise PydanticCustomError("percentage_over_100", "value of a percentage reward is at most 100")
         if self.kind == "free_product" and not (self.product_id or self.variant_id):
             raise PydanticCustomError("product_missing", "free_product needs product_id or variant_id")
         return self
+
+    # --- combination offers (buy_x_get_y): each missing or stray field is named ---
+
+    @field_validator("variant_id", mode="after")
+    @classmethod
+    def _gets_something(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("kind") == "buy_x_get_y" and not value and not info.data.get("product_id"):
+            raise ValueError("name the product (product_id) or variant the customer gets cheaper")
+        return value
+
+    @field_validator("buys_product_ids", mode="after")
+    @classmethod
+    def _buys_something(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        bxgy = info.data.get("kind") == "buy_x_get_y"
+        if any(not item.strip() for item in value):
+            raise ValueError("a product id is empty")
+        if not bxgy and value:
+            raise ValueError("only a buy_x_get_y reward names products to buy")
+        return value
+
+    @field_validator("buys_variant_ids", mode="after")
+    @classmethod
+    def _buys_variants(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if any(not item.strip() for item in value):
+            raise ValueError("a variant id is empty")
+        if value and info.data.get("kind") != "buy_x_get_y":
+            raise ValueError("only a buy_x_get_y reward names variants to buy")
+        if info.data.get("kind") == "buy_x_get_y" and not value and not info.data.get("buys_product_ids"):
+            raise ValueError("name the products or variants (at least one) that must be bought")
+        return value
+
+    @field_validator("buys_quantity", "gets_quantity", mode="after")
+    @classmethod
+    def _quantity(cls, value: int | None, info: ValidationInfo) -> int | None:
+        bxgy = info.data.get("kind") == "buy_x_get_y"
+        if bxgy and value is None and info.field_name == "buys_quantity":
+            raise ValueError("required for buy_x_get_y: how many must be bought")
+        if not bxgy and value is not None:
+            raise ValueError("only a buy_x_get_y reward has quantities")
+        return value
+
+    @field_validator("buys_label", "gets_label", mode="after")
+    @classmethod
+    def _label(cls, value: str | None, info: ValidationInfo) -> str | None:
+        value = value.strip() if value is not None else None
+        bxgy = info.data.get("kind") == "buy_x_get_y"
+        if bxgy and not value:
+            raise ValueError("required for buy_x_get_y: the product's name as the customer reads it")
+        if not bxgy and value:
+            raise ValueError("only a buy_x_get_y reward has product names")
+        return value or None
+
+    @field_validator("minimum_amount", mode="after")
+    @classmethod
+    def _no_minimum_for_bxgy(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        if value is not None and info.data.get("kind") == "buy_x_get_y":
+            raise ValueError("a buy_x_get_y reward has no minimum order amount (the products to buy are its condition)")
+        return value
+
+    @property
+    def percent_off(self) -> Decimal:
+        """Return how much cheaper a buy_x_get_y reward makes its product, in percent (100 = free)."""
+        return self.value if self.value is not None else Decimal("100")
 
 
 class Tier(_Strict):
@@ -202,8 +282,9 @@ class Redemption(_Strict):
 
     # Redeem the cheapest reward by itself once the available balance reaches it.
     auto: bool = False
-    # What one point is worth in the shop's currency, for the outstanding-points report (the
-    # provision for unredeemed points). None: the value of the cheapest amount reward per point.
+    # What one point is worth in the shop's currency, shown wherever points are shown and used by
+    # the outstanding-points report. None: the value of the cheapest amount reward per point
+    # (`Program.point_worth`).
     point_value: Decimal | None = Field(default=None, gt=0, le=1000)
 
 
@@ -323,6 +404,44 @@ class Program(_Strict):
     def tier(self, name: str | None) -> Tier | None:
         """Return the tier called `name`, or None."""
         return next((t for t in self.tiers.levels if t.name == name), None)
+
+    def point_worth(self, platform: str | None = None) -> PointWorth | None:
+        """Return what one point is worth in the shop's currency: as `redemption.point_value`
+        states, else the value per point of the cheapest active amount reward (fixed amount off or
+        store credit; the fewest points, then the larger amount, then the name) that `platform`
+        can give (None: any platform); None when neither gives a value. The one definition the
+        storefront, the customer page, the e-mails and the liability report use.
+        """
+        stated = self.redemption.point_value
+        if stated is not None:
+            return PointWorth(stated, "program")
+        candidates = [
+            r for r in self.rewards
+            if r.active and r.kind in AMOUNT_KINDS and r.value is not None
+            and (platform is None or platform in PLATFORM_KINDS.get(r.kind, frozenset({platform})))
+        ]
+        if not candidates:
+            return None
+        cheapest = min(candidates, key=lambda r: (r.points, -(r.value or 0), r.name))
+        assert cheapest.value is not None
+        return PointWorth(cheapest.value / cheapest.points, "reward", cheapest)
+
+
+@dataclass(frozen=True)
+class PointWorth:
+    """What one point is worth (`Program.point_worth`): `amount` in the shop's currency, exact (a
+    derived value may have more places than the currency: 5 € for 500 points is 0.01, 5 € for 300
+    points 0.0166…); `source` "program" (stated) or "reward" (derived from `reward`)."""
+
+    amount: Decimal
+    source: Literal["program", "reward"]
+    reward: Reward | None = None
+
+    def of(self, points: int, currency: str) -> Decimal:
+        """Return what `points` are worth, rounded half up to the currency's smallest unit
+        (cents for EUR, whole yen for JPY): the figure every surface shows after "≈"."""
+        places = get_currency_precision(currency.upper())
+        return (self.amount * points).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
 def validate_document(document: Any) -> Program:

@@ -221,8 +221,8 @@ class DiscountSpec:
 
     code: str
     title: str
-    kind: str  # "fixed_amount" | "percentage" | "free_shipping" | "free_product"
-    value: Decimal  # amount in `currency`, or percent 0-100; unused for free shipping
+    kind: str  # "fixed_amount" | "percentage" | "free_shipping" | "free_product" | "buy_x_get_y"
+    value: Decimal  # amount in `currency`, or percent 0-100 (buy_x_get_y: off the product it gives); unused for free shipping
     currency: str
     starts_at: datetime
     ends_at: datetime | None = None
@@ -234,6 +234,13 @@ class DiscountSpec:
     usage_limit: int | None = 1  # total uses; None = unlimited
     # False for a perk that lasts while the member holds a tier: any number of orders.
     once_per_customer: bool = True
+    # buy_x_get_y: the products/variants that must be bought, and how many; `product_ids` /
+    # `variant_ids` are then what the customer gets `value` percent cheaper, `gets_quantity` of them.
+    buys_product_ids: tuple[str, ...] = ()
+    buys_variant_ids: tuple[str, ...] = ()
+    buys_quantity: int | None = None
+    gets_quantity: int | None = None
+    buys_label: str | None = None  # what must be bought, as the customer reads it
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,6 +169,7 @@ def build_context(session, message: ReminderMessage, shop: Shop, customer: Custo
         "rewards_url": links.url(public, secret, "customer-page", shop.id, customer.id),
         "unsubscribe_url": links.url(public, secret, "unsubscribe", shop.id, customer.id),
         "step": message.step,
+        "point_value": _point_value(shop, program),
     }
     if message.campaign == "cart":
         checkout = session.get(Checkout, message.checkout_id)
@@ -208,6 +209,12 @@ def build_context(session, message: ReminderMessage, shop: Shop, customer: Custo
     elif message.campaign == "bounce_back":
         context["order_number"] = _order_number_of_code(session, code)
     return context
+
+
+def _point_value(shop: Shop, program: Program) -> dict[str, Any] | None:
+    """What a point is worth for the e-mails ({"amount": per point, "currency"}), or None."""
+    worth = program.point_worth(shop.platform.value)
+    return {"amount": worth.amount, "currency": shop.currency} if worth is not None else None
 
 
 def _claim(session, message_id: int):  # type: ignore[no-untyped-def]

@@ -67,6 +67,10 @@ def spec_to_json(spec: DiscountSpec) -> dict[str, Any]:
         "variant_ids": list(spec.variant_ids),
         "usage_limit": spec.usage_limit,
         "once_per_customer": spec.once_per_customer,
+        # a combination offer's condition (only on such codes, so other rows stay as they were)
+        **({"buys_product_ids": list(spec.buys_product_ids), "buys_variant_ids": list(spec.buys_variant_ids),
+            "buys_quantity": spec.buys_quantity, "gets_quantity": spec.gets_quantity, "buys_label": spec.buys_label}
+           if spec.kind == "buy_x_get_y" else {}),
     }
 
 
@@ -87,6 +91,11 @@ def spec_from_json(data: dict[str, Any]) -> DiscountSpec:
         variant_ids=tuple(data.get("variant_ids") or ()),
         usage_limit=data.get("usage_limit"),
         once_per_customer=data.get("once_per_customer", True),
+        buys_product_ids=tuple(data.get("buys_product_ids") or ()),
+        buys_variant_ids=tuple(data.get("buys_variant_ids") or ()),
+        buys_quantity=data.get("buys_quantity"),
+        gets_quantity=data.get("gets_quantity"),
+        buys_label=data.get("buys_label"),
     )
 
 
@@ -117,6 +126,11 @@ def code_row(
     once_per_customer: bool = True,
     ends_at: datetime | None = None,
     now: datetime | None = None,
+    buys_product_ids: tuple[str, ...] = (),
+    buys_variant_ids: tuple[str, ...] = (),
+    buys_quantity: int | None = None,
+    gets_quantity: int | None = None,
+    buys_label: str | None = None,
 ) -> dict[str, Any]:
     """Return the column values of a code's new pending row.
 
@@ -141,6 +155,11 @@ def code_row(
         variant_ids=variant_ids,
         usage_limit=usage_limit,
         once_per_customer=once_per_customer,
+        buys_product_ids=buys_product_ids,
+        buys_variant_ids=buys_variant_ids,
+        buys_quantity=buys_quantity,
+        gets_quantity=gets_quantity,
+        buys_label=buys_label,
     )
     return dict(
         shop_id=shop.id, customer_id=customer_id, purpose=purpose, source_key=source_key, code=code,

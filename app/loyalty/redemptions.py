@@ -48,6 +48,19 @@ def affordable(program: Program, customer: Customer, available: int) -> list[Rew
     )
 
 
+def shop_cannot_give(shop: Shop, reward: Reward) -> str | None:
+    """Return why this shop cannot give `reward` now, or None when it can.
+
+    A combination offer in a WooCommerce store relies on the Stammkunde plugin to refuse the
+    coupon until the cart holds what must be bought (core WooCommerce has no such condition): a
+    store that never connected the plugin (no plugin secret) would give the product without the
+    purchase, so the offer is not given there.
+    """
+    if reward.kind == "buy_x_get_y" and shop.platform.value == "woocommerce" and shop.plugin_secret_enc is None:
+        return "combination offers in WooCommerce need the Stammkunde plugin connected (it checks what must be bought)"
+    return None
+
+
 def _tier_allows(reward: Reward, customer: Customer) -> bool:
     return not reward.tiers or customer.tier in reward.tiers
 
@@ -88,6 +101,9 @@ def redeem(
         raise RedemptionError(f"no active reward called {reward_name!r}")
     if not _tier_allows(reward, customer):
         raise RedemptionError(f"{reward.name!r} is only for tiers {', '.join(reward.tiers)}")
+    why_not = shop_cannot_give(shop, reward)
+    if why_not is not None:
+        raise RedemptionError(why_not)
     available = ledger.balance(session, customer.id).available
     if available < reward.points:
         raise RedemptionError(f"not enough points: {available} available, {reward.name!r} costs {reward.points}")
@@ -144,7 +160,8 @@ def redeem(
         title=translations(customer_language(customer, shop)).gettext("Loyalty points: %(reward)s")
         % {"reward": reward.name},
         kind=reward.kind,
-        value=reward.value if reward.value is not None else Decimal("0"),
+        value=reward.percent_off if reward.kind == "buy_x_get_y" else (
+            reward.value if reward.value is not None else Decimal("0")),
         valid_days=reward.valid_days,
         platform_customer_id=customer.platform_id,
         customer_email=customer.email,
@@ -152,11 +169,22 @@ def redeem(
         product_ids=(reward.product_id,) if reward.product_id else (),
         variant_ids=(reward.variant_id,) if reward.variant_id else (),
         now=now,
+        **_combination(reward),
     )
     redemption.issued_code_id = code.id
     session.flush()
     logger.info("reward redeemed", extra={"shop": shop.id, "customer": customer.id, "redemption": redemption.id})
     return redemption
+
+
+def _combination(reward: Reward) -> dict[str, object]:
+    """The code keywords of a combination offer (buy_x_get_y): what must be bought, how many, and
+    how many of the product it gives (1 unless the reward says)."""
+    if reward.kind != "buy_x_get_y":
+        return {}
+    return {"buys_product_ids": reward.buys_product_ids, "buys_variant_ids": reward.buys_variant_ids,
+            "buys_quantity": reward.buys_quantity, "gets_quantity": reward.gets_quantity or 1,
+            "buys_label": reward.buys_label}
 
 
 def _by_key(session: Session, shop_id: int, key: str) -> Redemption | None:

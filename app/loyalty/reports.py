@@ -154,17 +154,15 @@ def program_at(session: Session, shop: Shop, at: datetime) -> tuple[int, Program
 
 
 def point_value(program: Program, version: int, currency: str) -> PointValue:
-    """Return what a point is worth under `program`: as stated, else from the cheapest amount reward."""
-    if program.redemption.point_value is not None:
-        return PointValue(program.redemption.point_value, currency, "program", program_version=version)
-    amount_rewards = [r for r in program.rewards
-                      if r.active and r.kind in ("fixed_amount", "store_credit") and r.value is not None]
-    if not amount_rewards:
+    """Return what a point is worth under `program` (`Program.point_worth`: as stated, else from
+    the cheapest amount reward), with where the figure comes from."""
+    worth = program.point_worth()
+    if worth is None:
         return PointValue(None, currency, "none", program_version=version)
-    cheapest = min(amount_rewards, key=lambda r: (r.points, -(r.value or Decimal(0))))
-    assert cheapest.value is not None
-    return PointValue(cheapest.value / cheapest.points, currency, "reward", reward=cheapest.name,
-                      reward_points=cheapest.points, reward_value=cheapest.value, program_version=version)
+    if worth.reward is None:
+        return PointValue(worth.amount, currency, "program", program_version=version)
+    return PointValue(worth.amount, currency, "reward", reward=worth.reward.name,
+                      reward_points=worth.reward.points, reward_value=worth.reward.value, program_version=version)
 
 
 def _lot_pairs(session: Session, entry: Any) -> tuple[Any, Any, Any]:

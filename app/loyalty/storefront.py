@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from app.i18n import translations
 from app.loyalty import decide, earning, explain, ledger, redemptions, tiers
 from app.loyalty.referrals import referral_code_row, referral_link
-from app.messaging.render import customer_language, format_money, format_number, spoken_language
+from app.messaging.render import customer_language, format_money, format_number, spoken_language, worth_text
 from app.models import (
     CodeStatus,
     Customer,
@@ -43,6 +43,7 @@ from app.models import (
     Shop,
     utcnow,
 )
+from app.program import PLATFORM_KINDS as program_platform_kinds
 from app.program import Program, Reward, current_program
 
 HISTORY_LINES = 50
@@ -52,8 +53,8 @@ _MERGE_HOPS = 5
 _REQUEST_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 # Currencies whose hundredth is called a cent, so a point's value reads "1 Punkt = 1 Cent".
 _CENT_CURRENCIES = frozenset({"EUR", "USD", "CAD", "AUD", "NZD"})
-# Reward kinds only some platforms can give.
-PLATFORM_KINDS = {"store_credit": frozenset({"shopify"})}
+# Reward kinds only some platforms can give (one list, in app.program).
+PLATFORM_KINDS = program_platform_kinds
 
 
 class StorefrontError(ValueError):
@@ -80,10 +81,13 @@ class Money:
 
 @dataclass(frozen=True)
 class PointValue:
-    """What one point is worth when redeemed ("1 Punkt = 1 Cent"), from the program's rewards."""
+    """What one point is worth when redeemed ("1 Punkt = 1 Cent"): as the program states it
+    (`source` "program") or derived from its cheapest amount reward ("reward"); see
+    `Program.point_worth`. `money` is exact; amounts of points are rounded half up to the cent."""
 
     money: Money
     text: str
+    source: str = "reward"
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,8 @@ class RewardView:
     percent: Decimal | None  # percentage
     affordable: bool
     missing: int  # points still needed (0 when affordable)
+    # What a combination offer gives, in the customer's words ("Kaufe 2 × X, erhalte Y gratis").
+    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,7 @@ class CodeView:
     amount: Money | None
     expires_at: datetime | None
     created_at: datetime
+    description: str | None = None  # a combination offer: what the code gives
 
 
 @dataclass(frozen=True)
@@ -225,6 +232,8 @@ class MemberView:
     referral: ReferralView | None
     point_value: PointValue | None
     program: ProgramView
+    available_value: Money | None = None  # what the available points are worth (to the cent)
+    available_value_text: str | None = None  # "1.250 Punkte ≈ 12,50 €"
 
 
 @dataclass(frozen=True)
@@ -239,6 +248,8 @@ class BalanceSummary:
     next_reward: RewardView | None
     affordable_count: int
     point_value: PointValue | None
+    available_value: Money | None = None  # what the available points are worth (to the cent)
+    available_value_text: str | None = None  # "1.250 Punkte ≈ 12,50 €"
 
 
 @dataclass(frozen=True)
@@ -342,12 +353,13 @@ def _offered(shop: Shop, program: Program) -> list[Reward]:
     """Return the active rewards this shop's platform can give, cheapest first."""
     platform = shop.platform.value
     return sorted(
-        (r for r in program.rewards if r.active and platform in PLATFORM_KINDS.get(r.kind, {platform})),
+        (r for r in program.rewards if r.active and platform in PLATFORM_KINDS.get(r.kind, {platform})
+         and redemptions.shop_cannot_give(shop, r) is None),
         key=lambda r: (r.points, r.name),
     )
 
 
-def _reward_view(shop: Shop, reward: Reward, available: int | None) -> RewardView:
+def _reward_view(shop: Shop, reward: Reward, available: int | None, language: str | None = None) -> RewardView:
     money_kinds = ("fixed_amount", "store_credit")
     can = available is not None and reward.points <= available
     return RewardView(
@@ -359,19 +371,46 @@ def _reward_view(shop: Shop, reward: Reward, available: int | None) -> RewardVie
         percent=reward.value if reward.kind == "percentage" else None,
         affordable=can,
         missing=0 if can or available is None else reward.points - available,
+        description=combination_text(reward, language) if reward.kind == "buy_x_get_y" else None,
     )
 
 
 def point_value(shop: Shop, program: Program, language: str) -> PointValue | None:
-    """Return what a point is worth: the rate of the cheapest reward paid in money (a fixed
-    amount off or store credit), or None when no reward has a money value."""
-    money_rewards = [r for r in _offered(shop, program) if r.kind in ("fixed_amount", "store_credit") and r.value]
-    if not money_rewards:
+    """Return what a point is worth (`Program.point_worth` for the shop's platform: as stated,
+    else the rate of the cheapest reward paid in money), or None when nothing gives a value."""
+    worth = program.point_worth(shop.platform.value)
+    if worth is None:
         return None
-    reward = money_rewards[0]
-    assert reward.value is not None
-    value = (reward.value / reward.points).normalize()
-    return PointValue(money=Money(value, shop.currency), text=_point_value_text(value, shop.currency, language))
+    value = worth.amount.normalize()
+    return PointValue(money=Money(value, shop.currency), text=_point_value_text(value, shop.currency, language),
+                      source=worth.source)
+
+
+def points_value(shop: Shop, program: Program, points: int, language: str) -> tuple[Money, str] | None:
+    """Return what `points` are worth (rounded half up to the currency's smallest unit) and the
+    line that says so ("1.250 Punkte ≈ 12,50 €", the money formatted by Babel for the language),
+    or None when the program gives a point no value."""
+    worth = program.point_worth(shop.platform.value)
+    if worth is None:
+        return None
+    amount = worth.of(points, shop.currency)
+    return Money(amount, shop.currency), worth_text(points, amount, shop.currency, language)
+
+
+def combination_text(reward: Reward | dict[str, Any], language: str | None) -> str:
+    """Say what a combination offer gives, in the customer's language: "Kaufe 2 × Espresso,
+    erhalte 1 × Tasse gratis" / "… erhalte 1 × Tasse 50 % günstiger"."""
+    data = reward.model_dump(mode="json") if isinstance(reward, Reward) else reward
+    t = translations(spoken_language(language) or "de")
+    percent = Decimal(str(data.get("value") or "100"))
+    words = {"buys": data.get("buys_quantity") or 1, "buys_label": data.get("buys_label") or "",
+             "gets": data.get("gets_quantity") or 1, "gets_label": data.get("gets_label") or ""}
+    if percent >= 100:
+        return t.gettext("Buy %(buys)s × %(buys_label)s, get %(gets)s × %(gets_label)s free") % words
+    number = format_number(percent.normalize(), language or "de",
+                           max(0, -percent.normalize().as_tuple().exponent))  # type: ignore[operator]
+    return t.gettext("Buy %(buys)s × %(buys_label)s, get %(gets)s × %(gets_label)s %(percent)s%% off") % {
+        **words, "percent": number}
 
 
 def _point_value_text(value: Decimal, currency: str, language: str) -> str:
@@ -428,7 +467,7 @@ def _program_view(shop: Shop, program: Program, language: str) -> ProgramView:
         return_window_days=program.earning.return_window_days,
         signup_bonus=program.earning.signup_bonus,
         first_order_bonus=program.earning.first_order_bonus,
-        rewards=tuple(_reward_view(shop, r, None) for r in _offered(shop, program) if not r.tiers),
+        rewards=tuple(_reward_view(shop, r, None, language) for r in _offered(shop, program) if not r.tiers),
         tiers=_tier_levels(shop, program),
         tier_metric=program.tiers.metric,
         referral_friend_discount_percent=referral.friend_discount_percent if referral.enabled else None,
@@ -511,18 +550,21 @@ def _code_state(row: IssuedCode, kind: str, now: datetime) -> str:
     return "usable"
 
 
-def _codes(session: Session, shop: Shop, customer: Customer, now: datetime) -> tuple[CodeView, ...]:
+def _codes(session: Session, shop: Shop, customer: Customer, now: datetime,
+           language: str | None = None) -> tuple[CodeView, ...]:
     rows = session.scalars(
         select(IssuedCode)
         .where(IssuedCode.customer_id == customer.id, IssuedCode.purpose != "referral")
         .order_by(IssuedCode.id.desc())
         .limit(CODE_LINES)
     ).all()
-    rewards = dict(
-        session.execute(
-            select(Redemption.issued_code_id, Redemption.reward_name).where(Redemption.customer_id == customer.id)
-        ).all()
-    )
+    redeemed = session.execute(
+        select(Redemption.issued_code_id, Redemption.reward_name, Redemption.reward)
+        .where(Redemption.customer_id == customer.id)
+    ).all()
+    rewards = {code_id: name for code_id, name, _ in redeemed}
+    offers = {code_id: reward for code_id, _, reward in redeemed
+              if isinstance(reward, dict) and reward.get("kind") == "buy_x_get_y"}
     views = []
     for row in rows:
         spec = row.spec or {}
@@ -539,6 +581,7 @@ def _codes(session: Session, shop: Shop, customer: Customer, now: datetime) -> t
             amount=Money(Decimal(value), shop.currency) if kind in ("fixed_amount", "store_credit") and value else None,
             expires_at=row.expires_at,
             created_at=row.created_at,
+            description=combination_text(offers[row.id], language) if row.id in offers else None,
         ))
     return tuple(views)
 
@@ -598,7 +641,8 @@ def member_view(session: Session, shop: Shop, customer: Customer, *, locale: str
     program = _program(session, shop)
     balance = _balance(session, customer)
     banned = customer.banned_at is not None
-    open_rewards = [_reward_view(shop, r, balance.available) for r in _open_rewards(shop, program, customer)]
+    open_rewards = [_reward_view(shop, r, balance.available, language)
+                    for r in _open_rewards(shop, program, customer)]
     affordable = tuple(r for r in open_rewards if r.affordable) if not banned else ()
     return MemberView(
         shop_name=shop.name or shop.domain,
@@ -611,12 +655,18 @@ def member_view(session: Session, shop: Shop, customer: Customer, *, locale: str
         rewards=tuple(open_rewards),
         affordable=affordable,
         next_reward=next((r for r in open_rewards if not r.affordable), None),
-        codes=_codes(session, shop, customer, now),
+        codes=_codes(session, shop, customer, now, language),
         history=_history(session, customer, language),
         referral=referral_view(session, shop, customer, program, public_url),
         point_value=point_value(shop, program, language),
         program=_program_view(shop, program, language),
+        **_available_value(shop, program, balance.available, language),
     )
+
+
+def _available_value(shop: Shop, program: Program, available: int, language: str) -> dict[str, Any]:
+    worth = points_value(shop, program, available, language)
+    return {"available_value": worth[0], "available_value_text": worth[1]} if worth is not None else {}
 
 
 def balance_summary(session: Session, shop: Shop, customer: Customer | None, *,
@@ -644,9 +694,10 @@ def balance_summary(session: Session, shop: Shop, customer: Customer | None, *,
         pending=balance.pending,
         next_available_at=balance.next_available_at,
         tier=tier,
-        next_reward=_reward_view(shop, nxt, balance.available) if nxt is not None else None,
+        next_reward=_reward_view(shop, nxt, balance.available, language) if nxt is not None else None,
         affordable_count=len(affordable),
         point_value=point_value(shop, program, language),
+        **_available_value(shop, program, balance.available, language),
     )
 
 
@@ -707,9 +758,10 @@ def launcher(session: Session, shop: Shop, platform_customer_id: str, *, locale:
         pending=pending,
         next_available_at=row.next_available_at if pending else None,
         tier=row.tier,
-        next_reward=_reward_view(shop, nxt, available) if nxt is not None else None,
+        next_reward=_reward_view(shop, nxt, available, language) if nxt is not None else None,
         affordable_count=0 if banned else sum(1 for r in rewards if r.points <= available),
         point_value=point_value(shop, program, language),
+        **_available_value(shop, program, available, language),
     ))
 
 
@@ -940,6 +992,6 @@ __all__ = [
     "BalanceSummary", "BalanceView", "CodeView", "HistoryLine", "MemberView", "Money", "PointValue",
     "ProgramView", "RedeemResult", "RedemptionStatus", "ReferralView", "RewardView", "StorefrontError",
     "TierView", "as_json", "balance_summary", "cart_points", "find_member", "find_reward", "language_for",
-    "member_view", "point_value", "program_view", "redeem", "redemption_state", "referral_view",
+    "member_view", "point_value", "points_value", "combination_text", "program_view", "redeem", "redemption_state", "referral_view",
     "reward_id", "why_refused",
 ]

@@ -40,6 +40,10 @@ float; points are `int`):
 `code` is {code, value_text (already formatted, e.g. "15 %" or "5,00 €"), expires_at=None,
 minimum=None (the least order it applies to, formatted, e.g. "20,00 €")}.
 
+`point_value` (winback, expiry_notice, points_earned; optional, None = not shown) is
+{amount: Decimal per point, currency}: every amount of points those mails mention is followed by
+what it is worth, "(≈ 12,50 €)" (the `worth` filter; rounded half up to the cent, Babel-formatted).
+
 Marketing kinds (MARKETING_KINDS) always show the unsubscribe link in the footer, so their
 `unsubscribe_url` is required; the others show it only when given. Every kind shows the shop's
 address line when given.
@@ -79,11 +83,11 @@ KINDS: tuple[str, ...] = MARKETING_KINDS + TRANSACTIONAL_KINDS
 # reports them when a template uses them.
 _OPTIONAL: dict[str, dict[str, Any]] = {
     "cart_reminder": {"code": None},
-    "winback": {"tier": None, "code": None},
+    "winback": {"tier": None, "code": None, "point_value": None},
     "second_purchase": {},
-    "expiry_notice": {"unsubscribe_url": None},
+    "expiry_notice": {"unsubscribe_url": None, "point_value": None},
     "tier_change": {"old_tier": None, "upgrade": True},
-    "points_earned": {"unsubscribe_url": None, "code": None},
+    "points_earned": {"unsubscribe_url": None, "code": None, "point_value": None},
     "bounce_back": {},
     "doi_confirm": {"unsubscribe_url": None},
     "reward_code": {"unsubscribe_url": None},
@@ -212,6 +216,44 @@ def format_points(value: int, language: str) -> str:
     return f"{number} point" if value in (1, -1) else f"{number} points"
 
 
+# What points are worth (issue 20, rule 7): the money is formatted by Babel for the language
+# ("12,50\xa0€" in German, "€12.50" in English), always after "≈" because the value is a rounded
+# product of the point's value (half up to the currency's smallest unit).
+_BABEL_LOCALES = {"de": "de_DE", "en": "en_US"}
+
+
+def format_worth(amount: Decimal, currency: str, language: str) -> str:
+    """Format what points are worth with Babel in the language's locale ("12,50 €", "€12.50").
+
+    Raises:
+        TypeError: `amount` is a float.
+    """
+    if isinstance(amount, float):
+        raise TypeError("money in e-mails must be Decimal, never float")
+    from babel.numbers import format_currency
+
+    return format_currency(amount, currency.upper(), locale=_BABEL_LOCALES[normalize_language(language)])
+
+
+def worth_text(points: int, amount: Decimal, currency: str, language: str) -> str:
+    """Return "1.250 Punkte ≈ 12,50 €" / "1,250 points ≈ €12.50"."""
+    return f"{format_points(points, language)} ≈ {format_worth(amount, currency, language)}"
+
+
+def points_worth(points: int, point_value: Mapping[str, Any] | None, language: str) -> str:
+    """Return " (≈ 12,50 €)" for `points` at `point_value` ({"amount": Decimal per point,
+    "currency": "EUR"}, as `Program.point_worth` gives it), rounded half up to the currency's
+    smallest unit; "" without a point value."""
+    if not point_value:
+        return ""
+    from babel.numbers import get_currency_precision
+
+    currency = str(point_value["currency"]).upper()
+    places = get_currency_precision(currency)
+    amount = (Decimal(point_value["amount"]) * points).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return f" (≈ {format_worth(amount, currency, language)})"
+
+
 # --- environment ----------------------------------------------------------------------------
 
 
@@ -237,6 +279,12 @@ def _environment(language: str) -> Environment:
     env.filters["money"] = lambda amount, currency: format_money(amount, currency, language)
     env.filters["number"] = lambda value: format_number(value, language)
     env.filters["points"] = lambda value: format_points(value, language)
+
+    @pass_context
+    def worth_filter(ctx: Context, points: int) -> str:
+        return points_worth(points, ctx.get("point_value"), language)
+
+    env.filters["worth"] = worth_filter
     env.filters["date"] = date_filter
     return env
 
@@ -380,6 +428,7 @@ def sample_context(kind: str, language: str | None) -> dict[str, Any]:
         "expires_at": date(2026, 12, 31),
     }
     rewards_url = f"{base}/apps/stammkunde/r/{token}"
+    point_value = {"amount": Decimal("0.01"), "currency": "EUR"}  # 5 € for 500 points
     silver, gold = _SAMPLE_TIERS[lang]
     per_kind: dict[str, dict[str, Any]] = {
         "cart_reminder": {
@@ -389,7 +438,7 @@ def sample_context(kind: str, language: str | None) -> dict[str, Any]:
             "recovery_url": f"{base}/cart/recover/{token}",
             "code": code,
         },
-        "winback": {"balance": 450, "tier": silver, "code": code, "shop_url": base},
+        "winback": {"balance": 450, "tier": silver, "code": code, "shop_url": base, "point_value": point_value},
         "second_purchase": {
             "code": {**code, "value_text": "15 %" if lang == "de" else "15%"},
             "shop_url": base,
@@ -399,6 +448,7 @@ def sample_context(kind: str, language: str | None) -> dict[str, Any]:
             "expires_at": date(2026, 12, 31),
             "balance": 450,
             "rewards_url": rewards_url,
+            "point_value": point_value,
         },
         "tier_change": {
             "old_tier": silver,
@@ -413,6 +463,7 @@ def sample_context(kind: str, language: str | None) -> dict[str, Any]:
             "balance_available": 450,
             "balance_pending": 42,
             "rewards_url": rewards_url,
+            "point_value": point_value,
         },
         "bounce_back": {
             "code": {**code, "code": "DANKE-4TB7K2M9QX", "value_text": "5,00 €" if lang == "de" else "€5.00",

@@ -502,9 +502,27 @@ def customer(customer_id: int) -> Any:
         "redeem_key": uuid.uuid4().hex,
         "adjust_key": uuid.uuid4().hex,
         "max_adjustment": _adjust_limit(row.shop_id),
+        **_points_worth(shop, program, report["available"], report["pending"]),
     }
     session.commit()
     return render_template("admin/customer.html", **context)
+
+
+def _points_worth(shop: Shop, program: Program, available: int, pending: int) -> dict[str, Any]:
+    """What the customer's points are worth ("1.250 Punkte ≈ 12,50 €", in the admin's language),
+    and where a point's value comes from (`Program.point_worth`)."""
+    from app.loyalty.storefront import point_value, points_value
+
+    language = "de" if g.admin_language == "de" else "en"
+    available_worth = points_value(shop, program, available, language)
+    pending_worth = points_value(shop, program, pending, language) if pending else None
+    worth = program.point_worth(shop.platform.value)
+    return {
+        "available_worth": available_worth[1] if available_worth else None,
+        "pending_worth": pending_worth[1] if pending_worth else None,
+        "point_value": point_value(shop, program, language),
+        "point_value_reward": worth.reward.name if worth is not None and worth.reward is not None else None,
+    }
 
 
 def _form_key() -> str | None:
@@ -696,6 +714,15 @@ def _value_text(spec: dict[str, Any], language: str) -> str:
     return "Gratisartikel" if german else "Free item"
 
 
+def _offer_text(reward: dict[str, Any] | None, language: str) -> str | None:
+    """Return what a combination offer gives ("Kaufe 2 × X, erhalte 1 × Y gratis"), else None."""
+    from app.loyalty.storefront import combination_text
+
+    if not isinstance(reward, dict) or reward.get("kind") != "buy_x_get_y":
+        return None
+    return combination_text(reward, emails.normalize_language(language))
+
+
 def _shop_mail_context(shop: Shop) -> dict[str, Any]:
     """Return the `shop` part of an e-mail context for this shop (as the reminder jobs build it)."""
     shop_url = get_connector(shop.platform.value).storefront_url(shop.domain)
@@ -740,7 +767,7 @@ def _reward_code_message(session: Any, customer_id: int, redemption_id: int,
         "reward": redemption.reward_name,
         "code": {
             "code": code.code,
-            "value_text": _value_text(code.spec, language),
+            "value_text": _offer_text(redemption.reward, language) or _value_text(code.spec, language),
             "expires_at": code.expires_at,
         },
         "rewards_url": links.url(cfg["PUBLIC_URL"], cfg["SECRET_KEY"], "customer-page", shop.id, row.id),
@@ -938,7 +965,22 @@ def _program_page(shop_id: int, *, text: str | None = None, base: int | None = N
         values=values if values is not None else program_form.values_from_document(document),
         field_errors=field_errors or {},
         field_id=program_form.field_id,
+        point_value_shown=_point_value_shown(shop, program),
     ), status
+
+
+def _point_value_shown(shop: Shop, program: Program) -> str:
+    """Say what a point is worth under the program in force, and why (the program page's hint)."""
+    from app.loyalty.storefront import point_value
+
+    language = "de" if g.admin_language == "de" else "en"
+    worth, shown = program.point_worth(shop.platform.value), point_value(shop, program, language)
+    if worth is None or shown is None:
+        return _("Now: no value (no amount reward). Customers see no money value until you state one.")
+    if worth.reward is None:
+        return _("Now: %(value)s, as stated here.", value=shown.text)
+    return _("Now: %(value)s, derived from the reward “%(reward)s”; leave empty to keep deriving it.",
+             value=shown.text, reward=worth.reward.name)
 
 
 class _StaleVersionError(Exception):

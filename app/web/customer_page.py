@@ -166,6 +166,7 @@ class _Offer:
     name: str
     points: int
     key: str
+    description: str | None = None  # a combination offer: what it gives
 
 
 @bp.after_request
@@ -196,7 +197,8 @@ def page(token: str) -> Any:
     banned = customer.banned_at is not None
     # One idempotency key per form: a double click on one button redeems once.
     offers = [] if banned else [
-        _Offer(name=r.name, points=r.points, key=uuid.uuid4().hex)
+        _Offer(name=r.name, points=r.points, key=uuid.uuid4().hex,
+               description=storefront.combination_text(r, g.customer_page_language) if r.kind == "buy_x_get_y" else None)
         for r in affordable(program, customer, balance.available)
     ]
     # The cheapest reward open to their tier, however many points they have.
@@ -215,6 +217,9 @@ def page(token: str) -> Any:
         "bounce_back": _bounce_back(session, shop, customer, program),
         "bounce_back_offer": _bounce_back_offer(shop, program),
         "token": token,
+        # what the available points are worth ("1.250 Punkte ≈ 12,50 €"), and a point
+        "available_worth": _worth(shop, program, balance.available, g.customer_page_language),
+        "point_value": storefront.point_value(shop, program, g.customer_page_language),
     }
     # End the read before rendering: on SQLite a transaction holds the write lock.
     session.commit()
@@ -246,6 +251,9 @@ def _bounce_back_offer(shop: Shop, program: Program) -> dict[str, str] | None:
         return None
     return {"amount": _amount_off(offer.kind, offer.value, shop.currency),
             "threshold": format_currency(offer.threshold, shop.currency, locale=g.customer_page_language)}
+def _worth(shop: Shop, program: Program, points: int, language: str) -> str | None:
+    worth = storefront.points_value(shop, program, points, language)
+    return worth[1] if worth is not None else None
 
 
 def _referral(session: Session, shop: Shop, customer: Customer, program: Program) -> dict[str, Any] | None:

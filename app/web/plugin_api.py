@@ -15,7 +15,7 @@ from the logged-in WordPress user: the app never takes an e-mail or an id from a
 | `GET  /api/woocommerce/v1/customers/<id>?lang=de` | the member view, 404 `unknown_customer` |
 | `POST /api/woocommerce/v1/customers/<id>/redemptions` `{"reward", "key"}` | 201 new, 200 repeated key, 422 refused (`message` in the customer's language) |
 | `GET  /api/woocommerce/v1/customers/<id>/redemptions/<rid>` | that redemption now (its code once the store holds it) |
-| `POST /api/woocommerce/v1/cart-points` `{"customer_id", "currency", "subtotal", "tax"}` | `{"points": n}` |
+| `POST /api/woocommerce/v1/cart-points?lang=de` `{"customer_id", "currency", "subtotal", "tax"}` | `{"points": n, "value": {"amount", "currency"} or null, "value_text": "52 Punkte ≈ 0,52 €" or null}` (what the points are worth, `Program.point_worth`) |
 | `GET  /api/woocommerce/v1/referral-codes/<code>` | a member's referral code that exists in the store, else 404 |
 """
 
@@ -211,8 +211,11 @@ def cart_points() -> Any:
     except storefront.StorefrontError as exc:
         session.rollback()
         return _error(422, exc.reason, exc.message)
+    worth = storefront.points_value(shop, storefront.current_program(session, shop)[1], points,
+                                    storefront.language_for(shop, customer, _language()))
     session.commit()
-    return jsonify({"points": points})
+    return jsonify({"points": points, "value": storefront.as_json(worth[0]) if worth else None,
+                    "value_text": worth[1] if worth else None})
 
 
 def _amount(value: Any) -> Decimal | None:

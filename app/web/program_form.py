@@ -33,6 +33,7 @@ FIELDS: dict[str, Kind] = {
     "earning.birthday_bonus": "value",
     "earning.max_points_per_order": "value",
     "redemption.auto": "flag",
+    "redemption.point_value": "optional",
     "tiers.metric": "choice",
     "tiers.window": "choice",
     "tiers.period_months": "value",
@@ -82,6 +83,9 @@ ROWS: dict[str, dict[str, Kind]] = {
     "rewards": {
         "name": "value", "points": "value", "kind": "choice", "value": "optional", "minimum_amount": "optional",
         "valid_days": "value", "product_id": "optional", "variant_id": "optional", "tiers": "list", "active": "flag",
+        # combination offers (buy_x_get_y)
+        "buys_product_ids": "list", "buys_variant_ids": "list", "buys_quantity": "optional", "buys_label": "optional",
+        "gets_quantity": "optional", "gets_label": "optional",
     },
     "tiers.levels": {
         "name": "value", "threshold": "number", "multiplier": "number", "member_discount_percent": "number",

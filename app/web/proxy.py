@@ -17,7 +17,7 @@ https://shopify.dev/docs/apps/build/online-store/app-proxies
 | `GET /api/rewards` | the rewards, and which the member can afford |
 | `POST /api/redeem` | `{"reward": id, "request_key": uuid}` (JSON only) -> the redemption |
 | `GET /api/redemptions/<id>` | one of the member's redemptions (its code once created) |
-| `GET /api/cart-points?subtotal=&currency=[&tax=]` | the points a cart earns |
+| `GET /api/cart-points?subtotal=&currency=[&tax=]` | the points a cart earns, and what they are worth (`value`, `value_text`) |
 
 Failures: no signature 400, a bad or stale one 401, an unknown or uninstalled shop 404, a request
 that needs a logged-in customer without one 401, a refused redemption 422 with `error` and a
@@ -573,9 +573,11 @@ def api_cart_points() -> Any:
             points = storefront.cart_points(session, shop, customer, subtotal, currency, tax=tax)
         except storefront.StorefrontError as exc:
             return jsonify(error=exc.reason, message=exc.message), 422
+        worth = storefront.points_value(shop, storefront.current_program(session, shop)[1], points, language)
     text = translations(language).ngettext(
         "You earn %(num)s point with this cart.", "You earn %(num)s points with this cart.", points)
-    return jsonify(points=points, currency=shop.currency, text=text % {"num": format_number(points, language)})
+    return jsonify(points=points, currency=shop.currency, text=text % {"num": format_number(points, language)},
+                   value=storefront.as_json(worth[0]) if worth else None, value_text=worth[1] if worth else None)
 
 
 def init_app(app: Flask) -> None:

@@ -170,6 +170,22 @@ mutation DiscountCodeFreeShippingCreate(
   }
 }
 """,
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/mutations/discountCodeBxgyCreate
+    # (a combination offer: buy X, get Y cheaper)
+    "discountCodeBxgyCreate": """\
+mutation DiscountCodeBxgyCreate($bxgyCodeDiscount: DiscountCodeBxgyInput!) {
+  discountCodeBxgyCreate(bxgyCodeDiscount: $bxgyCodeDiscount) {
+    codeDiscountNode {
+      id
+    }
+    userErrors {
+      field
+      message
+      code
+    }
+  }
+}
+""",
     # https://shopify.dev/docs/api/admin-graphql/2026-07/queries/codeDiscountNodeByCode
     # (case-insensitive lookup).
     "codeDiscountNodeByCode": """\
@@ -508,6 +524,7 @@ COMBINES_WITH: dict[str, dict[str, bool]] = {
     "percentage": {"productDiscounts": False, "orderDiscounts": False, "shippingDiscounts": True},
     "free_product": {"productDiscounts": False, "orderDiscounts": False, "shippingDiscounts": True},
     "free_shipping": {"productDiscounts": True, "orderDiscounts": True, "shippingDiscounts": False},
+    "buy_x_get_y": {"productDiscounts": False, "orderDiscounts": False, "shippingDiscounts": True},
 }
 
 _HUNDRED = Decimal(100)
@@ -1103,6 +1120,8 @@ def discount_code_variables(spec: DiscountSpec) -> tuple[str, dict[str, Any]]:
     if spec.kind == "free_shipping":
         discount["destination"] = {"all": True}
         return "discountCodeFreeShippingCreate", {"freeShippingCodeDiscount": discount}
+    if spec.kind == "buy_x_get_y":
+        return "discountCodeBxgyCreate", {"bxgyCodeDiscount": _bxgy_discount(discount, spec)}
     discount["customerGets"] = _CUSTOMER_GETS[spec.kind](spec)
     return "discountCodeBasicCreate", {"basicCodeDiscount": discount}
 
@@ -1184,6 +1203,52 @@ def _free_product_gets(spec: DiscountSpec) -> dict[str, Any]:
     if not products:
         raise ValueError("free product discount names no product or variant")
     return {"value": {"percentage": 1.0}, "items": {"products": products}}
+
+
+def _bxgy_discount(discount: dict[str, Any], spec: DiscountSpec) -> dict[str, Any]:
+    """Turn the common code fields into a DiscountCodeBxgyInput: the customer buys
+    `buys_quantity` of the products/variants `buys_*` and gets `gets_quantity` of
+    `product_ids`/`variant_ids` `value` percent cheaper, once per order (`usesPerOrderLimit` 1).
+
+    BXGY takes no `minimumRequirement` (its condition is what is bought), and its value is only
+    `discountOnQuantity` with a percentage effect from 0.00 to 1.00 (the schema's note: "BXGY
+    doesn't support percentage/discountAmount" directly). Quantities are UnsignedInt64, sent as
+    text as Shopify's examples do.
+
+    Raises:
+        ValueError: a minimum amount, nothing to buy or to get, a quantity below 1, or a
+            percentage not above 0 and at most 100.
+    """
+    if spec.minimum_amount is not None:
+        raise ValueError("a buy-x-get-y discount has no minimum amount")
+    buys = _bxgy_items(spec.buys_product_ids, spec.buys_variant_ids, "to buy")
+    gets = _bxgy_items(spec.product_ids, spec.variant_ids, "to get")
+    buys_quantity, gets_quantity = spec.buys_quantity, spec.gets_quantity or 1
+    if not isinstance(buys_quantity, int) or buys_quantity < 1 or gets_quantity < 1:
+        raise ValueError("buy-x-get-y quantities must be at least 1")
+    if not _ZERO < spec.value <= _HUNDRED:
+        raise ValueError("percentage must be above 0 and at most 100")
+    fraction = float(str(spec.value / _HUNDRED))
+    return {
+        **discount,
+        "customerBuys": {"value": {"quantity": str(buys_quantity)}, "items": buys},
+        "customerGets": {
+            "value": {"discountOnQuantity": {"quantity": str(gets_quantity), "effect": {"percentage": fraction}}},
+            "items": gets,
+        },
+        "usesPerOrderLimit": 1,
+    }
+
+
+def _bxgy_items(product_ids: Sequence[str], variant_ids: Sequence[str], what: str) -> dict[str, Any]:
+    products: dict[str, list[str]] = {}
+    if product_ids:
+        products["productsToAdd"] = [_gid("Product", pid) for pid in product_ids]
+    if variant_ids:
+        products["productVariantsToAdd"] = [_gid("ProductVariant", vid) for vid in variant_ids]
+    if not products:
+        raise ValueError(f"buy-x-get-y discount names no product or variant {what}")
+    return {"products": products}
 
 
 _CUSTOMER_GETS: dict[str, Callable[[DiscountSpec], dict[str, Any]]] = {

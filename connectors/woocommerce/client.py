@@ -38,6 +38,9 @@ from connectors.woocommerce.consts import (
     DEFAULT_RETRY_AFTER,
     DISCOUNT_TYPE_FIXED_CART,
     DISCOUNT_TYPE_PERCENT,
+    META_BUYS_IDS,
+    META_BUYS_LABEL,
+    META_BUYS_QUANTITY,
     ERROR_COUPON_CODE_EXISTS,
     ERROR_COUPON_INVALID_ID,
     ERROR_SETTING_GROUP_INVALID,
@@ -255,6 +258,14 @@ def _coupon_body(spec: DiscountSpec) -> dict[str, Any]:
       need the price, and with no product ids the coupon would free any item, so they are
       required. The customer still has to put the product in the cart.
 
+    - buy_x_get_y: "percent" with the spec's percentage, `product_ids` = what the customer gets,
+      `limit_usage_to_x_items` = how many of it. WooCommerce core has no "requires X in the cart"
+      condition, so the products to buy, their number and name go into the coupon's `meta_data`
+      (META_BUYS_*, strings); the Stammkunde plugin refuses the coupon through the
+      `woocommerce_coupon_is_valid` filter until the cart holds them. The store stores meta as sent
+      (live capture 100/101: customer `meta_data` comes back with the value sent), and the answer
+      is checked for it like every other field.
+
     Every coupon is `individual_use`; once per customer (`usage_limit_per_user` 1) unless
     `spec.once_per_customer` is False, and with no total limit when `spec.usage_limit` is None.
     Product ids restrict the other kinds too when given. `starts_at`, `currency` and
@@ -286,6 +297,12 @@ def _coupon_body(spec: DiscountSpec) -> dict[str, Any]:
         if not product_ids:
             raise ValueError("free_product needs product_ids or variant_ids")
         discount_type, amount = DISCOUNT_TYPE_PERCENT, "100"
+    elif spec.kind == "buy_x_get_y":
+        if not product_ids:
+            raise ValueError("buy_x_get_y needs product_ids or variant_ids to get")
+        if not 0 < _amount(spec.value, "value") <= 100:
+            raise ValueError("spec.value of buy_x_get_y is a percentage above 0 and at most 100")
+        discount_type, amount = DISCOUNT_TYPE_PERCENT, _money(spec.value, "value")
     else:
         raise ValueError(f"unknown discount kind {spec.kind!r}")
 
@@ -313,6 +330,18 @@ def _coupon_body(spec: DiscountSpec) -> dict[str, Any]:
         body["free_shipping"] = True
     if spec.kind == "free_product":
         body["limit_usage_to_x_items"] = 1
+    if spec.kind == "buy_x_get_y":
+        body["limit_usage_to_x_items"] = _quantity(spec.gets_quantity or 1, "gets_quantity")
+        buys = [str(_numeric_id(v)) for v in (*spec.buys_product_ids, *spec.buys_variant_ids)]
+        if not buys:
+            raise ValueError("buy_x_get_y needs buys_product_ids or buys_variant_ids")
+        if not spec.buys_label or not spec.buys_label.strip():
+            raise ValueError("buy_x_get_y needs buys_label (the customer's message names it)")
+        body["meta_data"] = [
+            {"key": META_BUYS_IDS, "value": ",".join(buys)},
+            {"key": META_BUYS_QUANTITY, "value": str(_quantity(spec.buys_quantity, "buys_quantity"))},
+            {"key": META_BUYS_LABEL, "value": spec.buys_label.strip()},
+        ]
     body["description"] = spec.title
     return body
 
@@ -326,6 +355,12 @@ def _amount(value: Decimal, name: str) -> Decimal:
 def _money(value: Decimal, name: str) -> str:
     # WooCommerce wants amounts as strings; format "f" never gives an exponent ("1E+1").
     return format(_amount(value, name), "f")
+
+
+def _quantity(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"spec.{name} must be a whole number of at least 1")
+    return value
 
 
 def _numeric_id(value: Any) -> int:
@@ -588,7 +623,7 @@ def _expected_fields(body: Mapping[str, Any]) -> dict[str, Any]:
         "usage_limit_per_user": body.get("usage_limit_per_user"),
     }
     for name in ("discount_type", "amount", "individual_use", "email_restrictions",
-                 "minimum_amount", "product_ids", "free_shipping", "limit_usage_to_x_items"):
+                 "minimum_amount", "product_ids", "free_shipping", "limit_usage_to_x_items", "meta_data"):
         if name in body:
             expected[name] = body[name]
     return expected
@@ -658,6 +693,13 @@ def _same(name: str, want: Any, have: Any) -> bool:
         return sorted(str(e).lower() for e in have) == sorted(str(e).lower() for e in want)
     if name == "product_ids":
         return isinstance(have, list) and sorted(have) == sorted(want)
+    if name == "meta_data":
+        # Each meta sent must be there with the value sent (the store adds ids, and may hold
+        # meta of its own).
+        if not isinstance(have, list):
+            return False
+        held = {m.get("key"): m.get("value") for m in have if isinstance(m, Mapping)}
+        return all(held.get(m["key"]) == m["value"] for m in want)
     if isinstance(want, bool) or want is None:
         return have is want
     return have == want and not isinstance(have, bool)

@@ -63,6 +63,12 @@ ERROR_COUPON_INVALID_ID = "woocommerce_rest_shop_coupon_invalid_id"
 # Coupon `discount_type` values we send ("fixed_product" is the third one WooCommerce knows).
 DISCOUNT_TYPE_PERCENT = "percent"
 DISCOUNT_TYPE_FIXED_CART = "fixed_cart"
+# A combination offer's condition, as coupon meta the Stammkunde plugin checks in
+# `woocommerce_coupon_is_valid` (WooCommerce core has no "requires X in the cart"): the product or
+# variation ids to buy (comma-separated), how many, and their name for the customer's message.
+META_BUYS_IDS = "_stammkunde_buys_ids"
+META_BUYS_QUANTITY = "_stammkunde_buys_quantity"
+META_BUYS_LABEL = "_stammkunde_buys_label"
 
 # ---- our WordPress plugin's signed calls to the app (webhooks.py verify_plugin_request; the plugin's
 # class-stammkunde-signer.php signs the same bytes) ----------------------------------------

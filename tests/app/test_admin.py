@@ -1238,6 +1238,29 @@ def test_resend_code_is_received_by_the_mail_server(smtp_server, client, session
 
 
 @pytest.mark.sqlite_only
+def test_resent_code_of_a_combination_offer_says_what_it_gives(smtp_server, client, session, make_shop):
+    # given a customer who redeemed "buy 2 × Espresso-Bohnen, get a cup free", whose code exists in the shop
+    shop_id, customer_id = _customer_with_points(make_shop)
+    offer = {"name": "Kaffee-Kombi", "points": 400, "kind": "buy_x_get_y", "buys_product_ids": ["7"],
+             "buys_quantity": 2, "buys_label": "Espresso-Bohnen", "product_id": "9", "gets_label": "Tasse"}
+    factories.program(shop_id, {**NO_EXTRAS, "earning": INSTANT, "rewards": [offer]})
+    with session_scope() as s:
+        redemption = redeem(s, s.get(Shop, shop_id), s.get(Customer, customer_id), "Kaffee-Kombi", source="customer")
+        code = s.get(IssuedCode, redemption.issued_code_id)
+        code.status, redemption.status = CodeStatus.CREATED, RedemptionStatus.CREATED
+        redemption_id = redemption.id
+    _signed_in(client, session)
+    form = _form(_customer_page(client, customer_id), f"resend-{redemption_id}")
+
+    # when staff re-send the code
+    client.post(f"/admin/customers/{customer_id}/redemptions/{redemption_id}/resend", data=form)
+
+    # then the e-mail says what the code gives, in the customer's language
+    [mail] = smtp_server.messages
+    assert "Wert: Kaufe 2 × Espresso-Bohnen, erhalte 1 × Tasse gratis" in mail.get_body(("plain",)).get_content()
+
+
+@pytest.mark.sqlite_only
 def test_resend_code_is_refused_for_a_banned_customer(smtp_server, client, session, make_shop):
     # given a customer with a created code who was banned afterwards
     _shop_id, customer_id, redemption_id, _code = _customer_with_a_code(make_shop)
@@ -1308,3 +1331,23 @@ def test_unsubscribe_and_resend_without_csrf_token_are_rejected(smtp_server, cli
     assert session.scalar(select(func.count()).select_from(ConsentEvent)) == 0
     session.commit()
     assert smtp_server.messages == []
+
+
+@pytest.mark.sqlite_only
+def test_customer_page_says_what_the_points_are_worth_derived_or_stated(client, session, make_shop):
+    # given a customer with 1250 points (1 point per euro), the default rewards ("5 € Rabatt" for 500 points)
+    shop_id, customer_id = _customer_with_points(make_shop, "1250.00")
+    _signed_in(client, session)
+
+    # when staff open the customer's page
+    html = unescape(_customer_page(client, customer_id))
+
+    # then the balance is shown with its worth (the staff user's English), and where a point's value comes from
+    assert '<p id="points-worth">1,250 points ≈ €12.50</p>' in html
+    assert "1 point = 1 cent · derived from the reward “5 € Rabatt” (the cheapest amount reward)" in " ".join(html.split())
+
+    # and when the program states 2 cents a point, that value is used
+    factories.program(shop_id, {**NO_EXTRAS, "earning": INSTANT, "redemption": {"point_value": "0.02"}})
+    html = unescape(_customer_page(client, customer_id))
+    assert '<p id="points-worth">1,250 points ≈ €25.00</p>' in html
+    assert "1 point = 2 cents · as the program states" in " ".join(html.split())

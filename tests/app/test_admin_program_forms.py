@@ -132,6 +132,36 @@ def test_saving_the_forms_puts_a_new_version_in_force_and_changes_what_an_order_
          "greater than or equal to 1"),
         ("bounce-back minimum not a number", {"bounce_back.minimum_amount": "zwanzig"}, "bounce_back.minimum_amount",
          "valid decimal"),
+        ("combination offer without what to buy", {"rewards.{new}.name": "Kombi", "rewards.{new}.points": "400",
+                                                    "rewards.{new}.kind": "buy_x_get_y", "rewards.{new}.product_id": "9",
+                                                    "rewards.{new}.buys_quantity": "2", "rewards.{new}.buys_label": "Bohnen",
+                                                    "rewards.{new}.gets_label": "Tasse"},
+         "rewards.{new}.buys_variant_ids", "name the products or variants"),
+        ("combination offer without how many", {"rewards.{new}.name": "Kombi", "rewards.{new}.points": "400",
+                                                "rewards.{new}.kind": "buy_x_get_y", "rewards.{new}.product_id": "9",
+                                                "rewards.{new}.buys_product_ids": "7", "rewards.{new}.buys_label": "Bohnen",
+                                                "rewards.{new}.gets_label": "Tasse"},
+         "rewards.{new}.buys_quantity", "how many must be bought"),
+        ("combination offer without what is given", {"rewards.{new}.name": "Kombi", "rewards.{new}.points": "400",
+                                                     "rewards.{new}.kind": "buy_x_get_y", "rewards.{new}.buys_quantity": "2",
+                                                     "rewards.{new}.buys_product_ids": "7", "rewards.{new}.buys_label": "Bohnen",
+                                                     "rewards.{new}.gets_label": "Tasse"},
+         "rewards.{new}.variant_id", "the customer gets cheaper"),
+        ("combination offer without the customer's words", {"rewards.{new}.name": "Kombi", "rewards.{new}.points": "400",
+                                                            "rewards.{new}.kind": "buy_x_get_y", "rewards.{new}.product_id": "9",
+                                                            "rewards.{new}.buys_product_ids": "7",
+                                                            "rewards.{new}.buys_quantity": "2"},
+         "rewards.{new}.buys_label", "as the customer reads it"),
+        ("combination offer above 100 %", {"rewards.{new}.name": "Kombi", "rewards.{new}.points": "400",
+                                           "rewards.{new}.kind": "buy_x_get_y", "rewards.{new}.product_id": "9",
+                                           "rewards.{new}.buys_product_ids": "7", "rewards.{new}.buys_quantity": "2",
+                                           "rewards.{new}.buys_label": "Bohnen", "rewards.{new}.gets_label": "Tasse",
+                                           "rewards.{new}.value": "120"}, "rewards.{new}", "at most 100"),
+        ("quantities on another kind", {"rewards.{new}.name": "X", "rewards.{new}.points": "10",
+                                        "rewards.{new}.kind": "fixed_amount", "rewards.{new}.value": "5",
+                                        "rewards.{new}.buys_quantity": "2"},
+         "rewards.{new}.buys_quantity", "only a buy_x_get_y reward"),
+        ("point value of nothing", {"redemption.point_value": "0"}, "redemption.point_value", "greater than 0"),
     ],
 )
 def test_a_bad_value_is_shown_beside_its_field_and_nothing_is_saved(client, session, make_shop, _case, change, field, message):
@@ -189,6 +219,36 @@ def _codes(shop_id: int) -> list:  # type: ignore[type-arg]
         rows = list(s.scalars(select(IssuedCode).where(IssuedCode.shop_id == shop_id)))
         s.expunge_all()
         return rows
+def test_combination_offer_and_point_value_are_saved_from_the_forms(client, session, make_shop):
+    # given a shop on its first saved program, and its owner on the program page, which says a
+    # point's value is derived from "5 € Rabatt" for now
+    shop_id = make_shop("shopify")
+    factories.program(shop_id, {**NO_EXTRAS, "earning": INSTANT})
+    _signed_in(client, session)
+    page = unescape(client.get(f"/admin/shops/{shop_id}/program").get_data(as_text=True))
+    assert "Now: 1 point = 1 cent, derived from the reward “5 € Rabatt”; leave empty to keep deriving it." in page
+    fields = _forms(client, shop_id)
+    assert fields["redemption.point_value"] == ""
+
+    # when they add "buy 2 × Espresso beans, get a cup half price" and state 1,5 cents a point
+    new = _blank_row(fields, "rewards")
+    _fill(fields, {f"rewards.{new}.name": "Kaffee-Kombi", f"rewards.{new}.points": "400",
+                   f"rewards.{new}.kind": "buy_x_get_y", f"rewards.{new}.value": "50",
+                   f"rewards.{new}.buys_product_ids": "7, 8", f"rewards.{new}.buys_quantity": "2",
+                   f"rewards.{new}.buys_label": "Espresso-Bohnen", f"rewards.{new}.variant_id": "39072856",
+                   f"rewards.{new}.gets_label": "Tasse", "redemption.point_value": "0,015"})
+    response = client.post(f"/admin/shops/{shop_id}/program/forms", data=fields)
+
+    # then the new version holds both, and the page shows the stated value
+    assert response.status_code == 302, re.findall(r'class="field-error"[^>]*>(.*?)<', response.get_data(as_text=True))
+    [_, (_, saved)] = _versions(session, shop_id)
+    offer = saved["rewards"][-1]
+    assert (offer["kind"], offer["value"], offer["buys_product_ids"], offer["buys_quantity"], offer["gets_quantity"]) == (
+        "buy_x_get_y", "50", ["7", "8"], 2, None)
+    assert (offer["variant_id"], offer["buys_label"], offer["gets_label"]) == ("39072856", "Espresso-Bohnen", "Tasse")
+    assert saved["redemption"]["point_value"] == "0.015"
+    page = unescape(client.get(f"/admin/shops/{shop_id}/program").get_data(as_text=True))
+    assert "Now: 1 point = 1.5 cents, as stated here." in page
 
 
 @pytest.mark.sqlite_only

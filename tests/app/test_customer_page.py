@@ -399,3 +399,36 @@ def test_page_speaks_the_customers_language(app, client, make_shop, _case, local
         assert text in page
     for text in absent:
         assert text not in page
+
+
+@pytest.mark.parametrize("_case, language, worth, point", [
+    ("German shop", "de", "1.250 Punkte ≈ 12,50\xa0€", "Wert eines Punktes: 1 Punkt = 1 Cent"),
+    ("English shop", "en", "1,250 points ≈ €12.50", "What a point is worth: 1 point = 1 cent"),
+])
+def test_page_says_what_the_points_are_worth(app, client, make_shop, _case, language, worth, point):
+    # given a customer with 1250 points, "5 € Rabatt" costing 500 (a point is worth 1 cent)
+    shop_id = _shop_with_points(make_shop, "1250.00", language=language)
+    token = _token(app, shop_id, _customer_id(shop_id))
+
+    # when they open their page
+    page = html_lib.unescape(client.get(f"/r/{token}").get_data(as_text=True))
+
+    # then it says what their points are worth, in their language, and what one point is worth
+    assert f'<p id="available-worth">{worth}</p>' in page
+    assert point in " ".join(page.split())
+
+
+def test_page_says_what_a_combination_offer_gives(app, client, make_shop):
+    # given a customer with 600 points and "buy 2 × Espresso-Bohnen, get 1 × Tasse 50 % off" for 400
+    shop_id = _shop_with_points(make_shop, "600.00", language="de")
+    offer = {"name": "Kaffee-Kombi", "points": 400, "kind": "buy_x_get_y", "value": "50", "buys_product_ids": ["7"],
+             "buys_quantity": 2, "buys_label": "Espresso-Bohnen", "product_id": "9", "gets_label": "Tasse"}
+    program(shop_id, {**NO_EXTRAS, "earning": {"return_window_days": 0}, "rewards": [*REWARDS, offer]})
+    token = _token(app, shop_id, _customer_id(shop_id))
+
+    # when they open their page
+    page = html_lib.unescape(client.get(f"/r/{token}").get_data(as_text=True))
+
+    # then the offer is among the rewards, saying what it gives
+    assert _reward_form(page, "Kaffee-Kombi")
+    assert '<span class="offer">Kaufe 2 × Espresso-Bohnen, erhalte 1 × Tasse 50 % günstiger</span>' in page

@@ -402,3 +402,37 @@ def test_customer_language_prefers_the_customers_own(_case: str, locale: str | N
 
     # when / then
     assert customer_language(customer, shop) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("_case", "kind", "language", "expected"), [
+    ("win-back, German", "winback", "de", "Auf Ihrem Kundenkonto warten noch 450 Punkte (≈ 4,50\xa0€)"),
+    ("win-back, English", "winback", "en", "You still have 450 points (≈ €4.50) in your account"),
+    ("expiry, German", "expiry_notice", "de", "verfallen 120 Punkte (≈ 1,20\xa0€)."),
+    ("expiry, English", "expiry_notice", "en", "120 points (≈ €1.20) will expire"),
+    ("points earned, German", "points_earned", "de", "Verfügbar: 450 Punkte (≈ 4,50\xa0€)"),
+    ("points earned, English", "points_earned", "en", "Available: 450 points (≈ €4.50)"),
+])
+def test_mails_that_mention_points_say_what_they_are_worth(_case: str, kind: str, language: str, expected: str) -> None:
+    # given the demo data of a kind with a point worth 1 cent
+    context = sample_context(kind, language)
+    assert context["point_value"] == {"amount": Decimal("0.01"), "currency": "EUR"}
+
+    # when it is rendered
+    mail = render(kind, language, context)
+
+    # then the text says what the points are worth, Babel-formatted for the language
+    assert expected in mail.text
+
+
+@pytest.mark.parametrize(("_case", "point_value", "expected"), [
+    ("no value: nothing after the points", None, "Verfügbar: 450 Punkte\n"),
+    ("a sub-cent value: the product rounded half up to the cent", {"amount": Decimal("0.0125"), "currency": "EUR"},
+     "Verfügbar: 450 Punkte (≈ 5,63\xa0€)"),
+    ("yen: to the whole yen", {"amount": Decimal("1.5"), "currency": "JPY"}, "Verfügbar: 450 Punkte (≈ 675\xa0¥)"),
+])
+def test_point_worth_in_mails_is_rounded_or_left_out(_case: str, point_value: Any, expected: str) -> None:
+    # when a points-earned notice is rendered with that point value
+    mail = render("points_earned", "de", {**sample_context("points_earned", "de"), "point_value": point_value})
+
+    # then
+    assert expected in mail.text

@@ -241,7 +241,43 @@ def test_cart_points_follow_the_order_earning_rule(client, make_shop, _case, pay
     # then it gets the points an order of it would earn (tax removed), or why not
     assert answer.status_code == status
     if points is not None:
-        assert answer.get_json() == {"points": points}
+        assert answer.get_json()["points"] == points
+
+
+@pytest.mark.parametrize(("_case", "lang", "stated", "value", "text"), [
+    ("derived from 5 € for 500 points, in German", "de", None, "0.65", "65 Punkte ≈ 0,65\xa0€"),
+    ("derived, in English", "en", None, "0.65", "65 points ≈ €0.65"),
+    ("stated by the program: 2 cents, rounded to the cent", "de", "0.02", "1.30", "65 Punkte ≈ 1,30\xa0€"),
+])
+def test_cart_points_say_what_they_are_worth(client, make_shop, _case, lang, stated, value, text):
+    # given a store earning 1 point per euro (member "42" in Silber: x1.25), its point value
+    # derived from "5 € Rabatt" for 500 points unless the program states one
+    shop_id, secret = _store(make_shop)
+    if stated is not None:
+        program(shop_id, {"second_purchase": {"enabled": False}, "earning": {"return_window_days": 0},
+                          "rewards": REWARDS, "referral": {"enabled": False}, "redemption": {"point_value": stated}})
+
+    # when the plugin asks what a 52 € cart earns, in the visitor's language
+    answer = _call(client, shop_id, secret, "POST", f"/cart-points?lang={lang}",
+                   {"customer_id": "42", "currency": "EUR", "subtotal": "52.00", "tax": "0.00"})
+
+    # then the points come with their worth, rounded half up to the cent
+    assert answer.get_json() == {"points": 65, "value": {"amount": value, "currency": "EUR"}, "value_text": text}
+
+
+def test_member_view_says_what_the_available_points_are_worth(client, make_shop):
+    # given a member with 600 points, a point worth 1 cent (5 € for 500 points)
+    shop_id, secret = _store(make_shop)
+
+    # when the plugin asks for the member in German and in English
+    de = _call(client, shop_id, secret, "GET", "/customers/42?lang=de").get_json()
+    en = _call(client, shop_id, secret, "GET", "/customers/42?lang=en").get_json()
+
+    # then the view carries the worth of the available points
+    assert de["available_value"] == {"amount": "6.00", "currency": "EUR"}
+    assert de["available_value_text"] == "600 Punkte ≈ 6,00\xa0€"
+    assert en["available_value_text"] == "600 points ≈ €6.00"
+    assert de["point_value"]["source"] == "reward"
 
 
 def test_referral_code_is_served_only_once_it_exists_in_the_store(client, make_shop):

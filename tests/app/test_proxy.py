@@ -259,6 +259,63 @@ def test_api_cart_points(client, shop_id, _case, query, status, expected):
     assert response.status_code == status
     if expected:
         assert response.get_json()["text"] == expected and response.get_json()["points"] == 124
+        # and what they are worth (5 € for 500 points: 1 cent each), rounded to the cent
+        assert response.get_json()["value"] == {"amount": "1.24", "currency": "EUR"}
+        assert response.get_json()["value_text"] == "124 Punkte ≈ 1,24\xa0€"
+
+
+def test_member_page_balance_and_widget_say_what_the_points_are_worth(client, shop_id):
+    # when the member c1 (600 points, a point worth 1 cent) opens the page and the launcher asks
+    page = _text(client.get(signed("/", "c1")).get_data(as_text=True))
+    balance = client.get(signed("/api/balance", "c1")).get_json()
+    english = client.get(signed("/api/balance", "c1", locale="en")).get_json()
+
+    # then both say what the available points are worth, in the member's language
+    assert '<p id="sk-available-value">600 Punkte ≈ 6,00 €</p>' in page  # (_text makes the no-break space plain)
+    assert balance["available_value_text"] == "600 Punkte ≈ 6,00\xa0€"
+    assert balance["available_value"] == {"amount": "6.00", "currency": "EUR"}
+    assert english["available_value_text"] == "600 points ≈ €6.00"
+
+
+def test_stated_point_value_is_shown_instead_of_the_derived_one(client, shop_id):
+    # given the program states a point is worth 2 cents (the cheapest amount reward gives 1)
+    program(shop_id, {**NO_EXTRAS, "earning": {"return_window_days": 0}, "rewards": REWARDS,
+                      "redemption": {"point_value": "0.02"}})
+
+    # when the member opens the page and the launcher asks, and a visitor reads the program
+    page = _text(client.get(signed("/", "c1")).get_data(as_text=True))
+    balance = client.get(signed("/api/balance", "c1")).get_json()
+    visitor = _text(client.get(signed("/", "", locale="en")).get_data(as_text=True))
+
+    # then the stated value is the one shown everywhere
+    assert "Wert eines Punktes: 1 Punkt = 2 Cent" in page
+    assert "600 Punkte ≈ 12,00 €" in page
+    assert (balance["point_value"]["text"], balance["point_value"]["source"]) == ("1 Punkt = 2 Cent", "program")
+    assert "1 point = 2 cents" in visitor
+
+
+def test_combination_offer_reads_as_what_it_gives_in_the_catalog_and_on_its_code(client, shop_id, work, monkeypatch):
+    # given the shop's API in memory and a combination offer in the catalog
+    from tests.connectors.fake import install_fake_connector
+
+    install_fake_connector(monkeypatch, "shopify")
+    offer = {"name": "Kaffee-Kombi", "points": 400, "kind": "buy_x_get_y", "buys_product_ids": ["632910392"],
+             "buys_quantity": 2, "buys_label": "Espresso-Bohnen", "variant_id": "39072856", "gets_label": "Tasse"}
+    program(shop_id, {**NO_EXTRAS, "earning": {"return_window_days": 0}, "rewards": [*REWARDS, offer]})
+
+    # when the member sees the catalog, redeems the offer, and the worker creates its code
+    rewards = client.get(signed("/api/rewards", "c1")).get_json()["rewards"]
+    kombi = next(r for r in rewards if r["name"] == "Kaffee-Kombi")
+    made = client.post(signed("/api/redeem", "c1"), json={"reward": kombi["id"], "request_key": str(uuid.uuid4())})
+    work()
+    page = _text(client.get(signed("/", "c1")).get_data(as_text=True))
+    english = _text(client.get(signed("/", "c1", locale="en")).get_data(as_text=True))
+
+    # then the catalog, and the code on the page, say what the offer gives
+    assert kombi["description"] == "Kaufe 2 × Espresso-Bohnen, erhalte 1 × Tasse gratis"
+    assert made.status_code == 201 and made.get_json()["available"] == 200
+    assert page.count("Kaufe 2 × Espresso-Bohnen, erhalte 1 × Tasse gratis") == 1  # on the code (200 points left)
+    assert "Buy 2 × Espresso-Bohnen, get 1 × Tasse free" in english
 
 
 @pytest.mark.sqlite_only

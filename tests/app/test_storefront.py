@@ -346,7 +346,9 @@ def test_as_json_gives_money_as_strings_and_times_with_offsets(make_shop):
     assert data["balance"]["pending"] == 600
     assert data["balance"]["next_available_at"] == (paid + timedelta(days=14)).isoformat()
     assert data["rewards"][1]["amount"] == {"amount": "5", "currency": "EUR"}
-    assert data["point_value"] == {"money": {"amount": "0.01", "currency": "EUR"}, "text": "1 Punkt = 1 Cent"}
+    assert data["point_value"] == {"money": {"amount": "0.01", "currency": "EUR"}, "text": "1 Punkt = 1 Cent",
+                                   "source": "reward"}
+    assert data["available_value"] == {"amount": "0.00", "currency": "EUR"}  # all 600 still pending
     assert "+00:00" in text
 
 

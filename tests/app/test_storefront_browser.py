@@ -180,7 +180,8 @@ def test_widget_shows_the_balance_redeems_and_applies_the_code_in_two_clicks(sho
     launcher = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".sk-launcher"))
     assert launcher.text.endswith("600 Punkte")
     earn = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".sk-earn"))
-    assert earn.text == "Mit diesem Warenkorb sammeln Sie 124 Punkte."
+    # (and what those points are worth: 1 cent each; the no-break space before € read as a space)
+    assert earn.text.replace("\xa0", " ") == "Mit diesem Warenkorb sammeln Sie 124 Punkte. (124 Punkte ≈ 1,24 €)"
 
     # when they click "apply my reward" (1) and choose "5 € Rabatt" (2)
     browser.find_element(By.CSS_SELECTOR, ".sk-apply").click()

@@ -64,6 +64,9 @@ def _stored_coupon(sent: dict) -> dict:
             "usage_limit": sent.get("usage_limit"), "usage_limit_per_user": sent.get("usage_limit_per_user"),
             "email_restrictions": [e.lower() for e in sent.get("email_restrictions", [])],
             "free_shipping": sent.get("free_shipping", False), "product_ids": sent.get("product_ids", []),
+            "limit_usage_to_x_items": sent.get("limit_usage_to_x_items"),
+            # meta as sent, each with an id (capture 100/101 in the WooCommerce reference)
+            "meta_data": [{"id": 40 + i, **m} for i, m in enumerate(sent.get("meta_data", []))],
             "date_expires": gmt, "date_expires_gmt": gmt}
 
 
@@ -355,6 +358,101 @@ def test_shopify_reward_code_is_created_through_graphql(make_shop, runner, work)
     assert (basic["usageLimit"], token) == (1, "shpat_test")
     [row] = cli(runner, "rewards", "show", "--shop", "demo-laden.myshopify.com", "--email", EMAIL)
     assert row["status"] == "created" and row["code"] == basic["code"]
+
+
+COMBINATION = {"name": "Kaffee-Kombi", "points": 400, "kind": "buy_x_get_y", "buys_product_ids": ["71"],
+               "buys_quantity": 2, "buys_label": "Espresso-Bohnen", "product_id": "10", "gets_label": "Tasse",
+               "valid_days": 14}
+
+
+def test_combination_offer_is_redeemed_as_a_woocommerce_coupon_with_its_condition(make_shop, runner, work):
+    # given a customer with 600 points, a "buy 2 × Espresso-Bohnen, get a cup free" offer, and
+    # a store that connected the plugin (which checks what must be bought)
+    from app import woo_plugin
+    from app.models import Shop
+    from tests.conftest import TEST_ENCRYPTION_KEY
+
+    shop = _woo_shop_with_points(make_shop)
+    program(shop, {"earning": {"return_window_days": 0}, "second_purchase": {"enabled": False},
+                   "referral": {"enabled": False}, "rewards": [COMBINATION]})
+    with session_scope() as s:
+        woo_plugin.new_plugin_secret(s.get(Shop, shop), TEST_ENCRYPTION_KEY)
+
+    # when support redeems it and the worker runs against the store
+    pending = cli(runner, "rewards", "redeem", "--shop", WOO_DOMAIN, "--email", EMAIL, "--reward", "Kaffee-Kombi")
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        _store(mock)
+        work()
+        sent = json.loads(mock.calls[0].request.body)
+
+    # then the points are spent once, and the coupon gives the cup free (one unit) to this customer,
+    # carrying what must be bought for the plugin's check
+    assert pending["status"] == "pending"
+    assert cli(runner, "customers", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)["available"] == 200
+    assert (sent["discount_type"], sent["amount"], sent["product_ids"], sent["limit_usage_to_x_items"]) == (
+        "percent", "100", [10], 1)
+    assert sent["email_restrictions"] == [EMAIL] and sent["usage_limit"] == 1
+    assert sent["meta_data"] == [{"key": "_stammkunde_buys_ids", "value": "71"},
+                                 {"key": "_stammkunde_buys_quantity", "value": "2"},
+                                 {"key": "_stammkunde_buys_label", "value": "Espresso-Bohnen"}]
+    [row] = cli(runner, "rewards", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)
+    assert row["status"] == "created" and row["code"] == sent["code"]
+
+
+def test_combination_offer_is_refused_in_a_woocommerce_store_without_the_plugin(make_shop, runner):
+    # given a store that never connected the plugin, and a customer with 600 points
+    shop = _woo_shop_with_points(make_shop)
+    program(shop, {"earning": {"return_window_days": 0}, "second_purchase": {"enabled": False},
+                   "referral": {"enabled": False}, "rewards": [COMBINATION]})
+
+    # when support tries to redeem the offer
+    result = runner.invoke(args=["rewards", "redeem", "--shop", WOO_DOMAIN, "--email", EMAIL, "--reward",
+                                 "Kaffee-Kombi", "--json"])
+
+    # then it is refused with the reason, and no points are spent
+    assert result.exit_code != 0
+    assert "need the Stammkunde plugin" in result.output
+    assert cli(runner, "customers", "show", "--shop", WOO_DOMAIN, "--email", EMAIL)["available"] == 600
+
+
+def test_combination_offer_is_redeemed_as_a_shopify_bxgy_code_valid_for_the_schema(make_shop, runner, work):
+    from graphql import build_schema
+
+    from tests.connectors.shopify.test_graphql_schema import SCHEMA_FILE, coerce, deprecated_inputs
+
+    # given a Shopify customer (207119551) with 600 points and a "buy 2, get one half price" offer
+    shop = make_shop("shopify", credentials={"access_token": "shpat_test"})
+    offer = {**COMBINATION, "value": "50", "buys_product_ids": ["632910392"], "product_id": None,
+             "variant_id": "39072856"}
+    program(shop, {"earning": {"return_window_days": 0}, "second_purchase": {"enabled": False},
+                   "referral": {"enabled": False}, "rewards": [offer]})
+    apply(shop, order("1", "600.00", customer_id="207119551"))
+    cli(runner, "rewards", "redeem", "--shop", "demo-laden.myshopify.com", "--email", EMAIL, "--reward", "Kaffee-Kombi")
+
+    # when the worker runs against Shopify
+    node = {"id": "gid://shopify/DiscountCodeNode/7"}
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.POST, SHOPIFY_GRAPHQL, status=200, json={
+            "data": {"discountCodeBxgyCreate": {"codeDiscountNode": node, "userErrors": []}},
+            "extensions": {"cost": COST}})
+        work()
+        sent = json.loads(mock.calls[0].request.body)
+
+    # then a BXGY code for that customer was sent, valid for the pinned schema
+    schema = build_schema(SCHEMA_FILE.read_text(encoding="utf-8"), assume_valid=True, no_location=True)
+    assert coerce(schema, sent["query"], sent["variables"]) == []
+    assert deprecated_inputs(schema, sent["query"], sent["variables"]) == []
+    bxgy = sent["variables"]["bxgyCodeDiscount"]
+    assert bxgy["context"] == {"customers": {"add": ["gid://shopify/Customer/207119551"]}}
+    assert bxgy["customerBuys"] == {"value": {"quantity": "2"},
+                                    "items": {"products": {"productsToAdd": ["gid://shopify/Product/632910392"]}}}
+    assert bxgy["customerGets"] == {
+        "value": {"discountOnQuantity": {"quantity": "1", "effect": {"percentage": 0.5}}},
+        "items": {"products": {"productVariantsToAdd": ["gid://shopify/ProductVariant/39072856"]}}}
+    assert (bxgy["usageLimit"], bxgy["usesPerOrderLimit"], "endsAt" in bxgy) == (1, 1, True)
+    [row] = cli(runner, "rewards", "show", "--shop", "demo-laden.myshopify.com", "--email", EMAIL)
+    assert row["status"] == "created" and row["code"] == bxgy["code"]
+    assert cli(runner, "customers", "show", "--shop", "demo-laden.myshopify.com", "--email", EMAIL)["available"] == 200
 
 
 def test_shopify_gift_tags_the_order(make_shop, work):

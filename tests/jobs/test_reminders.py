@@ -3,6 +3,7 @@ one-click unsubscribe, exactly-once sends, attribution — received by a real lo
 
 from __future__ import annotations
 
+import html as html_lib
 import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -477,6 +478,28 @@ def test_points_earned_notice_follows_the_shop_setting(make_shop, smtp_server, w
     # then the customer is told (transactional: no marketing consent needed)
     assert len(smtp_server.messages) == 1
     assert "#1042" in smtp_server.messages[0].get_body(("plain",)).get_content()
+
+
+@pytest.mark.parametrize("_case, language, expected, worth", [
+    ("German shop", "de", "Dafür haben Sie 25 Punkte (≈ 0,25\xa0€) gesammelt.", "(≈ 0,25\xa0€)"),
+    ("English shop", "en", "It earned you 25 points (≈ €0.25).", "(≈ €0.25)"),
+])
+def test_points_earned_notice_says_what_the_points_are_worth(make_shop, smtp_server, work, time_machine, _case,
+                                                             language, expected, worth):
+    # given a shop that sends points-earned notices, a point worth 1 cent ("5 € Rabatt" for 500 points)
+    time_machine.move_to(T, tick=False)
+    shop = make_shop("shopify", name="Demo Laden", language=language)
+    program(shop, {**QUIET, "reminders": {"notices": {"points_earned": True}}})
+    consent(shop, granted=False)
+
+    # when an order earns 25 points
+    apply(shop, order("1042", "25.00", customer_id="c1", email=EMAIL, paid_at=T))
+    sweep(work, T + timedelta(minutes=5))
+
+    # then the notice says what they are worth, in the shop's language, in both parts
+    [mail] = smtp_server.messages
+    assert expected in mail.get_body(("plain",)).get_content()
+    assert worth in html_lib.unescape(mail.get_body(("html",)).get_content())
 
 
 def test_double_opt_in_asks_once_and_the_button_behind_the_link_records_consent(make_shop, smtp_server, work, client, time_machine):

@@ -113,6 +113,7 @@
       return;
     }
     el("p", "sk-big", b.balance_text, panel);
+    if (b.available_value_text) el("p", "sk-note sk-worth", b.available_value_text, panel);
     if (b.pending_text) el("p", "sk-note", b.pending_text, panel);
     if (b.tier) el("p", null, T("tier") + ": " + b.tier, panel);
     if (b.point_value) el("p", "sk-note", b.point_value.text, panel);
@@ -122,6 +123,7 @@
       rs.filter(function (r) { return r.affordable; }).forEach(function (r) {
         var li = el("li", null, null, list);
         el("span", "sk-reward", r.name, li);
+        if (r.description) el("span", "sk-offer", r.description, li);
         button(T("redeem"), null, li, function (ev) {
           ev.target.disabled = true;
           redeem(r, function (t) { msg.textContent = t; }).then(function (done) {
@@ -157,7 +159,10 @@
         var box = cartBox(), rate = Number((S.currency && S.currency.rate) || 1) || 1;
         var shopMoney = c.currency && state.bal.currency !== c.currency ? c.total_price / 100 / rate : c.total_price / 100;
         api("cart-points?subtotal=" + shopMoney.toFixed(2) + "&currency=" + encodeURIComponent(state.bal.currency))
-          .then(function (p) { el("p", "sk-earn", p.text, box); offer(box); })
+          .then(function (p) {
+            el("p", "sk-earn", p.text + (p.value_text ? " (" + p.value_text + ")" : ""), box);
+            offer(box);
+          })
           .catch(function () { offer(box); });
       });
   }

@@ -175,6 +175,22 @@ VARIABLE_CASES = [
     ),
     ("lookup by code", lambda: client.discount_lookup_variables("SK-7F3A9C")),
     (
+        "combination offer for one customer: buy 2 of a product, get a variant free",
+        lambda: client.discount_code_variables(
+            spec(kind="buy_x_get_y", value=Decimal("100"), customer_id="207119551",
+                 buys_product_ids=("632910392",), buys_quantity=2, variant_ids=("39072856",), gets_quantity=1,
+                 ends_at=datetime(2026, 8, 1, tzinfo=timezone.utc))
+        ),
+    ),
+    (
+        "combination offer: buy 3 of two variants, get 2 of a product half price",
+        lambda: client.discount_code_variables(
+            spec(kind="buy_x_get_y", value=Decimal("50"), customer_id="207119551",
+                 buys_variant_ids=("39072856", "39072857"), buys_quantity=3, product_ids=("632910392",),
+                 gets_quantity=2)
+        ),
+    ),
+    (
         "lasting tier perk: no use limits, ends with the tier period",
         lambda: client.discount_code_variables(
             spec(customer_id="207119551", usage_limit=None, once_per_customer=False,

@@ -198,6 +198,8 @@ def store_answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str]
         usage_limit=sent.get("usage_limit"),
         usage_limit_per_user=sent.get("usage_limit_per_user"),
         limit_usage_to_x_items=sent.get("limit_usage_to_x_items"),
+        # meta comes back as sent, each with an id of its own (capture 100/101, customer meta)
+        meta_data=[{"id": 40 + i, **meta} for i, meta in enumerate(sent.get("meta_data", []))],
         free_shipping=sent.get("free_shipping", False),
         product_ids=sent.get("product_ids", []),
         minimum_amount=f"{Decimal(sent.get('minimum_amount', '0')):.2f}",
@@ -270,6 +272,26 @@ def test_create_sends_the_body_the_real_store_accepted(mocked):
              "product_ids": [71, 73, 74], "limit_usage_to_x_items": 1},
         ),
         (
+            "combination offer: buy 2 of a product or variation, get 1 of another free",
+            {"kind": "buy_x_get_y", "value": Decimal("100"), "product_ids": ("10",), "buys_product_ids": ("71",),
+             "buys_variant_ids": ("73",), "buys_quantity": 2, "gets_quantity": 1, "buys_label": "Espresso-Bohnen"},
+            {**CAPTURED_REQUEST_BODY, "discount_type": "percent", "amount": "100", "product_ids": [10],
+             "limit_usage_to_x_items": 1,
+             "meta_data": [{"key": "_stammkunde_buys_ids", "value": "71,73"},
+                           {"key": "_stammkunde_buys_quantity", "value": "2"},
+                           {"key": "_stammkunde_buys_label", "value": "Espresso-Bohnen"}]},
+        ),
+        (
+            "combination offer: buy 3, get 2 half price",
+            {"kind": "buy_x_get_y", "value": Decimal("50"), "variant_ids": ("11",), "buys_product_ids": ("71",),
+             "buys_quantity": 3, "gets_quantity": 2, "buys_label": "Tassen"},
+            {**CAPTURED_REQUEST_BODY, "discount_type": "percent", "amount": "50", "product_ids": [11],
+             "limit_usage_to_x_items": 2,
+             "meta_data": [{"key": "_stammkunde_buys_ids", "value": "71"},
+                           {"key": "_stammkunde_buys_quantity", "value": "3"},
+                           {"key": "_stammkunde_buys_label", "value": "Tassen"}]},
+        ),
+        (
             "percentage restricted to products",
             {"kind": "percentage", "value": Decimal("15.5"), "product_ids": ("71",)},
             {**CAPTURED_REQUEST_BODY, "discount_type": "percent", "amount": "15.5",
@@ -294,7 +316,22 @@ def test_create_sends_coupon_for_each_kind(mocked, _case, changes, expected):
 @pytest.mark.parametrize(
     ("_case", "changes", "message"),
     [
-        ("unknown kind", {"kind": "buy_x_get_y"}, "unknown discount kind"),
+        ("unknown kind", {"kind": "bogo"}, "unknown discount kind"),
+        ("combination offer with nothing to get", {"kind": "buy_x_get_y", "value": Decimal("100"),
+                                                   "buys_product_ids": ("71",), "buys_quantity": 2,
+                                                   "buys_label": "Bohnen"}, "to get"),
+        ("combination offer with nothing to buy", {"kind": "buy_x_get_y", "value": Decimal("100"),
+                                                   "product_ids": ("10",), "buys_quantity": 2,
+                                                   "buys_label": "Bohnen"}, "needs buys_product_ids"),
+        ("combination offer without a quantity", {"kind": "buy_x_get_y", "value": Decimal("100"),
+                                                  "product_ids": ("10",), "buys_product_ids": ("71",),
+                                                  "buys_label": "Bohnen"}, "buys_quantity"),
+        ("combination offer without a name for the message", {"kind": "buy_x_get_y", "value": Decimal("100"),
+                                                             "product_ids": ("10",), "buys_product_ids": ("71",),
+                                                             "buys_quantity": 2}, "buys_label"),
+        ("combination offer above 100 %", {"kind": "buy_x_get_y", "value": Decimal("120"), "product_ids": ("10",),
+                                           "buys_product_ids": ("71",), "buys_quantity": 2,
+                                           "buys_label": "Bohnen"}, "at most 100"),
         ("percentage above 100", {"kind": "percentage", "value": Decimal("101")}, "above 100"),
         ("negative amount", {"value": Decimal("-5")}, "non-negative"),
         ("not a number", {"value": Decimal("NaN")}, "non-negative"),
@@ -727,6 +764,10 @@ def test_fixtures_are_the_captured_bytes():
             "a02366edc13d77c9f520bf519ab343d337373ff947a9a4d5cb8a977e9e8596ef",
         "coupons_get__trashed.json":
             "dd5724c23b5b82aaea2029cba91ad72c12762060dd8405b04805713cb48a553c",
+        "coupons_create__free_product_one_unit.request.json":
+            "4f0da118fcc27fe5d4de31f7ec3ee39c879f479c3615891f72eac61a2a82181e",
+        "coupons_create__free_product_one_unit.json":
+            "79367c6855dca19f5a2872ba0cd865a8e9af7899497fda44eb5b4b258edce160",
     }
 
 
@@ -754,6 +795,8 @@ def fixture_json(name: str) -> Any:
          "coupons_create__berlin_expires_local", ["date_expires_gmt"]),
         ("restrictions: e-mail lower-cased, amounts with two decimals",
          "coupons_create__restrictions", []),
+        ("one free unit of a product: product_ids and limit_usage_to_x_items kept as sent",
+         "coupons_create__free_product_one_unit", []),
     ],
 )
 def test_store_answer_is_checked_against_what_was_sent(_case, capture, mismatches):
@@ -769,6 +812,24 @@ def test_store_answer_is_checked_against_what_was_sent(_case, capture, mismatche
 
     # then only a lost or shifted expiry counts, never the store's own normalization
     assert result == mismatches
+
+
+def test_combination_offer_answer_without_its_condition_is_refused():
+    # given the live store's answer to the one-free-unit coupon (042: product_ids [10] and
+    # limit_usage_to_x_items 1 kept, meta_data []), and the same request carrying a combination
+    # offer's condition as coupon meta
+    sent = {**fixture_json("coupons_create__free_product_one_unit.request.json"),
+            "meta_data": [{"key": consts.META_BUYS_IDS, "value": "71"},
+                          {"key": consts.META_BUYS_QUANTITY, "value": "2"},
+                          {"key": consts.META_BUYS_LABEL, "value": "Espresso-Bohnen"}]}
+    answer = fixture_json("coupons_create__free_product_one_unit.json")
+
+    # when the store kept no meta, the coupon would give the product without the purchase
+    assert client.coupon_answer_mismatches(sent, answer) == ["meta_data"]
+
+    # and when it kept the meta as sent (with ids of its own, as capture 100 shows for customers)
+    kept = {**answer, "meta_data": [{"id": 39 + i, **m} for i, m in enumerate(sent["meta_data"])]}
+    assert client.coupon_answer_mismatches(sent, kept) == []
 
 
 def test_expiry_is_sent_as_date_expires_in_utc_with_z_as_the_store_honours_it(mocked):

@@ -30,6 +30,7 @@ require_once __DIR__ . '/includes/class-stammkunde-format.php';
 require_once __DIR__ . '/includes/class-stammkunde-account.php';
 require_once __DIR__ . '/includes/class-stammkunde-cart.php';
 require_once __DIR__ . '/includes/class-stammkunde-blocks.php';
+require_once __DIR__ . '/includes/class-stammkunde-combination.php';
 require_once __DIR__ . '/includes/class-stammkunde-plugin.php';
 
 register_activation_hook( __FILE__, array( 'Stammkunde_Plugin', 'activate' ) );

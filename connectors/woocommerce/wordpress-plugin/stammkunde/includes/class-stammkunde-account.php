@@ -114,7 +114,7 @@ class Stammkunde_Account {
 		if ( $rewards ) {
 			echo '<h3>' . esc_html__( 'Rewards', 'stammkunde' ) . '</h3><ul class="stammkunde-rewards">';
 			foreach ( $rewards as $reward ) {
-				echo '<li><span class="stammkunde-reward">' . esc_html( (string) $reward['name'] ) . '</span> <span class="stammkunde-cost">' . esc_html( Stammkunde_Format::points( $reward['points'] ) ) . '</span></li>';
+				echo '<li><span class="stammkunde-reward">' . esc_html( (string) $reward['name'] ) . '</span> <span class="stammkunde-cost">' . esc_html( Stammkunde_Format::points( $reward['points'] ) ) . '</span>' . self::description( $reward ) . '</li>';
 			}
 			echo '</ul>';
 		}
@@ -135,6 +135,10 @@ class Stammkunde_Account {
 			echo '<div><dt>' . esc_html__( 'Tier', 'stammkunde' ) . '</dt><dd class="stammkunde-tier">' . esc_html( (string) $tier['name'] ) . '</dd></div>';
 		}
 		echo '</dl>';
+		if ( ! empty( $view['available_value_text'] ) ) {
+			// "1.250 Punkte ≈ 12,50 €", worded by the app in the visitor's language.
+			echo '<p class="stammkunde-available-value">' . esc_html( (string) $view['available_value_text'] ) . '</p>';
+		}
 		$maturing = isset( $balance['maturing'] ) && is_array( $balance['maturing'] ) ? $balance['maturing'] : array();
 		if ( $maturing ) {
 			/* translators: 1: "300 points", 2: a date */
@@ -148,6 +152,20 @@ class Stammkunde_Account {
 		if ( ! empty( $view['referral'] ) && is_array( $view['referral'] ) ) {
 			$this->render_referral( $view['referral'] );
 		}
+	}
+
+	/**
+	 * What a combination offer gives ("Kaufe 2 × Espresso-Bohnen, erhalte 1 × Tasse gratis"), as
+	 * the app words it; "" for other rewards and codes.
+	 *
+	 * @param array $row A reward or code of the view.
+	 * @return string Escaped HTML.
+	 */
+	private static function description( array $row ) {
+		if ( empty( $row['description'] ) ) {
+			return '';
+		}
+		return ' <span class="stammkunde-offer">' . esc_html( (string) $row['description'] ) . '</span>';
 	}
 
 	/**
@@ -207,7 +225,7 @@ class Stammkunde_Account {
 			foreach ( $affordable as $reward ) {
 				echo '<li>';
 				self::redeem_form( (string) $reward['name'], (int) $reward['points'], wc_get_account_endpoint_url( self::ENDPOINT ), false );
-				echo '</li>';
+				echo self::description( $reward ) . '</li>'; // phpcs:ignore WordPress.Security.EscapeOutput -- escaped in description().
 			}
 			echo '</ul>';
 		}
@@ -242,6 +260,7 @@ class Stammkunde_Account {
 		foreach ( $codes as $row ) {
 			$state = (string) ( $row['state'] ?? '' );
 			echo '<li class="stammkunde-code-' . esc_attr( $state ) . '"><span class="stammkunde-reward">' . esc_html( Stammkunde_Format::code_label( $row ) ) . '</span> ';
+			echo self::description( $row ); // phpcs:ignore WordPress.Security.EscapeOutput -- escaped in description().
 			if ( 'usable' === $state && ! empty( $row['code'] ) ) {
 				echo '<span class="stammkunde-code">' . esc_html__( 'Code:', 'stammkunde' ) . ' <strong>' . esc_html( (string) $row['code'] ) . '</strong></span>';
 				if ( ! empty( $row['expires_at'] ) ) {

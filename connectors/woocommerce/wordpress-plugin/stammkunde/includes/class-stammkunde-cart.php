@@ -43,17 +43,29 @@ class Stammkunde_Cart {
 	 * @return int|null
 	 */
 	public function points_for( array $amounts ) {
+		$estimate = $this->estimate_for( $amounts );
+		return null === $estimate ? null : (int) $estimate['points'];
+	}
+
+	/**
+	 * The points an amount earns and what they are worth (see Stammkunde_Client::cart_estimate),
+	 * cached like points_for (per visitor, amount and language).
+	 *
+	 * @param array $amounts See Stammkunde_Client::cart_points.
+	 * @return array|null
+	 */
+	public function estimate_for( array $amounts ) {
 		$user_id = get_current_user_id();
-		$key     = 'stammkunde_pts_' . md5( wp_json_encode( array( $user_id, $amounts ) ) );
+		$key     = 'stammkunde_est_' . md5( wp_json_encode( array( $user_id, $amounts, Stammkunde_Format::language() ) ) );
 		$cached  = get_transient( $key );
-		if ( false !== $cached ) {
-			return (int) $cached;
+		if ( is_array( $cached ) ) {
+			return $cached;
 		}
-		$points = Stammkunde_Plugin::instance()->client()->cart_points( $user_id, $amounts );
-		if ( null !== $points ) {
-			set_transient( $key, $points, self::POINTS_CACHE );
+		$estimate = Stammkunde_Plugin::instance()->client()->cart_estimate( $user_id, $amounts );
+		if ( null !== $estimate ) {
+			set_transient( $key, $estimate, self::POINTS_CACHE );
 		}
-		return $points;
+		return $estimate;
 	}
 
 	/**
@@ -122,14 +134,18 @@ class Stammkunde_Cart {
 	 * A row under the cart total: "You earn N points with this cart".
 	 */
 	public function render_cart_points() {
-		$amounts = self::cart_amounts();
-		$points  = null === $amounts ? null : $this->points_for( $amounts );
-		if ( null === $points || $points <= 0 ) {
+		$amounts  = self::cart_amounts();
+		$estimate = null === $amounts ? null : $this->estimate_for( $amounts );
+		if ( null === $estimate || $estimate['points'] <= 0 ) {
 			return;
 		}
 		echo '<tr class="stammkunde-earn stammkunde-earn-cart"><th>' . esc_html__( 'Points', 'stammkunde' ) . '</th><td>';
 		/* translators: %s: "52 points" */
-		echo esc_html( sprintf( __( 'You earn %s with this cart.', 'stammkunde' ), Stammkunde_Format::points( $points ) ) );
+		echo esc_html( sprintf( __( 'You earn %s with this cart.', 'stammkunde' ), Stammkunde_Format::points( $estimate['points'] ) ) );
+		if ( null !== $estimate['value_text'] ) {
+			/* translators: %s: "52 points ≈ €0.52" */
+			echo ' <span class="stammkunde-point-value">' . esc_html( sprintf( __( '(%s)', 'stammkunde' ), $estimate['value_text'] ) ) . '</span>';
+		}
 		echo '</td></tr>';
 	}
 
@@ -154,7 +170,11 @@ class Stammkunde_Cart {
 		$balance = (int) ( $view['balance']['available'] ?? 0 );
 		echo '<div class="stammkunde-cart-rewards"><h3>' . esc_html__( 'Your rewards', 'stammkunde' ) . '</h3>';
 		/* translators: %s: "1,200 points" */
-		echo '<p>' . esc_html( sprintf( __( 'You have %s.', 'stammkunde' ), Stammkunde_Format::points( $balance ) ) ) . '</p><ul>';
+		echo '<p>' . esc_html( sprintf( __( 'You have %s.', 'stammkunde' ), Stammkunde_Format::points( $balance ) ) );
+		if ( ! empty( $view['available_value_text'] ) ) {
+			echo ' <span class="stammkunde-point-value">' . esc_html( sprintf( __( '(%s)', 'stammkunde' ), (string) $view['available_value_text'] ) ) . '</span>';
+		}
+		echo '</p><ul>';
 		$applied = array_map( 'strtolower', WC()->cart ? WC()->cart->get_applied_coupons() : array() );
 		foreach ( $codes as $row ) {
 			if ( in_array( strtolower( $row['code'] ), $applied, true ) ) {

@@ -144,9 +144,22 @@ class Stammkunde_Client {
 	 * @return int|null
 	 */
 	public function cart_points( $customer_id, array $amounts ) {
+		$answer = $this->cart_estimate( $customer_id, $amounts );
+		return null === $answer ? null : $answer['points'];
+	}
+
+	/**
+	 * POST /cart-points: the points a cart would earn, and what they are worth ("52 Punkte ≈
+	 * 0,52 €", in the visitor's language; null when the program gives a point no value).
+	 *
+	 * @param int   $customer_id WordPress user id (0 for a visitor).
+	 * @param array $amounts     See cart_points.
+	 * @return array|null array( 'points' => int, 'value_text' => string|null ), or null when the app cannot be asked.
+	 */
+	public function cart_estimate( $customer_id, array $amounts ) {
 		$answer = $this->call(
 			'POST',
-			'/cart-points',
+			'/cart-points?' . http_build_query( array( 'lang' => Stammkunde_Format::language() ) ),
 			array(
 				'customer_id' => $customer_id > 0 ? (string) (int) $customer_id : null,
 				'currency'    => (string) $amounts['currency'],
@@ -160,7 +173,11 @@ class Stammkunde_Client {
 		if ( 200 !== $answer['status'] || ! isset( $answer['data']['points'] ) ) {
 			return $this->unexpected( $answer['status'], 'cart points' );
 		}
-		return (int) $answer['data']['points'];
+		$text = $answer['data']['value_text'] ?? null;
+		return array(
+			'points'     => (int) $answer['data']['points'],
+			'value_text' => is_string( $text ) && '' !== $text ? $text : null,
+		);
 	}
 
 	/**

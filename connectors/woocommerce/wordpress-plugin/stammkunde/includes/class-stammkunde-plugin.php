@@ -94,6 +94,7 @@ class Stammkunde_Plugin {
 		( new Stammkunde_Account() )->register();
 		$this->cart->register();
 		( new Stammkunde_Blocks() )->register();
+		( new Stammkunde_Combination() )->register();
 	}
 
 	/**
