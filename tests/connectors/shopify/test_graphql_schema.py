@@ -198,6 +198,14 @@ VARIABLE_CASES = [
         lambda: client.order_tags_variables("450789469", ["stammkunde", "reward"]),
     ),
     (
+        "a member's tier tag on a customer",
+        lambda: client.customer_tags_variables("tagsAdd", "207119551", [client.tier_label("Gold", prefix="Stammkunde")]),
+    ),
+    (
+        "our old tier tag off a customer",
+        lambda: client.customer_tags_variables("tagsRemove", "gid://shopify/Customer/207119551", ["Stammkunde Silber"]),
+    ),
+    (
         "store credit reward with an expiry",
         lambda: client.store_credit_variables(spec(kind="store_credit", value=Decimal("5.00"), customer_id="207119551",
                                                    ends_at=datetime(2026, 8, 1, tzinfo=timezone.utc))),
