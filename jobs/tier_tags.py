@@ -187,7 +187,7 @@ def _pending(session: Session, shop_id: int, limit: int, customer_ids: list[int]
     if customer_ids is not None:
         query = query.where(CustomerTierTag.customer_id.in_(customer_ids))
     return list(session.execute(query.order_by(CustomerTierTag.marked_at, CustomerTierTag.customer_id)
-                                .limit(limit)).tuples())
+                                .limit(limit)).all())
 
 
 def sync_tier_tags(shop_id: int, batch: int = SYNC_BATCH) -> int:
@@ -253,7 +253,7 @@ def _members(shop_id: int) -> Any:
 
 
 def resync(shop_id: int, *, restart: bool = False, on_page: Callable[[Progress], None] | None = None,
-           page_size: int = RESYNC_PAGE, sleep: Callable[[float], None] = time.sleep) -> Progress:
+           page_size: int | None = None, sleep: Callable[[float], None] = time.sleep) -> Progress:
     """Write every member's tier to the shop again, page by page (by customer id), going on from
     the last page a stopped run finished (`restart`: from the first). A rate limit is waited out
     (the shared cost bucket paces each call before it); other failures stop the run, which the
@@ -266,6 +266,7 @@ def resync(shop_id: int, *, restart: bool = False, on_page: Callable[[Progress],
     from jobs.codes import _PausedError
 
     name = _cursor_name(shop_id)
+    page_size = page_size or RESYNC_PAGE
     with session_scope() as session:
         if restart:
             session.execute(delete(JobCursor).where(JobCursor.name == name))

@@ -339,3 +339,24 @@ def test_deprecated_input_in_variables_is_caught(schema: GraphQLSchema):
     # then only the deprecation check catches it
     assert errors == []
     assert deprecated == ["basicCodeDiscount.customerSelection"]
+
+
+def test_tier_tag_requests_as_sent_are_valid(schema: GraphQLSchema):
+    # given Shopify takes every tag change
+    import responses
+
+    url = f"https://demo-laden.myshopify.com/admin/api/{consts.API_VERSION}/graphql.json"
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        for root in ("tagsAdd", "tagsRemove"):
+            mock.add(responses.POST, url, json={"data": {root: {"node": {"id": "gid://shopify/Customer/1"},
+                                                                "userErrors": []}}})
+        # when a member moves from Silber to Gold
+        client.set_customer_tier({"shop": "demo-laden.myshopify.com", "access_token": "shpat_x"}, "207119551",
+                                 client.tier_label("Gold", prefix="Stammkunde"), previous="Stammkunde Silber")
+        bodies = [json.loads(call.request.body) for call in mock.calls]
+
+    # then both requests, exactly as sent, are valid for the pinned schema
+    assert [operation(b["query"]).name.value for b in bodies] == ["TagsAdd", "TagsRemove"]
+    for body in bodies:
+        assert [e.message for e in validate(schema, parse(body["query"]), rules=RULES)] == []
+        assert coerce(schema, body["query"], body["variables"]) == []
