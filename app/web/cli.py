@@ -635,6 +635,9 @@ def sweep() -> None:
     click.echo(f"lots expired: {expire_points()}")
     click.echo(f"tier reviews with a change: {review_tiers()}")
     click.echo(f"referrals settled: {settle_referrals()}")
+    from jobs.tier_tags import requeue_tier_tags
+
+    click.echo(f"shops with member tiers to write, syncs queued: {requeue_tier_tags()}")
 
 
 @reminders_cli.command("sweep")

@@ -199,7 +199,8 @@ VARIABLE_CASES = [
     ),
     (
         "a member's tier tag on a customer",
-        lambda: client.customer_tags_variables("tagsAdd", "207119551", [client.tier_label("Gold", prefix="Stammkunde")]),
+        lambda: client.customer_tags_variables("tagsAdd", "207119551",
+                                               [client.tier_label("Gold", prefix="Stammkunde")]),
     ),
     (
         "our old tier tag off a customer",
