@@ -423,3 +423,19 @@ def test_sync_tiers_refuses_a_shop_without_credentials(make_shop, runner):
     assert "tiers not written" in result.output
     assert _row().status == TierTagStatus.PENDING
 
+
+
+def test_a_shop_without_write_customers_fails_the_member_with_why(make_shop, work):
+    # given a shop installed before write_customers was granted, which answers ACCESS_DENIED
+    shop_id = _shopify(make_shop)
+    apply(shop_id, order("1", "300.00", customer_id=MEMBER))
+    denied = {"errors": [{"message": "Access denied for tagsAdd field. Required access: `write_customers` access "
+                                     "scope.", "extensions": {"code": "ACCESS_DENIED"}}]}
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.POST, GRAPHQL, json=denied)
+        _sync(work)
+
+    # then the member is failed with the reason (no retry), until the merchant installs again
+    row = _row()
+    assert row.status == TierTagStatus.FAILED and "write_customers" in (row.error or "")
+    assert requeue_tier_tags() == 0

@@ -886,6 +886,11 @@ def test_tier_label_is_one_recognisable_tag(_case, tier, prefix, label):
     assert connector.tier_label(tier, prefix=prefix) == label
 
 
+def test_install_asks_for_the_scope_tier_tags_need():
+    # tagsAdd/tagsRemove on a Customer need write_customers: it is among the scopes asked for
+    assert "write_customers" in consts.SCOPES
+
+
 def test_member_tier_refusal_is_permanent(shopify: responses.RequestsMock):
     # given the customer no longer exists in the shop
     shopify.add(responses.POST, URL, json=answer({"tagsAdd": {
