@@ -856,6 +856,39 @@ class CustomerMetafields(Base):
     written_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class TierTagStatus(enum.StrEnum):
+    PENDING = "pending"  # the shop may not show the member's tier yet: a job writes it
+    WRITTEN = "written"  # the shop shows what `written` says
+    FAILED = "failed"  # the shop refused for good; see `error`
+    SKIPPED = "skipped"  # nothing can be written (a guest has no account in the shop); see `error`
+
+
+class CustomerTierTag(Base):
+    """A member's tier as the shop shows it (a Shopify customer tag, a WooCommerce customer meta).
+
+    The desired state is the customer's `tier` (and the program's `tier_in_shop`); a tier change
+    marks the row `pending` and bumps `generation` in its own transaction (an outbox). The job
+    writes the difference between what is wanted then and `written` (what we last wrote, so only
+    our own tag is ever removed) and marks the row `written` only when no newer change came meanwhile.
+    """
+
+    __tablename__ = "customer_tier_tags"
+    __table_args__ = (Index("ix_customer_tier_tags_shop_id_status", "shop_id", "status"),)
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    status: Mapped[TierTagStatus] = mapped_column(_enum(TierTagStatus, "tier_tag_status"),
+                                                  default=TierTagStatus.PENDING)
+    # Bumped by every change that may change what the shop should show.
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    # The label the shop holds from us (Shopify: our tag; WooCommerce: the meta's value); None: nothing.
+    written: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    written_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class TierChange(Base):
     """Every tier a customer entered or left, and why (input of the tier-change notice)."""
 

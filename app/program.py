@@ -361,6 +361,27 @@ class Reminders(_Strict):
     attribution_days: int = Field(default=7, ge=1, le=90)
 
 
+class TierInShop(_Strict):
+    """The member's tier written to the shop, for the shop's own perks and segments: a Shopify
+    customer tag "<tag_prefix> <tier>" (only our own tag is ever removed), a WooCommerce customer
+    meta `stammkunde_tier`. Off: nothing more is written, and our tags are removed as members change
+    (or at once with `flask shops sync-tiers`)."""
+
+    enabled: bool = True
+    # Makes our tags recognisable among the shop's own ("Stammkunde Gold").
+    tag_prefix: str = Field(default="Stammkunde", min_length=1, max_length=40)
+
+    @field_validator("tag_prefix")
+    @classmethod
+    def _one_tag(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not value:
+            raise ValueError("the tag prefix must not be blank")
+        if "," in value:
+            raise ValueError("the tag prefix must not contain a comma (Shopify splits tags at commas)")
+        return value
+
+
 def _default_rewards() -> tuple[Reward, ...]:
     return (
         Reward(name="5 € Rabatt", points=500, kind="fixed_amount", value=Decimal("5")),
@@ -382,6 +403,7 @@ class Program(_Strict):
     gifts: tuple[Gift, ...] = ()
     redemption: Redemption = Redemption()
     reminders: Reminders = Reminders()
+    tier_in_shop: TierInShop = TierInShop()
 
     @model_validator(mode="after")
     def _consistent(self) -> Program:

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import shops
+from app.loyalty import tier_tags
 from app.models import (
     Backfill,
     CodeStatus,
@@ -90,6 +91,7 @@ def shop_health(session: Session, shop: Shop, *, keys: str, now: datetime | None
         "codes_waiting": int(waiting or 0),
         "backfill": backfill_line(session, shop.id),
         "codes_failed": int(failed or 0),
+        **{f"tier_tags_{k}": v for k, v in tier_tags.counts(session, shop.id).items()},
         "ok": not problems,
         "problems": problems,
     }

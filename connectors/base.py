@@ -148,6 +148,25 @@ class Connector(Protocol):
             PermanentError: the shop refused them.
         """
 
+    def tier_label(self, tier: str, *, prefix: str) -> str:
+        """Return what the shop shows for a member in `tier` (no I/O): Shopify the customer tag
+        "<prefix> <tier>", WooCommerce the value of the customer meta `stammkunde_tier`.
+
+        Raises:
+            ValueError: the label cannot be expressed (e.g. a Shopify tag over 255 characters).
+        """
+
+    def set_customer_tier(self, credentials: Any, customer_id: str, label: str | None, *,
+                          previous: str | None) -> None:
+        """Show `label` (from `tier_label`; None: no tier) on customer `customer_id` and take away
+        `previous`, the label we wrote before, and nothing else of the shop's; idempotent.
+
+        Raises:
+            ValueError: `customer_id` is not a customer id of the platform.
+            TransientError, RateLimitedError: retry later.
+            PermanentError: the shop refused (e.g. no such customer); retrying cannot help.
+        """
+
     def mark_gift(self, credentials: Any, order_id: str, *, tag: str, note: str) -> None:
         """Mark order `order_id` for a gift with purchase, the way the shop's staff see it
         (a Shopify order tag `tag`; a WooCommerce private order note `note`).

@@ -13,6 +13,7 @@ from jobs.metafields import sweep_metafields
 from jobs.points import award_birthday_bonuses, expire_points, mature_points
 from jobs.reconcile import reconcile_all
 from jobs.shops import check_woocommerce_webhooks, purge_plugin_nonces
+from jobs.tier_tags import requeue_tier_tags
 
 cron.register(requeue_stuck_deliveries, queue_name="webhooks", interval=30)
 cron.register(purge_delivery_bodies, queue_name="webhooks", cron="50 3 * * *")
@@ -27,6 +28,7 @@ cron.register(reconcile_all, queue_name="codes", interval=300)
 cron.register(purge_plugin_nonces, queue_name="webhooks", cron="20 * * * *")
 cron.register(finish_backfills, queue_name="points", interval=60)
 cron.register(sweep_metafields, queue_name="codes", interval=60)
+cron.register(requeue_tier_tags, queue_name="codes", interval=60)
 from jobs.reminders import sweep_reminders  # noqa: E402 - grouped with its registration
 
 cron.register(sweep_reminders, queue_name="reminders", interval=300)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from app.loyalty import codes, decide, incentives, ledger, referrals, tiers
+from app.loyalty import codes, decide, incentives, ledger, referrals, tier_tags, tiers
 from app.db import insert_row
 from app.models import Customer, LedgerEntry, LotState, Order, PointLot, Shop, TierChange, utcnow
 from app.program import Program, current_program
@@ -88,6 +88,7 @@ def write_first_order_steps(session: Session, shop: Shop, customer: Customer, or
     incentives.record_gift_tasks(session, list(steps.gifts))
     if steps.tier_change is not None:
         session.add(TierChange(**steps.tier_change))
+        tier_tags.mark_customers(session, shop.id, [customer], now)  # the shop shows the tier
         logger.info("tier changed", extra={"shop": shop.id, "customer": customer.id, "reason": "upgrade"})
     for name, value in steps.customer_fields.items():
         setattr(customer, name, value)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app.loyalty import decide
+from app.loyalty import decide, tier_tags
 from app.loyalty.decide import add_months
 from app.models import (
     CodeStatus,
@@ -126,6 +126,7 @@ def _change(session: Session, shop: Shop, customer: Customer, tier: Tier | None,
     for name, field_value in fields.items():
         setattr(customer, name, field_value)
     _renew_perks(session, shop, customer, tier, now)
+    tier_tags.mark_customers(session, shop.id, [customer], now)  # the shop shows the new tier
     logger.info("tier changed", extra={"shop": shop.id, "customer": customer.id, "reason": reason})
     return change
 

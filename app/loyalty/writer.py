@@ -40,7 +40,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import after_commit, dialect_insert
-from app.loyalty import checkouts, codes, customers, decide, incentives, ledger, orders, points
+from app.loyalty import checkouts, codes, customers, decide, incentives, ledger, orders, points, tier_tags
 from app.messaging import reminders
 from app.models import (
     ConsentEvent,
@@ -216,7 +216,7 @@ def write_new_orders(session: Session, shop: Shop, version: int, program: Progra
         completed.extend((checkout_id, values["paid_at"])
                          for checkout_id in orders.completed_checkouts(shop, c.order.id, c.order.checkout_token))
     if plans:
-        _write_plans(session, shop, plans, now)
+        _write_plans(session, shop, plans, {customer_id: row["platform_id"] for _, row, _, customer_id in placed}, now)
     if consent_rows:
         session.execute(ConsentEvent.__table__.insert(), consent_rows)
     if customer_updates:
@@ -257,9 +257,10 @@ def _stored(session: Session, shop: Shop, todo: list[NewOrder]) -> tuple[set[str
 
 def _write_plans(session: Session, shop: Shop,
                  plans: list[tuple[int, int, int, decide.OrderPlan, points.FirstOrderSteps | None]],
-                 now: datetime) -> None:
+                 platform_ids: dict[int, str], now: datetime) -> None:
     """Write the awards and the steps that follow them: lots (returning ids, matched by order),
-    entries, codes, tier changes and gift tasks, one INSERT each."""
+    entries, codes, tier changes (with the mark that the shop must show the tier) and gift tasks,
+    one INSERT each. `platform_ids`: each customer's platform id, by customer id."""
     award_lots = [ledger.lot_values(plan.new_lot, shop_id=shop.id, customer_id=customer_id, order_id=order_id,
                                     now=now)
                   for _, customer_id, order_id, plan, _ in plans if plan.new_lot is not None]
@@ -268,7 +269,7 @@ def _write_plans(session: Session, shop: Shop,
                   for _, customer_id, order_id, _, steps in plans if steps is not None and steps.bonus is not None]
     award_lot_ids = _insert_lots(session, award_lots)
     bonus_lot_ids = _insert_lots(session, bonus_lots)
-    entries, code_rows, tier_rows, tasks = [], [], [], []
+    entries, code_rows, tier_rows, tag_rows, tasks = [], [], [], [], []
     for delivery_id, customer_id, order_id, plan, steps in plans:
         entries.extend(ledger.entry_values(e, shop_id=shop.id, customer_id=customer_id, order_id=order_id,
                                            delivery_id=delivery_id, lot_id=award_lot_ids.get(order_id), now=now)
@@ -283,6 +284,7 @@ def _write_plans(session: Session, shop: Shop,
         tasks.extend(steps.gifts)
         if steps.tier_change is not None:
             tier_rows.append(steps.tier_change)
+            tag_rows.append(tier_tags.row_values(shop.id, customer_id, platform_ids[customer_id], now))
             logger.info("tier changed", extra={"shop": shop.id, "customer": customer_id, "reason": "upgrade"})
     # Natural keys (the ledger's, the codes') of rows planned for customers and orders inserted
     # above cannot exist; if one did, the IntegrityError rolls the group back (see the caller).
@@ -292,6 +294,7 @@ def _write_plans(session: Session, shop: Shop,
         session.execute(IssuedCode.__table__.insert(), code_rows)
     if tier_rows:
         session.execute(TierChange.__table__.insert(), tier_rows)
+        tier_tags.mark(session, tag_rows)  # the shop shows the tier (`jobs.tier_tags` writes it)
     if tasks:
         table = OrderTask.__table__
         stmt = (dialect_insert(session, table).on_conflict_do_nothing(index_elements=["order_id", "kind", "key"])

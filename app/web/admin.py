@@ -48,7 +48,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.messaging import consent, render as emails, links
 from app import db
-from app.loyalty import explain, ledger, metrics, support
+from app.loyalty import explain, ledger, metrics, support, tier_tags
 from app.web.access import audit, can_see, current_access, login_manager, only_visible, require_owner, shop_or_404
 from app.web.customer_page import customer_link
 from app.web import program_errors, program_form
@@ -494,6 +494,7 @@ def customer(customer_id: int) -> Any:
         "bans": support.ban_history(session, row),
         "spend": support.lifetime_spend(session, program, row, now),
         "progress": support.tier_progress(session, program, row, now),
+        "tier_in_shop": tier_tags.customer_state(session, get_connector(shop.platform.value), program, row),
         # Re-sending a code the customer already owns is transactional: allowed when they are
         # unsubscribed, refused when they are banned (no codes while banned) or have no e-mail.
         "can_resend": row.merged_into_id is None and row.banned_at is None and bool(row.email),

@@ -288,6 +288,33 @@ def shops_backfill(shop_domain: str, days: int | None, tiers_only: bool) -> None
                    "(flask shops status shows how far it is)")
 
 
+@shops_cli.command("sync-tiers")
+@click.option("--shop", "shop_domain", required=True, help="the shop's domain")
+@click.option("--restart", is_flag=True, help="start from the first member, not where a stopped run left off")
+def shops_sync_tiers(shop_domain: str, restart: bool) -> None:
+    """Write every member's tier to the shop again (Shopify customer tags, WooCommerce customer
+    meta), page by page through the shop's cost limit; run it again to go on after a stop."""
+    from app.shops import get_shop
+    from connectors.errors import ConnectorError
+    from jobs import tier_tags
+
+    with session_scope() as session:
+        shop_id = get_shop(session, shop_domain).id
+
+    def on_page(progress: tier_tags.Progress) -> None:
+        click.echo(f"  {progress.done}/{progress.total} members, {progress.written} written, "
+                   f"{progress.failed} failed")
+
+    try:
+        progress = tier_tags.resync(shop_id, restart=restart, on_page=on_page)
+    except tier_tags.TierSyncError as exc:
+        _fail(f"{shop_domain}: tiers not written: {exc}")
+    except ConnectorError as exc:
+        _fail(f"{shop_domain}: the shop did not answer ({exc}); run the command again to go on from where it stopped")
+    click.echo(f"{shop_domain}: tiers of {progress.done} members synced, {progress.written} written, "
+               f"{progress.failed} failed" + (" (the customer pages say why)" if progress.failed else ""))
+
+
 @shops_cli.command("status")
 @click.option("--shop", "shop_domain", default=None, help="one shop (default: every shop)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
@@ -332,6 +359,7 @@ def shops_status(shop_domain: str | None, as_json: bool, check: bool) -> None:
         click.echo(f"  last delivery {health['last_delivery_at'] or 'never'}; codes waiting {health['codes_waiting']}, "
                    f"failed {health['codes_failed']}")
         click.echo(f"  backfill: {health['backfill'] or 'none'}")
+        click.echo(f"  tiers in the shop: {health['tier_tags_pending']} waiting, {health['tier_tags_failed']} failed")
 
 
 @customers_cli.command("show")
@@ -607,6 +635,9 @@ def sweep() -> None:
     click.echo(f"lots expired: {expire_points()}")
     click.echo(f"tier reviews with a change: {review_tiers()}")
     click.echo(f"referrals settled: {settle_referrals()}")
+    from jobs.tier_tags import requeue_tier_tags
+
+    click.echo(f"shops with member tiers to write, syncs queued: {requeue_tier_tags()}")
 
 
 @reminders_cli.command("sweep")

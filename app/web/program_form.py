@@ -75,6 +75,8 @@ FIELDS: dict[str, Kind] = {
     "reminders.sending.quiet_start": "value",
     "reminders.sending.quiet_end": "value",
     "reminders.attribution_days": "value",
+    "tier_in_shop.enabled": "flag",
+    "tier_in_shop.tag_prefix": "value",
 }
 
 # Repeatable rows (a list of objects in the document), their fields, and how many blank rows the
@@ -96,7 +98,8 @@ ROWS: dict[str, dict[str, Kind]] = {
 BLANK_ROWS = 2
 # Sections whose own checks (across fields) report at the section: shown at the top of its fieldset.
 SECTIONS = ("earning", "rewards", "tiers", "expiry", "second_purchase", "bounce_back", "referral", "gifts", "redemption",
-            "reminders", "reminders.cart", "reminders.winback", "reminders.notices", "reminders.sending")
+            "reminders", "reminders.cart", "reminders.winback", "reminders.notices", "reminders.sending",
+            "tier_in_shop")
 
 _DECIMAL_COMMA = re.compile(r"^\s*-?\d+,\d+\s*$")
 

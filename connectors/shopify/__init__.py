@@ -43,6 +43,8 @@ class ShopifyConnector:
     mark_gift = staticmethod(client.mark_gift)
     credit_store_credit = staticmethod(client.credit_store_credit)
     check_credentials = staticmethod(client.check_credentials)
+    tier_label = staticmethod(client.tier_label)
+    set_customer_tier = staticmethod(client.set_customer_tier)
 
     @staticmethod
     def storefront_url(shop: str) -> str:

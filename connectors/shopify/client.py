@@ -267,6 +267,21 @@ mutation TagsAdd($id: ID!, $tags: [String!]!) {
   }
 }
 """,
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/mutations/tagsRemove
+    # (our own tier tag of a member who left the tier; needs write_customers on a Customer).
+    "tagsRemove": """\
+mutation TagsRemove($id: ID!, $tags: [String!]!) {
+  tagsRemove(id: $id, tags: $tags) {
+    node {
+      id
+    }
+    userErrors {
+      field
+      message
+    }
+  }
+}
+""",
     # Orders changed (reconciliation) or created (backfill) in a window, oldest first, with what
     # the order parser reads (`webhooks.parse_polled_order`). Lines and refunds come in
     # bounded first pages; `list_orders` completes an order that has more with the two documents
@@ -984,6 +999,50 @@ def mark_gift(credentials: Mapping[str, str], order_id: str, *, tag: str, note: 
     add_order_tags(credentials, order_id, [tag])
 
 
+def tier_label(tier: str, *, prefix: str) -> str:
+    """Return the customer tag that shows a member's `tier`: "<prefix> <tier>" ("Stammkunde Gold").
+
+    Shopify reads a comma in a tag as a separator between two tags (`tagsAdd`), so commas become
+    spaces, and runs of white space one space: the label is always exactly one tag.
+    https://shopify.dev/docs/api/admin-graphql/2026-07/mutations/tagsAdd
+
+    Raises:
+        ValueError: the label would be empty or longer than 255 characters.
+    """
+    label = " ".join(f"{prefix} {tier}".replace(",", " ").split())
+    if not label or len(label) > 255:
+        raise ValueError("a customer tag has 1 to 255 characters")
+    return label
+
+
+def set_customer_tier(credentials: Mapping[str, str], customer_id: str, label: str | None, *,
+                      previous: str | None) -> None:
+    """Show the member's tier as the customer tag `label` and remove `previous`, the tag we wrote
+    before (never any other tag): `tagsAdd` of `label` (None: no tier), then `tagsRemove` of
+    `previous` when it differs. Both are idempotent (adding a tag the customer has, or removing
+    one they lack, changes nothing), so a retry after a lost answer does no harm; the caller
+    calls only when the shop should change, or to write the tag again (a re-sync).
+
+    Raises:
+        ValueError: `customer_id` is not a Shopify customer id, or a tag is empty.
+        TransientError, RateLimitedError: see `graphql`.
+        PermanentError: see `graphql`; also `userErrors` (e.g. the customer no longer exists).
+    """
+    gid = customer_gid(customer_id)
+    if label is not None:
+        _tags(credentials, "tagsAdd", gid, [label])
+    if previous is not None and previous != label:
+        _tags(credentials, "tagsRemove", gid, [previous])
+
+
+def _tags(credentials: Mapping[str, str], name: str, gid: str, tags: Sequence[str]) -> None:
+    _, variables = customer_tags_variables(name, gid, tags)
+    data = graphql(credentials, DOCUMENTS[name], variables)
+    user_errors = _user_errors(_payload(data, name))
+    if user_errors:
+        raise PermanentError(_user_errors_message(name, user_errors))
+
+
 # ---- variables (the schema test calls these directly) ---------------------------------------
 
 
@@ -1171,6 +1230,23 @@ def order_tags_variables(order_id: str, tags: Sequence[str]) -> tuple[str, dict[
     if any(not tag for tag in cleaned):
         raise ValueError("empty tag")
     return "tagsAdd", {"id": _gid("Order", order_id), "tags": cleaned}
+
+
+def customer_tags_variables(name: str, customer_id: str, tags: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """Return the DOCUMENTS key ("tagsAdd" or "tagsRemove") and the variables that add or remove
+    `tags` on the customer.
+
+    Raises:
+        ValueError: another operation, not a Shopify customer id, a bare string, or an empty tag.
+    """
+    if name not in ("tagsAdd", "tagsRemove"):
+        raise ValueError(f"not a tags operation: {name}")
+    if isinstance(tags, str):
+        raise ValueError("tags must be a sequence of strings, not a string")
+    cleaned = [tag.strip() for tag in tags]
+    if not cleaned or any(not tag for tag in cleaned):
+        raise ValueError("empty tag")
+    return name, {"id": customer_gid(customer_id), "tags": cleaned}
 
 
 def _percentage_gets(spec: DiscountSpec) -> dict[str, Any]:

@@ -52,7 +52,8 @@ OAUTH_ACCESS_TOKEN_URL = "https://{shop}/admin/oauth/access_token"
 # read_customers - customers and their marketing consent (customers/* topics)
 # write_discounts - reward, referral, tier and reminder codes (discountCode*Create/Deactivate)
 # write_orders  - the gift-with-purchase tag on an order (tagsAdd on Order)
-# write_customers - the loyalty metafields on customers (metafieldsSet on Customer)
+# write_customers - the loyalty metafields on customers (metafieldsSet on Customer) and the
+#                   member's tier tag (tagsAdd/tagsRemove on Customer)
 # write_store_credit_account_transactions - "store credit" rewards (storeCreditAccountCredit)
 # read_all_orders (orders older than 60 days) is asked for only for a backfill beyond 60 days.
 SCOPES = ("read_orders", "read_customers", "write_discounts", "write_orders", "write_customers",

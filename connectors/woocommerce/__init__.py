@@ -53,6 +53,8 @@ class WooCommerceConnector:
     withdraw_discount_code = staticmethod(client.withdraw_discount_code)
     mark_gift = staticmethod(client.mark_gift)
     check_credentials = staticmethod(client.check_credentials)
+    tier_label = staticmethod(client.tier_label)
+    set_customer_tier = staticmethod(client.set_customer_tier)
 
     @staticmethod
     def storefront_url(shop: str) -> str:

@@ -43,10 +43,12 @@ from connectors.woocommerce.consts import (
     META_BUYS_QUANTITY,
     ERROR_COUPON_CODE_EXISTS,
     ERROR_COUPON_INVALID_ID,
+    ERROR_CUSTOMER_INVALID_ID,
     ERROR_SETTING_GROUP_INVALID,
     PLATFORM,
     PLUGIN_SETTINGS_GROUP,
     REQUEST_TIMEOUT,
+    TIER_META_KEY,
 )
 from connectors.woocommerce.webhooks import normalize_shop
 
@@ -240,6 +242,54 @@ def mark_gift(credentials: Mapping[str, str], order_id: str, *, tag: str, note: 
         ValueError, TransientError, RateLimitedError, PermanentError: see `add_order_note`.
     """
     add_order_note(credentials, order_id, note)
+
+
+def tier_label(tier: str, *, prefix: str) -> str:
+    """Return the value of the customer meta `stammkunde_tier` for a member in `tier`: the tier's
+    name (the meta's key already says whose it is, so `prefix` is not used)."""
+    return tier
+
+
+def set_customer_tier(credentials: Mapping[str, str], customer_id: str, label: str | None, *,
+                      previous: str | None) -> None:
+    """Set the customer meta `stammkunde_tier` to `label` ("" for no tier; `previous` is not
+    needed: the key is ours and holds one value), and check that the store kept it.
+
+    `PUT customers/<id>` `{"meta_data": [{"key": "stammkunde_tier", "value": ...}]}`: WooCommerce
+    updates the meta with that key (without an `id` it matches by key) and answers the customer
+    with every meta of theirs, WordPress' own among them (live captures 100-101). The REST API has
+    no way to delete one meta key, so "no tier" is the empty value. Idempotent.
+
+    Raises:
+        ValueError: `customer_id` is not a WooCommerce customer id.
+        TransientError: timeout, connection failure, 5xx, or an unreadable 2xx body.
+        RateLimitedError: 429; `retry_after` in seconds.
+        PermanentError: bad credentials or URL, 401/403, 404 (no such customer), other 4xx, a
+            redirect, or an answer whose `stammkunde_tier` is not what was sent.
+    """
+    customer = str(customer_id) if not isinstance(customer_id, bool) else ""
+    if not _DIGITS.fullmatch(customer) or int(customer) == 0:
+        raise ValueError("customer_id is not a WooCommerce customer id")
+    value = label or ""
+    shop, api = _client(credentials)
+    operation = "set customer tier"
+    response = _send(api, shop, operation, "PUT", f"customers/{int(customer)}",
+                     data={"meta_data": [{"key": TIER_META_KEY, "value": value}]})
+    if response.status_code == 404 and _error_fields(response)[0] == ERROR_CUSTOMER_INVALID_ID:
+        raise PermanentError(f"WooCommerce {operation}: the store has no customer {int(customer)}")
+    payload = _json(response, shop, operation)
+    if customer_meta(payload, TIER_META_KEY) != value:
+        raise PermanentError(f"WooCommerce {operation}: the store did not keep {TIER_META_KEY}")
+
+
+def customer_meta(customer: Any, key: str) -> str | None:
+    """Return the value of the customer's meta `key` in a REST customer (the last one, as
+    WordPress reads a single value), or None when it has none or the answer is not a customer."""
+    items = customer.get("meta_data") if isinstance(customer, Mapping) else None
+    if not isinstance(items, list):
+        return None
+    values = [item.get("value") for item in items if isinstance(item, Mapping) and item.get("key") == key]
+    return values[-1] if values and isinstance(values[-1], str) else None
 
 
 # ---- the coupon body ---------------------------------------------------------------------

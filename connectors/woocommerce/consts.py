@@ -60,6 +60,12 @@ DEFAULT_RETRY_AFTER = 5.0
 ERROR_COUPON_CODE_EXISTS = "woocommerce_rest_coupon_code_already_exists"
 # The error `code` of GET/PUT coupons/<id> for a coupon that does not exist (live capture 046).
 ERROR_COUPON_INVALID_ID = "woocommerce_rest_shop_coupon_invalid_id"
+# The error `code` of GET/PUT customers/<id> for a customer that does not exist.
+ERROR_CUSTOMER_INVALID_ID = "woocommerce_rest_invalid_id"
+# The customer meta that shows a member's tier to the store's own plugins and segments (the
+# tier's name; "" when the member has none). Customer meta comes back as sent, among WordPress'
+# own user meta (live captures 100-101).
+TIER_META_KEY = "stammkunde_tier"
 # Coupon `discount_type` values we send ("fixed_product" is the third one WooCommerce knows).
 DISCOUNT_TYPE_PERCENT = "percent"
 DISCOUNT_TYPE_FIXED_CART = "fixed_cart"

@@ -48,6 +48,8 @@ class FakeConnector:
         self.used: set[str] = set()
         # (order id, tag, note) per gift marked
         self.gifts: list[tuple[str, str, str]] = []
+        # customer id -> the tier labels the shop shows for them (Shopify can show several tags)
+        self.tier_labels: dict[str, set[str]] = {}
         # every outbound call: (operation, credentials, argument)
         self.calls: list[tuple[str, Mapping[str, Any], Any]] = []
         # operation -> the exceptions its next calls raise, in order (see `fail`)
@@ -134,6 +136,18 @@ class FakeConnector:
     def mark_gift(self, credentials: Any, order_id: str, *, tag: str, note: str) -> None:
         self._call("mark_gift", credentials, order_id)
         self.gifts.append((order_id, tag, note))
+
+    def tier_label(self, tier: str, *, prefix: str) -> str:
+        return self.real.tier_label(tier, prefix=prefix)
+
+    def set_customer_tier(self, credentials: Any, customer_id: str, label: str | None, *,
+                          previous: str | None) -> None:
+        self._call("set_customer_tier", credentials, (customer_id, label, previous))
+        shown = self.tier_labels.setdefault(customer_id, set())
+        if label is not None:
+            shown.add(label)
+        if previous is not None and previous != label:
+            shown.discard(previous)
 
     def check_credentials(self, credentials: Any) -> None:
         self._call("check_credentials", credentials)

@@ -21,6 +21,7 @@ from app.models import (
     Checkout,
     ConsentEvent,
     Customer,
+    CustomerTierTag,
     DeliveryStatus,
     IssuedCode,
     LedgerEntry,
@@ -149,6 +150,7 @@ def dump(session, shop_id: int) -> dict[str, list[Any]]:  # type: ignore[no-unty
                         "spec": {k: v for k, v in r["spec"].items() if k != "code"}})
     result["codes"] = codes
     result["tier_changes"] = [plain(r) for r in rows(TierChange)]
+    result["tier_tags"] = [plain(r) for r in rows(CustomerTierTag)]
     result["consent_events"] = [plain(r) for r in rows(ConsentEvent)]
     result["order_tasks"] = [plain(r) for r in rows(OrderTask)]
     result["checkouts"] = [plain(r, ("id",)) for r in rows(Checkout)]
@@ -181,7 +183,8 @@ def test_bulk_and_per_delivery_paths_leave_the_same_rows(make_shop, post_webhook
     together = dump(session, shop_id)
 
     # ... and, from the same start, each is processed on its own (the per-delivery path)
-    for model in (LedgerEntry, PointLot, IssuedCode, TierChange, ConsentEvent, OrderTask, Order, Customer):
+    for model in (LedgerEntry, PointLot, IssuedCode, TierChange, CustomerTierTag, ConsentEvent, OrderTask, Order,
+                  Customer):
         session.execute(model.__table__.delete())
     session.execute(update(Checkout).values(completed_at=None, next_reminder_at=NOW))
     session.execute(update(WebhookDelivery).values(status=DeliveryStatus.RECEIVED, attempts=0, processed_at=None))
@@ -205,6 +208,9 @@ def test_bulk_and_per_delivery_paths_leave_the_same_rows(make_shop, post_webhook
         assert (code["spec"]["kind"], code["spec"]["value"], code["spec"]["minimum_amount"],
                 code["spec"]["usage_limit"]) == ("fixed_amount", "5", "30", 1)
     assert len(together["tier_changes"]) == 3 and len(together["order_tasks"]) == 3
+    # and each new member's tier waits to be written to the shop (a job writes it), on both paths
+    assert sorted((t["status"], t["generation"], t["written"]) for t in together["tier_tags"]) == [
+        ("pending", 1, None)] * 3
     assert Counter(e["kind"] for e in together["consent_events"]) == {"revoked": 3, "granted": 1}
     [checkout] = together["checkouts"]
     assert checkout["completed_at"] is not None and checkout["next_reminder_at"] is None

@@ -940,3 +940,72 @@ def test_connector_delegates_to_the_client():
     assert connector.deactivate_discount_code is client.deactivate_discount_code
     assert connector.withdraw_discount_code is client.withdraw_discount_code
     assert connector.platform == "shopify"
+
+
+# ---- a member's tier as a customer tag -----------------------------------------------------
+
+CUSTOMER_GID = f"gid://shopify/Customer/{CUSTOMER_ID}"
+
+
+def tags_answer(root: str) -> dict[str, Any]:
+    """Return Shopify's body for a tagsAdd/tagsRemove on the customer."""
+    return answer({root: {"node": {"id": CUSTOMER_GID}, "userErrors": []}})
+
+
+@pytest.mark.parametrize(
+    ("_case", "label", "previous", "calls"),
+    [
+        ("first tier", "Stammkunde Silber", None, [("tagsAdd", ["Stammkunde Silber"])]),
+        ("upgrade: new tag, then our old one off", "Stammkunde Gold", "Stammkunde Silber",
+         [("tagsAdd", ["Stammkunde Gold"]), ("tagsRemove", ["Stammkunde Silber"])]),
+        ("no tier any more: only our tag off", None, "Stammkunde Gold", [("tagsRemove", ["Stammkunde Gold"])]),
+        ("written again (a re-sync)", "Stammkunde Gold", "Stammkunde Gold", [("tagsAdd", ["Stammkunde Gold"])]),
+    ],
+)
+def test_member_tier_is_a_customer_tag(shopify: responses.RequestsMock, _case, label, previous, calls):
+    # given Shopify takes the tag changes
+    for root, _tags in calls:
+        shopify.add(responses.POST, URL, json=tags_answer(root))
+
+    # when the member's tier is shown
+    client.set_customer_tier(CREDENTIALS, CUSTOMER_ID, label, previous=previous)
+
+    # then exactly these documents went out, on the customer, touching no other tag
+    assert [(sent(shopify, i)["query"], sent(shopify, i)["variables"]) for i in range(len(calls))] == [
+        (client.DOCUMENTS[root], {"id": CUSTOMER_GID, "tags": tags}) for root, tags in calls]
+
+
+def test_nothing_to_show_sends_nothing(shopify: responses.RequestsMock):
+    # when there is neither a tag to add nor one of ours to remove, then no request is made
+    client.set_customer_tier(CREDENTIALS, CUSTOMER_ID, None, previous=None)
+    assert len(shopify.calls) == 0
+
+
+@pytest.mark.parametrize(
+    ("_case", "tier", "prefix", "label"),
+    [("plain", "Gold", "Stammkunde", "Stammkunde Gold"),
+     ("a comma would make two tags", "Gold, VIP", "Stammkunde", "Stammkunde Gold VIP"),
+     ("white space", "  Platin ", "Treue  Club", "Treue Club Platin")],
+)
+def test_tier_label_is_one_recognisable_tag(_case, tier, prefix, label):
+    assert connector.tier_label(tier, prefix=prefix) == label
+
+
+def test_install_asks_for_the_scope_tier_tags_need():
+    # tagsAdd/tagsRemove on a Customer need write_customers: it is among the scopes asked for
+    assert "write_customers" in consts.SCOPES
+
+
+def test_member_tier_refusal_is_permanent(shopify: responses.RequestsMock):
+    # given the customer no longer exists in the shop
+    shopify.add(responses.POST, URL, json=answer({"tagsAdd": {
+        "node": None, "userErrors": [{"field": ["id"], "message": "Customer does not exist"}]}}))
+
+    # when / then
+    with pytest.raises(PermanentError, match="tagsAdd: id: Customer does not exist"):
+        client.set_customer_tier(CREDENTIALS, CUSTOMER_ID, "Stammkunde Gold", previous=None)
+
+
+def test_member_tier_refuses_what_is_not_a_customer_id(shopify: responses.RequestsMock):
+    with pytest.raises(ValueError):
+        client.set_customer_tier(CREDENTIALS, "gid://shopify/Order/1", "Stammkunde Gold", previous=None)

@@ -230,6 +230,15 @@ VARIABLE_CASES = [
         lambda: client.order_tags_variables("450789469", ["stammkunde", "reward"]),
     ),
     (
+        "a member's tier tag on a customer",
+        lambda: client.customer_tags_variables("tagsAdd", "207119551",
+                                               [client.tier_label("Gold", prefix="Stammkunde")]),
+    ),
+    (
+        "our old tier tag off a customer",
+        lambda: client.customer_tags_variables("tagsRemove", "gid://shopify/Customer/207119551", ["Stammkunde Silber"]),
+    ),
+    (
         "store credit reward with an expiry",
         lambda: client.store_credit_variables(spec(kind="store_credit", value=Decimal("5.00"), customer_id="207119551",
                                                    ends_at=datetime(2026, 8, 1, tzinfo=timezone.utc))),
@@ -388,3 +397,24 @@ def test_withdraw_answers_are_what_the_schema_gives(schema: GraphQLSchema, _case
     # then the schema accepts and returns exactly that shape
     assert result.errors is None
     assert result.data == answer
+
+
+def test_tier_tag_requests_as_sent_are_valid(schema: GraphQLSchema):
+    # given Shopify takes every tag change
+    import responses
+
+    url = f"https://demo-laden.myshopify.com/admin/api/{consts.API_VERSION}/graphql.json"
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        for root in ("tagsAdd", "tagsRemove"):
+            mock.add(responses.POST, url, json={"data": {root: {"node": {"id": "gid://shopify/Customer/1"},
+                                                                "userErrors": []}}})
+        # when a member moves from Silber to Gold
+        client.set_customer_tier({"shop": "demo-laden.myshopify.com", "access_token": "shpat_x"}, "207119551",
+                                 client.tier_label("Gold", prefix="Stammkunde"), previous="Stammkunde Silber")
+        bodies = [json.loads(call.request.body) for call in mock.calls]
+
+    # then both requests, exactly as sent, are valid for the pinned schema
+    assert [operation(b["query"]).name.value for b in bodies] == ["TagsAdd", "TagsRemove"]
+    for body in bodies:
+        assert [e.message for e in validate(schema, parse(body["query"]), rules=RULES)] == []
+        assert coerce(schema, body["query"], body["variables"]) == []

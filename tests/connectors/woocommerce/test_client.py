@@ -768,6 +768,10 @@ def test_fixtures_are_the_captured_bytes():
             "4f0da118fcc27fe5d4de31f7ec3ee39c879f479c3615891f72eac61a2a82181e",
         "coupons_create__free_product_one_unit.json":
             "79367c6855dca19f5a2872ba0cd865a8e9af7899497fda44eb5b4b258edce160",
+        "customers_create__with_meta.request.json":
+            "2cea27d8cdb530b453fda90172fe8fd16144ea26fc214a7cd7dc283825c31b2f",
+        "customers_get__with_meta.json":
+            "d54f17961f1167ac5d548560fb0338ef14010ee3f824f04d092f2efd79278016",
     }
 
 
@@ -1065,3 +1069,78 @@ def test_refunds_answer_that_is_not_a_list_is_permanent(mocked):
     mocked.add(responses.GET, HTTP_STORE + API + "orders/31/refunds", json={"id": 37}, status=200)
     with pytest.raises(PermanentError, match="not a list of refunds"):
         client.list_refunds(HTTP_CREDENTIALS, "31")
+
+
+# ---- a member's tier as customer meta (live captures 100-101) -------------------------------
+
+
+def customer_answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+    """Answer PUT customers/2 as the store answers a customer (the real body of capture 101),
+    holding the meta that was sent: updated by key, with an id, among WordPress' own meta."""
+    customer = json.loads(fixture_bytes("customers_get__with_meta.json"))
+    for item in json.loads(request.body)["meta_data"]:
+        kept = [m for m in customer["meta_data"] if m["key"] != item["key"]]
+        customer["meta_data"] = [*kept, {"id": 40, "key": item["key"], "value": item["value"]}]
+    return 200, {}, json.dumps(customer)
+
+
+def test_captured_customer_meta_is_read_by_its_key():
+    # given the store's real answer for a customer with meta (WordPress' own meta first)
+    customer = fixture_json("customers_get__with_meta.json")
+    sent = fixture_json("customers_create__with_meta.request.json")
+
+    # then the meta comes back as it was sent, found by key among the others
+    assert sent["meta_data"] == [{"key": "marketing_consent", "value": "yes"}]
+    assert client.customer_meta(customer, "marketing_consent") == "yes"
+    assert client.customer_meta(customer, "default_password_nag") == "1"
+    assert client.customer_meta(customer, consts.TIER_META_KEY) is None
+
+
+@pytest.mark.parametrize(("_case", "label", "stored"), [("a tier", "Gold", "Gold"), ("no tier any more", None, "")])
+def test_member_tier_is_written_as_customer_meta_and_checked(mocked, _case, label, stored):
+    # given the store keeps the meta it is sent
+    mocked.add_callback(responses.PUT, HTTP_STORE + API + "customers/2", callback=customer_answer)
+
+    # when the member's tier is written (the previous label plays no part: the key is ours)
+    client.set_customer_tier(HTTP_CREDENTIALS, "2", label, previous="Silber")
+
+    # then one PUT sent the meta in the shape of the captured write, and only our key
+    assert mocked.calls[0].request.method == "PUT"
+    assert sent_json(mocked.calls[0]) == {"meta_data": [{"key": "stammkunde_tier", "value": stored}]}
+    assert connector.tier_label("Gold", prefix="Stammkunde") == "Gold"
+
+
+def test_member_tier_fails_when_the_store_does_not_keep_it(mocked):
+    # given a store that answers the customer without our meta (a plugin filtering it away)
+    mocked.add(responses.PUT, HTTP_STORE + API + "customers/2", body=fixture_bytes("customers_get__with_meta.json"))
+
+    # when / then
+    with pytest.raises(PermanentError, match="did not keep stammkunde_tier"):
+        client.set_customer_tier(HTTP_CREDENTIALS, "2", "Gold", previous=None)
+
+
+@pytest.mark.parametrize(
+    ("_case", "answer", "error"),
+    [
+        ("rate limited", {"status": 429, "headers": {"Retry-After": "7"}, "json": {}}, RateLimitedError),
+        ("server error", {"status": 503, "body": "busy"}, TransientError),
+        # WooCommerce's customers controller: 404 woocommerce_rest_invalid_id (not captured live)
+        ("no such customer", {"status": 404, "json": {"code": "woocommerce_rest_invalid_id",
+                                                      "message": "Invalid resource ID.", "data": {"status": 404}}},
+         PermanentError),
+    ],
+)
+def test_member_tier_failures_are_typed(mocked, _case, answer, error):
+    # given the store answers with a failure
+    mocked.add(responses.PUT, HTTP_STORE + API + "customers/2", **answer)
+
+    # when / then the job gets the typed error (it retries the first two, records the last)
+    with pytest.raises(error):
+        client.set_customer_tier(HTTP_CREDENTIALS, "2", "Gold", previous=None)
+
+
+@pytest.mark.parametrize(("_case", "customer_id"), [("a guest's 0", "0"), ("a gid", "gid://shopify/Customer/2")])
+def test_member_tier_refuses_what_is_not_a_customer_id(mocked, _case, customer_id):
+    # when / then nothing is sent
+    with pytest.raises(ValueError):
+        client.set_customer_tier(HTTP_CREDENTIALS, customer_id, "Gold", previous=None)
