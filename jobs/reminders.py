@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 KIND = {"cart": "cart_reminder", "winback": "winback", "second_purchase": "second_purchase",
         "expiry": "expiry_notice", "tier_change": "tier_change", "points_earned": "points_earned",
         "doi": "doi_confirm"}
+KIND["voucher"] = "reward_code"  # a redeemed partner voucher's code (app.loyalty.vouchers)
 RETRY_DELAYS = (60, 300, 1800, 7200)  # seconds; a send failing this often more is marked failed
 # How long a message waits for its code to be created in the shop; after that (or when the shop
 # refused the code) it goes without it, or not at all when the code is what it is about.
@@ -173,6 +174,8 @@ def build_context(session, message: ReminderMessage, shop: Shop, customer: Custo
                        perks=perks, upgrade=True)
     elif message.campaign == "doi":
         context["confirm_url"] = links.url(public, secret, "doi", shop.id, customer.id)
+    elif message.campaign == "voucher":
+        context["reward"] = message.context.get("reward", "")
     elif message.campaign == "points_earned":
         entry = session.get(LedgerEntry, message.context.get("entry_id"))
         order = session.get(Order, entry.order_id) if entry and entry.order_id else None
