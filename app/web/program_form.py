@@ -75,6 +75,7 @@ ROWS: dict[str, dict[str, Kind]] = {
     "rewards": {
         "name": "value", "points": "value", "kind": "choice", "value": "optional", "minimum_amount": "optional",
         "valid_days": "value", "product_id": "optional", "variant_id": "optional", "tiers": "list", "active": "flag",
+        "pool": "optional", "low_stock": "optional",  # partner_voucher: the voucher pool and its warning level
     },
     "tiers.levels": {
         "name": "value", "threshold": "number", "multiplier": "number", "member_discount_percent": "number",

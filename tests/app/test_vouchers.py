@@ -267,3 +267,141 @@ def test_two_customers_racing_for_codes_never_share_one(make_shop, _case, codes,
     for member, email in (("c1", KUNDIN), ("c2", "zweite@example.test")):
         paid = 600 - report(shop_id, email)["available"]
         assert paid == (200 if member in winners else 0), (member, paid)
+
+
+# --- both platforms' storefront paths ------------------------------------------------------------------
+
+
+def test_shopify_app_proxy_redeems_a_partner_voucher_and_shows_it(app, client, make_shop):
+    # given a Shopify shop of the app whose customer c1 has 600 points, and a pool of one code
+    from tests.app.test_proxy import APP_SECRET, signed
+
+    app.config["SHOPIFY_API_SECRET"] = APP_SECRET
+    shop_id = _shop(make_shop, "KAFFEE-SHOP-1\n", secret="", credentials={"access_token": "shpat_test"})
+    apply(shop_id, order("1", "600.00"))
+    catalog = client.get(signed("/api/rewards", "c1")).get_json()["rewards"]
+    kaffee = next(r for r in catalog if r["name"] == "Kaffee-Gutschein")
+    assert (kaffee["kind"], kaffee["in_stock"], kaffee["affordable"]) == ("partner_voucher", True, True)
+
+    # when the member redeems it through the proxy's JSON API (no shop API call is needed)
+    made = client.post(signed("/api/redeem", "c1"), json={"reward": kaffee["id"], "request_key": str(uuid.uuid4())})
+
+    # then the answer carries the partner's code at once, and the loyalty page lists it
+    assert made.status_code == 201
+    assert (made.get_json()["status"], made.get_json()["code"], made.get_json()["available"]) == (
+        "created", "KAFFEE-SHOP-1", 400)
+    page = client.get(signed("/", "c1")).get_data(as_text=True)
+    assert "KAFFEE-SHOP-1" in page
+
+    # when the pool is empty, the catalog shows the reward unavailable and a second redemption is refused
+    catalog = client.get(signed("/api/rewards", "c1")).get_json()["rewards"]
+    assert next(r for r in catalog if r["name"] == "Kaffee-Gutschein")["in_stock"] is False
+    again = client.post(signed("/api/redeem", "c1"), json={"reward": kaffee["id"], "request_key": str(uuid.uuid4())})
+    assert again.status_code == 422
+    assert again.get_json() == {"error": "sold_out",
+                                "message": "„Kaffee-Gutschein“ ist gerade vergriffen. Es wurden keine Punkte abgezogen."}
+    assert report(shop_id, KUNDIN)["available"] == 400
+    assert "„Kaffee-Gutschein“ ist gerade vergriffen." in client.get(signed("/", "c1")).get_data(as_text=True)
+
+
+def test_woocommerce_plugin_api_redeems_a_partner_voucher(client, make_shop):
+    # given a WooCommerce store with the plugin, a member "42" with 600 points and a pool of one code
+    from app import woo_plugin
+    from tests.app.test_plugin_api import CREDENTIALS, _call
+    from tests.conftest import TEST_ENCRYPTION_KEY
+
+    shop_id = _shop(make_shop, "REISE-1\n", platform="woocommerce", credentials=CREDENTIALS)
+    apply(shop_id, order("1", "600.00", customer_id="42", email=KUNDIN))
+    with session_scope() as s:
+        secret = woo_plugin.new_plugin_secret(s.get(Shop, shop_id), TEST_ENCRYPTION_KEY)
+
+    # when the plugin redeems the voucher for the member, then asks for the member view
+    made = _call(client, shop_id, secret, "POST", "/customers/42/redemptions?lang=en",
+                 {"reward": "Kaffee-Gutschein", "key": str(uuid.uuid4())})
+    member = _call(client, shop_id, secret, "GET", "/customers/42?lang=en").get_json()
+    again = _call(client, shop_id, secret, "POST", "/customers/42/redemptions?lang=en",
+                  {"reward": "Kaffee-Gutschein", "key": str(uuid.uuid4())})
+
+    # then the code comes back at once, the member's codes list it as usable, the pool is empty
+    assert made.status_code == 201
+    assert (made.get_json()["status"], made.get_json()["code"], made.get_json()["available"]) == ("created", "REISE-1", 400)
+    assert [(c["purpose"], c["state"], c["code"]) for c in member["codes"]] == [("partner_voucher", "usable", "REISE-1")]
+    assert next(r for r in member["rewards"] if r["name"] == "Kaffee-Gutschein")["in_stock"] is False
+    assert (again.status_code, again.get_json()) == (422, {
+        "error": "sold_out", "message": "“Kaffee-Gutschein” is sold out at the moment. No points were taken."})
+    assert report(shop_id, KUNDIN)["available"] == 400
+
+
+# --- the e-mail, erasure, automatic redemption -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("_case", "language", "subject", "line"), [
+    ("German", "de", "Ihr Code für „Kaffee-Gutschein“ bei Kaffee & Kuchen", "Prämie: Kaffee-Gutschein"),
+    ("English", "en", "Your code for “Kaffee-Gutschein” at Kaffee & Kuchen", "Reward: Kaffee-Gutschein"),
+])
+def test_the_redemption_email_carries_the_partner_code(make_shop, smtp_server, work, _case, language, subject, line):
+    # given a shop speaking the language, a pool of one code and a member with 600 points
+    shop_id = _shop(make_shop, "KAFFEE-MAIL-1\n", language=language)
+    apply(shop_id, order("1", "600.00"))
+
+    # when the member redeems, and the worker runs
+    with session_scope() as s:
+        shop = s.get(Shop, shop_id)
+        storefront.redeem(s, shop, storefront.find_member(s, shop, "c1"), "Kaffee-Gutschein",
+                          request_key=uuid.uuid4().hex)
+    work()
+
+    # then one e-mail in their language carries the code, in both parts
+    [mail] = smtp_server.messages
+    assert mail["To"] == KUNDIN and mail["Subject"] == subject
+    text = mail.get_body(("plain",)).get_content()
+    assert "    KAFFEE-MAIL-1" in text and line in text
+    assert "KAFFEE-MAIL-1" in mail.get_body(("html",)).get_content()
+
+
+def test_erasure_keeps_the_claimed_code_claimed_without_personal_data(make_shop):
+    # given a member who redeemed the pool's first code (its e-mail not sent yet)
+    from app.models import MessageStatus, ReminderMessage
+    from app.privacy import redact_customer
+    from connectors.types import CustomerRedaction
+
+    shop_id = _shop(make_shop, "KAFFEE-1\nKAFFEE-2\n")
+    apply(shop_id, order("1", "600.00"))
+    with session_scope() as s:
+        shop = s.get(Shop, shop_id)
+        rid = redeem(s, shop, storefront.find_member(s, shop, "c1"), "Kaffee-Gutschein", source="staff").id
+
+    # when the shop asks to erase the customer
+    with session_scope() as s:
+        redact_customer(s, s.get(Shop, shop_id), CustomerRedaction(customer_id="c1", email=KUNDIN, order_ids=()))
+
+    # then the code stays claimed by that redemption (never handed to someone else), the pool
+    # counts one left, and nothing about the person is kept with it; the e-mail is not sent
+    with session_scope() as s:
+        claimed = s.scalars(select(VoucherCode).where(VoucherCode.code == "KAFFEE-1")).one()
+        assert claimed.redemption_id == rid
+        code = s.scalars(select(IssuedCode).where(IssuedCode.code == "KAFFEE-1")).one()
+        assert code.spec["customer_email"] is None
+        message = s.scalars(select(ReminderMessage).where(ReminderMessage.campaign == "voucher")).one()
+        assert message.email is None and message.status != MessageStatus.SENT
+    assert _left(shop_id) == 1
+
+
+@pytest.mark.parametrize(("_case", "codes", "redeemed", "code"), [
+    ("pool empty", "", "Gratisversand", None), ("pool stocked", "AUTO-1\n", "Kaffee-Gutschein", "AUTO-1")])
+def test_automatic_redemption_takes_a_voucher_only_from_a_stocked_pool(make_shop, _case, codes, redeemed, code):
+    # given automatic redemption, a cheap partner voucher, and free shipping
+    shop_id = make_shop("shopify")
+    _pool(shop_id, codes=codes)
+    program(shop_id, {**NO_EXTRAS, "earning": {"return_window_days": 0}, "redemption": {"auto": True}, "rewards": [
+        {"name": "Gratisversand", "points": 300, "kind": "free_shipping"}, {**KAFFEE, "points": 100}]})
+
+    # when an order brings 400 points
+    apply(shop_id, order("1", "400.00"))
+
+    # then the voucher is redeemed with its code when there is one, else free shipping: never a
+    # voucher without a code
+    with session_scope() as s:
+        assert [r.reward_name for r in s.scalars(select(Redemption))] == [redeemed]
+        assert s.scalars(select(VoucherCode.code).where(VoucherCode.redemption_id.is_not(None))).all() == (
+            [code] if code else [])
