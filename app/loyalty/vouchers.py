@@ -70,8 +70,38 @@ EXPIRY_HEADERS = frozenset({
 _GERMAN_DATE = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
 
 
+def _l(text: str) -> str:
+    """Mark a text for the admin's catalog (babel-admin.cfg extracts `_l`); the admin translates
+    it with its parameters when it shows it."""
+    return text
+
+
+# What an upload's problems say, by kind (English; the admin shows them in the staff's language).
+TEXTS = {
+    "empty_file": _l("the file is empty"),
+    "no_code_column": _l("the first row names columns but none of them is the code (call it code, voucher, "
+                         "coupon or Gutschein)"),
+    "too_many_rows": _l("more than %(max)s rows: split the file"),
+    "no_codes": _l("the file holds no codes"),
+    "columns": _l("%(count)s columns; without a header row a line holds the code and optionally its expiry"),
+    "no_code": _l("no code"),
+    "too_long": _l("the code is longer than %(max)s characters"),
+    "spaces": _l("%(code)s contains spaces or invisible characters"),
+    "bad_date": _l("%(value)s is not a date (YYYY-MM-DD or DD.MM.YYYY)"),
+    "expired": _l("%(code)s expired already (%(value)s)"),
+    "repeated": _l("%(code)s repeats line %(first)s"),
+    "ours": _l("%(code)s is already a code of this shop"),
+    "in_pool": _l("%(code)s is already in the pool %(pool)s"),
+}
+
+
 class VoucherUploadError(ValueError):
-    """The file cannot be read at all (empty, not text, no code column, too many rows)."""
+    """The file cannot be read at all (empty, no code column, too many rows, no codes);
+    `kind` and `params` name the text (TEXTS)."""
+
+    def __init__(self, kind: str, **params: Any) -> None:
+        super().__init__(TEXTS[kind] % params)
+        self.kind, self.params = kind, params
 
 
 @dataclass(frozen=True)
@@ -85,10 +115,17 @@ class CodeRow:
 
 @dataclass(frozen=True)
 class RowProblem:
-    """A row of an upload that was not stored, with its line number and why."""
+    """A row of an upload that was not stored, with its line number and why (`kind` of TEXTS,
+    with its `params`)."""
 
     line: int
-    message: str
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        """Return why, in English."""
+        return TEXTS[self.kind] % self.params
 
 
 @dataclass
@@ -171,7 +208,7 @@ def read_codes(text: str, *, timezone: str, now: datetime) -> ReadCodes:
     """
     text = text.lstrip("\ufeff")
     if not text.strip():
-        raise VoucherUploadError("the file is empty")
+        raise VoucherUploadError("empty_file")
     try:
         delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t").delimiter
     except csv.Error:
@@ -187,29 +224,27 @@ def read_codes(text: str, *, timezone: str, now: datetime) -> ReadCodes:
             if any(k in CODE_HEADERS for k in keys) or any(k in EXPIRY_HEADERS for k in keys):
                 code_col = next((i for i, k in enumerate(keys) if k in CODE_HEADERS), -1)
                 if code_col < 0:
-                    raise VoucherUploadError("the first row names columns but none of them is the code "
-                                             "(call it code, voucher, coupon or Gutschein)")
+                    raise VoucherUploadError("no_code_column")
                 expiry_col = next((i for i, k in enumerate(keys) if k in EXPIRY_HEADERS), None)
                 headerless = False
                 continue
             expiry_col = 1
         if number > MAX_ROWS + 1:
-            raise VoucherUploadError(f"more than {MAX_ROWS} rows: split the file")
+            raise VoucherUploadError("too_many_rows", max=MAX_ROWS)
         if not any(c.strip() for c in cells):
             continue
         if headerless and sum(1 for c in cells[2:] if c.strip()):
-            result.errors.append(RowProblem(number, f"{len(cells)} columns; without a header row a line holds "
-                                                    "the code and optionally its expiry"))
+            result.errors.append(RowProblem(number, "columns", {"count": len(cells)}))
             continue
         code = cells[code_col].strip() if code_col < len(cells) else ""
         if not code:
-            result.errors.append(RowProblem(number, "no code"))
+            result.errors.append(RowProblem(number, "no_code"))
             continue
         if len(code) > MAX_CODE_LENGTH:
-            result.errors.append(RowProblem(number, f"the code is longer than {MAX_CODE_LENGTH} characters"))
+            result.errors.append(RowProblem(number, "too_long", {"max": MAX_CODE_LENGTH}))
             continue
         if any(ch.isspace() or not ch.isprintable() for ch in code):
-            result.errors.append(RowProblem(number, f"{code!r} contains spaces or invisible characters"))
+            result.errors.append(RowProblem(number, "spaces", {"code": repr(code)}))
             continue
         raw_expiry = cells[expiry_col].strip() if expiry_col is not None and expiry_col < len(cells) else ""
         expires_at = None
@@ -217,18 +252,18 @@ def read_codes(text: str, *, timezone: str, now: datetime) -> ReadCodes:
             try:
                 expires_at = _expiry(raw_expiry, tz)
             except ValueError:
-                result.errors.append(RowProblem(number, f"{raw_expiry!r} is not a date (YYYY-MM-DD or DD.MM.YYYY)"))
+                result.errors.append(RowProblem(number, "bad_date", {"value": repr(raw_expiry)}))
                 continue
             if expires_at <= now:
-                result.errors.append(RowProblem(number, f"{code} expired already ({raw_expiry})"))
+                result.errors.append(RowProblem(number, "expired", {"code": code, "value": raw_expiry}))
                 continue
         if code in first_line:
-            result.repeated.append(RowProblem(number, f"{code} repeats line {first_line[code]}"))
+            result.repeated.append(RowProblem(number, "repeated", {"code": code, "first": first_line[code]}))
             continue
         first_line[code] = number
         result.rows.append(CodeRow(number, code, expires_at))
     if not result.rows and not result.errors and not result.repeated:
-        raise VoucherUploadError("the file holds no codes")
+        raise VoucherUploadError("no_codes")
     return result
 
 
@@ -282,8 +317,8 @@ def add_codes(session: Session, pool: VoucherPool, rows: Iterable[CodeRow], *, n
         where.update(session.execute(
             select(VoucherCode.code, VoucherPool.name).join(VoucherPool, VoucherPool.id == VoucherCode.pool_id)
             .where(VoucherCode.shop_id == pool.shop_id, VoucherCode.code.in_(chunk))).all())
-    skipped = [RowProblem(r.line, f"{r.code} is already a code of this shop") for r in rows if r.code in ours]
-    skipped += [RowProblem(r.line, f"{r.code} is already in the pool {where.get(r.code, '?')!r}") for r in held]
+    skipped = [RowProblem(r.line, "ours", {"code": r.code}) for r in rows if r.code in ours]
+    skipped += [RowProblem(r.line, "in_pool", {"code": r.code, "pool": repr(where.get(r.code, "?"))}) for r in held]
     logger.info("voucher codes uploaded", extra={"shop": pool.shop_id, "pool": pool.id, "added": len(inserted),
                                                  "skipped": len(skipped)})
     return UploadResult(added=len(inserted), skipped=tuple(sorted(skipped, key=lambda p: p.line)))

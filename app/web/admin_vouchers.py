@@ -38,8 +38,13 @@ def _page(shop_id: int, *, status: int = 200, errors: list[vouchers.RowProblem] 
     return render_template(
         "admin/vouchers.html", shop=shop, pools=pools, low_pools=low_pools, errors=errors or [],
         error_count=error_count, skipped=skipped or [], skipped_count=skipped_count, upload_pool=upload_pool,
-        form=form or {}, error=error, max_rows=vouchers.MAX_ROWS,
+        form=form or {}, error=error, max_rows=vouchers.MAX_ROWS, why=_why,
     ), status
+
+
+def _why(problem: vouchers.RowProblem) -> str:
+    """Say why a row was not stored, in the staff user's language."""
+    return _(vouchers.TEXTS[problem.kind], **problem.params)
 
 
 @bp.get("/shops/<int:shop_id>/vouchers")
@@ -104,7 +109,7 @@ def upload_voucher_codes(shop_id: int, pool_id: int) -> Any:
         read = vouchers.read_codes(_decoded(raw), timezone=timezone, now=utcnow())
     except vouchers.VoucherUploadError as exc:
         return _page(shop_id, status=422, upload_pool=pool_id,
-                     error=_("Nothing was imported: %(reason)s.", reason=str(exc)))
+                     error=_("Nothing was imported: %(reason)s.", reason=_(vouchers.TEXTS[exc.kind], **exc.params)))
     if read.errors:
         logger.info("voucher upload refused", extra={"shop": shop_id, "pool": pool_id, "bad_rows": len(read.errors)})
         return _page(shop_id, status=422, upload_pool=pool_id, errors=read.errors[:SHOWN_PROBLEMS],
