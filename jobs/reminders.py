@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.loyalty import codes, ledger
+from app.loyalty import codes, ledger, vouchers
 from app import config
 from app.messaging import links
 from app.db import session_scope
@@ -91,6 +91,8 @@ def _code_context(row: IssuedCode | None, language: str) -> dict[str, Any] | Non
         value_text = f"{value.normalize():f} %" if language == "de" else f"{value.normalize():f}%"
     elif kind == "fixed_amount":
         value_text = format_money(value, row.spec["currency"], language)
+    elif kind == vouchers.PURPOSE:
+        value_text = vouchers.value_text(row.spec, language)
     else:
         value_text = row.spec["title"]
     return {"code": row.code, "value_text": value_text, "expires_at": row.expires_at}

@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,6 +33,7 @@ from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import after_commit, dialect_insert, insert_row
+from app.messaging.render import format_money
 from app.models import (
     CodeStatus,
     Customer,
@@ -67,6 +69,7 @@ EXPIRY_HEADERS = frozenset({
     "valid until", "valid_until", "valid to", "gültig bis", "gueltig bis", "gültig_bis", "ablaufdatum", "ablauf",
     "verfällt", "verfallsdatum",
 })
+_END_OF_DAY = time(23, 59, 59)
 _GERMAN_DATE = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
 
 
@@ -179,8 +182,9 @@ def _key(cell: str) -> str:
 
 
 def _expiry(raw: str, tz: ZoneInfo) -> datetime:
-    """Return the moment a code given as valid until `raw` stops: a date means the end of that
-    day in the shop's time zone; a date and time without zone is the shop's time.
+    """Return the moment a code given as valid until `raw` stops: a date means the last second
+    of that day in the shop's time zone (so it is shown as that day); a date and time without
+    zone is the shop's time.
 
     Raises:
         ValueError: not a date (YYYY-MM-DD, DD.MM.YYYY, or ISO 8601 with time).
@@ -189,9 +193,9 @@ def _expiry(raw: str, tz: ZoneInfo) -> datetime:
     german = _GERMAN_DATE.match(text)
     if german:
         day = date(int(german.group(3)), int(german.group(2)), int(german.group(1)))
-        return datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+        return datetime.combine(day, _END_OF_DAY, tzinfo=tz)
     if len(text) == 10:
-        return datetime.combine(date.fromisoformat(text) + timedelta(days=1), time(0), tzinfo=tz)
+        return datetime.combine(date.fromisoformat(text), _END_OF_DAY, tzinfo=tz)
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
 
@@ -484,7 +488,11 @@ def _enqueue_send(message_id: int) -> bool:
 
 
 def value_text(spec: dict[str, Any], language: str) -> str:
-    """Return how a partner code is described to the customer: its reward's name."""
+    """Return what a partner code is worth in the customer's words: the reward's value in money
+    when the program states one ("5,00 €"), else the reward's name."""
+    value = Decimal(str(spec.get("value") or "0"))
+    if value > 0:
+        return format_money(value, str(spec.get("currency") or "EUR"), language)
     return str(spec.get("title") or "")
 
 __all__ = [

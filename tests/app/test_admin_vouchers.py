@@ -211,3 +211,31 @@ def test_support_redeems_a_partner_voucher_and_the_customer_page_shows_the_code(
     assert "partner code KAFFEE-77, e-mailed to the customer." in text
     assert "KAFFEE-77" in text.split("Redeemed Kaffee-Gutschein", 1)[1]
     assert "(sold out: the voucher pool is empty)" in text
+
+
+def test_support_re_sends_a_partner_voucher_code(smtp_server, client, session, make_shop):
+    # given a customer who redeemed a partner voucher
+    shop_id = make_shop("shopify", language="de")
+    _signed_in(client, session)
+    pool_id = _create(client, shop_id)
+    _upload(client, shop_id, pool_id, b"KAFFEE-88\n")
+    factories.program(shop_id, {**NO_EXTRAS, "earning": INSTANT, "rewards": [{**KAFFEE, "value": "5"}]})
+    factories.apply(shop_id, factories.order("1", "300.00"))
+    with session_scope() as s:
+        from app.loyalty.redemptions import redeem
+        from app.models import Shop
+
+        customer = s.scalars(select(Customer)).one()
+        customer_id = customer.id
+        redemption_id = redeem(s, s.get(Shop, shop_id), customer, "Kaffee-Gutschein", source="staff").id
+
+    # when support presses "re-send" on the customer's page
+    page = client.get(f"/admin/customers/{customer_id}").get_data(as_text=True)
+    sent = client.post(f"/admin/customers/{customer_id}/redemptions/{redemption_id}/resend",
+                       data={"csrf_token": _csrf_token(page)}, follow_redirects=True)
+
+    # then the customer gets the partner's code with what it is worth
+    assert "Code KAFFEE-88 was e-mailed to kundin@example.test." in _text(sent)
+    [mail] = smtp_server.messages
+    text = mail.get_body(("plain",)).get_content()
+    assert "    KAFFEE-88" in text and "Wert: 5,00 €" in text

@@ -69,7 +69,7 @@ def test_read_codes_with_header_expiry_and_a_repeated_code():
 
     # then two codes, the first valid to the end of 31 Dec in Berlin, and line 4 reported as a repeat
     assert [(r.line, r.code) for r in read.rows] == [(2, "KAFFEE-001"), (3, "KAFFEE-002")]
-    assert read.rows[0].expires_at == datetime(2027, 12, 31, 23, 0, tzinfo=timezone.utc)
+    assert read.rows[0].expires_at == datetime(2027, 12, 31, 22, 59, 59, tzinfo=timezone.utc)
     assert read.rows[1].expires_at is None
     assert [(p.line, p.message) for p in read.repeated] == [(4, "KAFFEE-001 repeats line 2")]
     assert read.errors == []
@@ -335,13 +335,18 @@ def test_woocommerce_plugin_api_redeems_a_partner_voucher(client, make_shop):
 # --- the e-mail, erasure, automatic redemption -----------------------------------------------------
 
 
-@pytest.mark.parametrize(("_case", "language", "subject", "line"), [
-    ("German", "de", "Ihr Code für „Kaffee-Gutschein“ bei Kaffee & Kuchen", "Prämie: Kaffee-Gutschein"),
-    ("English", "en", "Your code for “Kaffee-Gutschein” at Kaffee & Kuchen", "Reward: Kaffee-Gutschein"),
+@pytest.mark.parametrize(("_case", "language", "subject", "lines"), [
+    ("German", "de", "Ihr Code für „Kaffee-Gutschein“ bei Kaffee & Kuchen",
+     ("Prämie: Kaffee-Gutschein", "Wert: 5,00 €", "Gültig bis: 31.12.2030")),
+    ("English", "en", "Your code for “Kaffee-Gutschein” at Kaffee & Kuchen",
+     ("Reward: Kaffee-Gutschein", "Value: €5.00", "Valid until: 31 December 2030")),
 ])
-def test_the_redemption_email_carries_the_partner_code(make_shop, smtp_server, work, _case, language, subject, line):
-    # given a shop speaking the language, a pool of one code and a member with 600 points
-    shop_id = _shop(make_shop, "KAFFEE-MAIL-1\n", language=language)
+def test_the_redemption_email_carries_the_partner_code(make_shop, smtp_server, work, _case, language, subject, lines):
+    # given a shop speaking the language, a pool of one code (valid through 2030) and a member
+    # with 600 points; the voucher is worth 5 € at the partner
+    shop_id = make_shop("shopify", name="Kaffee & Kuchen", language=language)
+    _pool(shop_id, codes="code,valid until\nKAFFEE-MAIL-1,2030-12-31\n")
+    program(shop_id, {**NO_EXTRAS, "earning": {"return_window_days": 0}, "rewards": [{**KAFFEE, "value": "5"}]})
     apply(shop_id, order("1", "600.00"))
 
     # when the member redeems, and the worker runs
@@ -355,7 +360,7 @@ def test_the_redemption_email_carries_the_partner_code(make_shop, smtp_server, w
     [mail] = smtp_server.messages
     assert mail["To"] == KUNDIN and mail["Subject"] == subject
     text = mail.get_body(("plain",)).get_content()
-    assert "    KAFFEE-MAIL-1" in text and line in text
+    assert "    KAFFEE-MAIL-1" in text and all(line in text for line in lines), text
     assert "KAFFEE-MAIL-1" in mail.get_body(("html",)).get_content()
 
 
