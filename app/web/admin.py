@@ -1083,8 +1083,10 @@ def init_app(app: Flask) -> None:
 
     from app.web import admin_account, admin_ops, admin_staff  # noqa: F401  (their routes join the blueprint)
     from app.web import admin_reports  # noqa: F401  (owner reports: analytics, liability, exports)
-    from app.web import admin_vouchers  # noqa: F401  (partner voucher pools: create, upload, stock)
+    from app.web import admin_vouchers  # partner voucher pools: create, upload, stock
 
+    # Before CSRF protection reads the form: a partner's CSV may be larger than a webhook.
+    app.before_request(admin_vouchers.allow_large_upload)
     csrf.init_app(app)
     login_manager.init_app(app)
     if app.config.get("TRUSTED_PROXIES"):

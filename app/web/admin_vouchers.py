@@ -26,6 +26,16 @@ MAX_UPLOAD_BYTES = 16 * 1024 * 1024  # 200 000 codes of 64 characters with an ex
 SHOWN_PROBLEMS = 100  # rows listed on the page; the rest are counted
 
 
+def allow_large_upload() -> None:
+    """Let an upload of codes be up to MAX_UPLOAD_BYTES (other requests keep MAX_CONTENT_LENGTH).
+
+    Registered by app.web.admin.init_app as the app's first before-request function, so it runs
+    before CSRF protection reads the form.
+    """
+    if request.endpoint == "admin.upload_voucher_codes":
+        request.max_content_length = MAX_UPLOAD_BYTES
+
+
 def _page(shop_id: int, *, status: int = 200, errors: list[vouchers.RowProblem] | None = None,
           error_count: int = 0, skipped: list[vouchers.RowProblem] | None = None, skipped_count: int = 0,
           upload_pool: int | None = None, form: dict[str, str] | None = None, error: str | None = None) -> Any:
@@ -93,7 +103,6 @@ def upload_voucher_codes(shop_id: int, pool_id: int) -> Any:
     """Append a partner's CSV of codes to the pool: all readable rows or nothing (every bad row
     listed by line); codes given twice or held already are skipped and listed."""
     require_owner(shop_id)
-    request.max_content_length = MAX_UPLOAD_BYTES
     session = db.request_session()
     shop = shop_or_404(session, shop_id)
     pool = session.get(VoucherPool, pool_id)
@@ -102,7 +111,10 @@ def upload_voucher_codes(shop_id: int, pool_id: int) -> Any:
     timezone, pool_name = shop.timezone, pool.name
     session.commit()
     upload = request.files.get("file")
-    raw = upload.read() if upload is not None else b""
+    raw, filename = b"", ""
+    if upload is not None:
+        with upload.stream:  # a large file is spooled to disk: close it now
+            raw, filename = upload.read(), (upload.filename or "")[:200]
     if not raw:
         return _page(shop_id, status=422, upload_pool=pool_id, error=_("Choose a CSV file with the codes."))
     try:
@@ -122,7 +134,7 @@ def upload_voucher_codes(shop_id: int, pool_id: int) -> Any:
         result = vouchers.add_codes(write, target, read.rows)
         skipped = sorted([*read.repeated, *result.skipped], key=lambda p: p.line)
         audit(write, shop_id=shop_id, action="vouchers.upload", subject=f"voucher pool {pool_id}",
-              before=None, after={"pool": pool_name, "file": (upload.filename or "")[:200] if upload else "",
+              before=None, after={"pool": pool_name, "file": filename,
                                   "added": result.added, "skipped": len(skipped)})
     flash(_("%(added)s codes added to %(pool)s; %(skipped)s skipped (listed below).", added=result.added,
             pool=pool_name, skipped=len(skipped)) if skipped else

@@ -123,24 +123,6 @@ def test_upload_appends_and_skips_codes_the_shop_holds_already(make_shop):
         assert s.scalar(select(func.count()).select_from(VoucherCode)) == 3
 
 
-@pytest.mark.postgres_only
-def test_upload_of_100000_codes_is_one_transaction_and_counted(make_shop):
-    # given a pool and a partner file of 100 000 codes
-    shop_id = make_shop("shopify")
-    pool_id = _pool(shop_id)
-    text = "code\n" + "".join(f"ROAST-{n:06d}\n" for n in range(100_000))
-
-    # when it is read and appended
-    read = vouchers.read_codes(text, timezone="Europe/Berlin", now=utcnow())
-    with session_scope() as s:
-        result = vouchers.add_codes(s, s.get(VoucherPool, pool_id), read.rows)
-
-    # then all are there
-    assert (result.added, result.skipped) == (100_000, ())
-    with session_scope() as s:
-        assert s.scalar(select(func.count()).select_from(VoucherCode)) == 100_000
-
-
 # --- redeeming --------------------------------------------------------------------------------------
 
 
