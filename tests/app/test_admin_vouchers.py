@@ -260,3 +260,19 @@ def test_an_upload_of_100000_codes_through_the_page_is_stored_whole(client, sess
     assert answer.status_code == 200
     assert "100000 codes added to Rösterei." in _text(answer)
     assert re.search(r'<span class="pool-left">100000</span>', answer.get_data(as_text=True))
+
+
+def test_an_owner_cannot_upload_into_another_shops_pool(client, session, make_shop):
+    # given two shops, each with a pool, and an administrator (who owns both)
+    a = make_shop("shopify")
+    b = make_shop("shopify", domain="zweiter-laden.myshopify.com", secret="second-shop-secret")
+    _signed_in(client, session)
+    _create(client, a, "Pool A")
+    pool_b = _create(client, b, "Pool B")
+
+    # when a file is posted to shop A's address naming shop B's pool
+    answer = _upload(client, a, pool_b, b"X-1\n")
+
+    # then the pool is not found there, and nothing is stored
+    assert answer.status_code == 404
+    assert _codes() == []
