@@ -392,3 +392,25 @@ def test_automatic_redemption_takes_a_voucher_only_from_a_stocked_pool(make_shop
         assert [r.reward_name for r in s.scalars(select(Redemption))] == [redeemed]
         assert s.scalars(select(VoucherCode.code).where(VoucherCode.redemption_id.is_not(None))).all() == (
             [code] if code else [])
+
+
+def test_customer_page_shows_the_code_and_the_sold_out_reward(app, client, make_shop):
+    # given a member who redeemed the pool's only code
+    from app.web.customer_page import make_token
+
+    shop_id = _shop(make_shop, "KAFFEE-SEITE\n")
+    apply(shop_id, order("1", "900.00"))
+    with session_scope() as s:
+        shop = s.get(Shop, shop_id)
+        customer = storefront.find_member(s, shop, "c1")
+        customer_id = customer.id
+        redeem(s, shop, customer, "Kaffee-Gutschein", source="customer")
+
+    # when they open their page
+    with app.app_context():
+        page = client.get(f"/r/{make_token(shop_id, customer_id)}").get_data(as_text=True)
+
+    # then it shows the partner's code, and the voucher as sold out instead of a redeem button
+    assert "KAFFEE-SEITE" in page
+    assert "„Kaffee-Gutschein“ ist gerade vergriffen." in page
+    assert 'name="reward" value="Kaffee-Gutschein"' not in page
