@@ -989,3 +989,41 @@ class ConsentEvent(Base):
     source: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class VoucherPool(Base):
+    """Codes a partner gave the shop (a coffee roaster's, a travel partner's vouchers), offered as
+    a `partner_voucher` reward that names the pool. Pools are never deleted (a program version may
+    name one); uploads only append codes."""
+
+    __tablename__ = "voucher_pools"
+    __table_args__ = (UniqueConstraint("shop_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(80))  # what a reward's `pool` names
+    partner: Mapped[str | None] = mapped_column(String(120))  # who gave the codes (for the owner)
+    created_by: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class VoucherCode(Base):
+    """One partner code of a pool: unused until a redemption claims it (`redemption_id`), which it
+    keeps for good. A code is unique in its shop (so in its pool too)."""
+
+    __tablename__ = "voucher_codes"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "code"),
+        UniqueConstraint("redemption_id"),
+        # The claim and the count of codes left: a pool's unclaimed codes in upload order.
+        Index("ix_voucher_codes_pool_id_redemption_id_id", "pool_id", "redemption_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    pool_id: Mapped[int] = mapped_column(ForeignKey("voucher_pools.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the partner's own expiry, if given
+    redemption_id: Mapped[int | None] = mapped_column(ForeignKey("redemptions.id"))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -19,7 +19,10 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from app.models import ProgramVersion, Shop
+from app.models import ProgramVersion, Shop, VoucherPool
+
+# A partner_voucher reward warns in the admin when its pool has this few codes left (unless it says).
+DEFAULT_LOW_STOCK = 10
 
 
 class ProgramError(ValueError):
@@ -67,7 +70,10 @@ class Earning(_Strict):
 # "buy_x_get_y": a combination offer ("Kombination"): buy `buys_quantity` of the products or variants
 # `buys_product_ids`/`buys_variant_ids`, get `gets_quantity` of `product_id`/`variant_id` `value`
 # percent cheaper (100 or none = free).
-RewardKind = Literal["fixed_amount", "percentage", "free_shipping", "free_product", "store_credit", "buy_x_get_y"]
+# "partner_voucher": one unused code from the shop's voucher pool named by `pool` (a partner's codes,
+# uploaded in the admin); no code is made in the shop.
+RewardKind = Literal["fixed_amount", "percentage", "free_shipping", "free_product", "store_credit", "buy_x_get_y",
+                     "partner_voucher"]
 # Reward kinds only some platforms can give.
 PLATFORM_KINDS: dict[str, frozenset[str]] = {"store_credit": frozenset({"shopify"})}
 # Rewards paid in money: what a point is worth is derived from the cheapest of them.
@@ -95,6 +101,29 @@ class Reward(_Strict):
     buys_label: str | None = Field(default=None, max_length=80, validate_default=True)
     gets_quantity: int | None = Field(default=None, ge=1, le=100, validate_default=True)
     gets_label: str | None = Field(default=None, max_length=80, validate_default=True)
+    # partner_voucher only: the voucher pool's name, and how few codes left count as running low.
+    pool: str | None = Field(default=None, min_length=1, max_length=80, validate_default=True)
+    low_stock: int | None = Field(default=None, ge=0, le=1_000_000, validate_default=True)
+
+    @field_validator("pool")
+    @classmethod
+    def _pool_for_vouchers(cls, pool: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind")
+        if kind == "partner_voucher" and not (pool or "").strip():
+            raise ValueError("a partner_voucher reward names its voucher pool")
+        if kind is not None and kind != "partner_voucher" and pool is not None:
+            raise ValueError("only a partner_voucher reward names a voucher pool")
+        return pool.strip() if pool is not None else None
+
+    @field_validator("low_stock")
+    @classmethod
+    def _low_stock_for_vouchers(cls, low_stock: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("kind")
+        if kind is not None and kind != "partner_voucher" and low_stock is not None:
+            raise ValueError("only a partner_voucher reward has a low-stock threshold")
+        if kind == "partner_voucher" and low_stock is None:
+            return DEFAULT_LOW_STOCK
+        return low_stock
 
     @model_validator(mode="after")
     def _kind_needs(self) -> Reward:
@@ -104,6 +133,8 @@ class Reward(_Strict):
             raise PydanticCustomError("percentage_over_100", "value of a percentage reward is at most 100")
         if self.kind == "free_product" and not (self.product_id or self.variant_id):
             raise PydanticCustomError("product_missing", "free_product needs product_id or variant_id")
+        if self.kind == "partner_voucher" and (self.product_id or self.variant_id or self.minimum_amount is not None):
+            raise ValueError("a partner_voucher reward is the partner's code: no product or minimum amount")
         return self
 
     # --- combination offers (buy_x_get_y): each missing or stray field is named ---
@@ -542,6 +573,7 @@ def save_program(session: Session, shop: Shop, document: Any, *, created_by: str
         ProgramError: the document is invalid.
     """
     program = validate_document(document)
+    _check_voucher_pools(session, shop, program)
     version, _ = current_program(session, shop)
     row = ProgramVersion(
         shop_id=shop.id,
@@ -554,3 +586,28 @@ def save_program(session: Session, shop: Shop, document: Any, *, created_by: str
     session.flush()
     session.info.get(_PROGRAMS, {}).pop(shop.id, None)
     return row
+
+
+def _check_voucher_pools(session: Session, shop: Shop, program: Program) -> None:
+    """Refuse a program whose partner_voucher rewards name a pool the shop does not have.
+
+    A pool the owner has not created is a mistake in the document (a typo, a pool not made yet),
+    so it is an error at the field, like any other. Pools are never deleted, so a saved program
+    cannot lose its pool later; should one be missing anyway, the reward is shown as unavailable.
+
+    Raises:
+        ProgramError: naming each such reward's `pool` field.
+    """
+    named = {r.pool for r in program.rewards if r.kind == "partner_voucher" and r.pool}
+    if not named:
+        return
+    known = set(session.scalars(select(VoucherPool.name).where(VoucherPool.shop_id == shop.id,
+                                                               VoucherPool.name.in_(sorted(named)))))
+    problems = tuple(
+        (("rewards", i, "pool"), f"no voucher pool called {r.pool!r} in this shop (create it under Vouchers first)")
+        for i, r in enumerate(program.rewards)
+        if r.kind == "partner_voucher" and r.pool not in known
+    )
+    if problems:
+        message = "; ".join(f"{'.'.join(str(p) for p in loc)}: {msg}" for loc, msg in problems)
+        raise ProgramError(message, problems)

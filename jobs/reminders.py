@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.loyalty import codes, ledger
+from app.loyalty import codes, ledger, vouchers
 from app import config
 from app.messaging import consent, links
 from app.db import session_scope
@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 KIND = {"cart": "cart_reminder", "winback": "winback", "second_purchase": "second_purchase",
         "expiry": "expiry_notice", "tier_change": "tier_change", "points_earned": "points_earned",
         "doi": "doi_confirm", "bounce_back": "bounce_back"}
+KIND["voucher"] = "reward_code"  # a redeemed partner voucher's code (app.loyalty.vouchers)
 RETRY_DELAYS = (60, 300, 1800, 7200)  # seconds; a send failing this often more is marked failed
 # How long a message waits for its code to be created in the shop; after that (or when the shop
 # refused the code) it goes without it, or not at all when the code is what it is about.
@@ -92,6 +93,8 @@ def _code_context(row: IssuedCode | None, language: str) -> dict[str, Any] | Non
         value_text = f"{value.normalize():f} %" if language == "de" else f"{value.normalize():f}%"
     elif kind == "fixed_amount":
         value_text = format_money(value, row.spec["currency"], language)
+    elif kind == vouchers.PURPOSE:
+        value_text = vouchers.value_text(row.spec, language)
     else:
         value_text = row.spec["title"]
     minimum = row.spec.get("minimum_amount")
@@ -202,6 +205,8 @@ def build_context(session, message: ReminderMessage, shop: Shop, customer: Custo
                        perks=perks, upgrade=True)
     elif message.campaign == "doi":
         context["confirm_url"] = links.url(public, secret, "doi", shop.id, customer.id)
+    elif message.campaign == "voucher":
+        context["reward"] = message.context.get("reward", "")
     elif message.campaign == "points_earned":
         entry = session.get(LedgerEntry, message.context.get("entry_id"))
         order = session.get(Order, entry.order_id) if entry and entry.order_id else None

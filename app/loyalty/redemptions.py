@@ -15,7 +15,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.loyalty import codes, ledger
+from app.loyalty import codes, ledger, vouchers
 from app.db import dialect_insert
 from app.models import (
     CodeStatus,
@@ -40,10 +40,17 @@ class RedemptionError(ValueError):
     """The redemption is not allowed; the message says why in words a person understands."""
 
 
-def affordable(program: Program, customer: Customer, available: int) -> list[Reward]:
-    """Return the active rewards this customer may redeem now, cheapest first."""
+class VoucherSoldOutError(RedemptionError):
+    """A partner_voucher reward's pool has no code left: nothing is redeemed, no points taken."""
+
+
+def affordable(program: Program, customer: Customer, available: int,
+               sold_out: frozenset[str] = frozenset()) -> list[Reward]:
+    """Return the active rewards this customer may redeem now, cheapest first (`sold_out`: the
+    empty voucher pools, whose partner_voucher rewards cannot be redeemed; see vouchers.sold_out)."""
     return sorted(
-        (r for r in program.rewards if r.active and r.points <= available and _tier_allows(r, customer)),
+        (r for r in program.rewards if r.active and r.points <= available and _tier_allows(r, customer)
+         and vouchers.reward_in_stock(r, sold_out)),
         key=lambda r: (r.points, r.name),
     )
 
@@ -80,8 +87,13 @@ def redeem(
 
     The same `idempotency_key` returns the first redemption (a double click redeems once).
 
+    A partner_voucher reward claims one unused code of its pool in this transaction
+    (`vouchers.claim_code`); the redemption is then complete at once (its code exists).
+
     Raises:
         RedemptionError: banned, unknown or unaffordable reward, or not in the reward's tier.
+        VoucherSoldOutError: the reward's voucher pool has no code left. As with every
+            RedemptionError, the caller rolls back: nothing of the redemption stays.
     """
     now = now or utcnow()
     key = idempotency_key or f"{source}-{uuid.uuid4().hex}"
@@ -133,6 +145,12 @@ def redeem(
         return found
     redemption = session.get(Redemption, new_id)
     assert redemption is not None
+    claimed = None
+    if reward.kind == "partner_voucher":
+        assert reward.pool is not None
+        claimed = vouchers.claim_code(session, shop, reward.pool, redemption.id, now)
+        if claimed is None:
+            raise VoucherSoldOutError(f"{reward.name!r} is sold out: its voucher pool has no code left")
     try:
         taken = ledger.spend_oldest_first(session, customer.id, reward.points)
     except ledger.InsufficientPointsError:
@@ -151,14 +169,24 @@ def redeem(
             detail={"reward": reward.name, "source": source, "lots": [list(t) for t in taken]},
         )
     )
+    title = translations(customer_language(customer, shop)).gettext("Loyalty points: %(reward)s") % {
+        "reward": reward.name}
+    if claimed is not None:
+        code = vouchers.record_claimed_code(session, shop, customer, redemption, reward, claimed, title=reward.name,
+                                            now=now)
+        redemption.issued_code_id = code.id
+        redemption.status = RedemptionStatus.CREATED
+        session.flush()
+        logger.info("partner voucher redeemed",
+                    extra={"shop": shop.id, "customer": customer.id, "redemption": redemption.id})
+        return redemption
     code, _ = codes.record_code(
         session,
         shop,
         purpose="reward",
         source_key=str(redemption.id),
         customer_id=customer.id,
-        title=translations(customer_language(customer, shop)).gettext("Loyalty points: %(reward)s")
-        % {"reward": reward.name},
+        title=title,
         kind=reward.kind,
         value=reward.percent_off if reward.kind == "buy_x_get_y" else (
             reward.value if reward.value is not None else Decimal("0")),
@@ -260,7 +288,15 @@ def maybe_auto_redeem(session: Session, shop: Shop, customer: Customer) -> Redem
     if not program.redemption.auto or customer.banned_at is not None:
         return None
     available = ledger.balance(session, customer.id).available
-    choices = affordable(program, customer, available)
+    choices = affordable(program, customer, available, vouchers.sold_out(session, shop, program))
     if not choices:
         return None
-    return redeem(session, shop, customer, choices[0].name, source="auto", actor="auto")
+    if choices[0].kind != "partner_voucher":
+        return redeem(session, shop, customer, choices[0].name, source="auto", actor="auto")
+    # The pool may empty between the look and the claim: a savepoint keeps that refusal from
+    # undoing the order's own work in this transaction (nothing is redeemed, nothing taken).
+    try:
+        with session.begin_nested():
+            return redeem(session, shop, customer, choices[0].name, source="auto", actor="auto")
+    except VoucherSoldOutError:
+        return None

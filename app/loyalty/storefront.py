@@ -27,7 +27,7 @@ from sqlalchemy import and_, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.i18n import translations
-from app.loyalty import decide, earning, explain, ledger, redemptions, tiers
+from app.loyalty import decide, earning, explain, ledger, redemptions, tiers, vouchers
 from app.loyalty.referrals import referral_code_row, referral_link
 from app.messaging.render import customer_language, format_money, format_number, spoken_language, worth_text
 from app.models import (
@@ -60,7 +60,7 @@ PLATFORM_KINDS = program_platform_kinds
 class StorefrontError(ValueError):
     """A storefront request that cannot be done; `message` says why in the customer's language,
     `reason` in a word a script can test ("unknown_reward", "not_enough_points", "banned",
-    "tier", "bad_request_key", "currency", "not_a_member")."""
+    "tier", "bad_request_key", "currency", "not_a_member", "sold_out")."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -126,6 +126,8 @@ class RewardView:
     missing: int  # points still needed (0 when affordable)
     # What a combination offer gives, in the customer's words ("Kaufe 2 × X, erhalte Y gratis").
     description: str | None = None
+    # False: a partner voucher whose pool has no code left; it cannot be redeemed (not affordable).
+    in_stock: bool = True
 
 
 @dataclass(frozen=True)
@@ -359,9 +361,12 @@ def _offered(shop: Shop, program: Program) -> list[Reward]:
     )
 
 
-def _reward_view(shop: Shop, reward: Reward, available: int | None, language: str | None = None) -> RewardView:
+def _reward_view(shop: Shop, reward: Reward, available: int | None, language: str | None = None,
+                 empty: frozenset[str] = frozenset()) -> RewardView:
+    """`empty`: the shop's empty voucher pools (`vouchers.sold_out`)."""
     money_kinds = ("fixed_amount", "store_credit")
-    can = available is not None and reward.points <= available
+    in_stock = vouchers.reward_in_stock(reward, empty)
+    can = available is not None and reward.points <= available and in_stock
     return RewardView(
         id=reward_id(reward),
         name=reward.name,
@@ -370,8 +375,9 @@ def _reward_view(shop: Shop, reward: Reward, available: int | None, language: st
         amount=Money(reward.value, shop.currency) if reward.kind in money_kinds and reward.value else None,
         percent=reward.value if reward.kind == "percentage" else None,
         affordable=can,
-        missing=0 if can or available is None else reward.points - available,
+        missing=0 if available is None else max(reward.points - available, 0),
         description=combination_text(reward, language) if reward.kind == "buy_x_get_y" else None,
+        in_stock=in_stock,
     )
 
 
@@ -449,7 +455,7 @@ def _tier_levels(shop: Shop, program: Program) -> tuple[TierLevel, ...]:
     )
 
 
-def _program_view(shop: Shop, program: Program, language: str) -> ProgramView:
+def _program_view(shop: Shop, program: Program, language: str, empty: frozenset[str] = frozenset()) -> ProgramView:
     t = translations(language)
     rate = program.earning.points_per_unit
     earn_text = t.gettext("%(points)s points per %(amount)s spent") % {
@@ -467,7 +473,7 @@ def _program_view(shop: Shop, program: Program, language: str) -> ProgramView:
         return_window_days=program.earning.return_window_days,
         signup_bonus=program.earning.signup_bonus,
         first_order_bonus=program.earning.first_order_bonus,
-        rewards=tuple(_reward_view(shop, r, None, language) for r in _offered(shop, program) if not r.tiers),
+        rewards=tuple(_reward_view(shop, r, None, language, empty) for r in _offered(shop, program) if not r.tiers),
         tiers=_tier_levels(shop, program),
         tier_metric=program.tiers.metric,
         referral_friend_discount_percent=referral.friend_discount_percent if referral.enabled else None,
@@ -478,7 +484,7 @@ def _program_view(shop: Shop, program: Program, language: str) -> ProgramView:
 def program_view(session: Session, shop: Shop, *, locale: str | None = None) -> ProgramView:
     """Return what the shop's program offers, for a visitor who is not logged in."""
     program = _program(session, shop)
-    return _program_view(shop, program, language_for(shop, None, locale))
+    return _program_view(shop, program, language_for(shop, None, locale), vouchers.sold_out(session, shop, program))
 
 
 # --- a member ----------------------------------------------------------------------------------
@@ -641,7 +647,8 @@ def member_view(session: Session, shop: Shop, customer: Customer, *, locale: str
     program = _program(session, shop)
     balance = _balance(session, customer)
     banned = customer.banned_at is not None
-    open_rewards = [_reward_view(shop, r, balance.available, language)
+    empty = vouchers.sold_out(session, shop, program, now)
+    open_rewards = [_reward_view(shop, r, balance.available, language, empty)
                     for r in _open_rewards(shop, program, customer)]
     affordable = tuple(r for r in open_rewards if r.affordable) if not banned else ()
     return MemberView(
@@ -654,12 +661,12 @@ def member_view(session: Session, shop: Shop, customer: Customer, *, locale: str
         tier=_tier_view(session, shop, program, customer, now),
         rewards=tuple(open_rewards),
         affordable=affordable,
-        next_reward=next((r for r in open_rewards if not r.affordable), None),
+        next_reward=next((r for r in open_rewards if r.missing > 0), None),
         codes=_codes(session, shop, customer, now, language),
         history=_history(session, customer, language),
         referral=referral_view(session, shop, customer, program, public_url),
         point_value=point_value(shop, program, language),
-        program=_program_view(shop, program, language),
+        program=_program_view(shop, program, language, empty),
         **_available_value(shop, program, balance.available, language),
     )
 
@@ -686,7 +693,9 @@ def balance_summary(session: Session, shop: Shop, customer: Customer | None, *,
         rewards = _open_rewards(shop, program, customer)
         tier = customer.tier
     banned = customer is not None and customer.banned_at is not None
-    affordable = [] if banned else [r for r in rewards if r.points <= balance.available]
+    empty = vouchers.sold_out(session, shop, program)
+    affordable = [] if banned else [r for r in rewards if r.points <= balance.available
+                                    and vouchers.reward_in_stock(r, empty)]
     nxt = next((r for r in rewards if r.points > balance.available), None)
     return BalanceSummary(
         language=language,
@@ -694,7 +703,7 @@ def balance_summary(session: Session, shop: Shop, customer: Customer | None, *,
         pending=balance.pending,
         next_available_at=balance.next_available_at,
         tier=tier,
-        next_reward=_reward_view(shop, nxt, balance.available, language) if nxt is not None else None,
+        next_reward=_reward_view(shop, nxt, balance.available, language, empty) if nxt is not None else None,
         affordable_count=len(affordable),
         point_value=point_value(shop, program, language),
         **_available_value(shop, program, balance.available, language),
@@ -752,14 +761,16 @@ def launcher(session: Session, shop: Shop, platform_customer_id: str, *, locale:
     rewards = [r for r in _offered(shop, program) if not r.tiers or row.tier in r.tiers]
     nxt = next((r for r in rewards if r.points > available), None)
     banned = row.banned_at is not None
+    empty = vouchers.sold_out(session, shop, program)
     return Launcher(True, language, BalanceSummary(
         language=language,
         available=available,
         pending=pending,
         next_available_at=row.next_available_at if pending else None,
         tier=row.tier,
-        next_reward=_reward_view(shop, nxt, available, language) if nxt is not None else None,
-        affordable_count=0 if banned else sum(1 for r in rewards if r.points <= available),
+        next_reward=_reward_view(shop, nxt, available, language, empty) if nxt is not None else None,
+        affordable_count=0 if banned else sum(1 for r in rewards if r.points <= available
+                                              and vouchers.reward_in_stock(r, empty)),
         point_value=point_value(shop, program, language),
         **_available_value(shop, program, available, language),
     ))
@@ -849,13 +860,17 @@ def cart_points(session: Session, shop: Shop, customer: Customer | None, subtota
 # --- redeeming ---------------------------------------------------------------------------------
 
 
-def why_refused(program: Program, customer: Customer, reward: Reward | None, available: int, language: str) -> str:
-    """Say in the customer's language why a redemption was refused (the customer page, too)."""
+def why_refused(program: Program, customer: Customer, reward: Reward | None, available: int, language: str,
+                *, in_stock: bool = True) -> str:
+    """Say in the customer's language why a redemption was refused (the customer page, too).
+    `in_stock=False`: the reward's voucher pool has no code left."""
     t = translations(language)
     if customer.banned_at is not None:
         return t.gettext("Your account cannot redeem rewards at the moment. Please contact the shop.")
     if reward is None or not reward.active:
         return t.gettext("This reward is not available any more.")
+    if not in_stock:
+        return t.gettext("“%(reward)s” is sold out at the moment. No points were taken.") % {"reward": reward.name}
     if reward.tiers and customer.tier not in reward.tiers:
         return t.gettext("“%(reward)s” is only for the tiers %(tiers)s.") % {
             "reward": reward.name, "tiers": ", ".join(reward.tiers)}
@@ -932,13 +947,14 @@ def redeem(session: Session, shop: Shop, customer: Customer, reward_key: str, *,
             raise redemptions.RedemptionError("unknown reward")
         redemption = redemptions.redeem(session, shop, customer, reward.name, source="storefront",
                                         idempotency_key=key)
-    except redemptions.RedemptionError:
+    except redemptions.RedemptionError as exc:
         # Nothing of this request may stay (a refused spend can follow the redemption's insert).
         session.rollback()
         available = ledger.balance(session, customer.id).available
+        sold_out = isinstance(exc, redemptions.VoucherSoldOutError)
         raise StorefrontError(
-            _refusal_reason(customer, reward, available),
-            why_refused(program, customer, reward, available, language),
+            "sold_out" if sold_out and customer.banned_at is None else _refusal_reason(customer, reward, available),
+            why_refused(program, customer, reward, available, language, in_stock=not sold_out),
         ) from None
     return _result(session, shop, customer, redemption, repeated=False)
 

@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 MARKETING = {"cart": True, "winback": True, "second_purchase": True, "tier_change": True,
              "expiry": False, "points_earned": False, "doi": False, "bounce_back": True}
+MARKETING["voucher"] = False  # a redeemed partner voucher's code (app.loyalty.vouchers), sent at once
 BATCH = 1000
 STALE_CLAIM = timedelta(minutes=10)
 
@@ -535,7 +536,8 @@ def decide(session: Session, message: ReminderMessage, customer: Customer | None
         cap = cap_until(session, customer.id, now, sending)
         if cap is not None:
             return Decision("defer", "cap", cap)
-    quiet = quiet_until(now, shop.timezone, sending)
+    # The e-mail answering the customer's own redemption (a partner voucher's code) is not held back.
+    quiet = quiet_until(now, shop.timezone, sending) if message.campaign != "voucher" else None
     if quiet is not None:
         return Decision("defer", "quiet_hours", quiet)
     return Decision("send")

@@ -48,7 +48,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.messaging import consent, render as emails, links
 from app import db
-from app.loyalty import explain, ledger, metrics, support, tier_tags
+from app.loyalty import explain, ledger, metrics, support, tier_tags, vouchers
 from app.web.access import audit, can_see, current_access, login_manager, only_visible, require_owner, shop_or_404
 from app.web.customer_page import customer_link
 from app.web import program_errors, program_form
@@ -104,6 +104,7 @@ PURPOSE_TEXTS = {
     "tier_discount": _l("tier discount"),
     "tier_shipping": _l("tier free shipping"), "cart": _l("cart reminder"), "winback": _l("win-back"),
 }
+PURPOSE_TEXTS["partner_voucher"] = _l("partner voucher")  # a partner's code from a voucher pool
 CODE_STATE_TEXTS = {"created": _l("usable"), "pending": _l("being created"), "failed": _l("failed"),
                     # a bounce-back code (app.loyalty.explain.code_state)
                     "used": _l("used"), "withdrawing": _l("being taken back"), "withdrawn": _l("taken back")}
@@ -468,9 +469,11 @@ def customer(customer_id: int) -> Any:
     report = explain.customer_report(session, row, public_url=current_app.config["PUBLIC_URL"], language=language)
     version, program = current_program(session, shop)
     now = utcnow()
-    can_afford = {r.name for r in affordable(program, row, report["available"])}
+    empty = vouchers.sold_out(session, shop, program, now)
+    can_afford = {r.name for r in affordable(program, row, report["available"], empty)}
     rewards = [
-        {"name": r.name, "points": r.points, "tiers": r.tiers, "affordable": r.name in can_afford}
+        {"name": r.name, "points": r.points, "tiers": r.tiers, "affordable": r.name in can_afford,
+         "sold_out": not vouchers.reward_in_stock(r, empty)}
         for r in program.rewards
         if r.active
     ]
@@ -593,6 +596,9 @@ def redeem_reward(customer_id: int) -> Any:
             if redemption.customer_id != row.id:
                 raise _ActionRefusedError(_("That form belongs to another customer. Reload the page."))
             redemption_id, reward, points = redemption.id, redemption.reward_name, redemption.points
+            voucher_code = None
+            if redemption.reward.get("kind") == "partner_voucher" and redemption.issued_code_id is not None:
+                voucher_code = session.get(IssuedCode, redemption.issued_code_id).code
             audit(session, shop_id=shop.id, action="customer.redeem", subject=f"customer {row.id}",
                   before=state, after={**_customer_state(session, row), "reward": reward, "points": points,
                                        "redemption": redemption_id})
@@ -603,6 +609,10 @@ def redeem_reward(customer_id: int) -> Any:
         "staff redeemed a reward",
         extra={"customer": customer_id, "redemption": redemption_id, "staff": current_user.staff_id},
     )
+    if voucher_code is not None:
+        flash(_("Redeemed %(reward)s for %(points)s points (redemption %(id)s): partner code %(code)s, e-mailed "
+                "to the customer.", reward=reward, points=points, id=redemption_id, code=voucher_code), "success")
+        return _back_to(customer_id)
     flash(
         _("Redeemed %(reward)s for %(points)s points (redemption %(id)s); the code is being created.",
           reward=reward, points=points, id=redemption_id),
@@ -712,6 +722,8 @@ def _value_text(spec: dict[str, Any], language: str) -> str:
         return emails.format_money(Decimal(spec["value"]), spec["currency"], language)
     if kind == "free_shipping":
         return "Versandkostenfrei" if german else "Free shipping"
+    if kind == vouchers.PURPOSE:
+        return vouchers.value_text(spec, language)
     return "Gratisartikel" if german else "Free item"
 
 
@@ -881,8 +893,10 @@ def shop_dashboard(shop_id: int) -> Any:
     session = db.request_session()
     row = _shop_or_404(session, shop_id)
     figures = metrics.program_metrics(session, row.id, since=since)
+    low_pools = vouchers.warnings(session, row, current_program(session, row)[1])
     session.commit()
-    return render_template("admin/shop.html", shop=row, m=figures, period=period, periods=PERIODS)
+    return render_template("admin/shop.html", shop=row, m=figures, period=period, periods=PERIODS,
+                           low_pools=low_pools)
 
 
 def _preview(shop: Shop, kind: str, language: str) -> emails.Rendered:
@@ -1130,7 +1144,10 @@ def init_app(app: Flask) -> None:
 
     from app.web import admin_account, admin_ops, admin_staff  # noqa: F401  (their routes join the blueprint)
     from app.web import admin_reports  # noqa: F401  (owner reports: analytics, liability, exports)
+    from app.web import admin_vouchers  # partner voucher pools: create, upload, stock
 
+    # Before CSRF protection reads the form: a partner's CSV may be larger than a webhook.
+    app.before_request(admin_vouchers.allow_large_upload)
     csrf.init_app(app)
     login_manager.init_app(app)
     if app.config.get("TRUSTED_PROXIES"):

@@ -33,7 +33,7 @@ from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from app import db
-from app.loyalty import explain, ledger, storefront
+from app.loyalty import explain, ledger, storefront, vouchers
 from app.messaging.render import customer_language
 from app.models import Customer, Shop, ShopStatus
 from app.program import Program, current_program
@@ -195,12 +195,16 @@ def page(token: str) -> Any:
     balance = ledger.balance(session, customer.id)
     _, program = current_program(session, shop)
     banned = customer.banned_at is not None
+    empty = vouchers.sold_out(session, shop, program)
     # One idempotency key per form: a double click on one button redeems once.
     offers = [] if banned else [
         _Offer(name=r.name, points=r.points, key=uuid.uuid4().hex,
                description=storefront.combination_text(r, g.customer_page_language) if r.kind == "buy_x_get_y" else None)
-        for r in affordable(program, customer, balance.available)
+        for r in affordable(program, customer, balance.available, empty)
     ]
+    # Partner vouchers they could pay for, whose pool has no code left: shown, not offered.
+    sold_out = [] if banned else [r.name for r in affordable(program, customer, balance.available)
+                                  if not vouchers.reward_in_stock(r, empty)]
     # The cheapest reward open to their tier, however many points they have.
     cheapest = min((r.points for r in affordable(program, customer, MAX_REWARD_POINTS)), default=None)
     history = [_dated(row) for row in redemptions_of(session, customer)]
@@ -212,6 +216,7 @@ def page(token: str) -> Any:
         "tier_until": customer.tier_period_ends_at,
         "banned": banned,
         "offers": offers,
+        "sold_out": sold_out,
         "next_points": cheapest if not offers and not banned and cheapest is not None else None,
         "history": history,
         "bounce_back": _bounce_back(session, shop, customer, program),
@@ -326,11 +331,13 @@ def _why_not(token: str, reward_name: str) -> str:
         _, program = current_program(session, shop)
         reward = program.reward(reward_name) if reward_name else None
         available = ledger.balance(session, customer.id).available
+        in_stock = reward is None or vouchers.reward_in_stock(reward, vouchers.sold_out(session, shop, program))
     except InvalidLinkError:  # expired in the meantime: the page will say so
         return gettext("The reward could not be redeemed. Please try again.")
     finally:
         session.commit()
-    return storefront.why_refused(program, customer, reward, available, g.customer_page_language)
+    return storefront.why_refused(program, customer, reward, available, g.customer_page_language,
+                                  in_stock=in_stock)
 
 
 def _invalid_link(session: Session, exc: InvalidLinkError) -> Any:

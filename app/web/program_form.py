@@ -88,6 +88,7 @@ ROWS: dict[str, dict[str, Kind]] = {
         # combination offers (buy_x_get_y)
         "buys_product_ids": "list", "buys_variant_ids": "list", "buys_quantity": "optional", "buys_label": "optional",
         "gets_quantity": "optional", "gets_label": "optional",
+        "pool": "optional", "low_stock": "optional",  # partner_voucher: the voucher pool and its warning level
     },
     "tiers.levels": {
         "name": "value", "threshold": "number", "multiplier": "number", "member_discount_percent": "number",

@@ -62,6 +62,7 @@ class Shops:
     delivery_b: int
     data_request_b: int
     owner_b: int
+    voucher_pool_b: int = 0
 
 
 def _staff(email: str, grants: dict[int, tuple[StaffRole, int]]) -> int:
@@ -95,7 +96,11 @@ def _two_shops(make_shop, post_webhook) -> Shops:  # type: ignore[no-untyped-def
         s.flush()
         ids = (customer_a.id, customer_b.id, redemption.id, delivery_b, request.id)
     owner_b = _staff(OWNER_B, {b: (StaffRole.OWNER, 0)})
-    return Shops(a, b, *ids, owner_b=owner_b)
+    with session_scope() as s:
+        from app.loyalty.vouchers import create_pool
+
+        pool_b = create_pool(s, s.get(Shop, b), "Partner B", partner=None, created_by="test").id
+    return Shops(a, b, *ids, owner_b=owner_b, voucher_pool_b=pool_b)
 
 
 def _as(client, email: str) -> str:  # type: ignore[no-untyped-def]
@@ -126,6 +131,7 @@ def _values(rule, shops: Shops, *, of_b: bool) -> dict[str, object]:  # type: ig
         "staff_id": shops.owner_b,
         "version": 1,
         "kind": "winback",
+        "pool_id": shops.voucher_pool_b,
     }
     missing = set(rule.arguments) - set(known)
     assert not missing, f"{rule.rule}: teach this test which object of shop B to use for {missing}"

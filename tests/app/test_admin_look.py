@@ -46,7 +46,8 @@ def test_every_admin_text_has_a_german_translation():
     # given the admin's texts (found as babel-admin.cfg says, with the lazy `_l` too) and its German catalog
     method_map = [("app/web/admin.py", "python"), ("app/web/admin_account.py", "python"),
                   ("app/web/admin_staff.py", "python"), ("app/web/admin_reports.py", "python"),
-                  ("app/web/program_errors.py", "python"), ("app/templates/admin/**.html", "jinja2")]
+                  ("app/web/program_errors.py", "python"), ("app/templates/admin/**.html", "jinja2"),
+                  ("app/web/admin_vouchers.py", "python"), ("app/loyalty/vouchers.py", "python")]
     keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "_l": None, "lazy_gettext": None}
     found = {msg[2] if isinstance(msg[2], str) else msg[2][0]
              for msg in extract_from_dir(str(ROOT), method_map, keywords=keywords)}
