@@ -32,6 +32,7 @@ PREFIXES = {
     "tier_shipping": "VERSAND",
     "cart": "KORB",
     "winback": "ZURUECK",
+    "referral_step": "DANKE",  # a referral step's lasting member code (app.loyalty.referrals)
 }
 
 

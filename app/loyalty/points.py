@@ -205,6 +205,8 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
             logger.log(logging.DEBUG if plan.skipped == "history" else logging.INFO, "order earns nothing",
                        extra={"shop": shop.id, "order_id": order.id, "why": plan.skipped})
         write_plan(session, shop.id, customer.id, order.id, delivery_id, plan, now)
+        # A friend's order refunded or cancelled after its referral was rewarded reverses it.
+        referrals.reverse_for_order(session, shop, order, now)
         if plan.award is not None and history is None:
             after_payment(session, shop, customer, order, program, version, plan.award, facts=facts,
                           new_customer=new_customer)
