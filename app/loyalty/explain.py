@@ -141,6 +141,7 @@ def customer_report(session: Session, customer: Customer, shop: Shop | None = No
         "referral_link": (
             referral_link(shop, customer.referral_code, public_url) if shop and referral_usable else None
         ),
+        "referrals": _referral_progress(session, shop, customer),
         "shortfall": sum(e.shortfall for e in entries),
         "lots": [
             {
@@ -173,6 +174,31 @@ def customer_report(session: Session, customer: Customer, shop: Shop | None = No
             }
             for e in entries
         ],
+    }
+
+
+def _referral_progress(session: Session, shop: Shop | None, customer: Customer) -> dict[str, Any] | None:
+    """Return the member's rewarded referrals (places held), those waiting for their window,
+    and the next referral step with how many more rewarded friends it needs; None when the shop
+    is unknown or its referrals are off."""
+    from app.loyalty.referrals import progress
+    from app.program import current_program
+
+    if shop is None:
+        return None
+    _, program = current_program(session, shop)
+    if not program.referral.enabled:
+        return None
+    now = progress(session, customer, program)
+    step = now.next_step
+    return {
+        "rewarded": now.rewarded,
+        "pending": now.pending,
+        "next_step": None if step is None else {
+            "count": step.count, "to_go": now.to_go, "points": step.points,
+            "member_discount_percent": (f"{step.member_discount_percent.normalize():f}"
+                                        if step.member_discount_percent is not None else None),
+        },
     }
 
 

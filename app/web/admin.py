@@ -102,6 +102,7 @@ PURPOSE_TEXTS = {
     "reward": _l("reward"), "second_purchase": _l("second purchase"), "referral": _l("referral"),
     "tier_discount": _l("tier discount"),
     "tier_shipping": _l("tier free shipping"), "cart": _l("cart reminder"), "winback": _l("win-back"),
+    "referral_step": _l("referral step"),
 }
 CODE_STATE_TEXTS = {"created": _l("usable"), "pending": _l("being created"), "failed": _l("failed")}
 
