@@ -31,7 +31,7 @@ from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from app import db
-from app.loyalty import ledger, referrals, storefront
+from app.loyalty import ledger, storefront
 from app.messaging.render import customer_language
 from app.models import Customer, Shop, ShopStatus
 from app.program import Program, current_program
@@ -224,8 +224,7 @@ def _referral(session: Session, shop: Shop, customer: Customer, program: Program
     if view is None:
         return None
     percent = f"{view.friend_discount_percent.normalize():f}"
-    now = referrals.progress(session, customer, program)
-    step = now.next_step
+    step = view.next_step
     step_percent = f"{step.member_discount_percent.normalize():f}" if step and step.member_discount_percent else None
     return {
         "status": view.status,
@@ -233,9 +232,9 @@ def _referral(session: Session, shop: Shop, customer: Customer, program: Program
         "discount": f"{percent} %" if g.customer_page_language == "de" else f"{percent}%",
         "points": view.referrer_points,
         # Rewards that grow: friends rewarded so far and the next step (None without steps left).
-        "rewarded": now.rewarded,
+        "rewarded": view.rewarded,
         "next_step": None if step is None else {
-            "count": step.count, "to_go": now.to_go, "points": step.points,
+            "count": step.count, "to_go": step.to_go, "points": step.points,
             "percent": None if step_percent is None else (
                 f"{step_percent} %" if g.customer_page_language == "de" else f"{step_percent}%"),
         },

@@ -34,14 +34,15 @@ def _text(page: str) -> str:
     return html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)))
 
 
-def _anna_with_one_rewarded_friend(make_shop, language: str = "de") -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _anna_with_one_rewarded_friend(make_shop, language: str = "de", platform: str = "shopify",  # type: ignore[no-untyped-def]
+                                   anna_id: str = "anna", **shop: object) -> tuple[int, int]:
     """Anna (referral code in the shop) with one rewarded friend and one in its window."""
     from app.loyalty import referrals
 
-    shop = make_shop("shopify", language=language)
+    shop = make_shop(platform, language=language, **shop)
     program(shop, {"second_purchase": {"enabled": False}, "earning": {"return_window_days": 14},
                    "referral": {"referrer_points": 100, "steps": STEPS}})
-    apply(shop, order("100", "50.00", email=ANNA, customer_id="anna", paid_at=T0 - timedelta(days=30)))
+    apply(shop, order("100", "50.00", email=ANNA, customer_id=anna_id, paid_at=T0 - timedelta(days=30)))
     with session_scope() as s:
         row = s.scalars(select(IssuedCode).where(IssuedCode.purpose == "referral")).one()
         row.status, code, anna = CodeStatus.CREATED, row.code, row.customer_id
@@ -179,3 +180,39 @@ def test_a_form_with_the_referral_steps_rows_round_trips():
     # then both steps are there, the decimal comma read as a point
     assert validate_document(posted.document).referral.steps[1].member_discount_percent == validate_document(
         {"referral": {"steps": [{"count": 4, "member_discount_percent": "7.5"}]}}).referral.steps[0].member_discount_percent
+
+
+def test_shopify_loyalty_page_shows_friends_rewarded_and_the_next_step(app, client, make_shop):
+    # given Anna of a Shopify shop of the app, with one rewarded friend and one in its window
+    from tests.app.test_proxy import APP_SECRET, signed
+
+    app.config["SHOPIFY_API_SECRET"] = APP_SECRET
+    _anna_with_one_rewarded_friend(make_shop, "de", secret="")
+
+    # when she opens the shop's loyalty page (the app proxy)
+    page = client.get(signed("/", "anna")).get_data(as_text=True)
+
+    # then it says how many friends brought a reward and what the next step needs
+    progress = re.search(r'<p id="sk-referral-progress">(.*?)</p>', page, re.S)
+    assert progress and " ".join(_text(progress.group(1)).split()) == (
+        "Bisher hat Ihnen 1 geworbene Person eine Empfehlungsprämie gebracht. Ihre nächste Stufe: Mit 2 weiteren "
+        "geworbenen Personen erhalten Sie einen dauerhaften Mitgliederrabatt von 5 %.")
+
+
+def test_woocommerce_plugin_gets_friends_rewarded_and_the_next_step(client, make_shop):
+    # given Anna of a WooCommerce store with the plugin, one rewarded friend and one in its window
+    from app import woo_plugin
+    from app.models import Shop
+    from tests.app.test_plugin_api import CREDENTIALS, _call
+    from tests.conftest import TEST_ENCRYPTION_KEY
+
+    shop_id, _ = _anna_with_one_rewarded_friend(make_shop, "de", "woocommerce", "77", credentials=CREDENTIALS)
+    with session_scope() as s:
+        secret = woo_plugin.new_plugin_secret(s.get(Shop, shop_id), TEST_ENCRYPTION_KEY)
+
+    # when the plugin asks for her member view
+    member = _call(client, shop_id, secret, "GET", "/customers/77?lang=de").get_json()
+
+    # then it carries the count and the next step (the 3rd friend: a lasting 5 % code, 2 to go)
+    assert (member["referral"]["rewarded"], member["referral"]["next_step"]) == (
+        1, {"count": 3, "to_go": 2, "points": None, "member_discount_percent": "5"})
