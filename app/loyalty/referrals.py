@@ -272,7 +272,6 @@ def settle(session: Session, referral_id: int, now: datetime | None = None) -> R
     step = program.referral.step(place)
     if step is not None:
         _give_step(session, shop, referrer, referral, order, step, version, now)
-    referral.status = ReferralStatus.REWARDED
     return referral
 
 
@@ -283,11 +282,15 @@ _PLACE_TRIES = 5
 
 
 def _take_place(session: Session, referral: Referral) -> int:
-    """Give `referral` the lowest place its member has free and return it.
+    """Mark `referral` rewarded in the lowest place its member has free, and return the place.
 
     The caller holds the member's lock, so settlements of one member run one after another; the
     unique index on (referrer, place) is what guarantees it, whatever the caller: a place written
     meanwhile makes the UPDATE fail in its savepoint, and the next free place is taken.
+
+    Status and place go in one UPDATE, the referral's only one in the transaction: PostgreSQL
+    checks the foreign keys of a row updated a second time in the transaction that wrote it,
+    which would wait for the friend's order and customer, held by a refund being applied.
 
     Raises:
         IntegrityError: no free place could be written in `_PLACE_TRIES` attempts.
@@ -299,7 +302,7 @@ def _take_place(session: Session, referral: Referral) -> int:
         place = next(n for n in range(1, len(held) + 2) if n not in held)
         try:
             with session.begin_nested():
-                referral.place = place
+                referral.place, referral.status = place, ReferralStatus.REWARDED
                 session.flush()
         except IntegrityError:
             session.expire_all()
@@ -371,19 +374,22 @@ def reverse_for_order(session: Session, shop: Shop, order: Order, now: datetime 
     referral is reversed once, and every entry it writes has its natural key.
 
     Call it after an order change was written; it reads only when the order is refunded or
-    cancelled. Pending referrals are left to `settle`, which rejects them.
+    cancelled. Pending referrals are left to `settle`, which rejects them (it reads the order's
+    refunds under the member's lock, which this takes too).
     """
     if order.customer_id is None or (decide.still_counts(order) and not order.refunds):
         return None
     found = session.scalars(_REFERRAL_OF_FRIEND, {"shop_id": shop.id, "friend_id": order.customer_id}).first()
-    if found is None or found.order_id != order.id or found.status != ReferralStatus.REWARDED:
+    if found is None or found.order_id != order.id or found.status == ReferralStatus.REJECTED:
         return None
     now = now or utcnow()
-    ledger.lock_customer(session, found.referrer_id)  # the same lock as `settle`: one decides first
+    # The same lock as `settle`, taken even for a pending referral: a settlement running now
+    # either sees this refund (and rejects), or has committed its reward before we read it here.
+    ledger.lock_customer(session, found.referrer_id)
     session.refresh(found)
     if found.status != ReferralStatus.REWARDED:
         return None
-    why = "cancelled" if not decide.still_counts(order) and not order.refunds else "refunded"
+    why = "refunded" if order.refunds else ("deleted" if order.deleted_at is not None else "cancelled")
     _take_back(session, shop, found, "referral", "referral_reversed", order, why)
     _take_back(session, shop, found, "referral_step", "referral_step_reversed", order, why)
     step_entry = ledger.find_entry(session, shop.id, "referral", str(found.id), "referral_step_code")

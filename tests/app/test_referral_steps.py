@@ -329,3 +329,32 @@ def test_step_code_is_not_made_for_a_member_the_shop_cannot_restrict_it_to(make_
     assert _step_codes() == []
     [(_, _, why)] = _entries(shop, "referral_step_code")
     assert "none: the shop cannot restrict a code to this member" in why
+
+
+def test_a_refund_racing_the_settlement_leaves_no_reward(make_shop):
+    # given a friend's order with Anna's code, past its window (the 1st step: 500 points)
+    shop = make_shop("shopify")
+    code = _member_with_code(shop)
+    apply(shop, _friend_order(code, 1))
+    barrier = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def run(action) -> None:  # type: ignore[no-untyped-def]
+        try:
+            barrier.wait()
+            action()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+
+    # when the refund of the friend's order and the settlement happen at the same moment
+    threads = [threading.Thread(target=run, args=(lambda: _settle_all(WINDOW_OVER),)),
+               threading.Thread(target=run, args=(lambda: apply(shop, _refunded(code, 1, WINDOW_OVER)),))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    # then whichever came first, Anna keeps nothing of it and the friend holds no place
+    assert failures == []
+    assert report(shop, ANNA)["available"] == 50
+    assert _places()["friend1"] == ("rejected", None, "refunded")
