@@ -328,7 +328,8 @@ def step_code(shop: Shop, customer: Any, referral_id: int, place: int, percent: 
     return dict(
         purpose=STEP_PURPOSE, source_key=str(referral_id), customer_id=customer.id,
         platform_customer_id=customer.platform_id, customer_email=customer.email,
-        title=texts.gettext("Thank you for %(count)s friends: %(percent)s %% member discount")
+        title=texts.ngettext("Thank you for %(count)s friend: %(percent)s %% member discount",
+                             "Thank you for %(count)s friends: %(percent)s %% member discount", place)
         % {"count": place, "percent": f"{percent.normalize():f}"},
         kind="percentage", value=percent, valid_days=None, ends_at=None, usage_limit=None,
         once_per_customer=False,

@@ -104,6 +104,7 @@ def test_steps_reward_the_nth_rewarded_referral_on_top_of_the_flat_reward(make_s
     spec = step_code.spec
     assert (spec["kind"], spec["value"], spec["ends_at"], spec["usage_limit"], spec["once_per_customer"],
             spec["customer_id"], spec["customer_email"]) == ("percentage", "5", None, None, False, "anna", ANNA)
+    assert spec["title"] == "Danke für 3 Empfehlungen: 5 % Mitgliederrabatt"  # the shop's language
 
 
 def test_settling_again_rewards_nothing_twice(make_shop):
