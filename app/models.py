@@ -811,7 +811,7 @@ class Redemption(Base):
 class ReferralStatus(enum.StrEnum):
     PENDING = "pending"  # friend's first order paid; waiting for its return window
     REWARDED = "rewarded"
-    REJECTED = "rejected"  # a fraud rule or a refund; `reason` says which
+    REJECTED = "rejected"  # a fraud rule or a refund; `reason` says which (`reversed_at`: after the reward)
 
 
 class Referral(Base):
@@ -823,6 +823,9 @@ class Referral(Base):
         Index("ix_referrals_status_qualifies_at", "status", "qualifies_at"),
         Index("ix_referrals_referrer_id_created_at", "referrer_id", "created_at"),
         Index("ix_referrals_shop_id_created_at", "shop_id", "created_at"),
+        # Each place among a member's rewarded referrals is held once: two settlements at the
+        # same moment cannot both be "the 3rd" (app.loyalty.referrals.settle).
+        Index("uq_referrals_referrer_id_place", "referrer_id", "place", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -834,6 +837,11 @@ class Referral(Base):
     status: Mapped[ReferralStatus] = mapped_column(_enum(ReferralStatus, "referral_status"))
     reason: Mapped[str | None] = mapped_column(String(64))
     qualifies_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # While rewarded: its place among the member's rewarded referrals (1 = the first), which
+    # decides the referral step it gave; None otherwise (a reversal frees the place).
+    place: Mapped[int | None] = mapped_column(Integer)
+    # When a rewarded referral was reversed (the friend's order refunded or cancelled later).
+    reversed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

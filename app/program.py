@@ -282,14 +282,52 @@ class BounceBack(_Strict):
         return value
 
 
+class ReferralStep(_Strict):
+    """A reward that grows with referrals: what the member's `count`-th rewarded referral gives
+    on top of `referrer_points` (exactly one of `points` and `member_discount_percent`).
+
+    `member_discount_percent`: a lasting member code: restricted to the member, no expiry, no
+    use limits (the member uses it on every order), switched off in the shop if the referral
+    that earned it is reversed.
+    """
+
+    count: int = Field(ge=1, le=1000)
+    points: int | None = Field(default=None, gt=0, le=10_000_000)
+    member_discount_percent: Decimal | None = Field(default=None, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _one_gift(self) -> ReferralStep:
+        if (self.points is None) == (self.member_discount_percent is None):
+            raise ValueError("a step gives exactly one of points and member_discount_percent")
+        return self
+
+
 class Referral(_Strict):
-    """Members' referral codes: a welcome discount for the friend, points for the member."""
+    """Members' referral codes: a welcome discount for the friend, points for the member.
+
+    Every rewarded referral gives `referrer_points`; `steps` add to that for the member's Nth
+    rewarded referral (`app.loyalty.referrals`). A program without steps is the flat reward.
+    """
 
     enabled: bool = True
     friend_discount_percent: Decimal = Field(default=Decimal("10"), gt=0, le=100)
     friend_minimum_amount: Decimal | None = Field(default=None, ge=0)
     referrer_points: int = Field(default=500, ge=0, le=10_000_000)
     monthly_cap: int = Field(default=5, ge=0, le=1000)
+    steps: tuple[ReferralStep, ...] = Field(default=(), max_length=50)
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: tuple[ReferralStep, ...]) -> tuple[ReferralStep, ...]:
+        for index in range(1, len(steps)):
+            if steps[index].count <= steps[index - 1].count:
+                raise ValueError(f"step counts must be unique and increasing: step {index + 1} has count "
+                                 f"{steps[index].count}, after {steps[index - 1].count}")
+        return steps
+
+    def step(self, count: int) -> ReferralStep | None:
+        """Return the step the member's `count`-th rewarded referral reaches, or None."""
+        return next((s for s in self.steps if s.count == count), None)
 
 
 class Gift(_Strict):

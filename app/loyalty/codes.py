@@ -33,6 +33,7 @@ PREFIXES = {
     "tier_shipping": "VERSAND",
     "cart": "KORB",
     "winback": "ZURUECK",
+    "referral_step": "DANKE",  # a referral step's lasting member code (app.loyalty.referrals)
 }
 
 

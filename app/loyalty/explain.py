@@ -34,6 +34,13 @@ REASON_TEXT = {
     "redeem_refund": N_("Reward {reward} could not be created in the shop: points given back ({why})"),
     "expired": N_("Points expired"),
     "referral": N_("Referral reward: a friend's order {order} was kept"),
+    "referral_step": N_("Referral step {place}: extra points for your friend no. {place} (order {order})"),
+    "referral_step_code": N_("Referral step {place}: a lasting {percent} % member code {code} for your friend no. "
+                             "{place} (order {order})"),
+    "referral_reversed": N_("Referral reward taken back: the friend's order {order} was {why}"),
+    "referral_step_reversed": N_("Referral step {place} taken back: the friend's order {order} was {why}"),
+    "referral_step_code_reversed": N_("Referral step {place}: member code {code} switched off, the friend's "
+                                      "order {order} was {why}"),
     "signup_bonus": N_("Sign-up bonus"),
     "first_order_bonus": N_("First order bonus"),
     "birthday_bonus": N_("Birthday bonus"),
@@ -42,8 +49,9 @@ REASON_TEXT = {
 CUSTOMER_REASON_TEXT = {
     "redeem_refund": N_("Reward {reward} could not be created in the shop: points given back"),
 }
-# Why an order stopped counting (`decide.plan_order`'s "cancel" entries).
+# Why an order stopped counting (`decide.plan_order`'s "cancel" entries, a referral's reversal).
 WHY_TEXT = {"cancelled": N_("cancelled"), "refunded": N_("refunded"), "deleted": N_("deleted")}
+_WHY_REASONS = ("cancel", "referral_reversed", "referral_step_reversed", "referral_step_code_reversed")
 
 
 def describe(entry: LedgerEntry, order_number: str | None, language: str | None = None, *,
@@ -61,12 +69,15 @@ def describe(entry: LedgerEntry, order_number: str | None, language: str | None 
     text = template.format(
         order=order_number or detail.get("order") or "?",
         refund=detail.get("refund", ""),
-        why=gettext(WHY_TEXT[why]) if entry.reason == "cancel" and why in WHY_TEXT else why,
+        why=gettext(WHY_TEXT[why]) if entry.reason in _WHY_REASONS and why in WHY_TEXT else why,
         reward=detail.get("reward", ""),
         note=detail.get("note", ""),
         file=detail.get("file", "?"),
         line=detail.get("line", "?"),
         gift_card_paid=" ".join(filter(None, (detail.get("gift_card_paid"), detail.get("currency")))) or "?",
+        place=detail.get("place", "?"),
+        percent=detail.get("percent", "?"),
+        code=detail.get("code") or gettext("(none: the shop cannot restrict a code to this member)"),
     )
     if entry.shortfall:
         text += " " + gettext("(%(points)s points already spent could not be taken back)") % {
@@ -130,6 +141,7 @@ def customer_report(session: Session, customer: Customer, shop: Shop | None = No
         "referral_link": (
             referral_link(shop, customer.referral_code, public_url) if shop and referral_usable else None
         ),
+        "referrals": _referral_progress(session, shop, customer),
         "shortfall": sum(e.shortfall for e in entries),
         "lots": [
             {
@@ -185,6 +197,31 @@ def _earning_orders(session: Session, rows: Any) -> dict[int, str | None]:
     if not ids:
         return {}
     return dict(session.execute(select(Order.id, Order.number).where(Order.id.in_(ids))).all())
+
+
+def _referral_progress(session: Session, shop: Shop | None, customer: Customer) -> dict[str, Any] | None:
+    """Return the member's rewarded referrals (places held), those waiting for their window,
+    and the next referral step with how many more rewarded friends it needs; None when the shop
+    is unknown or its referrals are off."""
+    from app.loyalty.referrals import progress
+    from app.program import current_program
+
+    if shop is None:
+        return None
+    _, program = current_program(session, shop)
+    if not program.referral.enabled:
+        return None
+    now = progress(session, customer, program)
+    step = now.next_step
+    return {
+        "rewarded": now.rewarded,
+        "pending": now.pending,
+        "next_step": None if step is None else {
+            "count": step.count, "to_go": now.to_go, "points": step.points,
+            "member_discount_percent": (f"{step.member_discount_percent.normalize():f}"
+                                        if step.member_discount_percent is not None else None),
+        },
+    }
 
 
 def codes_of(session: Session, customer: Customer) -> list[dict[str, Any]]:

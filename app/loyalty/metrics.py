@@ -38,8 +38,10 @@ from app.messaging.reminders import MARKETING
 # Ledger reasons that award points, and those that take awarded points back or give them again
 # (refunds, cancellations, restored orders, awards moved by gift-card payments). Staff adjustments
 # are neither: they are goodwill.
-EARN_REASONS: tuple[str, ...] = ("earn", "signup_bonus", "first_order_bonus", "birthday_bonus", "referral")
-REVERSAL_REASONS: tuple[str, ...] = ("refund", "cancel", "restore", "gift_card")
+EARN_REASONS: tuple[str, ...] = ("earn", "signup_bonus", "first_order_bonus", "birthday_bonus", "referral",
+                                  "referral_step")
+REVERSAL_REASONS: tuple[str, ...] = ("refund", "cancel", "restore", "gift_card", "referral_reversed",
+                                     "referral_step_reversed")
 CAMPAIGNS: tuple[str, ...] = tuple(MARKETING)
 
 _RATE_PLACES = Decimal("0.0001")

@@ -214,6 +214,8 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
             codes.withdraw_order_codes(session, shop.id, order.id, decide.gone_reason(facts), now)
         elif plan.award is not None and order.discount_codes:
             codes.note_used_codes(session, shop.id, customer.id, order.discount_codes, now)
+        # A friend's order refunded or cancelled after its referral was rewarded reverses it.
+        referrals.reverse_for_order(session, shop, order, now)
         if plan.award is not None and history is None:
             after_payment(session, shop, customer, order, program, version, plan.award, facts=facts,
                           new_customer=new_customer)

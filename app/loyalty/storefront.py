@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from app.i18n import translations
 from app.loyalty import decide, earning, explain, ledger, redemptions, tiers, vouchers
+from app.loyalty.referrals import progress as referral_progress
 from app.loyalty.referrals import referral_code_row, referral_link
 from app.messaging.render import customer_language, format_money, format_number, spoken_language, worth_text
 from app.models import (
@@ -186,6 +187,17 @@ class HistoryLine:
 
 
 @dataclass(frozen=True)
+class ReferralStepView:
+    """The member's next referral step: reached at their `count`-th rewarded friend, `to_go`
+    rewarded friends from now; it gives `points` or a lasting `member_discount_percent` code."""
+
+    count: int
+    to_go: int
+    points: int | None
+    member_discount_percent: Decimal | None
+
+
+@dataclass(frozen=True)
 class ReferralView:
     """The member's invitation: the link once the code exists in the shop, else its status."""
 
@@ -193,6 +205,8 @@ class ReferralView:
     link: str | None
     friend_discount_percent: Decimal
     referrer_points: int
+    rewarded: int = 0  # friends whose referral was rewarded (and not reversed)
+    next_step: ReferralStepView | None = None  # the program's next referral step, if any is left
 
 
 @dataclass(frozen=True)
@@ -625,11 +639,17 @@ def referral_view(session: Session, shop: Shop, customer: Customer, program: Pro
     if row is None:
         return None
     created = row.status == CodeStatus.CREATED
+    now = referral_progress(session, customer, program)
+    step = now.next_step
     return ReferralView(
         status=row.status.value,
         link=referral_link(shop, row.code, public_url) if created else None,
         friend_discount_percent=offer.friend_discount_percent,
         referrer_points=offer.referrer_points,
+        rewarded=now.rewarded,
+        next_step=None if step is None or now.to_go is None else ReferralStepView(
+            count=step.count, to_go=now.to_go, points=step.points,
+            member_discount_percent=step.member_discount_percent),
     )
 
 
@@ -1006,7 +1026,8 @@ def as_json(view: Any) -> dict[str, Any]:
 
 __all__ = [
     "BalanceSummary", "BalanceView", "CodeView", "HistoryLine", "MemberView", "Money", "PointValue",
-    "ProgramView", "RedeemResult", "RedemptionStatus", "ReferralView", "RewardView", "StorefrontError",
+    "ProgramView", "RedeemResult", "RedemptionStatus", "ReferralStepView", "ReferralView", "RewardView",
+    "StorefrontError",
     "TierView", "as_json", "balance_summary", "cart_points", "find_member", "find_reward", "language_for",
     "member_view", "point_value", "points_value", "combination_text", "program_view", "redeem", "redemption_state", "referral_view",
     "reward_id", "why_refused",

@@ -103,6 +103,7 @@ PURPOSE_TEXTS = {
     "referral": _l("referral"),
     "tier_discount": _l("tier discount"),
     "tier_shipping": _l("tier free shipping"), "cart": _l("cart reminder"), "winback": _l("win-back"),
+    "referral_step": _l("referral step"),
 }
 PURPOSE_TEXTS["partner_voucher"] = _l("partner voucher")  # a partner's code from a voucher pool
 CODE_STATE_TEXTS = {"created": _l("usable"), "pending": _l("being created"), "failed": _l("failed"),

@@ -268,11 +268,20 @@ def _referral(session: Session, shop: Shop, customer: Customer, program: Program
     if view is None:
         return None
     percent = f"{view.friend_discount_percent.normalize():f}"
+    step = view.next_step
+    step_percent = f"{step.member_discount_percent.normalize():f}" if step and step.member_discount_percent else None
     return {
         "status": view.status,
         "link": view.link,
         "discount": f"{percent} %" if g.customer_page_language == "de" else f"{percent}%",
         "points": view.referrer_points,
+        # Rewards that grow: friends rewarded so far and the next step (None without steps left).
+        "rewarded": view.rewarded,
+        "next_step": None if step is None else {
+            "count": step.count, "to_go": step.to_go, "points": step.points,
+            "percent": None if step_percent is None else (
+                f"{step_percent} %" if g.customer_page_language == "de" else f"{step_percent}%"),
+        },
     }
 
 

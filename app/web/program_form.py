@@ -95,12 +95,13 @@ ROWS: dict[str, dict[str, Kind]] = {
         "free_shipping": "flag",
     },
     "gifts": {"name": "value", "min_amount": "optional", "min_grams": "optional", "tag": "value", "note": "value"},
+    "referral.steps": {"count": "value", "points": "optional", "member_discount_percent": "optional"},
 }
 BLANK_ROWS = 2
 # Sections whose own checks (across fields) report at the section: shown at the top of its fieldset.
 SECTIONS = ("earning", "rewards", "tiers", "expiry", "second_purchase", "bounce_back", "referral", "gifts", "redemption",
             "reminders", "reminders.cart", "reminders.winback", "reminders.notices", "reminders.sending",
-            "tier_in_shop")
+            "tier_in_shop", "referral.steps")
 
 _DECIMAL_COMMA = re.compile(r"^\s*-?\d+,\d+\s*$")
 

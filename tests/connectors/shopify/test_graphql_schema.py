@@ -198,6 +198,12 @@ VARIABLE_CASES = [
         ),
     ),
     (
+        "lasting referral-step member code: no use limits, no end",
+        lambda: client.discount_code_variables(
+            spec(customer_id="207119551", usage_limit=None, once_per_customer=False, value=Decimal("5"))
+        ),
+    ),
+    (
         "lasting free-shipping perk",
         lambda: client.discount_code_variables(
             spec(kind="free_shipping", value=Decimal("0"), customer_id="207119551",
