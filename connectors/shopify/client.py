@@ -389,6 +389,7 @@ fragment PolledOrder on Order {
           ...ShopMoney
         }
         lineItem {
+          id
           isGiftCard
         }
       }
@@ -404,6 +405,7 @@ fragment PolledLineItem on LineItem {
   id
   quantity
   isGiftCard
+  vendor
   product {
     id
   }
