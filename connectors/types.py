@@ -232,6 +232,18 @@ class WebhookEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ProductFacts:
+    """What earning rules read of a product that an order line does not carry, from the
+    platform's API: its collections (Shopify) or categories (WooCommerce) and its tags, each
+    as every name a rule may use for it (id, handle or slug, title or name)."""
+
+    id: str
+    found: bool  # False: the platform does not know the product (deleted)
+    collections: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class DiscountSpec:
     """What a discount code must do; built by the rewards domain, sent by a client."""
 

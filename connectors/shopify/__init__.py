@@ -40,6 +40,7 @@ class ShopifyConnector:
     find_discount_code = staticmethod(client.find_discount_code)
     deactivate_discount_code = staticmethod(client.deactivate_discount_code)
     mark_gift = staticmethod(client.mark_gift)
+    fetch_products = staticmethod(client.fetch_products)
     credit_store_credit = staticmethod(client.credit_store_credit)
     check_credentials = staticmethod(client.check_credentials)
 

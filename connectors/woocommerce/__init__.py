@@ -51,6 +51,7 @@ class WooCommerceConnector:
     find_discount_code = staticmethod(client.find_discount_code)
     deactivate_discount_code = staticmethod(client.deactivate_discount_code)
     mark_gift = staticmethod(client.mark_gift)
+    fetch_products = staticmethod(client.fetch_products)
     check_credentials = staticmethod(client.check_credentials)
 
     @staticmethod
