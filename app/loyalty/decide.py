@@ -11,7 +11,11 @@ The rules, in one place each:
 - `award`: what a paid order earns (a new rule such as "double points on Sundays" goes here, and
   into its table test in tests/app/test_decide.py); an order worth more than the shop's sanity
   limit (`earning.max_points_per_order`) raises `PointsOverLimitError`, so its delivery ends
-  failed with the reason and nothing is written.
+  failed with the reason and nothing is written. Product rules (`earning.product_rules`) weigh
+  the order's lines on the same base (`earning.product_share`; rounded down once per order),
+  the award's lot keeps each line's weight and the entry each line's points and rule, so a
+  refund of a line takes back that line's own points (`earning.reversal_by_lines`); a rule that
+  needs product facts that could not be looked up raises `ProductFactsMissingError`.
 - `plan_order`: the entries that move the order's award to what it deserves now:
   - `earn` (one per order): when the order is paid, from the rule in force then; the lot keeps the
     rule, base and merchandise so later reversals use the original award, not today's rule;

@@ -88,3 +88,31 @@ def test_a_bad_product_rule_is_shown_beside_its_field(client, session, make_shop
                        html, re.S)
     assert beside and message in unescape(beside.group(1))
     assert _versions(session, shop_id) == []
+
+
+def test_the_members_page_says_how_the_lines_earned_in_german(app, make_shop):
+    # given a German shop whose gift cards sold as products earn nothing and Nordlicht earns double,
+    # and a customer's order of both
+    from app.db import session_scope
+    from app.loyalty import storefront
+    from app.loyalty.customers import find_by_email
+    from app.models import Shop
+
+    shop_id = make_shop("shopify")
+    factories.program(shop_id, {**NO_EXTRAS, "earning": {**INSTANT, "product_rules": [
+        {"name": "Gutscheine", "effect": "exclude", "product_ids": ["503"]},
+        {"name": "Nordlicht", "vendors": ["Nordlicht"], "multiplier": "2"}]}})
+    lines = (ct.LineItem("1", "503", None, 1, Decimal("25"), Decimal("25"), merchandise=Decimal("25")),
+             ct.LineItem("2", "502", "9", 1, Decimal("20"), Decimal("20"), vendor="Nordlicht",
+                         merchandise=Decimal("20")))
+    factories.apply(shop_id, replace(factories.order("1001", "45.00", email=KUNDIN), line_items=lines))
+
+    # when the member's loyalty page in the shop is built (the app proxy page, the plugin's page)
+    with session_scope() as s:
+        shop = s.get(Shop, shop_id)
+        view = storefront.member_view(s, shop, find_by_email(s, shop_id, KUNDIN), locale="de")
+
+    # then their history says why the order earned 40 and not 45
+    [line] = view.history
+    assert line.points == 40
+    assert line.why.endswith("(Gutscheine: keine Punkte; 2× auf Nordlicht: 40 Punkte)")
