@@ -91,7 +91,7 @@ def test_a_shopify_product_id_must_be_one():
 @responses.activate
 def test_woocommerce_products_categories_and_tags_are_looked_up():
     # given the store's products answer (documented shape: no captured one exists) for 10 and 11
-    responses.get(PRODUCTS_URL, body=(FIXTURES / "woocommerce_api" / "products_list.json").read_bytes(),
+    responses.get(PRODUCTS_URL, body=(FIXTURES / "woocommerce_api_documented" / "products_list.json").read_bytes(),
                   content_type="application/json; charset=UTF-8")
 
     # when products 10, 11 and a deleted 12 are looked up

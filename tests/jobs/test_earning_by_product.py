@@ -154,10 +154,10 @@ def order_31_before_its_refund() -> bytes:
 def test_woocommerce_lines_earn_by_category_and_refunds_take_their_own(make_shop, post_webhook, work, runner,
                                                                        _case, rule, earned, taken):
     # given a store whose program has a rule on the coffee category (products are looked up
-    # with GET products: documented answer, tests/fixtures/woocommerce_api/products_list.json)
+    # with GET products: documented answer, tests/fixtures/woocommerce_api_documented/products_list.json)
     shop_id = make_shop("woocommerce", credentials=WOO_CREDS)
     program(shop_id, {"earning": {"product_rules": [rule]}})
-    products = (FIXTURES / "woocommerce_api" / "products_list.json").read_bytes()
+    products = (FIXTURES / "woocommerce_api_documented" / "products_list.json").read_bytes()
     refunds = (FIXTURES / "woocommerce_api" / "refunds_list.json").read_bytes()
 
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
