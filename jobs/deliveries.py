@@ -118,7 +118,7 @@ _GROUP_SHOPS = select(_DELIVERIES.c.shop_id).where(
     _DELIVERIES.c.id.in_(bindparam("ids", expanding=True)), _DELIVERIES.c.status == DeliveryStatus.RECEIVED,
 ).distinct()
 _GROUP_BODIES = select(
-    _DELIVERIES.c.shop_id, _DELIVERIES.c.platform, _DELIVERIES.c.headers, _DELIVERIES.c.body,
+    _DELIVERIES.c.shop_id, _DELIVERIES.c.platform, _DELIVERIES.c.headers, _DELIVERIES.c.body, _DELIVERIES.c.source,
 ).where(_DELIVERIES.c.id.in_(bindparam("ids", expanding=True)), _DELIVERIES.c.status == DeliveryStatus.RECEIVED,
         _DELIVERIES.c.shop_id.in_(bindparam("shop_ids", expanding=True)))
 
@@ -151,14 +151,21 @@ def prefetch_products(delivery_ids: list[int], *, bind: Connection | None = None
         if not shop_ids:
             return 0
         paid: dict[int, dict[str, list[str]]] = {}
+        histories: dict[int, orders.History] = {}
         for row in session.execute(_GROUP_BODIES, {"ids": delivery_ids, "shop_ids": shop_ids}).mappings():
             try:
                 event = get_connector(row["platform"]).parse_event(row["headers"], row["body"])
             except (MalformedPayloadError, UnsupportedTopicError):
                 continue  # recorded as failed when it is processed
-            if isinstance(event.resource, ct.Order) and event.resource.is_paid:
-                paid.setdefault(row["shop_id"], {})[event.resource.id] = products.order_product_ids(event.resource)
-                platforms[row["shop_id"]] = row["platform"]
+            if not (isinstance(event.resource, ct.Order) and event.resource.is_paid):
+                continue
+            if row["source"] == "backfill":
+                if row["shop_id"] not in histories:
+                    histories[row["shop_id"]] = orders.history_for(session, row["shop_id"])
+                if not histories[row["shop_id"]].earns(orders.paid_fields(event.resource)["paid_at"]):
+                    continue  # history that earns nothing needs no product facts (`orders.History`)
+            paid.setdefault(row["shop_id"], {})[event.resource.id] = products.order_product_ids(event.resource)
+            platforms[row["shop_id"]] = row["platform"]
         for shop_id, by_order in paid.items():
             awarded = set(session.scalars(
                 select(Order.platform_id).join(LedgerEntry, (LedgerEntry.order_id == Order.id)

@@ -214,7 +214,8 @@ def reconcile_order(session: Session, shop: Shop, order: Order, *, delivery_id: 
         entries: tuple[decide.EntryFacts, ...] = () if new_order else tuple(
             decide.EntryFacts(*row) for row in session.execute(_ORDER_ENTRIES, {"order_id": order.id})
         )
-        if order.is_paid and not any(e.reason == "earn" and e.source_type == "order" for e in entries):
+        earns = history is None or history.earns(order.paid_at)  # history that earns nothing reads none
+        if order.is_paid and earns and not any(e.reason == "earn" and e.source_type == "order" for e in entries):
             facts = with_product_facts(session, shop, order, facts, program, now)  # the award reads them
         lots: tuple[decide.LotFacts, ...] = ()
         if decide.needs_lots(facts, entries, gift_card_source):

@@ -183,3 +183,28 @@ def test_woocommerce_lines_earn_by_category_and_refunds_take_their_own(make_shop
     assert customer["ledger"][0]["delta"] == earned
     assert -sum(e["delta"] for e in customer["ledger"] if e["reason"] == "refund") == taken
     assert customer["pending"] + customer["available"] == earned - taken
+
+
+def test_history_that_earns_nothing_looks_nothing_up(shopify_shop, make_shop, work, runner):
+    # given the shop's past order brought in by a backfill that awards nothing of the past
+    from app.inbox import record_delivery
+    from jobs.deliveries import process_deliveries, prefetch_products
+
+    body = fixture_bytes("shopify", "orders_paid.json")
+    headers = {"X-Shopify-Topic": "orders/paid", "X-Shopify-Shop-Domain": SHOPIFY_DOMAIN,
+               "X-Shopify-Event-Id": "history-1"}
+    with session_scope() as s:
+        from app.models import Shop
+
+        shop_id = s.scalars(select(Shop.id)).one()
+    delivery_id = record_delivery(shop_id, "shopify", "orders/paid", "orders/paid|event:history-1", headers, body,
+                                  source="backfill")
+
+    # when the worker takes it
+    assert prefetch_products([delivery_id]) == 0
+    assert process_deliveries([delivery_id]) == {"processed": 1}
+
+    # then no product was looked up, and the order is stored as history (no points, no failure)
+    assert shopify_shop.product_lookups == []
+    [entry] = show(runner, SHOPIFY_DOMAIN, SHOPIFY_EMAIL)["ledger"]
+    assert entry["delta"] == 0 and "from before the program" in entry["why"]
