@@ -346,6 +346,10 @@ class Order(Base):
     platform_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     recovery_url: Mapped[str | None] = mapped_column(Text)
     test: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Its merchandise lines as the newest snapshot lists them (earning by product):
+    # [{"id", "product_id", "variant_id", "vendor", "merchandise", "tax"}], amounts as text.
+    # None for an order stored before they were kept.
+    lines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -373,8 +377,32 @@ class OrderRefund(Base):
     # None while it is the share estimated from the order's refund total. A detailed figure is
     # never overwritten by an estimate.
     detailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The refunded merchandise by order line, [[line id, amount as text], ...], when the platform
+    # named the lines (None: it did not, or the refund was stored before they were kept).
+    lines: Mapped[list[list[str]] | None] = mapped_column(JSON)
 
     order: Mapped[Order] = relationship(back_populates="refunds")
+
+
+class ProductFacts(Base):
+    """What earning rules read of a product that an order line does not carry: its collections
+    (Shopify) or categories (WooCommerce) and its tags, looked up from the platform's API by the
+    worker before an order is decided, and kept for `app.loyalty.products.MAX_AGE`.
+
+    `found` False: the platform does not know the product (deleted); it has no collections or tags.
+    """
+
+    __tablename__ = "product_facts"
+    __table_args__ = (UniqueConstraint("shop_id", "product_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    product_id: Mapped[str] = mapped_column(String(64))
+    found: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Each as [id, handle or slug, title or name], so a rule may name any of them.
+    collections: Mapped[list[list[str]]] = mapped_column(JSON, default=list)
+    tags: Mapped[list[list[str]]] = mapped_column(JSON, default=list)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class OrderTransaction(Base):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Any, Literal
@@ -46,6 +47,64 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# --- Earning by product (issue 20, rule 5) -------------------------------------------------------
+
+ProductEffect = Literal["exclude", "multiply"]
+
+
+class ProductRule(_Strict):
+    """An earning rule for some of an order's lines: they earn nothing (`exclude`) or
+    `multiplier` times the points (`multiply`), from `valid_from` to `valid_until` (dates in the
+    shop's time zone, both included; none = always).
+
+    A line matches when it matches any of the listed products, variants, collections (Shopify),
+    categories (WooCommerce), product tags or vendors (Shopify; WooCommerce core has no vendor).
+    Ids are the platform's numeric ids; collections, categories, tags and vendors match by id,
+    handle/slug or name, case-insensitively. Several matching rules: an exclusion wins, else the
+    highest multiplier applies (they never multiply together).
+    """
+
+    name: str = Field(min_length=1, max_length=80)
+    effect: ProductEffect = "multiply"
+    multiplier: Decimal = Field(default=Decimal("2"), gt=0, le=10)
+    product_ids: tuple[str, ...] = ()
+    variant_ids: tuple[str, ...] = ()
+    collections: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    vendors: tuple[str, ...] = ()
+    valid_from: date | None = None
+    valid_until: date | None = None
+
+    @field_validator("product_ids", "variant_ids")
+    @classmethod
+    def _numeric_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not v.strip().isdigit()]
+        if bad:
+            raise ValueError(f"not a numeric id: {', '.join(bad)}")
+        return tuple(v.strip() for v in value)
+
+    @model_validator(mode="after")
+    def _matches_something(self) -> ProductRule:
+        if not (self.product_ids or self.variant_ids or self.collections or self.categories or self.tags
+                or self.vendors):
+            raise ValueError("name at least one product, variant, collection, category, tag or vendor")
+        if self.valid_from and self.valid_until and self.valid_until < self.valid_from:
+            raise ValueError("valid_until is before valid_from")
+        return self
+
+    @property
+    def needs_lookup(self) -> bool:
+        """Return True when the rule reads what an order's lines do not carry (collections,
+        categories, product tags), so the products must be looked up."""
+        return bool(self.collections or self.categories or self.tags)
+
+    def in_force(self, day: date) -> bool:
+        """Return True when the rule applies to an order paid on `day` (the shop's date)."""
+        return (self.valid_from is None or self.valid_from <= day) and (
+            self.valid_until is None or day <= self.valid_until)
+
+
 class Earning(_Strict):
     """How orders and events earn points."""
 
@@ -64,6 +123,9 @@ class Earning(_Strict):
     # A sanity limit: an order that would earn more is held as a failed delivery with the reason,
     # nothing awarded (a mistyped price or a test order of 10^9 €), until staff look at it.
     max_points_per_order: int = Field(default=1_000_000, ge=1, le=1_000_000_000)
+    # Earning by product (issue 20, rule 5): rules for lines by product, variant, collection or
+    # category, product tag or vendor; see `ProductRule`.
+    product_rules: tuple[ProductRule, ...] = Field(default=(), max_length=50)
 
 
 # "store_credit": an amount credited to the customer's store credit account (Shopify only).

@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from connectors.errors import InvalidSignatureError, MissingSignatureError
 from connectors.throttle import Throttle
-from connectors.types import DiscountCode, DiscountSpec, WebhookEvent
+from connectors.types import DiscountCode, DiscountSpec, ProductFacts, WebhookEvent
 
 
 @runtime_checkable
@@ -175,6 +175,16 @@ class Connector(Protocol):
             ValueError: `order_id` is not an order id of the platform, or the mark is empty.
             TransientError, RateLimitedError: retry later.
             PermanentError: the shop refused (e.g. no such order).
+        """
+
+    def fetch_products(self, credentials: Any, product_ids: Sequence[str]) -> tuple[ProductFacts, ...]:
+        """Return the collections or categories and tags of each of `product_ids` (one entry per
+        id; `found` False for a product the shop does not know), for earning by product.
+
+        Raises:
+            ValueError: an id is not a product id of the platform.
+            TransientError, RateLimitedError: retry later.
+            PermanentError: the shop refused.
         """
 
 

@@ -58,6 +58,19 @@ class LineItem:
     total: Decimal
     is_gift_card: bool = False
     grams: int = 0  # weight of the whole line (unit weight x quantity)
+    vendor: str | None = None  # Shopify's line `vendor`; WooCommerce core has no vendor
+    tax: Decimal = Decimal("0")  # the tax on (or contained in) the line
+    # The line's part of `Order.merchandise`, on its basis (tax included iff taxes_included);
+    # None for a line that is not merchandise (a gift card) or where the parser does not say.
+    merchandise: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundLine:
+    """One refunded order line: its id and the refunded merchandise (on `Refund.merchandise`'s basis)."""
+
+    line_id: str
+    merchandise: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +90,9 @@ class Refund:
     # False when `merchandise` is an estimate (a WooCommerce order body lists refund totals only,
     # so the share is proportional); the refund's own lines then come as `RefundDetails`.
     detailed: bool = True
+    # The refunded merchandise by order line (what `merchandise` adds up), when the platform
+    # names the lines: product rules take back a line's own points (`app.loyalty.earning`).
+    lines: tuple[RefundLine, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +229,18 @@ class WebhookEvent:
     delivery_key: str  # unique per delivery of one event (the dedupe key)
     occurred_at: datetime | None
     resource: Resource
+
+
+@dataclass(frozen=True, slots=True)
+class ProductFacts:
+    """What earning rules read of a product that an order line does not carry, from the
+    platform's API: its collections (Shopify) or categories (WooCommerce) and its tags, each
+    as every name a rule may use for it (id, handle or slug, title or name)."""
+
+    id: str
+    found: bool  # False: the platform does not know the product (deleted)
+    collections: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -15,8 +17,9 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from app.loyalty import customers, incentives, orders
 from app import privacy
 from app.loyalty.checkouts import apply_checkout
+from app.loyalty.decide import ProductFactsMissingError
 from app.loyalty.points import PlanConflictError
-from app.db import after_commit, get_engine, session_scope
+from app.db import after_commit, get_engine, new_session, session_scope
 from app.models import DeliveryStatus, Shop, ShopStatus, WebhookDelivery, utcnow
 from app.program import current_program, share_program_cache
 from connectors import get_connector
@@ -109,13 +112,113 @@ class BatchMemo:
 _SHOP_COLUMNS = Shop.__mapper__.column_attrs
 
 
+# ---- earning by product: the products' facts, looked up before deciding ------------------------
+
+_GROUP_SHOPS = select(_DELIVERIES.c.shop_id).where(
+    _DELIVERIES.c.id.in_(bindparam("ids", expanding=True)), _DELIVERIES.c.status == DeliveryStatus.RECEIVED,
+).distinct()
+_GROUP_BODIES = select(
+    _DELIVERIES.c.shop_id, _DELIVERIES.c.platform, _DELIVERIES.c.headers, _DELIVERIES.c.body, _DELIVERIES.c.source,
+).where(_DELIVERIES.c.id.in_(bindparam("ids", expanding=True)), _DELIVERIES.c.status == DeliveryStatus.RECEIVED,
+        _DELIVERIES.c.shop_id.in_(bindparam("shop_ids", expanding=True)))
+
+
+def prefetch_products(delivery_ids: list[int], *, bind: Connection | None = None,
+                      memo: BatchMemo | None = None) -> int:
+    """Look up the collections or categories and tags of the products of the paid orders among
+    `delivery_ids` that are not awarded yet, in shops whose program has a product rule that
+    reads them, and keep them (`app.loyalty.products`); returns how many products were looked up.
+
+    Runs before the deliveries' transaction, so no platform call happens while rows are locked.
+    A lookup that fails is logged and left: the order's decision then finds the facts missing
+    and raises `decide.ProductFactsMissingError`, which leaves the delivery for a later try
+    (`_record_error`), so no award ever goes without a rule.
+    """
+    from app.loyalty import products
+    from app.models import LedgerEntry, Order
+
+    now = utcnow()
+    wanted: dict[int, list[str]] = {}
+    platforms: dict[int, str] = {}
+    with _reading(bind) as session:
+        if memo is not None:
+            share_program_cache(session, memo.programs)
+        shop_ids = []
+        for shop_id in session.scalars(_GROUP_SHOPS, {"ids": delivery_ids}):
+            shop = memo.shop(session, shop_id) if memo is not None else session.get(Shop, shop_id)
+            if shop is not None and products.needs_lookup(current_program(session, shop)[1]):
+                shop_ids.append(shop_id)
+        if not shop_ids:
+            return 0
+        paid: dict[int, dict[str, list[str]]] = {}
+        histories: dict[int, orders.History] = {}
+        for row in session.execute(_GROUP_BODIES, {"ids": delivery_ids, "shop_ids": shop_ids}).mappings():
+            try:
+                event = get_connector(row["platform"]).parse_event(row["headers"], row["body"])
+            except (MalformedPayloadError, UnsupportedTopicError):
+                continue  # recorded as failed when it is processed
+            if not (isinstance(event.resource, ct.Order) and event.resource.is_paid):
+                continue
+            if row["source"] == "backfill":
+                if row["shop_id"] not in histories:
+                    histories[row["shop_id"]] = orders.history_for(session, row["shop_id"])
+                if not histories[row["shop_id"]].earns(orders.paid_fields(event.resource)["paid_at"]):
+                    continue  # history that earns nothing needs no product facts (`orders.History`)
+            paid.setdefault(row["shop_id"], {})[event.resource.id] = products.order_product_ids(event.resource)
+            platforms[row["shop_id"]] = row["platform"]
+        for shop_id, by_order in paid.items():
+            awarded = set(session.scalars(
+                select(Order.platform_id).join(LedgerEntry, (LedgerEntry.order_id == Order.id)
+                                               & (LedgerEntry.reason == "earn") & (LedgerEntry.source_type == "order"))
+                .where(Order.shop_id == shop_id, Order.platform_id.in_(list(by_order)))))
+            ids = list(dict.fromkeys(pid for order_id, pids in by_order.items() if order_id not in awarded
+                                     for pid in pids))
+            fresh = products.fresh_facts(session, shop_id, ids, now)
+            missing = [pid for pid in ids if pid not in fresh]
+            if missing:
+                wanted[shop_id] = missing
+    looked_up = 0
+    for shop_id, ids in wanted.items():
+        from app import shops as shop_accounts
+        from connectors.errors import ConnectorError
+        from jobs.shops import api_credentials
+
+        try:
+            facts = get_connector(platforms[shop_id]).fetch_products(api_credentials(shop_id), ids)
+        except (ConnectorError, ValueError, shop_accounts.UnknownShopError, shop_accounts.ShopNeedsReauthorizationError,
+                shop_accounts.TokenRefreshBusyError) as exc:
+            # Not hidden: the orders wait for these facts and their deliveries say so.
+            logger.warning("product facts could not be looked up; the orders wait for them",
+                           extra={"shop": shop_id, "products": len(ids), "error_type": type(exc).__name__})
+            continue
+        with session_scope(bind) as session:
+            products.store_facts(session, shop_id, facts, now)
+        looked_up += len(facts)
+    return looked_up
+
+
+@contextmanager
+def _reading(bind: Connection | None) -> Iterator[Session]:
+    """Yield a session for reads only, ended by a rollback (no COMMIT for a read)."""
+    session = new_session(bind)
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
 def process_delivery(delivery_id: int, *, bind: Connection | None = None, memo: BatchMemo | None = None) -> str:
     """Process one delivery in its own transaction; returns its resulting status.
 
     A plan decided on facts another transaction changed meanwhile (`points.PlanConflictError`,
     the ledger's unique key refused an entry) rolls back, and the delivery is decided once more
-    in a new transaction on fresh facts; a second conflict propagates.
+    in a new transaction on fresh facts; a second conflict propagates. Called on its own (not
+    from a lane, which looked them up for its group), it first looks up the products' facts an
+    earning rule needs (`prefetch_products`).
     """
+    if memo is None:
+        prefetch_products([delivery_id], bind=bind)
     try:
         return _process_delivery(delivery_id, bind=bind, memo=memo)
     except PlanConflictError:
@@ -309,7 +412,9 @@ def failure_text(exc: BaseException) -> str:
 
 
 def _record_error(delivery_id: int, exc: BaseException) -> str:
-    transient = isinstance(exc, OperationalError)
+    # A product's facts that could not be looked up (`prefetch_products`) are retried like a
+    # database that did not answer: the delivery stays for the requeue sweep, up to MAX_ATTEMPTS.
+    transient = isinstance(exc, OperationalError | ProductFactsMissingError)
     with session_scope() as session:
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None:
@@ -368,6 +473,7 @@ def _lane(delivery_ids: list[int]) -> Counter[str]:
     with get_engine().connect() as conn:
         for start in range(0, len(delivery_ids), WRITE_TOGETHER):
             group = delivery_ids[start:start + WRITE_TOGETHER]
+            prefetch_products(group, bind=conn, memo=memo)  # platform calls before the group's locks
             try:
                 with session_scope(conn) as session:
                     counts = _apply_group(session, group, memo)

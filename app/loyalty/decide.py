@@ -11,7 +11,11 @@ The rules, in one place each:
 - `award`: what a paid order earns (a new rule such as "double points on Sundays" goes here, and
   into its table test in tests/app/test_decide.py); an order worth more than the shop's sanity
   limit (`earning.max_points_per_order`) raises `PointsOverLimitError`, so its delivery ends
-  failed with the reason and nothing is written.
+  failed with the reason and nothing is written. Product rules (`earning.product_rules`) weigh
+  the order's lines on the same base (`earning.product_share`; rounded down once per order),
+  the award's lot keeps each line's weight and the entry each line's points and rule, so a
+  refund of a line takes back that line's own points (`earning.reversal_by_lines`); a rule that
+  needs product facts that could not be looked up raises `ProductFactsMissingError`.
 - `plan_order`: the entries that move the order's award to what it deserves now:
   - `earn` (one per order): when the order is paid, from the rule in force then; the lot keeps the
     rule, base and merchandise so later reversals use the original award, not today's rule;
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -90,6 +94,8 @@ class RefundFacts:
     happened_at: datetime  # the platform's time, else when we stored it
     # The refund's own lines gave `merchandise` (else it is an estimate from the order's totals).
     detailed: bool = False
+    # The refunded merchandise per order line: (line id, amount); empty when the platform gave none.
+    lines: tuple[tuple[str, Decimal], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,13 @@ class OrderFacts:
     deleted_at: datetime | None
     refunds: tuple[RefundFacts, ...] = ()
     total_weight_grams: int = 0
+    # Its merchandise lines, with their products' collections/categories and tags when the
+    # program's product rules need them (`earning.product_rules`); the shop's time zone dates them.
+    lines: tuple[earning.LineAmounts, ...] = ()
+    timezone: str | None = None
+    # Product ids whose facts (collections, categories, tags) a product rule needs and that could
+    # not be looked up: the order is not awarded until they are (`ProductFactsMissingError`).
+    unknown_products: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -196,6 +209,7 @@ class Award:
     earned_at: datetime
     available_at: datetime
     expires_at: datetime | None
+    share: earning.ProductShare | None = None  # how its lines earned under product rules
 
 
 @dataclass(frozen=True)
@@ -224,6 +238,20 @@ class PointsOverLimitError(Exception):
 
     The delivery that carried it ends failed with this text, and nothing of it is written.
     """
+
+class ProductFactsMissingError(Exception):
+    """A product rule needs a product's collections, categories or tags that could not be
+    looked up: the order is not awarded (a rule is never ignored); its delivery is tried again
+    (`jobs.deliveries`)."""
+
+
+def paid_day(order: OrderFacts, now: datetime) -> date:
+    """Return the day the order was paid, in the shop's time zone (product rules' validity)."""
+    from zoneinfo import ZoneInfo
+
+    when = order.paid_at or now
+    return when.astimezone(ZoneInfo(order.timezone or "UTC")).date()
+
 
 def add_months(when: datetime, months: int) -> datetime:
     """Return `when` plus calendar months (the 31st becomes the month's last day)."""
@@ -268,7 +296,15 @@ def award(order: OrderFacts, customer: CustomerFacts, program: Program, now: dat
         return "excluded"
     base = earning.eligible_base(amounts, program.earning)
     multiplier = tier_multiplier(program, customer.tier)
-    points = earning.points_for(base, program.earning, multiplier)
+    if order.unknown_products and any(r.needs_lookup for r in program.earning.product_rules):
+        raise ProductFactsMissingError(
+            f"order {order.number or order.id}: the collections, categories or tags of product(s) "
+            f"{', '.join(order.unknown_products)} could not be looked up; the order's points wait for them")
+    share = earning.product_share(order.lines, amounts, program.earning, paid_day(order, now))
+    if share is None:
+        points = earning.points_for(base, program.earning, multiplier)
+    else:
+        points = earning.points_by_product(base, program.earning, multiplier, share.eligible, share.weighted)
     limit = program.earning.max_points_per_order
     if points > limit:
         raise PointsOverLimitError(
@@ -283,7 +319,22 @@ def award(order: OrderFacts, customer: CustomerFacts, program: Program, now: dat
         earned_at=earned_at,
         available_at=window_end(earned_at, program),
         expires_at=add_months(earned_at, program.expiry.months) if program.expiry.months else None,
+        share=share,
     )
+
+
+def _line_records(won: Award) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Return the lot rule's lines (weights to share the award and refunds by) and the entry
+    detail's (each line's points and the rule it matched)."""
+    assert won.share is not None
+    shares = earning.apportion(won.points, [line.weight for line in won.share.lines])
+    kept, shown = [], []
+    for line, points in zip(won.share.lines, shares, strict=True):
+        kept.append({"id": line.id, "merchandise": str(line.merchandise), "weight": str(line.weight),
+                     "rule": line.rule, "effect": line.effect, "factor": str(line.factor)})
+        shown.append({"id": line.id, "points": points, "rule": line.rule, "effect": line.effect,
+                      "factor": str(line.factor), "matched": line.matched})
+    return kept, shown
 
 
 def _earn(order: OrderFacts, customer: CustomerFacts, program: Program, version: int, won: Award,
@@ -291,6 +342,9 @@ def _earn(order: OrderFacts, customer: CustomerFacts, program: Program, version:
     detail = {"order": order.number, "base": str(won.base), "currency": order.currency,
               "multiplier": str(won.multiplier), "tier": customer.tier}
     source = ("earn", "order", str(order.id))
+    kept: list[dict[str, Any]] | None = None
+    if won.share is not None:
+        kept, detail["lines"] = _line_records(won)
     if won.points <= 0:  # a zero award still marks the order as handled
         return NewEntry(*source, delta=0, pending_delta=0, available_delta=0, detail=detail), None
     state = LotState.AVAILABLE if won.available_at <= now else LotState.PENDING
@@ -309,6 +363,9 @@ def _earn(order: OrderFacts, customer: CustomerFacts, program: Program, version:
             "merchandise": str(amounts_of(order).merchandise),
             "currency": order.currency,
             "return_window_days": program.earning.return_window_days,
+            # Earned under product rules: each line's weight, so refunds take back a line's own points.
+            **({"lines": kept, "eligible": str(won.share.eligible), "weighted": str(won.share.weighted)}
+               if won.share is not None else {}),
         },
     )
     pending = won.points if state == LotState.PENDING else 0
@@ -417,6 +474,20 @@ def plan_order(
     if awarded is None:
         awarded = own.points
     merchandise = Decimal(own.rule["merchandise"])
+
+    def taken(refunds: list[RefundFacts]) -> int:
+        """What refunds take back of the award: each refunded line its own points' share when the
+        award was earned under product rules and the refunds name their lines, else the share of
+        the refunded merchandise."""
+        refunded_now = sum((r.merchandise for r in refunds), Decimal("0"))
+        if earning.rule_lines(own.rule) is None or any(r.merchandise > 0 and not r.lines for r in refunds):
+            return earning.reversal_target(awarded, merchandise, refunded_now)
+        by_line: dict[str, Decimal] = {}
+        for r in refunds:
+            for line_id, amount in r.lines:
+                by_line[line_id] = by_line.get(line_id, Decimal("0")) + amount
+        return earning.reversal_by_lines(own.rule, awarded, by_line)
+
     net = sum(e.delta - e.shortfall for e in entries if e.reason in ORDER_REASONS)
     done = awarded - net  # what reversals took of today's award
     planned: list[NewEntry] = []
@@ -439,10 +510,10 @@ def plan_order(
     # (every refund already taken back included, whenever it happened) minus what is done; so the
     # refunds together take the share of their sum, whatever order they arrived in.
     new_refunds = [r for r in order.refunds if ("refund", str(r.id), "refund") not in key]
-    refunded = sum((r.merchandise for r in order.refunds if r not in new_refunds), Decimal("0"))
+    counted = [r for r in order.refunds if r not in new_refunds]
     for refund in sorted(new_refunds, key=lambda r: (r.happened_at, r.id)):
-        refunded += refund.merchandise
-        want = earning.reversal_target(awarded, merchandise, refunded) - done
+        counted.append(refund)
+        want = taken(counted) - done
         if want <= 0:
             continue
         debit("refund", "refund", str(refund.id), want,
@@ -458,8 +529,7 @@ def plan_order(
     corrected = [r for r in order.refunds if r.detailed and ("refund", str(r.id), "refund") in key
                  and ("refund_detail", str(r.id), "refund") not in key]
     if corrected and not gone and cancel is None:
-        refunded_now = sum((r.merchandise for r in order.refunds), Decimal("0"))
-        move = earning.reversal_target(awarded, merchandise, refunded_now) - done
+        move = taken(list(order.refunds)) - done
         first = min(corrected, key=lambda r: (r.happened_at, r.id))
         detail = {"order": order.number, "refund": first.platform_id, "refunded": str(first.merchandise),
                   "of": str(merchandise), "detail": True}
@@ -476,7 +546,7 @@ def plan_order(
         credit("restore", "order", str(order.id), -cancel.delta, {"order": order.number})
 
     if gift_card_source is not None and ("transaction", gift_card_source, GIFT_CARD_REASON) not in key:
-        target = 0 if gone else awarded - earning.reversal_target(awarded, merchandise, refunded)
+        target = 0 if gone else awarded - taken(counted)
         move = target - (net + sum(e.delta - e.shortfall for e in planned))
         detail = {"order": order.number,
                   "gift_card_paid": str((order.gift_card_paid or Decimal("0")).quantize(Decimal("0.01"))),

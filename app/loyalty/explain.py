@@ -87,6 +87,8 @@ def describe(entry: LedgerEntry, order_number: str | None, language: str | None 
         text += " " + gettext("(%(amount)s eligible)") % {
             "amount": f"{detail['base']} {detail.get('currency') or ''}".strip()
         }
+    if entry.reason == "earn" and detail.get("lines"):
+        text += " " + product_rules_text(detail["lines"], gettext)
     if entry.reason == "earn" and detail.get("history"):
         text = gettext("Order %(order)s from before the program: no points (brought in for tiers and spend)") % {
             "order": order_number or detail.get("order") or "?"
@@ -94,6 +96,29 @@ def describe(entry: LedgerEntry, order_number: str | None, language: str | None 
     if entry.reason == "refund" and detail.get("detail"):
         text += gettext(": corrected to the refund's own lines")
     return text.strip()
+
+
+def product_rules_text(lines: list[dict[str, Any]], gettext: Any) -> str:
+    """Return how an award's lines earned under the shop's product rules, one clause per rule
+    ("2× on Summer collection: 391 points; Gift cards: no points"), in parentheses."""
+    from decimal import Decimal
+
+    by_rule: dict[str, tuple[str | None, str, int]] = {}
+    for line in lines:
+        rule = line.get("rule")
+        if not rule:
+            continue
+        _effect, factor, points = by_rule.get(rule, (line.get("effect"), str(line.get("factor") or "1"), 0))
+        by_rule[rule] = (line.get("effect"), factor, points + int(line.get("points") or 0))
+    clauses = []
+    for rule, (effect, factor, points) in by_rule.items():
+        if effect == "exclude":
+            clauses.append(gettext("%(rule)s: no points") % {"rule": rule})
+        else:
+            shown = format(Decimal(factor).normalize(), "f")
+            clauses.append(gettext("%(factor)s× on %(rule)s: %(points)s points") % {
+                "factor": shown, "rule": rule, "points": points})
+    return f"({'; '.join(clauses)})" if clauses else ""
 
 
 def customer_report(session: Session, customer: Customer, shop: Shop | None = None,

@@ -95,6 +95,7 @@ def add_refund(session: Session, shop: Shop, row: Order, refund: ct.Refund) -> N
         platform_created_at=refund.created_at,
         created_at=now,
         detailed_at=now if refund.detailed else None,
+        lines=[[line.line_id, str(line.merchandise)] for line in refund.lines] if refund.lines else None,
     )
     if not refund.detailed:
         session.execute(stmt.on_conflict_do_nothing(index_elements=["order_id", "platform_id"]))
@@ -102,7 +103,8 @@ def add_refund(session: Session, shop: Shop, row: Order, refund: ct.Refund) -> N
     session.execute(stmt.on_conflict_do_update(
         index_elements=["order_id", "platform_id"],
         set_={"merchandise": stmt.excluded.merchandise, "total": stmt.excluded.total,
-              "platform_created_at": stmt.excluded.platform_created_at, "detailed_at": stmt.excluded.detailed_at},
+              "platform_created_at": stmt.excluded.platform_created_at, "detailed_at": stmt.excluded.detailed_at,
+              "lines": stmt.excluded.lines},
         where=table.c.detailed_at.is_(None),
     ))
 
@@ -130,10 +132,22 @@ def snapshot_fields(order: ct.Order) -> dict[str, Any]:
         platform_updated_at=order.updated_at,
         recovery_url=order.recovery_url,
         test=order.test,
+        lines=order_lines(order),
     )
     if order.gift_card_paid is not None:  # a Shopify order leaves it to its transactions
         fields["gift_card_paid"] = order.gift_card_paid
     return fields
+
+
+def order_lines(order: ct.Order) -> list[dict[str, Any]]:
+    """Return the order's merchandise lines as the order row keeps them (earning by product):
+    id, product, variant, vendor, merchandise and tax, amounts as text. Gift-card lines are not
+    merchandise and are left out. Pure."""
+    return [
+        {"id": line.id, "product_id": line.product_id, "variant_id": line.variant_id, "vendor": line.vendor,
+         "merchandise": str(line.merchandise), "tax": str(line.tax)}
+        for line in order.line_items if line.merchandise is not None and not line.is_gift_card
+    ]
 
 
 def paid_fields(order: ct.Order) -> dict[str, Any]:

@@ -25,7 +25,8 @@ customers wait for each other instead of deadlocking.
 
 What this writer does not model goes to the per-delivery path, in the same transaction: guests
 (found by e-mail), orders not paid, cancelled or with refunds, a code that may be a member's
-referral code, a shop with automatic redemption (it reads balances), and any customer or order
+referral code, a shop with automatic redemption (it reads balances), a program with product rules
+that read looked-up product facts (collections, categories, tags), and any customer or order
 already stored.
 """
 
@@ -40,7 +41,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import after_commit, dialect_insert
-from app.loyalty import checkouts, codes, customers, decide, incentives, ledger, orders, points, tier_tags
+from app.loyalty import checkouts, codes, customers, decide, incentives, ledger, orders, points, products, tier_tags
 from app.messaging import reminders
 from app.models import (
     ConsentEvent,
@@ -107,6 +108,11 @@ def qualifies(order: ct.Order, program: Program) -> bool:
         return False
     prefix = codes.PREFIXES["referral"] + "-"
     if any(code and code.strip().upper().startswith(prefix) for code in order.discount_codes):
+        return False
+    # Product rules that read looked-up collections, categories or tags: per delivery, which
+    # reads the product facts (`points.with_product_facts`); rules by product, variant or vendor
+    # read only the order's own lines, here as there.
+    if any(rule.needs_lookup for rule in program.earning.product_rules):
         return False
     return not program.redemption.auto
 
@@ -199,6 +205,7 @@ def write_new_orders(session: Session, shop: Shop, version: int, program: Progra
             taxes_included=bool(values["taxes_included"]), gift_card_paid=values["gift_card_paid"],
             tags=tuple(values["tags"]), status=values["status"], cancelled_at=None, deleted_at=None,
             total_weight_grams=values["total_weight_grams"] or 0,
+            lines=products.order_lines(values["lines"]), timezone=shop.timezone,
         )
         plan = decide.plan_order(facts, decide.CustomerFacts(customer_id, None, False), (), (), program, version, now)
         if plan.skipped:

@@ -96,6 +96,12 @@ ROWS: dict[str, dict[str, Kind]] = {
     },
     "gifts": {"name": "value", "min_amount": "optional", "min_grams": "optional", "tag": "value", "note": "value"},
     "referral.steps": {"count": "value", "points": "optional", "member_discount_percent": "optional"},
+    # Earning by product: a blank multiplier is left out (the model's default, 2; unused by an exclusion).
+    "earning.product_rules": {
+        "name": "value", "effect": "choice", "multiplier": "value", "product_ids": "list", "variant_ids": "list",
+        "collections": "list", "categories": "list", "tags": "list", "vendors": "list", "valid_from": "optional",
+        "valid_until": "optional",
+    },
 }
 BLANK_ROWS = 2
 # Sections whose own checks (across fields) report at the section: shown at the top of its fieldset.

@@ -41,6 +41,7 @@ class ShopifyConnector:
     deactivate_discount_code = staticmethod(client.deactivate_discount_code)
     withdraw_discount_code = staticmethod(client.withdraw_discount_code)
     mark_gift = staticmethod(client.mark_gift)
+    fetch_products = staticmethod(client.fetch_products)
     credit_store_credit = staticmethod(client.credit_store_credit)
     check_credentials = staticmethod(client.check_credentials)
     tier_label = staticmethod(client.tier_label)

@@ -62,7 +62,7 @@ from connectors.shopify.consts import (
     PLATFORM,
 )
 from connectors.throttle import BucketStatus, Throttle
-from connectors.types import DiscountCode, DiscountSpec
+from connectors.types import DiscountCode, DiscountSpec, ProductFacts
 
 logger = logging.getLogger(__name__)
 
@@ -309,6 +309,30 @@ query OrdersCount($query: String!) {
   }
 }
 """,
+    # Earning by product: the tags and collections of the products of an order's lines, which the
+    # order webhook does not carry (a line has product_id, variant_id, vendor and gift_card only).
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/queries/nodes
+    # https://shopify.dev/docs/api/admin-graphql/2026-07/objects/Product (tags, collections)
+    "nodes": """\
+query ProductFacts($ids: [ID!]!, $collections: Int!) {
+  nodes(ids: $ids) {
+    ... on Product {
+      id
+      tags
+      collections(first: $collections) {
+        nodes {
+          id
+          handle
+          title
+        }
+        pageInfo {
+          hasNextPage
+        }
+      }
+    }
+  }
+}
+""",
     # The rest of an order's lines (more than the first page of `orders` holds).
     # https://shopify.dev/docs/api/admin-graphql/2026-07/queries/order
     "order": """\
@@ -462,6 +486,7 @@ fragment PolledOrder on Order {
           ...ShopMoney
         }
         lineItem {
+          id
           isGiftCard
         }
       }
@@ -477,6 +502,7 @@ fragment PolledLineItem on LineItem {
   id
   quantity
   isGiftCard
+  vendor
   product {
     id
   }
@@ -1043,7 +1069,73 @@ def _tags(credentials: Mapping[str, str], name: str, gid: str, tags: Sequence[st
         raise PermanentError(_user_errors_message(name, user_errors))
 
 
+# Products per `nodes` call, and collections per product: Shopify budgets a query by what it
+# could return (each product's connection 2 + first), so 10 x (1 + 2 + 60) = 630 points stay
+# under the 1000-point limit per query. A product in more collections than that has the rest
+# left out, with a warning (`fetch_products`).
+PRODUCTS_PER_CALL = 10
+COLLECTIONS_FIRST = 60
+
+
+def fetch_products(credentials: Mapping[str, str], product_ids: Sequence[str]) -> tuple[ProductFacts, ...]:
+    """Return the tags and collections of each product (one `nodes` query per PRODUCTS_PER_CALL;
+    a collection is named by its id, handle and title). A product the shop does not know (its
+    node is null) comes back with `found` False.
+
+    Raises:
+        ValueError: an id is not a Shopify product id.
+        TransientError, RateLimitedError, PermanentError: see `graphql`; also an answer that is
+            not a list of nodes.
+    """
+    found: list[ProductFacts] = []
+    ids = list(dict.fromkeys(product_ids))
+    for start in range(0, len(ids), PRODUCTS_PER_CALL):
+        chunk = ids[start:start + PRODUCTS_PER_CALL]
+        name, variables = product_facts_variables(chunk)
+        data = graphql(credentials, DOCUMENTS[name], variables, cost_estimate=len(chunk) * 3.0)
+        nodes = data.get("nodes")
+        if not isinstance(nodes, list) or len(nodes) != len(chunk):
+            raise PermanentError("nodes: the answer does not list one node per product id")
+        for product_id, node in zip(chunk, nodes, strict=True):
+            found.append(_product_facts(product_id, node, _shop(credentials)))
+    return tuple(found)
+
+
+def _product_facts(product_id: str, node: Any, shop: str) -> ProductFacts:
+    """Return the facts of one `nodes` answer entry (None: no such product)."""
+    if node is None:
+        return ProductFacts(id=product_id, found=False)
+    if not isinstance(node, Mapping) or not isinstance(node.get("tags"), list):
+        raise PermanentError("nodes: a product node without tags")
+    connection = node.get("collections")
+    if not isinstance(connection, Mapping) or not isinstance(connection.get("nodes"), list):
+        raise PermanentError("nodes: a product node without collections")
+    info = connection.get("pageInfo")
+    if isinstance(info, Mapping) and info.get("hasNextPage"):
+        logger.warning("product in more collections than are read; the rest are left out",
+                       extra={"platform": PLATFORM, "shop": shop, "product": product_id})
+    names: list[str] = []
+    for collection in connection["nodes"]:
+        if not isinstance(collection, Mapping):
+            raise PermanentError("nodes: a collection that is not an object")
+        gid = str(collection.get("id") or "")
+        names.extend(v for v in (gid.rsplit("/", 1)[-1], collection.get("handle"), collection.get("title"))
+                     if isinstance(v, str) and v)
+    tags = tuple(t for t in node["tags"] if isinstance(t, str) and t)
+    return ProductFacts(id=product_id, found=True, collections=tuple(names), tags=tags)
+
+
 # ---- variables (the schema test calls these directly) ---------------------------------------
+
+
+def product_facts_variables(product_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """Return the DOCUMENTS key and the variables that read the products' tags and collections.
+
+    Raises:
+        ValueError: an id is not a Shopify product id.
+    """
+    return "nodes", {"ids": [_gid("Product", product_id) for product_id in product_ids],
+                     "collections": COLLECTIONS_FIRST}
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ from connectors.types import (
     OrderStatus,
     OrderTransaction,
     Refund,
+    RefundLine,
     Resource,
     ShopRedaction,
     WebhookEvent,
@@ -452,20 +453,26 @@ def _parse_polled_line(item: Payload, topic: str, prefix: str) -> tuple[LineItem
         _shop_money(tax_line, "priceSet", topic, f"{prefix}taxLines[{j}].")
         for j, tax_line in enumerate(fields.objects(item, "taxLines", topic, prefix))
     ), _ZERO)
+    is_gift_card = fields.boolean(item, "isGiftCard", topic, prefix, default=False)
+    total = unit_price * quantity - discount
     line = LineItem(
         id=_gid_number(item.get("id"), topic, f"{prefix}id"),
         product_id=_optional_gid_number(item, "product", topic, prefix),
         variant_id=_optional_gid_number(item, "variant", topic, prefix),
         quantity=quantity,
         unit_price=unit_price,
-        total=unit_price * quantity - discount,
-        is_gift_card=fields.boolean(item, "isGiftCard", topic, prefix, default=False),
+        total=total,
+        is_gift_card=is_gift_card,
+        vendor=fields.optional_text(item, "vendor", topic, prefix),
+        tax=tax,
+        merchandise=None if is_gift_card else total,
     )
     return line, tax
 
 
 def _parse_polled_refund(data: Payload, topic: str, prefix: str, *, order_id: str, currency: str) -> Refund:
     merchandise = _ZERO
+    by_line: dict[str, Decimal] = {}
     lines = _connection(data, "refundLineItems", topic, prefix)
     for j, line in enumerate(fields.objects(lines, "nodes", topic, f"{prefix}refundLineItems.")):
         line_prefix = f"{prefix}refundLineItems.nodes[{j}]."
@@ -473,7 +480,11 @@ def _parse_polled_refund(data: Payload, topic: str, prefix: str, *, order_id: st
         if refunded_item is not None and fields.boolean(refunded_item, "isGiftCard", topic,
                                                         f"{line_prefix}lineItem.", default=False):
             continue
-        merchandise += _shop_money(line, "subtotalSet", topic, line_prefix)
+        subtotal = _shop_money(line, "subtotalSet", topic, line_prefix)
+        merchandise += subtotal
+        if refunded_item is not None and refunded_item.get("id") is not None:
+            line_id = _gid_number(refunded_item.get("id"), topic, f"{line_prefix}lineItem.id")
+            by_line[line_id] = by_line.get(line_id, _ZERO) + subtotal
     return Refund(
         id=_gid_number(data.get("id"), topic, f"{prefix}id"),
         order_id=order_id,
@@ -481,6 +492,7 @@ def _parse_polled_refund(data: Payload, topic: str, prefix: str, *, order_id: st
         merchandise=merchandise,
         total=_shop_money(data, "totalRefundedSet", topic, prefix),
         currency=currency,
+        lines=tuple(RefundLine(line_id, amount) for line_id, amount in by_line.items()),
     )
 
 
@@ -822,15 +834,21 @@ def _parse_line_item(
         ),
         _ZERO,
     )
+    is_gift_card = fields.boolean(item, "gift_card", topic, prefix, default=False)
+    total = unit_price * quantity - discount
     line = LineItem(
         id=line_id,
         product_id=fields.optional_platform_id(item, "product_id", topic, prefix),
         variant_id=fields.optional_platform_id(item, "variant_id", topic, prefix),
         quantity=quantity,
         unit_price=unit_price,
-        total=unit_price * quantity - discount,
-        is_gift_card=fields.boolean(item, "gift_card", topic, prefix, default=False),
+        total=total,
+        is_gift_card=is_gift_card,
         grams=fields.integer(item, "grams", topic, prefix, default=0) * quantity,
+        vendor=fields.optional_text(item, "vendor", topic, prefix),
+        tax=tax,
+        # `price` is on the order's tax basis (tax included iff taxes_included), as subtotal_price.
+        merchandise=None if is_gift_card else total,
     )
     return line, tax
 
@@ -840,6 +858,7 @@ def _parse_refund(
 ) -> Refund:
     refund_lines = fields.objects(data, "refund_line_items", topic, prefix)
     merchandise = _ZERO
+    by_line: dict[str, Decimal] = {}
     for j, line in enumerate(refund_lines):
         line_prefix = f"{prefix}refund_line_items[{j}]."
         # `subtotal` is the refunded line after discounts, before tax: Order.merchandise's basis.
@@ -850,6 +869,11 @@ def _parse_refund(
         )
         if not is_gift_card:
             merchandise += subtotal
+            line_id = fields.optional_platform_id(line, "line_item_id", topic, line_prefix)
+            if line_id is None and refunded_item is not None:
+                line_id = fields.optional_platform_id(refunded_item, "id", topic, f"{line_prefix}line_item.")
+            if line_id is not None:
+                by_line[line_id] = by_line.get(line_id, _ZERO) + subtotal
     currency = (
         fields.optional_text(data, "currency", topic, prefix)
         or default_currency
@@ -869,6 +893,7 @@ def _parse_refund(
         merchandise=merchandise,
         total=_refund_total(transactions, refund_lines, currency, topic, prefix),
         currency=currency,
+        lines=tuple(RefundLine(line_id, amount) for line_id, amount in by_line.items()),
     )
 
 

@@ -52,6 +52,7 @@ class WooCommerceConnector:
     deactivate_discount_code = staticmethod(client.deactivate_discount_code)
     withdraw_discount_code = staticmethod(client.withdraw_discount_code)
     mark_gift = staticmethod(client.mark_gift)
+    fetch_products = staticmethod(client.fetch_products)
     check_credentials = staticmethod(client.check_credentials)
     tier_label = staticmethod(client.tier_label)
     set_customer_tier = staticmethod(client.set_customer_tier)

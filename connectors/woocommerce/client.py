@@ -20,7 +20,7 @@ import logging
 import math
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -32,7 +32,7 @@ from woocommerce import API
 
 from connectors.errors import PermanentError, RateLimitedError, TransientError
 from connectors.throttle import Throttle
-from connectors.types import DiscountCode, DiscountSpec
+from connectors.types import DiscountCode, DiscountSpec, ProductFacts
 from connectors.woocommerce.consts import (
     API_VERSION,
     DEFAULT_RETRY_AFTER,
@@ -588,6 +588,50 @@ def list_refunds(credentials: Mapping[str, str], order_id: str) -> list[dict[str
     if not isinstance(payload, list) or not all(isinstance(r, dict) and isinstance(r.get("id"), int) for r in payload):
         raise PermanentError(f"WooCommerce {operation}: the answer is not a list of refunds")
     return payload
+
+
+def fetch_products(credentials: Mapping[str, str], product_ids: Sequence[str]) -> tuple[ProductFacts, ...]:
+    """Return the categories and tags of each product (`GET products?include=…`, up to 100 ids
+    per request); a product the answer does not list (deleted or trashed) comes back with
+    `found` False. A category or tag is named by its id, slug and name.
+
+    No captured answer exists: the shape is the REST v3 product's documented one
+    (https://woocommerce.github.io/woocommerce-rest-api-docs/#product-properties: `categories`
+    and `tags` are lists of {id, name, slug}). WooCommerce core has no vendor.
+
+    Raises:
+        ValueError: an id is not a number.
+        TransientError, RateLimitedError, PermanentError: as for coupons; also an answer that is
+            not a list of products.
+    """
+    shop, api = _client(credentials)
+    operation = "list products"
+    ids = list(dict.fromkeys(str(_numeric_id(product_id)) for product_id in product_ids))
+    listed: dict[str, ProductFacts] = {}
+    for start in range(0, len(ids), 100):
+        chunk = ids[start:start + 100]
+        params = {"include": ",".join(chunk), "per_page": "100"}
+        payload = _json(_send(api, shop, operation, "GET", "products", params=params), shop, operation)
+        if not isinstance(payload, list) or not all(isinstance(p, dict) and isinstance(p.get("id"), int)
+                                                    for p in payload):
+            raise PermanentError(f"WooCommerce {operation}: the answer is not a list of products")
+        for product in payload:
+            listed[str(product["id"])] = ProductFacts(
+                id=str(product["id"]), found=True,
+                collections=_term_names(product.get("categories"), operation),
+                tags=_term_names(product.get("tags"), operation),
+            )
+    return tuple(listed.get(product_id, ProductFacts(id=product_id, found=False)) for product_id in ids)
+
+
+def _term_names(terms: Any, operation: str) -> tuple[str, ...]:
+    """Return every name of a product's categories or tags ({id, name, slug} each)."""
+    if terms is None:
+        return ()
+    if not isinstance(terms, list) or not all(isinstance(t, dict) for t in terms):
+        raise PermanentError(f"WooCommerce {operation}: categories or tags are not a list of objects")
+    return tuple(str(v) for t in terms for v in (t.get("id"), t.get("slug"), t.get("name"))
+                 if isinstance(v, int | str) and not isinstance(v, bool) and str(v))
 
 
 def check_credentials(credentials: Mapping[str, str]) -> None:

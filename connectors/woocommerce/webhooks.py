@@ -15,7 +15,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -43,6 +43,7 @@ from connectors.types import (
     OrderStatus,
     Refund,
     RefundDetails,
+    RefundLine,
     Resource,
     WebhookEvent,
 )
@@ -299,7 +300,8 @@ def parse_order(payload: Mapping[str, Any], topic: str) -> Order:
     lines_tax = Decimal("0")
     for index, raw_line in enumerate(raw_lines):
         line, line_tax = _parse_line_item(raw_line, topic, f"line_items[{index}].")
-        line_items.append(line)
+        # The line's part of `merchandise`, on its basis (with its tax where prices include tax).
+        line_items.append(replace(line, merchandise=line.total + line_tax if taxes_included else line.total))
         lines_tax += line_tax
     # Line `total` is after discounts and excludes tax, whatever prices_include_tax says; a shop
     # that enters prices with tax gets merchandise on that same (tax-included) basis.
@@ -453,8 +455,9 @@ def _parse_line_item(raw: Mapping[str, Any], topic: str, path: str) -> tuple[Lin
         total=fields.money(raw, "total", topic, path),
         # Weights are not part of the order payload (only of the product resource).
         grams=0,
+        tax=fields.money(raw, "total_tax", topic, path),
     )
-    return line, fields.money(raw, "total_tax", topic, path)
+    return line, line.tax
 
 
 def _parse_refund(
@@ -509,11 +512,17 @@ def parse_refund_details(payload: Mapping[str, Any], topic: str) -> RefundDetail
     for index, raw in enumerate(fields.objects(payload, "refunds", topic)):
         path = f"refunds[{index}]."
         merchandise = Decimal("0")
+        by_line: dict[str, Decimal] = {}
         for line_index, line in enumerate(fields.objects(raw, "line_items", topic, path)):
             line_path = f"{path}line_items[{line_index}]."
-            merchandise -= fields.money(line, "total", topic, line_path)
+            amount = -fields.money(line, "total", topic, line_path)
             if taxes_included:
-                merchandise -= fields.money(line, "total_tax", topic, line_path)
+                amount -= fields.money(line, "total_tax", topic, line_path)
+            merchandise += amount
+            # `_refunded_item_id` (a meta entry) names the order line refunded (live capture 103).
+            item_id = _refunded_item_id(line)
+            if item_id is not None:
+                by_line[item_id] = by_line.get(item_id, Decimal("0")) + amount
         refunds.append(Refund(
             id=fields.platform_id(raw, "id", topic, path),
             order_id=order_id,
@@ -521,8 +530,19 @@ def parse_refund_details(payload: Mapping[str, Any], topic: str) -> RefundDetail
             merchandise=max(merchandise, Decimal("0")),
             total=abs(fields.money(raw, "amount", topic, path)),
             currency=currency,
+            lines=tuple(RefundLine(item_id, max(amount, Decimal("0"))) for item_id, amount in by_line.items()),
         ))
     return RefundDetails(order_id=order_id, refunds=tuple(refunds))
+
+
+def _refunded_item_id(line: Mapping[str, Any]) -> str | None:
+    """Return the order line a refund line refunds (its `_refunded_item_id` meta), or None."""
+    for meta in line.get("meta_data") or ():
+        if isinstance(meta, Mapping) and meta.get("key") == "_refunded_item_id":
+            value = meta.get("value")
+            if isinstance(value, int | str) and not isinstance(value, bool) and str(value).strip().isdigit():
+                return str(value).strip()
+    return None
 
 
 def _exponent(value: Decimal) -> int:

@@ -22,7 +22,7 @@ import pytest
 
 import connectors
 from connectors.base import Connector
-from connectors.types import DiscountCode, DiscountSpec, WebhookEvent
+from connectors.types import DiscountCode, DiscountSpec, ProductFacts, WebhookEvent
 
 
 class FakeConnector:
@@ -52,6 +52,10 @@ class FakeConnector:
         self.tier_labels: dict[str, set[str]] = {}
         # every outbound call: (operation, credentials, argument)
         self.calls: list[tuple[str, Mapping[str, Any], Any]] = []
+        # product id -> its collections/categories and tags (what the shop's catalogue says)
+        self.products: dict[str, ProductFacts] = {}
+        # the product ids of each `fetch_products` call
+        self.product_lookups: list[tuple[str, ...]] = []
         # operation -> the exceptions its next calls raise, in order (see `fail`)
         self.failures: dict[str, list[Exception]] = {}
 
@@ -151,6 +155,11 @@ class FakeConnector:
 
     def check_credentials(self, credentials: Any) -> None:
         self._call("check_credentials", credentials)
+
+    def fetch_products(self, credentials: Any, product_ids: Any) -> tuple[ProductFacts, ...]:
+        self._call("fetch_products", credentials, tuple(product_ids))
+        self.product_lookups.append(tuple(product_ids))
+        return tuple(self.products.get(pid, ProductFacts(id=pid, found=False)) for pid in product_ids)
 
 
 def install_fake_connector(monkeypatch: pytest.MonkeyPatch, platform: str) -> FakeConnector:

@@ -160,13 +160,22 @@ def dump(session, shop_id: int) -> dict[str, list[Any]]:  # type: ignore[no-unty
     return {name: sorted(values, key=repr) for name, values in result.items()}
 
 
-def test_bulk_and_per_delivery_paths_leave_the_same_rows(make_shop, post_webhook, session, time_machine, one_lane):
+# Earning by product: the black iPod's variant earns double, on its line's own base.
+DOUBLE_VARIANT = {"product_rules": [{"name": "Schwarz doppelt", "variant_ids": ["39072856"], "multiplier": "2"}]}
+
+
+@pytest.mark.parametrize(("_case", "earning"), [
+    ("program without product rules", {}),
+    ("a product rule doubles one line of each order", DOUBLE_VARIANT),
+])
+def test_bulk_and_per_delivery_paths_leave_the_same_rows(make_shop, post_webhook, session, time_machine, one_lane,
+                                                         _case: str, earning: dict[str, Any]):
     # given a program with every step after a first payment, a checkout waiting for one order,
     # and four paid orders of new customers: plain, a staff order (earns nothing), one who
     # subscribed and speaks English, one paid with a gift card line
     time_machine.move_to(NOW, tick=False)
     shop_id = make_shop("shopify")
-    program(shop_id, EVERYTHING)
+    program(shop_id, {**EVERYTHING, "earning": {**EVERYTHING["earning"], **earning}})
     subscribed = {"state": "subscribed", "opt_in_level": "single_opt_in",
                   "consent_updated_at": "2026-11-01T08:00:00+00:00"}
     bodies = [paid_order(0), paid_order(1, tags="staff"), paid_order(2), paid_order(3)]
@@ -218,6 +227,17 @@ def test_bulk_and_per_delivery_paths_leave_the_same_rows(make_shop, post_webhook
     # and the group wrote its customers in one INSERT, where one by one took one each
     assert bulk.seen["INSERT INTO customers"] == 1 and alone.seen["INSERT INTO customers"] == 4
     assert bulk.seen["INSERT INTO ledger_entries"] == 1
+    # and with the product rule each award names its lines: the doubled one holds twice the
+    # points of each of the other two (587.00 eligible, 195.66 of it doubled; Gold comes after)
+    earned = sorted(e["delta"] for e in together["entries"] if e["reason"] == "earn")
+    if earning:
+        assert earned == [782] * 3  # floor(587.00 + 195.66)
+        for entry in (e for e in together["entries"] if e["reason"] == "earn"):
+            lines = {line["id"]: line for line in entry["detail"]["lines"]}
+            assert lines["466157049"]["rule"] == "Schwarz doppelt" and lines["466157049"]["factor"] == "2"
+            assert sum(line["points"] for line in lines.values()) == 782
+    else:
+        assert earned == [587] * 3
 
 
 def test_a_bad_delivery_in_a_group_fails_alone(make_shop, post_webhook, session, one_lane):

@@ -255,6 +255,10 @@ VARIABLE_CASES = [
                                                    customer_id="gid://shopify/Customer/207119551")),
     ),
     (
+        "the tags and collections of an order's products (earning by product)",
+        lambda: client.product_facts_variables(["632910392", "gid://shopify/Product/921728736"]),
+    ),
+    (
         "25 customer metafields",
         lambda: client.metafields_variables([
             client.MetafieldValue(owner=f"gid://shopify/Customer/{n}", namespace="stammkunde", key=key,

@@ -150,6 +150,8 @@ def test_order_created_parses_real_delivery() -> None:
                 quantity=2,
                 unit_price=Decimal("12.5"),
                 total=Decimal("25.00"),
+                tax=Decimal("0.00"),
+                merchandise=Decimal("25.00"),
             ),
         ),
         # shipping is empty in this order, so the billing address is fingerprinted
@@ -202,6 +204,8 @@ def test_order_updated_parses_guest_order_with_tax_and_shipping() -> None:
                 quantity=2,
                 unit_price=Decimal("3"),
                 total=Decimal("6.00"),
+                tax=Decimal("0.45"),
+                merchandise=Decimal("6.00"),  # tax on top: not part of the merchandise
             ),
             LineItem(
                 id="316",
@@ -210,6 +214,8 @@ def test_order_updated_parses_guest_order_with_tax_and_shipping() -> None:
                 quantity=1,
                 unit_price=Decimal("12"),
                 total=Decimal("12.00"),
+                tax=Decimal("0.90"),
+                merchandise=Decimal("12.00"),
             ),
         ),
         shipping_address_fingerprint=fingerprint("969 market|94103|us"),
