@@ -250,9 +250,10 @@ def normalize_email(value: Any) -> str | None:
 def address_fingerprint(*parts: Any) -> str | None:
     """Return a sha256 of a normalized address (street, postcode, country), None if empty.
 
-    Used to spot self-referrals by shipping address without storing the address.
+    Used to spot self-referrals by shipping address without storing the address. A lone
+    surrogate (JSON allows "\ud800") is hashed as its code point, not refused.
     """
     cleaned = [" ".join(str(p).lower().split()) for p in parts if isinstance(p, str) and p.strip()]
     if not cleaned:
         return None
-    return hashlib.sha256("|".join(cleaned).encode("utf-8")).hexdigest()
+    return hashlib.sha256("|".join(cleaned).encode("utf-8", "surrogatepass")).hexdigest()

@@ -1,4 +1,4 @@
-"""placeholder (reserved number; filled in or renamed to "no change" when merged)
+"""no change (the number was reserved for work that turned out to need no schema change)
 
 Revision ID: 0027
 Revises: 0026
