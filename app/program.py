@@ -81,7 +81,7 @@ class ProductRule(_Strict):
     def _numeric_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         bad = [v for v in value if not v.strip().isdigit()]
         if bad:
-            raise ValueError(f"not a numeric id: {', '.join(bad)}")
+            raise PydanticCustomError("ids_not_numeric", "not a numeric id: {ids}", {"ids": ", ".join(bad)})
         return tuple(v.strip() for v in value)
 
     @model_validator(mode="after")
@@ -383,8 +383,10 @@ class Referral(_Strict):
     def _increasing(cls, steps: tuple[ReferralStep, ...]) -> tuple[ReferralStep, ...]:
         for index in range(1, len(steps)):
             if steps[index].count <= steps[index - 1].count:
-                raise ValueError(f"step counts must be unique and increasing: step {index + 1} has count "
-                                 f"{steps[index].count}, after {steps[index - 1].count}")
+                raise PydanticCustomError(
+                    "step_counts_not_increasing",
+                    "step counts must be unique and increasing: step {step} has count {count}, after {previous}",
+                    {"step": index + 1, "count": steps[index].count, "previous": steps[index - 1].count})
         return steps
 
     def step(self, count: int) -> ReferralStep | None:

@@ -7,6 +7,8 @@ its `type`, location and context values). Here each common type is worded for th
 plain `ValueError` of a model validator, unless the admin catalog has its text.
 
 The English texts are pydantic's own where pydantic words them, so English pages read as before.
+Every fixed text of a plain `ValueError` in app/program.py has its German in the admin catalog
+(tests/app/test_admin_look.py checks it), so a new check cannot reach a German owner in English.
 """
 
 from __future__ import annotations
@@ -56,11 +58,16 @@ TEXTS: dict[str, Any] = {
     "incentive_step_after_last": _l("incentive_step is after the last step"),
     "reward_names_not_unique": _l("reward names must be unique"),
     "reward_tiers_unknown": _l("reward %(name)s names unknown tiers %(tiers)s"),
+    "ids_not_numeric": _l("not a numeric id: %(ids)s"),
+    "step_counts_not_increasing": _l("step counts must be unique and increasing: step %(step)s has count "
+                                     "%(count)s, after %(previous)s"),
 }
 # The reward kinds as the program page's forms name them.
 KIND_TEXTS: dict[str, Any] = {
     "fixed_amount": _l("Amount off"), "percentage": _l("Percent off"), "free_shipping": _l("Free shipping"),
     "free_product": _l("Free product"), "store_credit": _l("Store credit (Shopify)"),
+    "buy_x_get_y": _l("Combination offer (buy X, get Y cheaper)"),
+    "partner_voucher": _l("Partner voucher (a code from a pool)"),
 }
 
 

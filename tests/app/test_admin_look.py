@@ -166,6 +166,16 @@ def test_the_sign_in_page_speaks_the_browsers_language(_case, header, expected, 
      "Die Erinnerungen (Stunden) müssen aufsteigend angegeben werden, mindestens eine."),
     ("quiet hours not a time", {"reminders.sending.quiet_start": "9 Uhr"}, "reminders.sending.quiet_start",
      "Die Eingabe hat nicht das erwartete Format"),
+    # the checks of the rules added later (plain ValueError texts, translated in the admin catalog)
+    ("bounce-back percent over 100", {"bounce_back.kind": "percentage", "bounce_back.value": "150"},
+     "bounce_back.value", "Ein Prozentsatz ist höchstens 100."),
+    ("a combination offer without how many", {"rewards.{new}.name": "Kombi", "rewards.{new}.points": "400",
+                                              "rewards.{new}.kind": "buy_x_get_y", "rewards.{new}.product_id": "9",
+                                              "rewards.{new}.buys_product_ids": "7", "rewards.{new}.buys_label": "Bohnen",
+                                              "rewards.{new}.gets_label": "Tasse"},
+     "rewards.{new}.buys_quantity", "Für eine Kombination nötig: wie viele gekauft werden müssen."),
+    ("a tier tag prefix with a comma", {"tier_in_shop.tag_prefix": "Stamm,kunde"}, "tier_in_shop.tag_prefix",
+     "Das Tag-Präfix darf kein Komma enthalten"),
 ])
 def test_a_german_owner_reads_program_errors_in_german(client, make_shop, _case, change, field, message):
     from html import unescape
@@ -231,3 +241,16 @@ def test_every_check_of_the_program_has_admin_words():
 
     # then the admin words each of them (and so the German catalog has them: see the test above)
     assert raised and sorted(raised - set(program_errors.TEXTS) - {"value_required"}) == []
+
+
+def test_every_fixed_text_of_the_programs_checks_has_a_german_translation():
+    # given the fixed texts of the plain ValueErrors in app/program.py (a new rule's checks included)
+    texts = set(re.findall(r'raise ValueError\("((?:[^"\\]|\\.)*)"\)', (ROOT / "app" / "program.py").read_text()))
+    with (TRANSLATIONS / "de" / "LC_MESSAGES" / "admin.po").open("rb") as fh:
+        catalog = read_po(fh)
+
+    # then the admin catalog has German for each (app/web/program_errors.py looks them up), and no
+    # check raises a ValueError with a formatted text, which no catalog could hold
+    assert len(texts) > 15
+    assert sorted(t for t in texts if catalog.get(t) is None or not catalog.get(t).string) == []
+    assert not re.search(r'raise ValueError\(f"', (ROOT / "app" / "program.py").read_text())
