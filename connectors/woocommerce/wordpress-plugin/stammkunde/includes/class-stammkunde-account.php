@@ -229,13 +229,36 @@ class Stammkunde_Account {
 			}
 			echo '</ul>';
 		}
+		$sold_out = self::sold_out( $view );
+		foreach ( $sold_out as $reward ) {
+			/* translators: %s: reward name */
+			echo '<p class="stammkunde-note stammkunde-sold-out">' . esc_html( sprintf( __( '“%s” is sold out at the moment.', 'stammkunde' ), (string) $reward['name'] ) ) . '</p>';
+		}
 		$next = isset( $view['next_reward'] ) && is_array( $view['next_reward'] ) ? $view['next_reward'] : null;
 		if ( $next ) {
 			/* translators: 1: "300 points", 2: reward name */
 			echo '<p class="stammkunde-next-reward">' . esc_html( sprintf( __( '%1$s more for “%2$s”.', 'stammkunde' ), Stammkunde_Format::points( $next['missing'] ?? 0 ), (string) $next['name'] ) ) . '</p>';
-		} elseif ( ! $affordable ) {
+		} elseif ( ! $affordable && ! $sold_out ) {
 			echo '<p>' . esc_html__( 'There are no rewards at the moment.', 'stammkunde' ) . '</p>';
 		}
+	}
+
+	/**
+	 * Rewards the member has the points for but cannot redeem because their voucher pool is
+	 * empty (`in_stock` false): listed as sold out, without a redeem button (as the Shopify page does).
+	 *
+	 * @param array $view The member view.
+	 * @return array
+	 */
+	private static function sold_out( array $view ) {
+		$rewards = isset( $view['rewards'] ) && is_array( $view['rewards'] ) ? $view['rewards'] : array();
+		$found   = array();
+		foreach ( $rewards as $reward ) {
+			if ( is_array( $reward ) && isset( $reward['in_stock'] ) && false === $reward['in_stock'] && empty( $reward['missing'] ) ) {
+				$found[] = $reward;
+			}
+		}
+		return $found;
 	}
 
 	/**
@@ -304,6 +327,10 @@ class Stammkunde_Account {
 		echo '<h3>' . esc_html__( 'Invite friends', 'stammkunde' ) . '</h3>';
 		/* translators: 1: a discount such as "10 %", 2: "500 points" */
 		echo '<p>' . esc_html( sprintf( __( 'Your friends get %1$s off their first order, and you get %2$s when they keep it.', 'stammkunde' ), Stammkunde_Format::percent( $referral['friend_discount_percent'] ?? 0 ), Stammkunde_Format::points( $referral['referrer_points'] ?? 0 ) ) ) . '</p>';
+		$progress = self::referral_progress( $referral );
+		if ( '' !== $progress ) {
+			echo '<p class="stammkunde-referral-progress">' . esc_html( $progress ) . '</p>';
+		}
 		$status = (string) ( $referral['status'] ?? '' );
 		if ( 'created' === $status && ! empty( $referral['code'] ) ) {
 			echo '<p><label for="stammkunde-referral-link">' . esc_html__( 'Your link to share:', 'stammkunde' ) . '</label><br><input id="stammkunde-referral-link" class="input-text stammkunde-referral-link" type="text" readonly value="' . esc_attr( Stammkunde_Format::referral_link( (string) $referral['code'] ) ) . '"></p>';
@@ -312,6 +339,35 @@ class Stammkunde_Account {
 		} else {
 			echo '<p class="stammkunde-note">' . esc_html__( 'Your invite link is being created. Reload this page in a moment.', 'stammkunde' ) . '</p>';
 		}
+	}
+
+	/**
+	 * How many friends have brought the member a referral reward, and what the next referral
+	 * step gives (extra points, or a lasting member discount); "" when there is neither.
+	 *
+	 * @param array $referral The referral view (rewarded, next_step).
+	 * @return string
+	 */
+	private static function referral_progress( array $referral ) {
+		$rewarded = (int) ( $referral['rewarded'] ?? 0 );
+		$step     = isset( $referral['next_step'] ) && is_array( $referral['next_step'] ) ? $referral['next_step'] : null;
+		if ( $rewarded <= 0 && null === $step ) {
+			return '';
+		}
+		/* translators: %s: a number of friends */
+		$text = sprintf( _n( '%s friend has brought you a referral reward so far.', '%s friends have brought you a referral reward so far.', $rewarded, 'stammkunde' ), number_format_i18n( $rewarded ) );
+		if ( null === $step ) {
+			return $text;
+		}
+		$to_go = (int) ( $step['to_go'] ?? 0 );
+		if ( ! empty( $step['points'] ) ) {
+			/* translators: 1: a number of friends, 2: "2.000 points" */
+			$text .= ' ' . sprintf( _n( 'Your next step: with %1$s more friend you get an extra %2$s.', 'Your next step: with %1$s more friends you get an extra %2$s.', $to_go, 'stammkunde' ), number_format_i18n( $to_go ), Stammkunde_Format::points( $step['points'] ) );
+		} elseif ( isset( $step['member_discount_percent'] ) ) {
+			/* translators: 1: a number of friends, 2: a discount such as "10 %" */
+			$text .= ' ' . sprintf( _n( 'Your next step: with %1$s more friend you get a lasting member discount of %2$s.', 'Your next step: with %1$s more friends you get a lasting member discount of %2$s.', $to_go, 'stammkunde' ), number_format_i18n( $to_go ), Stammkunde_Format::percent( $step['member_discount_percent'] ) );
+		}
+		return $text;
 	}
 
 	/**

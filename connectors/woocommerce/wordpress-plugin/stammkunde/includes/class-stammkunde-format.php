@@ -59,14 +59,24 @@ class Stammkunde_Format {
 	}
 
 	/**
-	 * What a code is for: its reward's name, else its purpose.
+	 * What a code is for: a partner voucher with its reward's name, else its reward's name, else
+	 * its purpose (a bounce-back code with its amount when the view gives one).
 	 *
 	 * @param array $row A code of the member view.
 	 * @return string
 	 */
 	public static function code_label( array $row ) {
+		$purpose = (string) ( $row['purpose'] ?? '' );
+		if ( 'partner_voucher' === $purpose ) {
+			/* translators: %s: the reward's name, e.g. "Kino-Gutschein" */
+			return ! empty( $row['reward'] ) ? sprintf( __( 'Partner voucher: %s', 'stammkunde' ), (string) $row['reward'] ) : __( 'Partner voucher', 'stammkunde' );
+		}
 		if ( ! empty( $row['reward'] ) ) {
 			return (string) $row['reward'];
+		}
+		if ( 'bounce_back' === $purpose && ! empty( $row['amount']['amount'] ) && ! empty( $row['amount']['currency'] ) ) {
+			/* translators: %s: an amount of money */
+			return sprintf( __( '%s off your next order', 'stammkunde' ), self::money( $row['amount']['amount'], $row['amount']['currency'] ) );
 		}
 		$labels = array(
 			'tier_discount'   => __( 'Member discount of your tier', 'stammkunde' ),
@@ -75,8 +85,8 @@ class Stammkunde_Format {
 			'bounce_back'     => __( 'Discount for your next order', 'stammkunde' ),
 			'cart'            => __( 'Discount for your cart', 'stammkunde' ),
 			'winback'         => __( 'Welcome-back discount', 'stammkunde' ),
+			'referral_step'   => __( 'Your lasting member discount for inviting friends, for you only', 'stammkunde' ),
 		);
-		$purpose = (string) ( $row['purpose'] ?? '' );
 		return isset( $labels[ $purpose ] ) ? $labels[ $purpose ] : __( 'Discount code', 'stammkunde' );
 	}
 
