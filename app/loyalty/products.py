@@ -51,15 +51,16 @@ def order_product_ids(order: ct.Order) -> list[str]:
                               if line.product_id and line.merchandise is not None and not line.is_gift_card))
 
 
-def fresh_facts(session: Session, shop_id: int, product_ids: Sequence[str],
-                now: datetime) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
-    """Return (collections or categories, tags) of each product whose facts are at most MAX_AGE old."""
+def fresh_facts(session: Session, shop_id: int, product_ids: Sequence[str], now: datetime, *,
+                max_age: timedelta | None = MAX_AGE) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Return (collections or categories, tags) of each product whose facts are at most `max_age`
+    old (None: any kept facts; the storefront's cart estimate, which never asks the platform)."""
     if not product_ids:
         return {}
     return {
         row.product_id: (tuple(row.collections or ()), tuple(row.tags or ()))
         for row in session.execute(_READ, {"shop_id": shop_id, "ids": list(product_ids)})
-        if row.fetched_at >= now - MAX_AGE
+        if max_age is None or row.fetched_at >= now - max_age
     }
 
 

@@ -22,12 +22,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.i18n import translations
-from app.loyalty import decide, earning, explain, ledger, redemptions, tiers, vouchers
+from app.loyalty import decide, earning, explain, ledger, products, redemptions, tiers, vouchers
 from app.loyalty.referrals import progress as referral_progress
 from app.loyalty.referrals import referral_code_row, referral_link
 from app.messaging.render import customer_language, format_money, format_number, spoken_language, worth_text
@@ -839,27 +840,127 @@ _LATEST_TAXED_ORDER = (
 )
 
 
-def cart_points(session: Session, shop: Shop, customer: Customer | None, subtotal: Decimal, currency: str, *,
-                tax: Decimal | None = None) -> int:
-    """Return the points an order of this cart would earn, by the rule orders earn by
-    (`decide.award`: eligible base x rate x the member's tier multiplier, rounded down).
+# A cart's lines the endpoints take (Shopify's cart and WooCommerce's allow more, but a cart that
+# long earns by its subtotal alone: the answer is then no less honest, only not by product).
+MAX_CART_LINES = 250
+_CART_ID = re.compile(r"[0-9]{1,20}")
+_CART_AMOUNT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,4})?")
 
-    `subtotal`: the merchandise after discounts, in the shop currency, without shipping. `tax`:
-    the tax it includes when the caller knows it (WooCommerce's Store API does); when None and
-    the shop's orders include tax, the share of tax of its latest paid order is assumed (Shopify's
-    cart does not tell). Bonuses for a first order or sign-up are not included.
+
+@dataclass(frozen=True)
+class CartLine:
+    """One line of a cart as the storefront gives it: its amount after discounts (with the tax
+    it includes, `tax`, when the caller knows it), its product and variant ids and its vendor
+    (Shopify gives one; WooCommerce core has none)."""
+
+    amount: Decimal
+    product_id: str | None = None
+    variant_id: str | None = None
+    vendor: str | None = None
+    tax: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class CartPoints:
+    """What a cart earns. `estimate` True: a product rule reads collections, categories or tags
+    of a product in the cart that no order has made us look up yet (`unknown_products`), so the
+    points are counted as if no such rule matched it."""
+
+    points: int
+    estimate: bool = False
+    unknown_products: tuple[str, ...] = ()
+
+
+def cart_lines(raw: Any) -> tuple[CartLine, ...]:
+    """Return the cart lines of a request's `lines` (JSON: a list of objects with "amount" and
+    any of "product_id", "variant_id", "vendor", "tax"; ids as digits, amounts as decimal
+    strings). A variant id "0" (WooCommerce's simple product) is no variant.
 
     Raises:
-        StorefrontError: a currency other than the shop's ("currency"), or a negative subtotal.
+        ValueError: the lines are not that shape; the message names the field.
+    """
+    if not isinstance(raw, list):
+        raise ValueError("lines must be a list")
+    if len(raw) > MAX_CART_LINES:
+        raise ValueError(f"lines: at most {MAX_CART_LINES}")
+    result = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise ValueError(f"lines[{i}] must be an object")
+        unknown = set(item) - {"amount", "product_id", "variant_id", "vendor", "tax"}
+        if unknown:
+            raise ValueError(f"lines[{i}]: unknown field(s) {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for name in ("amount", "tax"):
+            value = item.get(name)
+            if value is None and name == "tax":
+                continue
+            text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+            if not _CART_AMOUNT.fullmatch(text):
+                raise ValueError(f"lines[{i}].{name} must be an amount like 12.50")
+            values[name] = Decimal(text)
+        if "tax" in values and values["tax"] > values["amount"]:
+            raise ValueError(f"lines[{i}].tax is more than its amount")
+        for name in ("product_id", "variant_id"):
+            value = item.get(name)
+            if value is None:
+                continue
+            text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+            if not _CART_ID.fullmatch(text):
+                raise ValueError(f"lines[{i}].{name} must be a numeric id")
+            if text.strip("0"):
+                values[name] = text
+        vendor = item.get("vendor")
+        if vendor is not None:
+            if not isinstance(vendor, str) or len(vendor) > 255:
+                raise ValueError(f"lines[{i}].vendor must be a text of at most 255 characters")
+            values["vendor"] = vendor.strip() or None
+        result.append(CartLine(**values))
+    return tuple(result)
+
+
+def cart_points(session: Session, shop: Shop, customer: Customer | None, subtotal: Decimal | None, currency: str,
+                *, tax: Decimal | None = None, lines: tuple[CartLine, ...] = ()) -> int:
+    """Return the points an order of this cart would earn (`cart_estimate` without its flag)."""
+    return cart_estimate(session, shop, customer, subtotal, currency, tax=tax, lines=lines).points
+
+
+def cart_estimate(session: Session, shop: Shop, customer: Customer | None, subtotal: Decimal | None, currency: str,
+                  *, tax: Decimal | None = None, lines: tuple[CartLine, ...] = (),
+                  now: datetime | None = None) -> CartPoints:
+    """Return the points an order of this cart would earn, by the rules orders earn by
+    (`decide.award`: eligible base x rate x the member's tier multiplier, its lines weighed by
+    the program's product rules through `earning.product_share` / `earning.points_by_product`,
+    rounded down once).
+
+    `subtotal`: the merchandise after discounts, in the shop currency, without shipping (None:
+    the sum of the lines). `tax`: the tax it includes when the caller knows it (WooCommerce's
+    Store API does; else the sum of the lines' taxes when each line gives one); when None and
+    the shop's orders include tax, the share of tax of its latest paid order is assumed (Shopify's
+    cart does not tell), for each line without its own tax too. `lines`: the cart's lines; the
+    product rules match their product, variant and vendor, and collections, categories or tags
+    as the products' cached facts (`product_facts`, of any age; the storefront never asks the
+    platform) say. Without lines the cart earns as without product rules. Bonuses for a first
+    order or sign-up are not included.
+
+    Raises:
+        StorefrontError: a currency other than the shop's ("currency"), or a negative or
+            missing amount ("amount").
     """
     language = language_for(shop, customer)
     if currency.upper() != shop.currency.upper():
         raise StorefrontError("currency", translations(language).gettext(
             "Points are counted in %(currency)s; convert the cart to it first.") % {"currency": shop.currency})
-    if subtotal < 0 or (tax is not None and (tax < 0 or tax > subtotal)):
+    if subtotal is None and lines:
+        subtotal = sum((line.amount for line in lines), Decimal("0"))
+    if tax is None and lines and all(line.tax is not None for line in lines):
+        tax = sum((line.tax or Decimal("0") for line in lines), Decimal("0"))
+    if subtotal is None or subtotal < 0 or (tax is not None and (tax < 0 or tax > subtotal)) or any(
+            line.amount < 0 or (line.tax is not None and not Decimal("0") <= line.tax <= line.amount)
+            for line in lines):
         raise StorefrontError("amount", translations(language).gettext("The cart amount is not valid."))
     if customer is not None and customer.banned_at is not None:
-        return 0
+        return CartPoints(0)
     program = _program(session, shop)
     taxes_included = tax is not None
     if tax is None and not program.earning.earn_on_gross:
@@ -874,7 +975,31 @@ def cart_points(session: Session, shop: Shop, customer: Customer | None, subtota
         gift_card_paid=Decimal("0"),
     )
     base = earning.eligible_base(amounts, program.earning)
-    return earning.points_for(base, program.earning, decide.tier_multiplier(program, customer.tier if customer else None))
+    multiplier = decide.tier_multiplier(program, customer.tier if customer else None)
+    if not program.earning.product_rules or not lines:
+        return CartPoints(earning.points_for(base, program.earning, multiplier))
+    # The lines as stored order lines are, so they meet the rules as an order's lines do.
+    tax_share = (tax or Decimal("0")) / subtotal if taxes_included and subtotal > 0 else Decimal("0")
+    stored = [
+        {"id": str(i), "merchandise": str(line.amount),
+         "tax": str(line.tax if line.tax is not None else (line.amount * tax_share).quantize(Decimal("0.01"))),
+         "product_id": line.product_id, "variant_id": line.variant_id, "vendor": line.vendor}
+        for i, line in enumerate(lines)
+    ]
+    unknown: tuple[str, ...] = ()
+    found: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    now = now or utcnow()
+    if products.needs_lookup(program):
+        wanted = products.line_product_ids(stored)
+        found = products.fresh_facts(session, shop.id, wanted, now, max_age=None)
+        unknown = tuple(pid for pid in wanted if pid not in found)
+    day = now.astimezone(ZoneInfo(shop.timezone or "UTC")).date()
+    share = earning.product_share(products.order_lines(stored, found), amounts, program.earning, day)
+    if share is None:
+        points = earning.points_for(base, program.earning, multiplier)
+    else:
+        points = earning.points_by_product(base, program.earning, multiplier, share.eligible, share.weighted)
+    return CartPoints(points, bool(unknown), unknown)
 
 
 # --- redeeming ---------------------------------------------------------------------------------
@@ -1027,8 +1152,8 @@ def as_json(view: Any) -> dict[str, Any]:
 __all__ = [
     "BalanceSummary", "BalanceView", "CodeView", "HistoryLine", "MemberView", "Money", "PointValue",
     "ProgramView", "RedeemResult", "RedemptionStatus", "ReferralStepView", "ReferralView", "RewardView",
-    "StorefrontError",
-    "TierView", "as_json", "balance_summary", "cart_points", "find_member", "find_reward", "language_for",
+    "CartLine", "CartPoints", "StorefrontError",
+    "TierView", "as_json", "balance_summary", "cart_estimate", "cart_lines", "cart_points", "find_member", "find_reward", "language_for",
     "member_view", "point_value", "points_value", "combination_text", "program_view", "redeem", "redemption_state", "referral_view",
     "reward_id", "why_refused",
 ]

@@ -15,7 +15,7 @@ from the logged-in WordPress user: the app never takes an e-mail or an id from a
 | `GET  /api/woocommerce/v1/customers/<id>?lang=de` | the member view, 404 `unknown_customer` |
 | `POST /api/woocommerce/v1/customers/<id>/redemptions` `{"reward", "key"}` | 201 new, 200 repeated key, 422 refused (`message` in the customer's language) |
 | `GET  /api/woocommerce/v1/customers/<id>/redemptions/<rid>` | that redemption now (its code once the store holds it) |
-| `POST /api/woocommerce/v1/cart-points?lang=de` `{"customer_id", "currency", "subtotal", "tax"}` | `{"points": n, "value": {"amount", "currency"} or null, "value_text": "52 Punkte ≈ 0,52 €" or null}` (what the points are worth, `Program.point_worth`) |
+| `POST /api/woocommerce/v1/cart-points?lang=de` `{"customer_id", "currency", "subtotal", "tax", "lines"}` (`lines` optional: `[{"product_id", "variant_id", "amount", "tax"}]`, each line after discounts with the tax it includes; without `subtotal`/`tax` their sums) | `{"points": n, "estimate": false (true: a product rule reads categories or tags not yet known of a line's product), "value": {"amount", "currency"} or null, "value_text": "52 Punkte ≈ 0,52 €" or null}` (what the points are worth, `Program.point_worth`) |
 | `GET  /api/woocommerce/v1/referral-codes/<code>` | a member's referral code that exists in the store, else 404 |
 """
 
@@ -194,27 +194,38 @@ def redemption(customer_id: str, redemption_id: int) -> Any:
 
 @bp.post("/cart-points")
 def cart_points() -> Any:
-    """The points a cart would earn this customer (or a visitor) by the order earning rule."""
+    """The points a cart would earn this customer (or a visitor) by the order earning rule, its
+    `lines` (optional) weighed by the program's product rules."""
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
         return _error(400, "bad_request", "a JSON object is required")
-    subtotal, tax = _amount(payload.get("subtotal")), _amount(payload.get("tax"))
+    lines: tuple[storefront.CartLine, ...] = ()
+    if payload.get("lines") is not None:
+        try:
+            lines = storefront.cart_lines(payload["lines"])
+        except ValueError as exc:
+            return _error(400, "bad_request", str(exc))
+    raw_subtotal, raw_tax = payload.get("subtotal"), payload.get("tax")
+    subtotal, tax = _amount(raw_subtotal), _amount(raw_tax)
     currency, customer_id = payload.get("currency"), payload.get("customer_id")
-    if subtotal is None or tax is None or not isinstance(currency, str) or not _CURRENCY.fullmatch(currency) \
+    if (raw_subtotal is not None and subtotal is None) or (raw_tax is not None and tax is None) \
+            or (not lines and (subtotal is None or tax is None)) \
+            or not isinstance(currency, str) or not _CURRENCY.fullmatch(currency) \
             or not (customer_id is None or isinstance(customer_id, str)):
-        return _error(400, "bad_request", "subtotal, tax (decimal strings) and currency are required")
+        return _error(400, "bad_request", "subtotal and tax (decimal strings) or lines, and currency are required")
     session = db.request_session()
     shop = _shop(session)
     customer = _member(session, shop, customer_id) if customer_id else None
     try:
-        points = storefront.cart_points(session, shop, customer, subtotal, currency, tax=tax)
+        estimate = storefront.cart_estimate(session, shop, customer, subtotal, currency, tax=tax, lines=lines)
     except storefront.StorefrontError as exc:
         session.rollback()
         return _error(422, exc.reason, exc.message)
-    worth = storefront.points_value(shop, storefront.current_program(session, shop)[1], points,
+    worth = storefront.points_value(shop, storefront.current_program(session, shop)[1], estimate.points,
                                     storefront.language_for(shop, customer, _language()))
     session.commit()
-    return jsonify({"points": points, "value": storefront.as_json(worth[0]) if worth else None,
+    return jsonify({"points": estimate.points, "estimate": estimate.estimate,
+                    "value": storefront.as_json(worth[0]) if worth else None,
                     "value_text": worth[1] if worth else None})
 
 

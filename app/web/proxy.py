@@ -17,7 +17,7 @@ https://shopify.dev/docs/apps/build/online-store/app-proxies
 | `GET /api/rewards` | the rewards, and which the member can afford |
 | `POST /api/redeem` | `{"reward": id, "request_key": uuid}` (JSON only) -> the redemption |
 | `GET /api/redemptions/<id>` | one of the member's redemptions (its code once created) |
-| `GET /api/cart-points?subtotal=&currency=[&tax=]` | the points a cart earns, and what they are worth (`value`, `value_text`) |
+| `GET /api/cart-points?subtotal=&currency=[&tax=][&lines=]` | the points a cart earns (`estimate` true when a product rule reads facts not yet known of a line's product), and what they are worth (`value`, `value_text`); `lines`: JSON `[{"product_id", "variant_id", "vendor", "amount", "tax"}]` (amount after discounts; without `subtotal` the lines' sum) |
 
 Failures: no signature 400, a bad or stale one 401, an unknown or uninstalled shop 404, a request
 that needs a logged-in customer without one 401, a refused redemption 422 with `error` and a
@@ -560,24 +560,43 @@ def _amount(name: str, *, required: bool) -> Decimal | None:
 
 @bp.get("/api/cart-points")
 def api_cart_points() -> Any:
-    """The points a cart earns: `subtotal` (after discounts, without shipping) in `currency`."""
+    """The points a cart earns: `subtotal` (after discounts, without shipping) in `currency`, and
+    `lines` (JSON, `storefront.cart_lines`) so the program's product rules weigh its lines."""
     shop = _verified_shop()
-    subtotal = _amount("subtotal", required=True)
+    lines = _cart_lines()
+    subtotal = _amount("subtotal", required=not lines)
     tax = _amount("tax", required=False)
     currency = request.args.get("currency", shop.currency).strip().upper()
-    assert subtotal is not None
     with _reading() as session:
         _, customer = _member(session, shop)
         language = storefront.language_for(shop, customer, _locale())
         try:
-            points = storefront.cart_points(session, shop, customer, subtotal, currency, tax=tax)
+            estimate = storefront.cart_estimate(session, shop, customer, subtotal, currency, tax=tax, lines=lines)
         except storefront.StorefrontError as exc:
             return jsonify(error=exc.reason, message=exc.message), 422
+        points = estimate.points
         worth = storefront.points_value(shop, storefront.current_program(session, shop)[1], points, language)
-    text = translations(language).ngettext(
-        "You earn %(num)s point with this cart.", "You earn %(num)s points with this cart.", points)
-    return jsonify(points=points, currency=shop.currency, text=text % {"num": format_number(points, language)},
+    t = translations(language)
+    if estimate.estimate:
+        text = t.ngettext("You earn about %(num)s point with this cart.",
+                          "You earn about %(num)s points with this cart.", points)
+    else:
+        text = t.ngettext("You earn %(num)s point with this cart.", "You earn %(num)s points with this cart.", points)
+    return jsonify(points=points, estimate=estimate.estimate, currency=shop.currency,
+                   text=text % {"num": format_number(points, language)},
                    value=storefront.as_json(worth[0]) if worth else None, value_text=worth[1] if worth else None)
+
+
+def _cart_lines() -> tuple[storefront.CartLine, ...]:
+    raw = request.args.get("lines", "").strip()
+    if not raw:
+        return ()
+    try:
+        return storefront.cart_lines(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        raise ProxyError(400, "lines must be JSON") from None
+    except ValueError as exc:
+        raise ProxyError(400, str(exc)) from None
 
 
 def init_app(app: Flask) -> None:

@@ -262,7 +262,55 @@ def test_cart_points_say_what_they_are_worth(client, make_shop, _case, lang, sta
                    {"customer_id": "42", "currency": "EUR", "subtotal": "52.00", "tax": "0.00"})
 
     # then the points come with their worth, rounded half up to the cent
-    assert answer.get_json() == {"points": 65, "value": {"amount": value, "currency": "EUR"}, "value_text": text}
+    assert answer.get_json() == {"points": 65, "estimate": False, "value": {"amount": value, "currency": "EUR"},
+                                 "value_text": text}
+
+
+# A WooCommerce cart's lines as the plugin sends them (WC()->cart: product and variation ids, line
+# total after discounts with its tax when prices include tax): a 19 % shirt, a gift card, a book.
+WOO_LINES = [
+    {"product_id": "31", "variant_id": "35", "amount": "59.50", "tax": "9.50"},
+    {"product_id": "32", "variant_id": "0", "amount": "25.00", "tax": "0.00"},
+    {"product_id": "33", "amount": "21.40", "tax": "1.40"},
+]
+
+
+@pytest.mark.parametrize(("_case", "rules", "payload", "status", "expected"), [
+    ("no product rules: the lines earn as the subtotal did (net 95 x 1.25)", [],
+     {"customer_id": "42", "currency": "EUR", "lines": WOO_LINES}, 200, (118, False)),
+    ("the gift card excluded: (50 + 20) x 1.25", [{"name": "Gutschein", "effect": "exclude", "product_ids": ["32"]}],
+     {"customer_id": "42", "currency": "EUR", "lines": WOO_LINES}, 200, (87, False)),
+    ("the shirt's variation doubled, with the subtotal and tax sent too: (100 + 25 + 20) x 1.25",
+     [{"name": "Rot", "variant_ids": ["35"], "multiplier": "2"}],
+     {"customer_id": "42", "currency": "EUR", "subtotal": "105.90", "tax": "10.90", "lines": WOO_LINES}, 200,
+     (181, False)),
+    ("a category rule and no category known yet: counted without it, flagged",
+     [{"name": "Bücher", "effect": "exclude", "categories": ["buecher"]}],
+     {"customer_id": None, "currency": "EUR", "lines": WOO_LINES}, 200, (95, True)),
+    ("an older plugin: subtotal and tax only, today's answer",
+     [{"name": "Gutschein", "effect": "exclude", "product_ids": ["32"]}],
+     {"customer_id": "42", "currency": "EUR", "subtotal": "105.90", "tax": "10.90"}, 200, (118, False)),
+    ("a line's amount as a number", [], {"currency": "EUR", "lines": [{"product_id": "31", "amount": 1.5}]}, 400,
+     None),
+    ("lines not a list", [], {"currency": "EUR", "lines": {"product_id": "31"}}, 400, None),
+    ("a bad subtotal beside good lines", [], {"currency": "EUR", "subtotal": 10, "lines": WOO_LINES}, 400, None),
+])
+def test_cart_points_weigh_the_lines_by_the_product_rules(client, make_shop, _case, rules, payload, status,
+                                                         expected):
+    # given a store whose member "42" is in Silber (x1.25), with these product rules
+    shop_id, secret = _store(make_shop)
+    program(shop_id, {"second_purchase": {"enabled": False}, "referral": {"enabled": False},
+                      "earning": {"return_window_days": 0, "product_rules": rules}, "rewards": REWARDS})
+
+    # when the plugin asks what the cart earns, with its lines
+    answer = _call(client, shop_id, secret, "POST", "/cart-points?lang=de", payload)
+
+    # then each line earns by its rule, as an order of it would, or the request is refused by name
+    assert answer.status_code == status, answer.get_data(as_text=True)
+    if expected is not None:
+        assert (answer.get_json()["points"], answer.get_json()["estimate"]) == expected
+    else:
+        assert answer.get_json()["error"] == "bad_request"
 
 
 def test_member_view_says_what_the_available_points_are_worth(client, make_shop):

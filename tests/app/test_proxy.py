@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db import session_scope
-from app.models import Redemption
+from app.models import Redemption, utcnow
 from app.web import widget
 from connectors.shopify.webhooks import proxy_message
 from tests.conftest import FIXTURES, SHOPIFY_DOMAIN
@@ -262,6 +262,66 @@ def test_api_cart_points(client, shop_id, _case, query, status, expected):
         # and what they are worth (5 € for 500 points: 1 cent each), rounded to the cent
         assert response.get_json()["value"] == {"amount": "1.24", "currency": "EUR"}
         assert response.get_json()["value_text"] == "124 Punkte ≈ 1,24\xa0€"
+
+
+# The Shopify cart's lines as the widget sends them (`/cart.js` items: ids, vendor, final_line_price).
+CART_LINES = json.dumps([
+    {"product_id": "7001", "variant_id": "8001", "vendor": "Rösterei Nord", "amount": "40.00"},
+    {"product_id": "7002", "variant_id": "8002", "vendor": "Geschenke", "amount": "25.00"},
+    {"product_id": "7003", "variant_id": "8003", "vendor": "Rösterei Nord", "amount": "20.00"},
+])
+
+
+@pytest.mark.parametrize("_case, query, status, expected", [
+    # c1 spent 600 €: Silber, x1.25; the gift card (7002) earns nothing, the collection "espresso" double
+    ("lines without the subtotal: (40 + 0 + 20) x 1.25", {"lines": CART_LINES, "currency": "EUR"}, 200,
+     (75, False, "Mit diesem Warenkorb sammeln Sie 75 Punkte.")),
+    ("the subtotal-only form of older widgets: today's answer, 85 x 1.25", {"subtotal": "85.00", "currency": "EUR"},
+     200, (106, False, "Mit diesem Warenkorb sammeln Sie 106 Punkte.")),
+    ("in English", {"lines": CART_LINES, "currency": "EUR", "locale": "en"}, 200,
+     (75, False, "You earn 75 points with this cart.")),
+    ("lines that are not JSON", {"lines": "[{", "currency": "EUR"}, 400, None),
+    ("a line without its amount", {"lines": json.dumps([{"product_id": "7001"}]), "currency": "EUR"}, 400, None),
+])
+def test_api_cart_points_weigh_the_lines(client, shop_id, _case, query, status, expected):
+    # given a program that excludes the gift card product
+    program(shop_id, {**NO_EXTRAS, "earning": {"return_window_days": 0, "product_rules": [
+        {"name": "Gutscheine", "effect": "exclude", "product_ids": ["7002"]}]}, "rewards": REWARDS})
+
+    # when the widget asks what the cart earns, with its lines
+    response = client.get(signed("/api/cart-points", "c1", **query))
+
+    # then the excluded line earns nothing, in the member's words
+    assert response.status_code == status, response.get_data(as_text=True)
+    if expected:
+        body = response.get_json()
+        assert (body["points"], body["estimate"], body["text"]) == expected
+
+
+def test_api_cart_points_say_about_when_a_rule_needs_what_is_not_known_yet(client, shop_id):
+    # given a program doubling the collection "Espresso", and only product 7001 looked up so far
+    from app.loyalty import products
+    from connectors import types as ct
+
+    program(shop_id, {**NO_EXTRAS, "earning": {"return_window_days": 0, "product_rules": [
+        {"name": "Espresso", "collections": ["espresso"], "multiplier": "2"}]}, "rewards": REWARDS})
+    with session_scope() as s:
+        products.store_facts(s, shop_id, [ct.ProductFacts("7001", True, ("espresso", "Espresso"), ())],
+                             utcnow())
+
+    # when the widget asks for a cart of 7001 alone, and for the whole cart (7002, 7003 not known)
+    known = client.get(signed("/api/cart-points", "c1", currency="EUR", lines=json.dumps(
+        [{"product_id": "7001", "amount": "40.00"}]))).get_json()
+    whole = client.get(signed("/api/cart-points", "c1", currency="EUR", lines=CART_LINES)).get_json()
+    english = client.get(signed("/api/cart-points", "c1", currency="EUR", lines=CART_LINES, locale="en")).get_json()
+
+    # then 7001 earns double (40 x 2 x 1.25), exactly; the whole cart is counted with what is known
+    # ((80 + 25 + 20) x 1.25) and says it is about that
+    assert (known["points"], known["estimate"]) == (100, False)
+    assert known["text"] == "Mit diesem Warenkorb sammeln Sie 100 Punkte."
+    assert (whole["points"], whole["estimate"]) == (156, True)
+    assert whole["text"] == "Mit diesem Warenkorb sammeln Sie etwa 156 Punkte."
+    assert english["text"] == "You earn about 156 points with this cart."
 
 
 def test_member_page_balance_and_widget_say_what_the_points_are_worth(client, shop_id):

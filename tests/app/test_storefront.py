@@ -18,6 +18,7 @@ from app.db import session_scope
 from app.loyalty import storefront
 from app.loyalty.customers import find_by_email
 from app.models import Customer, Redemption, Shop, utcnow
+from connectors import types as ct
 from connectors.errors import PermanentError
 from tests.connectors.fake import install_fake_connector
 from tests.factories import T0, apply, order, program, report
@@ -225,6 +226,107 @@ def test_cart_points_refuse_another_currency_and_give_banned_members_nothing(mak
     # then they earn nothing, and a dollar cart is refused with a reason
     assert banned == 0
     assert refused.value.reason == "currency" and "EUR" in refused.value.message
+
+
+# A German shop's cart, prices with tax (as in tests/app/test_earning_by_product.py): a novel (7 %
+# VAT), a summer shirt (19 %) and a gift card sold as a product; net 20 + 50 + 25 = 95 €.
+CART = (
+    storefront.CartLine(Decimal("21.40"), product_id="501", vendor="Verlag Nord", tax=Decimal("1.40")),
+    storefront.CartLine(Decimal("59.50"), product_id="502", variant_id="9021", vendor="Nordlicht", tax=Decimal("9.50")),
+    storefront.CartLine(Decimal("25.00"), product_id="503", tax=Decimal("0")),
+)
+NO_VOUCHERS = {"name": "Gutscheine", "effect": "exclude", "product_ids": ["503"]}
+DOUBLE_NORDLICHT = {"name": "Nordlicht", "vendors": ["nordlicht"], "multiplier": "2"}
+NO_BOOKS = {"name": "Buchpreisbindung", "effect": "exclude", "tags": ["Buch"]}
+DOUBLE_SUMMER = {"name": "Sommer", "collections": ["Sommer"], "multiplier": "2"}
+# What the worker looked up of the products when orders came in (`product_facts`).
+FACTS = (ct.ProductFacts("501", True, (), ("buch",)), ct.ProductFacts("502", True, ("sommer",), ()),
+         ct.ProductFacts("503", True, (), ("gutschein",)))
+
+
+@pytest.mark.parametrize(
+    "_case, rules, facts, lines, points, estimate",
+    [
+        ("no product rules: today's answer on the subtotal", (), (), CART, 95, False),
+        ("a rule matching no line: the same", ({"name": "x", "vendors": ["Fremd"]},), (), CART, 95, False),
+        ("the gift card excluded by its product id: 20 + 50", (NO_VOUCHERS,), (), CART, 70, False),
+        ("the vendor's line doubled: 20 + 2 x 50 + 25", (DOUBLE_NORDLICHT,), (), CART, 145, False),
+        ("the book excluded by its tag, looked up before: 50 + 25", (NO_BOOKS,), FACTS, CART, 75, False),
+        ("the summer collection doubled, looked up before", (DOUBLE_SUMMER, NO_VOUCHERS), FACTS, CART, 120, False),
+        ("tags not known of the cart's products: counted without the rule, flagged", (NO_BOOKS,), FACTS[1:], CART,
+         95, True),
+        ("a rule the cart's own facts decide needs no lookup even when another does", (NO_VOUCHERS, NO_BOOKS),
+         FACTS[:1], CART, 50, True),
+        ("an old widget sends the subtotal only: today's answer", (NO_VOUCHERS, DOUBLE_NORDLICHT), (), (), 95, False),
+    ],
+)
+def test_cart_points_weigh_the_lines_by_the_product_rules_orders_earn_by(
+        make_shop, _case, rules, facts, lines, points, estimate):
+    from app.loyalty import products
+
+    # given a program with these product rules, and what was looked up of the products
+    shop_id = _shop(make_shop, {**NO_EXTRAS, "earning": {"return_window_days": 0, "product_rules": list(rules)}})
+    with session_scope() as s:
+        products.store_facts(s, shop_id, facts, T0)
+
+    # when a visitor's cart is counted (in the subtotal-only form: 105.90 € with 10.90 € tax)
+    with session_scope() as s:
+        shop = s.get(Shop, shop_id)
+        if lines:
+            answer = storefront.cart_estimate(s, shop, None, None, "EUR", lines=lines)
+        else:
+            answer = storefront.cart_estimate(s, shop, None, Decimal("105.90"), "EUR", tax=Decimal("10.90"))
+
+    # then it earns what an order of these lines earns, and says when that is an estimate
+    assert (answer.points, answer.estimate) == (points, estimate)
+    assert answer.unknown_products == (("502", "503") if estimate and len(facts) == 1 else ("501",) if estimate
+                                       else ())
+
+
+def test_cart_points_equal_the_award_of_an_order_of_the_same_lines(make_shop):
+    # given a program that excludes the gift card and doubles the vendor's line, and a Silber member
+    from app.loyalty import decide, products
+
+    rules = [NO_VOUCHERS, DOUBLE_NORDLICHT]
+    shop_id = _shop(make_shop, {**NO_EXTRAS, "earning": {"return_window_days": 0, "product_rules": rules},
+                                "rewards": REWARDS})
+    apply(shop_id, order("1", "300.00"))
+
+    # when the member's cart is counted, with a subtotal that also holds a line the cart left out
+    estimate = _read(shop_id, storefront.cart_estimate, Decimal("115.90"), "EUR", tax=Decimal("10.90"), lines=CART)
+
+    # then it is the award `decide` gives an order of these lines (the rest earning as any line)
+    with session_scope() as s:
+        shop = s.get(Shop, shop_id)
+        member = storefront.find_member(s, shop, "c1")
+        prog = storefront.current_program(s, shop)[1]
+        facts = decide.OrderFacts(
+            id=1, number="#2", currency="EUR", is_paid=True, paid_at=T0, merchandise=Decimal("115.90"),
+            merchandise_tax=Decimal("10.90"), taxes_included=True, gift_card_paid=None, tags=(), status="paid",
+            cancelled_at=None, deleted_at=None, refunds=(), timezone=shop.timezone,
+            lines=products.order_lines([{"id": str(i), "merchandise": str(line.amount), "tax": str(line.tax),
+                                         "product_id": line.product_id, "variant_id": line.variant_id,
+                                         "vendor": line.vendor} for i, line in enumerate(CART)]))
+        award = decide.award(facts, decide.CustomerFacts(id=member.id, tier=member.tier, banned=False), prog, T0)
+    assert member.tier == "Silber"
+    assert estimate.points == award.points == 162  # 105 x 1.25 x (20 + 2 x 50 + 0 + 10) / 105, rounded down
+    assert not estimate.estimate
+
+
+def test_cart_lines_take_the_request_shape_and_name_the_bad_field():
+    lines = storefront.cart_lines([{"product_id": 501, "variant_id": "0", "amount": "21.40", "tax": "1.40"},
+                                   {"product_id": "502", "variant_id": "9021", "vendor": " Nordlicht ", "amount": 5}])
+
+    assert lines == (storefront.CartLine(Decimal("21.40"), "501", None, None, Decimal("1.40")),
+                     storefront.CartLine(Decimal("5"), "502", "9021", "Nordlicht", None))
+    for bad, field in [({"amount": "-1"}, "lines[0].amount"), ({"amount": "1", "product_id": "x1"},
+                                                               "lines[0].product_id"),
+                       ({"amount": "1", "tax": "2"}, "lines[0].tax"), ({"amount": "1", "price": "1"}, "price"),
+                       ({"amount": 1.5}, "lines[0].amount")]:
+        with pytest.raises(ValueError, match=field.replace("[", r"\[").replace("]", r"\]")):
+            storefront.cart_lines([bad])
+    with pytest.raises(ValueError, match="at most 250"):
+        storefront.cart_lines([{"amount": "1"}] * 251)
 
 
 def test_redeem_takes_the_points_once_and_the_worker_creates_the_code(make_shop, work, monkeypatch):

@@ -64,6 +64,8 @@ class StandInShop:
         self.customer = customer
         self.discounts: list[str] = []
         self.total_price = 9999  # cents, as /cart.js gives it
+        self.items: list[dict[str, Any]] = []  # /cart.js items (none: the cart of an older stand-in)
+        self.shop_id = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
@@ -88,7 +90,8 @@ class StandInShop:
         return Response("not found", status=404)(environ, start_response)
 
     def cart(self) -> Response:
-        body = {"total_price": self.total_price, "currency": "EUR", "item_count": 1,
+        body = {"total_price": self.total_price, "currency": "EUR", "item_count": max(len(self.items), 1),
+                "items": self.items,
                 "cart_level_discount_applications": [{"title": code} for code in self.discounts]}
         return Response(json.dumps(body), mimetype="application/json")
 
@@ -131,6 +134,7 @@ def shop(app, make_shop, monkeypatch) -> Iterator[tuple[str, StandInShop]]:  # t
     program(shop_id, {"second_purchase": {"enabled": False}, "earning": {"return_window_days": 0}, "rewards": REWARDS})
     apply(shop_id, order("1", "600.00"))
     stand_in = StandInShop(app, "c1")
+    stand_in.shop_id = shop_id
     server = make_server("127.0.0.1", port, stand_in, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -259,4 +263,35 @@ def test_loyalty_page_and_launcher_fit_phone_and_desktop(shop, browser, width, t
     shots = Path("/tmp") / "stammkunde-screenshots"
     if shots.is_dir():  # keep a copy to look at by hand: mkdir /tmp/stammkunde-screenshots
         shutil.copy(tmp_path / f"page-{width}.png", shots / f"page-{width}.png")
+    assert _errors(browser) == []
+
+
+def test_widget_sends_the_cart_lines_so_product_rules_weigh_them(shop, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    url, stand_in = shop
+    # given a program that excludes the product 7002 and doubles the collection "Espresso" (which
+    # no order has made the app look up yet), and a cart of coffee, that product and a gift card
+    program(stand_in.shop_id, {"second_purchase": {"enabled": False}, "rewards": REWARDS, "earning": {
+        "return_window_days": 0, "product_rules": [
+            {"name": "Pakete", "effect": "exclude", "product_ids": ["7002"]},
+            {"name": "Espresso", "collections": ["espresso"], "multiplier": "2"}]}})
+    stand_in.items = [
+        {"product_id": 7001, "variant_id": 8001, "vendor": "Rösterei Nord", "final_line_price": 7999, "gift_card": False},
+        {"product_id": 7002, "variant_id": 8002, "vendor": "Rösterei Nord", "final_line_price": 2000, "gift_card": False},
+        {"product_id": 7003, "variant_id": 8003, "vendor": "Kaffee & Kuchen", "final_line_price": 2500,
+         "gift_card": True},
+    ]
+    stand_in.total_price = 12499
+
+    # when the member opens the cart
+    browser.get(url + "/cart")
+
+    # then the cart earns on the coffee alone (79.99 x 1.25; the gift card is no merchandise), and
+    # says "about": whether the coffee is in "Espresso" is not known yet
+    earn = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".sk-earn"))
+    browser.save_screenshot(str(tmp_path / "cart-lines.png"))
+    if Path("/tmp/stammkunde-screenshots").is_dir():
+        shutil.copy(tmp_path / "cart-lines.png", "/tmp/stammkunde-screenshots/cart-lines.png")
+    assert earn.text.replace("\xa0", " ") == "Mit diesem Warenkorb sammeln Sie etwa 99 Punkte. (99 Punkte ≈ 0,99 €)"
     assert _errors(browser) == []

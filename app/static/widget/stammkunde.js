@@ -156,9 +156,16 @@
     fetch(root + "cart.js", { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.json(); })
       .then(function (c) {
-        var box = cartBox(), rate = Number((S.currency && S.currency.rate) || 1) || 1;
-        var shopMoney = c.currency && state.bal.currency !== c.currency ? c.total_price / 100 / rate : c.total_price / 100;
-        api("cart-points?subtotal=" + shopMoney.toFixed(2) + "&currency=" + encodeURIComponent(state.bal.currency))
+        var box = cartBox(), rate = c.currency && state.bal.currency !== c.currency ? Number((S.currency && S.currency.rate) || 1) || 1 : 1;
+        var sub = c.total_price, lines = [];
+        function money(cents) { return (cents / 100 / rate).toFixed(2); }
+        /* Each line, so product rules weigh it (a gift card bought is no merchandise; a long cart by its total). */
+        (c.items || []).forEach(function (i) {
+          if (i.gift_card) sub -= i.final_line_price;
+          else lines.push({ product_id: i.product_id || null, variant_id: i.variant_id || null, vendor: i.vendor || null, amount: money(i.final_line_price) });
+        });
+        api("cart-points?subtotal=" + money(Math.max(sub, 0)) + "&currency=" + encodeURIComponent(state.bal.currency) +
+          (lines.length && lines.length <= 50 ? "&lines=" + encodeURIComponent(JSON.stringify(lines)) : ""))
           .then(function (p) {
             el("p", "sk-earn", p.text + (p.value_text ? " (" + p.value_text + ")" : ""), box);
             offer(box);

@@ -47,10 +47,22 @@ final class BlocksTest extends TestCase {
 		$data = ( new Stammkunde_Blocks() )->cart_data();
 
 		$this->assertSame( 65, $data['points'] );
+		$this->assertFalse( $data['estimate'] );
 		$this->assertSame( 1200, $data['balance'] );
 		$this->assertSame( array( array( 'code' => 'SK-QLS32ZMHPR', 'reward' => 'Gratisversand' ) ), $data['codes'] );
 		$this->assertSame( array( array( 'name' => 'Gratisversand', 'points' => 300 ), array( 'name' => '5 € Rabatt', 'points' => 500 ) ), $data['rewards'] );
 		$this->assertFalse( $data['pending'] );
+	}
+
+	public function test_cart_data_says_when_the_points_are_an_estimate() {
+		WC()->cart->contents_total = 25.0;
+		WC()->cart->cart_items = array( array( 'product_id' => 33, 'variation_id' => 0, 'line_total' => 25.0, 'line_tax' => 0.0 ) );
+		SK::app( array( '/api/woocommerce/v1/cart-points' => array( 200, array( 'points' => 25, 'estimate' => true ) ) ) );
+
+		$data = ( new Stammkunde_Blocks() )->cart_data();
+
+		$this->assertSame( array( 25, true ), array( $data['points'], $data['estimate'] ) );
+		$this->assertSame( '33', json_decode( SK::$requests[0]['args']['body'], true )['lines'][0]['product_id'] );
 	}
 
 	public function test_cart_data_without_the_app_still_answers() {

@@ -54,6 +54,63 @@ final class CartTest extends TestCase {
 		$this->assertCount( 1, SK::$requests );
 	}
 
+	public function test_cart_sends_its_lines_so_product_rules_weigh_them_and_says_about() {
+		// a cart (prices with tax) of a shirt variation and a gift card product, after discounts
+		SK::app( array( '/api/woocommerce/v1/cart-points' => array( 200, array( 'points' => 50, 'estimate' => true, 'value_text' => null ) ) ) );
+		SK::$user_id = 42;
+		SK::$options['woocommerce_prices_include_tax_bool'] = true;
+		WC()->cart->contents_total = 75.0;
+		WC()->cart->contents_tax = 9.5;
+		WC()->cart->cart_items = array(
+			'a1' => array( 'product_id' => 31, 'variation_id' => 35, 'line_total' => 50.0, 'line_tax' => 9.5 ),
+			'b2' => array( 'product_id' => 32, 'variation_id' => 0, 'line_total' => 25.0, 'line_tax' => 0.0 ),
+		);
+
+		ob_start();
+		( new Stammkunde_Cart() )->render_cart_points();
+		$html = ob_get_clean();
+
+		// the app gets each line with its tax, and the cart says the points are an estimate
+		$this->assertSame(
+			array(
+				'customer_id' => '42',
+				'currency'    => 'EUR',
+				'subtotal'    => '84.50',
+				'tax'         => '9.50',
+				'lines'       => array(
+					array( 'product_id' => '31', 'variant_id' => '35', 'amount' => '59.50', 'tax' => '9.50' ),
+					array( 'product_id' => '32', 'variant_id' => null, 'amount' => '25.00', 'tax' => '0.00' ),
+				),
+			),
+			self::sent( 0 )
+		);
+		$this->assertStringContainsString( 'You earn about 50 points with this cart.', $html );
+	}
+
+	public function test_cart_lines_without_tax_in_prices_and_a_cart_too_long_to_weigh() {
+		WC()->cart->cart_items = array( array( 'product_id' => 31, 'variation_id' => 0, 'line_total' => 42.0, 'line_tax' => 7.98 ) );
+		$this->assertSame(
+			array( array( 'product_id' => '31', 'variant_id' => null, 'amount' => '42.00', 'tax' => '0.00' ) ),
+			Stammkunde_Cart::cart_amounts()['lines']
+		);
+
+		WC()->cart->cart_items = array_fill( 0, Stammkunde_Cart::MAX_LINES + 1, array( 'product_id' => 31, 'line_total' => 1.0 ) );
+		$this->assertArrayNotHasKey( 'lines', Stammkunde_Cart::cart_amounts() );
+	}
+
+	public function test_an_exact_answer_says_no_about() {
+		SK::app( array( '/api/woocommerce/v1/cart-points' => array( 200, array( 'points' => 70, 'estimate' => false ) ) ) );
+		WC()->cart->contents_total = 75.0;
+		WC()->cart->cart_items = array( array( 'product_id' => 31, 'variation_id' => 0, 'line_total' => 75.0, 'line_tax' => 0.0 ) );
+
+		ob_start();
+		( new Stammkunde_Cart() )->render_cart_points();
+		$html = ob_get_clean();
+
+		$this->assertStringContainsString( 'You earn 70 points with this cart.', $html );
+		$this->assertSame( '75.00', self::sent( 0 )['lines'][0]['amount'] );
+	}
+
 	public function test_cart_shows_nothing_when_the_app_cannot_say() {
 		SK::$http = null;
 		WC()->cart->contents_total = 52.0;

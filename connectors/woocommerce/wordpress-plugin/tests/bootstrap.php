@@ -116,6 +116,8 @@ class SK_Cart {
 	public $items = 0;
 	public $contents_total = 0.0;
 	public $contents_tax = 0.0;
+	/** The cart's items as WC_Cart::get_cart() gives them (product_id, variation_id, line_total, line_tax). */
+	public $cart_items = array();
 	/** Codes WooCommerce refuses, with its message. */
 	public $refuse = array();
 	public function apply_coupon( $code ) {
@@ -146,6 +148,9 @@ class SK_Cart {
 	}
 	public function get_cart_contents_tax() {
 		return $this->contents_tax;
+	}
+	public function get_cart() {
+		return $this->cart_items;
 	}
 }
 

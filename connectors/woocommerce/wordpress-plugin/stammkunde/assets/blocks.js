@@ -92,7 +92,7 @@
 			return null;
 		}
 		return el( 'div', { className: 'stammkunde-block' },
-			data.points ? el( 'p', { className: 'stammkunde-earn' }, fill( text.earn, data.points ) ) : null,
+			data.points ? el( 'p', { className: 'stammkunde-earn' }, fill( data.estimate ? text.earn_about : text.earn, data.points ) ) : null,
 			items.length ? el( 'p', { className: 'stammkunde-title' }, text.title, data.balance !== null ? ' · ' + fill( text.balance, data.balance ) : '' ) : null,
 			items.length ? el( 'ul', null, items ) : null,
 			data.pending ? el( 'p', { role: 'status' }, text.pending ) : null,

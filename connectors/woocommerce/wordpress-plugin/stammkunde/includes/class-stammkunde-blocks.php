@@ -59,9 +59,11 @@ class Stammkunde_Blocks {
 	 */
 	public function cart_data() {
 		$plugin  = Stammkunde_Plugin::instance();
-		$amounts = Stammkunde_Cart::cart_amounts();
-		$data    = array(
-			'points'    => null === $amounts ? null : $plugin->cart()->points_for( $amounts ),
+		$amounts  = Stammkunde_Cart::cart_amounts();
+		$estimate = null === $amounts ? null : $plugin->cart()->estimate_for( $amounts );
+		$data     = array(
+			'points'    => null === $estimate ? null : (int) $estimate['points'],
+			'estimate'  => null !== $estimate && ! empty( $estimate['estimate'] ),
 			'logged_in' => is_user_logged_in(),
 			'balance'   => null,
 			'codes'     => array(),
@@ -107,6 +109,7 @@ class Stammkunde_Blocks {
 		);
 		return array(
 			'points'    => array( 'description' => __( 'Points this cart earns.', 'stammkunde' ), 'type' => array( 'integer', 'null' ) ) + $read_only,
+			'estimate'  => array( 'description' => __( 'Whether the points are an estimate (a product rule reads what is not known yet).', 'stammkunde' ), 'type' => 'boolean' ) + $read_only,
 			'logged_in' => array( 'description' => __( 'Whether the customer is logged in.', 'stammkunde' ), 'type' => 'boolean' ) + $read_only,
 			'balance'   => array( 'description' => __( 'Points available to the customer.', 'stammkunde' ), 'type' => array( 'integer', 'null' ) ) + $read_only,
 			'codes'     => array( 'description' => __( 'The customer\'s reward codes not applied yet.', 'stammkunde' ), 'type' => 'array' ) + $read_only,
@@ -198,6 +201,8 @@ class Stammkunde_Blocks {
 				'title'    => __( 'Your rewards', 'stammkunde' ),
 				/* translators: %s: a number of points */
 				'earn'     => __( 'You earn %s points with this cart.', 'stammkunde' ),
+				/* translators: %s: a number of points */
+				'earn_about' => __( 'You earn about %s points with this cart.', 'stammkunde' ),
 				/* translators: %s: a number of points */
 				'balance'  => __( 'You have %s points.', 'stammkunde' ),
 				'apply'    => __( 'Apply', 'stammkunde' ),

@@ -23,6 +23,7 @@ class Stammkunde_Cart {
 	const APPLY_ACTION    = 'stammkunde_apply';
 	const PENDING_SECONDS = 600;
 	const POINTS_CACHE    = 300;
+	const MAX_LINES       = 250; // The most lines the app weighs one by one.
 
 	/**
 	 * Hook the product and cart pages and the session work.
@@ -81,7 +82,38 @@ class Stammkunde_Cart {
 		}
 		$included = wc_prices_include_tax();
 		$tax      = (float) $cart->get_cart_contents_tax();
-		return self::amounts( (float) $cart->get_cart_contents_total() + ( $included ? $tax : 0.0 ), $included ? $tax : 0.0 );
+		$amounts  = self::amounts( (float) $cart->get_cart_contents_total() + ( $included ? $tax : 0.0 ), $included ? $tax : 0.0 );
+		$lines    = self::cart_lines( $cart, $included );
+		if ( array() !== $lines ) {
+			$amounts['lines'] = $lines;
+		}
+		return $amounts;
+	}
+
+	/**
+	 * The cart's lines as the app reads an order's, so the program's product rules weigh each:
+	 * product and variation ids, the line total after discounts (with its tax when the shop's
+	 * prices include tax) and that tax. None for a cart longer than the app takes (it then
+	 * earns by its total, as before).
+	 *
+	 * @param WC_Cart $cart     The cart.
+	 * @param bool    $included Whether prices include tax.
+	 * @return array
+	 */
+	public static function cart_lines( $cart, $included ) {
+		$lines = array();
+		foreach ( (array) $cart->get_cart() as $item ) {
+			$product_id = isset( $item['product_id'] ) ? (int) $item['product_id'] : 0;
+			$line_tax   = $included ? max( 0.0, (float) ( $item['line_tax'] ?? 0 ) ) : 0.0;
+			$amount     = max( 0.0, (float) ( $item['line_total'] ?? 0 ) + $line_tax );
+			$lines[]    = array(
+				'product_id' => $product_id > 0 ? (string) $product_id : null,
+				'variant_id' => ! empty( $item['variation_id'] ) ? (string) (int) $item['variation_id'] : null,
+				'amount'     => number_format( $amount, 2, '.', '' ),
+				'tax'        => number_format( min( $amount, $line_tax ), 2, '.', '' ),
+			);
+		}
+		return count( $lines ) <= self::MAX_LINES ? $lines : array();
 	}
 
 	/**
@@ -140,8 +172,13 @@ class Stammkunde_Cart {
 			return;
 		}
 		echo '<tr class="stammkunde-earn stammkunde-earn-cart"><th>' . esc_html__( 'Points', 'stammkunde' ) . '</th><td>';
-		/* translators: %s: "52 points" */
-		echo esc_html( sprintf( __( 'You earn %s with this cart.', 'stammkunde' ), Stammkunde_Format::points( $estimate['points'] ) ) );
+		if ( ! empty( $estimate['estimate'] ) ) {
+			/* translators: %s: "52 points" (a product rule reads what the app has not looked up yet) */
+			echo esc_html( sprintf( __( 'You earn about %s with this cart.', 'stammkunde' ), Stammkunde_Format::points( $estimate['points'] ) ) );
+		} else {
+			/* translators: %s: "52 points" */
+			echo esc_html( sprintf( __( 'You earn %s with this cart.', 'stammkunde' ), Stammkunde_Format::points( $estimate['points'] ) ) );
+		}
 		if ( null !== $estimate['value_text'] ) {
 			/* translators: %s: "52 points ≈ €0.52" */
 			echo ' <span class="stammkunde-point-value">' . esc_html( sprintf( __( '(%s)', 'stammkunde' ), $estimate['value_text'] ) ) . '</span>';

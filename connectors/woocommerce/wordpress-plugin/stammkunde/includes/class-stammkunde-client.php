@@ -140,7 +140,9 @@ class Stammkunde_Client {
 	 * @param int   $customer_id WordPress user id, 0 for a visitor.
 	 * @param array $amounts     "currency", "subtotal" (the merchandise after discounts, with
 	 *                           tax when the shop's prices include tax) and "tax" (the tax in
-	 *                           it, "0.00" when prices exclude tax), as the app reads an order.
+	 *                           it, "0.00" when prices exclude tax), as the app reads an order;
+	 *                           optionally "lines" (Stammkunde_Cart::cart_lines), so the
+	 *                           program's product rules weigh each line.
 	 * @return int|null
 	 */
 	public function cart_points( $customer_id, array $amounts ) {
@@ -154,18 +156,24 @@ class Stammkunde_Client {
 	 *
 	 * @param int   $customer_id WordPress user id (0 for a visitor).
 	 * @param array $amounts     See cart_points.
-	 * @return array|null array( 'points' => int, 'value_text' => string|null ), or null when the app cannot be asked.
+	 * @return array|null array( 'points' => int, 'estimate' => bool, 'value_text' => string|null ), or
+	 *                    null when the app cannot be asked; "estimate": a product rule reads what
+	 *                    the app has not looked up yet of a line's product (say "about").
 	 */
 	public function cart_estimate( $customer_id, array $amounts ) {
+		$body = array(
+			'customer_id' => $customer_id > 0 ? (string) (int) $customer_id : null,
+			'currency'    => (string) $amounts['currency'],
+			'subtotal'    => (string) $amounts['subtotal'],
+			'tax'         => (string) $amounts['tax'],
+		);
+		if ( ! empty( $amounts['lines'] ) ) {
+			$body['lines'] = array_values( $amounts['lines'] );
+		}
 		$answer = $this->call(
 			'POST',
 			'/cart-points?' . http_build_query( array( 'lang' => Stammkunde_Format::language() ) ),
-			array(
-				'customer_id' => $customer_id > 0 ? (string) (int) $customer_id : null,
-				'currency'    => (string) $amounts['currency'],
-				'subtotal'    => (string) $amounts['subtotal'],
-				'tax'         => (string) $amounts['tax'],
-			)
+			$body
 		);
 		if ( null === $answer ) {
 			return null;
@@ -176,6 +184,7 @@ class Stammkunde_Client {
 		$text = $answer['data']['value_text'] ?? null;
 		return array(
 			'points'     => (int) $answer['data']['points'],
+			'estimate'   => true === ( $answer['data']['estimate'] ?? false ),
 			'value_text' => is_string( $text ) && '' !== $text ? $text : null,
 		);
 	}
