@@ -31,12 +31,12 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _credentials(shop: Shop) -> tuple[dict[str, Any], str | None]:
+def shop_credentials(shop: Shop) -> tuple[dict[str, Any], str | None]:
     """Return (the connector's credentials, None), or ({}, why the shop's API cannot be called)."""
     return shops.api_credentials(shop, config.settings()["ENCRYPTION_KEY"])
 
 
-def _paused(shop: Shop) -> str | None:
+def pause_reason(shop: Shop) -> str | None:
     """Return why calls to the shop wait (its rows stay pending, nothing is lost), or None.
 
     An uninstalled shop, or one whose Shopify grant was refused, gets no calls until the merchant
@@ -68,10 +68,10 @@ def _refreshed(shop_id: int, credentials: dict[str, Any], *, force: bool = False
         raise TransientError(str(exc)) from None
 
 
-def _callable_credentials(shop_id: int, paused: str | None, credentials: dict[str, Any],
+def callable_credentials(shop_id: int, paused: str | None, credentials: dict[str, Any],
                           missing: str | None) -> dict[str, Any] | None:
     """Return the credentials to call the shop with (an expiring token refreshed first), or None
-    when its calls wait: the shop is paused (`_paused`), or the refresh found its grant gone.
+    when its calls wait: the shop is paused (`paused`), or the refresh found its grant gone.
     Credentials that are `missing` come back unchanged, for the caller to fail the row with why.
 
     Raises:
@@ -85,15 +85,15 @@ def _callable_credentials(shop_id: int, paused: str | None, credentials: dict[st
     return _refreshed(shop_id, credentials)
 
 
-class _PausedError(Exception):
-    """The shop's grant is gone: the row waits (see `_paused`)."""
+class PausedError(Exception):
+    """The shop's grant is gone: the row waits (see `pause_reason`)."""
 
 
-def _once_more_after_401(shop_id: int, credentials: dict[str, Any], call: Callable[[dict[str, Any]], T]) -> T:
+def once_more_after_401(shop_id: int, credentials: dict[str, Any], call: Callable[[dict[str, Any]], T]) -> T:
     """Run `call(credentials)`; on a 401 with an expiring token, refresh it once and run it again.
 
     Raises:
-        _PausedError: the refresh found the grant expired or revoked.
+        PausedError: the refresh found the grant expired or revoked.
         UnauthorizedError: the token is refused and cannot be refreshed (or was, and still is).
     """
     try:
@@ -104,7 +104,7 @@ def _once_more_after_401(shop_id: int, credentials: dict[str, Any], call: Callab
         logger.info("token refused; refreshing it once", extra={"shop": shop_id})
         fresh = _refreshed(shop_id, credentials, force=True)
         if fresh is None:
-            raise _PausedError from None
+            raise PausedError from None
         return call(fresh)
 
 
@@ -146,17 +146,17 @@ def issue_code(code_id: int) -> str:
         assert shop is not None
         row.attempts += 1
         spec = spec_from_json(row.spec)
-        platform, shop_id, paused = shop.platform.value, shop.id, _paused(shop)
-        credentials, missing = _credentials(shop)
-    if (credentials := _callable_credentials(shop_id, paused, credentials, missing)) is None:
+        platform, shop_id, paused = shop.platform.value, shop.id, pause_reason(shop)
+        credentials, missing = shop_credentials(shop)
+    if (credentials := callable_credentials(shop_id, paused, credentials, missing)) is None:
         return "paused"
     if missing is not None:
         # No retry can fix this: the merchant has to add the credentials first.
         logger.warning("shop has no usable api credentials", extra={"code_row": code_id, "platform": platform})
         return _fail_code(code_id, missing, why="the code could not be created")
     try:
-        result = _once_more_after_401(shop_id, credentials, lambda creds: _create(platform, creds, spec))
-    except _PausedError:
+        result = once_more_after_401(shop_id, credentials, lambda creds: _create(platform, creds, spec))
+    except PausedError:
         return "paused"
     except (PermanentError, ValueError) as exc:
         # ValueError: the client cannot express this spec (bad stored data); retrying cannot fix it.
@@ -204,10 +204,10 @@ def deactivate_code(code_id: int) -> str:
         shop = session.get(Shop, row.shop_id)
         assert shop is not None
         platform, platform_id, ends_at = shop.platform.value, row.platform_id, row.ends_early_at
-        shop_id, paused = shop.id, _paused(shop)
+        shop_id, paused = shop.id, pause_reason(shop)
         withdraw = row.purpose == BOUNCE_BACK
-        credentials, missing = _credentials(shop)
-    if (credentials := _callable_credentials(shop_id, paused, credentials, missing)) is None:
+        credentials, missing = shop_credentials(shop)
+    if (credentials := callable_credentials(shop_id, paused, credentials, missing)) is None:
         return "paused"
     try:
         if missing is not None:
@@ -275,9 +275,9 @@ def run_order_task(task_id: int) -> str:
         assert shop is not None and order is not None
         task.attempts += 1
         payload, platform, order_id = dict(task.payload), shop.platform.value, order.platform_id
-        shop_id, paused = shop.id, _paused(shop)
-        credentials, missing = _credentials(shop)
-    if (credentials := _callable_credentials(shop_id, paused, credentials, missing)) is None:
+        shop_id, paused = shop.id, pause_reason(shop)
+        credentials, missing = shop_credentials(shop)
+    if (credentials := callable_credentials(shop_id, paused, credentials, missing)) is None:
         return "paused"
     if missing is not None:
         logger.warning("shop has no usable api credentials", extra={"task": task_id, "platform": platform})

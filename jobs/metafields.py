@@ -122,7 +122,7 @@ def sync_metafields(shop_id: int, batch: int = SYNC_BATCH) -> int:
         TransientError, RateLimitedError: Shopify did not answer or asked us to wait (RQ retries).
         PermanentError: Shopify refused the values (the customers stay marked; the job fails).
     """
-    from jobs.codes import _callable_credentials, _credentials, _once_more_after_401, _paused, _PausedError
+    from jobs.codes import PausedError, callable_credentials, once_more_after_401, pause_reason, shop_credentials
 
     now = utcnow()
     with session_scope() as session:
@@ -133,8 +133,8 @@ def sync_metafields(shop_id: int, batch: int = SYNC_BATCH) -> int:
         if granted is not None and METAFIELDS_SCOPE not in granted:
             logger.info("metafields wait for the write_customers scope", extra={"shop": shop_id})
             return 0
-        paused = _paused(shop) if shop.status == ShopStatus.ACTIVE else "uninstalled"
-        credentials, missing = _credentials(shop)
+        paused = pause_reason(shop) if shop.status == ShopStatus.ACTIVE else "uninstalled"
+        credentials, missing = shop_credentials(shop)
         rows = session.scalars(
             select(CustomerMetafields)
             .where(CustomerMetafields.shop_id == shop_id, CustomerMetafields.dirty_since.is_not(None))
@@ -157,7 +157,7 @@ def sync_metafields(shop_id: int, batch: int = SYNC_BATCH) -> int:
         if more:
             enqueue_sync(shop_id)
         return 0
-    if (credentials := _callable_credentials(shop_id, paused, credentials, missing)) is None:
+    if (credentials := callable_credentials(shop_id, paused, credentials, missing)) is None:
         return 0
     if missing is not None:
         logger.warning("shop has no usable api credentials for metafields", extra={"shop": shop_id})
@@ -171,8 +171,8 @@ def sync_metafields(shop_id: int, batch: int = SYNC_BATCH) -> int:
         ]
         try:
             with platform_call("shopify", "set_metafields"):
-                _once_more_after_401(shop_id, credentials, lambda creds, v=values: shopify.set_metafields(creds, v))
-        except _PausedError:
+                once_more_after_401(shop_id, credentials, lambda creds, v=values: shopify.set_metafields(creds, v))
+        except PausedError:
             return written
         with session_scope() as session:
             for customer_id, marked_at, changes, _ in call:

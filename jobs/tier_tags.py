@@ -131,14 +131,14 @@ def _credentials_for(shop_id: int) -> tuple[str, dict[str, Any] | None, str | No
     Raises:
         TransientError: see `jobs.codes._refreshed`.
     """
-    from jobs.codes import _callable_credentials, _credentials, _paused
+    from jobs.codes import callable_credentials, pause_reason, shop_credentials
 
     with session_scope() as session:
         shop = session.get(Shop, shop_id)
         assert shop is not None
-        platform, paused = shop.platform.value, _paused(shop)
-        credentials, missing = _credentials(shop)
-    return platform, _callable_credentials(shop_id, paused, credentials, missing), missing
+        platform, paused = shop.platform.value, pause_reason(shop)
+        credentials, missing = shop_credentials(shop)
+    return platform, callable_credentials(shop_id, paused, credentials, missing), missing
 
 
 def _write_all(shop_id: int, platform: str, credentials: dict[str, Any], writes: list[_Write]) -> int:
@@ -146,9 +146,9 @@ def _write_all(shop_id: int, platform: str, credentials: dict[str, Any], writes:
 
     Raises:
         TransientError, RateLimitedError: the member stays pending with the reason; the rest wait.
-        _PausedError: the shop's grant is gone (see `jobs.codes`).
+        PausedError: the shop's grant is gone (see `jobs.codes`).
     """
-    from jobs.codes import _once_more_after_401
+    from jobs.codes import once_more_after_401
 
     connector = get_connector(platform)
     done = 0
@@ -160,7 +160,7 @@ def _write_all(shop_id: int, platform: str, credentials: dict[str, Any], writes:
 
         try:
             with platform_call(platform, "set_customer_tier"):
-                _once_more_after_401(shop_id, credentials, call)
+                once_more_after_401(shop_id, credentials, call)
         except TransientError as exc:
             _settle(write, error=f"will retry: {exc}", now=now)
             raise
@@ -197,7 +197,7 @@ def sync_tier_tags(shop_id: int, batch: int = SYNC_BATCH) -> int:
     Raises:
         TransientError, RateLimitedError: the shop did not answer or asked us to wait (RQ retries).
     """
-    from jobs.codes import _PausedError
+    from jobs.codes import PausedError
 
     with session_scope() as session:
         shop = session.get(Shop, shop_id)
@@ -216,7 +216,7 @@ def sync_tier_tags(shop_id: int, batch: int = SYNC_BATCH) -> int:
             return 0
         try:
             done = _write_all(shop_id, platform, credentials, writes)
-        except _PausedError:
+        except PausedError:
             return 0
         logger.info("member tiers written to the shop", extra={"shop": shop_id, "count": done})
     else:
@@ -263,7 +263,7 @@ def resync(shop_id: int, *, restart: bool = False, on_page: Callable[[Progress],
         TierSyncError: the shop's calls wait or it has no usable credentials (nothing written).
         TransientError: the shop did not answer; run again to go on.
     """
-    from jobs.codes import _PausedError
+    from jobs.codes import PausedError
 
     name = _cursor_name(shop_id)
     page_size = page_size or RESYNC_PAGE
@@ -301,7 +301,7 @@ def resync(shop_id: int, *, restart: bool = False, on_page: Callable[[Progress],
             except RateLimitedError as exc:
                 sleep(min(max(exc.retry_after or 1.0, 1.0), MAX_RESYNC_WAIT))
                 continue
-            except _PausedError:
+            except PausedError:
                 raise TierSyncError("the shop's grant is gone: the merchant must install the app again") from None
             break
         with session_scope() as session:

@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db import after_commit, insert_row
+from app.loyalty.decide import BOUNCE_BACK
 from app.models import CodeStatus, IssuedCode, Shop, utcnow
 from connectors.types import DiscountSpec
 
@@ -221,9 +222,6 @@ def enqueue_code(code_id: int) -> bool:
     return enqueue_once("codes", "jobs.codes.issue_code", code_id, job_id=f"issue-code-{code_id}", retry=PLATFORM_RETRY)
 
 
-_BOUNCE_BACK = "bounce_back"  # `app.loyalty.decide.BOUNCE_BACK`
-
-
 def withdraw_order_codes(session: Session, shop_id: int, order_id: int, reason: str, now: datetime) -> list[int]:
     """Take back the bounce-back code an order earned, now that the order was cancelled, fully
     refunded or deleted (`reason`): unless it was used or refused, it is marked to be removed
@@ -234,7 +232,7 @@ def withdraw_order_codes(session: Session, shop_id: int, order_id: int, reason: 
     table = IssuedCode.__table__
     stmt = (
         update(table)
-        .where(table.c.shop_id == shop_id, table.c.purpose == _BOUNCE_BACK, table.c.source_key == str(order_id),
+        .where(table.c.shop_id == shop_id, table.c.purpose == BOUNCE_BACK, table.c.source_key == str(order_id),
                table.c.ends_early_at.is_(None), table.c.used_at.is_(None), table.c.status != CodeStatus.FAILED)
         .values(ends_early_at=now, end_reason=reason, updated_at=now)
         .returning(table.c.id)
@@ -257,7 +255,7 @@ def note_used_codes(session: Session, shop_id: int, customer_id: int, order_code
     table = IssuedCode.__table__
     result = session.execute(
         update(table)
-        .where(table.c.shop_id == shop_id, table.c.customer_id == customer_id, table.c.purpose == _BOUNCE_BACK,
+        .where(table.c.shop_id == shop_id, table.c.customer_id == customer_id, table.c.purpose == BOUNCE_BACK,
                func.upper(table.c.code).in_(wanted), table.c.used_at.is_(None))
         .values(used_at=now, updated_at=now)
     )

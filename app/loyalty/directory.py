@@ -103,29 +103,26 @@ class _Sort:
     nullable: bool
     parse: Any  # the cursor's text back to a column value
     id: Any  # the customer id as the column's index holds it (ties are broken by it)
-
-
-def _datetime(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+    of: Any  # a listed row's value of the column (for its cursor)
 
 
 # Every sort is served by an index that starts (shop_id, column, id), so a page reads about as
 # many index entries as it shows, on the first page and the ten-thousandth.
 _SORTS = {
-    "email": _Sort(Customer.email, True, str, Customer.id),
-    "name": _Sort(Customer.last_name, True, str, Customer.id),
-    "available": _Sort(CustomerBalance.available, False, int, CustomerBalance.customer_id),
-    "last_order": _Sort(Customer.last_order_at, True, _datetime, Customer.id),
-    "created": _Sort(Customer.created_at, False, _datetime, Customer.id),
+    "email": _Sort(Customer.email, True, str, Customer.id, lambda row: row.customer.email),
+    "name": _Sort(Customer.last_name, True, str, Customer.id, lambda row: row.customer.last_name),
+    "available": _Sort(CustomerBalance.available, False, int, CustomerBalance.customer_id, lambda row: row.available),
+    "last_order": _Sort(Customer.last_order_at, True, datetime.fromisoformat, Customer.id,
+                        lambda row: row.customer.last_order_at),
+    "created": _Sort(Customer.created_at, False, datetime.fromisoformat, Customer.id,
+                     lambda row: row.customer.created_at),
 }
 SORTS = tuple(_SORTS)
 
 
 def _position(row: Found, sort: _Sort) -> str:
     """The cursor of `row`: "<part>:<id>:<value>", part 0 for rows with a value, 1 for those without."""
-    value = {"email": row.customer.email, "name": row.customer.last_name, "available": row.available,
-             "last_order": row.customer.last_order_at, "created": row.customer.created_at}[
-        next(name for name, s in _SORTS.items() if s is sort)]
+    value = sort.of(row)
     if value is None:
         return f"1:{row.customer.id}:"
     return f"0:{row.customer.id}:{value.isoformat() if isinstance(value, datetime) else value}"

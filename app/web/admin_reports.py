@@ -29,9 +29,8 @@ from app.web.charts import Series, bar_chart, hbar_chart, line_chart
 
 logger = logging.getLogger(__name__)
 
-# The analytics page's periods (app.loyalty.analytics.PERIODS) as the page names them.
-PERIODS: dict[str, tuple[Any, int]] = {"30d": (_l("Last 30 days"), 30), "90d": (_l("Last 90 days"), 90),
-                                       "365d": (_l("Last 12 months"), 365)}
+# The analytics page's periods (their days: app.loyalty.analytics.PERIODS) as the page names them.
+PERIODS: dict[str, Any] = {"30d": _l("Last 30 days"), "90d": _l("Last 90 days"), "365d": _l("Last 12 months")}
 # The campaign chart's title per period.
 CAMPAIGN_TITLES: dict[str, Any] = {
     "30d": _l("Revenue won back per campaign (last 30 days)"),
